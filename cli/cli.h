@@ -1,0 +1,56 @@
+/*
+ * cli.h - what every cwtctl command group shares.
+ *
+ * Exit codes: 0 ok, 1 failed operation or verification, 2 usage or configuration error.
+ * A failing command prints one clear sentence on stderr ("cwtctl: ...") and exits.
+ */
+#ifndef CWT_CLI_H
+#define CWT_CLI_H
+
+#include <stdio.h>
+
+#include "config/config.h"
+
+#define CLI_OK    0
+#define CLI_FAIL  1
+#define CLI_USAGE 2
+
+/* Options every command understands, taken out of argv before dispatch. */
+struct cli_globals {
+    const char *config_path; /* -c FILE, else $CWT_CONFIG, else /etc/cwt/cwtd.conf */
+    int json;                /* --json */
+    int verbose;             /* -v */
+    int tty;                 /* stdout is a terminal (progress lines) */
+};
+
+/* A command group: argv[0] is the group name ("ingest", "bundle", ...). Returns the exit code. */
+typedef int (*cli_cmd_fn)(int argc, char **argv, const struct cli_globals *g);
+
+/* Prints "cwtctl: <message>" on stderr and returns code (for `return cli_error(...)`). */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Loads the site configuration (and, if roster != NULL, its roster). Prints the error and
+ * returns CLI_USAGE on failure, 0 on success. */
+int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cwt_roster *roster);
+
+/* Writes s as a JSON string literal (quotes and escapes included). */
+void cli_json_string(FILE *f, const char *s);
+
+/* Command groups, one file each (cli/cmd_*.c). */
+int cmd_init(int argc, char **argv, const struct cli_globals *g);
+int cmd_ingest(int argc, char **argv, const struct cli_globals *g);
+int cmd_data(int argc, char **argv, const struct cli_globals *g);
+int cmd_key(int argc, char **argv, const struct cli_globals *g);
+int cmd_roster(int argc, char **argv, const struct cli_globals *g);
+int cmd_bundle(int argc, char **argv, const struct cli_globals *g);
+int cmd_chain(int argc, char **argv, const struct cli_globals *g);
+int cmd_audit(int argc, char **argv, const struct cli_globals *g);
+int cmd_train(int argc, char **argv, const struct cli_globals *g);
+int cmd_eval(int argc, char **argv, const struct cli_globals *g);
+int cmd_predict(int argc, char **argv, const struct cli_globals *g);
+int cmd_model(int argc, char **argv, const struct cli_globals *g);
+int cmd_simulate(int argc, char **argv, const struct cli_globals *g);
+/* Daemon control: status, start, pause, resume, resend, stop (cli/cmd_control.c). */
+int cmd_control(int argc, char **argv, const struct cli_globals *g);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * decode.h - image decoding for ingest and predict (cwtctl only; the daemon never decodes).
+ *
+ * PNG (libpng: 8/16-bit, grey/RGB/alpha, palette), JPEG (libjpeg-turbo) and DICOM (DCMTK).
+ * Every decoder refuses images over DECODE_MAX_PIXELS before allocating (decompression
+ * bombs). The result is converted to the federation's channel count and resized to its
+ * input size with an anti-aliased filter (area averaging when shrinking).
+ */
+#ifndef CWT_DECODE_H
+#define CWT_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DECODE_MAX_PIXELS (64u * 1024u * 1024u) /* 64 Mpixel */
+#define DECODE_MAX_FILE   (1024u * 1024u * 1024u)
+
+/* A decoded image, 8-bit, interleaved HWC. pixels is malloc'd; free with decode_free(). */
+struct decoded_image {
+    uint32_t h, w, c; /* c is 1 or 3 */
+    uint8_t *pixels;
+};
+
+/* Decodes a file by content (PNG signature, JPEG SOI, DICOM "DICM" preamble) into 8-bit grey
+ * or RGB. DICOM: rescale slope/intercept, window centre/width when present else min-max,
+ * MONOCHROME1 inverted, first frame. CWT_EDECODE / CWT_ETOOBIG / CWT_EFORMAT with a sentence
+ * in err. */
+int decode_file(const char *path, struct decoded_image *out, char *err, size_t errlen);
+int decode_memory(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
+                  size_t errlen);
+void decode_free(struct decoded_image *img);
+
+/* Converts to c_out channels (grey <-> RGB, ITU-R BT.601 luma) and resizes to h_out x w_out
+ * into out (h_out*w_out*c_out bytes, caller-owned). */
+int image_prepare(const struct decoded_image *in, uint32_t h_out, uint32_t w_out,
+                  uint32_t c_out, uint8_t *out);
+
+#endif

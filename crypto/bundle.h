@@ -1,0 +1,172 @@
+/*
+ * bundle.h - the weight bundle (.cwtb): signed, encrypted model weights that travel from site
+ * to site (DESIGN section 4; byte-level specification in docs/bundle-format.md).
+ *
+ *   "CWTB" | u16 version | u16 flags | u32 header_len | header (TLV)
+ *   | u16 n | n x { recipient key id (8) | crypto_box_seal(content key) (80) }
+ *   | secretstream header (24) | chunks of <= 1 MiB plaintext (+17), the last tagged FINAL
+ *   | signer key id (8) | Ed25519 signature (64) over BLAKE2b-512 of every byte before it
+ *
+ * Integers are little-endian. Encrypt, then sign: an auditor verifies a bundle with public
+ * keys alone. The header bytes are the associated data of every payload chunk, so header
+ * and payload cannot be re-paired. Sealing and opening stream between files in chunks:
+ * memory stays bounded (a few MiB) whatever the payload size.
+ *
+ * Numbering: a roster of n sites visits them in order; hop is the sender's index in the
+ * roster's cycle order (0-based) and sequence = cycle * n + hop, for every kind.
+ *
+ * Rules that differ by kind: cycle and final bundles form the federation's chain (a rising
+ * sequence, each one's parent the bundle it was trained from; only sequence 0 may lack a
+ * parent). ensemble-member bundles are independent models sent to all sites: they arrive in
+ * any order, so only the replay rule (bundle id) applies to them, not the sequence or parent
+ * rules, and they do not move the ledger's last sequence.
+ *
+ * Errors: the CWT_EB_* codes of common/cwt.h, one per acceptance rule, with one sentence in
+ * err naming the field, chunk or site; CWT_EIO / CWT_ENOMEM / CWT_ECRYPTO for local failures;
+ * CWT_EINVAL / CWT_ECONFIG for bad arguments to bundle_seal.
+ */
+#ifndef CWT_BUNDLE_H
+#define CWT_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/cwt.h"
+#include "config/config.h"
+#include "crypto/keys.h"
+
+struct store;
+
+#define BUNDLE_MAGIC       "CWTB"
+#define BUNDLE_VERSION     1
+#define BUNDLE_CHUNK       (1u << 20)      /* plaintext bytes per chunk (the last may be less) */
+#define BUNDLE_HEADER_MAX  16384u          /* bytes of header TLV */
+#define BUNDLE_PAYLOAD_MAX (1ull << 40)    /* 1 TiB of payload */
+/* Smallest possible file: preamble, one recipient entry, an empty FINAL chunk, trailer. */
+#define BUNDLE_MIN_SIZE (12u + 2u + 88u + 24u + 17u + 72u)
+#define BUNDLE_EXT         ".cwtb"
+
+enum bundle_kind {
+    BUNDLE_KIND_CYCLE = 1,           /* one visit's result, to the next site */
+    BUNDLE_KIND_FINAL = 2,           /* the finished model, to every site */
+    BUNDLE_KIND_ENSEMBLE_MEMBER = 3, /* one site's model for an ensemble, to every site */
+};
+
+/* The sender's training summary (header tag 16). Metrics the sender did not measure are NaN;
+ * infinities are refused. */
+struct bundle_summary {
+    double local_epochs;    /* epochs of the visit (fractional for step-based visits) */
+    uint64_t local_steps;   /* optimizer steps of the visit */
+    uint64_t train_samples; /* local training images */
+    uint64_t val_samples;   /* local validation images */
+    double train_loss, train_accuracy;
+    double val_loss, val_accuracy, val_auc;
+};
+
+/* Every header field. bundle_seal's caller fills the logical fields (marked "caller"); seal
+ * fills the rest. All strings are NUL-terminated valid ids (cwt_valid_id). */
+struct bundle_header {
+    uint8_t bundle_id[16];                            /* seal: random */
+    char federation[CWT_ID_MAX + 1];                  /* seal: roster's federation id */
+    uint8_t roster_fp[32];                            /* seal: roster_fingerprint() */
+    char sender[CWT_ID_MAX + 1];                      /* seal: the sender's site id */
+    uint32_t n_recipients;                            /* caller: 1..CWT_MAX_SITES */
+    char recipients[CWT_MAX_SITES][CWT_ID_MAX + 1];   /* caller: roster site ids, distinct */
+    uint8_t kind;                                     /* caller: enum bundle_kind */
+    uint64_t sequence;                                /* seal: cycle * n_sites + hop */
+    uint32_t cycle;                                   /* caller */
+    uint32_t hop;                                     /* caller: the sender's roster index */
+    uint8_t has_parent;                               /* caller: 0 only for sequence 0 */
+    uint8_t parent_hash[32];                          /* caller: bundle_hash_file() of parent */
+    uint8_t model_fp[32];                             /* caller: eng_model_fingerprint() */
+    int64_t created;   /* seal: now, unless the caller set it (non-zero; tests) */
+    int64_t expires;   /* seal: created + recipe.bundle_ttl_days, unless set (non-zero) */
+    uint8_t payload_hash[32];                         /* seal: BLAKE2b-256 of the plaintext */
+    uint64_t payload_len;                             /* seal: plaintext bytes */
+    struct bundle_summary summary;                    /* caller */
+};
+
+/* What verifying or opening found out about a file, besides its header. */
+struct bundle_info {
+    struct bundle_header hdr;
+    uint16_t version, flags;
+    uint64_t file_size;
+    uint8_t file_hash[32];     /* BLAKE2b-256 of the whole file: the next bundle's parent */
+    uint8_t signer_key_id[CWT_KEYID_LEN];
+    int sender_index;          /* sender's index in the roster, -1 when not checked/found */
+    uint32_t n_chunks;         /* payload chunks, FINAL included */
+    uint32_t n_entries;        /* recipient entries */
+    uint8_t entry_key_ids[CWT_MAX_SITES][CWT_KEYID_LEN];
+};
+
+/* Name of a kind ("cycle", "final", "ensemble-member"; "unknown" otherwise) and its inverse
+ * (CWT_EINVAL for an unknown name). */
+const char *bundle_kind_name(uint8_t kind);
+int bundle_kind_parse(const char *name, uint8_t *kind);
+
+/* Seals payload_path (a safetensors file, checked strictly and for finite values first) for
+ * hdr->recipients. sender must hold its secret keys and be in roster with the same key id;
+ * hdr must satisfy the numbering rules above (hop == sender's index, recipients in roster, the
+ * sender not among them unless the roster has one site). Writes out_path as temp file + fsync
+ * + rename + folder fsync; on any failure nothing is left at out_path. *out (may be NULL)
+ * receives the complete header, file hash and size. Does not touch any ledger: record a sent
+ * bundle with bundle_record_sent(). */
+int bundle_seal(const struct site_keys *sender, const struct cwt_roster *roster,
+                const struct bundle_header *hdr, const char *payload_path, const char *out_path,
+                struct bundle_info *out, char *err, size_t errlen);
+
+/* Auditor's check with public keys only: size and framing, magic and version, header syntax,
+ * roster fingerprint, signer in roster and equal to the named sender, signature, then the
+ * header's consistency with the roster (recipients and their key ids, hop, sequence). Returns
+ * 0 or the first failing rule's CWT_EB_* code; *out (may be NULL) is filled as far as parsing
+ * got (always zeroed first). Reads the file once; decrypts nothing. */
+int bundle_verify(const struct cwt_roster *roster, const char *path, struct bundle_info *out,
+                  char *err, size_t errlen);
+/* The same on an open file descriptor (read with pread from offset 0; used by the fuzzer). */
+int bundle_verify_fd(const struct cwt_roster *roster, int fd, struct bundle_info *out,
+                     char *err, size_t errlen);
+
+/* Framing, magic, version and header syntax only, no roster: for `bundle inspect`. */
+int bundle_inspect(const char *path, struct bundle_info *out, char *err, size_t errlen);
+
+/* Opens a bundle addressed to me with every acceptance rule in DESIGN order: bundle_verify's
+ * checks, this site is a recipient, not expired, then (if st != NULL) not a replay, sequence
+ * above the ledger's last, parent consistent with the ledger's bundles, then every chunk
+ * authenticates, payload hash, model fingerprint (if expected_model_fp != NULL), and the
+ * payload is a strict, finite safetensors file. The signature is verified in a first pass
+ * before anything is decrypted. The plaintext goes to a temp file beside payload_out_path
+ * that is renamed into place only after every rule passed; on failure nothing is left there.
+ * The ledger is only read here: call bundle_accept() once the caller has committed whatever
+ * depends on the payload. */
+int bundle_open(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
+                const char *path, const char *payload_out_path,
+                const uint8_t expected_model_fp[32], struct bundle_info *out, char *err,
+                size_t errlen);
+
+/* Records an opened bundle in the ledger as received (one LMDB transaction): its id becomes a
+ * replay, and for cycle/final kinds the federation's last sequence rises to its sequence.
+ * CWT_EB_REPLAY if it was recorded already (e.g. by a concurrent open). */
+int bundle_accept(struct store *st, const struct bundle_info *info);
+
+/* Records a sealed bundle in the ledger as sent (peer = first recipient). */
+int bundle_record_sent(struct store *st, const struct bundle_info *info);
+
+/* BLAKE2b-256 of a whole file (a bundle's hash, the parent field of its successor). */
+int bundle_hash_file(const char *path, uint8_t out[32], char *err, size_t errlen);
+
+/* Header TLV codec (used by seal/verify, by the tests and the fuzzer). encode: CWT_ETOOBIG if
+ * buf is too small, CWT_EINVAL if a field is out of range; *outlen gets the byte count.
+ * decode: strict (known tags only, strictly ascending so each at most once, exact lengths,
+ * every required tag present, valid ids); CWT_EB_HEADER with a sentence in err. */
+int bundle_header_encode(const struct bundle_header *hdr, uint8_t *buf, size_t buflen,
+                         size_t *outlen);
+int bundle_header_decode(const uint8_t *buf, size_t len, struct bundle_header *hdr, char *err,
+                         size_t errlen);
+
+/* Prints every header field and the file facts, as aligned text or (json != 0) one JSON
+ * object without a trailing newline. roster may be NULL (no site names for key ids). */
+void bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_roster *roster,
+                  int json);
+
+#endif

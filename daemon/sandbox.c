@@ -1,0 +1,25 @@
+/*
+ * sandbox.c - composes the mechanisms of sandbox.h: Landlock first (it needs open(O_PATH)
+ * on the allowed paths), seccomp last.
+ */
+#include "daemon/sandbox.h"
+
+#include "common/cwt.h"
+#include "common/log.h"
+
+int sandbox_apply(enum sandbox_role role, const struct sandbox_paths *paths, char *err,
+                  size_t errlen)
+{
+    int rc;
+
+    if (paths != NULL) {
+        rc = sandbox_landlock_apply(paths, err, errlen);
+        if (rc == CWT_EUNSUPPORTED)
+            log_warnx("%s; file access is not confined", err);
+        else if (rc != 0)
+            return rc;
+        else
+            log_debug("landlock: confined to the site's folders");
+    }
+    return sandbox_seccomp_apply(role, err, errlen);
+}

@@ -1,0 +1,119 @@
+/*
+ * vk.h - internal: the engine's Vulkan device, buffers and command recording.
+ *
+ * Not part of the public contract (engine/engine.h); used by the engine's own files, by
+ * tests/engine and by bench/. Every function returns 0 or a negative CWT_E* code.
+ */
+#ifndef CWT_ENGINE_VK_H
+#define CWT_ENGINE_VK_H
+
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#include "engine/engine.h"
+#include "shaders/cwt_spv.h"
+
+#define ENG_BINDINGS    8   /* storage buffers per dispatch (set 0, bindings 0..7) */
+#define ENG_PUSH_BYTES  128 /* push constant block size, the Vulkan minimum guarantee */
+#define ENG_ALIGN       256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
+#define ENG_SETS_PER_POOL 256
+#define ENG_MAX_POOLS   64
+
+/* GEMM kernel shapes (see shaders/gemm.comp). */
+enum eng_gemm_shape { ENG_GEMM_REG = 0, ENG_GEMM_SG, ENG_GEMM_TILE };
+
+struct eng_device {
+    VkInstance instance;
+    VkDebugUtilsMessengerEXT messenger; /* VK_NULL_HANDLE without validation */
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkCommandPool cmd_pool;
+    VkPipelineCache cache;
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout pipe_layout;
+    VkPipeline pipes[CWT_SPV_COUNT]; /* created on first use */
+    VkPhysicalDeviceMemoryProperties mem_props;
+    VkDeviceSize min_ssbo_align;
+    struct eng_device_info info;
+    int is_cpu;
+    enum eng_gemm_shape gemm_shape;
+    uint32_t validation_msgs; /* incremented by the debug messenger callback */
+    int validation;
+    VkBuffer dummy; /* bound to unused binding slots */
+    VkDeviceMemory dummy_mem;
+};
+
+/* A buffer with its own memory. map is non-NULL when the memory is host-visible (always for
+ * staging buffers; also for device buffers on unified-memory devices such as lavapipe). */
+struct eng_buf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    void *map;
+};
+
+/* A range of a buffer: what one shader binding sees. */
+struct eng_tref {
+    VkBuffer buf;
+    VkDeviceSize off;   /* bytes, multiple of ENG_ALIGN */
+    VkDeviceSize bytes; /* 0 = unused binding */
+};
+
+enum eng_mem { ENG_MEM_DEVICE = 0, ENG_MEM_HOST };
+
+/* Creates a buffer of size bytes (storage + transfer src/dst). ENG_MEM_HOST: host-visible,
+ * coherent, mapped. ENG_MEM_DEVICE: device-local, mapped too when it is host-visible.
+ * Release with eng_buf_free(). */
+int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind,
+                   struct eng_buf *out, char *err, size_t errlen);
+void eng_buf_free(struct eng_device *d, struct eng_buf *b);
+
+/* Returns the pipeline for a shader variant, creating it (and compiling it) on first use. */
+int eng_pipeline(struct eng_device *d, enum cwt_spv_id id, VkPipeline *out, char *err,
+                 size_t errlen);
+
+/* A command buffer being recorded, with the descriptor pools its dispatches use. */
+struct eng_rec {
+    struct eng_device *d;
+    VkCommandBuffer cb;
+    VkDescriptorPool pools[ENG_MAX_POOLS];
+    uint32_t npools;
+    uint32_t sets_left; /* in pools[npools - 1] */
+    int failed;         /* first error of a dispatch; eng_rec_end returns it */
+    char err[CWT_ERRLEN];
+};
+
+/* Allocates the command buffer. Release with eng_rec_free(). */
+int eng_rec_init(struct eng_device *d, struct eng_rec *r, char *err, size_t errlen);
+void eng_rec_free(struct eng_rec *r);
+/* Resets (dropping earlier descriptor sets) and begins recording. */
+int eng_rec_begin(struct eng_rec *r, char *err, size_t errlen);
+/* Ends recording; returns the first error of a dispatch recorded since eng_rec_begin. */
+int eng_rec_end(struct eng_rec *r, char *err, size_t errlen);
+/* Records one dispatch of variant id with up to ENG_BINDINGS buffer ranges (unused slots:
+ * bytes == 0), push constants (<= ENG_PUSH_BYTES) and a compute->compute barrier after it.
+ * Errors are remembered in r and reported by eng_rec_end. */
+void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tref *bufs,
+                      uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx,
+                      uint32_t gy, uint32_t gz);
+/* Records a buffer copy followed by a transfer->compute barrier. */
+void eng_rec_copy(struct eng_rec *r, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
+                  VkDeviceSize dst_off, VkDeviceSize bytes);
+
+/* Submits cb signalling fence (reset first); eng_wait waits for it. */
+int eng_submit(struct eng_device *d, VkCommandBuffer cb, VkFence fence);
+int eng_wait(struct eng_device *d, VkFence fence);
+int eng_fence_create(struct eng_device *d, VkFence *out);
+
+/* Records, submits and waits for a finished recording: for tests and one-off work. */
+int eng_rec_run(struct eng_rec *r, char *err, size_t errlen);
+
+/* Rounds up to ENG_ALIGN. */
+static inline VkDeviceSize eng_align(VkDeviceSize x)
+{
+    return (x + ENG_ALIGN - 1) / ENG_ALIGN * ENG_ALIGN;
+}
+
+#endif

@@ -1,0 +1,51 @@
+#version 450
+// reduce.comp - deterministic reductions and layout changes.
+//   OP_ROWSUM    out[i*so] = sum_{j<len} in[i*si + j*sj] (+ out[i*so] when accumulate), summed
+//                in index order by one invocation per output: bias gradients, split-K partials.
+//   OP_TRANSPOSE out[linear index of (i0,i1,i2,i3) in dims d] = in[i0*s0 + i1*s1 + i2*s2 + i3*s3]:
+//                any permutation of up to four axes (flatten, weight transposes).
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 64) in;
+
+BUF_RO(0, src);
+BUF_RW(1, dst);
+
+#if defined(OP_ROWSUM)
+layout(push_constant) uniform PC {
+    uint rows, len, si, sj, so, accumulate;
+} p;
+
+void main()
+{
+    uint i = gl_GlobalInvocationID.x;
+    if (i >= p.rows)
+        return;
+    float s = 0.0;
+    uint base = i * p.si;
+    for (uint j = 0; j < p.len; j++)
+        s += src[base + j * p.sj];
+    if (p.accumulate != 0u)
+        s += dst[i * p.so];
+    dst[i * p.so] = s;
+}
+#else
+layout(push_constant) uniform PC {
+    uint d0, d1, d2, d3;
+    uint s0, s1, s2, s3;
+} p;
+
+void main()
+{
+    uint idx = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * 65535u * 64u;
+    uint total = p.d0 * p.d1 * p.d2 * p.d3;
+    if (idx >= total)
+        return;
+    uint i3 = idx % p.d3, r = idx / p.d3;
+    uint i2 = r % p.d2;
+    r /= p.d2;
+    uint i1 = r % p.d1, i0 = r / p.d1;
+    dst[idx] = src[i0 * p.s0 + i1 * p.s1 + i2 * p.s2 + i3 * p.s3];
+}
+#endif

@@ -1,0 +1,73 @@
+/*
+ * safetensors.h - strict reader and writer for the safetensors format
+ * (https://github.com/huggingface/safetensors): u64 LE header length, a JSON header
+ * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+ * then the raw little-endian tensor bytes.
+ *
+ * The reader is a parser of outside input: the JSON header is bounded (ST_MAX_HEADER), only
+ * known dtypes are accepted, shapes are checked for overflow, offsets must lie in the data
+ * area, must not overlap, must match dtype x shape, and must cover the data area exactly.
+ */
+#ifndef CWT_SAFETENSORS_H
+#define CWT_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ST_MAX_HEADER  (16u << 20) /* 16 MiB of JSON */
+#define ST_MAX_TENSORS 4096
+#define ST_MAX_DIMS    8
+#define ST_NAME_MAX    255
+#define ST_META_MAX    64
+
+enum st_dtype { ST_F32 = 0, ST_F16, ST_BF16, ST_F64, ST_I64, ST_I32, ST_U8, ST_I8, ST_BOOL };
+
+struct st_tensor {
+    char name[ST_NAME_MAX + 1];
+    enum st_dtype dtype;
+    uint32_t ndim;
+    uint64_t shape[ST_MAX_DIMS];
+    uint64_t begin, end; /* offsets relative to the start of the data area */
+};
+
+struct st_meta {
+    char key[64];
+    char value[256];
+};
+
+/* A parsed file: the table of tensors plus a pointer to the data area. */
+struct st_file {
+    uint32_t n;
+    struct st_tensor *tensors; /* n entries, malloc'd */
+    uint32_t n_meta;
+    struct st_meta meta[ST_META_MAX];
+    const uint8_t *data; /* points into the buffer given to st_parse */
+    uint64_t data_len;
+};
+
+/* Size in bytes of one element of dtype. */
+size_t st_dtype_size(enum st_dtype d);
+const char *st_dtype_name(enum st_dtype d);
+
+/* Parses a safetensors image held in memory. On success *f refers into buf (keep buf alive)
+ * and must be released with st_free(). CWT_EFORMAT / CWT_ETOOBIG with a sentence in err. */
+int st_parse(const uint8_t *buf, size_t len, struct st_file *f, char *err, size_t errlen);
+void st_free(struct st_file *f);
+
+/* Index of the tensor with this name, or -1. */
+int st_find(const struct st_file *f, const char *name);
+
+/* Checks every F32/F64 tensor for NaN/Inf. CWT_ENUMERIC names the tensor in err. */
+int st_check_finite(const struct st_file *f, char *err, size_t errlen);
+
+/* Writer: collect tensors, then serialise. Tensor data is copied on st_writer_add. */
+struct st_writer;
+int st_writer_new(struct st_writer **out);
+int st_writer_meta(struct st_writer *w, const char *key, const char *value);
+int st_writer_add(struct st_writer *w, const char *name, enum st_dtype dtype, uint32_t ndim,
+                  const uint64_t *shape, const void *data);
+/* Serialises into a malloc'd buffer (*out, caller frees). Tensors are sorted by name. */
+int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *outlen);
+void st_writer_free(struct st_writer *w);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * store.h - the site store: one LMDB environment per site (DESIGN section 7).
+ *
+ * Named databases:
+ *   images   image id (u64 big-endian) -> struct store_image_hdr + H*W*C uint8 pixels (HWC)
+ *   index    split(1) | label(4, BE) | id(8, BE) -> empty (ordered listing per split/label)
+ *   sources  BLAKE2b-256 of the source file's bytes -> image id (idempotent ingest)
+ *   meta     string key -> value (input shape, counters, normalisation stats ...)
+ *   models   checkpoint name -> checkpoint record (store_models.c)
+ *   ledger   bundle records and last sequence per federation (store_ledger.c)
+ *   audit    u64 sequence (BE) -> hash-chained audit record (store_audit.c)
+ *
+ * Lifetimes: a struct store is used by one thread. Pointers returned by read functions
+ * point into the LMDB map and stay valid until the matching store_read_end().
+ */
+#ifndef CWT_STORE_H
+#define CWT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cwt.h"
+
+struct store;
+
+enum store_split { STORE_TRAIN = 0, STORE_VAL = 1, STORE_TEST = 2, STORE_NSPLITS = 3 };
+
+#define STORE_RDONLY 0x1 /* open read-only (cwtctl while cwtd runs, auditors) */
+#define STORE_CREATE 0x2 /* create the folder and environment if missing */
+
+/* Header stored in front of every image's pixels (little-endian on disk). */
+struct store_image_hdr {
+    uint32_t label;
+    uint8_t split;     /* enum store_split */
+    uint8_t reserved[3];
+    uint16_t h, w, c;  /* equal to the store's input shape */
+    uint16_t reserved2;
+    uint8_t source_hash[32];
+};
+
+/* Opens (or with STORE_CREATE creates) the environment in dir. map_bytes is the LMDB map
+ * size (0 = default 16 GiB). *out must be released with store_close(). */
+int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **out, char *err,
+               size_t errlen);
+void store_close(struct store *st);
+
+/* Name of a split ("train", "val", "test") and its inverse (CWT_EINVAL if unknown). */
+const char *store_split_name(enum store_split s);
+int store_split_parse(const char *name, enum store_split *out);
+
+/* The store's input shape. Set once (first ingest or init); store_set_shape on a store with a
+ * different shape fails with CWT_ESTATE. */
+int store_set_shape(struct store *st, uint32_t h, uint32_t w, uint32_t c);
+int store_get_shape(struct store *st, uint32_t *h, uint32_t *w, uint32_t *c);
+
+/* --- writing images, in batches (one LMDB write transaction each) --- */
+
+struct store_batch;
+/* Begins a write batch. Only one batch may be open per store. */
+int store_batch_begin(struct store *st, struct store_batch **out);
+/* Adds one image (pixels: h*w*c bytes, HWC). Fails with CWT_EDUPLICATE if an image with the
+ * same source hash exists (already committed or earlier in this batch). *id_out may be NULL. */
+int store_put_image(struct store_batch *b, const struct store_image_hdr *hdr,
+                    const uint8_t *pixels, uint64_t *id_out);
+/* Commits (all images become visible at once) or aborts. Both free the batch. */
+int store_batch_commit(struct store_batch *b);
+void store_batch_abort(struct store_batch *b);
+
+/* Returns 1 if a source with this content hash was ingested, 0 if not, <0 on error. */
+int store_has_source(struct store *st, const uint8_t hash[32]);
+
+/* --- reading images --- */
+
+/* Starts a read snapshot; required around store_get_image / store_list. Nested calls are
+ * not allowed. */
+int store_read_begin(struct store *st);
+void store_read_end(struct store *st);
+/* Image by id; *pixels points into the map (valid until store_read_end). */
+int store_get_image(struct store *st, uint64_t id, struct store_image_hdr *hdr,
+                    const uint8_t **pixels);
+/* Ids of every image in a split (all labels), ascending. *ids is malloc'd; caller frees. */
+int store_list(struct store *st, enum store_split split, uint64_t **ids, size_t *n);
+/* Ids of one split and label. */
+int store_list_label(struct store *st, enum store_split split, uint32_t label, uint64_t **ids,
+                     size_t *n);
+
+/* Counts per split and label (counts[split][label], labels < max_labels). */
+int store_counts(struct store *st, uint32_t max_labels, uint64_t (*counts)[CWT_MAX_CLASSES]);
+
+/* Bytes the environment uses on disk. */
+int store_disk_bytes(struct store *st, uint64_t *out);
+
+/* --- meta --- */
+
+/* Copies the value of key into buf (at most buflen bytes), length in *len. CWT_ENOENT if
+ * absent, CWT_ETOOBIG if buf is too small. */
+int store_meta_get(struct store *st, const char *key, void *buf, size_t buflen, size_t *len);
+int store_meta_put(struct store *st, const char *key, const void *val, size_t len);
+
+/* --- models: checkpoints (store_models.c) --- */
+
+/* Stores a checkpoint blob under name, atomically replacing the previous one. */
+int store_model_put(struct store *st, const char *name, const void *blob, size_t len);
+/* Copies a checkpoint into a malloc'd buffer (*blob, caller frees). CWT_ENOENT if absent. */
+int store_model_get(struct store *st, const char *name, uint8_t **blob, size_t *len);
+int store_model_del(struct store *st, const char *name);
+
+/* --- ledger: bundles accepted and sent (store_ledger.c) --- */
+
+struct ledger_entry {
+    uint8_t bundle_id[16];
+    uint8_t bundle_hash[32]; /* BLAKE2b-256 of the whole file */
+    char federation[CWT_ID_MAX + 1];
+    char peer[CWT_ID_MAX + 1]; /* sender (received) or first recipient (sent) */
+    uint64_t sequence;
+    uint32_t cycle, hop;
+    uint8_t kind;     /* bundle kind code */
+    uint8_t outgoing; /* 1 sent, 0 received */
+    int64_t time;
+};
+
+/* Records a bundle. CWT_EB_REPLAY if its id is recorded already. For received bundles the
+ * federation's last accepted sequence rises to entry->sequence. */
+int ledger_record(struct store *st, const struct ledger_entry *e);
+/* Looks a bundle up by id. CWT_ENOENT if unknown. */
+int ledger_lookup(struct store *st, const uint8_t bundle_id[16], struct ledger_entry *out);
+/* Highest accepted sequence for a federation (0 and CWT_ENOENT if none) and the hash of the
+ * bundle that carried it (the chain head this site knows). */
+int ledger_last(struct store *st, const char *federation, uint64_t *sequence,
+                uint8_t head_hash[32]);
+/* Every entry, oldest first. *out malloc'd; caller frees. */
+int ledger_list(struct store *st, struct ledger_entry **out, size_t *n);
+
+/* --- audit: hash-chained records (store_audit.c) --- */
+
+struct audit_record {
+    uint64_t seq;
+    int64_t time;
+    char event[32];    /* "key-load", "bundle-sealed", "bundle-opened", "bundle-rejected",
+                          "ingest", "config-change", ... */
+    char details[512]; /* one line, no newline */
+    uint8_t prev_hash[32];
+    uint8_t hash[32]; /* BLAKE2b-256(seq | time | event | details | prev_hash) */
+};
+
+/* Appends a record (seq and hashes filled in). The write is its own transaction. */
+int audit_append(struct store *st, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* All records, oldest first. *out malloc'd; caller frees. */
+int audit_list(struct store *st, struct audit_record **out, size_t *n);
+/* Recomputes the chain. 0 if intact; CWT_EFORMAT with the first bad sequence in err. */
+int audit_verify(struct store *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * store_internal.h - what the store's backends (store.c, store_models.c, store_ledger.c,
+ * store_audit.c) share. Not part of the public contract: only storage/*.c include it.
+ *
+ * Transactions: the environment is opened with MDB_NOTLS, so a read snapshot held between
+ * store_read_begin() and store_read_end() may coexist with short read or write transactions
+ * that a backend opens itself in the same thread. LMDB allows one write transaction at a time
+ * per environment; a backend must not open a write transaction while a store_batch is open
+ * on the same struct store (it would deadlock against itself) - store_txn_begin() refuses
+ * that with CWT_ESTATE.
+ */
+#ifndef CWT_STORE_INTERNAL_H
+#define CWT_STORE_INTERNAL_H
+
+#include <limits.h>
+#include <lmdb.h>
+
+#include "storage/store.h"
+
+#define STORE_DEFAULT_MAP_BYTES (16ull << 30)
+#define STORE_MAX_DBS           7
+
+struct store {
+    MDB_env *env;
+    MDB_dbi images;  /* u64 BE id -> struct store_image_hdr (LE) + pixels */
+    MDB_dbi index;   /* split | label BE | id BE -> empty */
+    MDB_dbi sources; /* 32-byte content hash -> u64 BE id */
+    MDB_dbi meta;    /* string key -> value */
+    MDB_dbi models;  /* store_models.c */
+    MDB_dbi ledger;  /* store_ledger.c */
+    MDB_dbi audit;   /* store_audit.c */
+    int flags;       /* STORE_RDONLY / STORE_CREATE as opened */
+    char dir[PATH_MAX];
+    MDB_txn *snapshot;         /* open between store_read_begin and store_read_end */
+    struct store_batch *batch; /* the open write batch, if any */
+};
+
+/* Begins a transaction on st. rdonly != 0 gives a read snapshot (MDB_RDONLY); rdonly == 0 a
+ * write transaction, which fails with CWT_EPERM on a store opened STORE_RDONLY and with
+ * CWT_ESTATE while a store_batch is open. The caller ends it with mdb_txn_abort() or
+ * store_txn_commit(). Other failures: CWT_ESTORE. */
+int store_txn_begin(struct store *st, int rdonly, MDB_txn **txn);
+
+/* Commits txn (which is freed in every case). Returns 0 or the mapped error. */
+int store_txn_commit(MDB_txn *txn);
+
+/* Maps an LMDB return code to a CWT_E* code: MDB_SUCCESS -> 0, MDB_NOTFOUND -> CWT_ENOENT,
+ * MDB_KEYEXIST -> CWT_EEXIST, MDB_MAP_FULL -> CWT_ETOOBIG (the store reached its map size),
+ * ENOMEM -> CWT_ENOMEM, EACCES/EROFS -> CWT_EPERM, anything else -> CWT_ESTORE. */
+int store_mdb_err(int mdb_rc);
+
+/* Big-endian u64/u32 keys, so that LMDB's byte order is numeric order. */
+void store_be64(uint8_t out[8], uint64_t v);
+uint64_t store_rd_be64(const uint8_t in[8]);
+void store_be32(uint8_t out[4], uint32_t v);
+uint32_t store_rd_be32(const uint8_t in[4]);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * store_models.c - the `models` database: checkpoint name -> checkpoint blob.
+ *
+ * A blob is an opaque byte string (the training driver stores safetensors images). Each put
+ * is its own write transaction, so a checkpoint is replaced atomically and survives a crash
+ * once store_model_put returns.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/store_internal.h"
+
+/* Names are short printable identifiers; bounding them keeps keys well under LMDB's limit. */
+#define STORE_MODEL_NAME_MAX 128
+
+static int model_key(const char *name, MDB_val *key)
+{
+    size_t len;
+
+    if (name == NULL)
+        return CWT_EINVAL;
+    len = strnlen(name, STORE_MODEL_NAME_MAX + 1);
+    if (len == 0 || len > STORE_MODEL_NAME_MAX)
+        return CWT_EINVAL;
+    key->mv_data = (void *)name;
+    key->mv_size = len;
+    return 0;
+}
+
+int store_model_put(struct store *st, const char *name, const void *blob, size_t len)
+{
+    MDB_txn *txn;
+    MDB_val key, val;
+    int rc;
+
+    if (st == NULL || (blob == NULL && len > 0))
+        return CWT_EINVAL;
+    if ((rc = model_key(name, &key)) != 0)
+        return rc;
+    if ((rc = store_txn_begin(st, 0, &txn)) != 0)
+        return rc;
+    val.mv_data = (void *)blob;
+    val.mv_size = len;
+    rc = mdb_put(txn, st->models, &key, &val, 0);
+    if (rc != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc);
+    }
+    return store_txn_commit(txn);
+}
+
+int store_model_get(struct store *st, const char *name, uint8_t **blob, size_t *len)
+{
+    MDB_txn *txn;
+    MDB_val key, val;
+    uint8_t *copy;
+    int rc;
+
+    if (st == NULL || blob == NULL || len == NULL)
+        return CWT_EINVAL;
+    *blob = NULL;
+    *len = 0;
+    if ((rc = model_key(name, &key)) != 0)
+        return rc;
+    if ((rc = store_txn_begin(st, 1, &txn)) != 0)
+        return rc;
+    rc = mdb_get(txn, st->models, &key, &val);
+    if (rc != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc);
+    }
+    /* One extra byte so that an empty blob still gets a non-NULL buffer. */
+    copy = malloc(val.mv_size + 1);
+    if (copy == NULL) {
+        mdb_txn_abort(txn);
+        return CWT_ENOMEM;
+    }
+    memcpy(copy, val.mv_data, val.mv_size);
+    mdb_txn_abort(txn);
+    *blob = copy;
+    *len = val.mv_size;
+    return 0;
+}
+
+int store_model_del(struct store *st, const char *name)
+{
+    MDB_txn *txn;
+    MDB_val key;
+    int rc;
+
+    if (st == NULL)
+        return CWT_EINVAL;
+    if ((rc = model_key(name, &key)) != 0)
+        return rc;
+    if ((rc = store_txn_begin(st, 0, &txn)) != 0)
+        return rc;
+    rc = mdb_del(txn, st->models, &key, NULL);
+    if (rc != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc);
+    }
+    return store_txn_commit(txn);
+}
