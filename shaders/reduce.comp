@@ -38,7 +38,7 @@ layout(push_constant) uniform PC {
 
 void main()
 {
-    uint idx = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * 65535u * 64u;
+    uint idx = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
     uint total = p.d0 * p.d1 * p.d2 * p.d3;
     if (idx >= total)
         return;

@@ -1,6 +1,6 @@
 /*
  * store_internal.h - what the store's backends (store.c, store_models.c, store_ledger.c,
- * store_audit.c) share. Not part of the public contract: only storage/*.c include it.
+ * store_audit.c) share. Not part of the public contract: only the storage sources include it.
  *
  * Transactions: the environment is opened with MDB_NOTLS, so a read snapshot held between
  * store_read_begin() and store_read_end() may coexist with short read or write transactions
