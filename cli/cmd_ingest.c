@@ -1,9 +1,202 @@
-/* Placeholder: 'cwtctl ingest' is being built (see the open issues). */
+/*
+ * cmd_ingest.c - `cwtctl ingest`: load images and labels into the site store.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "cli/ingest.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cwtctl ingest [OPTIONS] FILE.csv\n"
+            "       cwtctl ingest [OPTIONS] DIR\n"
+            "       cwtctl ingest [OPTIONS] IMAGES-idx3-ubyte[.gz] LABELS-idx1-ubyte[.gz]\n\n"
+            "  FILE.csv   header 'path,label[,split]', paths relative to the CSV's folder\n"
+            "  DIR        one sub-folder per class, named by class name or index\n\n"
+            "Options:\n"
+            "  --split train|val|test    the split of every image (a CSV's column wins)\n"
+            "  --val-fraction F          stratified seeded split: this share of each class\n"
+            "  --test-fraction F           to val and test, the rest to train\n"
+            "  --seed N                  seed of the stratified split (default: the "
+            "recipe's)\n"
+            "  --batch N                 images per committed batch (default %d)\n\n"
+            "Exit status: 0 all stored or skipped as duplicates, 1 something was rejected "
+            "or failed, 2 usage or configuration error.\n",
+            INGEST_BATCH_DEFAULT);
+}
+
+/* Replaces what would break an audit record's one line. */
+static void one_line(char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
+static void print_summary(const struct ingest_summary *s, const struct cli_globals *g)
+{
+    double rate = s->seconds > 0 ? (double)s->ingested / s->seconds : 0.0;
+
+    if (g->json) {
+        int first = 1;
+        printf("{\"items\": %llu, \"ingested\": %llu, \"duplicates\": %llu, \"rejected\": %llu, "
+               "\"reasons\": {",
+               (unsigned long long)s->items, (unsigned long long)s->ingested,
+               (unsigned long long)s->duplicates, (unsigned long long)s->rejected);
+        for (int r = 0; r < INGEST_NREASONS; r++) {
+            if (s->reasons[r] == 0)
+                continue;
+            printf("%s", first ? "" : ", ");
+            cli_json_string(stdout, ingest_reason_text((enum ingest_reason)r));
+            printf(": %llu", (unsigned long long)s->reasons[r]);
+            first = 0;
+        }
+        printf("}, \"seconds\": %.3f}\n", s->seconds);
+        return;
+    }
+    printf("ingested %llu, skipped as duplicate %llu, rejected %llu (%llu items in %.1f s, "
+           "%.0f images/s)\n",
+           (unsigned long long)s->ingested, (unsigned long long)s->duplicates,
+           (unsigned long long)s->rejected, (unsigned long long)s->items, s->seconds, rate);
+    for (int r = 0; r < INGEST_NREASONS; r++)
+        if (s->reasons[r] > 0)
+            printf("  rejected: %llu %s\n", (unsigned long long)s->reasons[r],
+                   ingest_reason_text((enum ingest_reason)r));
+}
 
 int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
 {
-    (void)argc;
-    (void)g;
-    return cli_error(CLI_FAIL, "'%s' is not available in this build yet", argv[0]);
+    static const struct option longopts[] = {
+        {"split", required_argument, NULL, 's'},
+        {"val-fraction", required_argument, NULL, 'V'},
+        {"test-fraction", required_argument, NULL, 'T'},
+        {"seed", required_argument, NULL, 'S'},
+        {"batch", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct ingest_options opt = {0};
+    struct ingest_summary sum;
+    struct cwt_config cfg;
+    struct cwt_roster *roster = NULL;
+    struct store *st = NULL;
+    char err[CWT_ERRLEN], source[256];
+    int have_split = 0, have_frac = 0, have_seed = 0, ch, rc, code;
+    int64_t num;
+
+    optind = 0;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            if (store_split_parse(optarg, &opt.split) != 0)
+                return cli_error(CLI_USAGE, "--split must be train, val or test, not '%s'", optarg);
+            have_split = 1;
+            break;
+        case 'V':
+        case 'T':
+            if (cwt_parse_double(optarg, 0.0, 0.999999,
+                                 ch == 'V' ? &opt.val_fraction : &opt.test_fraction) != 0)
+                return cli_error(CLI_USAGE, "--%s must be a number in [0, 1), not '%s'",
+                                 ch == 'V' ? "val-fraction" : "test-fraction", optarg);
+            have_frac = 1;
+            break;
+        case 'S':
+            if (cwt_parse_i64(optarg, 0, INT64_MAX, &num) != 0)
+                return cli_error(CLI_USAGE, "--seed must be a non-negative integer, not '%s'",
+                                 optarg);
+            opt.seed = (uint64_t)num;
+            have_seed = 1;
+            break;
+        case 'b':
+            if (cwt_parse_i64(optarg, 1, 1000000, &num) != 0)
+                return cli_error(CLI_USAGE, "--batch must be an integer in 1..1000000");
+            opt.batch_images = (uint32_t)num;
+            break;
+        case 'h':
+            usage(stdout);
+            return CLI_OK;
+        default:
+            usage(stderr);
+            return cli_error(CLI_USAGE, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (have_split && have_frac)
+        return cli_error(CLI_USAGE, "use either --split or --val-fraction/--test-fraction");
+    if (have_seed && !have_frac)
+        return cli_error(CLI_USAGE, "--seed needs --val-fraction or --test-fraction");
+    if (opt.val_fraction + opt.test_fraction >= 1.0)
+        return cli_error(CLI_USAGE, "--val-fraction and --test-fraction must sum to less "
+                                    "than 1");
+    if (argc - optind < 1 || argc - optind > 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+
+    roster = malloc(sizeof(*roster));
+    if (roster == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    rc = cli_load_site(g, &cfg, roster);
+    if (rc != 0) {
+        free(roster);
+        return rc;
+    }
+    if (have_frac) {
+        opt.split_mode = INGEST_SPLIT_STRATIFIED;
+        if (!have_seed)
+            opt.seed = roster->recipe.seed;
+    } else if (have_split) {
+        opt.split_mode = INGEST_SPLIT_FIXED;
+    }
+    opt.progress = g->tty;
+    opt.report = stderr;
+
+    rc = store_open(cfg.store_dir, STORE_CREATE, cfg.store_max_bytes, &st, err, sizeof(err));
+    if (rc != 0) {
+        free(roster);
+        return cli_error(CLI_FAIL, "%s", err);
+    }
+    rc =
+        store_set_shape(st, roster->recipe.input_h, roster->recipe.input_w, roster->recipe.input_c);
+    if (rc != 0) {
+        uint32_t h = 0, w = 0, c = 0;
+        (void)store_get_shape(st, &h, &w, &c);
+        code = rc == CWT_ESTATE
+                   ? cli_error(CLI_USAGE,
+                               "the store holds %ux%ux%u images but the roster's recipe says "
+                               "%ux%ux%u",
+                               h, w, c, roster->recipe.input_h, roster->recipe.input_w,
+                               roster->recipe.input_c)
+                   : cli_error(CLI_USAGE, "the recipe's input %ux%ux%u cannot be stored: %s",
+                               roster->recipe.input_h, roster->recipe.input_w,
+                               roster->recipe.input_c, cwt_strerror(rc));
+        goto out;
+    }
+
+    rc = ingest_run(st, &roster->recipe, (const char *const *)argv + optind, argc - optind, &opt,
+                    &sum, err, sizeof(err));
+    if (rc == CWT_EINVAL) {
+        code = cli_error(CLI_USAGE, "%s", err);
+        goto out;
+    }
+    print_summary(&sum, g);
+    snprintf(source, sizeof(source), "%s%s%s", argv[optind], argc - optind == 2 ? " " : "",
+             argc - optind == 2 ? argv[optind + 1] : "");
+    one_line(source);
+    if (audit_append(st, "ingest", "source=%s ingested=%llu duplicates=%llu rejected=%llu%s",
+                     source, (unsigned long long)sum.ingested, (unsigned long long)sum.duplicates,
+                     (unsigned long long)sum.rejected, rc != 0 ? " incomplete" : "") != 0)
+        fprintf(stderr, "cwtctl: warning: the ingest could not be recorded in the audit log\n");
+    if (rc != 0)
+        code = cli_error(CLI_FAIL, "%s", err);
+    else
+        code = sum.rejected > 0 ? CLI_FAIL : CLI_OK;
+out:
+    store_close(st);
+    free(roster);
+    return code;
 }

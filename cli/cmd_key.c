@@ -1,9 +1,95 @@
-/* Placeholder: 'cwtctl key' is being built (see the open issues). */
+/*
+ * cmd_key.c - `cwtctl key`: this site's public key line and key id, and a check of its key
+ * files.
+ */
+#include <stdio.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "crypto/keys.h"
+#include "storage/store.h"
+
+static void key_usage(FILE *f)
+{
+    fprintf(f, "usage: cwtctl key show [--json]\n"
+               "       cwtctl key check\n\n"
+               "show   prints the site's public key line (give it to the other sites and the\n"
+               "       auditors) and its key id; it reads only keys/site.pub.\n"
+               "check  loads the secret keys: refuses files readable by others and checks that\n"
+               "       they belong to keys/site.pub. The load is recorded in the audit log.\n");
+}
+
+static int key_show(const struct cwt_config *cfg, const struct cli_globals *g)
+{
+    char err[CWT_ERRLEN], line[CWT_KEYLINE_MAX + 1], id[2 * CWT_KEYID_LEN + 1];
+    struct site_keys k;
+
+    if (keys_load_public(cfg->keys_dir, &k, err, sizeof(err)) != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    if (keyline_format(k.site_id, k.sign_pk, k.box_pk, line, sizeof(line), NULL) != 0)
+        return cli_error(CLI_FAIL, "cannot format the key line of %s", k.site_id);
+    keys_id_hex(k.key_id, id);
+    if (g->json) {
+        printf("{\"site_id\": ");
+        cli_json_string(stdout, k.site_id);
+        printf(", \"key_line\": ");
+        cli_json_string(stdout, line);
+        printf(", \"key_id\": \"%s\"}\n", id);
+    } else {
+        /* The key line comes first and alone, so `cwtctl key show | head -n 1` pastes it. */
+        printf("%s\nkey id: %s\n", line, id);
+    }
+    return CLI_OK;
+}
+
+static int key_check(const struct cwt_config *cfg, const struct cli_globals *g)
+{
+    char err[CWT_ERRLEN], id[2 * CWT_KEYID_LEN + 1];
+    struct store *st = NULL;
+    struct site_keys k;
+    int rc;
+
+    /* The store first: a key load that cannot be audited does not happen. */
+    if (store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &st, err, sizeof(err)) != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    rc = keys_load(cfg->keys_dir, &k, err, sizeof(err));
+    if (rc != 0) {
+        (void)audit_append(st, "key-load-refused", "%s", err);
+        store_close(st);
+        return cli_error(CLI_FAIL, "%s", err);
+    }
+    rc = keys_audit_load(st, &k, "key check");
+    keys_free(&k);
+    store_close(st);
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "the key load could not be written to the audit log: %s",
+                         cwt_strerror(rc));
+    keys_id_hex(k.key_id, id);
+    if (g->json) {
+        printf("{\"site_id\": ");
+        cli_json_string(stdout, k.site_id);
+        printf(", \"key_id\": \"%s\", \"ok\": true}\n", id);
+    } else {
+        printf("keys of %s (key id %s) are in order: secret files private, pairs matching\n",
+               k.site_id, id);
+    }
+    return CLI_OK;
+}
 
 int cmd_key(int argc, char **argv, const struct cli_globals *g)
 {
-    (void)argc;
-    (void)g;
-    return cli_error(CLI_FAIL, "'%s' is not available in this build yet", argv[0]);
+    struct cwt_config cfg;
+    int rc;
+
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        key_usage(stdout);
+        return CLI_OK;
+    }
+    if (argc != 2 || (strcmp(argv[1], "show") != 0 && strcmp(argv[1], "check") != 0)) {
+        key_usage(stderr);
+        return CLI_USAGE;
+    }
+    if ((rc = cli_load_site(g, &cfg, NULL)) != 0)
+        return rc;
+    return strcmp(argv[1], "show") == 0 ? key_show(&cfg, g) : key_check(&cfg, g);
 }

@@ -1,9 +1,237 @@
-/* Placeholder: 'cwtctl simulate' is being built (see the open issues). */
+/*
+ * cmd_simulate.c - `cwtctl simulate`: the CWT experiment with virtual institutions built from
+ * this site's store (docs/simulate.md).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "cli/sim.h"
+#include "common/fileio.h"
+#include "storage/store.h"
+
+#define DEFAULT_OUT "simulate-out"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cwtctl simulate [-c SITE/cwtd.conf] --sites N [--partition P]\n"
+            "                       [--heuristics LIST] [--visits LIST] [--budget E]\n"
+            "                       [--seeds S] [--through-bundles] [--out DIR] [--json]\n"
+            "                       [--plus MODS] [--max-train N] [--max-val N] [--max-test N]\n"
+            "\n"
+            "Divides the store's train and val splits among N virtual institutions and trains\n"
+            "the roster's model with each heuristic on the same budget; test stays pooled.\n"
+            "\n"
+            "  --sites N          virtual institutions (1-%d)\n"
+            "  --partition P      iid (default), label-skew:ALPHA, size-skew:W1,...,WN\n"
+            "  --heuristics LIST  of central,single,ensemble,swt,cwt,cwt+ (default: all)\n"
+            "  --visits LIST      cwt/cwt+ visit lengths in local epochs (default 1)\n"
+            "  --budget E         epochs of the pooled training data (default: recipe epochs);\n"
+            "                     every heuristic gets round(E * ceil(N_train / batch)) steps\n"
+            "  --seeds S          repetitions with seeds recipe.seed .. recipe.seed+S-1\n"
+            "  --through-bundles  every swt/cwt hand-over is a sealed, verified, opened .cwtb\n"
+            "  --out DIR          results.csv, results.json, table.txt, *.svg (default %s)\n"
+            "  --plus MODS        cwt+ modifications: all (default) or a list of\n"
+            "                     proportional,loss,sampling,clr\n"
+            "  --max-train N      use a fixed random subset of at most N images of a split\n"
+            "  --max-val N, --max-test N\n",
+            CWT_MAX_SITES, DEFAULT_OUT);
+}
+
+static int parse_count(const char *opt, const char *arg, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (cwt_parse_i64(arg, lo, hi, out) != 0)
+        return cli_error(CLI_USAGE, "%s %s: expected a whole number from %lld to %lld", opt, arg,
+                         (long long)lo, (long long)hi);
+    return 0;
+}
 
 int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
 {
-    (void)argc;
-    (void)g;
-    return cli_error(CLI_FAIL, "'%s' is not available in this build yet", argv[0]);
+    enum {
+        OPT_SITES = 256,
+        OPT_PARTITION,
+        OPT_HEUR,
+        OPT_VISITS,
+        OPT_BUDGET,
+        OPT_SEEDS,
+        OPT_BUNDLES,
+        OPT_OUT,
+        OPT_PLUS,
+        OPT_MAX_TRAIN,
+        OPT_MAX_VAL,
+        OPT_MAX_TEST,
+        OPT_HELP
+    };
+    static const struct option opts[] = {
+        {"sites", required_argument, NULL, OPT_SITES},
+        {"partition", required_argument, NULL, OPT_PARTITION},
+        {"heuristics", required_argument, NULL, OPT_HEUR},
+        {"visits", required_argument, NULL, OPT_VISITS},
+        {"budget", required_argument, NULL, OPT_BUDGET},
+        {"seeds", required_argument, NULL, OPT_SEEDS},
+        {"through-bundles", no_argument, NULL, OPT_BUNDLES},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"plus", required_argument, NULL, OPT_PLUS},
+        {"max-train", required_argument, NULL, OPT_MAX_TRAIN},
+        {"max-val", required_argument, NULL, OPT_MAX_VAL},
+        {"max-test", required_argument, NULL, OPT_MAX_TEST},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *partition = "iid", *heuristics = "central,single,ensemble,swt,cwt,cwt+";
+    const char *visits = "1", *plus = "all";
+    struct sim_setup s;
+    struct sim_report rep;
+    struct cwt_config *cfg = NULL;
+    struct cwt_roster *roster = NULL;
+    struct store *st = NULL;
+    struct eng_device *dev = NULL;
+    char err[CWT_ERRLEN];
+    int64_t v;
+    int have_budget = 0, rc, opt;
+
+    memset(&s, 0, sizeof(s));
+    memset(&rep, 0, sizeof(rep));
+    s.n_seeds = 1;
+    s.out_dir = DEFAULT_OUT;
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_SITES:
+            if (parse_count("--sites", optarg, 1, CWT_MAX_SITES, &v) != 0)
+                return CLI_USAGE;
+            s.sites = (uint32_t)v;
+            break;
+        case OPT_PARTITION:
+            partition = optarg;
+            break;
+        case OPT_HEUR:
+            heuristics = optarg;
+            break;
+        case OPT_VISITS:
+            visits = optarg;
+            break;
+        case OPT_BUDGET:
+            if (cwt_parse_double(optarg, 1e-6, 1e6, &s.budget_epochs) != 0)
+                return cli_error(CLI_USAGE,
+                                 "--budget %s: expected a positive number of epochs "
+                                 "(at most 1e6)",
+                                 optarg);
+            have_budget = 1;
+            break;
+        case OPT_SEEDS:
+            if (parse_count("--seeds", optarg, 1, 1000, &v) != 0)
+                return CLI_USAGE;
+            s.n_seeds = (uint32_t)v;
+            break;
+        case OPT_BUNDLES:
+            s.through_bundles = 1;
+            break;
+        case OPT_OUT:
+            if (optarg[0] == '\0')
+                return cli_error(CLI_USAGE, "--out needs a folder name");
+            s.out_dir = optarg;
+            break;
+        case OPT_PLUS:
+            plus = optarg;
+            break;
+        case OPT_MAX_TRAIN:
+        case OPT_MAX_VAL:
+        case OPT_MAX_TEST:
+            if (parse_count(opt == OPT_MAX_TRAIN ? "--max-train"
+                            : opt == OPT_MAX_VAL ? "--max-val"
+                                                 : "--max-test",
+                            optarg, 1, INT64_MAX / 2, &v) != 0)
+                return CLI_USAGE;
+            *(opt == OPT_MAX_TRAIN ? &s.max_train
+              : opt == OPT_MAX_VAL ? &s.max_val
+                                   : &s.max_test) = (size_t)v;
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return CLI_OK;
+        default:
+            if (optopt != 0)
+                return cli_error(CLI_USAGE,
+                                 "simulate: option %s needs a value (see 'cwtctl "
+                                 "simulate --help')",
+                                 argv[optind - 1]);
+            return cli_error(CLI_USAGE,
+                             "simulate: unknown option %s (see 'cwtctl simulate "
+                             "--help')",
+                             argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_error(CLI_USAGE, "simulate: unexpected argument '%s'", argv[optind]);
+    if (s.sites == 0)
+        return cli_error(CLI_USAGE, "simulate needs --sites N (see 'cwtctl simulate --help')");
+    if (sim_part_rule_parse(partition, s.sites, &s.rule, err, sizeof(err)) != 0 ||
+        sim_heur_parse(heuristics, s.want, err, sizeof(err)) != 0 ||
+        sim_parse_list(visits, 1000, s.visits, 16, &s.n_visits, err, sizeof(err)) != 0 ||
+        sim_plus_parse(plus, &s.plus, err, sizeof(err)) != 0)
+        return cli_error(CLI_USAGE, "%s", err);
+
+    cfg = calloc(1, sizeof(*cfg));
+    roster = calloc(1, sizeof(*roster));
+    if (cfg == NULL || roster == NULL) {
+        rc = cli_error(CLI_FAIL, "out of memory");
+        goto out;
+    }
+    if ((rc = cli_load_site(g, cfg, roster)) != 0)
+        goto out;
+    s.recipe = roster->recipe;
+    s.budget_epochs = have_budget ? s.budget_epochs : (double)s.recipe.epochs;
+    if (!(s.budget_epochs > 0)) {
+        rc = cli_error(CLI_USAGE, "the recipe has no epochs; give --budget E");
+        goto out;
+    }
+    s.progress = g->tty && !g->json;
+    s.verbose = g->verbose;
+    if (store_open(cfg->store_dir, STORE_RDONLY, cfg->store_max_bytes, &st, err, sizeof(err)) !=
+        0) {
+        rc = cli_error(CLI_FAIL, "%s", err);
+        goto out;
+    }
+    s.st = st;
+    if (file_mkdir_p(s.out_dir, 0755, err, sizeof(err)) != 0) {
+        rc = cli_error(CLI_FAIL, "%s", err);
+        goto out;
+    }
+    if (eng_device_open(cfg->gpu_device, 0, &dev, err, sizeof(err)) != 0) {
+        rc = cli_error(CLI_FAIL, "%s", err);
+        goto out;
+    }
+    s.dev = dev;
+    if ((rc = sim_run(&s, &rep, err, sizeof(err))) != 0) {
+        rc = cli_error(rc == CWT_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err);
+        goto out;
+    }
+    if (sim_report_write(&rep, s.out_dir, err, sizeof(err)) != 0) {
+        rc = cli_error(CLI_FAIL, "%s", err);
+        goto out;
+    }
+    if (g->json) {
+        sim_report_json(&rep, stdout);
+    } else {
+        sim_report_table(&rep, stdout);
+        printf("results in %s/ (results.csv, results.json, table.txt, val-curves.svg, "
+               "cwt-visits.svg)\n",
+               s.out_dir);
+    }
+    rc = fflush(stdout) == 0 ? CLI_OK : cli_error(CLI_FAIL, "cannot write the results");
+out:
+    sim_report_free(&rep);
+    if (dev != NULL)
+        eng_device_close(dev);
+    if (st != NULL)
+        store_close(st);
+    free(cfg);
+    free(roster);
+    return rc;
 }

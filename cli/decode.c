@@ -204,16 +204,16 @@ static int resize(const uint8_t *in, uint32_t h_in, uint32_t w_in, uint32_t c, u
     return 0;
 }
 
-int image_prepare(const struct decoded_image *in, uint32_t h_out, uint32_t w_out,
-                  uint32_t c_out, uint8_t *out)
+int image_prepare(const struct decoded_image *in, uint32_t h_out, uint32_t w_out, uint32_t c_out,
+                  uint8_t *out)
 {
     const uint8_t *src;
     uint8_t *grey = NULL;
     size_t in_px, out_px;
     int rc;
 
-    if (in == NULL || in->pixels == NULL || out == NULL || in->h == 0 || in->w == 0 ||
-        h_out == 0 || w_out == 0 || (in->c != 1 && in->c != 3) || (c_out != 1 && c_out != 3))
+    if (in == NULL || in->pixels == NULL || out == NULL || in->h == 0 || in->w == 0 || h_out == 0 ||
+        w_out == 0 || (in->c != 1 && in->c != 3) || (c_out != 1 && c_out != 3))
         return CWT_EINVAL;
     if (cwt_mul_size(in->h, in->w, &in_px) != 0 || in_px > DECODE_MAX_PIXELS ||
         cwt_mul_size(h_out, w_out, &out_px) != 0 || out_px > DECODE_MAX_PIXELS)

@@ -10,14 +10,15 @@
 #ifndef CWT_DECODE_INTERNAL_H
 #define CWT_DECODE_INTERNAL_H
 
-#include "cli/decode.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-int decode_png(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
-               size_t errlen);
+/* Plain C headers without their own extern "C" guards. */
+#include "cli/decode.h"
+#include "common/cwt.h"
+
+int decode_png(const uint8_t *buf, size_t len, struct decoded_image *out, char *err, size_t errlen);
 int decode_jpeg(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
                 size_t errlen);
 /* DICOM (DCMTK, cli/decode_dicom.cpp): the first frame, rescaled, windowed, MONOCHROME1

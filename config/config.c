@@ -870,7 +870,11 @@ void roster_fingerprint_text(const uint8_t fp[32], char *out, size_t outlen)
     size_t o = 0;
 
     cwt_hex(fp, 32, hex);
-    for (size_t i = 0; i < 64 && o + 6 < outlen; i += 4) {
+    for (size_t i = 0; i < 64; i += 4) {
+        size_t need = (i > 0 ? 1 : 0) + 4; /* separator and group */
+
+        if (o + need >= outlen) /* keep room for the NUL */
+            break;
         if (i > 0)
             out[o++] = ' ';
         memcpy(out + o, hex + i, 4);

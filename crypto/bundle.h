@@ -40,12 +40,12 @@ struct store;
 
 #define BUNDLE_MAGIC       "CWTB"
 #define BUNDLE_VERSION     1
-#define BUNDLE_CHUNK       (1u << 20)      /* plaintext bytes per chunk (the last may be less) */
-#define BUNDLE_HEADER_MAX  16384u          /* bytes of header TLV */
-#define BUNDLE_PAYLOAD_MAX (1ull << 40)    /* 1 TiB of payload */
+#define BUNDLE_CHUNK       (1u << 20)   /* plaintext bytes per chunk (the last may be less) */
+#define BUNDLE_HEADER_MAX  16384u       /* bytes of header TLV */
+#define BUNDLE_PAYLOAD_MAX (1ull << 40) /* 1 TiB of payload */
 /* Smallest possible file: preamble, one recipient entry, an empty FINAL chunk, trailer. */
 #define BUNDLE_MIN_SIZE (12u + 2u + 88u + 24u + 17u + 72u)
-#define BUNDLE_EXT         ".cwtb"
+#define BUNDLE_EXT      ".cwtb"
 
 enum bundle_kind {
     BUNDLE_KIND_CYCLE = 1,           /* one visit's result, to the next site */
@@ -67,24 +67,24 @@ struct bundle_summary {
 /* Every header field. bundle_seal's caller fills the logical fields (marked "caller"); seal
  * fills the rest. All strings are NUL-terminated valid ids (cwt_valid_id). */
 struct bundle_header {
-    uint8_t bundle_id[16];                            /* seal: random */
-    char federation[CWT_ID_MAX + 1];                  /* seal: roster's federation id */
-    uint8_t roster_fp[32];                            /* seal: roster_fingerprint() */
-    char sender[CWT_ID_MAX + 1];                      /* seal: the sender's site id */
-    uint32_t n_recipients;                            /* caller: 1..CWT_MAX_SITES */
-    char recipients[CWT_MAX_SITES][CWT_ID_MAX + 1];   /* caller: roster site ids, distinct */
-    uint8_t kind;                                     /* caller: enum bundle_kind */
-    uint64_t sequence;                                /* seal: cycle * n_sites + hop */
-    uint32_t cycle;                                   /* caller */
-    uint32_t hop;                                     /* caller: the sender's roster index */
-    uint8_t has_parent;                               /* caller: 0 only for sequence 0 */
-    uint8_t parent_hash[32];                          /* caller: bundle_hash_file() of parent */
-    uint8_t model_fp[32];                             /* caller: eng_model_fingerprint() */
-    int64_t created;   /* seal: now, unless the caller set it (non-zero; tests) */
-    int64_t expires;   /* seal: created + recipe.bundle_ttl_days, unless set (non-zero) */
-    uint8_t payload_hash[32];                         /* seal: BLAKE2b-256 of the plaintext */
-    uint64_t payload_len;                             /* seal: plaintext bytes */
-    struct bundle_summary summary;                    /* caller */
+    uint8_t bundle_id[16];                          /* seal: random */
+    char federation[CWT_ID_MAX + 1];                /* seal: roster's federation id */
+    uint8_t roster_fp[32];                          /* seal: roster_fingerprint() */
+    char sender[CWT_ID_MAX + 1];                    /* seal: the sender's site id */
+    uint32_t n_recipients;                          /* caller: 1..CWT_MAX_SITES */
+    char recipients[CWT_MAX_SITES][CWT_ID_MAX + 1]; /* caller: roster site ids, distinct */
+    uint8_t kind;                                   /* caller: enum bundle_kind */
+    uint64_t sequence;                              /* seal: cycle * n_sites + hop */
+    uint32_t cycle;                                 /* caller */
+    uint32_t hop;                                   /* caller: the sender's roster index */
+    uint8_t has_parent;                             /* caller: 0 only for sequence 0 */
+    uint8_t parent_hash[32];                        /* caller: bundle_hash_file() of parent */
+    uint8_t model_fp[32];                           /* caller: eng_model_fingerprint() */
+    int64_t created;          /* seal: now, unless the caller set it (non-zero; tests) */
+    int64_t expires;          /* seal: created + recipe.bundle_ttl_days, unless set (non-zero) */
+    uint8_t payload_hash[32]; /* seal: BLAKE2b-256 of the plaintext */
+    uint64_t payload_len;     /* seal: plaintext bytes */
+    struct bundle_summary summary; /* caller */
 };
 
 /* What verifying or opening found out about a file, besides its header. */
@@ -92,11 +92,11 @@ struct bundle_info {
     struct bundle_header hdr;
     uint16_t version, flags;
     uint64_t file_size;
-    uint8_t file_hash[32];     /* BLAKE2b-256 of the whole file: the next bundle's parent */
+    uint8_t file_hash[32]; /* BLAKE2b-256 of the whole file: the next bundle's parent */
     uint8_t signer_key_id[CWT_KEYID_LEN];
-    int sender_index;          /* sender's index in the roster, -1 when not checked/found */
-    uint32_t n_chunks;         /* payload chunks, FINAL included */
-    uint32_t n_entries;        /* recipient entries */
+    int sender_index;   /* sender's index in the roster, -1 when not checked/found */
+    uint32_t n_chunks;  /* payload chunks, FINAL included */
+    uint32_t n_entries; /* recipient entries */
     uint8_t entry_key_ids[CWT_MAX_SITES][CWT_KEYID_LEN];
 };
 
@@ -107,11 +107,11 @@ int bundle_kind_parse(const char *name, uint8_t *kind);
 
 /* Seals payload_path (a safetensors file, checked strictly and for finite values first) for
  * hdr->recipients. sender must hold its secret keys and be in roster with the same key id;
- * hdr must satisfy the numbering rules above (hop == sender's index, recipients in roster, the
- * sender not among them unless the roster has one site). Writes out_path as temp file + fsync
- * + rename + folder fsync; on any failure nothing is left at out_path. *out (may be NULL)
- * receives the complete header, file hash and size. Does not touch any ledger: record a sent
- * bundle with bundle_record_sent(). */
+ * hdr must satisfy the numbering rules above (hop == sender's index, distinct recipients in
+ * the roster, a parent unless sequence 0 or ensemble-member); CWT_EINVAL otherwise. Writes
+ * out_path as temp file + fsync + rename + folder fsync; on any failure nothing is left at
+ * out_path. *out (may be NULL) receives the complete header, file hash and size. Does not
+ * touch any ledger: record a sent bundle with bundle_record_sent(). */
 int bundle_seal(const struct site_keys *sender, const struct cwt_roster *roster,
                 const struct bundle_header *hdr, const char *payload_path, const char *out_path,
                 struct bundle_info *out, char *err, size_t errlen);
@@ -124,10 +124,11 @@ int bundle_seal(const struct site_keys *sender, const struct cwt_roster *roster,
 int bundle_verify(const struct cwt_roster *roster, const char *path, struct bundle_info *out,
                   char *err, size_t errlen);
 /* The same on an open file descriptor (read with pread from offset 0; used by the fuzzer). */
-int bundle_verify_fd(const struct cwt_roster *roster, int fd, struct bundle_info *out,
-                     char *err, size_t errlen);
+int bundle_verify_fd(const struct cwt_roster *roster, int fd, struct bundle_info *out, char *err,
+                     size_t errlen);
 
-/* Framing, magic, version and header syntax only, no roster: for `bundle inspect`. */
+/* Framing, magic, version and header syntax only, no roster, plus the file hash: for
+ * `bundle inspect`. Nothing is authenticated: print it as claims, not facts. */
 int bundle_inspect(const char *path, struct bundle_info *out, char *err, size_t errlen);
 
 /* Opens a bundle addressed to me with every acceptance rule in DESIGN order: bundle_verify's
@@ -140,9 +141,8 @@ int bundle_inspect(const char *path, struct bundle_info *out, char *err, size_t 
  * The ledger is only read here: call bundle_accept() once the caller has committed whatever
  * depends on the payload. */
 int bundle_open(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
-                const char *path, const char *payload_out_path,
-                const uint8_t expected_model_fp[32], struct bundle_info *out, char *err,
-                size_t errlen);
+                const char *path, const char *payload_out_path, const uint8_t expected_model_fp[32],
+                struct bundle_info *out, char *err, size_t errlen);
 
 /* Records an opened bundle in the ledger as received (one LMDB transaction): its id becomes a
  * replay, and for cycle/final kinds the federation's last sequence rises to its sequence.

@@ -133,8 +133,7 @@ int keys_generate(const char *keys_dir, const char *site_id, char *err, size_t e
     len = strlen(line);
     line[len++] = '\n';
 
-    rc = write_secret_file(sign_path, SIGN_MAGIC, sign_sk, crypto_sign_SECRETKEYBYTES, err,
-                           errlen);
+    rc = write_secret_file(sign_path, SIGN_MAGIC, sign_sk, crypto_sign_SECRETKEYBYTES, err, errlen);
     if (rc != 0)
         goto out;
     rc = write_secret_file(box_path, BOX_MAGIC, box_sk, crypto_box_SECRETKEYBYTES, err, errlen);
@@ -172,8 +171,8 @@ static const char *loose_mode_words(mode_t mode)
 /* Reads a secret key file: "MAGIC\n<base64>\n" decoding to exactly secret_len bytes, into
  * secret (sodium_malloc'd by the caller). Refuses loose permissions and foreign owners, as ssh
  * does. The file's text is read into locked memory too. */
-static int read_secret_file(const char *path, const char *magic, uint8_t *secret,
-                            size_t secret_len, char *err, size_t errlen)
+static int read_secret_file(const char *path, const char *magic, uint8_t *secret, size_t secret_len,
+                            char *err, size_t errlen)
 {
     size_t magic_len = strlen(magic), got = 0, decoded = 0;
     const char *b64_end = NULL;
@@ -305,8 +304,7 @@ static int check_pairs(const struct site_keys *k, const char *keys_dir, char *er
         return cwt_seterr(err, errlen, CWT_ECRYPTO,
                           "%s/%s does not belong to the public key in %s/%s", keys_dir,
                           SIGN_KEY_FILE, keys_dir, PUB_KEY_FILE);
-    if (crypto_scalarmult_base(pk, k->box_sk) != 0 ||
-        sodium_memcmp(pk, k->box_pk, sizeof(pk)) != 0)
+    if (crypto_scalarmult_base(pk, k->box_sk) != 0 || sodium_memcmp(pk, k->box_pk, sizeof(pk)) != 0)
         return cwt_seterr(err, errlen, CWT_ECRYPTO,
                           "%s/%s does not belong to the public key in %s/%s", keys_dir,
                           BOX_KEY_FILE, keys_dir, PUB_KEY_FILE);

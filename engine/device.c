@@ -678,11 +678,8 @@ void eng_rec_copy(struct eng_rec *r, VkBuffer src, VkDeviceSize src_off, VkBuffe
 
 int eng_fence_create(struct eng_device *d, VkFence *out)
 {
-    char err[8];
-    size_t errlen = sizeof(err);
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    VKCHECK(vkCreateFence(d->dev, &fci, NULL, out), "vkCreateFence");
-    return 0;
+    return vkCreateFence(d->dev, &fci, NULL, out) == VK_SUCCESS ? 0 : CWT_EVULKAN;
 }
 
 int eng_submit(struct eng_device *d, VkCommandBuffer cb, VkFence fence)

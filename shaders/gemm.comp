@@ -16,10 +16,10 @@
 // Epilogue flags: 1 add bias[m], 2 ReLU, 4 multiply by (mask[c index] > 0) (ReLU backward).
 //
 // Kernel shapes (one define):
-//   SHAPE_REG  each invocation owns a TM x TN register block, 64 invocations, no shared memory:
+//   SHAPE_REG  each invocation owns an 8x8 register block, 64 invocations, no shared memory:
 //              fastest on CPU devices (lavapipe), where barriers are expensive
-//   SHAPE_SG   like REG, but the TM rows of A are loaded once per subgroup of 8 and shared by
-//              subgroupBroadcast (needs subgroup size 8, TM = 8)
+//   SHAPE_SG   like REG, but the 8 rows of A are loaded once per subgroup of 8 and shared by
+//              subgroupBroadcast (needs subgroup size 8)
 //   SHAPE_TILE 64x64 shared-memory tiles, 256 invocations with 4x4 blocks: for real GPUs
 #extension GL_GOOGLE_include_directive : require
 #if defined(SHAPE_SG)
@@ -145,61 +145,63 @@ void store(uint m, uint n, float v)
 
 #if defined(SHAPE_REG) || defined(SHAPE_SG)
 
+// Each invocation owns an 8 x 8 block: rows m0..m0+7, columns n0..n0+7. Everything is unrolled
+// by macros into named variables: CPU drivers turn arrays indexed in loops into per-lane
+// memory, which was 10x slower on lavapipe. Accumulators are vec4 pairs (columns 0-3, 4-7).
 layout(local_size_x = 64, local_size_y = 1, local_size_z = 1) in;
-layout(constant_id = 1) const uint TM = 8;
-layout(constant_id = 2) const uint TN = 8;
+
+#define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
 void main()
 {
     uint lid = gl_LocalInvocationID.x;
     uint lx = lid & 7u, ly = lid >> 3;
-    uint m0 = gl_WorkGroupID.y * (TM * 8u) + ly * TM;
-    uint n0 = gl_WorkGroupID.x * (TN * 8u) + lx;
+    uint m0 = gl_WorkGroupID.y * 64u + ly * 8u;
+    uint n0 = gl_WorkGroupID.x * 64u + lx * 8u;
     uint kc0 = gl_WorkGroupID.z * p.kchunk;
     uint kc1 = min(kc0 + p.kchunk, p.L0);
+    // Rows are uniform per subgroup of 8 (ly), so whole subgroups leave together.
+    if (m0 >= p.M)
+        return;
 
-    float acc[TM][TN];
-    Col cs[TN];
-    for (uint j = 0; j < TN; j++) {
-        cs[j] = col_setup(n0 + 8u * j);
-        for (uint i = 0; i < TM; i++)
-            acc[i][j] = 0.0;
-    }
+#define COLS(j) Col cs##j = col_setup(n0 + uint(j));
+    FOR8(COLS)
+#define ACC(i) vec4 acc##i##a = vec4(0.0), acc##i##b = vec4(0.0);
+    FOR8(ACC)
     uint k = kc0 * p.L1 * p.L2;
     for (uint kc = kc0; kc < kc1; kc++) {
         for (uint ky = 0; ky < p.L1; ky++) {
             for (uint kx = 0; kx < p.L2; kx++, k++) {
-                float b[TN];
-                for (uint j = 0; j < TN; j++)
-                    b[j] = bload(cs[j], k, kc, ky, kx);
+                vec4 ba = vec4(bload(cs0, k, kc, ky, kx), bload(cs1, k, kc, ky, kx),
+                               bload(cs2, k, kc, ky, kx), bload(cs3, k, kc, ky, kx));
+                vec4 bb = vec4(bload(cs4, k, kc, ky, kx), bload(cs5, k, kc, ky, kx),
+                               bload(cs6, k, kc, ky, kx), bload(cs7, k, kc, ky, kx));
 #if defined(SHAPE_SG)
-                // lane lx of this subgroup fetches row m0 + r*8 + lx; the others get it by
-                // broadcast (a register shuffle on CPU devices instead of 8 memory loads).
-                for (uint r = 0; r < TM / 8u; r++) {
-                    float a_mine = aload(m0 + r * 8u + lx, k);
-                    // subgroupBroadcast needs a constant lane: unrolled by hand.
-#define SG_ROW(i)                                                                 \
-    {                                                                             \
-        float a = subgroupBroadcast(a_mine, i);                                   \
-        for (uint j = 0; j < TN; j++)                                             \
-            acc[r * 8u + i][j] = fma(a, b[j], acc[r * 8u + i][j]);                \
-    }
-                    SG_ROW(0) SG_ROW(1) SG_ROW(2) SG_ROW(3)
-                    SG_ROW(4) SG_ROW(5) SG_ROW(6) SG_ROW(7)
-                }
+                // lane lx fetches row m0 + lx; the others get it by broadcast (a register
+                // shuffle on CPU devices instead of 8 memory loads).
+                float a_mine = aload(m0 + lx, k);
+#define AROW(i) float a##i = subgroupBroadcast(a_mine, i);
 #else
-                for (uint i = 0; i < TM; i++) {
-                    float a = aload(m0 + i, k);
-                    for (uint j = 0; j < TN; j++)
-                        acc[i][j] = fma(a, b[j], acc[i][j]);
-                }
+#define AROW(i) float a##i = aload(m0 + uint(i), k);
 #endif
+                FOR8(AROW)
+#define FMA(i)                                                                                 \
+    acc##i##a = fma(vec4(a##i), ba, acc##i##a);                                                \
+    acc##i##b = fma(vec4(a##i), bb, acc##i##b);
+                FOR8(FMA)
             }
         }
     }
-    for (uint i = 0; i < TM; i++)
-        for (uint j = 0; j < TN; j++)
-            store(m0 + i, n0 + 8u * j, acc[i][j]);
+#define STORE(i)                                                                               \
+    store(m0 + uint(i), n0 + 0u, acc##i##a.x);                                                    \
+    store(m0 + uint(i), n0 + 1u, acc##i##a.y);                                                    \
+    store(m0 + uint(i), n0 + 2u, acc##i##a.z);                                                    \
+    store(m0 + uint(i), n0 + 3u, acc##i##a.w);                                                    \
+    store(m0 + uint(i), n0 + 4u, acc##i##b.x);                                                    \
+    store(m0 + uint(i), n0 + 5u, acc##i##b.y);                                                    \
+    store(m0 + uint(i), n0 + 6u, acc##i##b.z);                                                    \
+    store(m0 + uint(i), n0 + 7u, acc##i##b.w);
+    FOR8(STORE)
 }
 
 #else // SHAPE_TILE

@@ -1,7 +1,8 @@
 #version 450
 // reduce.comp - deterministic reductions and layout changes.
 //   OP_ROWSUM    out[i*so] = sum_{j<len} in[i*si + j*sj] (+ out[i*so] when accumulate), summed
-//                in index order by one invocation per output: bias gradients, split-K partials.
+//                in index order by one invocation per output (per chunk, see below): bias
+//                gradients, split-K partials.
 //   OP_TRANSPOSE out[linear index of (i0,i1,i2,i3) in dims d] = in[i0*s0 + i1*s1 + i2*s2 + i3*s3]:
 //                any permutation of up to four axes (flatten, weight transposes).
 #extension GL_GOOGLE_include_directive : require
@@ -13,8 +14,10 @@ BUF_RO(0, src);
 BUF_RW(1, dst);
 
 #if defined(OP_ROWSUM)
+// Workgroup y = chunk c sums j in [c*chunk, min(len, (c+1)*chunk)) into dst[i*so + c*sc]: a
+// first stage of a two-stage reduction when rows are few and long.
 layout(push_constant) uniform PC {
-    uint rows, len, si, sj, so, accumulate;
+    uint rows, len, si, sj, so, accumulate, chunk, sc;
 } p;
 
 void main()
@@ -22,13 +25,16 @@ void main()
     uint i = gl_GlobalInvocationID.x;
     if (i >= p.rows)
         return;
+    uint j0 = gl_WorkGroupID.y * p.chunk;
+    uint j1 = min(p.len, j0 + p.chunk);
     float s = 0.0;
     uint base = i * p.si;
-    for (uint j = 0; j < p.len; j++)
+    for (uint j = j0; j < j1; j++)
         s += src[base + j * p.sj];
+    uint o = i * p.so + gl_WorkGroupID.y * p.sc;
     if (p.accumulate != 0u)
-        s += dst[i * p.so];
-    dst[i * p.so] = s;
+        s += dst[o];
+    dst[o] = s;
 }
 #else
 layout(push_constant) uniform PC {

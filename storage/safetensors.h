@@ -70,4 +70,19 @@ int st_writer_add(struct st_writer *w, const char *name, enum st_dtype dtype, ui
 int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *outlen);
 void st_writer_free(struct st_writer *w);
 
+/* Added for streaming checks of payloads too large to hold in memory (crypto/bundle.c). */
+
+/* Parses just the JSON header (json_len bytes, the part after the 8-byte length) of a file
+ * whose data area is data_len bytes, with every check of st_parse. f->data is NULL. Release
+ * with st_free(). CWT_EFORMAT / CWT_ETOOBIG / CWT_ENOMEM with a sentence in err. */
+int st_parse_header(const uint8_t *json, size_t json_len, uint64_t data_len, struct st_file *f,
+                    char *err, size_t errlen);
+
+/* Strict parse plus finite check (F32, F64, F16 and BF16) of a whole file, read in 1 MiB
+ * blocks so memory stays bounded whatever its size (the header itself is at most
+ * ST_MAX_HEADER). st_check_fd reads fd with pread from offset 0. Errors as st_parse, plus
+ * CWT_ENUMERIC naming the tensor, CWT_EIO, CWT_ENOENT (st_check_file: no such file). */
+int st_check_fd(int fd, char *err, size_t errlen);
+int st_check_file(const char *path, char *err, size_t errlen);
+
 #endif

@@ -21,16 +21,16 @@
 
 #include "storage/store_internal.h"
 
-#define EVENT_MAX    (sizeof(((struct audit_record *)0)->event) - 1)
-#define DETAILS_MAX  (sizeof(((struct audit_record *)0)->details) - 1)
-#define ENCODED_MAX  (8 + 8 + 2 + EVENT_MAX + 2 + DETAILS_MAX + 32)
-#define VALUE_MAX    (ENCODED_MAX + 32)
-#define HEAD_KEY     "audit-head"
-#define HEAD_LEN     (8 + 32)
-#define SIG_HEX_LEN  (2 * crypto_sign_BYTES)
-#define DIGEST_LEN   crypto_generichash_BYTES_MAX /* BLAKE2b-512 */
-#define SIG_PREFIX   "signature "
-#define RECORD_MIN   (7 + 2 + 2 + 2 + 65 + 65 + 1) /* shortest "record ..." line */
+#define EVENT_MAX   (sizeof(((struct audit_record *)0)->event) - 1)
+#define DETAILS_MAX (sizeof(((struct audit_record *)0)->details) - 1)
+#define ENCODED_MAX (8 + 8 + 2 + EVENT_MAX + 2 + DETAILS_MAX + 32)
+#define VALUE_MAX   (ENCODED_MAX + 32)
+#define HEAD_KEY    "audit-head"
+#define HEAD_LEN    (8 + 32)
+#define SIG_HEX_LEN (2 * crypto_sign_BYTES)
+#define DIGEST_LEN  crypto_generichash_BYTES_MAX /* BLAKE2b-512 */
+#define SIG_PREFIX  "signature "
+#define RECORD_MIN  (7 + 2 + 2 + 2 + 65 + 65 + 1) /* shortest "record ..." line */
 
 static const uint8_t zero_hash[32];
 
@@ -430,8 +430,8 @@ static int valid_key_line(const char *line)
 }
 
 int audit_export_encode(const struct audit_record *recs, size_t n, const char *key_line,
-                        const uint8_t sign_sk[64], int64_t created, uint8_t **out,
-                        size_t *outlen, char *err, size_t errlen)
+                        const uint8_t sign_sk[64], int64_t created, uint8_t **out, size_t *outlen,
+                        char *err, size_t errlen)
 {
     uint8_t digest[DIGEST_LEN], sig[crypto_sign_BYTES];
     char prev_hex[65], hash_hex[65], sig_hex[SIG_HEX_LEN + 1];
@@ -662,8 +662,7 @@ int audit_export_verify(const uint8_t *buf, size_t len, const uint8_t sign_pk[32
             return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for audit records");
     }
     for (int64_t i = 0; i < count; i++) {
-        if (!next_line(&lr, &line, &line_len) ||
-            parse_record_line(line, line_len, &list[i]) != 0) {
+        if (!next_line(&lr, &line, &line_len) || parse_record_line(line, line_len, &list[i]) != 0) {
             rc = cwt_seterr(err, errlen, CWT_EFORMAT,
                             "audit export line %zu: expected record %lld of %lld", lr.lineno,
                             (long long)i + 1, (long long)count);

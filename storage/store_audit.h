@@ -38,8 +38,8 @@ int audit_chain_check(const struct audit_record *recs, size_t n, char *err, size
  * public key line, sign_sk its 64-byte Ed25519 secret key. *out is malloc'd (caller frees).
  * CWT_EINVAL for a bad key line or record, CWT_ENOMEM, CWT_ECRYPTO. */
 int audit_export_encode(const struct audit_record *recs, size_t n, const char *key_line,
-                        const uint8_t sign_sk[64], int64_t created, uint8_t **out,
-                        size_t *outlen, char *err, size_t errlen);
+                        const uint8_t sign_sk[64], int64_t created, uint8_t **out, size_t *outlen,
+                        char *err, size_t errlen);
 
 /* Verifies an export read from a file: framing, the Ed25519 signature with sign_pk (the key the
  * auditor trusts, not the one written in the file), then the record chain. On success fills

@@ -132,6 +132,8 @@ void train_loader_free(struct train_loader *l);
 void train_loader_shape(const struct train_loader *l, uint32_t *h, uint32_t *w, uint32_t *c);
 size_t train_loader_size(const struct train_loader *l);
 uint64_t train_loader_batches_per_epoch(const struct train_loader *l);
+/* The loader's options (normalisation, seed, batch size ...). */
+const struct train_loader_opts *train_loader_opts(const struct train_loader *l);
 /* Samples per class among the loader's ids (counts[classes]). */
 const uint64_t *train_loader_class_counts(const struct train_loader *l);
 
@@ -174,7 +176,7 @@ double train_lr_at(const struct cwt_recipe *r, double t, double total_epochs);
 struct train_metrics {
     uint32_t classes;
     uint64_t n;
-    double loss;              /* mean cross-entropy -log p[label] (p clamped to 1e-12) */
+    double loss; /* mean cross-entropy -log p[label] (p clamped to 1e-12) */
     double accuracy;
     double balanced_accuracy; /* mean recall over classes that occur in the labels */
     double auc;               /* macro one-vs-rest ROC AUC over classes with positives and
@@ -190,8 +192,8 @@ struct train_metrics {
 /* Computes every metric from probabilities (n * classes, row per sample) and labels < classes.
  * Predicted class = argmax (first on ties). Allocates the arrays; release with
  * train_metrics_free(). CWT_EINVAL for classes == 0 or a label out of range. */
-int train_metrics_compute(const float *probs, const uint32_t *labels, size_t n,
-                          uint32_t classes, struct train_metrics *out);
+int train_metrics_compute(const float *probs, const uint32_t *labels, size_t n, uint32_t classes,
+                          struct train_metrics *out);
 void train_metrics_free(struct train_metrics *m);
 
 /* One-vs-rest ROC AUC of scores for the samples where positive[i] != 0 against the others,
@@ -216,7 +218,7 @@ int train_predict_images(struct eng_model *m, const struct eng_model_spec *spec,
 
 /* ------------------------------------------------------------ training session */
 
-/* What the session reports while it runs (at most a few times a second, and at epoch ends). */
+/* What the session reports after every step (callers rate-limit what they draw). */
 struct train_progress {
     uint64_t epoch;      /* 1-based loader epoch in progress */
     uint64_t step;       /* steps done in this run */
@@ -282,8 +284,8 @@ struct train_session;
  * the loader's and also receives the checkpoints. Release with train_session_free(). */
 int train_session_new(struct eng_model *m, const struct eng_model_spec *spec,
                       struct train_loader *loader, struct store *st,
-                      const struct train_session_opts *o, struct train_session **out,
-                      char *err, size_t errlen);
+                      const struct train_session_opts *o, struct train_session **out, char *err,
+                      size_t errlen);
 void train_session_free(struct train_session *s);
 
 /* Loads the run's state from checkpoint `name` (written by a session with the same model
@@ -320,7 +322,7 @@ struct train_model_meta {
     uint8_t fingerprint[32];
     int has_norm;
     struct train_norm norm;
-    uint32_t n_class_names; /* 0 or spec.classes */
+    uint32_t n_class_names;                      /* 0 or spec.classes */
     const char (*class_names)[CWT_NAME_MAX + 1]; /* save: from the recipe; NULL if none */
     uint64_t step;
 };
@@ -333,8 +335,8 @@ struct train_kv {
 
 /* Serialises the model's tensors chosen by flags (engine names; PyTorch layout) with the
  * metadata above into a malloc'd safetensors image (*out, caller frees). extra: NULL or
- * n_extra more key/value pairs for __metadata__ (values of at most 255 bytes). The output depends only on the model state
- * and the arguments (no time stamps), so equal states give equal bytes. */
+ * n_extra more key/value pairs for __metadata__ (values of at most 255 bytes). The output depends
+ * only on the model state and the arguments (no time stamps), so equal states give equal bytes. */
 int train_state_save(struct eng_model *m, const struct eng_model_spec *spec,
                      const struct train_norm *norm, const struct cwt_recipe *recipe, int flags,
                      const struct train_kv *extra, size_t n_extra, uint8_t **out, size_t *outlen,

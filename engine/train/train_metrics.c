@@ -80,8 +80,8 @@ static uint32_t argmax(const float *p, uint32_t k)
     return best;
 }
 
-int train_metrics_compute(const float *probs, const uint32_t *labels, size_t n,
-                          uint32_t classes, struct train_metrics *out)
+int train_metrics_compute(const float *probs, const uint32_t *labels, size_t n, uint32_t classes,
+                          struct train_metrics *out)
 {
     uint64_t *row_total = NULL;
     uint8_t *positive = NULL;

@@ -76,8 +76,8 @@ int train_norm_save(struct store *st, const struct train_norm *n)
     for (uint32_t k = 0; k < n->channels; k++) {
         if (!isfinite(n->mean[k]) || !(n->std[k] > 0) || !isfinite(n->std[k]))
             return CWT_EINVAL;
-        used += (size_t)snprintf(text + used, sizeof(text) - used, " %.9g %.9g",
-                                 (double)n->mean[k], (double)n->std[k]);
+        used += (size_t)snprintf(text + used, sizeof(text) - used, " %.9g %.9g", (double)n->mean[k],
+                                 (double)n->std[k]);
     }
     return store_meta_put(st, TRAIN_META_NORM, text, used);
 }
@@ -136,16 +136,16 @@ int train_norm_ensure(struct store *st, struct train_norm *out, char *err, size_
     if (rc == 0)
         return 0;
     if (rc != CWT_ENOENT)
-        return cwt_seterr(err, errlen, rc, "the normalisation statistics in the store's meta "
-                                           "(key '%s') are malformed",
+        return cwt_seterr(err, errlen, rc,
+                          "the normalisation statistics in the store's meta "
+                          "(key '%s') are malformed",
                           TRAIN_META_NORM);
     if ((rc = store_read_begin(st)) != 0)
         return cwt_seterr(err, errlen, rc, "cannot read the store: %s", cwt_strerror(rc));
     rc = store_list(st, STORE_TRAIN, &ids, &n);
     store_read_end(st);
     if (rc != 0)
-        return cwt_seterr(err, errlen, rc, "cannot list the training split: %s",
-                          cwt_strerror(rc));
+        return cwt_seterr(err, errlen, rc, "cannot list the training split: %s", cwt_strerror(rc));
     if (n == 0) {
         free(ids);
         return cwt_seterr(err, errlen, CWT_ENOENT,

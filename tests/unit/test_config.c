@@ -174,6 +174,13 @@ static void test_roster_round_trip_and_fingerprint(void **state)
     write_text("r6.conf", text, path);
     assert_int_equal(roster_load(path, r2, err, sizeof(err)), CWT_ECONFIG);
     assert_non_null(strstr(err, "listed twice"));
+    /* Grouped hex for reading aloud: 16 groups of 4 in 80 bytes. */
+    {
+        char text80[80];
+        roster_fingerprint_text(fp1, text80, sizeof(text80));
+        assert_int_equal(strlen(text80), 79);
+        assert_int_equal(text80[4], ' ');
+    }
     free(r);
     free(r2);
 }

@@ -1,0 +1,1000 @@
+/*
+ * ingest.c - the ingest engine behind `cwtctl ingest` (see ingest.h for the formats).
+ *
+ * A run has two phases. Listing reads the CSV, walks the folder or reads the IDX headers and
+ * labels, rejecting what can be judged without opening an image (bad rows, unknown labels,
+ * paths leading out), and yields a list of items. Splits are then assigned (stratified
+ * splitting needs every label first), and each item is hashed, skipped if its content is
+ * stored already, decoded, prepared and stored, in batches of one LMDB transaction each.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+#include <zlib.h>
+
+#include "cli/decode.h"
+#include "cli/ingest.h"
+#include "common/fileio.h"
+
+#define CSV_MAX_BYTES  (1024u * 1024u * 1024u)
+#define CSV_LINE_MAX   8192
+#define CSV_MAX_FIELDS 3
+#define DIR_MAX_DEPTH  16
+#define IDX_DOMAIN     "cwt-idx-image-v1" /* separates IDX image hashes from file hashes */
+#define PROGRESS_EVERY 0.25               /* seconds between progress redraws */
+
+struct item {
+    char *path;   /* CSV, DIR: the file to read (malloc'd); NULL for IDX */
+    uint64_t key; /* order for stratified splitting: independent of listing order */
+    uint32_t label;
+    int split; /* enum store_split, or -1 until assigned */
+};
+
+struct item_list {
+    struct item *v;
+    size_t n, cap;
+};
+
+struct run {
+    struct store *st;
+    const struct cwt_recipe *recipe;
+    const struct ingest_options *opt;
+    struct ingest_summary *sum;
+    struct store_batch *batch;
+    uint32_t in_batch, batch_images;
+    uint8_t *pixels; /* one prepared image */
+    size_t pixel_bytes;
+    double t0, last_draw;
+    size_t done, total;
+    int drawn; /* a progress line is on screen */
+};
+
+const char *ingest_reason_text(enum ingest_reason r)
+{
+    switch (r) {
+    case INGEST_R_FIELDS:
+        return "malformed CSV row";
+    case INGEST_R_LABEL:
+        return "label not in the recipe";
+    case INGEST_R_SPLIT:
+        return "unknown split";
+    case INGEST_R_OUTSIDE:
+        return "path outside the CSV's folder";
+    case INGEST_R_CLASSFOLDER:
+        return "file not in a class folder";
+    case INGEST_R_UNREADABLE:
+        return "missing or unreadable file";
+    case INGEST_R_NOTIMAGE:
+        return "not an image";
+    case INGEST_R_CORRUPT:
+        return "corrupt or truncated image";
+    case INGEST_R_TOOBIG:
+        return "over the size limit";
+    case INGEST_R_UNSUPPORTED:
+        return "no usable pixel data";
+    default:
+        return "rejected";
+    }
+}
+
+static void progress_clear(struct run *r)
+{
+    if (r->drawn) {
+        fputs("\r\033[K", stderr);
+        r->drawn = 0;
+    }
+}
+
+static void progress_draw(struct run *r, int force)
+{
+    double now, rate, eta;
+
+    if (!r->opt->progress || r->total == 0)
+        return;
+    now = cwt_monotonic();
+    if (!force && now - r->last_draw < PROGRESS_EVERY)
+        return;
+    r->last_draw = now;
+    rate = now > r->t0 ? (double)r->done / (now - r->t0) : 0.0;
+    eta = rate > 0 ? (double)(r->total - r->done) / rate : 0.0;
+    fprintf(stderr, "\r\033[Kingest: %zu/%zu  %.0f images/s  ETA %d:%02d", r->done, r->total, rate,
+            (int)(eta / 60), (int)fmod(eta, 60));
+    fflush(stderr);
+    r->drawn = 1;
+}
+
+static void reject(struct run *r, enum ingest_reason why, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Counts a rejected item and reports it on one line. */
+static void reject(struct run *r, enum ingest_reason why, const char *where, const char *fmt, ...)
+{
+    va_list ap;
+
+    r->sum->rejected++;
+    r->sum->reasons[why]++;
+    if (r->opt->report == NULL)
+        return;
+    if (r->opt->report == stderr)
+        progress_clear(r);
+    fprintf(r->opt->report, "cwtctl: rejected %s: ", where);
+    va_start(ap, fmt);
+    vfprintf(r->opt->report, fmt, ap);
+    va_end(ap);
+    fputc('\n', r->opt->report);
+}
+
+/* --- the item list --- */
+
+static int list_add(struct item_list *l, char *path, uint64_t key, uint32_t label, int split)
+{
+    if (l->n >= INGEST_MAX_ITEMS)
+        return CWT_ETOOBIG;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 256, bytes;
+        struct item *grown;
+        if (cwt_mul_size(ncap, sizeof(*grown), &bytes) != 0)
+            return CWT_ETOOBIG;
+        grown = realloc(l->v, bytes);
+        if (grown == NULL)
+            return CWT_ENOMEM;
+        l->v = grown;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = (struct item){.path = path, .key = key, .label = label, .split = split};
+    return 0;
+}
+
+static void list_free(struct item_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].path);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* FNV-1a of a name, mixed with the seed: the stratified order of an item depends only on
+ * its own name and the seed, not on where it appears in the listing. */
+static uint64_t name_key(uint64_t seed, const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *name != '\0'; name++)
+        h = (h ^ (uint8_t)*name) * 0x100000001b3ull;
+    return splitmix64(seed ^ splitmix64(h));
+}
+
+struct order {
+    uint64_t key;
+    size_t index;
+};
+
+static int cmp_order(const void *a, const void *b)
+{
+    const struct order *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Gives every item without a split one: the fixed split, train, or per label the first
+ * round(n * val) of a seeded order to val, the next round(n * test) to test, the rest to
+ * train. */
+static int assign_splits(struct item_list *l, const struct ingest_options *opt, uint32_t classes)
+{
+    struct order *ord;
+    size_t n;
+
+    if (opt->split_mode != INGEST_SPLIT_STRATIFIED) {
+        int s = opt->split_mode == INGEST_SPLIT_FIXED ? (int)opt->split : STORE_TRAIN;
+        for (size_t i = 0; i < l->n; i++)
+            if (l->v[i].split < 0)
+                l->v[i].split = s;
+        return 0;
+    }
+    if (l->n == 0)
+        return 0;
+    ord = malloc(l->n * sizeof(*ord)); /* l->n <= INGEST_MAX_ITEMS: no overflow */
+    if (ord == NULL)
+        return CWT_ENOMEM;
+    for (uint32_t label = 0; label < classes; label++) {
+        size_t n_val, n_test;
+        n = 0;
+        for (size_t i = 0; i < l->n; i++)
+            if (l->v[i].split < 0 && l->v[i].label == label)
+                ord[n++] = (struct order){.key = l->v[i].key, .index = i};
+        if (n == 0)
+            continue;
+        qsort(ord, n, sizeof(*ord), cmp_order);
+        n_val = (size_t)llround((double)n * opt->val_fraction);
+        n_test = (size_t)llround((double)n * opt->test_fraction);
+        if (n_val > n)
+            n_val = n;
+        if (n_test > n - n_val)
+            n_test = n - n_val;
+        for (size_t k = 0; k < n; k++)
+            l->v[ord[k].index].split =
+                k < n_val ? STORE_VAL : (k < n_val + n_test ? STORE_TEST : STORE_TRAIN);
+    }
+    free(ord);
+    return 0;
+}
+
+/* --- storing --- */
+
+static int batch_flush(struct run *r)
+{
+    int rc;
+
+    if (r->batch == NULL)
+        return 0;
+    rc = store_batch_commit(r->batch);
+    r->batch = NULL;
+    r->in_batch = 0;
+    return rc;
+}
+
+/* Prepares and stores one decoded image. Returns 0 (stored or duplicate) or a store error. */
+static int store_one(struct run *r, const struct decoded_image *img, const uint8_t hash[32],
+                     uint32_t label, int split, const char *where)
+{
+    struct store_image_hdr hdr = {0};
+    int rc;
+
+    rc = image_prepare(img, r->recipe->input_h, r->recipe->input_w, r->recipe->input_c, r->pixels);
+    if (rc != 0) {
+        reject(r, rc == CWT_ETOOBIG ? INGEST_R_TOOBIG : INGEST_R_CORRUPT, where,
+               "cannot resize: %s", cwt_strerror(rc));
+        return rc == CWT_ENOMEM ? rc : 0;
+    }
+    if (r->batch == NULL) {
+        rc = store_batch_begin(r->st, &r->batch);
+        if (rc != 0)
+            return rc;
+    }
+    hdr.label = label;
+    hdr.split = (uint8_t)split;
+    hdr.h = (uint16_t)r->recipe->input_h;
+    hdr.w = (uint16_t)r->recipe->input_w;
+    hdr.c = (uint16_t)r->recipe->input_c;
+    memcpy(hdr.source_hash, hash, 32);
+    rc = store_put_image(r->batch, &hdr, r->pixels, NULL);
+    if (rc == CWT_EDUPLICATE) {
+        r->sum->duplicates++; /* the same content twice in this run */
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    r->sum->ingested++;
+    if (++r->in_batch >= r->batch_images)
+        return batch_flush(r);
+    return 0;
+}
+
+static enum ingest_reason decode_reason(int rc)
+{
+    switch (rc) {
+    case CWT_EFORMAT:
+        return INGEST_R_NOTIMAGE;
+    case CWT_ETOOBIG:
+        return INGEST_R_TOOBIG;
+    case CWT_EUNSUPPORTED:
+        return INGEST_R_UNSUPPORTED;
+    default:
+        return INGEST_R_CORRUPT;
+    }
+}
+
+/* Reads, hashes, decodes and stores one image file. */
+static int ingest_file(struct run *r, const struct item *it)
+{
+    struct decoded_image img;
+    char msg[CWT_ERRLEN];
+    uint8_t hash[32];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    rc = file_read_all(it->path, DECODE_MAX_FILE, &buf, &len, msg, sizeof(msg));
+    if (rc != 0) {
+        if (rc == CWT_ENOMEM)
+            return rc;
+        reject(r, rc == CWT_ETOOBIG ? INGEST_R_TOOBIG : INGEST_R_UNREADABLE, it->path, "%s", msg);
+        return 0;
+    }
+    crypto_generichash(hash, sizeof(hash), buf, len, NULL, 0);
+    rc = store_has_source(r->st, hash);
+    if (rc != 0) {
+        free(buf);
+        if (rc < 0)
+            return rc;
+        r->sum->duplicates++;
+        return 0;
+    }
+    rc = decode_memory(buf, len, &img, msg, sizeof(msg));
+    free(buf);
+    if (rc != 0) {
+        if (rc == CWT_ENOMEM)
+            return rc;
+        reject(r, decode_reason(rc), it->path, "%s", msg);
+        return 0;
+    }
+    rc = store_one(r, &img, hash, it->label, it->split, it->path);
+    decode_free(&img);
+    return rc;
+}
+
+/* --- CSV --- */
+
+/* Splits a line into fields in place (RFC 4180 quoting: "a,b" and "" for a quote). Returns
+ * the number of fields (possibly more than max, of which the first max are stored), or -1
+ * for an unterminated quote. */
+static int csv_fields(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line;
+
+    for (;;) {
+        char *start = p, *w = p;
+        if (*p == '"') {
+            p++;
+            for (;;) {
+                if (*p == '\0')
+                    return -1;
+                if (*p == '"') {
+                    if (p[1] == '"') {
+                        *w++ = '"';
+                        p += 2;
+                        continue;
+                    }
+                    p++;
+                    break;
+                }
+                *w++ = *p++;
+            }
+            if (*p != ',' && *p != '\0')
+                return -1; /* text after the closing quote */
+        } else {
+            while (*p != ',' && *p != '\0')
+                w = ++p;
+        }
+        char sep = *p;
+        *w = '\0';
+        if (n < max)
+            fields[n] = start;
+        n++;
+        if (sep == '\0')
+            return n;
+        p++;
+    }
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    return s;
+}
+
+/* Resolves a CSV path inside base (a realpath). Returns 0 with the real path in out, or a
+ * reason with a sentence in detail. */
+static int csv_resolve(const char *base, const char *rel, char out[PATH_MAX],
+                       enum ingest_reason *why, char *detail, size_t dlen)
+{
+    char joined[PATH_MAX];
+    size_t blen = strlen(base);
+    long depth = 0;
+    const char *p = rel;
+
+    if (*rel == '\0') {
+        *why = INGEST_R_FIELDS;
+        snprintf(detail, dlen, "empty path");
+        return -1;
+    }
+    if (*rel == '/') {
+        *why = INGEST_R_OUTSIDE;
+        snprintf(detail, dlen, "absolute path '%s' (paths are relative to the CSV's folder)", rel);
+        return -1;
+    }
+    /* Lexical check first, so that a path through ".." is refused even if it does not
+     * exist; the realpath check below catches symlinks. */
+    while (*p != '\0') {
+        size_t clen = strcspn(p, "/");
+        if (clen == 2 && p[0] == '.' && p[1] == '.')
+            depth--;
+        else if (clen > 0 && !(clen == 1 && p[0] == '.'))
+            depth++;
+        if (depth < 0) {
+            *why = INGEST_R_OUTSIDE;
+            snprintf(detail, dlen, "path '%s' leads outside the CSV's folder", rel);
+            return -1;
+        }
+        p += clen;
+        while (*p == '/')
+            p++;
+    }
+    if (file_join(joined, sizeof(joined), base, rel) != 0) {
+        *why = INGEST_R_UNREADABLE;
+        snprintf(detail, dlen, "path '%s' is too long", rel);
+        return -1;
+    }
+    if (realpath(joined, out) == NULL) {
+        *why = INGEST_R_UNREADABLE;
+        snprintf(detail, dlen, "%s: %s", joined, strerror(errno));
+        return -1;
+    }
+    if (!(strncmp(out, base, blen) == 0 && (out[blen] == '/' || strcmp(base, "/") == 0))) {
+        *why = INGEST_R_OUTSIDE;
+        snprintf(detail, dlen, "path '%s' leads outside the CSV's folder through a symlink", rel);
+        return -1;
+    }
+    return 0;
+}
+
+static int csv_header_ok(char *line, int *has_split)
+{
+    char *fields[CSV_MAX_FIELDS];
+    int n;
+
+    if ((unsigned char)line[0] == 0xef && (unsigned char)line[1] == 0xbb &&
+        (unsigned char)line[2] == 0xbf)
+        line += 3; /* UTF-8 byte order mark */
+    n = csv_fields(line, fields, CSV_MAX_FIELDS);
+    if (n < 2 || n > 3)
+        return 0;
+    if (strcasecmp(trim(fields[0]), "path") != 0 || strcasecmp(trim(fields[1]), "label") != 0)
+        return 0;
+    if (n == 3 && strcasecmp(trim(fields[2]), "split") != 0)
+        return 0;
+    *has_split = n == 3;
+    return 1;
+}
+
+static int list_csv(struct run *r, const char *csv, struct item_list *l, char *err, size_t errlen)
+{
+    char base[PATH_MAX], dirbuf[PATH_MAX], where[PATH_MAX + 32], detail[PATH_MAX + 128];
+    char resolved[PATH_MAX], *slash, *buf = NULL, *p, *next, *end;
+    size_t len;
+    unsigned long lineno = 0;
+    int rc, have_header = 0, has_split = 0;
+
+    rc = file_read_all(csv, CSV_MAX_BYTES, (uint8_t **)&buf, &len, err, errlen);
+    if (rc != 0)
+        return rc == CWT_ENOMEM ? rc : CWT_EINVAL;
+    /* The folder the paths are relative to, as a real path (symlinks resolved). */
+    if (strlen(csv) >= sizeof(dirbuf)) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EINVAL, "CSV path is too long");
+    }
+    strcpy(dirbuf, csv);
+    slash = strrchr(dirbuf, '/');
+    if (slash == NULL)
+        strcpy(dirbuf, ".");
+    else if (slash == dirbuf)
+        dirbuf[1] = '\0';
+    else
+        *slash = '\0';
+    if (realpath(dirbuf, base) == NULL) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EINVAL, "%s: %s", dirbuf, strerror(errno));
+    }
+
+    for (p = buf, end = buf + len; p < end; p = next) {
+        char *nl = memchr(p, '\n', (size_t)(end - p)), *line, *fields[CSV_MAX_FIELDS];
+        size_t llen;
+        uint32_t label;
+        int n, split = -1;
+        enum store_split sp;
+        enum ingest_reason why;
+
+        /* file_read_all leaves a NUL past the end, so the last line is terminated too. */
+        if (nl != NULL)
+            *nl = '\0';
+        next = nl != NULL ? nl + 1 : end;
+        llen = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        lineno++;
+        snprintf(where, sizeof(where), "%s:%lu", csv, lineno);
+        if (llen > 0 && p[llen - 1] == '\r')
+            p[--llen] = '\0';
+        if (strlen(p) != llen) {
+            if (!have_header)
+                goto bad_header;
+            r->sum->items++;
+            reject(r, INGEST_R_FIELDS, where, "row contains a NUL byte");
+            continue;
+        }
+        line = p;
+        if (*trim(line) == '\0')
+            continue;
+        if (!have_header) {
+            if (!csv_header_ok(line, &has_split))
+                goto bad_header;
+            have_header = 1;
+            continue;
+        }
+        r->sum->items++;
+        if (llen > CSV_LINE_MAX) {
+            reject(r, INGEST_R_FIELDS, where, "row longer than %d bytes", CSV_LINE_MAX);
+            continue;
+        }
+        n = csv_fields(line, fields, CSV_MAX_FIELDS);
+        if (n < 0) {
+            reject(r, INGEST_R_FIELDS, where, "unterminated quote");
+            continue;
+        }
+        if (n < 2) {
+            reject(r, INGEST_R_FIELDS, where, "too few fields (expected path,label%s)",
+                   has_split ? ",split" : "[,split]");
+            continue;
+        }
+        if (n > (has_split ? 3 : 2)) {
+            reject(r, INGEST_R_FIELDS, where, "too many fields (expected path,label%s)",
+                   has_split ? ",split" : "");
+            continue;
+        }
+        if (recipe_label_index(r->recipe, trim(fields[1]), &label) != 0) {
+            reject(r, INGEST_R_LABEL, where, "label '%s' is not a class of the recipe",
+                   trim(fields[1]));
+            continue;
+        }
+        if (n == 3 && *trim(fields[2]) != '\0') {
+            if (store_split_parse(trim(fields[2]), &sp) != 0) {
+                reject(r, INGEST_R_SPLIT, where, "split '%s' is not train, val or test",
+                       trim(fields[2]));
+                continue;
+            }
+            split = (int)sp;
+        }
+        if (csv_resolve(base, trim(fields[0]), resolved, &why, detail, sizeof(detail)) != 0) {
+            reject(r, why, where, "%s", detail);
+            continue;
+        }
+        char *path = strdup(resolved);
+        if (path == NULL) {
+            free(buf);
+            return CWT_ENOMEM;
+        }
+        rc = list_add(l, path, name_key(r->opt->seed, trim(fields[0])), label, split);
+        if (rc != 0) {
+            free(path);
+            free(buf);
+            return cwt_seterr(err, errlen, rc, "%s: too many rows", csv);
+        }
+    }
+    free(buf);
+    if (!have_header)
+        return cwt_seterr(err, errlen, CWT_EINVAL,
+                          "%s is empty (expected a header line "
+                          "'path,label' or 'path,label,split')",
+                          csv);
+    return 0;
+bad_header:
+    free(buf);
+    return cwt_seterr(err, errlen, CWT_EINVAL,
+                      "%s:%lu: expected the header 'path,label' or 'path,label,split'", csv,
+                      lineno);
+}
+
+/* --- DIR --- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of a folder (hidden ones left out), so listings are deterministic. */
+static int read_names(const char *dir, char ***names, size_t *n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char **v = NULL;
+    size_t count = 0, cap = 0;
+
+    *names = NULL;
+    *n = 0;
+    if (d == NULL)
+        return CWT_EIO;
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            char **grown = ncap > INGEST_MAX_ITEMS ? NULL : realloc(v, ncap * sizeof(*v));
+            if (grown == NULL)
+                goto fail;
+            v = grown;
+            cap = ncap;
+        }
+        v[count] = strdup(de->d_name);
+        if (v[count] == NULL)
+            goto fail;
+        count++;
+    }
+    if (errno != 0)
+        goto fail;
+    closedir(d);
+    if (count > 1)
+        qsort(v, count, sizeof(*v), cmp_str);
+    *names = v;
+    *n = count;
+    return 0;
+fail:
+    closedir(d);
+    for (size_t i = 0; i < count; i++)
+        free(v[i]);
+    free(v);
+    return CWT_ENOMEM;
+}
+
+/* Walks a folder. label < 0 at the top level; bad_class names a sub-folder that is not a
+ * class (its files are rejected). rel is the path below the root, for the split order. */
+static int walk(struct run *r, struct item_list *l, const char *dir, const char *rel, int depth,
+                int64_t label, const char *bad_class)
+{
+    char **names;
+    size_t n;
+    int rc;
+
+    rc = read_names(dir, &names, &n);
+    if (rc == CWT_EIO) {
+        r->sum->items++;
+        reject(r, INGEST_R_UNREADABLE, dir, "cannot read the folder: %s", strerror(errno));
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char path[PATH_MAX], relpath[PATH_MAX];
+        struct stat sb;
+        uint32_t idx;
+
+        if (file_join(path, sizeof(path), dir, names[i]) != 0 ||
+            (depth == 0 ? snprintf(relpath, sizeof(relpath), "%s", names[i])
+                        : snprintf(relpath, sizeof(relpath), "%s/%s", rel, names[i])) >=
+                (int)sizeof(relpath)) {
+            r->sum->items++;
+            reject(r, INGEST_R_UNREADABLE, names[i], "path too long");
+            continue;
+        }
+        if (stat(path, &sb) != 0) {
+            r->sum->items++;
+            reject(r, INGEST_R_UNREADABLE, path, "%s", strerror(errno));
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            if (depth >= DIR_MAX_DEPTH) {
+                r->sum->items++;
+                reject(r, INGEST_R_UNREADABLE, path, "folders nested deeper than %d",
+                       DIR_MAX_DEPTH);
+            } else if (depth == 0) {
+                if (recipe_label_index(r->recipe, names[i], &idx) == 0)
+                    rc = walk(r, l, path, relpath, 1, idx, NULL);
+                else
+                    rc = walk(r, l, path, relpath, 1, -1, names[i]);
+            } else {
+                rc = walk(r, l, path, relpath, depth + 1, label, bad_class);
+            }
+            continue;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            r->sum->items++;
+            reject(r, INGEST_R_UNREADABLE, path, "not a regular file");
+        } else if (depth == 0) {
+            r->sum->items++;
+            reject(r, INGEST_R_CLASSFOLDER, path,
+                   "files must be inside a folder named after their class");
+        } else if (bad_class != NULL) {
+            r->sum->items++;
+            reject(r, INGEST_R_LABEL, path, "folder '%s' is not a class of the recipe", bad_class);
+        } else {
+            /* Listed items are counted in sum->items when the list is done. */
+            char *copy = strdup(path);
+            if (copy == NULL)
+                rc = CWT_ENOMEM;
+            else if ((rc = list_add(l, copy, name_key(r->opt->seed, relpath), (uint32_t)label,
+                                    -1)) != 0)
+                free(copy);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* --- IDX --- */
+
+struct idx_file {
+    gzFile gz;
+    uint32_t dims[3];
+    int ndims;
+};
+
+/* Reads exactly n bytes; gzread also reads files that are not compressed. */
+static int gz_read_exact(gzFile gz, void *buf, size_t n)
+{
+    uint8_t *p = buf;
+
+    while (n > 0) {
+        unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
+        int got = gzread(gz, p, chunk);
+        if (got <= 0)
+            return -1;
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+static int idx_open(const char *path, int want_dims, struct idx_file *f, char *err, size_t errlen)
+{
+    uint8_t hdr[4], dim[4];
+
+    memset(f, 0, sizeof(*f));
+    f->gz = gzopen(path, "rb");
+    if (f->gz == NULL)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "%s: %s", path,
+                          errno ? strerror(errno) : "cannot open");
+    (void)gzbuffer(f->gz, 1u << 18);
+    /* Magic: two zero bytes, type 0x08 (unsigned byte), number of dimensions. */
+    if (gz_read_exact(f->gz, hdr, 4) != 0 || hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 ||
+        hdr[3] != want_dims)
+        goto bad;
+    f->ndims = hdr[3];
+    for (int i = 0; i < f->ndims; i++) {
+        if (gz_read_exact(f->gz, dim, 4) != 0)
+            goto bad;
+        f->dims[i] =
+            ((uint32_t)dim[0] << 24) | ((uint32_t)dim[1] << 16) | ((uint32_t)dim[2] << 8) | dim[3];
+    }
+    return 0;
+bad:
+    gzclose(f->gz);
+    f->gz = NULL;
+    return cwt_seterr(err, errlen, CWT_EINVAL,
+                      "%s is not an IDX %s file (expected unsigned-byte data with %d "
+                      "dimension%s)",
+                      path, want_dims == 3 ? "images" : "labels", want_dims,
+                      want_dims == 1 ? "" : "s");
+}
+
+static int ingest_idx(struct run *r, const char *images, const char *labels, char *err,
+                      size_t errlen)
+{
+    struct idx_file fi = {0}, fl = {0};
+    struct item_list l = {0};
+    uint8_t *labelbuf = NULL, *pix = NULL, extra;
+    crypto_generichash_state hs;
+    uint8_t hash[32], shape[8];
+    uint32_t n, rows, cols;
+    size_t npix;
+    int rc;
+
+    rc = idx_open(images, 3, &fi, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = idx_open(labels, 1, &fl, err, errlen);
+    if (rc != 0)
+        goto out;
+    n = fi.dims[0];
+    rows = fi.dims[1];
+    cols = fi.dims[2];
+    if (fl.dims[0] != n) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL, "%s holds %u images but %s holds %u labels",
+                        images, n, labels, fl.dims[0]);
+        goto out;
+    }
+    if (n > INGEST_MAX_ITEMS || rows == 0 || cols == 0 || rows > 65535 || cols > 65535 ||
+        (size_t)rows * cols > DECODE_MAX_PIXELS) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL, "%s: %u images of %ux%u are over the limits",
+                        images, n, rows, cols);
+        goto out;
+    }
+    npix = (size_t)rows * cols;
+    labelbuf = malloc(n > 0 ? n : 1);
+    pix = malloc(npix);
+    if (labelbuf == NULL || pix == NULL) {
+        rc = CWT_ENOMEM;
+        goto out;
+    }
+    if (gz_read_exact(fl.gz, labelbuf, n) != 0 || gzread(fl.gz, &extra, 1) != 0) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "%s: the labels file is truncated, corrupt or longer than its header "
+                        "says",
+                        labels);
+        goto out;
+    }
+    r->sum->items += n;
+    for (uint32_t i = 0; i < n; i++) {
+        /* Images with a label outside the recipe keep their place in the list, marked
+         * STORE_NSPLITS, so that the list stays in file order; no split is given to them. */
+        int ok = labelbuf[i] < r->recipe->classes;
+        rc = list_add(&l, NULL, splitmix64(r->opt->seed ^ splitmix64(i)), labelbuf[i],
+                      ok ? -1 : STORE_NSPLITS);
+        if (rc != 0)
+            goto out;
+    }
+    rc = assign_splits(&l, r->opt, r->recipe->classes);
+    if (rc != 0)
+        goto out;
+    r->total = n;
+    for (int b = 0; b < 4; b++) {
+        shape[b] = (uint8_t)(rows >> (24 - 8 * b));
+        shape[4 + b] = (uint8_t)(cols >> (24 - 8 * b));
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        char where[PATH_MAX + 32];
+        if (gz_read_exact(fi.gz, pix, npix) != 0) {
+            rc = cwt_seterr(err, errlen, CWT_EFORMAT, "%s is truncated or corrupt at image %u",
+                            images, i);
+            goto out;
+        }
+        if (l.v[i].split == STORE_NSPLITS) {
+            snprintf(where, sizeof(where), "%s[%u]", images, i);
+            reject(r, INGEST_R_LABEL, where, "label %u is not a class of the recipe (%u)",
+                   labelbuf[i], r->recipe->classes);
+        } else {
+            /* Hash of the image's own bytes, with a prefix naming what they are. */
+            crypto_generichash_init(&hs, NULL, 0, sizeof(hash));
+            crypto_generichash_update(&hs, (const uint8_t *)IDX_DOMAIN, sizeof(IDX_DOMAIN));
+            crypto_generichash_update(&hs, shape, sizeof(shape));
+            crypto_generichash_update(&hs, pix, npix);
+            crypto_generichash_final(&hs, hash, sizeof(hash));
+            rc = store_has_source(r->st, hash);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) {
+                r->sum->duplicates++;
+            } else {
+                struct decoded_image img = {.h = rows, .w = cols, .c = 1, .pixels = pix};
+                snprintf(where, sizeof(where), "%s[%u]", images, i);
+                rc = store_one(r, &img, hash, l.v[i].label, l.v[i].split, where);
+                if (rc != 0)
+                    goto out;
+            }
+        }
+        r->done++;
+        progress_draw(r, 0);
+    }
+    rc = 0;
+out:
+    if (fi.gz != NULL)
+        gzclose(fi.gz);
+    if (fl.gz != NULL)
+        gzclose(fl.gz);
+    free(labelbuf);
+    free(pix);
+    list_free(&l);
+    return rc;
+}
+
+/* --- the run --- */
+
+static int check_options(const struct cwt_recipe *recipe, const struct ingest_options *opt,
+                         char *err, size_t errlen)
+{
+    if (recipe->input_h == 0 || recipe->input_w == 0 || recipe->input_h > 65535 ||
+        recipe->input_w > 65535 || (recipe->input_c != 1 && recipe->input_c != 3))
+        return cwt_seterr(err, errlen, CWT_EINVAL,
+                          "the recipe's input %ux%ux%u cannot be stored (channels must be 1 or "
+                          "3)",
+                          recipe->input_h, recipe->input_w, recipe->input_c);
+    if (recipe->classes == 0 || recipe->classes > CWT_MAX_CLASSES)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "the recipe has %u classes", recipe->classes);
+    if (opt->split_mode == INGEST_SPLIT_FIXED && (unsigned)opt->split >= STORE_NSPLITS)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "unknown split");
+    if (opt->split_mode == INGEST_SPLIT_STRATIFIED &&
+        (!(opt->val_fraction >= 0 && opt->val_fraction < 1) ||
+         !(opt->test_fraction >= 0 && opt->test_fraction < 1) ||
+         opt->val_fraction + opt->test_fraction >= 1))
+        return cwt_seterr(err, errlen, CWT_EINVAL,
+                          "--val-fraction and --test-fraction must each be in [0, 1) and sum "
+                          "to less than 1");
+    return 0;
+}
+
+int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *const *inputs,
+               int ninputs, const struct ingest_options *opt, struct ingest_summary *sum, char *err,
+               size_t errlen)
+{
+    struct run r = {0};
+    struct item_list l = {0};
+    struct stat sb;
+    int rc;
+
+    if (st == NULL || recipe == NULL || inputs == NULL || opt == NULL || sum == NULL)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "ingest called without its arguments");
+    memset(sum, 0, sizeof(*sum));
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    rc = check_options(recipe, opt, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (sodium_init() < 0)
+        return cwt_seterr(err, errlen, CWT_ECRYPTO, "libsodium failed to initialise");
+    r.st = st;
+    r.recipe = recipe;
+    r.opt = opt;
+    r.sum = sum;
+    r.batch_images = opt->batch_images ? opt->batch_images : INGEST_BATCH_DEFAULT;
+    r.pixel_bytes = (size_t)recipe->input_h * recipe->input_w * recipe->input_c;
+    r.pixels = malloc(r.pixel_bytes);
+    if (r.pixels == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    r.t0 = cwt_monotonic();
+
+    if (ninputs == 2) {
+        rc = ingest_idx(&r, inputs[0], inputs[1], err, errlen);
+        goto finish;
+    }
+    if (ninputs != 1) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "expected one CSV file, one folder, or an IDX images file and its "
+                        "labels file");
+        goto finish;
+    }
+    if (stat(inputs[0], &sb) != 0) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL, "%s: %s", inputs[0], strerror(errno));
+        goto finish;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        rc = walk(&r, &l, inputs[0], "", 0, -1, NULL);
+    } else {
+        rc = list_csv(&r, inputs[0], &l, err, errlen);
+    }
+    if (rc == 0)
+        rc = assign_splits(&l, opt, recipe->classes);
+    if (rc == 0) {
+        r.total = l.n;
+        sum->items += l.n;
+        for (size_t i = 0; i < l.n && rc == 0; i++) {
+            rc = ingest_file(&r, &l.v[i]);
+            r.done++;
+            progress_draw(&r, 0);
+        }
+    }
+finish:
+    if (rc == 0) {
+        rc = batch_flush(&r);
+    } else if (r.batch != NULL) {
+        store_batch_abort(r.batch);
+        r.batch = NULL;
+    }
+    /* Failures that came back without a sentence: the store's, or out of memory. */
+    if (rc != 0 && err != NULL && errlen > 0 && err[0] == '\0') {
+        if (rc == CWT_ETOOBIG)
+            cwt_seterr(err, errlen, rc,
+                       "the store is full, or the source lists more than %u items (the store's "
+                       "size is store_max_bytes in cwtd.conf)",
+                       INGEST_MAX_ITEMS);
+        else
+            cwt_seterr(err, errlen, rc, "ingest failed: %s", cwt_strerror(rc));
+    }
+    if (r.opt->progress && r.total > 0)
+        progress_draw(&r, 1);
+    progress_clear(&r);
+    sum->seconds = cwt_monotonic() - r.t0;
+    free(r.pixels);
+    list_free(&l);
+    return rc;
+}

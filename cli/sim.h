@@ -1,0 +1,252 @@
+/*
+ * sim.h - `cwtctl simulate`: the paper's experiment with virtual institutions on one machine
+ * (docs/simulate.md defines every partition rule, heuristic and modification exactly).
+ *
+ * Layers, bottom-up:
+ *   sim_partition.c  partition rules, Gamma/Dirichlet sampling, dividing a split among
+ *                    institutions (no engine: unit-tested without a GPU);
+ *   sim_report.c     the results: table, CSV, JSON, and the two SVG plots;
+ *   sim_bundle.c     virtual institutions' keys and roster, hand-over through sealed bundles;
+ *   sim_run.c        the heuristics on the engine and training driver;
+ *   cmd_simulate.c   the command line.
+ */
+#ifndef CWT_SIM_H
+#define CWT_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/cwt.h"
+#include "config/config.h"
+#include "crypto/bundle.h"
+#include "engine/train/train.h"
+
+/* ------------------------------------------------------------ partitions */
+
+enum sim_part_kind { SIM_PART_IID = 0, SIM_PART_LABEL_SKEW, SIM_PART_SIZE_SKEW };
+
+struct sim_part_rule {
+    enum sim_part_kind kind;
+    double alpha;                  /* label-skew: Dirichlet concentration, > 0 */
+    uint32_t n_weights;            /* size-skew: one weight per institution */
+    double weights[CWT_MAX_SITES]; /* size-skew: positive, any scale */
+};
+
+/* Parses "iid", "label-skew:ALPHA" (0 < ALPHA <= 1e6) or "size-skew:W1,W2,..." (exactly
+ * n_inst positive weights). CWT_EINVAL with a sentence in err. */
+int sim_part_rule_parse(const char *text, uint32_t n_inst, struct sim_part_rule *out, char *err,
+                        size_t errlen);
+
+/* Writes the rule back in the syntax sim_part_rule_parse reads. */
+void sim_part_rule_format(const struct sim_part_rule *r, char *out, size_t len);
+
+/* Natural log of one Gamma(shape, 1) draw (Marsaglia and Tsang 2000; for shape < 1 the
+ * boost Gamma(shape) = Gamma(shape + 1) * U^(1/shape), kept in logs so that tiny shapes do not
+ * underflow). shape > 0. */
+double sim_log_gamma_draw(struct train_rng *rng, double shape);
+
+/* One draw from the symmetric Dirichlet(alpha, ..., alpha) of dimension k into out[k] (sums
+ * to 1; every entry >= 1e-12 then renormalised, so no class is impossible). */
+void sim_dirichlet_draw(struct train_rng *rng, double alpha, uint32_t k, double *out);
+
+/* The label mix of each institution, mix[i * classes + c]: label-skew draws one
+ * Dirichlet(alpha) vector per institution from seed; iid and size-skew give 1 everywhere.
+ * Draw it once per seed and use it for both the train and the val split. */
+void sim_label_mix(const struct sim_part_rule *r, uint32_t n_inst, uint32_t classes, uint64_t seed,
+                   double *mix);
+
+/* The real-valued allocation target[i * classes + c] of class_counts[c] images of class c to
+ * institution i: the matrix diag(a) * mix * diag(b) (Sinkhorn scaling) whose column sums are
+ * the class counts and whose row sums are n * share_i (shares equal for iid and label-skew,
+ * the normalised weights for size-skew). CWT_EINVAL if mix has a zero row or column where
+ * images must go. */
+int sim_partition_targets(const struct sim_part_rule *r, uint32_t n_inst, uint32_t classes,
+                          const double *mix, const uint64_t *class_counts, double *target);
+
+/* One split divided among institutions: the ids of institution i are
+ * ids[start[i] .. start[i + 1]), ascending, with their labels beside them. */
+struct sim_part {
+    uint32_t n_inst;
+    size_t *start;    /* n_inst + 1 */
+    uint64_t *ids;    /* every input id exactly once */
+    uint32_t *labels; /* labels[j] belongs to ids[j] */
+};
+
+/* Divides ids[0..n) (labels < classes) among n_inst institutions: targets as above, rounded
+ * to whole images so that every class total is exact and each institution's running total
+ * stays within one image of its target; each class's images are shuffled (from seed and
+ * stream) and dealt out in institution order. Deterministic in (rule, mix, ids, labels, seed,
+ * stream). Release with sim_part_free(). */
+int sim_partition(const struct sim_part_rule *r, uint32_t n_inst, uint32_t classes,
+                  const double *mix, const uint64_t *ids, const uint32_t *labels, size_t n,
+                  uint64_t seed, uint64_t stream, struct sim_part *out, char *err, size_t errlen);
+void sim_part_free(struct sim_part *p);
+
+/* Number of images of institution i. */
+size_t sim_part_size(const struct sim_part *p, uint32_t i);
+
+/* ------------------------------------------------------------ heuristics and results */
+
+enum sim_heur {
+    SIM_CENTRAL = 0,
+    SIM_SINGLE,
+    SIM_ENSEMBLE,
+    SIM_SWT,
+    SIM_CWT,
+    SIM_CWT_PLUS,
+    SIM_NHEUR
+};
+
+/* "central", "single", "ensemble", "swt", "cwt", "cwt+". */
+const char *sim_heur_name(enum sim_heur h);
+
+/* Parses a comma-separated list of heuristic names into want[SIM_NHEUR] (1 = run it).
+ * CWT_EINVAL naming the unknown entry. */
+int sim_heur_parse(const char *text, int want[SIM_NHEUR], char *err, size_t errlen);
+
+/* The four cwt+ modifications (docs/simulate.md), as bits. */
+#define SIM_PLUS_PROPORTIONAL 0x1 /* local steps proportional to local sample count */
+#define SIM_PLUS_LOSS         0x2 /* class-weighted loss from local label frequencies */
+#define SIM_PLUS_SAMPLING     0x4 /* class-balanced minibatch sampling per institution */
+#define SIM_PLUS_CLR          0x8 /* cyclical learning rate, one triangle per CWT cycle */
+#define SIM_PLUS_ALL          0xf
+
+/* Parses "all" or a comma-separated subset of "proportional,loss,sampling,clr". */
+int sim_plus_parse(const char *text, unsigned *mods, char *err, size_t errlen);
+/* "proportional+loss+sampling+clr" style text of mods. */
+void sim_plus_format(unsigned mods, char *out, size_t len);
+
+/* Parses a comma-separated list of at most max positive numbers <= hi into out. */
+int sim_parse_list(const char *text, double hi, double *out, uint32_t max, uint32_t *n, char *err,
+                   size_t errlen);
+
+/* A validation curve: value after `step` cumulative optimizer steps. */
+struct sim_curve {
+    size_t n, cap;
+    uint64_t *step;
+    double *value;
+};
+int sim_curve_add(struct sim_curve *c, uint64_t step, double value);
+void sim_curve_free(struct sim_curve *c);
+
+/* One heuristic (one visit length for cwt/cwt+, one institution for single) on one seed. */
+struct sim_outcome {
+    enum sim_heur heur;
+    double visit; /* cwt, cwt+: visit length in local epochs; 0 otherwise */
+    int inst;     /* single: the institution; -1 for the heuristic as a whole */
+    uint32_t seed_index;
+    uint64_t seed;
+    double test_accuracy, test_auc;
+    uint64_t steps;  /* optimizer steps taken */
+    uint64_t budget; /* optimizer steps allowed */
+    double wall_s;
+    uint32_t cycles;       /* cwt/cwt+: cycles started; swt: institutions visited */
+    uint64_t kept_step;    /* cumulative step at which the kept model was taken */
+    double kept_val;       /* its validation score (see sim_selection_text) */
+    char weights_hash[65]; /* BLAKE2b-256 (hex) of the kept model's weights; "" if none */
+    char final_hash[65];   /* of the weights at the end of training; "" if none */
+    struct sim_curve curve;
+};
+
+/* How the kept model of a heuristic is chosen, for the table and the files. */
+const char *sim_selection_text(enum sim_heur h);
+
+/* Everything the report needs. */
+struct sim_report {
+    uint32_t sites;
+    char partition[CWT_MAX_SITES * 16 + 32];
+    char plus[64];
+    double budget_epochs;
+    uint64_t budget_steps;
+    uint32_t batch;
+    uint32_t n_seeds;
+    uint64_t first_seed;
+    int through_bundles;
+    char model[CWT_NAME_MAX + 1];
+    char device[256];
+    uint64_t n_train, n_val, n_test; /* pooled images used */
+    /* Per seed and institution: images of train and val (seed-major). */
+    uint64_t *inst_train, *inst_val;
+    double visits[16];
+    uint32_t n_visits;
+    size_t n, cap;
+    struct sim_outcome *o;
+};
+
+/* Appends a copy of *o (the curve's ownership moves into the report). */
+int sim_report_add(struct sim_report *r, struct sim_outcome *o);
+void sim_report_free(struct sim_report *r);
+
+/* Label of an outcome's row: "central", "single", "single inst-2", "cwt v=0.25", ... */
+void sim_outcome_label(const struct sim_outcome *o, char *out, size_t len);
+
+/* The comparison table (mean +- sd over seeds) as text. */
+void sim_report_table(const struct sim_report *r, FILE *f);
+/* results.csv: one line per outcome. results.json: settings, partition sizes, outcomes,
+ * summary rows. Both written to f. */
+void sim_report_csv(const struct sim_report *r, FILE *f);
+void sim_report_json(const struct sim_report *r, FILE *f);
+/* Validation score against cumulative steps, one line per heuristic (first seed), and CWT
+ * test accuracy against visit length (mean +- sd over seeds). */
+void sim_svg_curves(const struct sim_report *r, FILE *f);
+void sim_svg_visits(const struct sim_report *r, FILE *f);
+
+/* Writes every file of the report into dir (results.csv, results.json, val-curves.svg,
+ * cwt-visits.svg), each atomically. */
+int sim_report_write(const struct sim_report *r, const char *dir, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ hand-over through bundles */
+
+struct sim_fed;
+
+/* The virtual federation of --through-bundles: institution K is site "inst-K" with its own
+ * keys in dir/inst-K/keys (generated on first use, re-used afterwards), all in one roster
+ * (federation "simulate", the site's recipe) that is also written to dir/roster.conf so an
+ * auditor can check the bundles with `cwtctl bundle verify`. Release with sim_fed_close(). */
+int sim_fed_open(const char *dir, uint32_t n_inst, const struct cwt_recipe *recipe,
+                 struct sim_fed **out, char *err, size_t errlen);
+void sim_fed_close(struct sim_fed *f);
+
+/* Starts a new chain: the next hand-over has sequence cycle * n + hop and no parent if it is
+ * the first. */
+void sim_fed_new_chain(struct sim_fed *f);
+
+/* Moves the model from institution `from` (hop `from` of cycle `cycle`) to `to` through the
+ * real exchange path: train_state_save(TRAIN_SAVE_ALL) into a safetensors payload, sealed for
+ * `to` by `from`'s keys, verified with public keys, opened with `to`'s keys (model fingerprint
+ * checked), and loaded into m after m was reset to reset_state (so every value that continues
+ * training has come through the bundle). The files are removed afterwards. */
+int sim_fed_handover(struct sim_fed *f, struct eng_model *m, const struct eng_model_spec *spec,
+                     const struct train_norm *norm, const uint8_t *reset_state, size_t reset_len,
+                     uint32_t from, uint32_t to, uint32_t cycle,
+                     const struct bundle_summary *summary, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ running the experiment */
+
+/* What cmd_simulate decided; sim_run reads it only. */
+struct sim_setup {
+    struct store *st; /* the site store, opened read-only */
+    struct eng_device *dev;
+    struct cwt_recipe recipe; /* the roster's recipe */
+    uint32_t sites;
+    struct sim_part_rule rule;
+    int want[SIM_NHEUR];
+    double visits[16];
+    uint32_t n_visits;
+    double budget_epochs;
+    uint32_t n_seeds;
+    unsigned plus; /* SIM_PLUS_* bits of cwt+ */
+    int through_bundles;
+    const char *out_dir;                 /* bundles and keys go under it */
+    size_t max_train, max_val, max_test; /* 0 = every image of the split */
+    int progress;                        /* progress line on stderr (a terminal) */
+    int verbose;                         /* one line per finished run on stderr */
+};
+
+/* Runs every requested heuristic for every seed and fills rep (release with
+ * sim_report_free). Errors: CWT_ENOENT (no images), CWT_EINVAL (an institution without
+ * training images), engine, store and bundle errors, each with a sentence in err. */
+int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t errlen);
+
+#endif

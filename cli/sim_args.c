@@ -1,0 +1,175 @@
+/*
+ * sim_args.c - names and argument lists of `cwtctl simulate`.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/sim.h"
+
+static const char *const heur_names[SIM_NHEUR] = {"central", "single", "ensemble",
+                                                  "swt",     "cwt",    "cwt+"};
+
+const char *sim_heur_name(enum sim_heur h)
+{
+    return (unsigned)h < SIM_NHEUR ? heur_names[h] : "unknown";
+}
+
+const char *sim_selection_text(enum sim_heur h)
+{
+    switch (h) {
+    case SIM_CENTRAL:
+        return "best pooled val accuracy (after each epoch)";
+    case SIM_SINGLE:
+        return "best own local val accuracy (after each local epoch)";
+    case SIM_ENSEMBLE:
+        return "members: the single models, each by its own local val accuracy";
+    case SIM_SWT:
+        return "best mean local val accuracy over institutions (after each institution)";
+    case SIM_CWT:
+    case SIM_CWT_PLUS:
+        return "best mean local val accuracy over institutions (after each cycle)";
+    default:
+        return "";
+    }
+}
+
+/* Calls fn(token, ctx) for every comma-separated token of text; empty tokens are errors. */
+static int each_token(const char *text, const char *what, int (*fn)(const char *, void *),
+                      void *ctx, char *err, size_t errlen)
+{
+    const char *p = text;
+
+    if (*p == '\0')
+        return cwt_seterr(err, errlen, CWT_EINVAL, "%s: the list is empty", what);
+    for (;;) {
+        char tok[64];
+        size_t len = strcspn(p, ",");
+        int rc;
+        if (len == 0 || len >= sizeof(tok))
+            return cwt_seterr(err, errlen, CWT_EINVAL, "%s %s: empty or overlong entry", what,
+                              text);
+        memcpy(tok, p, len);
+        tok[len] = '\0';
+        if ((rc = fn(tok, ctx)) != 0)
+            return cwt_seterr(err, errlen, CWT_EINVAL, "%s: '%s' is not valid%s", what, tok,
+                              rc == CWT_EEXIST ? " (given twice)" : "");
+        p += len;
+        if (*p == '\0')
+            return 0;
+        p++;
+    }
+}
+
+static int heur_token(const char *tok, void *ctx)
+{
+    int *want = ctx;
+
+    for (int h = 0; h < SIM_NHEUR; h++)
+        if (strcmp(tok, heur_names[h]) == 0) {
+            if (want[h])
+                return CWT_EEXIST;
+            want[h] = 1;
+            return 0;
+        }
+    return CWT_EINVAL;
+}
+
+int sim_heur_parse(const char *text, int want[SIM_NHEUR], char *err, size_t errlen)
+{
+    int rc;
+
+    memset(want, 0, SIM_NHEUR * sizeof(int));
+    rc = each_token(text, "--heuristics", heur_token, want, err, errlen);
+    if (rc != 0) {
+        size_t used = strlen(err);
+        if (used + 1 < errlen)
+            snprintf(err + used, errlen - used,
+                     "; choose from central,single,ensemble,swt,cwt,cwt+");
+    }
+    return rc;
+}
+
+static const char *const plus_names[] = {"proportional", "loss", "sampling", "clr"};
+
+static int plus_token(const char *tok, void *ctx)
+{
+    unsigned *mods = ctx;
+
+    for (unsigned i = 0; i < 4; i++)
+        if (strcmp(tok, plus_names[i]) == 0) {
+            if (*mods & (1u << i))
+                return CWT_EEXIST;
+            *mods |= 1u << i;
+            return 0;
+        }
+    return CWT_EINVAL;
+}
+
+int sim_plus_parse(const char *text, unsigned *mods, char *err, size_t errlen)
+{
+    int rc;
+
+    *mods = 0;
+    if (strcmp(text, "all") == 0) {
+        *mods = SIM_PLUS_ALL;
+        return 0;
+    }
+    rc = each_token(text, "--plus", plus_token, mods, err, errlen);
+    if (rc != 0) {
+        size_t used = strlen(err);
+        if (used + 1 < errlen)
+            snprintf(err + used, errlen - used,
+                     "; use all or a list of proportional,loss,sampling,clr");
+    }
+    return rc;
+}
+
+void sim_plus_format(unsigned mods, char *out, size_t len)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (unsigned i = 0; i < 4 && used < len; i++)
+        if (mods & (1u << i))
+            used +=
+                (size_t)snprintf(out + used, len - used, "%s%s", used ? "+" : "", plus_names[i]);
+    if (used == 0)
+        snprintf(out, len, "none");
+}
+
+struct list_ctx {
+    double hi;
+    double *out;
+    uint32_t max, n;
+};
+
+static int list_token(const char *tok, void *vctx)
+{
+    struct list_ctx *c = vctx;
+    double v;
+
+    if (c->n >= c->max || cwt_parse_double(tok, 1e-9, c->hi, &v) != 0)
+        return CWT_EINVAL;
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->out[i] == v)
+            return CWT_EEXIST;
+    c->out[c->n++] = v;
+    return 0;
+}
+
+int sim_parse_list(const char *text, double hi, double *out, uint32_t max, uint32_t *n, char *err,
+                   size_t errlen)
+{
+    struct list_ctx c = {hi, out, max, 0};
+    int rc = each_token(text, "--visits", list_token, &c, err, errlen);
+
+    if (rc != 0) {
+        size_t used = strlen(err);
+        if (used + 1 < errlen)
+            snprintf(err + used, errlen - used,
+                     "; give at most %u distinct positive numbers up to %g", max, hi);
+        return rc;
+    }
+    *n = c.n;
+    return 0;
+}

@@ -1,0 +1,313 @@
+/*
+ * control.c - the control socket: one request line {"cmd":"NAME"}, one reply line (JSON).
+ * Peers are checked with SO_PEERCRED and SO_PEERGROUPS.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/cwt.h"
+#include "daemon/daemon.h"
+
+int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    struct stat sb;
+    int fd, saved;
+    mode_t old_mask;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return cwt_seterr(err, errlen, CWT_ETOOBIG, "control socket path %s is longer than "
+                          "%zu bytes", path, sizeof(sa.sun_path) - 1);
+    strcpy(sa.sun_path, path);
+    if (lstat(path, &sb) == 0) {
+        if (!S_ISSOCK(sb.st_mode))
+            return cwt_seterr(err, errlen, CWT_EEXIST, "%s exists and is not a socket", path);
+        /* Someone answering there means another cwtd serves this site. */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return cwt_seterr(err, errlen, CWT_EIO, "socket: %s", strerror(errno));
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(fd);
+            return cwt_seterr(err, errlen, CWT_EEXIST, "another cwtd is listening on %s", path);
+        }
+        close(fd);
+        if (unlink(path) != 0)
+            return cwt_seterr(err, errlen, CWT_EIO, "cannot remove the stale socket %s: %s",
+                              path, strerror(errno));
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return cwt_seterr(err, errlen, CWT_EIO, "socket: %s", strerror(errno));
+    /* The socket file is born 0660 - no window in which others could connect. */
+    old_mask = umask(0117);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        saved = errno;
+        umask(old_mask);
+        close(fd);
+        return cwt_seterr(err, errlen, CWT_EIO, "cannot bind %s: %s", path, strerror(saved));
+    }
+    umask(old_mask);
+    if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) || chmod(path, 0660) != 0 ||
+        listen(fd, 16) != 0) {
+        saved = errno;
+        close(fd);
+        unlink(path);
+        return cwt_seterr(err, errlen, CWT_EIO, "cannot set up %s: %s", path, strerror(saved));
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int control_peer_allowed(int fd, gid_t gid, char *err, size_t errlen)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    gid_t groups[256];
+    socklen_t glen = sizeof(groups);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred))
+        return cwt_seterr(err, errlen, CWT_EIO, "cannot read peer credentials: %s",
+                          strerror(errno));
+    if (cred.uid == 0 || cred.uid == geteuid())
+        return 1;
+    if (gid != (gid_t)-1) {
+        if (cred.gid == gid)
+            return 1;
+        /* Supplementary groups; a peer in more than 256 groups is checked on those only. */
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0 ||
+            (errno == ERANGE && glen > 0)) {
+            size_t n = glen / sizeof(gid_t);
+            if (n > sizeof(groups) / sizeof(groups[0]))
+                n = sizeof(groups) / sizeof(groups[0]);
+            for (size_t i = 0; i < n; i++)
+                if (groups[i] == gid)
+                    return 1;
+        }
+    }
+    cwt_seterr(err, errlen, CWT_EPERM, "peer uid %u gid %u (pid %d) is not allowed",
+               (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+    return 0;
+}
+
+/* Waits for fd to be ready for events within the time left until deadline (monotonic s). */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        double left = deadline - cwt_monotonic();
+        struct pollfd p = {.fd = fd, .events = events};
+        int rc;
+
+        if (left <= 0)
+            return CWT_EIO;
+        rc = poll(&p, 1, (int)(left * 1000) + 1);
+        if (rc > 0)
+            return 0;
+        if (rc < 0 && errno != EINTR)
+            return CWT_EIO;
+    }
+}
+
+int control_read_request(int fd, int timeout_ms, char cmd[CONTROL_CMD_MAX + 1], char *err,
+                         size_t errlen)
+{
+    char line[CONTROL_LINE_MAX + 1];
+    size_t len = 0, n;
+    double deadline = cwt_monotonic() + timeout_ms / 1000.0;
+    const char *p;
+    static const char prefix[] = "{\"cmd\":\"";
+
+    for (;;) {
+        ssize_t got;
+        if (wait_fd(fd, POLLIN, deadline) != 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "no complete request within %d ms",
+                              timeout_ms);
+        got = recv(fd, line + len, CONTROL_LINE_MAX - len, MSG_DONTWAIT);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (got <= 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "client closed before a full request");
+        len += (size_t)got;
+        if (memchr(line, '\n', len) != NULL)
+            break;
+        if (len >= CONTROL_LINE_MAX)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "request longer than %d bytes",
+                              CONTROL_LINE_MAX);
+    }
+    line[len] = '\0';
+    /* Exactly one line: {"cmd":"NAME"} and a newline, nothing after it. */
+    if (strlen(line) != len || strchr(line, '\n') != line + len - 1)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "request is not a single line");
+    line[len - 1] = '\0';
+    if (len >= 2 && line[len - 2] == '\r')
+        line[len - 2] = '\0';
+    if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "request is not {\"cmd\":\"NAME\"}");
+    p = line + sizeof(prefix) - 1;
+    for (n = 0; p[n] >= 'a' && p[n] <= 'z'; n++)
+        ;
+    if (n == 0 || n > CONTROL_CMD_MAX || strcmp(p + n, "\"}") != 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "request is not {\"cmd\":\"NAME\"}");
+    memcpy(cmd, p, n);
+    cmd[n] = '\0';
+    return 0;
+}
+
+int control_write_reply(int fd, int timeout_ms, const char *line)
+{
+    double deadline = cwt_monotonic() + timeout_ms / 1000.0;
+    size_t len = strlen(line), done = 0;
+    int nl = 0;
+
+    while (!nl) {
+        const char *p = done < len ? line + done : "\n";
+        size_t left = done < len ? len - done : 1;
+        ssize_t n;
+
+        if (wait_fd(fd, POLLOUT, deadline) != 0)
+            return CWT_EIO;
+        n = send(fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return CWT_EIO;
+        if (done < len)
+            done += (size_t)n;
+        else
+            nl = 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ JSON text */
+
+void jb_init(struct jbuf *j)
+{
+    memset(j, 0, sizeof(*j));
+}
+
+void jb_free(struct jbuf *j)
+{
+    free(j->p);
+    memset(j, 0, sizeof(*j));
+}
+
+static void jb_append(struct jbuf *j, const char *s, size_t n)
+{
+    if (j->bad)
+        return;
+    if (j->cap - j->len <= n) {
+        size_t cap = j->cap ? j->cap : 1024;
+        char *p;
+        while (cap - j->len <= n) {
+            if (cap > (1u << 24)) {
+                j->bad = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        p = realloc(j->p, cap);
+        if (p == NULL) {
+            j->bad = 1;
+            return;
+        }
+        j->p = p;
+        j->cap = cap;
+    }
+    memcpy(j->p + j->len, s, n);
+    j->len += n;
+    j->p[j->len] = '\0';
+}
+
+void jb_raw(struct jbuf *j, const char *s)
+{
+    jb_append(j, s, strlen(s));
+}
+
+static void jb_quoted(struct jbuf *j, const char *s)
+{
+    char esc[8];
+
+    jb_append(j, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            jb_append(j, esc, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            jb_append(j, esc, 6);
+        } else {
+            jb_append(j, s, 1);
+        }
+    }
+    jb_append(j, "\"", 1);
+}
+
+void jb_key(struct jbuf *j, const char *key)
+{
+    if (j->need_comma)
+        jb_append(j, ",", 1);
+    j->need_comma = 1;
+    if (key != NULL) {
+        jb_quoted(j, key);
+        jb_append(j, ":", 1);
+    }
+}
+
+void jb_str(struct jbuf *j, const char *key, const char *val)
+{
+    jb_key(j, key);
+    jb_quoted(j, val);
+}
+
+void jb_num(struct jbuf *j, const char *key, double val)
+{
+    char num[40];
+
+    jb_key(j, key);
+    if (!isfinite(val)) {
+        jb_raw(j, "null");
+        return;
+    }
+    snprintf(num, sizeof(num), "%.6g", val);
+    jb_raw(j, num);
+}
+
+void jb_int(struct jbuf *j, const char *key, int64_t val)
+{
+    char num[32];
+
+    jb_key(j, key);
+    snprintf(num, sizeof(num), "%lld", (long long)val);
+    jb_raw(j, num);
+}
+
+void jb_open(struct jbuf *j, const char *key, char bracket)
+{
+    char b[2] = {bracket, '\0'};
+
+    if (key != NULL || j->len > 0)
+        jb_key(j, key);
+    jb_raw(j, b);
+    j->need_comma = 0;
+}
+
+void jb_close(struct jbuf *j, char bracket)
+{
+    char b[2] = {bracket, '\0'};
+
+    jb_raw(j, b);
+    j->need_comma = 1;
+}

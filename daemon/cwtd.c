@@ -1,0 +1,161 @@
+/*
+ * cwtd - the cwt site daemon: a monitor (keys, bundles, ledger, control socket) and a trainer
+ * (Vulkan) that talk over a socketpair. See daemon/daemon.h for the files and docs/daemon.md
+ * for operations.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cwtd [-c FILE] [-f] [-d]\n"
+               "  -c FILE   site configuration (default: $CWT_CONFIG, else %s)\n"
+               "  -f        stay in the foreground (systemd: Type=notify)\n"
+               "  -d        debug logging\n"
+               "  --help    this text\n"
+               "  --version the version\n",
+            CWT_DEFAULT_CONFIG);
+}
+
+/* Started as root with a configured user: become that user (groups first) for good. */
+static void drop_privileges(const struct cwt_config *cfg)
+{
+    struct passwd *pw;
+
+    if (geteuid() != 0 || cfg->user[0] == '\0')
+        return;
+    pw = getpwnam(cfg->user);
+    if (pw == NULL)
+        fatalx("user %s (daemon.user in %s) does not exist", cfg->user, cfg->path);
+    if (pw->pw_uid == 0)
+        return;
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0)
+        fatal("cannot become user %s", cfg->user);
+    if (setuid(0) == 0 || geteuid() != pw->pw_uid)
+        fatalx("privileges could not be dropped for good");
+    log_info("running as user %s", cfg->user);
+}
+
+/* No core dumps: they would hold secret keys and patient-derived weights. */
+static void no_core_dumps(void)
+{
+    struct rlimit rl = {0, 0};
+
+    if (setrlimit(RLIMIT_CORE, &rl) != 0)
+        fatal("setrlimit(RLIMIT_CORE)");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fatal("prctl(PR_SET_DUMPABLE)");
+}
+
+static void daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid < 0)
+        fatal("fork");
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        fatal("setsid");
+    if (chdir("/") != 0)
+        fatal("chdir /");
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        fatal("/dev/null");
+    /* stderr stays: it is the log (journald, or whatever the caller redirected it to). */
+    if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
+        fatal("dup2");
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    static struct cwt_config cfg;
+    static struct cwt_roster roster;
+    const char *config_path = NULL;
+    char err[CWT_ERRLEN];
+    int foreground = 0, debug = 0, opt, sp[2];
+    pid_t pid;
+
+    while ((opt = getopt_long(argc, argv, "c:fdh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'd':
+            debug = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("cwtd %s\n", CWT_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    log_init("cwtd", debug);
+    config_path = config_default_path(config_path);
+    if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+        log_warnx("%s", err);
+        return 2;
+    }
+    if (roster_load(cfg.roster_path, &roster, err, sizeof(err)) != 0) {
+        log_warnx("%s", err);
+        return 2;
+    }
+    if (roster_find_site(&roster, cfg.site_id) < 0) {
+        log_warnx("site %s is not in the roster %s; add it with 'cwtctl roster add'",
+                  cfg.site_id, cfg.roster_path);
+        return 2;
+    }
+    drop_privileges(&cfg);
+    no_core_dumps();
+    if (!foreground)
+        daemonize();
+    signal(SIGPIPE, SIG_IGN);
+
+    /* The trainer side is forked before any secret key is loaded. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
+        fatal("socketpair");
+    pid = fork();
+    if (pid < 0)
+        fatal("fork");
+    if (pid == 0) {
+        close(sp[0]);
+        trainer_supervisor_main(&cfg, &roster, sp[1]);
+    }
+    close(sp[1]);
+    return monitor_main(&cfg, &roster, sp[0], pid, foreground);
+}

@@ -1,0 +1,374 @@
+/*
+ * cycle.c - the rules of the cycle (DESIGN section 5) as pure functions, and the codec of the
+ * persistent cycle state.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/daemon.h"
+
+/* Index = enum cwtd_phase. */
+static const char *const phase_names[] = {"idle", "waiting", "training", "sealing", "finished"};
+
+const char *cycle_phase_name(enum cwtd_phase p)
+{
+    if ((unsigned)p >= sizeof(phase_names) / sizeof(phase_names[0]))
+        return "unknown";
+    return phase_names[p];
+}
+
+/* --------------------------------------------------------------- history / patience */
+
+struct history {
+    uint32_t cur, n, bestc;
+    double sum, best; /* best < 0: no full cycle yet */
+};
+
+static void history_parse(const char *in, struct history *h)
+{
+    unsigned cur, n, bestc;
+    double sum, best;
+
+    h->cur = 0;
+    h->n = 0;
+    h->bestc = 0;
+    h->sum = 0;
+    h->best = -1;
+    if (in == NULL || sscanf(in, "cur=%u sum=%lf n=%u best=%lf bestc=%u", &cur, &sum, &n, &best,
+                             &bestc) != 5)
+        return;
+    if (!isfinite(sum) || !isfinite(best) || n > 1000000)
+        return;
+    h->cur = cur;
+    h->sum = sum;
+    h->n = n;
+    h->best = best;
+    h->bestc = bestc;
+}
+
+void cycle_history_update(const char *in, uint32_t cycle, double val, int last_hop, char *out,
+                          size_t outlen)
+{
+    struct history h;
+
+    history_parse(in, &h);
+    if (h.cur != cycle) {
+        h.cur = cycle;
+        h.sum = 0;
+        h.n = 0;
+    }
+    if (isfinite(val)) {
+        h.sum += val;
+        h.n++;
+    }
+    if (last_hop && h.n > 0) {
+        double mean = h.sum / h.n;
+        /* Strictly better: a plateau counts as no improvement. */
+        if (mean > h.best) {
+            h.best = mean;
+            h.bestc = cycle;
+        }
+    }
+    snprintf(out, outlen, "cur=%u sum=%.17g n=%u best=%.17g bestc=%u", h.cur, h.sum, h.n,
+             h.best, h.bestc);
+}
+
+int cycle_should_stop(const char *history, uint32_t cycle, uint32_t cycles, uint32_t patience)
+{
+    struct history h;
+
+    if (cycles > 0 && cycle + 1 >= cycles)
+        return 1;
+    if (patience == 0)
+        return 0;
+    history_parse(history, &h);
+    if (h.best < 0)
+        return 0; /* no validation data anywhere: run every cycle */
+    return cycle >= h.bestc && cycle - h.bestc >= patience;
+}
+
+int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_t cycle,
+                     uint32_t *cycle_out, char *err, size_t errlen)
+{
+    uint32_t pred;
+
+    if (n_sites == 0 || me >= n_sites || sender_hop >= n_sites)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "site index out of range");
+    pred = (me + n_sites - 1) % n_sites;
+    if (sender_hop != pred)
+        return cwt_seterr(err, errlen, CWT_ESTATE, "the bundle comes from hop %u, but this site "
+                          "(hop %u) receives cycle bundles only from hop %u", sender_hop, me,
+                          pred);
+    if (sender_hop == n_sites - 1) {
+        if (cycle == UINT32_MAX)
+            return cwt_seterr(err, errlen, CWT_EINVAL, "cycle number overflows");
+        *cycle_out = cycle + 1;
+    } else {
+        *cycle_out = cycle;
+    }
+    return 0;
+}
+
+uint64_t cycle_loader_seed(uint64_t roster_seed, uint32_t cycle, uint32_t hop)
+{
+    /* SplitMix64 over the three inputs; any fixed mixing works as long as every site and
+     * every restart computes the same value. */
+    uint64_t z = roster_seed ^ ((uint64_t)cycle << 32 | hop);
+
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void cycle_ckpt_name(uint32_t cycle, uint32_t hop, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "cwtd.visit.c%u.h%u", cycle, hop);
+}
+
+int cycle_bundle_name(const char *federation, uint32_t cycle, uint32_t hop, const char *kind,
+                      const char *to, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s-c%u-h%u-%s-to-%s.cwtb", federation, cycle, hop, kind, to);
+
+    if (n < 0 || (size_t)n >= outlen)
+        return CWT_ETOOBIG;
+    return 0;
+}
+
+/* --------------------------------------------------------------- state codec */
+
+/* Appends printf output to a bounded buffer; sets *bad when it does not fit. */
+static void addf(char *out, size_t outlen, size_t *pos, int *bad, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void addf(char *out, size_t outlen, size_t *pos, int *bad, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*bad)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(out + *pos, outlen - *pos, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= outlen - *pos) {
+        *bad = 1;
+        return;
+    }
+    *pos += (size_t)n;
+}
+
+int cycle_state_encode(const struct cycle_state *cs, char *out, size_t outlen)
+{
+    char hex[65];
+    size_t pos = 0;
+    int bad = 0;
+
+    if (outlen == 0)
+        return CWT_ETOOBIG;
+    out[0] = '\0';
+    addf(out, outlen, &pos, &bad, "version=1\nphase=%s\ncycle=%u\nhop=%u\nhas_input=%d\n",
+         cycle_phase_name(cs->phase), cs->cycle, cs->hop, cs->has_input ? 1 : 0);
+    cwt_hex(cs->parent_hash, 32, hex);
+    addf(out, outlen, &pos, &bad, "has_parent=%d\nparent=%s\n", cs->has_parent ? 1 : 0, hex);
+    cwt_hex(cs->in_bundle_id, 16, hex);
+    addf(out, outlen, &pos, &bad, "in_bundle=%s\nepochs_before=%.17g\nhistory=%s\n", hex,
+         cs->epochs_before, cs->history);
+    addf(out, outlen, &pos, &bad, "waiting_from=%s\nsince=%" PRId64 "\n", cs->waiting_from,
+         cs->since);
+    addf(out, outlen, &pos, &bad, "has_out=%d\nout_seq=%" PRIu64 "\nout_name=%s\n"
+         "out_written=%d\nout_kind=%u\n", cs->has_out ? 1 : 0, cs->out_seq, cs->out_name,
+         cs->out_written ? 1 : 0, (unsigned)cs->out_kind);
+    cwt_hex(cs->final_hash, 32, hex);
+    addf(out, outlen, &pos, &bad, "final=%s\nensemble=%u,%u\n", hex, cs->ensemble_mask_lo,
+         cs->ensemble_mask_hi);
+    addf(out, outlen, &pos, &bad,
+         "summary=%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n",
+         cs->sum_steps, cs->sum_train_n, cs->sum_val_n, cs->sum_epochs, cs->sum_train_loss,
+         cs->sum_train_acc, cs->sum_val_loss, cs->sum_val_acc, cs->sum_val_auc);
+    addf(out, outlen, &pos, &bad, "metrics=");
+    for (uint32_t i = 0; i < cs->n_metrics && i < CWTD_MAX_METRICS; i++)
+        addf(out, outlen, &pos, &bad, "%s%u:%.6g", i ? "," : "", cs->metrics[i].cycle,
+             cs->metrics[i].val_accuracy);
+    addf(out, outlen, &pos, &bad, "\n");
+    if (bad)
+        return CWT_ETOOBIG;
+    return (int)pos;
+}
+
+/* Copies a value into a fixed field; 0 or -1 when it does not fit. */
+static int copy_field(char *dst, size_t dstlen, const char *val)
+{
+    size_t n = strlen(val);
+
+    if (n >= dstlen)
+        return -1;
+    memcpy(dst, val, n + 1);
+    return 0;
+}
+
+static int parse_u32(const char *v, uint32_t *out)
+{
+    int64_t x;
+
+    if (cwt_parse_i64(v, 0, UINT32_MAX, &x) != 0)
+        return -1;
+    *out = (uint32_t)x;
+    return 0;
+}
+
+static int parse_metrics(const char *v, struct cycle_state *cs)
+{
+    cs->n_metrics = 0;
+    while (*v != '\0') {
+        unsigned cyc;
+        double acc;
+        int used = 0;
+
+        if (cs->n_metrics >= CWTD_MAX_METRICS)
+            return -1;
+        if (sscanf(v, "%u:%lf%n", &cyc, &acc, &used) != 2 || used <= 0)
+            return -1;
+        cs->metrics[cs->n_metrics].cycle = cyc;
+        cs->metrics[cs->n_metrics].val_accuracy = acc;
+        cs->n_metrics++;
+        v += used;
+        if (*v == ',')
+            v++;
+        else if (*v != '\0')
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_line(struct cycle_state *cs, const char *key, const char *v)
+{
+    int64_t x;
+
+    if (strcmp(key, "version") == 0)
+        return strcmp(v, "1") == 0 ? 0 : -1;
+    if (strcmp(key, "phase") == 0) {
+        for (size_t i = 0; i < sizeof(phase_names) / sizeof(phase_names[0]); i++)
+            if (strcmp(v, phase_names[i]) == 0) {
+                cs->phase = (enum cwtd_phase)i;
+                return 0;
+            }
+        return -1;
+    }
+    if (strcmp(key, "cycle") == 0)
+        return parse_u32(v, &cs->cycle);
+    if (strcmp(key, "hop") == 0)
+        return parse_u32(v, &cs->hop);
+    if (strcmp(key, "has_input") == 0 || strcmp(key, "has_parent") == 0 ||
+        strcmp(key, "has_out") == 0 || strcmp(key, "out_written") == 0) {
+        if (cwt_parse_i64(v, 0, 1, &x) != 0)
+            return -1;
+        if (key[0] == 'o')
+            cs->out_written = (int)x;
+        else if (strcmp(key, "has_input") == 0)
+            cs->has_input = (int)x;
+        else if (strcmp(key, "has_parent") == 0)
+            cs->has_parent = (int)x;
+        else
+            cs->has_out = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "parent") == 0)
+        return cwt_unhex(v, cs->parent_hash, 32) == 0 ? 0 : -1;
+    if (strcmp(key, "in_bundle") == 0)
+        return cwt_unhex(v, cs->in_bundle_id, 16) == 0 ? 0 : -1;
+    if (strcmp(key, "final") == 0)
+        return cwt_unhex(v, cs->final_hash, 32) == 0 ? 0 : -1;
+    if (strcmp(key, "epochs_before") == 0)
+        return cwt_parse_double(v, 0, 1e15, &cs->epochs_before) == 0 ? 0 : -1;
+    if (strcmp(key, "history") == 0)
+        return copy_field(cs->history, sizeof(cs->history), v);
+    if (strcmp(key, "waiting_from") == 0)
+        return (v[0] == '\0' || cwt_valid_id(v)) ? copy_field(cs->waiting_from,
+                                                              sizeof(cs->waiting_from), v)
+                                                 : -1;
+    if (strcmp(key, "since") == 0)
+        return cwt_parse_i64(v, 0, INT64_MAX, &cs->since);
+    if (strcmp(key, "out_seq") == 0) {
+        if (cwt_parse_i64(v, 0, INT64_MAX, &x) != 0)
+            return -1;
+        cs->out_seq = (uint64_t)x;
+        return 0;
+    }
+    if (strcmp(key, "out_name") == 0)
+        return (strchr(v, '/') == NULL && v[0] != '.')
+                   ? copy_field(cs->out_name, sizeof(cs->out_name), v)
+                   : -1;
+    if (strcmp(key, "out_kind") == 0) {
+        if (cwt_parse_i64(v, 0, 255, &x) != 0)
+            return -1;
+        cs->out_kind = (uint8_t)x;
+        return 0;
+    }
+    if (strcmp(key, "ensemble") == 0) {
+        unsigned lo, hi;
+        int used = 0;
+        if (sscanf(v, "%u,%u%n", &lo, &hi, &used) != 2 || v[used] != '\0')
+            return -1;
+        cs->ensemble_mask_lo = lo;
+        cs->ensemble_mask_hi = hi;
+        return 0;
+    }
+    if (strcmp(key, "metrics") == 0)
+        return parse_metrics(v, cs);
+    if (strcmp(key, "summary") == 0) {
+        unsigned long long st, tn, vn;
+        int used = 0;
+        /* NaN is written as "nan" by printf and read back by scanf. */
+        if (sscanf(v, "%llu,%llu,%llu,%lf,%lf,%lf,%lf,%lf,%lf%n", &st, &tn, &vn,
+                   &cs->sum_epochs, &cs->sum_train_loss, &cs->sum_train_acc, &cs->sum_val_loss,
+                   &cs->sum_val_acc, &cs->sum_val_auc, &used) != 9 ||
+            v[used] != '\0')
+            return -1;
+        cs->sum_steps = st;
+        cs->sum_train_n = tn;
+        cs->sum_val_n = vn;
+        return 0;
+    }
+    return -1;
+}
+
+int cycle_state_decode(const char *text, size_t len, struct cycle_state *cs, char *err,
+                       size_t errlen)
+{
+    char line[CWTD_STATE_MAX];
+    size_t pos = 0;
+    int lineno = 0;
+
+    memset(cs, 0, sizeof(*cs));
+    if (len >= CWTD_STATE_MAX)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state of %zu bytes is too long",
+                          len);
+    while (pos < len) {
+        size_t end = pos, n;
+        char *eq;
+
+        while (end < len && text[end] != '\n')
+            end++;
+        n = end - pos;
+        lineno++;
+        memcpy(line, text + pos, n);
+        line[n] = '\0';
+        pos = end + 1;
+        if (n == 0)
+            continue;
+        if (memchr(line, '\0', n) != NULL || (eq = strchr(line, '=')) == NULL)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state line %d is malformed",
+                              lineno);
+        *eq = '\0';
+        if (parse_line(cs, line, eq + 1) != 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state line %d (%s) is invalid",
+                              lineno, line);
+    }
+    return 0;
+}

@@ -1,0 +1,464 @@
+/*
+ * trainer.c - the trainer supervisor and the trainer.
+ *
+ * The supervisor is forked by main() before the monitor loads any secret key, so neither it
+ * nor the trainers it forks ever had one in memory. It only forks, waits and reports: when a
+ * trainer dies it sends PROTO_DIED on the shared SOCK_SEQPACKET socket (messages are atomic,
+ * so a trainer killed mid-send cannot corrupt the framing) and starts a new one after a pause
+ * that grows with repeated failures.
+ *
+ * The trainer owns the Vulkan device and the data loader. It receives jobs with the input
+ * weights as a sealed memfd holding a safetensors image (plain tensors, never a bundle), trains
+ * one visit with checkpoints in the store, evaluates on the local validation split and answers
+ * with the new weights in another memfd.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "daemon/proto.h"
+#include "daemon/sandbox.h"
+#include "engine/engine.h"
+#include "engine/train/train.h"
+#include "storage/safetensors.h"
+#include "storage/store.h"
+
+struct trainer {
+    const struct cwt_config *cfg;
+    const struct cwt_roster *roster;
+    int sock;
+    struct eng_device *dev;
+    struct store *st;
+    struct eng_model *model;
+    struct eng_model_spec spec;
+    uint32_t job_id;
+    int paused;
+};
+
+static void send_result_error(struct trainer *t, int status, const char *msg)
+{
+    struct proto_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_RESULT;
+    m.job = t->job_id;
+    m.fd = -1;
+    m.u.result.status = status < 0 ? status : CWT_EIO;
+    m.u.result.val_accuracy = NAN;
+    m.u.result.val_loss = NAN;
+    m.u.result.val_auc = NAN;
+    m.u.result.train_loss = NAN;
+    m.u.result.train_accuracy = NAN;
+    snprintf(m.u.result.message, sizeof(m.u.result.message), "%s", msg);
+    for (char *p = m.u.result.message; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    if (proto_send(t->sock, &m) != 0)
+        fatal("trainer: cannot send a result");
+}
+
+/* Handles a control message arriving while a job runs. Returns 1 to stop training. */
+static int handle_inflight(struct trainer *t, const struct proto_msg *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    if (m->type == PROTO_PAUSE)
+        t->paused = 1;
+    else if (m->type == PROTO_RESUME)
+        t->paused = 0;
+    else
+        log_warnx("trainer: ignoring message type %u during a job", (unsigned)m->type);
+    return 0;
+}
+
+/* Between steps: drain pending control messages; while paused, block until resumed. */
+static int poll_control(struct trainer *t)
+{
+    for (;;) {
+        struct proto_msg m;
+        char err[CWT_ERRLEN];
+        int flags = t->paused ? 0 : MSG_DONTWAIT;
+        uint8_t probe;
+        ssize_t n;
+
+        n = recv(t->sock, &probe, 1, MSG_PEEK | flags);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            fatalx("trainer: the monitor went away");
+        if (proto_recv(t->sock, &m, err, sizeof(err)) != 0)
+            fatalx("trainer: bad message from the monitor: %s", err);
+        handle_inflight(t, &m);
+        if (!t->paused)
+            return 0;
+    }
+}
+
+static int on_progress(const struct train_progress *p, void *ctx)
+{
+    struct trainer *t = ctx;
+    struct proto_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_PROGRESS;
+    m.job = t->job_id;
+    m.fd = -1;
+    m.u.progress.step = p->step;
+    m.u.progress.steps = p->steps;
+    m.u.progress.epoch = p->epoch;
+    m.u.progress.loss = isinf(p->loss) ? NAN : p->loss;
+    m.u.progress.images_per_s = isinf(p->images_per_s) ? NAN : p->images_per_s;
+    if (proto_send(t->sock, &m) != 0)
+        fatalx("trainer: the monitor went away");
+    return poll_control(t);
+}
+
+struct plateau {
+    struct trainer *t;
+    uint32_t patience;
+    uint32_t since_best;
+    double best;
+};
+
+/* swt: stop once validation accuracy has not improved for `patience` epochs. */
+static int on_epoch_plateau(const struct train_epoch_result *r, void *ctx)
+{
+    struct plateau *pl = ctx;
+
+    if (isnan(r->val_accuracy))
+        return 0;
+    if (r->val_accuracy > pl->best) {
+        pl->best = r->val_accuracy;
+        pl->since_best = 0;
+    } else {
+        pl->since_best++;
+    }
+    return pl->since_best >= (pl->patience > 0 ? pl->patience : 1);
+}
+
+static int on_progress_plateau(const struct train_progress *p, void *ctx)
+{
+    struct plateau *pl = ctx;
+
+    return on_progress(p, pl->t);
+}
+
+/* Input weights: from the job's descriptor, or a freshly initialised model (deterministic
+ * from the roster seed). */
+static int load_input(struct trainer *t, const struct proto_msg *job, struct train_norm *norm,
+                      int *has_norm, char *err, size_t errlen)
+{
+    struct train_model_meta meta;
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    *has_norm = 0;
+    if (!job->u.job.has_weights) {
+        struct eng_model *fresh;
+        rc = train_model_from_recipe(t->dev, &t->roster->recipe, &fresh, err, errlen);
+        if (rc != 0)
+            return rc;
+        eng_model_free(t->model);
+        t->model = fresh;
+        return 0;
+    }
+    if (job->fd < 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "job announces weights but has none");
+    rc = proto_weights_from_fd(job->fd, PROTO_MAX_WEIGHTS, &buf, &len, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = train_state_load(t->model, buf, len, TRAIN_SAVE_ALL, &meta, err, errlen);
+    free(buf);
+    if (rc == 0 && meta.has_norm) {
+        *norm = meta.norm;
+        *has_norm = 1;
+    }
+    return rc;
+}
+
+static void run_job(struct trainer *t, const struct proto_msg *job)
+{
+    const struct cwt_recipe *r = &t->roster->recipe;
+    struct train_loader_opts lo;
+    struct train_session_opts so;
+    struct train_loader *loader = NULL;
+    struct train_session *sess = NULL;
+    struct train_metrics met;
+    struct train_epoch_result last;
+    struct plateau pl = {.t = t, .patience = job->u.job.patience, .best = -1};
+    struct train_norm norm;
+    struct proto_msg res;
+    uint64_t *train_ids = NULL, *val_ids = NULL;
+    size_t n_train = 0, n_val = 0;
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    char err[CWT_ERRLEN] = "", history[CWTD_HISTORY_MAX + 1], epochs_text[40], best_name[80];
+    int rc, has_norm, fd = -1, last_hop;
+    double epochs;
+
+    memset(&met, 0, sizeof(met));
+    t->job_id = job->job;
+    t->paused = 0;
+    rc = load_input(t, job, &norm, &has_norm, err, sizeof(err));
+    if (rc == 0 && !has_norm)
+        rc = train_norm_ensure(t->st, &norm, err, sizeof(err));
+    if (rc == 0)
+        rc = store_list(t->st, STORE_TRAIN, &train_ids, &n_train);
+    if (rc == 0)
+        rc = store_list(t->st, STORE_VAL, &val_ids, &n_val);
+    if (rc == 0 && n_train == 0)
+        rc = cwt_seterr(err, sizeof(err), CWT_ENOENT, "no training images in the store; run "
+                        "'cwtctl ingest' first");
+    if (rc != 0)
+        goto done;
+
+    memset(&lo, 0, sizeof(lo));
+    lo.batch_size = r->batch_size > 0 ? r->batch_size : 1;
+    lo.seed = job->u.job.loader_seed;
+    lo.shuffle = 1;
+    lo.balanced = r->balanced_sampling;
+    lo.hflip = r->augment_hflip;
+    lo.crop_pad = r->augment_crop_pad;
+    lo.norm = norm;
+    rc = train_loader_new(t->st, train_ids, n_train, r->classes, &lo, &loader, err, sizeof(err));
+    if (rc != 0)
+        goto done;
+
+    memset(&so, 0, sizeof(so));
+    so.recipe = r;
+    so.plan.unit = r->visit_unit;
+    so.plan.length = r->visit_length;
+    so.sched_offset = job->u.job.epochs_before;
+    so.sched_total = job->u.job.sched_total;
+    so.val_ids = val_ids;
+    so.n_val = n_val;
+    so.ckpt_name = job->u.job.ckpt;
+    so.ctx = t;
+    so.on_progress = on_progress;
+    if (job->u.job.kind == PROTO_JOB_PLATEAU) {
+        /* swt: up to the recipe's epochs, stopping early at a validation plateau; the best
+         * epoch's weights are the visit's result. */
+        so.plan.unit = CWT_VISIT_EPOCHS;
+        so.plan.length = r->epochs > 0 ? r->epochs : 1;
+        snprintf(best_name, sizeof(best_name), "%s.best", job->u.job.ckpt);
+        so.best_name = best_name;
+        so.on_epoch = on_epoch_plateau;
+        so.on_progress = on_progress_plateau;
+        so.ctx = &pl;
+    }
+    rc = train_session_new(t->model, &t->spec, loader, t->st, &so, &sess, err, sizeof(err));
+    if (rc != 0)
+        goto done;
+    if (job->u.job.resume) {
+        rc = train_session_resume(sess, job->u.job.ckpt, err, sizeof(err));
+        if (rc == CWT_ENOENT)
+            rc = 0; /* killed before the first checkpoint: start the visit afresh */
+        else if (rc == 0)
+            log_info("trainer: resumed %s at step %llu", job->u.job.ckpt,
+                     (unsigned long long)train_session_steps_done(sess));
+        if (rc != 0)
+            goto done;
+    }
+    rc = train_session_run(sess, err, sizeof(err));
+    if (rc == CWT_ESTATE && job->u.job.kind == PROTO_JOB_PLATEAU) {
+        uint8_t *best = NULL;
+        size_t best_len = 0;
+        rc = store_model_get(t->st, best_name, &best, &best_len);
+        if (rc == 0)
+            rc = train_state_load(t->model, best, best_len, TRAIN_SAVE_WEIGHTS, NULL, err,
+                                  sizeof(err));
+        free(best);
+    }
+    if (rc != 0)
+        goto done;
+    train_session_last_epoch(sess, &last);
+    epochs = (double)train_session_steps_done(sess) /
+             (double)(train_loader_batches_per_epoch(loader) > 0
+                          ? train_loader_batches_per_epoch(loader)
+                          : 1);
+
+    /* The visit's validation: explicit, so a resumed visit reports the same numbers. */
+    if (n_val > 0) {
+        rc = train_evaluate(t->model, t->st, val_ids, n_val, r->classes, &norm, lo.batch_size,
+                            &met, NULL, err, sizeof(err));
+        if (rc != 0)
+            goto done;
+    }
+    last_hop = job->u.job.hop + 1 == t->roster->n_sites;
+    cycle_history_update(job->u.job.history, job->u.job.cycle,
+                         n_val > 0 ? met.accuracy : NAN, last_hop, history, sizeof(history));
+    snprintf(epochs_text, sizeof(epochs_text), "%.17g", job->u.job.epochs_before + epochs);
+    {
+        const struct train_kv extra[] = {{"cwt.history", history}, {"cwt.epochs", epochs_text}};
+        rc = train_state_save(t->model, &t->spec, &norm, r, TRAIN_SAVE_ALL, extra, 2, &out,
+                              &outlen, err, sizeof(err));
+    }
+    if (rc == 0 && proto_weights_to_fd(out, outlen, &fd) != 0)
+        rc = cwt_seterr(err, sizeof(err), CWT_EIO, "cannot pass the weights: %s",
+                        strerror(errno));
+    if (rc != 0)
+        goto done;
+
+    memset(&res, 0, sizeof(res));
+    res.type = PROTO_RESULT;
+    res.job = t->job_id;
+    res.fd = fd;
+    res.u.result.steps = train_session_steps_done(sess);
+    res.u.result.train_samples = n_train;
+    res.u.result.val_samples = n_val;
+    res.u.result.epochs = epochs;
+    res.u.result.train_loss = last.epoch > 0 ? last.train_loss : NAN;
+    res.u.result.train_accuracy = last.epoch > 0 ? last.train_accuracy : NAN;
+    res.u.result.val_loss = n_val > 0 ? met.loss : NAN;
+    res.u.result.val_accuracy = n_val > 0 ? met.accuracy : NAN;
+    res.u.result.val_auc = n_val > 0 ? met.auc : NAN;
+    if (isinf(res.u.result.train_loss))
+        res.u.result.train_loss = NAN;
+    if (isinf(res.u.result.val_loss))
+        res.u.result.val_loss = NAN;
+    if (proto_send(t->sock, &res) != 0)
+        fatalx("trainer: cannot send the result");
+    log_info("trainer: visit c%u h%u done: %llu steps, val accuracy %.4f", job->u.job.cycle,
+             job->u.job.hop, (unsigned long long)res.u.result.steps, res.u.result.val_accuracy);
+done:
+    if (rc != 0) {
+        log_warnx("trainer: job failed: %s", err[0] ? err : cwt_strerror(rc));
+        send_result_error(t, rc, err[0] ? err : cwt_strerror(rc));
+    }
+    if (fd >= 0)
+        close(fd);
+    if (met.recall != NULL || met.class_auc != NULL || met.confusion != NULL)
+        train_metrics_free(&met);
+    free(out);
+    train_session_free(sess);
+    train_loader_free(loader);
+    free(train_ids);
+    free(val_ids);
+}
+
+/* The trainer process: device, store, sandbox, then jobs until the monitor goes away. */
+static void __attribute__((noreturn)) trainer_main(const struct cwt_config *cfg,
+                                                   const struct cwt_roster *roster, int sock)
+{
+    struct trainer t;
+    struct eng_device_info info;
+    struct eng_optim_spec os;
+    struct proto_msg m;
+    char err[CWT_ERRLEN];
+    int rc;
+
+    memset(&t, 0, sizeof(t));
+    t.cfg = cfg;
+    t.roster = roster;
+    t.sock = sock;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        fatal("trainer: prctl");
+    if (getppid() == 1)
+        _exit(0); /* the supervisor is gone already */
+    rc = eng_device_open(cfg->gpu_device, 0, &t.dev, err, sizeof(err));
+    if (rc != 0)
+        fatalx("trainer: %s", err);
+    eng_device_get_info(t.dev, &info);
+    rc = store_open(cfg->store_dir, 0, cfg->store_max_bytes, &t.st, err, sizeof(err));
+    if (rc != 0)
+        fatalx("trainer: %s", err);
+    rc = train_specs_from_recipe(&roster->recipe, &t.spec, &os, err, sizeof(err));
+    if (rc == 0)
+        rc = train_model_from_recipe(t.dev, &roster->recipe, &t.model, err, sizeof(err));
+    if (rc != 0)
+        fatalx("trainer: %s", err);
+    /* Everything that reads driver files or compiles pipelines is done: confine. */
+    rc = sandbox_apply(SANDBOX_TRAINER, NULL, err, sizeof(err));
+    if (rc != 0)
+        fatalx("trainer: %s", err);
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_HELLO;
+    m.fd = -1;
+    m.u.hello.pid = (uint32_t)getpid();
+    eng_model_fingerprint(t.model, m.u.hello.model_fp);
+    snprintf(m.u.hello.device, sizeof(m.u.hello.device), "%s (%s, %s)", info.name, info.type,
+             info.driver);
+    for (char *p = m.u.hello.device; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    if (proto_send(sock, &m) != 0)
+        fatalx("trainer: cannot greet the monitor");
+    log_info("trainer: ready on %s", m.u.hello.device);
+
+    for (;;) {
+        rc = proto_recv(sock, &m, err, sizeof(err));
+        if (rc == CWT_ENOENT)
+            _exit(0);
+        if (rc != 0)
+            fatalx("trainer: bad message from the monitor: %s", rc == CWT_EIO ? "recv" : err);
+        if (m.type == PROTO_JOB)
+            run_job(&t, &m);
+        else if (m.type != PROTO_PAUSE && m.type != PROTO_RESUME)
+            log_warnx("trainer: unexpected message type %u", (unsigned)m.type);
+        if (m.fd >= 0)
+            close(m.fd);
+    }
+}
+
+void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_roster *roster,
+                             int sock)
+{
+    unsigned failures = 0;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        fatal("trainer supervisor: prctl");
+    if (prctl(PR_SET_NAME, "cwtd-trainer") != 0)
+        log_warn("trainer supervisor: cannot set the process name");
+    for (;;) {
+        double started = cwt_monotonic();
+        int status;
+        pid_t pid, got;
+
+        if (getppid() == 1)
+            _exit(0);
+        pid = fork();
+        if (pid < 0) {
+            log_warn("trainer supervisor: fork");
+            sleep(5);
+            continue;
+        }
+        if (pid == 0)
+            trainer_main(cfg, roster, sock);
+        do
+            got = waitpid(pid, &status, 0);
+        while (got < 0 && errno == EINTR);
+        if (got < 0)
+            fatal("trainer supervisor: waitpid");
+        {
+            struct proto_msg m;
+            memset(&m, 0, sizeof(m));
+            m.type = PROTO_DIED;
+            m.fd = -1;
+            m.u.died.wait_status = status;
+            m.u.died.pid = (uint32_t)pid;
+            if (proto_send(sock, &m) != 0)
+                _exit(0); /* the monitor is gone: so are we */
+        }
+        /* A trainer that ran a while gets restarted at once; one that keeps failing at start
+         * (no device, store locked) is retried more and more slowly, up to a minute. */
+        failures = cwt_monotonic() - started > 60 ? 0 : failures + 1;
+        if (failures > 0) {
+            unsigned pause = failures > 6 ? 60 : 1u << (failures - 1);
+            sleep(pause);
+        }
+    }
+}

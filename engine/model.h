@@ -1,0 +1,111 @@
+/*
+ * model.h - internal: the model structure shared by model.c (graph, arena, recording) and
+ * train.c (steps, tensors by name). Not part of the public contract.
+ */
+#ifndef CWT_ENGINE_MODEL_H
+#define CWT_ENGINE_MODEL_H
+
+#include "engine/ops.h"
+
+#define ENG_MAX_TENSORS 320
+#define ENG_MAX_ACTS    160
+#define ENG_MAX_LAYERS  160
+#define ENG_MAX_RECS    6
+#define ENG_SLOTS       2 /* staging ring depth */
+
+/* Arena regions: parameters, their gradients and optimizer state share offsets, so one
+ * optimizer dispatch covers every parameter. */
+enum eng_region { REG_PARAM = 0, REG_GRAD, REG_OPT1, REG_OPT2, REG_BUF, REG_ACT, REG_COUNT };
+
+struct mtensor {
+    char name[96];
+    enum eng_tensor_kind kind;
+    uint32_t ndim, shape[4];
+    uint64_t numel;
+    enum eng_region region;
+    VkDeviceSize off; /* bytes into the region */
+};
+
+/* An activation in CNHW layout (c channels of n*h*w), with its gradient. */
+struct act {
+    uint32_t c, h, w;
+    VkDeviceSize off, goff; /* value and gradient, bytes into REG_ACT */
+    int relu;               /* produced by a fused ReLU: its gradient must be masked */
+    int needs_grad;
+    /* recording state */
+    int has_grad, grad_masked;
+};
+
+enum ltype { L_CONV, L_BN, L_MAXPOOL, L_GAP, L_FLATTEN, L_DENSE, L_DROPOUT };
+
+struct layer {
+    enum ltype t;
+    int in, out, res; /* activation indices (res: BN residual or -1) */
+    int relu;
+    uint32_t k, stride, pad;     /* conv, pool */
+    int w, b, gamma, beta, rm, rv; /* tensor indices or -1 */
+    VkDeviceSize aux;            /* conv: transposed weights; bn: saved stats; pool: argmax */
+    VkDeviceSize scratch;        /* conv: split-K partials (max over batch sizes) */
+    VkDeviceSize scratch_bytes;
+    float p;
+    uint32_t salt;
+};
+
+struct rec_entry {
+    int used;
+    uint32_t n;
+    int predict;
+    int slot;
+    uint64_t last_use;
+    struct eng_rec rec;
+};
+
+struct eng_model {
+    struct eng_device *d;
+    struct eng_model_spec spec;
+    struct eng_optim_spec opt;
+    uint32_t max_batch;
+    uint64_t step;
+
+    struct mtensor t[ENG_MAX_TENSORS];
+    uint32_t nt;
+    struct act acts[ENG_MAX_ACTS];
+    uint32_t nacts;
+    struct layer layers[ENG_MAX_LAYERS];
+    uint32_t nl;
+    int input, logits;
+
+    VkDeviceSize region_size[REG_COUNT];
+    struct eng_buf region[REG_COUNT];
+    /* small device-side areas inside REG_ACT */
+    VkDeviceSize a_prm, a_labels, a_cw, a_ps, a_res, a_probs, a_temp, temp_bytes;
+
+    /* host-visible staging ring */
+    struct eng_buf staging[ENG_SLOTS];
+    VkDeviceSize s_prm, s_labels, s_cw, s_x, s_res, s_probs, s_size;
+    VkFence fence[ENG_SLOTS];
+    int pending[ENG_SLOTS];
+    int cur;
+
+    struct rec_entry recs[ENG_MAX_RECS];
+    uint64_t clock;
+    uint8_t fingerprint[32];
+};
+
+/* Records the training step (predict = 0) or inference (predict = 1) for batch size n,
+ * reading from staging slot `slot`. */
+int eng_model_record(struct eng_model *m, struct eng_rec *r, uint32_t n, int predict, int slot,
+                     char *err, size_t errlen);
+
+/* Waits for every pending step. */
+int eng_model_sync(struct eng_model *m);
+
+/* Tensor reference helpers. */
+static inline struct eng_tref eng_region_ref(const struct eng_model *m, enum eng_region reg,
+                                             VkDeviceSize off, VkDeviceSize bytes)
+{
+    struct eng_tref t = {m->region[reg].buf, off, bytes};
+    return t;
+}
+
+#endif

@@ -1,0 +1,395 @@
+/*
+ * ops.c - recording of single ops: push-constant packing, grid sizes and kernel choice.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "engine/ops.h"
+
+/* Must match the push constant block of shaders/gemm.comp. */
+struct gemm_pc {
+    uint32_t M, N, K;
+    uint32_t sam, sak, sbk, sbn, scm, scn;
+    uint32_t kchunk, scz, flags;
+    uint32_t L0, L1, L2;
+    uint32_t cin, ih, iw, oh, ow, kh, kw, stride, pad, nimg;
+};
+
+static const struct eng_tref NOBUF = {VK_NULL_HANDLE, 0, 0};
+
+static uint32_t ceil_div(uint64_t a, uint64_t b)
+{
+    return (uint32_t)((a + b - 1) / b);
+}
+
+/* Variant id for a GEMM family: the table lists each family as _reg, _sg, _tile. */
+static enum cwt_spv_id gemm_variant(const struct eng_device *d, enum cwt_spv_id reg)
+{
+    return (enum cwt_spv_id)((int)reg + (int)d->gemm_shape);
+}
+
+/* 1-D element grids larger than 65535 workgroups fold into y (shaders index x + y*gx*64). */
+static void grid1d(uint64_t count, uint32_t *gx, uint32_t *gy)
+{
+    uint32_t groups = ceil_div(count, 64);
+    *gx = groups < 65535 ? groups : 65535;
+    *gy = groups == 0 ? 0 : ceil_div(groups, *gx);
+}
+
+static void gemm_dispatch(struct eng_rec *r, enum cwt_spv_id reg, struct gemm_pc *pc,
+                          struct eng_tref a, struct eng_tref b, struct eng_tref c,
+                          struct eng_tref bias, struct eng_tref mask, uint32_t splits)
+{
+    struct eng_tref bufs[5] = {a, b, c, bias, mask};
+    eng_rec_dispatch(r, gemm_variant(r->d, reg), bufs, 5, pc, sizeof(*pc), ceil_div(pc->N, 64),
+                     ceil_div(pc->M, 64), splits);
+}
+
+void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,
+             struct eng_tref c, struct eng_tref bias, struct eng_tref mask)
+{
+    struct gemm_pc pc = {
+        .M = g->M, .N = g->N, .K = g->K,
+        .sam = g->sam, .sak = g->sak, .sbk = g->sbk, .sbn = g->sbn, .scm = g->scm, .scn = g->scn,
+        .kchunk = g->K, .flags = g->flags,
+        .L0 = g->K, .L1 = 1, .L2 = 1, .stride = 1,
+    };
+    gemm_dispatch(r, CWT_SPV_gemm_reg, &pc, a, b, c, bias, mask, 1);
+}
+
+static void conv_pc(const struct eng_conv *cv, struct gemm_pc *pc)
+{
+    memset(pc, 0, sizeof(*pc));
+    pc->cin = cv->cin;
+    pc->ih = cv->ih;
+    pc->iw = cv->iw;
+    pc->oh = cv->oh;
+    pc->ow = cv->ow;
+    pc->kh = cv->kh;
+    pc->kw = cv->kw;
+    pc->stride = cv->stride;
+    pc->pad = cv->pad;
+    pc->nimg = cv->n;
+}
+
+void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
+                 struct eng_tref w, struct eng_tref bias, struct eng_tref y, uint32_t flags)
+{
+    struct gemm_pc pc;
+    conv_pc(cv, &pc);
+    uint32_t kk = cv->kh * cv->kw;
+    pc.M = cv->cout;
+    pc.N = cv->n * cv->oh * cv->ow;
+    pc.K = cv->cin * kk;
+    pc.sam = pc.K;
+    pc.sak = 1;
+    pc.scm = pc.N;
+    pc.scn = 1;
+    pc.kchunk = cv->cin;
+    pc.flags = flags;
+    pc.L0 = cv->cin;
+    pc.L1 = cv->kh;
+    pc.L2 = cv->kw;
+    gemm_dispatch(r, CWT_SPV_conv_fwd_reg, &pc, w, x, y, bias, NOBUF, 1);
+}
+
+void op_conv_wt(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w,
+                struct eng_tref wt)
+{
+    /* w[oc][ic][kk] -> wt[ic][oc][kk] */
+    uint32_t kk = cv->kh * cv->kw;
+    const uint32_t d[4] = {1, cv->cin, cv->cout, kk};
+    const uint32_t s[4] = {0, kk, cv->cin * kk, 1};
+    op_permute(r, w, wt, d, s);
+}
+
+void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                      struct eng_tref wt, struct eng_tref dx, struct eng_tref mask,
+                      uint32_t flags)
+{
+    struct gemm_pc pc;
+    conv_pc(cv, &pc);
+    uint32_t kk = cv->kh * cv->kw;
+    pc.M = cv->cin;
+    pc.N = cv->n * cv->ih * cv->iw;
+    pc.K = cv->cout * kk;
+    pc.sam = pc.K;
+    pc.sak = 1;
+    pc.scm = pc.N;
+    pc.scn = 1;
+    pc.kchunk = cv->cout;
+    pc.flags = flags & ENG_EPI_MASK;
+    pc.L0 = cv->cout;
+    pc.L1 = cv->kh;
+    pc.L2 = cv->kw;
+    gemm_dispatch(r, CWT_SPV_conv_bwd_data_reg, &pc, wt, dy, dx, NOBUF, mask, 1);
+}
+
+/* Split-K for the filter gradient: the reduction runs over all n*oh*ow output pixels, while
+ * the output (cout x cin*kh*kw) may be only a few tiles; enough splits keep every core busy.
+ * Splits are whole images so each partial sum runs in a fixed order. */
+static uint32_t filt_splits(const struct eng_device *d, const struct eng_conv *cv)
+{
+    uint32_t tiles = ceil_div(cv->cout, 64) * ceil_div((uint64_t)cv->cin * cv->kh * cv->kw, 64);
+    uint32_t target = d->is_cpu ? 16 : 512;
+    uint32_t splits = tiles >= target ? 1 : ceil_div(target, tiles);
+    if (splits > cv->n)
+        splits = cv->n;
+    if (splits <= 1)
+        return 1;
+    uint32_t chunk = ceil_div(cv->n, splits);
+    return ceil_div(cv->n, chunk);
+}
+
+uint64_t eng_conv_filt_scratch(const struct eng_device *d, const struct eng_conv *cv)
+{
+    uint32_t s = filt_splits(d, cv);
+    return s <= 1 ? 0 : (uint64_t)s * cv->cout * cv->cin * cv->kh * cv->kw;
+}
+
+void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                        struct eng_tref x, struct eng_tref dw, struct eng_tref scratch)
+{
+    struct gemm_pc pc;
+    conv_pc(cv, &pc);
+    uint32_t kk = cv->kh * cv->kw;
+    uint32_t splits = filt_splits(r->d, cv);
+    if (splits > 1 && scratch.bytes < (VkDeviceSize)eng_conv_filt_scratch(r->d, cv) * 4)
+        splits = 1;
+    pc.M = cv->cout;
+    pc.N = cv->cin * kk;
+    pc.K = cv->n * cv->oh * cv->ow;
+    pc.sam = pc.K;
+    pc.sak = 1;
+    pc.scm = pc.N;
+    pc.scn = 1;
+    pc.kchunk = ceil_div(cv->n, splits);
+    pc.scz = pc.M * pc.N;
+    pc.L0 = cv->n;
+    pc.L1 = cv->oh;
+    pc.L2 = cv->ow;
+    if (splits == 1) {
+        gemm_dispatch(r, CWT_SPV_conv_bwd_filt_reg, &pc, dy, x, dw, NOBUF, NOBUF, 1);
+        return;
+    }
+    gemm_dispatch(r, CWT_SPV_conv_bwd_filt_reg, &pc, dy, x, scratch, NOBUF, NOBUF, splits);
+    op_rowsum(r, scratch, dw, pc.M * pc.N, splits, 1, pc.M * pc.N, 1, 0);
+}
+
+struct rowsum_pc {
+    uint32_t rows, len, si, sj, so, accumulate, chunk, sc;
+};
+
+void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint32_t rows,
+               uint32_t len, uint32_t si, uint32_t sj, uint32_t so, int accumulate)
+{
+    struct rowsum_pc pc = {rows, len, si, sj, so, accumulate != 0, len, 0};
+    struct eng_tref bufs[2] = {in, out};
+    eng_rec_dispatch(r, CWT_SPV_rowsum, bufs, 2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
+}
+
+struct permute_pc {
+    uint32_t d[4], s[4];
+};
+
+void op_permute(struct eng_rec *r, struct eng_tref src, struct eng_tref dst, const uint32_t d[4],
+                const uint32_t s[4])
+{
+    struct permute_pc pc;
+    memcpy(pc.d, d, sizeof(pc.d));
+    memcpy(pc.s, s, sizeof(pc.s));
+    uint32_t gx, gy;
+    grid1d((uint64_t)d[0] * d[1] * d[2] * d[3], &gx, &gy);
+    struct eng_tref bufs[2] = {src, dst};
+    eng_rec_dispatch(r, CWT_SPV_transpose, bufs, 2, &pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_add(struct eng_rec *r, struct eng_tref a, struct eng_tref b, struct eng_tref y,
+            uint32_t count, int relu)
+{
+    uint32_t pc[2] = {count, relu != 0}, gx, gy;
+    grid1d(count, &gx, &gy);
+    struct eng_tref bufs[3] = {a, b, y};
+    eng_rec_dispatch(r, CWT_SPV_add, bufs, 3, pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_relu_bwd(struct eng_rec *r, struct eng_tref dy, struct eng_tref y, struct eng_tref dx,
+                 uint32_t count)
+{
+    uint32_t pc[1] = {count}, gx, gy;
+    grid1d(count, &gx, &gy);
+    struct eng_tref bufs[3] = {dy, y, dx};
+    eng_rec_dispatch(r, CWT_SPV_relu_bwd, bufs, 3, pc, sizeof(pc), gx, gy, 1);
+}
+
+/* Keep threshold: an element is kept when its 32-bit hash >= p * 2^32. */
+static uint32_t dropout_threshold(float p)
+{
+    double t = (double)p * 4294967296.0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+
+void op_dropout(struct eng_rec *r, struct eng_tref x, struct eng_tref y, struct eng_tref params,
+                uint32_t count, float p, uint32_t salt)
+{
+    struct {
+        uint32_t count, threshold, salt;
+        float scale;
+    } pc = {count, dropout_threshold(p), salt, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
+    uint32_t gx, gy;
+    grid1d(count, &gx, &gy);
+    struct eng_tref bufs[3] = {x, y, params};
+    eng_rec_dispatch(r, CWT_SPV_dropout, bufs, 3, &pc, sizeof(pc), gx, gy, 1);
+}
+
+static uint32_t hash_u32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+int eng_dropout_keep(uint32_t seed_lo, uint32_t seed_hi, uint32_t step, uint32_t salt,
+                     uint32_t i, float p)
+{
+    uint32_t h = hash_u32((seed_lo ^ salt) ^
+                          hash_u32(seed_hi ^ hash_u32(step ^ hash_u32(i + 0x9e3779b9u))));
+    return h >= dropout_threshold(p);
+}
+
+struct pool_pc {
+    uint32_t planes, ih, iw, oh, ow, kh, kw, stride, pad, flags;
+};
+
+static void pool_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_pool *pl,
+                          uint32_t flags, const struct eng_tref *bufs, uint32_t nbufs,
+                          uint64_t count)
+{
+    struct pool_pc pc = {pl->planes, pl->ih, pl->iw, pl->oh,     pl->ow,
+                         pl->kh,     pl->kw, pl->stride, pl->pad, flags};
+    uint32_t gx, gy;
+    grid1d(count, &gx, &gy);
+    eng_rec_dispatch(r, id, bufs, nbufs, &pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
+                    struct eng_tref y, struct eng_tref argmax)
+{
+    struct eng_tref b[3] = {x, y, argmax};
+    pool_dispatch(r, CWT_SPV_maxpool_fwd, pl, 0, b, 3, (uint64_t)pl->planes * pl->oh * pl->ow);
+}
+
+void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
+                    struct eng_tref argmax, struct eng_tref x, struct eng_tref dx, int relu_mask)
+{
+    struct eng_tref b[4] = {dy, argmax, x, dx};
+    pool_dispatch(r, CWT_SPV_maxpool_bwd, pl, relu_mask ? 1u : 0u, b, 4,
+                  (uint64_t)pl->planes * pl->ih * pl->iw);
+}
+
+void op_avgpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
+                    struct eng_tref y)
+{
+    struct eng_tref b[3] = {x, y, NOBUF};
+    pool_dispatch(r, CWT_SPV_avgpool_fwd, pl, 0, b, 3, (uint64_t)pl->planes * pl->oh * pl->ow);
+}
+
+void op_avgpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
+                    struct eng_tref dx)
+{
+    struct eng_tref b[4] = {dy, NOBUF, NOBUF, dx};
+    pool_dispatch(r, CWT_SPV_avgpool_bwd, pl, 0, b, 4, (uint64_t)pl->planes * pl->ih * pl->iw);
+}
+
+struct bn_pc {
+    uint32_t C, L;
+    float eps, momentum;
+    uint32_t flags;
+};
+
+void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
+                 struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
+                 struct eng_tref rvar, int update_running)
+{
+    struct bn_pc pc = {C, L, eps, momentum, update_running ? 1u : 0u};
+    struct eng_tref b[4] = {x, saved, rmean, rvar};
+    eng_rec_dispatch(r, CWT_SPV_bn_stats, b, 4, &pc, sizeof(pc), C, 1, 1);
+}
+
+void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t flags,
+                 struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
+                 struct eng_tref rvar, struct eng_tref gamma, struct eng_tref beta,
+                 struct eng_tref y, struct eng_tref residual)
+{
+    struct bn_pc pc = {C, L, eps, 0.0f, flags};
+    struct eng_tref b[8] = {x, saved, rmean, rvar, gamma, beta, y, residual};
+    uint32_t gx, gy;
+    grid1d((uint64_t)C * L, &gx, &gy);
+    eng_rec_dispatch(r, CWT_SPV_bn_apply, b, 8, &pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, struct eng_tref x,
+               struct eng_tref saved, struct eng_tref gamma, struct eng_tref dgamma,
+               struct eng_tref dbeta, struct eng_tref dx)
+{
+    struct bn_pc pc = {C, L, 0.0f, 0.0f, 0};
+    struct eng_tref b1[5] = {dy, x, saved, dgamma, dbeta};
+    eng_rec_dispatch(r, CWT_SPV_bn_bwd_sums, b1, 5, &pc, sizeof(pc), C, 1, 1);
+    struct eng_tref b2[7] = {dy, x, saved, dgamma, dbeta, gamma, dx};
+    uint32_t gx, gy;
+    grid1d((uint64_t)C * L, &gx, &gy);
+    eng_rec_dispatch(r, CWT_SPV_bn_bwd, b2, 7, &pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_ce(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct eng_tref labels,
+           struct eng_tref cw, struct eng_tref ps, struct eng_tref res, struct eng_tref dz)
+{
+    uint32_t pc[2] = {N, K};
+    struct eng_tref b1[5] = {z, labels, cw, ps, dz};
+    eng_rec_dispatch(r, CWT_SPV_ce_fwd, b1, 5, pc, sizeof(pc), ceil_div(N, 64), 1, 1);
+    struct eng_tref b2[2] = {ps, res};
+    eng_rec_dispatch(r, CWT_SPV_ce_reduce, b2, 2, pc, sizeof(pc), 1, 1, 1);
+    struct eng_tref b3[4] = {dz, labels, cw, res};
+    eng_rec_dispatch(r, CWT_SPV_ce_grad, b3, 4, pc, sizeof(pc), ceil_div((uint64_t)N * K, 64), 1,
+                     1);
+}
+
+void op_softmax(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z,
+                struct eng_tref probs)
+{
+    uint32_t pc[2] = {N, K};
+    struct eng_tref b[2] = {z, probs};
+    eng_rec_dispatch(r, CWT_SPV_softmax, b, 2, pc, sizeof(pc), ceil_div(N, 64), 1, 1);
+}
+
+void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,
+            struct eng_tref w, struct eng_tref g, struct eng_tref buf, struct eng_tref params)
+{
+    struct {
+        uint32_t count;
+        float momentum, wd;
+        uint32_t nesterov;
+    } pc = {count, momentum, wd, nesterov != 0};
+    uint32_t gx, gy;
+    grid1d(count, &gx, &gy);
+    struct eng_tref b[4] = {w, g, buf, params};
+    eng_rec_dispatch(r, CWT_SPV_sgd, b, 4, &pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps, float wd,
+             int decoupled, struct eng_tref w, struct eng_tref g, struct eng_tref m,
+             struct eng_tref v, struct eng_tref params)
+{
+    struct {
+        uint32_t count;
+        float beta1, beta2, eps, wd;
+        uint32_t decoupled;
+    } pc = {count, beta1, beta2, eps, wd, decoupled != 0};
+    uint32_t gx, gy;
+    grid1d(count, &gx, &gy);
+    struct eng_tref b[5] = {w, g, m, v, params};
+    eng_rec_dispatch(r, CWT_SPV_adam, b, 5, &pc, sizeof(pc), gx, gy, 1);
+}

@@ -1,0 +1,147 @@
+#version 450
+// bn.comp - batch normalisation over CNHW activations: channel c is the contiguous block
+// x[c*L .. c*L+L-1], L = N*H*W. Per-channel sums use one workgroup of 64 per channel: each
+// invocation sums a fixed strided subset in order, then a fixed tree in shared memory, so the
+// result does not depend on scheduling (bit-identical runs).
+//   OP_STATS     mean and biased variance (two passes) -> saved[c] = mean, saved[C+c] = 1/std;
+//                updates running stats (momentum, unbiased variance) as PyTorch does
+//   OP_APPLY     y = (x - mean) * invstd * gamma + beta (+ residual) (ReLU); eval mode uses the
+//                running statistics
+//   OP_BWD_SUMS  dgamma = sum dy * xhat, dbeta = sum dy
+//   OP_BWD       dx = gamma * invstd / L * (L * dy - dbeta - xhat * dgamma)
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(push_constant) uniform PC {
+    uint C, L;
+    float eps, momentum;
+    uint flags; // APPLY: 1 relu, 2 eval (running stats), 4 add residual; STATS: 1 update running
+} p;
+
+#if defined(OP_STATS) || defined(OP_BWD_SUMS)
+layout(local_size_x = 64) in;
+shared float red[64];
+shared float red2[64];
+
+// Sums v over the workgroup in a fixed order; every invocation gets the total.
+float wg_sum(float v)
+{
+    uint lid = gl_LocalInvocationID.x;
+    red[lid] = v;
+    barrier();
+    for (uint s = 32u; s > 0u; s >>= 1) {
+        if (lid < s)
+            red[lid] += red[lid + s];
+        barrier();
+    }
+    float t = red[0];
+    barrier();
+    return t;
+}
+#endif
+
+#if defined(OP_STATS)
+BUF_RO(0, x);
+BUF_RW(1, saved);
+BUF_RW(2, rmean);
+BUF_RW(3, rvar);
+void main()
+{
+    uint c = gl_WorkGroupID.x, lid = gl_LocalInvocationID.x;
+    uint base = c * p.L;
+    float s = 0.0;
+    for (uint j = lid; j < p.L; j += 64u)
+        s += x[base + j];
+    float mean = wg_sum(s) / float(p.L);
+    float q = 0.0;
+    for (uint j = lid; j < p.L; j += 64u) {
+        float d = x[base + j] - mean;
+        q += d * d;
+    }
+    float var = wg_sum(q) / float(p.L);
+    if (lid == 0u) {
+        saved[c] = mean;
+        saved[p.C + c] = inversesqrt(var + p.eps);
+        if ((p.flags & 1u) != 0u) {
+            float unb = p.L > 1u ? var * float(p.L) / float(p.L - 1u) : var;
+            rmean[c] = (1.0 - p.momentum) * rmean[c] + p.momentum * mean;
+            rvar[c] = (1.0 - p.momentum) * rvar[c] + p.momentum * unb;
+        }
+    }
+}
+#elif defined(OP_APPLY)
+layout(local_size_x = 64) in;
+BUF_RO(0, x);
+BUF_RO(1, saved);
+BUF_RO(2, rmean);
+BUF_RO(3, rvar);
+BUF_RO(4, gamma);
+BUF_RO(5, beta);
+BUF_RW(6, y);
+BUF_RO(7, res);
+void main()
+{
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
+    if (i >= p.C * p.L)
+        return;
+    uint c = i / p.L;
+    float mean, inv;
+    if ((p.flags & 2u) != 0u) {
+        mean = rmean[c];
+        inv = inversesqrt(rvar[c] + p.eps);
+    } else {
+        mean = saved[c];
+        inv = saved[p.C + c];
+    }
+    float v = (x[i] - mean) * inv * gamma[c] + beta[c];
+    if ((p.flags & 4u) != 0u)
+        v += res[i];
+    if ((p.flags & 1u) != 0u)
+        v = max(v, 0.0);
+    y[i] = v;
+}
+#elif defined(OP_BWD_SUMS)
+BUF_RO(0, dy);
+BUF_RO(1, x);
+BUF_RO(2, saved);
+BUF_RW(3, dgamma);
+BUF_RW(4, dbeta);
+void main()
+{
+    uint c = gl_WorkGroupID.x, lid = gl_LocalInvocationID.x;
+    uint base = c * p.L;
+    float mean = saved[c], inv = saved[p.C + c];
+    float sg = 0.0, sb = 0.0;
+    for (uint j = lid; j < p.L; j += 64u) {
+        float g = dy[base + j];
+        sb += g;
+        sg += g * (x[base + j] - mean) * inv;
+    }
+    float tg = wg_sum(sg);
+    float tb = wg_sum(sb);
+    if (lid == 0u) {
+        dgamma[c] = tg;
+        dbeta[c] = tb;
+    }
+}
+#elif defined(OP_BWD)
+layout(local_size_x = 64) in;
+BUF_RO(0, dy);
+BUF_RO(1, x);
+BUF_RO(2, saved);
+BUF_RO(3, dgamma);
+BUF_RO(4, dbeta);
+BUF_RO(5, gamma);
+BUF_RW(6, dx);
+void main()
+{
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
+    if (i >= p.C * p.L)
+        return;
+    uint c = i / p.L;
+    float mean = saved[c], inv = saved[p.C + c];
+    float xhat = (x[i] - mean) * inv;
+    float fl = float(p.L);
+    dx[i] = gamma[c] * inv / fl * (fl * dy[i] - dbeta[c] - xhat * dgamma[c]);
+}
+#endif

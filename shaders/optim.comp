@@ -1,0 +1,60 @@
+#version 450
+// optim.comp - parameter updates over the arena's flat parameter region (all parameters, their
+// gradients and their optimizer state are laid out in the same order, so one dispatch updates
+// every tensor). Learning rate and bias corrections come from the StepParams buffer.
+//   OP_SGD   PyTorch SGD: g += wd*w; buf = mom*buf + g; g = nesterov ? g + mom*buf : buf
+//   OP_ADAM  Adam (wd as L2 on the gradient) or AdamW (decoupled: w *= 1 - lr*wd)
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 64) in;
+
+uint elem_index()
+{
+    return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
+}
+
+#if defined(OP_SGD)
+layout(push_constant) uniform PC { uint count; float momentum, wd; uint nesterov; } p;
+BUF_RW(0, w);
+BUF_RO(1, g);
+BUF_RW(2, buf);
+PARAMS_BUF(3);
+void main()
+{
+    uint i = elem_index();
+    if (i >= p.count)
+        return;
+    float gr = g[i] + p.wd * w[i];
+    if (p.momentum != 0.0) {
+        float b = p.momentum * buf[i] + gr;
+        buf[i] = b;
+        gr = p.nesterov != 0u ? gr + p.momentum * b : b;
+    }
+    w[i] = w[i] - prm.lr * gr;
+}
+#elif defined(OP_ADAM)
+layout(push_constant) uniform PC { uint count; float beta1, beta2, eps, wd; uint decoupled; } p;
+BUF_RW(0, w);
+BUF_RO(1, g);
+BUF_RW(2, m);
+BUF_RW(3, v);
+PARAMS_BUF(4);
+void main()
+{
+    uint i = elem_index();
+    if (i >= p.count)
+        return;
+    float wi = w[i];
+    float gr = g[i];
+    if (p.decoupled != 0u)
+        wi *= 1.0 - prm.lr * p.wd;
+    else
+        gr += p.wd * wi;
+    float mi = p.beta1 * m[i] + (1.0 - p.beta1) * gr;
+    float vi = p.beta2 * v[i] + (1.0 - p.beta2) * gr * gr;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi - prm.lr * prm.bc1 * mi / (sqrt(vi * prm.bc2) + p.eps);
+}
+#endif

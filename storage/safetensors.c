@@ -1,0 +1,1017 @@
+/*
+ * safetensors.c - strict reader and writer for safetensors files.
+ *
+ * The JSON header is parsed by a small parser written for exactly the shape safetensors
+ * uses: one object whose values are tensor objects {"dtype", "shape", "data_offsets"} or the
+ * "__metadata__" object of strings. Anything else (other keys, nesting, fractions, negative
+ * numbers, duplicate keys, invalid UTF-8, trailing bytes other than spaces) is refused, so
+ * the grammar itself bounds nesting at depth 2.
+ */
+#include "storage/safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cwt.h"
+
+#define ST_CHECK_BLOCK (1u << 20) /* bytes read at a time by st_check_file */
+
+static const char *const dtype_names[] = {"F32", "F16", "BF16", "F64", "I64",
+                                          "I32", "U8",  "I8",   "BOOL"};
+static const size_t dtype_sizes[] = {4, 2, 2, 8, 8, 4, 1, 1, 1};
+#define N_DTYPES (sizeof(dtype_names) / sizeof(dtype_names[0]))
+
+size_t st_dtype_size(enum st_dtype d)
+{
+    return (unsigned)d < N_DTYPES ? dtype_sizes[d] : 0;
+}
+
+const char *st_dtype_name(enum st_dtype d)
+{
+    return (unsigned)d < N_DTYPES ? dtype_names[d] : "?";
+}
+
+/* ------------------------------------------------------------------ JSON reader */
+
+struct jp {
+    const uint8_t *p, *end, *start;
+    char *err;
+    size_t errlen;
+};
+
+static int jp_fail(struct jp *j, const char *what)
+{
+    return cwt_seterr(j->err, j->errlen, CWT_EFORMAT, "safetensors header: %s at byte %zu", what,
+                      (size_t)(j->p - j->start));
+}
+
+static void jp_ws(struct jp *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int jp_expect(struct jp *j, char c)
+{
+    jp_ws(j);
+    if (j->p >= j->end || *j->p != (uint8_t)c) {
+        char what[32];
+        snprintf(what, sizeof(what), "expected '%c'", c);
+        return jp_fail(j, what);
+    }
+    j->p++;
+    return 0;
+}
+
+/* Peeks the next non-space byte (-1 at the end). */
+static int jp_peek(struct jp *j)
+{
+    jp_ws(j);
+    return j->p < j->end ? *j->p : -1;
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int jp_hex4(struct jp *j, uint32_t *out)
+{
+    uint32_t v = 0;
+
+    if (j->end - j->p < 4)
+        return jp_fail(j, "short \\u escape");
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(j->p[i]);
+        if (h < 0)
+            return jp_fail(j, "bad \\u escape");
+        v = v << 4 | (uint32_t)h;
+    }
+    j->p += 4;
+    *out = v;
+    return 0;
+}
+
+/* Appends one code point as UTF-8 to out (cap bytes, NUL kept free). */
+static int put_utf8(uint32_t cp, char *out, size_t cap, size_t *len)
+{
+    uint8_t b[4];
+    size_t n;
+
+    if (cp < 0x80) {
+        b[0] = (uint8_t)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (uint8_t)(0xc0 | cp >> 6);
+        b[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (uint8_t)(0xe0 | cp >> 12);
+        b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        b[0] = (uint8_t)(0xf0 | cp >> 18);
+        b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (uint8_t)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    if (*len + n >= cap)
+        return -1;
+    memcpy(out + *len, b, n);
+    *len += n;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid (overlongs, surrogates and
+ * code points above U+10FFFF are invalid). */
+static size_t utf8_seq(const uint8_t *p, const uint8_t *end)
+{
+    uint8_t c = p[0];
+    size_t n;
+    uint32_t cp, min;
+
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        n = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* Reads a JSON string into out (at most cap-1 bytes plus NUL). */
+static int jp_string(struct jp *j, char *out, size_t cap, const char *what)
+{
+    size_t len = 0;
+    int rc;
+
+    if ((rc = jp_expect(j, '"')) != 0)
+        return rc;
+    for (;;) {
+        uint8_t c;
+        if (j->p >= j->end)
+            return jp_fail(j, "unterminated string");
+        c = *j->p;
+        if (c == '"') {
+            j->p++;
+            break;
+        }
+        if (c < 0x20)
+            return jp_fail(j, "control character in string");
+        if (c == '\\') {
+            uint32_t cp;
+            j->p++;
+            if (j->p >= j->end)
+                return jp_fail(j, "unterminated escape");
+            c = *j->p++;
+            switch (c) {
+            case '"':
+                cp = '"';
+                break;
+            case '\\':
+                cp = '\\';
+                break;
+            case '/':
+                cp = '/';
+                break;
+            case 'b':
+                cp = '\b';
+                break;
+            case 'f':
+                cp = '\f';
+                break;
+            case 'n':
+                cp = '\n';
+                break;
+            case 'r':
+                cp = '\r';
+                break;
+            case 't':
+                cp = '\t';
+                break;
+            case 'u':
+                if ((rc = jp_hex4(j, &cp)) != 0)
+                    return rc;
+                if (cp >= 0xdc00 && cp <= 0xdfff)
+                    return jp_fail(j, "lone low surrogate");
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    uint32_t lo;
+                    if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
+                        return jp_fail(j, "lone high surrogate");
+                    j->p += 2;
+                    if ((rc = jp_hex4(j, &lo)) != 0)
+                        return rc;
+                    if (lo < 0xdc00 || lo > 0xdfff)
+                        return jp_fail(j, "bad surrogate pair");
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                }
+                if (cp == 0)
+                    return jp_fail(j, "NUL in string");
+                break;
+            default:
+                return jp_fail(j, "unknown escape");
+            }
+            if (put_utf8(cp, out, cap, &len) != 0)
+                goto toolong;
+        } else {
+            size_t n = utf8_seq(j->p, j->end);
+            if (n == 0)
+                return jp_fail(j, "invalid UTF-8");
+            if (len + n >= cap)
+                goto toolong;
+            memcpy(out + len, j->p, n);
+            len += n;
+            j->p += n;
+        }
+    }
+    out[len] = '\0';
+    return 0;
+toolong:
+    return cwt_seterr(j->err, j->errlen, CWT_ETOOBIG,
+                      "safetensors header: %s longer than %zu bytes at byte %zu", what, cap - 1,
+                      (size_t)(j->p - j->start));
+}
+
+/* Reads a non-negative integer without sign, fraction, exponent or leading zeros. */
+static int jp_uint(struct jp *j, uint64_t *out)
+{
+    uint64_t v = 0;
+    const uint8_t *first;
+
+    jp_ws(j);
+    first = j->p;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        unsigned d = *j->p - '0';
+        if (v > (UINT64_MAX - d) / 10)
+            return jp_fail(j, "number too large");
+        v = v * 10 + d;
+        j->p++;
+    }
+    if (j->p == first)
+        return jp_fail(j, "expected a non-negative integer");
+    if (j->p - first > 1 && *first == '0')
+        return jp_fail(j, "leading zero in number");
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+        return jp_fail(j, "expected an integer");
+    *out = v;
+    return 0;
+}
+
+/* Reads "[u, u, ...]" with at most max entries. */
+static int jp_uint_array(struct jp *j, uint64_t *vals, uint32_t max, uint32_t *n, const char *what)
+{
+    int rc;
+
+    *n = 0;
+    if ((rc = jp_expect(j, '[')) != 0)
+        return rc;
+    if (jp_peek(j) == ']') {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        if (*n == max) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "%s has more than %u entries", what, max);
+            return jp_fail(j, msg);
+        }
+        if ((rc = jp_uint(j, &vals[*n])) != 0)
+            return rc;
+        (*n)++;
+        if (jp_peek(j) == ',') {
+            j->p++;
+            continue;
+        }
+        return jp_expect(j, ']');
+    }
+}
+
+static int parse_dtype(const char *s, enum st_dtype *d)
+{
+    for (size_t i = 0; i < N_DTYPES; i++) {
+        if (strcmp(s, dtype_names[i]) == 0) {
+            *d = (enum st_dtype)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_tensor(struct jp *j, struct st_tensor *t)
+{
+    int have_dtype = 0, have_shape = 0, have_offsets = 0, rc;
+
+    if ((rc = jp_expect(j, '{')) != 0)
+        return rc;
+    for (;;) {
+        char key[32];
+        if ((rc = jp_string(j, key, sizeof(key), "tensor field name")) != 0)
+            return rc;
+        if ((rc = jp_expect(j, ':')) != 0)
+            return rc;
+        if (strcmp(key, "dtype") == 0) {
+            char dt[16];
+            if (have_dtype++)
+                return jp_fail(j, "duplicate key \"dtype\"");
+            if ((rc = jp_string(j, dt, sizeof(dt), "dtype")) != 0)
+                return rc;
+            if (parse_dtype(dt, &t->dtype) != 0)
+                return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
+                                  "safetensors header: tensor \"%s\" has unknown dtype \"%s\"",
+                                  t->name, dt);
+        } else if (strcmp(key, "shape") == 0) {
+            if (have_shape++)
+                return jp_fail(j, "duplicate key \"shape\"");
+            if ((rc = jp_uint_array(j, t->shape, ST_MAX_DIMS, &t->ndim, "shape")) != 0)
+                return rc;
+        } else if (strcmp(key, "data_offsets") == 0) {
+            uint64_t off[2];
+            uint32_t n;
+            if (have_offsets++)
+                return jp_fail(j, "duplicate key \"data_offsets\"");
+            if ((rc = jp_uint_array(j, off, 2, &n, "data_offsets")) != 0)
+                return rc;
+            if (n != 2)
+                return jp_fail(j, "data_offsets needs exactly two numbers");
+            t->begin = off[0];
+            t->end = off[1];
+        } else {
+            return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
+                              "safetensors header: tensor \"%s\" has unknown field \"%s\"", t->name,
+                              key);
+        }
+        if (jp_peek(j) == ',') {
+            j->p++;
+            continue;
+        }
+        if ((rc = jp_expect(j, '}')) != 0)
+            return rc;
+        break;
+    }
+    if (!have_dtype || !have_shape || !have_offsets)
+        return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\" lacks %s", t->name,
+                          !have_dtype   ? "dtype"
+                          : !have_shape ? "shape"
+                                        : "data_offsets");
+    return 0;
+}
+
+static int parse_metadata(struct jp *j, struct st_file *f)
+{
+    int rc;
+
+    if ((rc = jp_expect(j, '{')) != 0)
+        return rc;
+    if (jp_peek(j) == '}') {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        struct st_meta *m;
+        if (f->n_meta == ST_META_MAX)
+            return cwt_seterr(j->err, j->errlen, CWT_ETOOBIG,
+                              "safetensors header: more than %d metadata entries", ST_META_MAX);
+        m = &f->meta[f->n_meta];
+        if ((rc = jp_string(j, m->key, sizeof(m->key), "metadata key")) != 0)
+            return rc;
+        for (uint32_t i = 0; i < f->n_meta; i++)
+            if (strcmp(f->meta[i].key, m->key) == 0)
+                return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
+                                  "safetensors header: duplicate metadata key \"%s\"", m->key);
+        if ((rc = jp_expect(j, ':')) != 0)
+            return rc;
+        if ((rc = jp_string(j, m->value, sizeof(m->value), "metadata value")) != 0)
+            return rc;
+        f->n_meta++;
+        if (jp_peek(j) == ',') {
+            j->p++;
+            continue;
+        }
+        return jp_expect(j, '}');
+    }
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(((const struct st_tensor *)a)->name, ((const struct st_tensor *)b)->name);
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+    const struct st_tensor *x = *(const struct st_tensor *const *)a;
+    const struct st_tensor *y = *(const struct st_tensor *const *)b;
+
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* Checks each tensor's size against dtype x shape, then that the tensors tile
+ * [0, data_len) exactly: in range, no overlap, no hole. Sorts f->tensors by name. */
+static int check_layout(struct st_file *f, uint64_t data_len, char *err, size_t errlen)
+{
+    struct st_tensor **order;
+    uint64_t pos = 0;
+
+    for (uint32_t i = 0; i < f->n; i++) {
+        const struct st_tensor *t = &f->tensors[i];
+        uint64_t bytes = st_dtype_size(t->dtype);
+        for (uint32_t d = 0; d < t->ndim; d++) {
+            if (t->shape[d] != 0 && bytes > UINT64_MAX / t->shape[d])
+                return cwt_seterr(err, errlen, CWT_EFORMAT,
+                                  "safetensors: tensor \"%s\" has a shape whose size overflows",
+                                  t->name);
+            bytes *= t->shape[d];
+        }
+        if (t->begin > t->end || t->end > data_len)
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "safetensors: tensor \"%s\" has offsets [%llu, %llu] outside the "
+                              "data area of %llu bytes",
+                              t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                              (unsigned long long)data_len);
+        if (t->end - t->begin != bytes)
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "safetensors: tensor \"%s\" spans %llu bytes but its dtype and "
+                              "shape need %llu",
+                              t->name, (unsigned long long)(t->end - t->begin),
+                              (unsigned long long)bytes);
+    }
+    qsort(f->tensors, f->n, sizeof(f->tensors[0]), cmp_name);
+    for (uint32_t i = 1; i < f->n; i++)
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors: tensor \"%s\" appears twice",
+                              f->tensors[i].name);
+    order = malloc((f->n ? f->n : 1) * sizeof(*order));
+    if (order == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
+    for (uint32_t i = 0; i < f->n; i++)
+        order[i] = &f->tensors[i];
+    qsort(order, f->n, sizeof(*order), cmp_offset);
+    for (uint32_t i = 0; i < f->n; i++) {
+        if (order[i]->begin != pos) {
+            int rc =
+                cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors: tensor \"%s\" at offset %llu %s",
+                           order[i]->name, (unsigned long long)order[i]->begin,
+                           order[i]->begin < pos ? "overlaps another tensor"
+                                                 : "leaves a hole in the data area");
+            free(order);
+            return rc;
+        }
+        pos = order[i]->end;
+    }
+    free(order);
+    if (pos != data_len)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors: tensors cover %llu of %llu data bytes",
+                          (unsigned long long)pos, (unsigned long long)data_len);
+    return 0;
+}
+
+int st_parse_header(const uint8_t *json, size_t json_len, uint64_t data_len, struct st_file *f,
+                    char *err, size_t errlen)
+{
+    struct jp j = {json, json + json_len, json, err, errlen};
+    uint32_t cap = 0;
+    int have_meta = 0, rc;
+
+    memset(f, 0, sizeof(*f));
+    if (json_len > ST_MAX_HEADER)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "safetensors: header of %zu bytes exceeds the limit of %u", json_len,
+                          ST_MAX_HEADER);
+    if ((rc = jp_expect(&j, '{')) != 0)
+        return rc;
+    if (jp_peek(&j) == '}') {
+        j.p++;
+    } else {
+        for (;;) {
+            char name[ST_NAME_MAX + 1];
+            if ((rc = jp_string(&j, name, sizeof(name), "tensor name")) != 0)
+                goto fail;
+            if (name[0] == '\0') {
+                rc = jp_fail(&j, "empty tensor name");
+                goto fail;
+            }
+            if ((rc = jp_expect(&j, ':')) != 0)
+                goto fail;
+            if (strcmp(name, "__metadata__") == 0) {
+                if (have_meta++) {
+                    rc = jp_fail(&j, "duplicate key \"__metadata__\"");
+                    goto fail;
+                }
+                if ((rc = parse_metadata(&j, f)) != 0)
+                    goto fail;
+            } else {
+                if (f->n == ST_MAX_TENSORS) {
+                    rc = cwt_seterr(err, errlen, CWT_ETOOBIG, "safetensors: more than %d tensors",
+                                    ST_MAX_TENSORS);
+                    goto fail;
+                }
+                if (f->n == cap) {
+                    uint32_t ncap = cap ? cap * 2 : 16;
+                    struct st_tensor *nt;
+                    if (ncap > ST_MAX_TENSORS)
+                        ncap = ST_MAX_TENSORS;
+                    nt = realloc(f->tensors, ncap * sizeof(*nt));
+                    if (nt == NULL) {
+                        rc = cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
+                        goto fail;
+                    }
+                    f->tensors = nt;
+                    cap = ncap;
+                }
+                memset(&f->tensors[f->n], 0, sizeof(f->tensors[0]));
+                memcpy(f->tensors[f->n].name, name, sizeof(name));
+                if ((rc = parse_tensor(&j, &f->tensors[f->n])) != 0)
+                    goto fail;
+                f->n++;
+            }
+            if (jp_peek(&j) == ',') {
+                j.p++;
+                continue;
+            }
+            if ((rc = jp_expect(&j, '}')) != 0)
+                goto fail;
+            break;
+        }
+    }
+    jp_ws(&j);
+    if (j.p != j.end) {
+        rc = jp_fail(&j, "trailing bytes after the header object");
+        goto fail;
+    }
+    if ((rc = check_layout(f, data_len, err, errlen)) != 0)
+        goto fail;
+    f->data_len = data_len;
+    return 0;
+fail:
+    st_free(f);
+    return rc;
+}
+
+static uint64_t rd_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int st_parse(const uint8_t *buf, size_t len, struct st_file *f, char *err, size_t errlen)
+{
+    uint64_t hlen;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    if (len < 8)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors: file of %zu bytes is too "
+                          "short",
+                          len);
+    hlen = rd_le64(buf);
+    if (hlen > ST_MAX_HEADER)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "safetensors: header length %llu exceeds the limit of %u",
+                          (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen > len - 8)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors: header length %llu is larger than the file",
+                          (unsigned long long)hlen);
+    rc = st_parse_header(buf + 8, (size_t)hlen, len - 8 - hlen, f, err, errlen);
+    if (rc == 0)
+        f->data = buf + 8 + hlen;
+    return rc;
+}
+
+void st_free(struct st_file *f)
+{
+    if (f == NULL)
+        return;
+    free(f->tensors);
+    f->tensors = NULL;
+    f->n = 0;
+}
+
+int st_find(const struct st_file *f, const char *name)
+{
+    /* check_layout leaves the table sorted by name. */
+    uint32_t lo = 0, hi = f->n;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, f->tensors[mid].name);
+        if (c == 0)
+            return (int)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+/* Index of the first non-finite element in n elements of a float dtype, or -1. F16 and BF16
+ * are non-finite when their exponent bits are all ones. */
+static int64_t first_nonfinite(enum st_dtype d, const uint8_t *p, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        switch (d) {
+        case ST_F32: {
+            uint32_t v;
+            memcpy(&v, p + 4 * i, 4);
+            if ((v & 0x7f800000u) == 0x7f800000u)
+                return (int64_t)i;
+            break;
+        }
+        case ST_F64: {
+            uint64_t v;
+            memcpy(&v, p + 8 * i, 8);
+            if ((v & 0x7ff0000000000000ull) == 0x7ff0000000000000ull)
+                return (int64_t)i;
+            break;
+        }
+        case ST_F16:
+            if ((p[2 * i + 1] & 0x7c) == 0x7c)
+                return (int64_t)i;
+            break;
+        case ST_BF16:
+            if ((p[2 * i + 1] & 0x7f) == 0x7f && (p[2 * i] & 0x80))
+                return (int64_t)i;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return -1;
+}
+
+static int is_float(enum st_dtype d)
+{
+    return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16;
+}
+
+int st_check_finite(const struct st_file *f, char *err, size_t errlen)
+{
+    for (uint32_t i = 0; i < f->n; i++) {
+        const struct st_tensor *t = &f->tensors[i];
+        uint64_t esz = st_dtype_size(t->dtype);
+        int64_t bad;
+        if (!is_float(t->dtype))
+            continue;
+        bad = first_nonfinite(t->dtype, f->data + t->begin, (t->end - t->begin) / esz);
+        if (bad >= 0)
+            return cwt_seterr(err, errlen, CWT_ENUMERIC,
+                              "tensor \"%s\" holds a NaN or Inf at element %lld", t->name,
+                              (long long)bad);
+    }
+    return 0;
+}
+
+static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t n = pread(fd, buf, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int st_check_fd(int fd, char *err, size_t errlen)
+{
+    struct stat sb;
+    struct st_file f;
+    uint8_t lenbuf[8], *buf = NULL;
+    uint64_t hlen, size;
+    int rc;
+
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return cwt_seterr(err, errlen, CWT_EIO, "safetensors: not a regular file");
+    size = (uint64_t)sb.st_size;
+    if (size < 8)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors: file of %llu bytes is too short",
+                          (unsigned long long)size);
+    if (pread_full(fd, lenbuf, 8, 0) != 0)
+        return cwt_seterr(err, errlen, CWT_EIO, "safetensors: cannot read: %s", strerror(errno));
+    hlen = rd_le64(lenbuf);
+    if (hlen > ST_MAX_HEADER)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "safetensors: header length %llu exceeds the limit of %u",
+                          (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen > size - 8)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors: header length %llu is larger than the file",
+                          (unsigned long long)hlen);
+    buf = malloc(hlen > ST_CHECK_BLOCK ? hlen : ST_CHECK_BLOCK);
+    if (buf == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
+    if (pread_full(fd, buf, (size_t)hlen, 8) != 0) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EIO, "safetensors: cannot read: %s", strerror(errno));
+    }
+    rc = st_parse_header(buf, (size_t)hlen, size - 8 - hlen, &f, err, errlen);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    for (uint32_t i = 0; i < f.n && rc == 0; i++) {
+        const struct st_tensor *t = &f.tensors[i];
+        uint64_t esz = st_dtype_size(t->dtype), pos = t->begin;
+        if (!is_float(t->dtype))
+            continue;
+        while (pos < t->end) {
+            /* Blocks are a multiple of every element size, so no element straddles two. */
+            uint64_t n = t->end - pos < ST_CHECK_BLOCK ? t->end - pos : ST_CHECK_BLOCK;
+            int64_t bad;
+            if (pread_full(fd, buf, (size_t)n, 8 + hlen + pos) != 0) {
+                rc = cwt_seterr(err, errlen, CWT_EIO, "safetensors: cannot read: %s",
+                                strerror(errno));
+                break;
+            }
+            bad = first_nonfinite(t->dtype, buf, n / esz);
+            if (bad >= 0) {
+                rc = cwt_seterr(err, errlen, CWT_ENUMERIC,
+                                "tensor \"%s\" holds a NaN or Inf at element %llu", t->name,
+                                (unsigned long long)((pos - t->begin) / esz + (uint64_t)bad));
+                break;
+            }
+            pos += n;
+        }
+    }
+    st_free(&f);
+    free(buf);
+    return rc;
+}
+
+int st_check_file(const char *path, char *err, size_t errlen)
+{
+    char sub[CWT_ERRLEN];
+    int fd, rc;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cwt_seterr(err, errlen, errno == ENOENT ? CWT_ENOENT : CWT_EIO,
+                          "%s: cannot open: %s", path, strerror(errno));
+    rc = st_check_fd(fd, sub, sizeof(sub));
+    close(fd);
+    if (rc != 0)
+        cwt_seterr(err, errlen, rc, "%s: %s", path, sub);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ writer */
+
+struct st_wtensor {
+    char name[ST_NAME_MAX + 1];
+    enum st_dtype dtype;
+    uint32_t ndim;
+    uint64_t shape[ST_MAX_DIMS];
+    size_t bytes;
+    uint8_t *data;
+};
+
+struct st_writer {
+    struct st_wtensor *t;
+    uint32_t n, cap;
+    uint32_t n_meta;
+    struct st_meta meta[ST_META_MAX];
+};
+
+int st_writer_new(struct st_writer **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? 0 : CWT_ENOMEM;
+}
+
+void st_writer_free(struct st_writer *w)
+{
+    if (w == NULL)
+        return;
+    for (uint32_t i = 0; i < w->n; i++)
+        free(w->t[i].data);
+    free(w->t);
+    free(w);
+}
+
+int st_writer_meta(struct st_writer *w, const char *key, const char *value)
+{
+    if (w->n_meta == ST_META_MAX)
+        return CWT_ETOOBIG;
+    if (strlen(key) >= sizeof(w->meta[0].key) || strlen(value) >= sizeof(w->meta[0].value))
+        return CWT_ETOOBIG;
+    for (uint32_t i = 0; i < w->n_meta; i++)
+        if (strcmp(w->meta[i].key, key) == 0)
+            return CWT_EEXIST;
+    strcpy(w->meta[w->n_meta].key, key);
+    strcpy(w->meta[w->n_meta].value, value);
+    w->n_meta++;
+    return 0;
+}
+
+int st_writer_add(struct st_writer *w, const char *name, enum st_dtype dtype, uint32_t ndim,
+                  const uint64_t *shape, const void *data)
+{
+    struct st_wtensor *t;
+    size_t bytes = st_dtype_size(dtype);
+
+    if (bytes == 0 || ndim > ST_MAX_DIMS || name[0] == '\0' || strlen(name) > ST_NAME_MAX ||
+        strcmp(name, "__metadata__") == 0)
+        return CWT_EINVAL;
+    if (w->n == ST_MAX_TENSORS)
+        return CWT_ETOOBIG;
+    for (uint32_t i = 0; i < w->n; i++)
+        if (strcmp(w->t[i].name, name) == 0)
+            return CWT_EEXIST;
+    for (uint32_t d = 0; d < ndim; d++)
+        if (cwt_mul_size(bytes, shape[d], &bytes) != 0 || shape[d] > SIZE_MAX)
+            return CWT_ETOOBIG;
+    if (w->n == w->cap) {
+        uint32_t ncap = w->cap ? w->cap * 2 : 16;
+        struct st_wtensor *nt = realloc(w->t, ncap * sizeof(*nt));
+        if (nt == NULL)
+            return CWT_ENOMEM;
+        w->t = nt;
+        w->cap = ncap;
+    }
+    t = &w->t[w->n];
+    memset(t, 0, sizeof(*t));
+    t->data = malloc(bytes ? bytes : 1);
+    if (t->data == NULL)
+        return CWT_ENOMEM;
+    if (bytes > 0)
+        memcpy(t->data, data, bytes);
+    strcpy(t->name, name);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, ndim * sizeof(uint64_t));
+    t->bytes = bytes;
+    w->n++;
+    return 0;
+}
+
+/* A growing text buffer for the JSON header. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        char *np;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        np = realloc(b->p, ncap);
+        if (np == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void sb_fmt(struct sbuf *b, const char *fmt, unsigned long long v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), fmt, v);
+
+    sb_put(b, tmp, (size_t)n);
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+    sb_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            sb_put(b, e, 2);
+        } else if (c < 0x20) {
+            sb_fmt(b, "\\u%04llx", c);
+        } else {
+            sb_put(b, (const char *)&c, 1);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+static int cmp_wname(const void *a, const void *b)
+{
+    return strcmp(((const struct st_wtensor *)a)->name, ((const struct st_wtensor *)b)->name);
+}
+
+int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *outlen)
+{
+    struct sbuf hb = {0};
+    size_t data_len = 0, total, pad, pos;
+    uint64_t off = 0;
+    uint8_t *buf;
+
+    *out = NULL;
+    *outlen = 0;
+    qsort(w->t, w->n, sizeof(w->t[0]), cmp_wname);
+    sb_put(&hb, "{", 1);
+    if (w->n_meta > 0) {
+        sb_put(&hb, "\"__metadata__\":{", 16);
+        for (uint32_t i = 0; i < w->n_meta; i++) {
+            if (i > 0)
+                sb_put(&hb, ",", 1);
+            sb_str(&hb, w->meta[i].key);
+            sb_put(&hb, ":", 1);
+            sb_str(&hb, w->meta[i].value);
+        }
+        sb_put(&hb, "}", 1);
+    }
+    for (uint32_t i = 0; i < w->n; i++) {
+        const struct st_wtensor *t = &w->t[i];
+        if (i > 0 || w->n_meta > 0)
+            sb_put(&hb, ",", 1);
+        sb_str(&hb, t->name);
+        sb_put(&hb, ":{\"dtype\":", 10);
+        sb_str(&hb, st_dtype_name(t->dtype));
+        sb_put(&hb, ",\"shape\":[", 10);
+        for (uint32_t d = 0; d < t->ndim; d++)
+            sb_fmt(&hb, d ? ",%llu" : "%llu", t->shape[d]);
+        sb_fmt(&hb, "],\"data_offsets\":[%llu", off);
+        sb_fmt(&hb, ",%llu]}", off + t->bytes);
+        off += t->bytes;
+        if (cwt_add_size(data_len, t->bytes, &data_len) != 0) {
+            free(hb.p);
+            return CWT_ETOOBIG;
+        }
+    }
+    sb_put(&hb, "}", 1);
+    if (hb.failed) {
+        free(hb.p);
+        return CWT_ENOMEM;
+    }
+    /* The data area starts 8-byte aligned: pad the JSON with spaces, as the format allows. */
+    pad = (8 - (8 + hb.len) % 8) % 8;
+    if (hb.len + pad > ST_MAX_HEADER || cwt_add_size(8 + hb.len + pad, data_len, &total) != 0) {
+        free(hb.p);
+        return CWT_ETOOBIG;
+    }
+    buf = malloc(total ? total : 1);
+    if (buf == NULL) {
+        free(hb.p);
+        return CWT_ENOMEM;
+    }
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)(hb.len + pad) >> (8 * i));
+    memcpy(buf + 8, hb.p, hb.len);
+    memset(buf + 8 + hb.len, ' ', pad);
+    pos = 8 + hb.len + pad;
+    for (uint32_t i = 0; i < w->n; i++) {
+        if (w->t[i].bytes > 0)
+            memcpy(buf + pos, w->t[i].data, w->t[i].bytes);
+        pos += w->t[i].bytes;
+    }
+    free(hb.p);
+    *out = buf;
+    *outlen = total;
+    return 0;
+}

@@ -1,0 +1,175 @@
+# Shared helpers of the tests/cli/daemon_*.sh tests and scripts/demo-federation.sh (sourced).
+#
+# Needs: CWTCTL, CWTD, a scratch folder T. Every daemon started here is recorded and killed by
+# daemon_cleanup (call it from an EXIT trap).
+
+DAEMON_PIDS_FILE=""
+
+die() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# daemon_setup NAME: the scratch folder T for this test and the pid bookkeeping.
+daemon_setup() {
+    T="${CWT_TEST_TMP:-/tmp}/$1.$$"
+    rm -rf "$T"
+    mkdir -p "$T"
+    DAEMON_PIDS_FILE="$T/pids"
+    : >"$DAEMON_PIDS_FILE"
+}
+
+daemon_cleanup() {
+    local pid
+    if [ -n "$DAEMON_PIDS_FILE" ] && [ -f "$DAEMON_PIDS_FILE" ]; then
+        while read -r pid; do
+            kill -TERM "$pid" 2>/dev/null || true
+        done <"$DAEMON_PIDS_FILE"
+        sleep 0.5
+        while read -r pid; do
+            kill -KILL "$pid" 2>/dev/null || true
+        done <"$DAEMON_PIDS_FILE"
+    fi
+    if [ -n "${COURIER_PID:-}" ]; then
+        kill "$COURIER_PID" 2>/dev/null || true
+    fi
+}
+
+# make_site NAME [INIT OPTIONS...]: a site folder $T/NAME with keys, rescanning every second.
+make_site() {
+    local name=$1
+    shift
+    "$CWTCTL" init --site-id "$name" --dir "$T/$name" --input 28x28x1 --classes 10 \
+        --federation fed-test --seed 7 "$@" >/dev/null || die "cwtctl init $name"
+    sed -i 's/rescan_seconds = [0-9]*/rescan_seconds = 1/; s/group = "cwt"/group = ""/' \
+        "$T/$name/cwtd.conf"
+}
+
+# set_recipe NAME KEY VALUE: edits one recipe line of NAME's roster (before sites are added).
+set_recipe() {
+    sed -i "s/^\( *$2 = \).*;/\1$3;/" "$T/$1/roster.conf"
+    grep -q "^ *$2 = $3;" "$T/$1/roster.conf" || die "recipe key $2 not set"
+}
+
+# build_roster FIRST OTHERS...: every site's key line into FIRST's roster, in the given order,
+# then the same roster file at every site.
+build_roster() {
+    local first=$1 s
+    for s in "$@"; do
+        "$CWTCTL" -c "$T/$s/cwtd.conf" key show | head -n 1 >"$T/$s.pub"
+        "$CWTCTL" -c "$T/$first/cwtd.conf" roster add "$(cat "$T/$s.pub")" >/dev/null ||
+            die "roster add $s"
+    done
+    for s in "$@"; do
+        [ "$s" = "$first" ] || cp "$T/$first/roster.conf" "$T/$s/roster.conf"
+    done
+}
+
+# ingest_fashion NAME START COUNT: COUNT Fashion-MNIST training images from START, 20% to val.
+ingest_fashion() {
+    local name=$1 start=$2 count=$3
+    python3 - "$T/$name" "$start" "$count" <<'EOF'
+import gzip, struct, sys
+out, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+src = "/usr/share/datasets/fashion-mnist/"
+with gzip.open(src + "train-images-idx3-ubyte.gz") as f:
+    magic, n, h, w = struct.unpack(">IIII", f.read(16))
+    f.read(start * h * w)
+    pixels = f.read(count * h * w)
+with gzip.open(src + "train-labels-idx1-ubyte.gz") as f:
+    f.read(8 + start)
+    labels = f.read(count)
+with open(out + "/images-idx3-ubyte", "wb") as f:
+    f.write(struct.pack(">IIII", 2051, count, h, w) + pixels)
+with open(out + "/labels-idx1-ubyte", "wb") as f:
+    f.write(struct.pack(">II", 2049, count) + labels)
+EOF
+    "$CWTCTL" -c "$T/$name/cwtd.conf" ingest --val-fraction 0.2 \
+        "$T/$name/images-idx3-ubyte" "$T/$name/labels-idx1-ubyte" >/dev/null ||
+        die "ingest at $name"
+}
+
+# start_daemon NAME: cwtd in the foreground, logging to $T/NAME.log; waits for its socket.
+start_daemon() {
+    local name=$1 i
+    "$CWTD" -c "$T/$name/cwtd.conf" -f 2>>"$T/$name.log" &
+    echo $! >>"$DAEMON_PIDS_FILE"
+    echo $! >"$T/$name.pid"
+    for i in $(seq 1 100); do
+        if "$CWTCTL" -c "$T/$name/cwtd.conf" status >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$(cat "$T/$name.pid")" 2>/dev/null || {
+            cat "$T/$name.log" >&2
+            die "cwtd of $name exited at start-up"
+        }
+        sleep 0.1
+    done
+    die "cwtd of $name does not answer"
+}
+
+# status_field NAME KEY: one top-level string/number of `cwtctl status --json` ("" if absent).
+status_field() {
+    "$CWTCTL" -c "$T/$1/cwtd.conf" --json status 2>/dev/null | python3 -c '
+import json, sys
+try:
+    v = json.load(sys.stdin).get(sys.argv[1], "")
+except Exception:
+    v = ""
+print("" if v is None else v)' "$2"
+}
+
+# process_gone PID: the process has exited (a zombie not yet reaped counts as gone).
+process_gone() {
+    [ ! -e "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# wait_for SECONDS COMMAND...: polls until COMMAND succeeds.
+wait_for() {
+    local limit=$1 i
+    shift
+    for i in $(seq 1 $((limit * 5))); do
+        if "$@"; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# courier_once SITES...: moves every finished bundle from each outbox to its recipients'
+# inboxes (cycle bundles to the next site, "-to-all" bundles to every other site) and keeps
+# a copy in $T/chain for the auditor.
+courier_once() {
+    local sites=("$@") n=$# i f base next j
+    mkdir -p "$T/chain"
+    for i in $(seq 0 $((n - 1))); do
+        for f in "$T/${sites[$i]}"/outbox/*.cwtb; do
+            [ -e "$f" ] || continue
+            base=$(basename "$f")
+            cp "$f" "$T/chain/$base"
+            if [[ "$base" == *-to-all.cwtb ]]; then
+                for j in $(seq 0 $((n - 1))); do
+                    [ "$j" = "$i" ] && continue
+                    cp "$f" "$T/${sites[$j]}/inbox/.$base.part"
+                    mv "$T/${sites[$j]}/inbox/.$base.part" "$T/${sites[$j]}/inbox/$base"
+                done
+                rm -f "$f"
+            else
+                next=${sites[$(((i + 1) % n))]}
+                cp "$f" "$T/$next/inbox/.$base.part"
+                mv "$T/$next/inbox/.$base.part" "$T/$next/inbox/$base"
+                rm -f "$f"
+            fi
+        done
+    done
+}
+
+# all_finished SITES...: every site reports state "finished".
+all_finished() {
+    local s
+    for s in "$@"; do
+        [ "$(status_field "$s" state)" = "finished" ] || return 1
+    done
+    return 0
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# train.sh - `cwtctl train` on a small synthetic, separable PNG set:
+#   * reaches >= 99% validation accuracy, with one JSON object per epoch;
+#   * two runs with the same seed export bit-identical models;
+#   * a run killed with SIGKILL mid-training and continued with --resume exports the same
+#     bytes as the uninterrupted run;
+#   * eval (JSON keys), predict (right classes, bad files refused), model import (round trip;
+#     a model of another architecture refused by fingerprint), usage errors;
+#   * the export loads into an equivalent PyTorch module (tests/cli/pytorch_load.py, the
+#     snippet of docs/model-export.md) and gives the same probabilities as cwtctl predict.
+set -euo pipefail
+
+T="$CWT_TEST_TMP/train.$$"
+mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+# Runs a command that must fail with exit code $1 and print $2 (a grep pattern) on stderr.
+expect_fail() {
+    local code=$1 pattern=$2 rc=0
+    shift 2
+    "$@" >"$T/out" 2>"$T/err" || rc=$?
+    [ "$rc" -eq "$code" ] || fail "$* exited $rc, expected $code: $(cat "$T/err")"
+    grep -q -- "$pattern" "$T/err" || fail "$* did not say '$pattern': $(cat "$T/err")"
+}
+json_field() { # FILE(last line) KEY
+    tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
+}
+
+EPOCHS=6
+python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 250 7
+"$CWTCTL" init --site-id a --dir "$T/a" --input 28x28x1 --class-names top,bottom,bar >/dev/null
+# Small batches so that an epoch has enough steps to be interrupted.
+sed -i -e 's/batch_size = [0-9]*;/batch_size = 32;/' "$T/a/roster.conf"
+A=(-c "$T/a/cwtd.conf")
+"$CWTCTL" "${A[@]}" ingest --val-fraction 0.2 --seed 3 "$T/png" >/dev/null
+
+# Usage and state errors come before any training.
+expect_fail 2 "epochs" "$CWTCTL" "${A[@]}" train --epochs 0
+expect_fail 2 "unexpected" "$CWTCTL" "${A[@]}" train extra
+expect_fail 1 "no trained model" "$CWTCTL" "${A[@]}" eval
+expect_fail 1 "no trained model" "$CWTCTL" "${A[@]}" model export -o "$T/none.safetensors"
+
+# 1. Convergence, JSON per epoch.
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run1.json" 2>"$T/run1.err"
+[ "$(wc -l <"$T/run1.json")" -eq $EPOCHS ] || fail "expected $EPOCHS JSON lines"
+grep -q "device:" "$T/run1.err" || fail "the device is not named"
+python3 - "$T/run1.json" <<'EOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+for i, e in enumerate(lines, 1):
+    for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+              "images_per_s", "seconds"):
+        assert k in e, "missing key %s" % k
+    assert e["epoch"] == i, e
+best = max(e["val_accuracy"] for e in lines)
+assert best >= 0.99, "best validation accuracy %.4f < 0.99" % best
+print("val accuracy by epoch:", [round(e["val_accuracy"], 4) for e in lines],
+      "images/s:", round(lines[-1]["images_per_s"]))
+EOF
+"$CWTCTL" "${A[@]}" model export -o "$T/run1.safetensors" >/dev/null
+SUM1=$(sha256sum <"$T/run1.safetensors")
+
+# 2. Same seed, same bytes.
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run2.json" 2>/dev/null
+"$CWTCTL" "${A[@]}" model export -o "$T/run2.safetensors" >/dev/null
+[ "$(sha256sum <"$T/run2.safetensors")" = "$SUM1" ] || fail "two runs with one seed differ"
+
+# 3. SIGKILL in the middle of epoch 3, then --resume: same bytes as uninterrupted.
+EPOCH_S=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["seconds"])' \
+    "$T/run1.json")
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json --checkpoint-every 5 >"$T/run3.json" \
+    2>/dev/null &
+PID=$!
+for _ in $(seq 1 600); do
+    [ "$(wc -l <"$T/run3.json")" -ge 2 ] && break
+    kill -0 $PID 2>/dev/null || break
+    sleep 0.1
+done
+sleep "$(python3 -c "print(min(5.0, max(0.05, $EPOCH_S / 2)))")"
+kill -9 $PID 2>/dev/null || fail "the run ended before it could be killed"
+wait $PID 2>/dev/null || true
+[ "$(wc -l <"$T/run3.json")" -lt $EPOCHS ] || fail "the killed run had finished"
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --resume --json >"$T/run3b.json" 2>"$T/run3b.err"
+grep -q "resuming at step" "$T/run3b.err" || fail "did not resume: $(cat "$T/run3b.err")"
+"$CWTCTL" "${A[@]}" model export -o "$T/run3.safetensors" >/dev/null
+[ "$(sha256sum <"$T/run3.safetensors")" = "$SUM1" ] || fail "resumed run differs"
+# A finished run has nothing left to resume.
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --resume 2>"$T/err" >/dev/null
+grep -q "complete" "$T/err" || fail "resuming a finished run: $(cat "$T/err")"
+
+# 4. eval: JSON keys, validation accuracy.
+"$CWTCTL" "${A[@]}" eval --split val --json >"$T/eval.json"
+python3 - "$T/eval.json" <<'EOF'
+import json, sys
+e = json.load(open(sys.argv[1]))
+for k in ("split", "n", "accuracy", "balanced_accuracy", "auc", "per_class_recall",
+          "confusion"):
+    assert k in e, "missing key %s" % k
+assert e["split"] == "val" and e["n"] == 150, e
+assert e["accuracy"] >= 0.99 and e["auc"] > 0.99, e
+assert len(e["confusion"]) == 3 and sum(map(sum, e["confusion"])) == 150, e
+assert "sensitivity" not in e  # three classes
+EOF
+"$CWTCTL" "${A[@]}" eval --split val | grep -q "balanced accuracy" || fail "eval text output"
+expect_fail 2 "unknown split" "$CWTCTL" "${A[@]}" eval --split nope
+expect_fail 1 "split is empty" "$CWTCTL" "${A[@]}" eval --split test
+
+# 5. predict: the right class for one image of each class; bad files are named.
+python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/new" 1 99
+"$CWTCTL" "${A[@]}" predict --json "$T/new/0/img0000.png" "$T/new/1/img0000.png" \
+    "$T/new/2/img0000.png" >"$T/pred.json"
+python3 - "$T/pred.json" <<'EOF'
+import json, sys
+got = [json.loads(l) for l in open(sys.argv[1])]
+assert [g["predicted"] for g in got] == ["top", "bottom", "bar"], got
+for g in got:
+    assert abs(sum(g["probabilities"].values()) - 1) < 1e-4, g
+EOF
+echo "not an image" >"$T/bad.png"
+expect_fail 1 "bad.png" "$CWTCTL" "${A[@]}" predict "$T/bad.png" "$T/new/0/img0000.png"
+grep -q "img0000.png: top" "$T/out" || fail "the good file after a bad one got no answer"
+expect_fail 2 "no image files" "$CWTCTL" "${A[@]}" predict
+
+# 6. PyTorch loads the export and agrees with cwtctl predict.
+if python3 -c 'import torch' 2>/dev/null; then
+    python3 "$CWT_SRC/tests/cli/pytorch_load.py" "$T/run1.safetensors" >/dev/null
+    python3 "$CWT_SRC/tests/cli/helpers/compare_torch.py" "$T/run1.safetensors" \
+        "$T/pred.json" "$T/new/0/img0000.png" "$T/new/1/img0000.png" "$T/new/2/img0000.png"
+else
+    fail "python3-torch is required (Debian package python3-torch)"
+fi
+
+# 7. model import: round trip; strictness.
+"$CWTCTL" "${A[@]}" model import "$T/run1.safetensors" >/dev/null
+"$CWTCTL" "${A[@]}" model export -o "$T/again.safetensors" >/dev/null
+cmp -s "$T/again.safetensors" "$T/run1.safetensors" || fail "import/export round trip changed it"
+"$CWTCTL" "${A[@]}" audit show | grep -q "model-import" || fail "no audit record for the import"
+"$CWTCTL" init --site-id b --dir "$T/b" --input 28x28x1 --classes 4 >/dev/null
+expect_fail 1 "fingerprint" "$CWTCTL" -c "$T/b/cwtd.conf" model import "$T/run1.safetensors"
+head -c 1000 "$T/run1.safetensors" >"$T/cut.safetensors"
+expect_fail 1 "cut.safetensors" "$CWTCTL" "${A[@]}" model import "$T/cut.safetensors"
+expect_fail 1 "" "$CWTCTL" "${A[@]}" model import "$T/missing.safetensors"
+expect_fail 2 "usage" "$CWTCTL" "${A[@]}" model export
+expect_fail 2 "unknown subcommand" "$CWTCTL" "${A[@]}" model frobnicate
+echo "train.sh: ok"
