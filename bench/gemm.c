@@ -25,8 +25,8 @@ static double run_gpu(struct eng_device *d, enum eng_gemm_shape shape, uint32_t 
         return -1;
     }
     struct eng_gemm g = {n, n, n, n, 1, n, 1, n, 1, 0};
-    struct eng_tref ta = {a->buf, 0, a->size}, tb = {b->buf, 0, b->size},
-                    tc = {c->buf, 0, c->size}, none = {0};
+    struct eng_tref ta = {a->buf, 0, a->size}, tb = {b->buf, 0, b->size}, tc = {c->buf, 0, c->size},
+                    none = {0};
     for (int i = 0; i < reps; i++)
         op_gemm(&r, &g, ta, tb, tc, none, none);
     /* Warm-up (pipeline compile) then timed runs. */
@@ -107,12 +107,12 @@ int main(int argc, char **argv)
 #ifdef CWT_HAVE_OPENBLAS
         float *hc = malloc(bytes);
         if (hc) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f,
-                        ha, (int)n, hb, (int)n, 0.0f, hc, (int)n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, ha,
+                        (int)n, hb, (int)n, 0.0f, hc, (int)n);
             double t0 = cwt_monotonic();
             for (int i = 0; i < reps; i++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n,
-                            1.0f, ha, (int)n, hb, (int)n, 0.0f, hc, (int)n);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f,
+                            ha, (int)n, hb, (int)n, 0.0f, hc, (int)n);
             blas = 2.0 * n * n * (double)n * reps / (cwt_monotonic() - t0) / 1e9;
             free(hc);
         }

@@ -363,8 +363,7 @@ static int request(const char *socket_path, const char *cmd, char **reply, int *
         if (len + 1 >= cap) {
             char *bigger;
             if (cap >= REPLY_MAX) {
-                n = cwt_seterr(err, errlen, CWT_EFORMAT, "reply longer than %u bytes",
-                               REPLY_MAX);
+                n = cwt_seterr(err, errlen, CWT_EFORMAT, "reply longer than %u bytes", REPLY_MAX);
                 goto fail;
             }
             cap *= 2;
@@ -428,9 +427,8 @@ static void render_bundle(const struct jdoc *d, int root, const char *key, const
     jnum(d, b, "hop", &hop);
     jnum(d, b, "time", &t);
     fmt_time((int64_t)t, when, sizeof(when));
-    printf("%-16s %s %s %s (cycle %.0f, hop %.0f) at %s, id %.16s\n", label,
-           kind ? kind : "?", out ? "to" : "from", peer ? peer : "?", cycle, hop, when,
-           id ? id : "?");
+    printf("%-16s %s %s %s (cycle %.0f, hop %.0f) at %s, id %.16s\n", label, kind ? kind : "?",
+           out ? "to" : "from", peer ? peer : "?", cycle, hop, when, id ? id : "?");
 }
 
 static void render_status(const struct jdoc *d)
@@ -520,10 +518,10 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
         fputs(",\"roster_fingerprint\":", f);
         cli_json_string(f, fp_text);
     }
-    fprintf(f, ",\"position\":%d,\"sites\":%u,\"cycles\":%u", idx < 0 ? -1 : idx,
-            roster->n_sites, roster->recipe.cycles);
-    if (store_open(cfg->store_dir, STORE_RDONLY, cfg->store_max_bytes, &st, err,
-                   sizeof(err)) != 0) {
+    fprintf(f, ",\"position\":%d,\"sites\":%u,\"cycles\":%u", idx < 0 ? -1 : idx, roster->n_sites,
+            roster->recipe.cycles);
+    if (store_open(cfg->store_dir, STORE_RDONLY, cfg->store_max_bytes, &st, err, sizeof(err)) !=
+        0) {
         fputs(",\"detail\":", f);
         cli_json_string(f, err);
     } else {
@@ -546,7 +544,8 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
             /* The daemon's "key=value" lines: pick what status shows. */
             for (char *line = strtok(state, "\n"); line != NULL; line = strtok(NULL, "\n")) {
                 if (sscanf(line, "phase=%31s", phase) == 1 ||
-                    sscanf(line, "cycle=%u", &cycle) == 1 || sscanf(line, "since=%lld", &since) == 1)
+                    sscanf(line, "cycle=%u", &cycle) == 1 ||
+                    sscanf(line, "since=%lld", &since) == 1)
                     continue;
                 if (strncmp(line, "waiting_from=", 13) == 0)
                     snprintf(from, sizeof(from), "%s", line + 13);
@@ -615,8 +614,9 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
             for (int s = 0; s < STORE_NSPLITS; s++)
                 for (uint32_t c = 0; c < roster->recipe.classes && c < CWT_MAX_CLASSES; c++)
                     tot[s] += counts[s][c];
-            fprintf(f, ",\"images\":{\"train\":%" PRIu64 ",\"val\":%" PRIu64 ",\"test\":%" PRIu64
-                    "}", tot[0], tot[1], tot[2]);
+            fprintf(f,
+                    ",\"images\":{\"train\":%" PRIu64 ",\"val\":%" PRIu64 ",\"test\":%" PRIu64 "}",
+                    tot[0], tot[1], tot[2]);
         }
         store_close(st);
     }
@@ -686,9 +686,10 @@ int cmd_control(int argc, char **argv, const struct cli_globals *g)
     if (rc != 0 && e != 0) {
         if (e == EACCES || e == EPERM) {
             free(roster);
-            return cli_error(CLI_FAIL, "permission denied on the control socket %s (members of "
-                             "group '%s' and the daemon's user may use it)", cfg.socket_path,
-                             cfg.group);
+            return cli_error(CLI_FAIL,
+                             "permission denied on the control socket %s (members of "
+                             "group '%s' and the daemon's user may use it)",
+                             cfg.socket_path, cfg.group);
         }
         if (strcmp(cmd, "status") == 0) {
             char *json = offline_status(&cfg, roster, err);

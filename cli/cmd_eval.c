@@ -1,9 +1,197 @@
-/* Placeholder: 'cwtctl eval' is being built (see the open issues). */
+/*
+ * cmd_eval.c - `cwtctl eval`: metrics of the site's model on one split of the store.
+ *
+ * Opens the store read-only, so it works while cwtd runs.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "engine/train/train.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cwtctl eval [--split val|test|train] [--json]\n\n"
+               "Evaluates the site's model (see 'cwtctl train') on a split (default val):\n"
+               "accuracy, balanced accuracy, per-class recall, macro one-vs-rest AUC,\n"
+               "confusion matrix; for two classes also sensitivity and specificity.\n");
+}
+
+static void json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    else
+        fputs("null", f);
+}
+
+static void print_json(const char *split, const struct train_metrics *m)
+{
+    printf("{\"split\":\"%s\",\"n\":%llu,\"accuracy\":", split, (unsigned long long)m->n);
+    json_number(stdout, m->accuracy);
+    fputs(",\"balanced_accuracy\":", stdout);
+    json_number(stdout, m->balanced_accuracy);
+    fputs(",\"auc\":", stdout);
+    json_number(stdout, m->auc);
+    fputs(",\"loss\":", stdout);
+    json_number(stdout, m->loss);
+    if (m->classes == 2) {
+        fputs(",\"sensitivity\":", stdout);
+        json_number(stdout, m->sensitivity);
+        fputs(",\"specificity\":", stdout);
+        json_number(stdout, m->specificity);
+    }
+    fputs(",\"per_class_recall\":[", stdout);
+    for (uint32_t k = 0; k < m->classes; k++) {
+        if (k)
+            putchar(',');
+        json_number(stdout, m->recall[k]);
+    }
+    fputs("],\"per_class_auc\":[", stdout);
+    for (uint32_t k = 0; k < m->classes; k++) {
+        if (k)
+            putchar(',');
+        json_number(stdout, m->class_auc[k]);
+    }
+    fputs("],\"confusion\":[", stdout);
+    for (uint32_t i = 0; i < m->classes; i++) {
+        printf("%s[", i ? "," : "");
+        for (uint32_t j = 0; j < m->classes; j++)
+            printf("%s%llu", j ? "," : "",
+                   (unsigned long long)m->confusion[(size_t)i * m->classes + j]);
+        putchar(']');
+    }
+    fputs("]}\n", stdout);
+}
+
+static const char *class_name(const struct cwt_recipe *r, uint32_t k, char *buf, size_t len)
+{
+    if (r->n_class_names == r->classes && k < r->n_class_names)
+        return r->class_names[k];
+    snprintf(buf, len, "%u", k);
+    return buf;
+}
+
+static void print_text(const char *split, const struct train_metrics *m, const struct cwt_recipe *r)
+{
+    char buf[16];
+
+    printf("split %s: %llu images\n", split, (unsigned long long)m->n);
+    printf("  accuracy           %.4f\n", m->accuracy);
+    printf("  balanced accuracy  %.4f\n", m->balanced_accuracy);
+    printf("  AUC (macro OvR)    %.4f\n", m->auc);
+    if (m->classes == 2) {
+        printf("  sensitivity        %.4f  (class %s)\n", m->sensitivity,
+               class_name(r, 1, buf, sizeof(buf)));
+        printf("  specificity        %.4f  (class %s)\n", m->specificity,
+               class_name(r, 0, buf, sizeof(buf)));
+    }
+    printf("  %-20s %8s %8s\n", "class", "recall", "AUC");
+    for (uint32_t k = 0; k < m->classes; k++)
+        printf("  %-20s %8.4f %8.4f\n", class_name(r, k, buf, sizeof(buf)), m->recall[k],
+               m->class_auc[k]);
+    printf("confusion (rows: true class, columns: predicted)\n");
+    for (uint32_t i = 0; i < m->classes; i++) {
+        printf("  %-20s", class_name(r, i, buf, sizeof(buf)));
+        for (uint32_t j = 0; j < m->classes; j++)
+            printf(" %6llu", (unsigned long long)m->confusion[(size_t)i * m->classes + j]);
+        putchar('\n');
+    }
+}
+
+struct eval_run {
+    struct cwt_config cfg;
+    struct cwt_roster roster;
+    struct store *st;
+    struct eng_device *dev;
+    struct eng_model *model;
+    uint64_t *ids;
+    size_t n;
+};
+
+static void eval_cleanup(struct eval_run *r)
+{
+    eng_model_free(r->model);
+    if (r->dev != NULL)
+        eng_device_close(r->dev);
+    if (r->st != NULL)
+        store_close(r->st);
+    free(r->ids);
+    free(r);
+}
 
 int cmd_eval(int argc, char **argv, const struct cli_globals *g)
 {
-    (void)argc;
-    (void)g;
-    return cli_error(CLI_FAIL, "'%s' is not available in this build yet", argv[0]);
+    static const struct option opts[] = {
+        {"split", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    enum store_split split = STORE_VAL;
+    struct eval_run *r;
+    struct train_metrics m;
+    struct eng_model_spec spec;
+    struct train_norm norm;
+    char err[CWT_ERRLEN];
+    int ch, rc;
+
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            if (store_split_parse(optarg, &split) != 0)
+                return cli_error(CLI_USAGE, "unknown split '%s' (val, test or train)", optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return CLI_OK;
+        default:
+            usage(stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return cli_error(CLI_USAGE, "unexpected argument '%s'", argv[optind]);
+    }
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    if (cli_load_site(g, &r->cfg, &r->roster) != 0) {
+        free(r);
+        return CLI_USAGE;
+    }
+    rc = store_open(r->cfg.store_dir, STORE_RDONLY, r->cfg.store_max_bytes, &r->st, err,
+                    sizeof(err));
+    if (rc == 0 && (rc = store_read_begin(r->st)) == 0) {
+        rc = store_list(r->st, split, &r->ids, &r->n);
+        store_read_end(r->st);
+        if (rc != 0)
+            cwt_seterr(err, sizeof(err), rc, "cannot list the %s split: %s",
+                       store_split_name(split), cwt_strerror(rc));
+    }
+    if (rc == 0 && r->n == 0)
+        rc = cwt_seterr(err, sizeof(err), CWT_ENOENT, "the %s split is empty",
+                        store_split_name(split));
+    if (rc == 0)
+        rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
+    if (rc == 0)
+        rc = train_load_named(r->dev, r->st, TRAIN_CKPT_MODEL, &r->roster.recipe, &r->model, &spec,
+                              &norm, err, sizeof(err));
+    if (rc == 0)
+        rc = train_evaluate(r->model, r->st, r->ids, r->n, spec.classes, &norm,
+                            r->roster.recipe.batch_size, &m, NULL, err, sizeof(err));
+    if (rc != 0) {
+        eval_cleanup(r);
+        return cli_error(CLI_FAIL, "%s", err);
+    }
+    if (g->json)
+        print_json(store_split_name(split), &m);
+    else
+        print_text(store_split_name(split), &m, &r->roster.recipe);
+    train_metrics_free(&m);
+    eval_cleanup(r);
+    return CLI_OK;
 }

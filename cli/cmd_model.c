@@ -1,9 +1,185 @@
-/* Placeholder: 'cwtctl model' is being built (see the open issues). */
+/*
+ * cmd_model.c - `cwtctl model export|import`: the site's model as a safetensors file
+ * (tensor names and metadata: docs/model-export.md).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "common/fileio.h"
+#include "engine/train/train.h"
+#include "storage/safetensors.h"
+
+/* A cnn-small at 256x256x3 is about 2 GiB of float32; nothing legitimate is larger. */
+#define MODEL_FILE_MAX (4ull << 30)
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cwtctl model export -o FILE.safetensors\n"
+               "       cwtctl model import FILE.safetensors\n\n"
+               "export  writes the site's model (weights, batch-norm buffers, normalisation\n"
+               "        statistics and model description in __metadata__)\n"
+               "import  replaces the site's model; the file must hold exactly the recipe's\n"
+               "        model (fingerprint, tensor names and shapes)\n");
+}
+
+struct model_run {
+    struct cwt_config cfg;
+    struct cwt_roster roster;
+    struct store *st;
+    struct eng_device *dev;
+    struct eng_model *model;
+    uint8_t *blob, *out;
+};
+
+static void model_cleanup(struct model_run *r)
+{
+    eng_model_free(r->model);
+    if (r->dev != NULL)
+        eng_device_close(r->dev);
+    if (r->st != NULL)
+        store_close(r->st);
+    free(r->blob);
+    free(r->out);
+    free(r);
+}
+
+static int model_export(struct model_run *r, const char *path, const struct cli_globals *g)
+{
+    struct st_file f;
+    char err[CWT_ERRLEN];
+    size_t len = 0;
+    int rc;
+
+    rc = store_open(r->cfg.store_dir, STORE_RDONLY, r->cfg.store_max_bytes, &r->st, err,
+                    sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    rc = store_model_get(r->st, TRAIN_CKPT_MODEL, &r->blob, &len);
+    if (rc == CWT_ENOENT)
+        return cli_error(CLI_FAIL, "no trained model in the store; run 'cwtctl train' first");
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "cannot read the model from the store: %s", cwt_strerror(rc));
+    /* The stored image is already the export format; check it before handing it out. */
+    memset(&f, 0, sizeof(f));
+    if ((rc = st_parse(r->blob, len, &f, err, sizeof(err))) != 0)
+        return cli_error(CLI_FAIL, "the stored model is damaged: %s", err);
+    st_free(&f);
+    if (file_write_atomic(path, r->blob, len, 0644, err, sizeof(err)) != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    if (g->json) {
+        fputs("{\"file\":", stdout);
+        cli_json_string(stdout, path);
+        printf(",\"bytes\":%zu}\n", len);
+    } else {
+        printf("exported the site's model to %s (%zu bytes)\n", path, len);
+    }
+    return CLI_OK;
+}
+
+static int model_import(struct model_run *r, const char *path, const struct cli_globals *g)
+{
+    struct train_model_meta meta;
+    struct eng_model_spec spec;
+    struct eng_optim_spec ospec;
+    char err[CWT_ERRLEN], fp_hex[65];
+    size_t len = 0, outlen = 0;
+    int rc;
+
+    rc = file_read_all(path, MODEL_FILE_MAX, &r->blob, &len, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    rc = train_specs_from_recipe(&r->roster.recipe, &spec, &ospec, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_USAGE, "%s", err);
+    rc = store_open(r->cfg.store_dir, 0, r->cfg.store_max_bytes, &r->st, err, sizeof(err));
+    if (rc == 0)
+        rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
+    if (rc == 0)
+        rc = train_model_from_recipe(r->dev, &r->roster.recipe, &r->model, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    rc = train_state_load(r->model, r->blob, len, TRAIN_SAVE_WEIGHTS, &meta, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "%s: %s", path, err);
+    if (!meta.has_norm)
+        return cli_error(CLI_FAIL, "%s: metadata lacks norm_mean/norm_std", path);
+    eng_model_set_step(r->model, meta.step);
+    rc = train_state_save(r->model, &spec, &meta.norm, &r->roster.recipe, TRAIN_SAVE_WEIGHTS, NULL,
+                          0, &r->out, &outlen, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    if ((rc = store_model_put(r->st, TRAIN_CKPT_MODEL, r->out, outlen)) != 0)
+        return cli_error(CLI_FAIL, "cannot store the model: %s", cwt_strerror(rc));
+    cwt_hex(meta.fingerprint, sizeof(meta.fingerprint), fp_hex);
+    /* Replacing the model changes what the site sends on; the audit log records it. */
+    if ((rc = audit_append(r->st, "model-import", "imported %s, model fingerprint %s", path,
+                           fp_hex)) != 0)
+        return cli_error(CLI_FAIL, "model imported but the audit record failed: %s",
+                         cwt_strerror(rc));
+    if (g->json) {
+        fputs("{\"file\":", stdout);
+        cli_json_string(stdout, path);
+        printf(",\"fingerprint\":\"%s\"}\n", fp_hex);
+    } else {
+        printf("imported %s as the site's model (fingerprint %.16s...)\n", path, fp_hex);
+    }
+    return CLI_OK;
+}
 
 int cmd_model(int argc, char **argv, const struct cli_globals *g)
 {
-    (void)argc;
-    (void)g;
-    return cli_error(CLI_FAIL, "'%s' is not available in this build yet", argv[0]);
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *output = NULL, *sub;
+    struct model_run *r;
+    int ch, rc;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "export") != 0 && strcmp(sub, "import") != 0) {
+        usage(stderr);
+        return cli_error(CLI_USAGE, "unknown subcommand 'model %s'", sub);
+    }
+    /* Options after the subcommand: getopt sees argv[1..] with the subcommand as argv[0]. */
+    optind = 0;
+    while ((ch = getopt_long(argc - 1, argv + 1, "o:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'o':
+            output = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return CLI_OK;
+        default:
+            usage(stderr);
+            return CLI_USAGE;
+        }
+    }
+    argc -= 1;
+    argv += 1;
+    if (strcmp(sub, "export") == 0 && (output == NULL || optind != argc))
+        return cli_error(CLI_USAGE, "usage: cwtctl model export -o FILE.safetensors");
+    if (strcmp(sub, "import") == 0 && (output != NULL || optind + 1 != argc))
+        return cli_error(CLI_USAGE, "usage: cwtctl model import FILE.safetensors");
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    if (cli_load_site(g, &r->cfg, &r->roster) != 0) {
+        free(r);
+        return CLI_USAGE;
+    }
+    if (strcmp(sub, "export") == 0)
+        rc = model_export(r, output, g);
+    else
+        rc = model_import(r, argv[optind], g);
+    model_cleanup(r);
+    return rc;
 }

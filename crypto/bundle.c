@@ -612,6 +612,20 @@ static int read_frame(struct frame *fr, struct bundle_info *info, char *err, siz
     return 0;
 }
 
+/* The header and recipient entries were read before the signature pass and are what the
+ * later rules use: they must be the very bytes the signature covers, or a file swapped
+ * between the reads could pair a signed header with unsigned entries. The prefix (at most
+ * 22 KiB) always lies in the first block. */
+static int same_prefix(const struct frame *fr, const uint8_t *block, size_t n)
+{
+    size_t hl = fr->header_len, entries = (size_t)(fr->payload_off - PREAMBLE_LEN - hl - 2);
+
+    if (n < fr->payload_off)
+        return 0;
+    return memcmp(block + PREAMBLE_LEN, fr->header, hl) == 0 &&
+           memcmp(block + PREAMBLE_LEN + hl + 2, fr->entries, entries) == 0;
+}
+
 /* Pass one: BLAKE2b-512 of [0, trailer_off + 8) and BLAKE2b-256 of the whole file, on two
  * threads; then the signature check. */
 static int hash_and_check_signature(struct frame *fr, const struct cwt_roster_site *signer,
@@ -619,7 +633,7 @@ static int hash_and_check_signature(struct frame *fr, const struct cwt_roster_si
 {
     static const size_t outlen[2] = {crypto_generichash_BYTES_MAX, 32};
     struct hash_pipe *pipe;
-    uint8_t digest[crypto_generichash_BYTES_MAX], sig[SIG_LEN];
+    uint8_t digest[crypto_generichash_BYTES_MAX], sig[SIG_LEN], tail[CWT_KEYID_LEN] = {0};
     uint64_t signed_len = fr->trailer_off + CWT_KEYID_LEN, pos = 0;
     char kid[2 * CWT_KEYID_LEN + 1];
     int rc = 0;
@@ -635,10 +649,23 @@ static int hash_and_check_signature(struct frame *fr, const struct cwt_roster_si
             rc = cwt_seterr(err, errlen, CWT_EIO, "cannot read the bundle: %s", strerror(errno));
             break;
         }
+        if (pos == 0 && !same_prefix(fr, slot, (size_t)n)) {
+            rc = cwt_seterr(err, errlen, CWT_EIO, "the bundle changed while it was read");
+            break;
+        }
+        /* Keep the last 8 bytes hashed: the signer key id the signature must cover. */
+        if (n >= CWT_KEYID_LEN) {
+            memcpy(tail, slot + n - CWT_KEYID_LEN, CWT_KEYID_LEN);
+        } else {
+            memmove(tail, tail + n, CWT_KEYID_LEN - (size_t)n);
+            memcpy(tail + CWT_KEYID_LEN - n, slot, (size_t)n);
+        }
         hash_pipe_submit(pipe, (size_t)n);
         pos += n;
     }
     hash_pipe_finish(pipe);
+    if (rc == 0 && memcmp(tail, info->signer_key_id, CWT_KEYID_LEN) != 0)
+        rc = cwt_seterr(err, errlen, CWT_EIO, "the bundle changed while it was read");
     if (rc == 0 && read_full(fr->fd, sig, SIG_LEN) != 0)
         rc = cwt_seterr(err, errlen, CWT_EIO, "cannot read the bundle: %s", strerror(errno));
     if (rc == 0) {

@@ -27,8 +27,10 @@ int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t e
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     if (strlen(path) >= sizeof(sa.sun_path))
-        return cwt_seterr(err, errlen, CWT_ETOOBIG, "control socket path %s is longer than "
-                          "%zu bytes", path, sizeof(sa.sun_path) - 1);
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "control socket path %s is longer than "
+                          "%zu bytes",
+                          path, sizeof(sa.sun_path) - 1);
     strcpy(sa.sun_path, path);
     if (lstat(path, &sb) == 0) {
         if (!S_ISSOCK(sb.st_mode))
@@ -43,8 +45,8 @@ int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t e
         }
         close(fd);
         if (unlink(path) != 0)
-            return cwt_seterr(err, errlen, CWT_EIO, "cannot remove the stale socket %s: %s",
-                              path, strerror(errno));
+            return cwt_seterr(err, errlen, CWT_EIO, "cannot remove the stale socket %s: %s", path,
+                              strerror(errno));
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)

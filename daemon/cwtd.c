@@ -23,12 +23,13 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cwtd [-c FILE] [-f] [-d]\n"
-               "  -c FILE   site configuration (default: $CWT_CONFIG, else %s)\n"
-               "  -f        stay in the foreground (systemd: Type=notify)\n"
-               "  -d        debug logging\n"
-               "  --help    this text\n"
-               "  --version the version\n",
+    fprintf(f,
+            "usage: cwtd [-c FILE] [-f] [-d]\n"
+            "  -c FILE   site configuration (default: $CWT_CONFIG, else %s)\n"
+            "  -f        stay in the foreground (systemd: Type=notify)\n"
+            "  -d        debug logging\n"
+            "  --help    this text\n"
+            "  --version the version\n",
             CWT_DEFAULT_CONFIG);
 }
 
@@ -136,8 +137,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (roster_find_site(&roster, cfg.site_id) < 0) {
-        log_warnx("site %s is not in the roster %s; add it with 'cwtctl roster add'",
-                  cfg.site_id, cfg.roster_path);
+        log_warnx("site %s is not in the roster %s; add it with 'cwtctl roster add'", cfg.site_id,
+                  cfg.roster_path);
         return 2;
     }
     drop_privileges(&cfg);

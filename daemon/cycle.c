@@ -38,8 +38,8 @@ static void history_parse(const char *in, struct history *h)
     h->bestc = 0;
     h->sum = 0;
     h->best = -1;
-    if (in == NULL || sscanf(in, "cur=%u sum=%lf n=%u best=%lf bestc=%u", &cur, &sum, &n, &best,
-                             &bestc) != 5)
+    if (in == NULL ||
+        sscanf(in, "cur=%u sum=%lf n=%u best=%lf bestc=%u", &cur, &sum, &n, &best, &bestc) != 5)
         return;
     if (!isfinite(sum) || !isfinite(best) || n > 1000000)
         return;
@@ -73,8 +73,8 @@ void cycle_history_update(const char *in, uint32_t cycle, double val, int last_h
             h.bestc = cycle;
         }
     }
-    snprintf(out, outlen, "cur=%u sum=%.17g n=%u best=%.17g bestc=%u", h.cur, h.sum, h.n,
-             h.best, h.bestc);
+    snprintf(out, outlen, "cur=%u sum=%.17g n=%u best=%.17g bestc=%u", h.cur, h.sum, h.n, h.best,
+             h.bestc);
 }
 
 int cycle_should_stop(const char *history, uint32_t cycle, uint32_t cycles, uint32_t patience)
@@ -100,9 +100,10 @@ int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_
         return cwt_seterr(err, errlen, CWT_EINVAL, "site index out of range");
     pred = (me + n_sites - 1) % n_sites;
     if (sender_hop != pred)
-        return cwt_seterr(err, errlen, CWT_ESTATE, "the bundle comes from hop %u, but this site "
-                          "(hop %u) receives cycle bundles only from hop %u", sender_hop, me,
-                          pred);
+        return cwt_seterr(err, errlen, CWT_ESTATE,
+                          "the bundle comes from hop %u, but this site "
+                          "(hop %u) receives cycle bundles only from hop %u",
+                          sender_hop, me, pred);
     if (sender_hop == n_sites - 1) {
         if (cycle == UINT32_MAX)
             return cwt_seterr(err, errlen, CWT_EINVAL, "cycle number overflows");
@@ -181,9 +182,11 @@ int cycle_state_encode(const struct cycle_state *cs, char *out, size_t outlen)
          cs->epochs_before, cs->history);
     addf(out, outlen, &pos, &bad, "waiting_from=%s\nsince=%" PRId64 "\n", cs->waiting_from,
          cs->since);
-    addf(out, outlen, &pos, &bad, "has_out=%d\nout_seq=%" PRIu64 "\nout_name=%s\n"
-         "out_written=%d\nout_kind=%u\n", cs->has_out ? 1 : 0, cs->out_seq, cs->out_name,
-         cs->out_written ? 1 : 0, (unsigned)cs->out_kind);
+    addf(out, outlen, &pos, &bad,
+         "has_out=%d\nout_seq=%" PRIu64 "\nout_name=%s\n"
+         "out_written=%d\nout_kind=%u\n",
+         cs->has_out ? 1 : 0, cs->out_seq, cs->out_name, cs->out_written ? 1 : 0,
+         (unsigned)cs->out_kind);
     cwt_hex(cs->final_hash, 32, hex);
     addf(out, outlen, &pos, &bad, "final=%s\nensemble=%u,%u\n", hex, cs->ensemble_mask_lo,
          cs->ensemble_mask_hi);
@@ -289,9 +292,9 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
     if (strcmp(key, "history") == 0)
         return copy_field(cs->history, sizeof(cs->history), v);
     if (strcmp(key, "waiting_from") == 0)
-        return (v[0] == '\0' || cwt_valid_id(v)) ? copy_field(cs->waiting_from,
-                                                              sizeof(cs->waiting_from), v)
-                                                 : -1;
+        return (v[0] == '\0' || cwt_valid_id(v))
+                   ? copy_field(cs->waiting_from, sizeof(cs->waiting_from), v)
+                   : -1;
     if (strcmp(key, "since") == 0)
         return cwt_parse_i64(v, 0, INT64_MAX, &cs->since);
     if (strcmp(key, "out_seq") == 0) {
@@ -325,9 +328,9 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
         unsigned long long st, tn, vn;
         int used = 0;
         /* NaN is written as "nan" by printf and read back by scanf. */
-        if (sscanf(v, "%llu,%llu,%llu,%lf,%lf,%lf,%lf,%lf,%lf%n", &st, &tn, &vn,
-                   &cs->sum_epochs, &cs->sum_train_loss, &cs->sum_train_acc, &cs->sum_val_loss,
-                   &cs->sum_val_acc, &cs->sum_val_auc, &used) != 9 ||
+        if (sscanf(v, "%llu,%llu,%llu,%lf,%lf,%lf,%lf,%lf,%lf%n", &st, &tn, &vn, &cs->sum_epochs,
+                   &cs->sum_train_loss, &cs->sum_train_acc, &cs->sum_val_loss, &cs->sum_val_acc,
+                   &cs->sum_val_auc, &used) != 9 ||
             v[used] != '\0')
             return -1;
         cs->sum_steps = st;
@@ -347,8 +350,7 @@ int cycle_state_decode(const char *text, size_t len, struct cycle_state *cs, cha
 
     memset(cs, 0, sizeof(*cs));
     if (len >= CWTD_STATE_MAX)
-        return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state of %zu bytes is too long",
-                          len);
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state of %zu bytes is too long", len);
     while (pos < len) {
         size_t end = pos, n;
         char *eq;

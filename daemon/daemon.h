@@ -35,25 +35,25 @@
 #define CWTD_MAX_METRICS  256 /* validation metrics kept for status (one per visit) */
 
 enum cwtd_phase {
-    CWTD_IDLE = 0,  /* not started (first site before `start`; others before a bundle) */
-    CWTD_WAITING,   /* waiting for the bundle from the predecessor (or ensemble members) */
-    CWTD_TRAINING,  /* a visit is being trained from CWTD_CKPT_INPUT (or from scratch) */
-    CWTD_SEALING,   /* the result is committed; the outgoing bundle is not sealed yet */
-    CWTD_FINISHED,  /* the final model is installed */
+    CWTD_IDLE = 0, /* not started (first site before `start`; others before a bundle) */
+    CWTD_WAITING,  /* waiting for the bundle from the predecessor (or ensemble members) */
+    CWTD_TRAINING, /* a visit is being trained from CWTD_CKPT_INPUT (or from scratch) */
+    CWTD_SEALING,  /* the result is committed; the outgoing bundle is not sealed yet */
+    CWTD_FINISHED, /* the final model is installed */
 };
 
 /* The site's place in the federation, kept across restarts (meta CWTD_META_STATE). */
 struct cycle_state {
     enum cwtd_phase phase;
-    uint32_t cycle, hop;    /* the visit being trained, or the last one done here */
-    int has_input;          /* the visit starts from CWTD_CKPT_INPUT, else from scratch */
-    int has_parent;         /* the visit's input came in a bundle with this hash */
+    uint32_t cycle, hop; /* the visit being trained, or the last one done here */
+    int has_input;       /* the visit starts from CWTD_CKPT_INPUT, else from scratch */
+    int has_parent;      /* the visit's input came in a bundle with this hash */
     uint8_t parent_hash[32];
-    uint8_t in_bundle_id[16]; /* the bundle the visit came from (all zero if none) */
-    double epochs_before;     /* epochs of training before this visit */
+    uint8_t in_bundle_id[16];           /* the bundle the visit came from (all zero if none) */
+    double epochs_before;               /* epochs of training before this visit */
     char history[CWTD_HISTORY_MAX + 1]; /* patience bookkeeping, see cycle_history_update */
     char waiting_from[CWT_ID_MAX + 1];
-    int64_t since;          /* when the current phase began */
+    int64_t since; /* when the current phase began */
     /* the last outgoing bundle */
     int has_out;
     uint64_t out_seq;
@@ -95,8 +95,8 @@ void cycle_history_update(const char *in, uint32_t cycle, double val, int last_h
 int cycle_should_stop(const char *history, uint32_t cycle, uint32_t cycles, uint32_t patience);
 
 /* What a bundle of (kind, cycle, sender hop) means for the site at index me of n: the visit
- * it should train next. Returns 0 and sets *cycle_out (the hop is me), or CWT_ESTATE with a sentence
- * in err when the bundle is not for this place in the cycle (wrong sender). */
+ * it should train next. Returns 0 and sets *cycle_out (the hop is me), or CWT_ESTATE with a
+ * sentence in err when the bundle is not for this place in the cycle (wrong sender). */
 int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_t cycle,
                      uint32_t *cycle_out, char *err, size_t errlen);
 

@@ -135,8 +135,7 @@ static void set_phase(struct monitor *m, enum cwtd_phase p)
     m->cs.phase = p;
     m->cs.since = cwt_now();
     if (p == CWTD_WAITING && m->roster->recipe.heuristic != CWT_H_ENSEMBLE)
-        snprintf(m->cs.waiting_from, sizeof(m->cs.waiting_from), "%s",
-                 site_id(m, predecessor(m)));
+        snprintf(m->cs.waiting_from, sizeof(m->cs.waiting_from), "%s", site_id(m, predecessor(m)));
     else
         m->cs.waiting_from[0] = '\0';
 }
@@ -157,8 +156,8 @@ static void mask_set(struct cycle_state *cs, uint32_t i)
 static int mask_full(const struct monitor *m)
 {
     for (uint32_t i = 0; i < m->n; i++) {
-        uint32_t bit = i < 32 ? (m->cs.ensemble_mask_lo >> i) & 1
-                              : (m->cs.ensemble_mask_hi >> (i - 32)) & 1;
+        uint32_t bit =
+            i < 32 ? (m->cs.ensemble_mask_lo >> i) & 1 : (m->cs.ensemble_mask_hi >> (i - 32)) & 1;
         if (!bit)
             return 0;
     }
@@ -209,8 +208,10 @@ static void start_job(struct monitor *m)
             rc = proto_weights_to_fd(blob, len, &fd);
         free(blob);
         if (rc != 0) {
-            snprintf(m->last_error, sizeof(m->last_error), "cannot hand the input weights to "
-                     "the trainer: %s", cwt_strerror(rc));
+            snprintf(m->last_error, sizeof(m->last_error),
+                     "cannot hand the input weights to "
+                     "the trainer: %s",
+                     cwt_strerror(rc));
             log_warnx("%s", m->last_error);
             m->retry_at = cwt_monotonic() + RETRY_SECONDS;
             return;
@@ -243,8 +244,7 @@ static void drop_visit_ckpt(struct monitor *m, uint32_t cycle, uint32_t hop)
 }
 
 /* Reads a metadata value of a safetensors image into out ("" if absent). */
-static void payload_meta(const uint8_t *buf, size_t len, const char *key, char *out,
-                         size_t outlen)
+static void payload_meta(const uint8_t *buf, size_t len, const char *key, char *out, size_t outlen)
 {
     struct st_file f;
     char err[CWT_ERRLEN];
@@ -295,10 +295,8 @@ static void outbox_proven(struct monitor *m, uint64_t seq_seen)
     if (!m->cs.has_out || m->cs.out_kind != BUNDLE_KIND_CYCLE || m->cs.out_seq >= seq_seen ||
         !m->cs.out_written)
         return;
-    if (file_join(path, sizeof(path), m->cfg->outbox_dir, m->cs.out_name) == 0 &&
-        unlink(path) == 0)
-        log_info("removed %s from the outbox: a later bundle proves it arrived",
-                 m->cs.out_name);
+    if (file_join(path, sizeof(path), m->cfg->outbox_dir, m->cs.out_name) == 0 && unlink(path) == 0)
+        log_info("removed %s from the outbox: a later bundle proves it arrived", m->cs.out_name);
 }
 
 /* ------------------------------------------------------------------ sealing */
@@ -384,8 +382,7 @@ static void do_seal(struct monitor *m)
                 snprintf(hdr.recipients[hdr.n_recipients++], sizeof(hdr.recipients[0]), "%s",
                          site_id(m, i));
     }
-    rc = cycle_bundle_name(m->roster->federation, hdr.cycle, hdr.hop,
-                           bundle_kind_name(hdr.kind),
+    rc = cycle_bundle_name(m->roster->federation, hdr.cycle, hdr.hop, bundle_kind_name(hdr.kind),
                            hdr.kind == BUNDLE_KIND_CYCLE ? hdr.recipients[0] : "all", name,
                            sizeof(name));
     if (rc != 0 || private_path(m, name, out, sizeof(out)) != 0) {
@@ -404,10 +401,10 @@ static void do_seal(struct monitor *m)
     {
         char idhex[33];
         cwt_hex(info.hdr.bundle_id, 16, idhex);
-        (void)audit_append(m->st, "bundle-sealed", "bundle %s kind %s cycle %u hop %u seq %" PRIu64
-                           " to %s%s file %s", idhex, bundle_kind_name(hdr.kind), hdr.cycle,
-                           hdr.hop, info.hdr.sequence, hdr.recipients[0],
-                           hdr.n_recipients > 1 ? " and others" : "", name);
+        (void)audit_append(m->st, "bundle-sealed",
+                           "bundle %s kind %s cycle %u hop %u seq %" PRIu64 " to %s%s file %s",
+                           idhex, bundle_kind_name(hdr.kind), hdr.cycle, hdr.hop, info.hdr.sequence,
+                           hdr.recipients[0], hdr.n_recipients > 1 ? " and others" : "", name);
     }
     snprintf(prev_name, sizeof(prev_name), "%s", m->cs.has_out ? m->cs.out_name : "");
     m->cs.has_out = 1;
@@ -418,8 +415,7 @@ static void do_seal(struct monitor *m)
     if (hdr.kind == BUNDLE_KIND_FINAL) {
         install_final(m, blob, len);
         set_phase(m, CWTD_FINISHED);
-        (void)audit_append(m->st, "model-final", "final model installed after cycle %u",
-                           hdr.cycle);
+        (void)audit_append(m->st, "model-final", "final model installed after cycle %u", hdr.cycle);
     } else if (hdr.kind == BUNDLE_KIND_ENSEMBLE_MEMBER) {
         char member[CWT_ID_MAX + 16];
         snprintf(member, sizeof(member), CWTD_ENSEMBLE_FMT, site_id(m, m->me));
@@ -469,8 +465,8 @@ static void on_result(struct monitor *m, struct proto_msg *msg)
     if (r->status != 0) {
         snprintf(m->last_error, sizeof(m->last_error), "training failed: %s", r->message);
         log_warnx("%s (will retry in %d s)", m->last_error, RETRY_SECONDS);
-        (void)audit_append(m->st, "training-failed", "cycle %u hop %u: %s", m->cs.cycle,
-                           m->cs.hop, r->message);
+        (void)audit_append(m->st, "training-failed", "cycle %u hop %u: %s", m->cs.cycle, m->cs.hop,
+                           r->message);
         m->retry_at = cwt_monotonic() + RETRY_SECONDS;
         return;
     }
@@ -512,8 +508,9 @@ static void on_result(struct monitor *m, struct proto_msg *msg)
     set_phase(m, CWTD_SEALING);
     if (state_save(m) != 0)
         fatalx("cannot commit the visit result");
-    (void)audit_append(m->st, "visit-trained", "cycle %u hop %u steps %" PRIu64
-                       " val_accuracy %.4f", m->cs.cycle, m->cs.hop, r->steps, r->val_accuracy);
+    (void)audit_append(m->st, "visit-trained",
+                       "cycle %u hop %u steps %" PRIu64 " val_accuracy %.4f", m->cs.cycle,
+                       m->cs.hop, r->steps, r->val_accuracy);
     do_seal(m);
 }
 
@@ -614,8 +611,8 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
     n = snprintf(rpath, sizeof(rpath), "%s.reason", dst);
     if (n < 0 || (size_t)n >= sizeof(rpath))
         return;
-    n = snprintf(text, sizeof(text), "file: %s\nrule: %s\nreason: %s\ntime: %" PRId64 "\n",
-                 name, cwt_strerror(rc), reason, cwt_now());
+    n = snprintf(text, sizeof(text), "file: %s\nrule: %s\nreason: %s\ntime: %" PRId64 "\n", name,
+                 cwt_strerror(rc), reason, cwt_now());
     if (file_write_atomic(rpath, text, (size_t)n, 0644, err, sizeof(err)) != 0)
         log_warnx("%s", err);
     if (rename(src, dst) != 0) {
@@ -623,26 +620,38 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
         (void)unlink(src); /* never process a rejected file twice */
     }
     (void)file_fsync_dir(m->cfg->inbox_dir);
-    (void)audit_append(m->st, "bundle-rejected", "file %s rule \"%s\": %s", name,
-                       cwt_strerror(rc), reason);
+    (void)audit_append(m->st, "bundle-rejected", "file %s rule \"%s\": %s", name, cwt_strerror(rc),
+                       reason);
 }
 
-/* Finishes an incoming bundle whose state was committed before a crash. */
+/* A file carrying the bundle the current state came from. If a crash came between the state
+ * commit and the ledger record, the import is finished quietly; if the ledger has it already,
+ * the file is a duplicate (a courier's second copy, or a replay) and is refused like any
+ * replay, which changes nothing. */
 static void finish_accepted(struct monitor *m, const char *path, const char *name)
 {
     struct bundle_info info;
     struct ledger_entry le;
-    char err[CWT_ERRLEN];
+    char err[CWT_ERRLEN], idhex[33];
     int rc;
 
     rc = bundle_verify(m->roster, path, &info, err, sizeof(err));
-    if (rc == 0 && ledger_lookup(m->st, info.hdr.bundle_id, &le) == CWT_ENOENT) {
-        rc = bundle_accept(m->st, &info);
-        if (rc == CWT_EB_REPLAY)
-            rc = 0;
-    }
     if (rc != 0) {
-        log_warnx("cannot finish the import of %s: %s", name, err);
+        reject(m, name, rc, err);
+        return;
+    }
+    cwt_hex(info.hdr.bundle_id, 16, idhex);
+    if (ledger_lookup(m->st, info.hdr.bundle_id, &le) == 0) {
+        snprintf(err, sizeof(err),
+                 "bundle %s from %s was accepted already (a duplicate; "
+                 "nothing changed)",
+                 idhex, info.hdr.sender);
+        reject(m, name, CWT_EB_REPLAY, err);
+        return;
+    }
+    rc = bundle_accept(m->st, &info);
+    if (rc != 0 && rc != CWT_EB_REPLAY) {
+        log_warnx("cannot finish the import of %s: %s", name, cwt_strerror(rc));
         return;
     }
     if (unlink(path) == 0)
@@ -708,17 +717,21 @@ static int inbox_handle(struct monitor *m, const char *name)
         reject(m, name, rc, err);
         return 0;
     }
-    sender = info.sender_index >= 0 ? info.sender_index : roster_find_site(m->roster,
-                                                                           info.hdr.sender);
+    sender =
+        info.sender_index >= 0 ? info.sender_index : roster_find_site(m->roster, info.hdr.sender);
     cwt_hex(info.hdr.bundle_id, 16, idhex);
     /* Where this bundle fits in the cycle. */
     if (m->cs.phase == CWTD_FINISHED && info.hdr.kind != BUNDLE_KIND_ENSEMBLE_MEMBER) {
-        rc = cwt_seterr(err, sizeof(err), CWT_ESTATE, "the federation has finished at this "
-                        "site; bundle %s from %s is not needed", idhex, info.hdr.sender);
+        rc = cwt_seterr(err, sizeof(err), CWT_ESTATE,
+                        "the federation has finished at this "
+                        "site; bundle %s from %s is not needed",
+                        idhex, info.hdr.sender);
     } else if (info.hdr.kind == BUNDLE_KIND_ENSEMBLE_MEMBER) {
         if (!is_ensemble(m))
-            rc = cwt_seterr(err, sizeof(err), CWT_ESTATE, "an ensemble member in a %s "
-                            "federation", r->heuristic == CWT_H_SWT ? "swt" : "cwt");
+            rc = cwt_seterr(err, sizeof(err), CWT_ESTATE,
+                            "an ensemble member in a %s "
+                            "federation",
+                            r->heuristic == CWT_H_SWT ? "swt" : "cwt");
     } else if (is_ensemble(m)) {
         rc = cwt_seterr(err, sizeof(err), CWT_ESTATE, "a %s bundle in an ensemble federation",
                         bundle_kind_name(info.hdr.kind));
@@ -726,8 +739,10 @@ static int inbox_handle(struct monitor *m, const char *name)
         rc = cycle_next_visit(m->n, m->me, info.hdr.hop, info.hdr.cycle, &next_cycle, err,
                               sizeof(err));
         if (rc == 0 && r->heuristic == CWT_H_SWT && next_cycle > 0)
-            rc = cwt_seterr(err, sizeof(err), CWT_ESTATE, "swt makes one pass; a bundle for "
-                            "cycle %u is out of place", next_cycle);
+            rc = cwt_seterr(err, sizeof(err), CWT_ESTATE,
+                            "swt makes one pass; a bundle for "
+                            "cycle %u is out of place",
+                            next_cycle);
     }
     if (rc == 0) {
         rc = file_read_all(payload, (size_t)1 << 40, &blob, &len, err, sizeof(err));
@@ -780,14 +795,15 @@ static int inbox_handle(struct monitor *m, const char *name)
     rc = bundle_accept(m->st, &info);
     if (rc != 0 && rc != CWT_EB_REPLAY)
         fatalx("cannot record bundle %s in the ledger: %s", idhex, cwt_strerror(rc));
-    (void)audit_append(m->st, "bundle-opened", "bundle %s kind %s from %s cycle %u hop %u seq %"
-                       PRIu64 " file %s", idhex, bundle_kind_name(info.hdr.kind),
-                       info.hdr.sender, info.hdr.cycle, info.hdr.hop, info.hdr.sequence, name);
+    (void)audit_append(m->st, "bundle-opened",
+                       "bundle %s kind %s from %s cycle %u hop %u seq %" PRIu64 " file %s", idhex,
+                       bundle_kind_name(info.hdr.kind), info.hdr.sender, info.hdr.cycle,
+                       info.hdr.hop, info.hdr.sequence, name);
     if (unlink(path) != 0)
         log_warn("cannot remove %s from the inbox", path);
     (void)file_fsync_dir(m->cfg->inbox_dir);
-    log_info("accepted %s: %s from %s (cycle %u, hop %u)", name,
-             bundle_kind_name(info.hdr.kind), info.hdr.sender, info.hdr.cycle, info.hdr.hop);
+    log_info("accepted %s: %s from %s (cycle %u, hop %u)", name, bundle_kind_name(info.hdr.kind),
+             info.hdr.sender, info.hdr.cycle, info.hdr.hop);
     if (info.hdr.kind != BUNDLE_KIND_ENSEMBLE_MEMBER)
         outbox_proven(m, info.hdr.sequence);
     m->held[0] = '\0';
@@ -796,8 +812,7 @@ static int inbox_handle(struct monitor *m, const char *name)
     return 0;
 local_fail:
     free(blob);
-    snprintf(m->last_error, sizeof(m->last_error), "cannot commit %s: %s", name,
-             cwt_strerror(rc));
+    snprintf(m->last_error, sizeof(m->last_error), "cannot commit %s: %s", name, cwt_strerror(rc));
     log_warnx("%s (will retry)", m->last_error);
     return 1;
 }
@@ -845,8 +860,7 @@ static void on_inotify(struct monitor *m)
         return;
     for (char *p = buf; p < buf + n;) {
         struct inotify_event *ev = (struct inotify_event *)p;
-        if (ev->len > 0 && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) &&
-            !skip_name(ev->name))
+        if (ev->len > 0 && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !skip_name(ev->name))
             inbox_handle(m, ev->name);
         p += sizeof(struct inotify_event) + ev->len;
     }
@@ -866,14 +880,14 @@ static void status_json(struct monitor *m, struct jbuf *j)
     static const uint8_t zero[32];
 
     roster_fingerprint_text(m->roster_fp, fp, sizeof(fp));
-    if (gmtime_r(&since, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ",
-                                                   &tm) == 0)
+    if (gmtime_r(&since, &tm) == NULL ||
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
         snprintf(when, sizeof(when), "%" PRId64, m->cs.since);
     switch (m->cs.phase) {
     case CWTD_IDLE:
-        snprintf(detail, sizeof(detail), "%s", m->me == 0 || is_ensemble(m)
-                                                   ? "idle; run 'cwtctl start' to begin"
-                                                   : "idle; waiting for the first bundle");
+        snprintf(detail, sizeof(detail), "%s",
+                 m->me == 0 || is_ensemble(m) ? "idle; run 'cwtctl start' to begin"
+                                              : "idle; waiting for the first bundle");
         if (m->me != 0 && !is_ensemble(m))
             snprintf(detail, sizeof(detail), "waiting for a bundle from %s since %s",
                      site_id(m, predecessor(m)), when);
@@ -887,9 +901,10 @@ static void status_json(struct monitor *m, struct jbuf *j)
         break;
     case CWTD_TRAINING:
         if (m->have_progress)
-            snprintf(detail, sizeof(detail), "training cycle %u at step %" PRIu64 "/%" PRIu64
-                     ", loss %.4f, %.0f images/s", m->cs.cycle, m->progress.step,
-                     m->progress.steps, m->progress.loss, m->progress.images_per_s);
+            snprintf(detail, sizeof(detail),
+                     "training cycle %u at step %" PRIu64 "/%" PRIu64 ", loss %.4f, %.0f images/s",
+                     m->cs.cycle, m->progress.step, m->progress.steps, m->progress.loss,
+                     m->progress.images_per_s);
         else
             snprintf(detail, sizeof(detail), "training cycle %u (%s)", m->cs.cycle,
                      m->trainer_ready ? "starting" : "waiting for the trainer");
@@ -909,9 +924,10 @@ static void status_json(struct monitor *m, struct jbuf *j)
     jb_str(j, "site", m->cfg->site_id);
     jb_str(j, "federation", m->roster->federation);
     jb_str(j, "roster_fingerprint", fp);
-    jb_str(j, "heuristic", r->heuristic == CWT_H_SWT        ? "swt"
-                           : r->heuristic == CWT_H_ENSEMBLE ? "ensemble"
-                                                            : "cwt");
+    jb_str(j, "heuristic",
+           r->heuristic == CWT_H_SWT        ? "swt"
+           : r->heuristic == CWT_H_ENSEMBLE ? "ensemble"
+                                            : "cwt");
     jb_int(j, "position", m->me);
     jb_int(j, "sites", m->n);
     jb_int(j, "cycles", r->cycles);
@@ -1171,7 +1187,8 @@ static void on_signal(struct monitor *m)
         pid_t pid = waitpid(m->supervisor, &status, WNOHANG);
         if (pid == m->supervisor)
             fatalx("the trainer supervisor exited (status %d); stopping so that the service "
-                   "manager restarts cwtd", status);
+                   "manager restarts cwtd",
+                   status);
         break;
     }
     case SIGHUP:
@@ -1201,8 +1218,8 @@ static void check_inbox(const struct cwt_config *cfg)
     if (!S_ISDIR(sb.st_mode))
         fatalx("inbox %s is not a folder", cfg->inbox_dir);
     if (sb.st_mode & S_IWOTH)
-        fatalx("inbox %s is writable by others (mode %03o); run 'chmod o-w %s'",
-               cfg->inbox_dir, (unsigned)(sb.st_mode & 0777), cfg->inbox_dir);
+        fatalx("inbox %s is writable by others (mode %03o); run 'chmod o-w %s'", cfg->inbox_dir,
+               (unsigned)(sb.st_mode & 0777), cfg->inbox_dir);
 }
 
 static void setup(struct monitor *m, int foreground)
@@ -1223,8 +1240,7 @@ static void setup(struct monitor *m, int foreground)
         fatalx("%s", err);
     if (roster_find_site(m->roster, cfg->site_id) < 0)
         fatalx("site %s is not in the roster %s", cfg->site_id, m->roster->path);
-    rc = store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &m->st, err,
-                    sizeof(err));
+    rc = store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &m->st, err, sizeof(err));
     if (rc != 0)
         fatalx("%s", err);
     /* One daemon per store: a lock held for the process's life (released by the kernel on
@@ -1236,9 +1252,11 @@ static void setup(struct monitor *m, int foreground)
         fatal("%s", lockpath);
     if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
         fatalx("another cwtd is running on the store %s", cfg->store_dir);
-    (void)audit_append(m->st, "key-load", "cwtd %s started; keys of %s loaded (key id %02x%02x"
-                       "%02x%02x...)", CWT_VERSION, cfg->site_id, m->keys.key_id[0],
-                       m->keys.key_id[1], m->keys.key_id[2], m->keys.key_id[3]);
+    (void)audit_append(m->st, "key-load",
+                       "cwtd %s started; keys of %s loaded (key id %02x%02x"
+                       "%02x%02x...)",
+                       CWT_VERSION, cfg->site_id, m->keys.key_id[0], m->keys.key_id[1],
+                       m->keys.key_id[2], m->keys.key_id[3]);
 
     if (file_join(m->private_dir, sizeof(m->private_dir), cfg->store_dir, "cwtd-private") != 0 ||
         file_join(m->rejected_dir, sizeof(m->rejected_dir), cfg->inbox_dir, "rejected") != 0)
@@ -1254,7 +1272,8 @@ static void setup(struct monitor *m, int foreground)
         gr = getgrnam(cfg->group);
         if (gr == NULL)
             log_warnx("group %s does not exist; the control socket is for root and the "
-                      "daemon's user only", cfg->group);
+                      "daemon's user only",
+                      cfg->group);
         else
             m->ctl_gid = gr->gr_gid;
     }

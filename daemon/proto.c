@@ -232,8 +232,7 @@ int proto_encode(const struct proto_msg *msg, uint8_t *buf, size_t buflen)
     return (int)c.pos;
 }
 
-int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *err,
-                 size_t errlen)
+int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *err, size_t errlen)
 {
     struct cursor c = {.r = buf, .len = len};
     uint32_t magic, vt, plen;
@@ -242,8 +241,10 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
     memset(msg, 0, sizeof(*msg));
     msg->fd = -1;
     if (len < PROTO_HDR_LEN)
-        return cwt_seterr(err, errlen, CWT_EFORMAT, "message of %zu bytes is shorter than a "
-                          "header", len);
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "message of %zu bytes is shorter than a "
+                          "header",
+                          len);
     if (len > PROTO_MAX_MSG)
         return cwt_seterr(err, errlen, CWT_EFORMAT, "message of %zu bytes exceeds %u", len,
                           (unsigned)PROTO_MAX_MSG);
@@ -261,9 +262,10 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
     if (type == 0 || type > PROTO_TYPE_MAX)
         return cwt_seterr(err, errlen, CWT_EFORMAT, "unknown message type %u", (unsigned)type);
     if (plen != payload_size[type] || len - PROTO_HDR_LEN != plen)
-        return cwt_seterr(err, errlen, CWT_EFORMAT, "message type %u has %zu payload bytes, "
-                          "expected %u", (unsigned)type, len - PROTO_HDR_LEN,
-                          (unsigned)payload_size[type]);
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "message type %u has %zu payload bytes, "
+                          "expected %u",
+                          (unsigned)type, len - PROTO_HDR_LEN, (unsigned)payload_size[type]);
     msg->type = type;
     switch (type) {
     case PROTO_HELLO:
@@ -284,9 +286,9 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
         j->epochs_before = get_f64(&c);
         get_text(&c, j->ckpt, CKPT_FIELD);
         get_text(&c, j->history, TEXT_FIELD);
-        if (!c.bad && (j->kind == 0 || j->kind > PROTO_JOB_KIND_MAX || j->resume > 1 ||
-                       j->has_weights > 1 || !valid_ckpt_name(j->ckpt) ||
-                       !(j->sched_total >= 0) || !(j->epochs_before >= 0)))
+        if (!c.bad &&
+            (j->kind == 0 || j->kind > PROTO_JOB_KIND_MAX || j->resume > 1 || j->has_weights > 1 ||
+             !valid_ckpt_name(j->ckpt) || !(j->sched_total >= 0) || !(j->epochs_before >= 0)))
             c.bad = 1;
         break;
     }
@@ -418,7 +420,8 @@ int proto_recv(int sock, struct proto_msg *msg, char *err, size_t errlen)
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
             close_passed_fds(&mh);
-            return cwt_seterr(err, errlen, CWT_EFORMAT, "message carries an unexpected "
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "message carries an unexpected "
                               "control record");
         }
         nfds += (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -489,8 +492,7 @@ int proto_weights_from_fd(int fd, uint64_t max, uint8_t **out, size_t *outlen, c
     len = (size_t)sb.st_size;
     buf = malloc(len + 1);
     if (buf == NULL)
-        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for %zu bytes of weights",
-                          len);
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for %zu bytes of weights", len);
     while (done < len) {
         ssize_t n = pread(fd, buf + done, len - done, (off_t)done);
         if (n < 0 && errno == EINTR)

@@ -24,7 +24,7 @@
 #define PROTO_HDR_LEN     16
 #define PROTO_MAX_PAYLOAD 1024
 #define PROTO_MAX_MSG     (PROTO_HDR_LEN + PROTO_MAX_PAYLOAD)
-#define PROTO_TEXT_MAX    255 /* device names and error sentences, NUL excluded */
+#define PROTO_TEXT_MAX    255          /* device names and error sentences, NUL excluded */
 #define PROTO_MAX_WEIGHTS (4ull << 30) /* largest weights image accepted through a memfd */
 
 enum proto_type {
@@ -39,8 +39,8 @@ enum proto_type {
 };
 
 enum proto_job_kind {
-    PROTO_JOB_VISIT = 1,    /* train one visit from the weights given (or fresh if none) */
-    PROTO_JOB_PLATEAU = 2,  /* swt: train epoch by epoch until validation stops improving */
+    PROTO_JOB_VISIT = 1,   /* train one visit from the weights given (or fresh if none) */
+    PROTO_JOB_PLATEAU = 2, /* swt: train epoch by epoch until validation stops improving */
     PROTO_JOB_KIND_MAX = 2,
 };
 
@@ -51,15 +51,15 @@ struct proto_hello {
 };
 
 struct proto_job {
-    uint32_t kind;         /* enum proto_job_kind */
-    uint32_t cycle, hop;   /* which visit this is */
-    uint32_t resume;       /* 1: continue from checkpoint ckpt if it exists */
-    uint32_t has_weights;  /* 1: a descriptor with the input weights comes along */
-    uint32_t patience;     /* PLATEAU: epochs without improvement before stopping */
-    uint64_t loader_seed;  /* derived from the roster seed, cycle and hop */
-    double sched_total;    /* length of the whole schedule in epochs (0 = this visit) */
-    double epochs_before;  /* epochs trained before this visit: the schedule position */
-    char ckpt[64];         /* checkpoint name in the store's models database */
+    uint32_t kind;                    /* enum proto_job_kind */
+    uint32_t cycle, hop;              /* which visit this is */
+    uint32_t resume;                  /* 1: continue from checkpoint ckpt if it exists */
+    uint32_t has_weights;             /* 1: a descriptor with the input weights comes along */
+    uint32_t patience;                /* PLATEAU: epochs without improvement before stopping */
+    uint64_t loader_seed;             /* derived from the roster seed, cycle and hop */
+    double sched_total;               /* length of the whole schedule in epochs (0 = this visit) */
+    double epochs_before;             /* epochs trained before this visit: the schedule position */
+    char ckpt[64];                    /* checkpoint name in the store's models database */
     char history[PROTO_TEXT_MAX + 1]; /* opaque text the trainer copies into the metadata */
 };
 
@@ -102,8 +102,7 @@ int proto_encode(const struct proto_msg *msg, uint8_t *buf, size_t buflen);
 
 /* Decodes len bytes into *msg (msg->fd set to -1). CWT_EFORMAT with a sentence in err for a
  * truncated, oversized or malformed message, a bad magic or an unknown version or type. */
-int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *err,
-                 size_t errlen);
+int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *err, size_t errlen);
 
 /* Sends msg on a SOCK_SEQPACKET socket, with msg->fd attached when it is >= 0 (the caller
  * keeps its own copy of the descriptor). Blocks; retries on EINTR. CWT_EIO on failure. */

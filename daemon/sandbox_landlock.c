@@ -25,19 +25,17 @@
 #define LL_ACCESS_NET_BIND_TCP    (1ULL << 0)
 #define LL_ACCESS_NET_CONNECT_TCP (1ULL << 1)
 
-#define LL_FS_ABI1                                                                            \
-    (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                             \
-     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |                             \
-     LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |                         \
-     LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |                             \
-     LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |                             \
-     LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |                           \
-     LANDLOCK_ACCESS_FS_MAKE_SYM)
+#define LL_FS_ABI1                                                                                 \
+    (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE |   \
+     LANDLOCK_ACCESS_FS_READ_DIR | LANDLOCK_ACCESS_FS_REMOVE_DIR |                                 \
+     LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR | \
+     LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |   \
+     LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM)
 
 /* Rights that make sense on a regular file (the kernel refuses the others there). */
-#define LL_FILE_RIGHTS                                                                        \
-    (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                             \
-     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE)
+#define LL_FILE_RIGHTS                                                                             \
+    (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE |   \
+     LANDLOCK_ACCESS_FS_TRUNCATE)
 
 /* The kernel's ruleset attribute as of ABI 4; older kernels get the first 8 bytes only. */
 struct ll_ruleset_attr {
@@ -45,8 +43,8 @@ struct ll_ruleset_attr {
     uint64_t handled_access_net;
 };
 
-static int add_path(int ruleset, const char *path, uint64_t rights, uint64_t handled,
-                    char *err, size_t errlen)
+static int add_path(int ruleset, const char *path, uint64_t rights, uint64_t handled, char *err,
+                    size_t errlen)
 {
     struct landlock_path_beneath_attr rule;
     struct stat sb;
@@ -112,8 +110,7 @@ int sandbox_landlock_apply(const struct sandbox_paths *paths, char *err, size_t 
                       attr.handled_access_fs & ~(uint64_t)LANDLOCK_ACCESS_FS_EXECUTE,
                       attr.handled_access_fs, err, errlen);
     for (int i = 0; rc == 0 && i < SANDBOX_MAX_PATHS && paths->read_only[i] != NULL; i++)
-        rc = add_path(ruleset, paths->read_only[i], read_only, attr.handled_access_fs, err,
-                      errlen);
+        rc = add_path(ruleset, paths->read_only[i], read_only, attr.handled_access_fs, err, errlen);
     if (rc == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         rc = cwt_seterr(err, errlen, CWT_EIO, "cannot set no_new_privs: %s", strerror(errno));
     if (rc == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) != 0)

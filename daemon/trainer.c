@@ -220,7 +220,8 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     if (rc == 0)
         rc = store_list(t->st, STORE_VAL, &val_ids, &n_val);
     if (rc == 0 && n_train == 0)
-        rc = cwt_seterr(err, sizeof(err), CWT_ENOENT, "no training images in the store; run "
+        rc = cwt_seterr(err, sizeof(err), CWT_ENOENT,
+                        "no training images in the store; run "
                         "'cwtctl ingest' first");
     if (rc != 0)
         goto done;
@@ -285,30 +286,29 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     if (rc != 0)
         goto done;
     train_session_last_epoch(sess, &last);
-    epochs = (double)train_session_steps_done(sess) /
-             (double)(train_loader_batches_per_epoch(loader) > 0
-                          ? train_loader_batches_per_epoch(loader)
-                          : 1);
+    epochs =
+        (double)train_session_steps_done(sess) /
+        (double)(train_loader_batches_per_epoch(loader) > 0 ? train_loader_batches_per_epoch(loader)
+                                                            : 1);
 
     /* The visit's validation: explicit, so a resumed visit reports the same numbers. */
     if (n_val > 0) {
-        rc = train_evaluate(t->model, t->st, val_ids, n_val, r->classes, &norm, lo.batch_size,
-                            &met, NULL, err, sizeof(err));
+        rc = train_evaluate(t->model, t->st, val_ids, n_val, r->classes, &norm, lo.batch_size, &met,
+                            NULL, err, sizeof(err));
         if (rc != 0)
             goto done;
     }
     last_hop = job->u.job.hop + 1 == t->roster->n_sites;
-    cycle_history_update(job->u.job.history, job->u.job.cycle,
-                         n_val > 0 ? met.accuracy : NAN, last_hop, history, sizeof(history));
+    cycle_history_update(job->u.job.history, job->u.job.cycle, n_val > 0 ? met.accuracy : NAN,
+                         last_hop, history, sizeof(history));
     snprintf(epochs_text, sizeof(epochs_text), "%.17g", job->u.job.epochs_before + epochs);
     {
         const struct train_kv extra[] = {{"cwt.history", history}, {"cwt.epochs", epochs_text}};
-        rc = train_state_save(t->model, &t->spec, &norm, r, TRAIN_SAVE_ALL, extra, 2, &out,
-                              &outlen, err, sizeof(err));
+        rc = train_state_save(t->model, &t->spec, &norm, r, TRAIN_SAVE_ALL, extra, 2, &out, &outlen,
+                              err, sizeof(err));
     }
     if (rc == 0 && proto_weights_to_fd(out, outlen, &fd) != 0)
-        rc = cwt_seterr(err, sizeof(err), CWT_EIO, "cannot pass the weights: %s",
-                        strerror(errno));
+        rc = cwt_seterr(err, sizeof(err), CWT_EIO, "cannot pass the weights: %s", strerror(errno));
     if (rc != 0)
         goto done;
 
@@ -350,8 +350,8 @@ done:
 }
 
 /* The trainer process: device, store, sandbox, then jobs until the monitor goes away. */
-static void __attribute__((noreturn)) trainer_main(const struct cwt_config *cfg,
-                                                   const struct cwt_roster *roster, int sock)
+static void __attribute__((noreturn))
+trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock)
 {
     struct trainer t;
     struct eng_device_info info;

@@ -9,21 +9,22 @@
 #include "common/cwt.h"
 #include "engine/vk.h"
 
-#define VKCHECK(call, what)                                                                    \
-    do {                                                                                       \
-        VkResult vr_ = (call);                                                                 \
-        if (vr_ != VK_SUCCESS)                                                                 \
-            return cwt_seterr(err, errlen, CWT_EVULKAN, "%s failed (VkResult %d)", what,      \
-                              (int)vr_);                                                       \
+#define VKCHECK(call, what)                                                                        \
+    do {                                                                                           \
+        VkResult vr_ = (call);                                                                     \
+        if (vr_ != VK_SUCCESS)                                                                     \
+            return cwt_seterr(err, errlen, CWT_EVULKAN, "%s failed (VkResult %d)", what,           \
+                              (int)vr_);                                                           \
     } while (0)
 
 static const char *VALIDATION_LAYER = "VK_LAYER_KHRONOS_validation";
 
 /* Counts every message of warning or error severity; the count is what tests assert on.
  * The message is printed too, so a failing test shows what the layer said. */
-static VKAPI_ATTR VkBool32 VKAPI_CALL
-debug_cb(VkDebugUtilsMessageSeverityFlagBitsEXT sev, VkDebugUtilsMessageTypeFlagsEXT types,
-         const VkDebugUtilsMessengerCallbackDataEXT *data, void *user)
+static VKAPI_ATTR VkBool32 VKAPI_CALL debug_cb(VkDebugUtilsMessageSeverityFlagBitsEXT sev,
+                                               VkDebugUtilsMessageTypeFlagsEXT types,
+                                               const VkDebugUtilsMessengerCallbackDataEXT *data,
+                                               void *user)
 {
     (void)types;
     struct eng_device *d = user;
@@ -145,8 +146,9 @@ static int create_instance(struct eng_device *d, int validation, char *err, size
     }
     VKCHECK(vkCreateInstance(&ci, NULL, &d->instance), "vkCreateInstance");
     if (validation) {
-        PFN_vkCreateDebugUtilsMessengerEXT fn = (PFN_vkCreateDebugUtilsMessengerEXT)
-            vkGetInstanceProcAddr(d->instance, "vkCreateDebugUtilsMessengerEXT");
+        PFN_vkCreateDebugUtilsMessengerEXT fn =
+            (PFN_vkCreateDebugUtilsMessengerEXT)vkGetInstanceProcAddr(
+                d->instance, "vkCreateDebugUtilsMessengerEXT");
         if (!fn)
             return cwt_seterr(err, errlen, CWT_EVULKAN, "vkCreateDebugUtilsMessengerEXT missing");
         VKCHECK(fn(d->instance, &dbg, NULL, &d->messenger), "vkCreateDebugUtilsMessengerEXT");
@@ -301,8 +303,7 @@ static int create_logical(struct eng_device *d, char *err, size_t errlen)
         .pushConstantRangeCount = 1,
         .pPushConstantRanges = &pcr,
     };
-    VKCHECK(vkCreatePipelineLayout(d->dev, &plci, NULL, &d->pipe_layout),
-            "vkCreatePipelineLayout");
+    VKCHECK(vkCreatePipelineLayout(d->dev, &plci, NULL, &d->pipe_layout), "vkCreatePipelineLayout");
     return 0;
 }
 
@@ -364,8 +365,9 @@ void eng_device_close(struct eng_device *d)
         vkDestroyDevice(d->dev, NULL);
     }
     if (d->messenger) {
-        PFN_vkDestroyDebugUtilsMessengerEXT fn = (PFN_vkDestroyDebugUtilsMessengerEXT)
-            vkGetInstanceProcAddr(d->instance, "vkDestroyDebugUtilsMessengerEXT");
+        PFN_vkDestroyDebugUtilsMessengerEXT fn =
+            (PFN_vkDestroyDebugUtilsMessengerEXT)vkGetInstanceProcAddr(
+                d->instance, "vkDestroyDebugUtilsMessengerEXT");
         if (fn)
             fn(d->instance, d->messenger, NULL);
     }
@@ -390,16 +392,15 @@ static int find_memory(const struct eng_device *d, uint32_t type_bits, VkMemoryP
                        uint32_t *out)
 {
     for (uint32_t i = 0; i < d->mem_props.memoryTypeCount; i++)
-        if ((type_bits & (1u << i)) &&
-            (d->mem_props.memoryTypes[i].propertyFlags & want) == want) {
+        if ((type_bits & (1u << i)) && (d->mem_props.memoryTypes[i].propertyFlags & want) == want) {
             *out = i;
             return 0;
         }
     return -1;
 }
 
-int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind,
-                   struct eng_buf *out, char *err, size_t errlen)
+int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind, struct eng_buf *out,
+                   char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (size == 0)
@@ -426,11 +427,11 @@ int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind,
     } else {
         /* Unified memory (lavapipe, integrated GPUs): device-local and host-visible at once,
          * so uploads need no staging copy. */
-        found = find_memory(d, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | hv,
-                            &type) == 0 ||
-                find_memory(d, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT,
-                            &type) == 0 ||
-                find_memory(d, req.memoryTypeBits, 0, &type) == 0;
+        found =
+            find_memory(d, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | hv, &type) ==
+                0 ||
+            find_memory(d, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, &type) == 0 ||
+            find_memory(d, req.memoryTypeBits, 0, &type) == 0;
     }
     if (!found) {
         eng_buf_free(d, out);
@@ -444,8 +445,8 @@ int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind,
     VkResult vr = vkAllocateMemory(d->dev, &mai, NULL, &out->mem);
     if (vr != VK_SUCCESS) {
         eng_buf_free(d, out);
-        return cwt_seterr(err, errlen, vr == VK_ERROR_OUT_OF_DEVICE_MEMORY ? CWT_ENOMEM
-                                                                             : CWT_EVULKAN,
+        return cwt_seterr(err, errlen,
+                          vr == VK_ERROR_OUT_OF_DEVICE_MEMORY ? CWT_ENOMEM : CWT_EVULKAN,
                           "allocating %llu bytes of device memory failed (VkResult %d)",
                           (unsigned long long)req.size, (int)vr);
     }
@@ -573,8 +574,7 @@ static int new_pool(struct eng_rec *r)
     if (r->npools == ENG_MAX_POOLS)
         return cwt_seterr(r->err, sizeof(r->err), CWT_ETOOBIG,
                           "too many dispatches in one command buffer");
-    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                               ENG_SETS_PER_POOL * ENG_BINDINGS};
+    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ENG_SETS_PER_POOL * ENG_BINDINGS};
     VkDescriptorPoolCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = ENG_SETS_PER_POOL,
@@ -583,8 +583,8 @@ static int new_pool(struct eng_rec *r)
     };
     VkResult vr = vkCreateDescriptorPool(r->d->dev, &ci, NULL, &r->pools[r->npools]);
     if (vr != VK_SUCCESS)
-        return cwt_seterr(r->err, sizeof(r->err), CWT_EVULKAN,
-                          "vkCreateDescriptorPool failed (%d)", (int)vr);
+        return cwt_seterr(r->err, sizeof(r->err), CWT_EVULKAN, "vkCreateDescriptorPool failed (%d)",
+                          (int)vr);
     r->npools++;
     r->sets_left = ENG_SETS_PER_POOL;
     return 0;
@@ -599,8 +599,8 @@ static void barrier(VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags 
                          VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
     };
     vkCmdPipelineBarrier(cb, src,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         0, 1, &mb, 0, NULL, 0, NULL);
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         1, &mb, 0, NULL, 0, NULL);
 }
 
 void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tref *bufs,
@@ -655,8 +655,8 @@ void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tr
     }
     vkUpdateDescriptorSets(r->d->dev, ENG_BINDINGS, w, 0, NULL);
     vkCmdBindPipeline(r->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    vkCmdBindDescriptorSets(r->cb, VK_PIPELINE_BIND_POINT_COMPUTE, r->d->pipe_layout, 0, 1, &set,
-                            0, NULL);
+    vkCmdBindDescriptorSets(r->cb, VK_PIPELINE_BIND_POINT_COMPUTE, r->d->pipe_layout, 0, 1, &set, 0,
+                            NULL);
     uint8_t pc[ENG_PUSH_BYTES] = {0};
     if (push_size)
         memcpy(pc, push, push_size);

@@ -48,20 +48,20 @@ uint32_t eng_device_validation_errors(const struct eng_device *dev);
 enum eng_optim { ENG_SGD = 0, ENG_ADAM, ENG_ADAMW };
 
 struct eng_model_spec {
-    char arch[32];         /* "cnn-small" or "resnet" */
-    uint32_t depth;        /* resnet: 8, 10 or 18 */
-    float width;           /* resnet width multiplier (1.0 = 16/32/64 or 64.. channels) */
+    char arch[32];  /* "cnn-small" or "resnet" */
+    uint32_t depth; /* resnet: 8, 10 or 18 */
+    float width;    /* resnet width multiplier (1.0 = 16/32/64 or 64.. channels) */
     uint32_t in_h, in_w, in_c;
     uint32_t classes;
-    float dropout;         /* before the last dense layer; 0 = none */
-    uint64_t seed;         /* He initialisation and dropout masks */
+    float dropout; /* before the last dense layer; 0 = none */
+    uint64_t seed; /* He initialisation and dropout masks */
 };
 
 struct eng_optim_spec {
     enum eng_optim kind;
-    float momentum;        /* SGD */
-    int nesterov;          /* SGD */
-    float weight_decay;    /* SGD: L2 added to the gradient; AdamW: decoupled */
+    float momentum;          /* SGD */
+    int nesterov;            /* SGD */
+    float weight_decay;      /* SGD: L2 added to the gradient; AdamW: decoupled */
     float beta1, beta2, eps; /* Adam/AdamW */
 };
 
@@ -71,8 +71,8 @@ struct eng_model;
  * arena (parameters, gradients, optimizer state, activations for up to max_batch images).
  * Release with eng_model_free(). */
 int eng_model_create(struct eng_device *dev, const struct eng_model_spec *spec,
-                     const struct eng_optim_spec *opt, uint32_t max_batch,
-                     struct eng_model **out, char *err, size_t errlen);
+                     const struct eng_optim_spec *opt, uint32_t max_batch, struct eng_model **out,
+                     char *err, size_t errlen);
 void eng_model_free(struct eng_model *m);
 
 /* Fingerprint of architecture and tensor shapes (BLAKE2b-256): equal for equal specs, no

@@ -86,9 +86,9 @@ static int add_act(struct builder *b, uint32_t c, uint32_t h, uint32_t w, int re
     if (b->failed)
         return -1;
     if (m->nacts == ENG_MAX_ACTS || c == 0 || h == 0 || w == 0) {
-        b->failed = cwt_seterr(b->err, b->errlen, c == 0 || h == 0 || w == 0 ? CWT_EINVAL
-                                                                             : CWT_ETOOBIG,
-                               "model shape is invalid (input too small for the architecture?)");
+        b->failed =
+            cwt_seterr(b->err, b->errlen, c == 0 || h == 0 || w == 0 ? CWT_EINVAL : CWT_ETOOBIG,
+                       "model shape is invalid (input too small for the architecture?)");
         return -1;
     }
     struct act *a = &m->acts[m->nacts];
@@ -130,8 +130,7 @@ static int conv(struct builder *b, const char *name, int in, uint32_t cout, uint
         return -1;
     const struct act *x = &b->m->acts[in];
     if (x->h + 2 * pad < k || x->w + 2 * pad < k) {
-        b->failed = cwt_seterr(b->err, b->errlen, CWT_EINVAL,
-                               "input too small for layer %s", name);
+        b->failed = cwt_seterr(b->err, b->errlen, CWT_EINVAL, "input too small for layer %s", name);
         return -1;
     }
     uint32_t shape[4] = {cout, x->c, k, k};
@@ -167,8 +166,7 @@ static int bn(struct builder *b, const char *name, int in, int relu, int res)
     return l->out;
 }
 
-static int pool(struct builder *b, enum ltype t, int in, uint32_t k, uint32_t stride,
-                uint32_t pad)
+static int pool(struct builder *b, enum ltype t, int in, uint32_t k, uint32_t stride, uint32_t pad)
 {
     struct layer *l = add_layer(b, t, in);
     if (!l)
@@ -185,8 +183,8 @@ static int pool(struct builder *b, enum ltype t, int in, uint32_t k, uint32_t st
     l->k = k;
     l->stride = stride;
     l->pad = pad;
-    l->out = add_act(b, x->c, eng_out_dim(x->h, k, stride, pad),
-                     eng_out_dim(x->w, k, stride, pad), 0);
+    l->out =
+        add_act(b, x->c, eng_out_dim(x->h, k, stride, pad), eng_out_dim(x->w, k, stride, pad), 0);
     return l->out;
 }
 
@@ -245,8 +243,7 @@ static uint32_t scaled(uint32_t base, float width)
     return c < 4 ? 4 : c > 4096 ? 4096 : (uint32_t)c;
 }
 
-static int basic_block(struct builder *b, const char *name, int x, uint32_t cout,
-                       uint32_t stride)
+static int basic_block(struct builder *b, const char *name, int x, uint32_t cout, uint32_t stride)
 {
     char nm[96];
     const struct act *a = &b->m->acts[x >= 0 ? x : 0];
@@ -332,12 +329,11 @@ static int layout(struct eng_model *m, char *err, size_t errlen)
                 continue;
             char nm[96];
             const char *suffix = m->opt.kind == ENG_SGD ? "momentum" : s == 0 ? "m" : "v";
-            if ((size_t)snprintf(nm, sizeof(nm), "optim.%s.%s", m->t[i].name, suffix) >=
-                sizeof(nm))
+            if ((size_t)snprintf(nm, sizeof(nm), "optim.%s.%s", m->t[i].name, suffix) >= sizeof(nm))
                 return cwt_seterr(err, errlen, CWT_ETOOBIG, "tensor name too long");
             struct builder b = {m, 0, err, errlen};
-            int ti = add_tensor(&b, nm, ENG_T_OPTIM, (enum eng_region)(REG_OPT1 + s),
-                                m->t[i].ndim, m->t[i].shape);
+            int ti = add_tensor(&b, nm, ENG_T_OPTIM, (enum eng_region)(REG_OPT1 + s), m->t[i].ndim,
+                                m->t[i].shape);
             if (ti < 0)
                 return b.failed;
             m->t[ti].off = m->t[i].off;
@@ -367,8 +363,8 @@ static int layout(struct eng_model *m, char *err, size_t errlen)
         const struct act *x = &m->acts[l->in], *y = &m->acts[l->out];
         if (l->t == L_CONV) {
             l->aux = take(ca, m->t[l->w].numel * 4);
-            struct eng_conv cv = {(uint32_t)nb, x->c, x->h, x->w, y->c, y->h,
-                                  y->w, l->k, l->k, l->stride, l->pad};
+            struct eng_conv cv = {(uint32_t)nb, x->c, x->h, x->w,      y->c,  y->h,
+                                  y->w,         l->k, l->k, l->stride, l->pad};
             l->scratch_bytes = eng_conv_filt_scratch(m->d, &cv) * 4;
             if (l->scratch_bytes > range)
                 l->scratch_bytes = 0; /* op falls back to one split */
@@ -413,8 +409,10 @@ static void fingerprint(struct eng_model *m)
     char line[256];
     const struct eng_model_spec *s = &m->spec;
     crypto_generichash_init(&st, NULL, 0, 32);
-    int n = snprintf(line, sizeof(line), "cwt-model-v1\narch=%s depth=%u width=%.6g in=%ux%ux%u "
-                     "classes=%u\n", s->arch, strcmp(s->arch, "resnet") == 0 ? s->depth : 0,
+    int n = snprintf(line, sizeof(line),
+                     "cwt-model-v1\narch=%s depth=%u width=%.6g in=%ux%ux%u "
+                     "classes=%u\n",
+                     s->arch, strcmp(s->arch, "resnet") == 0 ? s->depth : 0,
                      strcmp(s->arch, "resnet") == 0 ? (double)s->width : 0.0, s->in_c, s->in_h,
                      s->in_w, s->classes);
     crypto_generichash_update(&st, (const unsigned char *)line, (size_t)n);
@@ -489,8 +487,8 @@ void eng_model_free(struct eng_model *m)
 }
 
 int eng_model_create(struct eng_device *dev, const struct eng_model_spec *spec,
-                     const struct eng_optim_spec *opt, uint32_t max_batch,
-                     struct eng_model **out, char *err, size_t errlen)
+                     const struct eng_optim_spec *opt, uint32_t max_batch, struct eng_model **out,
+                     char *err, size_t errlen)
 {
     *out = NULL;
     int is_cnn = strcmp(spec->arch, "cnn-small") == 0, is_res = strcmp(spec->arch, "resnet") == 0;
@@ -542,8 +540,7 @@ int eng_model_create(struct eng_device *dev, const struct eng_model_spec *spec,
         rc = layout(m, err, errlen);
     for (int r = 0; rc == 0 && r < REG_COUNT; r++)
         if (m->region_size[r] > 0)
-            rc = eng_buf_create(dev, m->region_size[r], ENG_MEM_DEVICE, &m->region[r], err,
-                                errlen);
+            rc = eng_buf_create(dev, m->region_size[r], ENG_MEM_DEVICE, &m->region[r], err, errlen);
     for (int s = 0; rc == 0 && s < ENG_SLOTS; s++) {
         rc = eng_buf_create(dev, m->s_size, ENG_MEM_HOST, &m->staging[s], err, errlen);
         if (rc == 0 && eng_fence_create(dev, &m->fence[s]) != 0)
@@ -631,7 +628,8 @@ static void dense_fwd(struct eng_rec *r, const struct eng_model *m, const struct
 {
     const struct act *y = &m->acts[l->out];
     uint32_t in = act_count(m, l->in, 1);
-    struct eng_gemm g = {y->c, n, in, in, 1, n, 1, n, 1, ENG_EPI_BIAS | (l->relu ? ENG_EPI_RELU : 0)};
+    struct eng_gemm g = {y->c, n, in, in, 1,
+                         n,    1, n,  1,  ENG_EPI_BIAS | (l->relu ? ENG_EPI_RELU : 0)};
     op_gemm(r, &g, tens(m, l->w, REG_PARAM), val(m, l->in, n), val(m, l->out, n),
             tens(m, l->b, REG_PARAM), NOBUF);
 }
@@ -667,8 +665,9 @@ static void record_forward(struct eng_model *m, struct eng_rec *r, const struct 
     case L_MAXPOOL: {
         struct eng_pool pl;
         pool_geom(m, l, n, &pl);
-        op_maxpool_fwd(r, &pl, val(m, l->in, n), val(m, l->out, n),
-                       eng_region_ref(m, REG_ACT, l->aux, (VkDeviceSize)act_count(m, l->out, n) * 4));
+        op_maxpool_fwd(
+            r, &pl, val(m, l->in, n), val(m, l->out, n),
+            eng_region_ref(m, REG_ACT, l->aux, (VkDeviceSize)act_count(m, l->out, n) * 4));
         break;
     }
     case L_GAP: {
@@ -716,8 +715,8 @@ static void record_backward(struct eng_model *m, struct eng_rec *r, const struct
         op_conv_bwd_filter(r, &cv, dy, val(m, l->in, n), tens(m, l->w, REG_GRAD),
                            eng_region_ref(m, REG_ACT, l->scratch, l->scratch_bytes));
         if (l->b >= 0)
-            op_rowsum(r, dy, tens(m, l->b, REG_GRAD), y->c, n * y->h * y->w, n * y->h * y->w, 1,
-                      1, 0);
+            op_rowsum(r, dy, tens(m, l->b, REG_GRAD), y->c, n * y->h * y->w, n * y->h * y->w, 1, 1,
+                      0);
         if (want_dx) {
             struct eng_tref wt = eng_region_ref(m, REG_ACT, l->aux, m->t[l->w].numel * 4);
             op_conv_wt(r, &cv, tens(m, l->w, REG_PARAM), wt);
@@ -738,8 +737,8 @@ static void record_backward(struct eng_model *m, struct eng_rec *r, const struct
                     eng_rec_copy(r, m->region[REG_ACT].buf, y->goff, m->region[REG_ACT].buf,
                                  ra->goff, (VkDeviceSize)act_count(m, l->res, n) * 4);
                 else
-                    op_add(r, grad(m, l->res, n), dy, grad(m, l->res, n),
-                           act_count(m, l->res, n), 0);
+                    op_add(r, grad(m, l->res, n), dy, grad(m, l->res, n), act_count(m, l->res, n),
+                           0);
                 ra->grad_masked = 0;
                 ra->has_grad = 1;
             }
@@ -753,9 +752,10 @@ static void record_backward(struct eng_model *m, struct eng_rec *r, const struct
     case L_MAXPOOL: {
         struct eng_pool pl;
         pool_geom(m, l, n, &pl);
-        op_maxpool_bwd(r, &pl, dy,
-                       eng_region_ref(m, REG_ACT, l->aux, (VkDeviceSize)act_count(m, l->out, n) * 4),
-                       val(m, l->in, n), grad_target(m, l->in, n), x->relu);
+        op_maxpool_bwd(
+            r, &pl, dy,
+            eng_region_ref(m, REG_ACT, l->aux, (VkDeviceSize)act_count(m, l->out, n) * 4),
+            val(m, l->in, n), grad_target(m, l->in, n), x->relu);
         grad_done(m, r, l->in, n, x->relu);
         break;
     }
@@ -808,12 +808,12 @@ static void record_optimizer(struct eng_model *m, struct eng_rec *r)
         struct eng_tref w = eng_region_ref(m, REG_PARAM, off, bytes);
         struct eng_tref g = eng_region_ref(m, REG_GRAD, off, bytes);
         if (o->kind == ENG_SGD) {
-            struct eng_tref buf = o->momentum != 0.0f ? eng_region_ref(m, REG_OPT1, off, bytes)
-                                                      : NOBUF;
+            struct eng_tref buf =
+                o->momentum != 0.0f ? eng_region_ref(m, REG_OPT1, off, bytes) : NOBUF;
             op_sgd(r, count, o->momentum, o->weight_decay, o->nesterov, w, g, buf, prm);
         } else {
-            op_adam(r, count, o->beta1, o->beta2, o->eps, o->weight_decay,
-                    o->kind == ENG_ADAMW, w, g, eng_region_ref(m, REG_OPT1, off, bytes),
+            op_adam(r, count, o->beta1, o->beta2, o->eps, o->weight_decay, o->kind == ENG_ADAMW, w,
+                    g, eng_region_ref(m, REG_OPT1, off, bytes),
                     eng_region_ref(m, REG_OPT2, off, bytes), prm);
         }
     }
@@ -833,8 +833,8 @@ int eng_model_record(struct eng_model *m, struct eng_rec *r, uint32_t n, int pre
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
                          VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT |
-                         VK_ACCESS_SHADER_WRITE_BIT,
+        .dstAccessMask =
+            VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
     };
     vkCmdPipelineBarrier(r->cb,
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,

@@ -42,10 +42,10 @@ struct layer {
     enum ltype t;
     int in, out, res; /* activation indices (res: BN residual or -1) */
     int relu;
-    uint32_t k, stride, pad;     /* conv, pool */
+    uint32_t k, stride, pad;       /* conv, pool */
     int w, b, gamma, beta, rm, rv; /* tensor indices or -1 */
-    VkDeviceSize aux;            /* conv: transposed weights; bn: saved stats; pool: argmax */
-    VkDeviceSize scratch;        /* conv: split-K partials (max over batch sizes) */
+    VkDeviceSize aux;              /* conv: transposed weights; bn: saved stats; pool: argmax */
+    VkDeviceSize scratch;          /* conv: split-K partials (max over batch sizes) */
     VkDeviceSize scratch_bytes;
     float p;
     uint32_t salt;

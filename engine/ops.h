@@ -40,16 +40,16 @@ static inline uint32_t eng_out_dim(uint32_t in, uint32_t k, uint32_t stride, uin
 }
 
 /* y[cout][n*oh*ow] = conv(x[cin][n*ih*iw], w[cout][cin][kh][kw]) (+ bias, ReLU per flags). */
-void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
-                 struct eng_tref w, struct eng_tref bias, struct eng_tref y, uint32_t flags);
-/* wt[cin][cout*kh*kw] = w rearranged for the data gradient (record before op_conv_bwd_data). */
+void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x, struct eng_tref w,
+                 struct eng_tref bias, struct eng_tref y, uint32_t flags);
+/* wt = w rearranged for the data gradient (record before op_conv_bwd_data): [cin][cout][kh][kw],
+ * spatially flipped for stride 1. Same size as w. */
 void op_conv_wt(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w,
                 struct eng_tref wt);
 /* dx[cin][n*ih*iw] = data gradient from dy and wt; flags may hold ENG_EPI_MASK with mask =
  * the forward input (fuses the ReLU that produced x). */
 void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
-                      struct eng_tref wt, struct eng_tref dx, struct eng_tref mask,
-                      uint32_t flags);
+                      struct eng_tref wt, struct eng_tref dx, struct eng_tref mask, uint32_t flags);
 /* dw[cout][cin*kh*kw] = filter gradient. scratch: eng_conv_filt_scratch() floats (split-K
  * partial sums; may be 0 bytes when that returns 0). */
 void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
@@ -63,6 +63,9 @@ void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint3
 /* dst (dims d0..d3, contiguous) = src read with strides s0..s3: any axis permutation. */
 void op_permute(struct eng_rec *r, struct eng_tref src, struct eng_tref dst, const uint32_t d[4],
                 const uint32_t s[4]);
+/* Same, reading from src[base + ...]; strides may be negative (two's complement) to flip. */
+void op_permute_at(struct eng_rec *r, struct eng_tref src, struct eng_tref dst, const uint32_t d[4],
+                   const uint32_t s[4], uint32_t base);
 
 /* y = a + b (ReLU when relu); count floats. */
 void op_add(struct eng_rec *r, struct eng_tref a, struct eng_tref b, struct eng_tref y,
@@ -75,8 +78,8 @@ void op_relu_bwd(struct eng_rec *r, struct eng_tref dy, struct eng_tref y, struc
 void op_dropout(struct eng_rec *r, struct eng_tref x, struct eng_tref y, struct eng_tref params,
                 uint32_t count, float p, uint32_t salt);
 /* Dropout keep test as the shader computes it (for references in tests). */
-int eng_dropout_keep(uint32_t seed_lo, uint32_t seed_hi, uint32_t step, uint32_t salt,
-                     uint32_t i, float p);
+int eng_dropout_keep(uint32_t seed_lo, uint32_t seed_hi, uint32_t step, uint32_t salt, uint32_t i,
+                     float p);
 
 /* Pooling geometry on CNHW: planes = C*N. */
 struct eng_pool {

@@ -13,11 +13,11 @@
 #include "engine/engine.h"
 #include "shaders/cwt_spv.h"
 
-#define ENG_BINDINGS    8   /* storage buffers per dispatch (set 0, bindings 0..7) */
-#define ENG_PUSH_BYTES  128 /* push constant block size, the Vulkan minimum guarantee */
-#define ENG_ALIGN       256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
+#define ENG_BINDINGS      8   /* storage buffers per dispatch (set 0, bindings 0..7) */
+#define ENG_PUSH_BYTES    128 /* push constant block size, the Vulkan minimum guarantee */
+#define ENG_ALIGN         256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
 #define ENG_SETS_PER_POOL 256
-#define ENG_MAX_POOLS   64
+#define ENG_MAX_POOLS     64
 
 /* GEMM kernel shapes (see shaders/gemm.comp). */
 enum eng_gemm_shape { ENG_GEMM_REG = 0, ENG_GEMM_SG, ENG_GEMM_TILE };
@@ -66,8 +66,8 @@ enum eng_mem { ENG_MEM_DEVICE = 0, ENG_MEM_HOST };
 /* Creates a buffer of size bytes (storage + transfer src/dst). ENG_MEM_HOST: host-visible,
  * coherent, mapped. ENG_MEM_DEVICE: device-local, mapped too when it is host-visible.
  * Release with eng_buf_free(). */
-int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind,
-                   struct eng_buf *out, char *err, size_t errlen);
+int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind, struct eng_buf *out,
+                   char *err, size_t errlen);
 void eng_buf_free(struct eng_device *d, struct eng_buf *b);
 
 /* Returns the pipeline for a shader variant, creating it (and compiling it) on first use. */

@@ -16,10 +16,10 @@ echo "== cwt demo: one site on Fashion-MNIST (scratch folder $DEMO)"
     --class-names t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,ankle-boot
 export CWT_CONFIG="$DEMO/site/cwtd.conf"
 echo "== ingest the training set (60,000 images; 10% held out for validation)"
-"$CWTCTL" ingest "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz" \
-    --val-fraction 0.1 --seed 1
+"$CWTCTL" ingest --val-fraction 0.1 --seed 1 \
+    "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz"
 echo "== ingest the test set (10,000 images)"
-"$CWTCTL" ingest "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz" \
-    --split test
+"$CWTCTL" ingest --split test \
+    "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz"
 echo "== cwtctl data"
 "$CWTCTL" data

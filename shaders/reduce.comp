@@ -3,8 +3,9 @@
 //   OP_ROWSUM    out[i*so] = sum_{j<len} in[i*si + j*sj] (+ out[i*so] when accumulate), summed
 //                in index order by one invocation per output (per chunk, see below): bias
 //                gradients, split-K partials.
-//   OP_TRANSPOSE out[linear index of (i0,i1,i2,i3) in dims d] = in[i0*s0 + i1*s1 + i2*s2 + i3*s3]:
-//                any permutation of up to four axes (flatten, weight transposes).
+//   OP_TRANSPOSE out[linear index of (i0,i1,i2,i3) in dims d] =
+//                in[base + i0*s0 + i1*s1 + i2*s2 + i3*s3]: any permutation (and flip) of up
+//                to four axes (flatten, weight transposes).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -39,7 +40,8 @@ void main()
 #else
 layout(push_constant) uniform PC {
     uint d0, d1, d2, d3;
-    uint s0, s1, s2, s3;
+    uint s0, s1, s2, s3; // may be "negative" (two's complement): index math wraps mod 2^32
+    uint base;
 } p;
 
 void main()
@@ -52,6 +54,6 @@ void main()
     uint i2 = r % p.d2;
     r /= p.d2;
     uint i1 = r % p.d1, i0 = r / p.d1;
-    dst[idx] = src[i0 * p.s0 + i1 * p.s1 + i2 * p.s2 + i3 * p.s3];
+    dst[idx] = src[p.base + i0 * p.s0 + i1 * p.s1 + i2 * p.s2 + i3 * p.s3];
 }
 #endif

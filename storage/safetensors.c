@@ -467,7 +467,8 @@ static int check_layout(struct st_file *f, uint64_t data_len, char *err, size_t 
                               t->name, (unsigned long long)(t->end - t->begin),
                               (unsigned long long)bytes);
     }
-    qsort(f->tensors, f->n, sizeof(f->tensors[0]), cmp_name);
+    if (f->n > 1) /* qsort wants a non-NULL base even for no elements */
+        qsort(f->tensors, f->n, sizeof(f->tensors[0]), cmp_name);
     for (uint32_t i = 1; i < f->n; i++)
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
             return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors: tensor \"%s\" appears twice",
@@ -477,7 +478,8 @@ static int check_layout(struct st_file *f, uint64_t data_len, char *err, size_t 
         return cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
     for (uint32_t i = 0; i < f->n; i++)
         order[i] = &f->tensors[i];
-    qsort(order, f->n, sizeof(*order), cmp_offset);
+    if (f->n > 1)
+        qsort(order, f->n, sizeof(*order), cmp_offset);
     for (uint32_t i = 0; i < f->n; i++) {
         if (order[i]->begin != pos) {
             int rc =
@@ -953,7 +955,8 @@ int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *outlen)
 
     *out = NULL;
     *outlen = 0;
-    qsort(w->t, w->n, sizeof(w->t[0]), cmp_wname);
+    if (w->n > 1)
+        qsort(w->t, w->n, sizeof(w->t[0]), cmp_wname);
     sb_put(&hb, "{", 1);
     if (w->n_meta > 0) {
         sb_put(&hb, "\"__metadata__\":{", 16);

@@ -127,14 +127,13 @@ int train_loader_new(struct store *st, const uint64_t *ids, size_t n, uint32_t c
         train_loader_free(l);
         return cwt_seterr(err, errlen, rc, "the store has no input shape: %s", cwt_strerror(rc));
     }
-    if (l->c != o->norm.channels) {
+    if (l->c != o->norm.channels || o->crop_pad > l->h || o->crop_pad > l->w) {
+        uint32_t c = l->c;
         train_loader_free(l);
-        return cwt_seterr(err, errlen, CWT_EINVAL,
-                          "normalisation statistics have %u channels, images %u", o->norm.channels,
-                          l->c);
-    }
-    if (o->crop_pad > l->h || o->crop_pad > l->w) {
-        train_loader_free(l);
+        if (c != o->norm.channels)
+            return cwt_seterr(err, errlen, CWT_EINVAL,
+                              "normalisation statistics have %u channels, images %u",
+                              o->norm.channels, c);
         return cwt_seterr(err, errlen, CWT_EINVAL, "crop padding %u exceeds the image size",
                           o->crop_pad);
     }

@@ -16,13 +16,13 @@ fail() {
     exit 1
 }
 
-# Runs cwtctl expecting exit code $1 and stderr containing $2.
+# Runs cwtctl expecting exit code $1 and $2 in its output (stderr, or stdout for verify).
 expect() {
     local want=$1 needle=$2 rc=0
     shift 2
     "$CWTCTL" "$@" >out.txt 2>err.txt || rc=$?
     [ "$rc" -eq "$want" ] || fail "$* exited $rc, wanted $want: $(cat err.txt)"
-    grep -q -- "$needle" err.txt || fail "$*: stderr lacks '$needle': $(cat err.txt)"
+    cat out.txt err.txt | grep -q -- "$needle" || fail "$*: output lacks '$needle': $(cat err.txt)"
 }
 
 # A safetensors file with a float tensor and the trainer's "fingerprint" metadata.

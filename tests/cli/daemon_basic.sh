@@ -14,7 +14,7 @@ trap 'daemon_cleanup; rm -rf "$T"' EXIT
 
 make_site a
 make_site b
-build_roster a a b
+build_roster a b
 A="$T/a/cwtd.conf"
 
 # --- start-up refusals -------------------------------------------------------------------

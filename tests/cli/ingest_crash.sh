@@ -30,14 +30,13 @@ images() { # images SITE: the number of images in the site's store
     "$CWTCTL" -c "$T/$1/cwtd.conf" data --json |
         "$PY" -c 'import json,sys; print(json.load(sys.stdin)["images"])'
 }
-ingest() { # ingest SITE: the same command for both sites
-    "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --batch $BATCH --val-fraction 0.1 \
-        --test-fraction 0.1 --seed 42 "$T/img-idx3-ubyte" "$T/lab-idx1-ubyte"
-}
+ARGS=(ingest --batch $BATCH --val-fraction 0.1 --test-fraction 0.1 --seed 42
+    "$T/img-idx3-ubyte" "$T/lab-idx1-ubyte")
 
 # Small batches make the run long enough to be caught in the middle; kill it as soon as a
-# few batches are visible to a reader in another process.
-ingest crashed >"$T/first.out" 2>&1 &
+# few batches are visible to a reader in another process. (A plain command, not a function,
+# so that $! is cwtctl itself and not a subshell.)
+"$CWTCTL" -c "$T/crashed/cwtd.conf" "${ARGS[@]}" >"$T/first.out" 2>&1 &
 child=$!
 for _ in $(seq 1 300); do
     n=$(images crashed)
@@ -54,10 +53,10 @@ echo "killed after $n images were committed"
 [ "$n" -lt $N ] || fail "the run finished before it was killed; make it longer"
 [ $((n % BATCH)) -eq 0 ] || fail "$n images is not a whole number of batches of $BATCH"
 
-ingest crashed >"$T/second.out" 2>&1 || { cat "$T/second.out" >&2; fail "second run failed"; }
+"$CWTCTL" -c "$T/crashed/cwtd.conf" "${ARGS[@]}" >"$T/second.out" 2>&1 || { cat "$T/second.out" >&2; fail "second run failed"; }
 grep -qF "ingested $((N - n)), skipped as duplicate $n, rejected 0" "$T/second.out" ||
     { cat "$T/second.out" >&2; fail "second run did not finish the job"; }
-ingest clean >"$T/clean.out" 2>&1 || { cat "$T/clean.out" >&2; fail "uninterrupted run failed"; }
+"$CWTCTL" -c "$T/clean/cwtd.conf" "${ARGS[@]}" >"$T/clean.out" 2>&1 || { cat "$T/clean.out" >&2; fail "uninterrupted run failed"; }
 "$CWTCTL" -c "$T/crashed/cwtd.conf" data --json >"$T/crashed.json"
 "$CWTCTL" -c "$T/clean/cwtd.conf" data --json >"$T/clean.json"
 cmp -s "$T/crashed.json" "$T/clean.json" || {

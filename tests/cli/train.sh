@@ -29,8 +29,8 @@ json_field() { # FILE(last line) KEY
     tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
 
-EPOCHS=6
-python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 250 7
+EPOCHS=8
+python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 120 7
 "$CWTCTL" init --site-id a --dir "$T/a" --input 28x28x1 --class-names top,bottom,bar >/dev/null
 # Small batches so that an epoch has enough steps to be interrupted.
 sed -i -e 's/batch_size = [0-9]*;/batch_size = 32;/' "$T/a/roster.conf"
@@ -68,7 +68,9 @@ SUM1=$(sha256sum <"$T/run1.safetensors")
 "$CWTCTL" "${A[@]}" model export -o "$T/run2.safetensors" >/dev/null
 [ "$(sha256sum <"$T/run2.safetensors")" = "$SUM1" ] || fail "two runs with one seed differ"
 
-# 3. SIGKILL in the middle of epoch 3, then --resume: same bytes as uninterrupted.
+# 3. SIGKILL after epoch 2 (somewhere in epoch 3, or while its checkpoint is written), then
+# --resume: same bytes as uninterrupted. Six epochs of work remain, so the kill lands in time
+# even on a fast device.
 EPOCH_S=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["seconds"])' \
     "$T/run1.json")
 "$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json --checkpoint-every 5 >"$T/run3.json" \
@@ -79,7 +81,7 @@ for _ in $(seq 1 600); do
     kill -0 $PID 2>/dev/null || break
     sleep 0.1
 done
-sleep "$(python3 -c "print(min(5.0, max(0.05, $EPOCH_S / 2)))")"
+sleep "$(python3 -c "import random; print(min(2.0, random.uniform(0, $EPOCH_S / 2)))")"
 kill -9 $PID 2>/dev/null || fail "the run ended before it could be killed"
 wait $PID 2>/dev/null || true
 [ "$(wc -l <"$T/run3.json")" -lt $EPOCHS ] || fail "the killed run had finished"
@@ -99,9 +101,9 @@ e = json.load(open(sys.argv[1]))
 for k in ("split", "n", "accuracy", "balanced_accuracy", "auc", "per_class_recall",
           "confusion"):
     assert k in e, "missing key %s" % k
-assert e["split"] == "val" and e["n"] == 150, e
+assert e["split"] == "val" and e["n"] == 72, e
 assert e["accuracy"] >= 0.99 and e["auc"] > 0.99, e
-assert len(e["confusion"]) == 3 and sum(map(sum, e["confusion"])) == 150, e
+assert len(e["confusion"]) == 3 and sum(map(sum, e["confusion"])) == 72, e
 assert "sensitivity" not in e  # three classes
 EOF
 "$CWTCTL" "${A[@]}" eval --split val | grep -q "balanced accuracy" || fail "eval text output"
@@ -125,13 +127,18 @@ grep -q "img0000.png: top" "$T/out" || fail "the good file after a bad one got n
 expect_fail 2 "no image files" "$CWTCTL" "${A[@]}" predict
 
 # 6. PyTorch loads the export and agrees with cwtctl predict.
-if python3 -c 'import torch' 2>/dev/null; then
-    python3 "$CWT_SRC/tests/cli/pytorch_load.py" "$T/run1.safetensors" >/dev/null
-    python3 "$CWT_SRC/tests/cli/helpers/compare_torch.py" "$T/run1.safetensors" \
-        "$T/pred.json" "$T/new/0/img0000.png" "$T/new/1/img0000.png" "$T/new/2/img0000.png"
-else
-    fail "python3-torch is required (Debian package python3-torch)"
-fi
+# Debian's python3-torch lives in the system interpreter, which may not be first in PATH.
+PYTORCH=""
+for py in /usr/bin/python3 python3; do
+    if "$py" -c 'import torch' 2>/dev/null; then
+        PYTORCH=$py
+        break
+    fi
+done
+[ -n "$PYTORCH" ] || fail "python3-torch is required (Debian package python3-torch)"
+"$PYTORCH" "$CWT_SRC/tests/cli/pytorch_load.py" "$T/run1.safetensors" >/dev/null
+"$PYTORCH" "$CWT_SRC/tests/cli/helpers/compare_torch.py" "$T/run1.safetensors" \
+    "$T/pred.json" "$T/new/0/img0000.png" "$T/new/1/img0000.png" "$T/new/2/img0000.png"
 
 # 7. model import: round trip; strictness.
 "$CWTCTL" "${A[@]}" model import "$T/run1.safetensors" >/dev/null

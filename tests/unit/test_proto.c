@@ -56,11 +56,11 @@ static void test_every_type_round_trips(void **state)
     strcpy(in[0].u.hello.device, "llvmpipe (LLVM 15.0.6, 256 bits)");
     in[1] = sample_job();
     in[2].type = PROTO_PROGRESS;
-    in[2].u.progress = (struct proto_progress){.step = 10, .steps = 100, .epoch = 1,
-                                               .loss = 0.5, .images_per_s = 812.25};
+    in[2].u.progress = (struct proto_progress){
+        .step = 10, .steps = 100, .epoch = 1, .loss = 0.5, .images_per_s = 812.25};
     in[3].type = PROTO_RESULT;
-    in[3].u.result = (struct proto_result){.status = CWT_ENUMERIC, .steps = 9, .epochs = 1.5,
-                                           .val_accuracy = NAN, .val_auc = 0.75};
+    in[3].u.result = (struct proto_result){
+        .status = CWT_ENUMERIC, .steps = 9, .epochs = 1.5, .val_accuracy = NAN, .val_auc = 0.75};
     strcpy(in[3].u.result.message, "loss became NaN at step 9");
     in[4].type = PROTO_PAUSE;
     in[5].type = PROTO_RESUME;
@@ -284,8 +284,7 @@ static void test_unsealed_memfd_is_refused(void **state)
     (void)state;
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "abc", 3), 3);
-    assert_int_equal(proto_weights_from_fd(fd, 100, &got, &len, err, sizeof(err)),
-                     CWT_EFORMAT);
+    assert_int_equal(proto_weights_from_fd(fd, 100, &got, &len, err, sizeof(err)), CWT_EFORMAT);
     assert_non_null(strstr(err, "sealed"));
     close(fd);
 }

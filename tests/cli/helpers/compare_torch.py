@@ -5,6 +5,7 @@ that `cwtctl predict --json` printed, for grey 8-bit PNGs written by make_pngs.p
 usage: compare_torch.py MODEL.safetensors PREDICT.json PNG...
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -36,15 +37,19 @@ def main():
     model, meta = pytorch_load.load(sys.argv[1])
     names = meta.get("class_names", "").split(",")
     predicted = [json.loads(line) for line in open(sys.argv[2])]
+    assert len(predicted) == len(sys.argv[3:]) > 0, "one prediction per image expected"
     worst = 0.0
     for path, want in zip(sys.argv[3:], predicted):
         x = pytorch_load.preprocess(read_grey_png(path), meta).unsqueeze(0)
         with torch.no_grad():
-            probs = torch.softmax(model(x), dim=1)[0]
+            logp = torch.log_softmax(model(x), dim=1)[0]
+        # Trained models are confident: compare log-probabilities, so that the small ones
+        # count too (cwtctl prints 6 significant digits).
         for k, name in enumerate(names):
-            worst = max(worst, abs(float(probs[k]) - want["probabilities"][name]))
-    print("largest difference from cwtctl predict: %.2e" % worst)
-    assert worst < 1e-4, "PyTorch and cwt disagree by %g" % worst
+            got = math.log(max(want["probabilities"][name], 1e-38))
+            worst = max(worst, abs(float(logp[k]) - got) / max(1.0, abs(got)))
+    print("largest relative difference of log-probabilities: %.2e" % worst)
+    assert worst < 1e-3, "PyTorch and cwt disagree by %g" % worst
 
 
 if __name__ == "__main__":

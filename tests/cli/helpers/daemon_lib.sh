@@ -51,7 +51,7 @@ set_recipe() {
     grep -q "^ *$2 = $3;" "$T/$1/roster.conf" || die "recipe key $2 not set"
 }
 
-# build_roster FIRST OTHERS...: every site's key line into FIRST's roster, in the given order,
+# build_roster SITES...: every site's key line into the first site's roster, in this order,
 # then the same roster file at every site.
 build_roster() {
     local first=$1 s
@@ -172,4 +172,67 @@ all_finished() {
         [ "$(status_field "$s" state)" = "finished" ] || return 1
     done
     return 0
+}
+
+# setup_federation SITES...: sites with keys, one roster (2 cycles of 8-step visits, batch 32),
+# 160 Fashion-MNIST images each (a different slice per site). Knobs: FED_CYCLES,
+# FED_VISIT_STEPS, FED_IMAGES.
+setup_federation() {
+    local i=0 s
+    for s in "$@"; do
+        make_site "$s"
+    done
+    set_recipe "$1" cycles "${FED_CYCLES:-2}"
+    set_recipe "$1" visit_unit '"steps"'
+    set_recipe "$1" visit_length "${FED_VISIT_STEPS:-8}"
+    set_recipe "$1" batch_size 32
+    build_roster "$@"
+    for s in "$@"; do
+        ingest_fashion "$s" $((i * ${FED_IMAGES:-160})) "${FED_IMAGES:-160}"
+        i=$((i + 1))
+    done
+}
+
+# start_courier SITES...: the file drop, in the background, every 0.2 s.
+start_courier() {
+    (
+        trap 'exit 0' TERM
+        while true; do
+            courier_once "$@"
+            sleep 0.2
+        done
+    ) &
+    COURIER_PID=$!
+}
+
+stop_courier() {
+    if [ -n "${COURIER_PID:-}" ]; then
+        kill "$COURIER_PID" 2>/dev/null || true
+        wait "$COURIER_PID" 2>/dev/null || true
+        COURIER_PID=""
+    fi
+}
+
+# final_hashes SITES...: prints each site's final model hash, one a line.
+final_hashes() {
+    local s
+    for s in "$@"; do
+        status_field "$s" final_model
+    done
+}
+
+# check_federation_end SITES...: one final hash everywhere, the chain and every audit log
+# verify. Prints the hash.
+check_federation_end() {
+    local s hashes
+    hashes=$(final_hashes "$@" | sort -u)
+    [ "$(echo "$hashes" | wc -l)" = 1 ] && [ -n "$hashes" ] ||
+        die "sites disagree on the final model: $(final_hashes "$@" | tr '\n' ' ')"
+    "$CWTCTL" -c "$T/$1/cwtd.conf" chain verify "$T"/chain/*.cwtb >"$T/chain.txt" 2>&1 ||
+        die "chain verify failed: $(cat "$T/chain.txt")"
+    for s in "$@"; do
+        "$CWTCTL" -c "$T/$s/cwtd.conf" audit verify >/dev/null 2>&1 ||
+            die "audit verify failed at $s"
+    done
+    echo "$hashes"
 }

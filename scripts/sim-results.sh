@@ -1,0 +1,71 @@
+#!/bin/sh
+# The runs behind docs/results.md: `cwtctl simulate` on Fashion-MNIST (Debian package
+# dataset-fashion-mnist) and RetinaMNIST (../shared/data/retinamnist, MedMNIST v2, CC BY 4.0).
+#
+# usage: sh scripts/sim-results.sh CWTCTL OUTDIR [EXPERIMENT...]
+#   EXPERIMENT: fmnist-iid fmnist-label-skew fmnist-size-skew retina-iid retina-label-skew
+#
+# Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
+# into OUTDIR/<name>/ (results.csv, results.json, table.txt, SVGs) with its wall time in
+# OUTDIR/<name>/wall.txt. Sizes are chosen to finish on 2 CPU cores with lavapipe; see
+# docs/results.md for what that costs in fidelity.
+set -eu
+CWTCTL=$1
+OUT=$2
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+FMNIST=/usr/share/datasets/fashion-mnist
+RETINA=$HERE/../shared/data/retinamnist
+
+mkdir -p "$OUT/sites"
+
+run() { # NAME SITE ARGS...
+    name=$1
+    site=$2
+    shift 2
+    start=$(date +%s)
+    echo "== $name: cwtctl simulate $*"
+    "$CWTCTL" -c "$OUT/sites/$site/cwtd.conf" -v simulate "$@" --out "$OUT/$name"
+    echo "$(($(date +%s) - start)) s" >"$OUT/$name/wall.txt"
+}
+
+setup_fmnist() {
+    [ -f "$OUT/sites/fmnist/cwtd.conf" ] && return 0
+    "$CWTCTL" init --site-id fmnist --dir "$OUT/sites/fmnist" --input 28x28x1 \
+        --class-names t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,ankle-boot
+    "$CWTCTL" -c "$OUT/sites/fmnist/cwtd.conf" ingest --val-fraction 0.1 --seed 1 \
+        "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz"
+    "$CWTCTL" -c "$OUT/sites/fmnist/cwtd.conf" ingest --split test \
+        "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz"
+}
+
+setup_retina() {
+    [ -f "$OUT/sites/retina/cwtd.conf" ] && return 0
+    "$CWTCTL" init --site-id retina --dir "$OUT/sites/retina" --input 28x28x3 --classes 5
+    "$CWTCTL" -c "$OUT/sites/retina/cwtd.conf" ingest "$RETINA/labels.csv"
+}
+
+ALL="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --budget 5 --seeds 3"
+FM="$ALL --visits 0.25,1,5 --max-train 1000 --max-val 400 --max-test 2000"
+RE="$ALL --visits 1"
+
+# Experiments in the order given (default: all, alternating data sets so that both get
+# results early).
+shift 2
+[ "$#" -gt 0 ] ||
+    set -- fmnist-iid retina-iid fmnist-label-skew retina-label-skew fmnist-size-skew
+for name in "$@"; do
+    # shellcheck disable=SC2086
+    case $name in
+    fmnist-iid) setup_fmnist && run "$name" fmnist $FM --partition iid ;;
+    fmnist-label-skew) setup_fmnist && run "$name" fmnist $FM --partition label-skew:0.5 ;;
+    fmnist-size-skew)
+        setup_fmnist && run "$name" fmnist $FM --partition size-skew:0.1,0.2,0.3,0.4
+        ;;
+    retina-iid) setup_retina && run "$name" retina $RE --partition iid ;;
+    retina-label-skew) setup_retina && run "$name" retina $RE --partition label-skew:0.5 ;;
+    *)
+        echo "unknown experiment $name" >&2
+        exit 2
+        ;;
+    esac
+done

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# simulate.sh - `cwtctl simulate` on a tiny synthetic PNG set (16x16, 3 classes, cnn-small):
+#   * bad arguments and data that cannot be partitioned give one clear sentence and exit 2;
+#   * every heuristic gets the same budget: budget_steps = E * ceil(N_train / batch), and the
+#     step counts in --json equal it (swt: at most it; single: the shares add up to it);
+#   * the partition sizes add up to the pooled splits and follow size-skew weights;
+#   * the output files exist and parse (CSV, JSON, SVG as XML);
+#   * the same seed gives identical results (weights hashes, accuracies, curves);
+#   * --through-bundles (every swt/cwt/cwt+ hand-over sealed, verified, opened) gives
+#     bit-identical weights to the in-memory run.
+set -euo pipefail
+
+T="$CWT_TEST_TMP/simulate.$$"
+mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+# Runs a command that must fail with exit code $1 and print $2 (a grep pattern) on stderr.
+expect_fail() {
+    local code=$1 pattern=$2 rc=0
+    shift 2
+    "$@" >"$T/out" 2>"$T/err" || rc=$?
+    [ "$rc" -eq "$code" ] || fail "$* exited $rc, expected $code: $(cat "$T/err")"
+    grep -q -- "$pattern" "$T/err" || fail "$* did not say '$pattern': $(cat "$T/err")"
+}
+
+python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 60 11 16
+"$CWTCTL" init --site-id sim --dir "$T/site" --input 16x16x1 --classes 3 >/dev/null
+sed -i -e 's/batch_size = [0-9]*;/batch_size = 16;/' "$T/site/roster.conf"
+S=(-c "$T/site/cwtd.conf")
+"$CWTCTL" "${S[@]}" ingest --val-fraction 0.2 --test-fraction 0.2 --seed 5 "$T/png" >/dev/null
+
+# 1. Usage errors, before any training.
+SIM=("$CWTCTL" "${S[@]}" simulate)
+expect_fail 2 "needs --sites" "${SIM[@]}"
+expect_fail 2 "from 1 to 64" "${SIM[@]}" --sites 0
+expect_fail 2 "2 weights for 4 sites" "${SIM[@]}" --sites 4 --partition size-skew:1,2
+expect_fail 2 "ALPHA" "${SIM[@]}" --sites 4 --partition label-skew:-1
+expect_fail 2 "expected iid" "${SIM[@]}" --sites 4 --partition quantity
+expect_fail 2 "'fedavg' is not valid" "${SIM[@]}" --sites 4 --heuristics cwt,fedavg
+expect_fail 2 "'0' is not valid" "${SIM[@]}" --sites 4 --visits 0.5,0
+expect_fail 2 "budget" "${SIM[@]}" --sites 4 --budget -1
+expect_fail 2 "seeds" "${SIM[@]}" --sites 4 --seeds 0
+expect_fail 2 "'momentum' is not valid" "${SIM[@]}" --sites 4 --plus momentum
+expect_fail 2 "unknown option --frobnicate" "${SIM[@]}" --sites 4 --frobnicate
+expect_fail 2 "unexpected argument" "${SIM[@]}" --sites 4 extra
+expect_fail 2 "no site configuration" "$CWTCTL" -c "$T/none/cwtd.conf" simulate --sites 4
+# 64 institutions where one holds nearly everything: the others get no training image.
+W=$(python3 -c 'print(",".join(["1000000"] + ["1"] * 63))')
+expect_fail 2 "gets no training images" "${SIM[@]}" --sites 64 --partition "size-skew:$W" \
+    --heuristics cwt --out "$T/none"
+
+# 2. Every heuristic, two visit lengths, two seeds.
+RUN=(--sites 3 --budget 2 --visits 0.5,1 --seeds 2)
+"${SIM[@]}" "${RUN[@]}" --out "$T/a" --json >"$T/a.json" 2>"$T/a.err"
+for f in results.csv results.json table.txt val-curves.svg cwt-visits.svg; do
+    [ -s "$T/a/$f" ] || fail "$f was not written"
+done
+cmp -s "$T/a.json" "$T/a/results.json" || fail "--json output differs from results.json"
+python3 - "$T/a" <<'EOF'
+import csv, json, math, sys, xml.dom.minidom
+d = sys.argv[1]
+r = json.load(open(d + "/results.json"))
+n_train, batch = r["images"]["train"], r["batch"]
+budget = 2 * math.ceil(n_train / batch)
+assert r["budget_steps"] == budget, (r["budget_steps"], budget)
+labels = {x["label"] for x in r["runs"]}
+want = {"central", "single (mean)", "ensemble", "swt", "cwt v=0.5", "cwt v=1", "cwt+ v=0.5",
+        "cwt+ v=1", "single inst-0", "single inst-1", "single inst-2"}
+assert labels == want, labels
+for seed in (1, 2):
+    runs = [x for x in r["runs"] if x["seed"] == seed]
+    for x in runs:
+        assert x["budget"] <= budget
+        if x["label"] == "swt":
+            assert 0 < x["steps"] <= budget, x
+        elif x["institution"] is None:
+            assert x["steps"] == budget, (x["label"], x["steps"], budget)
+        assert 0.0 <= x["test_accuracy"] <= 1.0
+        assert len(x["weights_blake2b"]) in (0, 64)
+    shares = [x["steps"] for x in runs if x["institution"] is not None]
+    assert sum(shares) == budget and max(shares) - min(shares) <= 1, shares
+    cwt = [x for x in runs if x["heuristic"] == "cwt"]
+    assert all(len(x["curve"]) == x["cycles"] for x in cwt), cwt
+for inst in r["institutions"]:
+    assert sum(inst["train"]) == n_train and sum(inst["val"]) == r["images"]["val"], inst
+    assert max(inst["train"]) - min(inst["train"]) <= 1, inst
+rows = list(csv.DictReader(open(d + "/results.csv")))
+assert len(rows) == len(r["runs"]), len(rows)
+for f in ("val-curves.svg", "cwt-visits.svg"):
+    svg = xml.dom.minidom.parse(d + "/" + f)
+    assert svg.documentElement.tagName == "svg"
+    assert svg.getElementsByTagName("polyline"), f
+summary = {s["label"]: s for s in r["summary"]}
+assert summary["central"]["seeds"] == 2 and summary["central"]["test_accuracy_sd"] is not None
+EOF
+grep -q "best mean local val accuracy over institutions (after each cycle)" "$T/a/table.txt" ||
+    fail "the table does not say how cwt's model is chosen"
+
+# 3. Same seed, same results (everything but wall time).
+"${SIM[@]}" "${RUN[@]}" --out "$T/b" --json >"$T/b.json" 2>/dev/null
+python3 - "$T/a.json" "$T/b.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for x, y in zip(a["runs"], b["runs"]):
+    for k in ("label", "seed", "test_accuracy", "test_auc", "steps", "weights_blake2b",
+              "final_blake2b", "curve", "kept_step", "kept_val"):
+        assert x[k] == y[k], (x["label"], k, x[k], y[k])
+assert a["institutions"] == b["institutions"]
+EOF
+
+# 4. Through bundles: bit-identical to the in-memory run; nothing left in the outboxes.
+"${SIM[@]}" "${RUN[@]}" --heuristics swt,cwt,cwt+ --through-bundles --out "$T/c" --json \
+    >"$T/c.json" 2>"$T/c.err" || fail "through-bundles run failed: $(cat "$T/c.err")"
+python3 - "$T/a.json" "$T/c.json" <<'EOF'
+import json, sys
+a, c = (json.load(open(p)) for p in sys.argv[1:3])
+assert c["through_bundles"] is True
+mem = {(x["label"], x["seed"]): x for x in a["runs"]}
+assert len(c["runs"]) == 10, len(c["runs"])
+for x in c["runs"]:
+    y = mem[(x["label"], x["seed"])]
+    for k in ("weights_blake2b", "final_blake2b", "test_accuracy", "curve", "steps"):
+        assert x[k] == y[k], (x["label"], k, x[k], y[k])
+EOF
+[ -s "$T/c/roster.conf" ] || fail "no roster for the virtual institutions"
+for i in 0 1 2; do
+    [ -s "$T/c/inst-$i/keys/site.pub" ] || fail "inst-$i has no keys"
+    [ "$(stat -c %a "$T/c/inst-$i/keys/sign.key")" = 600 ] || fail "inst-$i sign.key not 0600"
+done
+[ -z "$(find "$T/c" -name '*.cwtb' -o -name '*.safetensors')" ] || fail "hand-over files left"
+
+# 5. size-skew: institution sizes follow the weights (within one image).
+"${SIM[@]}" --sites 3 --partition size-skew:1,2,3 --heuristics cwt --budget 1 \
+    --out "$T/d" --json >"$T/d.json" 2>/dev/null
+python3 - "$T/d.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = r["images"]["train"]
+sizes = r["institutions"][0]["train"]
+for w, s in zip((1, 2, 3), sizes):
+    assert abs(s - n * w / 6) <= 1, (sizes, n)
+assert r["runs"][0]["steps"] == r["budget_steps"]
+EOF
+echo "simulate: ok"

@@ -1,0 +1,90 @@
+/*
+ * harness.h - shared helpers for the engine tests: a device per test binary, host-visible
+ * test buffers, a seeded generator (fresh seed per run, printed on failure; CWT_TEST_SEED
+ * repeats a run) and error measures.
+ */
+#ifndef CWT_TESTS_ENGINE_HARNESS_H
+#define CWT_TESTS_ENGINE_HARNESS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/ops.h"
+#include "engine/rng.h"
+
+struct th {
+    struct eng_device *d;
+    struct eng_rng rng;
+    uint64_t seed;
+    struct eng_buf bufs[64];
+    int nbufs;
+};
+
+static inline uint64_t th_seed(void)
+{
+    const char *s = getenv("CWT_TEST_SEED");
+    if (s && *s)
+        return strtoull(s, NULL, 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
+}
+
+/* Host-visible buffer of n floats filled from src (or zero); returns its tref. */
+static inline struct eng_tref th_buf(struct th *t, const void *src, size_t n)
+{
+    char err[CWT_ERRLEN];
+    struct eng_buf *b = &t->bufs[t->nbufs++];
+    if (eng_buf_create(t->d, (n ? n : 1) * 4, ENG_MEM_HOST, b, err, sizeof(err)) != 0) {
+        fprintf(stderr, "th_buf: %s\n", err);
+        abort();
+    }
+    if (src)
+        memcpy(b->map, src, n * 4);
+    else
+        memset(b->map, 0, (n ? n : 1) * 4);
+    struct eng_tref r = {b->buf, 0, (n ? n : 1) * 4};
+    return r;
+}
+
+static inline float *th_map(struct th *t, struct eng_tref r)
+{
+    for (int i = 0; i < t->nbufs; i++)
+        if (t->bufs[i].buf == r.buf)
+            return t->bufs[i].map;
+    return NULL;
+}
+
+static inline void th_free_bufs(struct th *t)
+{
+    for (int i = 0; i < t->nbufs; i++)
+        eng_buf_free(t->d, &t->bufs[i]);
+    t->nbufs = 0;
+}
+
+static inline void th_fill(struct th *t, float *x, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((eng_rng_uniform(&t->rng) * 2.0 - 1.0) * scale);
+}
+
+/* max |got - ref| / max(max |ref|, floor): a relative error against the output's scale. */
+static inline double th_relerr(const float *got, const double *ref, size_t n, double floor)
+{
+    double mx = floor, e = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(ref[i]) > mx)
+            mx = fabs(ref[i]);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= e))
+            e = d; /* NaN propagates */
+    }
+    return e / mx;
+}
+
+#endif
