@@ -20,6 +20,7 @@ $CC -std=c17 -D_GNU_SOURCE -O2 -I"$SRC" -o "$WORK/bundle_bench" "$SRC/bench/bund
     $(pkg-config --libs libsodium lmdb libconfig) -lpthread -lm
 
 B="$WORK/bundle_bench"
+LOAD=$(cut -d' ' -f1 /proc/loadavg)
 "$B" gen "$WORK/w.safetensors" "$MIB"
 # Warm the page cache so that every step reads from memory.
 cat "$WORK/w.safetensors" >/dev/null
@@ -31,7 +32,7 @@ best() { # best STEP ARGS...: the fastest of three runs, and its peak memory
         line=$("$B" "$@")
         s=$(echo "$line" | field seconds)
         m=$(echo "$line" | field maxrss_kib)
-        if [ -z "$bs" ] || [ "$(echo "$s < $bs" | bc)" = 1 ]; then bs=$s bm=$m; fi
+        if [ -z "$bs" ] || awk "BEGIN { exit !($s < $bs) }"; then bs=$s bm=$m; fi
         if [ "$1" = open ]; then rm -f "$3"; fi
     done
     echo "$bs $bm"
@@ -45,9 +46,9 @@ set -- $(best open "$WORK/b.cwtb" "$WORK/out.safetensors"); open_s=$1 open_m=$2
 "$B" open "$WORK/b.cwtb" "$WORK/out.safetensors" >/dev/null
 cmp "$WORK/w.safetensors" "$WORK/out.safetensors"
 
-gbs() { echo "scale=2; $MIB / 1024 / $1" | bc; }
-ratio() { echo "scale=2; $1 / $raw_s" | bc; }
-mib() { echo "scale=1; $1 / 1024" | bc; }
+gbs() { awk "BEGIN { printf \"%.2f\", $MIB / 1024 / $1 }"; }
+ratio() { awk "BEGIN { printf \"%.2f\", $1 / $raw_s }"; }
+mib() { awk "BEGIN { printf \"%.1f\", $1 / 1024 }"; }
 
 RES="$SRC/bench/RESULTS.md"
 [ -f "$RES" ] || printf '# Benchmark results\n' >"$RES"
@@ -58,9 +59,10 @@ cat >>"$WORK/res" <<EOT
 
 \`bench/bundle.sh $MIB\`, $(date -u +%Y-%m-%d), $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)),
 libsodium $(pkg-config --modversion libsodium). Payload: a $MIB MiB safetensors file (one F32 tensor),
-page cache warm, best of 3. Peak memory is the process's maximum RSS.
+page cache warm, best of 3. Peak memory is the process's maximum RSS. Load average when the run
+started: $LOAD (other work on the machine slows every row alike; compare the ratios).
 
-| step | seconds | GB/s | x raw cipher | peak MiB |
+| step | seconds | GiB/s | x raw cipher | peak MiB |
 |---|---|---|---|---|
 | raw secretstream (payload in memory, 1 MiB chunks) | $raw_s | $(gbs "$raw_s") | 1.00 | $(mib "$raw_m") (holds the payload) |
 | BLAKE2b-512, one core (for reference) | $b2_s | $(gbs "$b2_s") | $(ratio "$b2_s") | - |

@@ -23,7 +23,8 @@ static void usage(FILE *f)
             "  --test-fraction F           to val and test, the rest to train\n"
             "  --seed N                  seed of the stratified split (default: the "
             "recipe's)\n"
-            "  --batch N                 images per committed batch (default %d)\n\n"
+            "  --batch N                 images per committed batch (default: a multiple of %d,\n"
+            "                            about half a second of work)\n\n"
             "Exit status: 0 all stored or skipped as duplicates, 1 something was rejected "
             "or failed, 2 usage or configuration error.\n",
             INGEST_BATCH_DEFAULT);

@@ -100,7 +100,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     s.out_dir = DEFAULT_OUT;
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_SITES:
             if (parse_count("--sites", optarg, 1, CWT_MAX_SITES, &v) != 0)
@@ -155,15 +155,13 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         case OPT_HELP:
             usage(stdout);
             return CLI_OK;
-        default:
-            if (optopt != 0)
-                return cli_error(CLI_USAGE,
-                                 "simulate: option %s needs a value (see 'cwtctl "
-                                 "simulate --help')",
-                                 argv[optind - 1]);
+        case ':':
             return cli_error(CLI_USAGE,
-                             "simulate: unknown option %s (see 'cwtctl simulate "
-                             "--help')",
+                             "simulate: option %s needs a value (see 'cwtctl simulate --help')",
+                             argv[optind - 1]);
+        default:
+            return cli_error(CLI_USAGE,
+                             "simulate: unknown option %s (see 'cwtctl simulate --help')",
                              argv[optind - 1]);
         }
     }

@@ -30,6 +30,11 @@
 #define DIR_MAX_DEPTH  16
 #define IDX_DOMAIN     "cwt-idx-image-v1" /* separates IDX image hashes from file hashes */
 #define PROGRESS_EVERY 0.25               /* seconds between progress redraws */
+/* Default batching: a commit costs two fsyncs, which on slow disks is most of the time of a
+ * 512-image batch of small images. So without --batch, a batch grows in steps of 512 until
+ * it holds half a second of work or 64 MiB of pixels; a crash still loses at most that. */
+#define BATCH_MIN_SECONDS 0.5
+#define BATCH_MAX_BYTES   (64u << 20)
 
 struct item {
     char *path;   /* CSV, DIR: the file to read (malloc'd); NULL for IDX */
@@ -50,6 +55,8 @@ struct run {
     struct ingest_summary *sum;
     struct store_batch *batch;
     uint32_t in_batch, batch_images;
+    int fixed_batch; /* --batch N: commit every N images exactly */
+    double batch_t0; /* when the open batch began */
     uint8_t *pixels; /* one prepared image */
     size_t pixel_bytes;
     double t0, last_draw;
@@ -266,6 +273,7 @@ static int store_one(struct run *r, const struct decoded_image *img, const uint8
         rc = store_batch_begin(r->st, &r->batch);
         if (rc != 0)
             return rc;
+        r->batch_t0 = cwt_monotonic();
     }
     hdr.label = label;
     hdr.split = (uint8_t)split;
@@ -281,7 +289,9 @@ static int store_one(struct run *r, const struct decoded_image *img, const uint8
     if (rc != 0)
         return rc;
     r->sum->ingested++;
-    if (++r->in_batch >= r->batch_images)
+    if (++r->in_batch % r->batch_images == 0 &&
+        (r->fixed_batch || cwt_monotonic() - r->batch_t0 >= BATCH_MIN_SECONDS ||
+         (uint64_t)r->in_batch * r->pixel_bytes >= BATCH_MAX_BYTES))
         return batch_flush(r);
     return 0;
 }
@@ -937,6 +947,7 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
     r.opt = opt;
     r.sum = sum;
     r.batch_images = opt->batch_images ? opt->batch_images : INGEST_BATCH_DEFAULT;
+    r.fixed_batch = opt->batch_images != 0;
     r.pixel_bytes = (size_t)recipe->input_h * recipe->input_w * recipe->input_c;
     r.pixels = malloc(r.pixel_bytes);
     if (r.pixels == NULL)

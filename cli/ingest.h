@@ -37,7 +37,8 @@ struct ingest_options {
     enum store_split split;             /* INGEST_SPLIT_FIXED */
     double val_fraction, test_fraction; /* INGEST_SPLIT_STRATIFIED, each in [0, 1) */
     uint64_t seed;                      /* INGEST_SPLIT_STRATIFIED */
-    uint32_t batch_images;              /* images per commit; 0 = INGEST_BATCH_DEFAULT */
+    uint32_t batch_images;              /* images per commit; 0 = multiples of
+                                           INGEST_BATCH_DEFAULT, at least 0.5 s of work */
     int progress;                       /* a progress line on stderr, redrawn with \r */
     FILE *report;                       /* one line per rejected item; NULL = silent */
 };

@@ -334,9 +334,10 @@ static void rewind_loader(struct train_loader *l)
     train_loader_set_cursor(l, start);
 }
 
-/* Weights hashes, best model back in place, test metrics. best may be NULL (keep the end). */
+/* Weights hashes, best model back in place, test metrics (and, if test_probs != NULL, the
+ * malloc'd test probabilities). best may be NULL (keep the end). */
 static int finish(struct run_ctx *c, struct sim_outcome *o, const uint8_t *best, size_t best_len,
-                  int best_flags)
+                  int best_flags, float **test_probs)
 {
     uint8_t *blob = NULL;
     size_t len = 0;
@@ -352,7 +353,7 @@ static int finish(struct run_ctx *c, struct sim_outcome *o, const uint8_t *best,
         return rc;
     hash_hex(blob, len, o->weights_hash);
     free(blob);
-    return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy, &o->test_auc, NULL);
+    return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy, &o->test_auc, test_probs);
 }
 
 static void outcome_init(struct run_ctx *c, struct sim_outcome *o, enum sim_heur h, double visit)
@@ -403,7 +404,7 @@ static int run_central(struct run_ctx *c)
     rc = train_steps(c, c->pooled, c->budget, &c->base, 0, 0, c->val_all.ids, c->val_all.n, &k,
                      NULL);
     if (rc == 0)
-        rc = finish(c, &o, k.best, k.best_len, TRAIN_SAVE_WEIGHTS);
+        rc = finish(c, &o, k.best, k.best_len, TRAIN_SAVE_WEIGHTS, NULL);
     o.kept_step = k.kept_step;
     o.kept_val = c->val_all.n > 0 ? k.kept_val : NAN;
     keep_free(&k);
@@ -455,15 +456,11 @@ static int run_single(struct run_ctx *c, int report_single, int report_ensemble)
         k.flags = TRAIN_SAVE_WEIGHTS;
         rc = train_steps(c, c->local[i], o.budget, &c->base, 0, 0, val, n_val, &k, NULL);
         if (rc == 0)
-            rc = finish(c, &o, k.best, k.best_len, TRAIN_SAVE_WEIGHTS);
+            rc = finish(c, &o, k.best, k.best_len, TRAIN_SAVE_WEIGHTS, &probs);
         /* The member's probabilities on the test set, for the ensemble. */
-        if (rc == 0 && c->test_all.n > 0) {
-            double acc;
-            rc = evaluate(c, c->test_all.ids, c->test_all.n, &acc, NULL, &probs);
-            for (size_t j = 0; rc == 0 && j < c->test_all.n * (size_t)classes; j++)
-                avg[j] += probs[j] / (float)n;
-            free(probs);
-        }
+        for (size_t j = 0; rc == 0 && probs != NULL && j < c->test_all.n * (size_t)classes; j++)
+            avg[j] += probs[j] / (float)n;
+        free(probs);
         o.kept_step = k.kept_step;
         o.kept_val = n_val > 0 ? k.kept_val : NAN;
         o.steps = o.budget;
@@ -619,7 +616,7 @@ static int run_swt(struct run_ctx *c)
     if (rc == CWT_ENOMEM)
         cwt_seterr(c->err, c->errlen, rc, "out of memory for the results");
     if (rc == 0)
-        rc = finish(c, &o, overall.best, overall.best_len, TRAIN_SAVE_WEIGHTS);
+        rc = finish(c, &o, overall.best, overall.best_len, TRAIN_SAVE_WEIGHTS, NULL);
     o.kept_step = overall.kept_step;
     o.kept_val = overall.best != NULL ? overall.kept_val : NAN;
     keep_free(&overall);
@@ -726,7 +723,7 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
         cycle++;
     }
     if (rc == 0)
-        rc = finish(c, &o, kept.best, kept.best_len, TRAIN_SAVE_WEIGHTS);
+        rc = finish(c, &o, kept.best, kept.best_len, TRAIN_SAVE_WEIGHTS, NULL);
     o.kept_step = kept.kept_step;
     o.kept_val = kept.best != NULL ? kept.kept_val : NAN;
     keep_free(&kept);

@@ -4,6 +4,7 @@
 #
 # usage: sh scripts/sim-results.sh CWTCTL OUTDIR [EXPERIMENT...]
 #   EXPERIMENT: fmnist-iid fmnist-label-skew fmnist-size-skew retina-iid retina-label-skew
+#               (default: these five), quick-retina-iid, quick-fmnist-label-skew
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
 # into OUTDIR/<name>/ (results.csv, results.json, table.txt, SVGs) with its wall time in
@@ -47,6 +48,9 @@ setup_retina() {
 ALL="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --budget 5 --seeds 3"
 FM="$ALL --visits 0.25,1,5 --max-train 1000 --max-val 400 --max-test 2000"
 RE="$ALL --visits 1"
+# Reduced versions that finish in well under an hour on a shared 2-core machine (one seed,
+# smaller subsets and budgets); docs/results.md reports these.
+QUICK="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --seeds 1"
 
 # Experiments in the order given (default: all, alternating data sets so that both get
 # results early).
@@ -63,6 +67,11 @@ for name in "$@"; do
         ;;
     retina-iid) setup_retina && run "$name" retina $RE --partition iid ;;
     retina-label-skew) setup_retina && run "$name" retina $RE --partition label-skew:0.5 ;;
+    quick-retina-iid) setup_retina && run "$name" retina $QUICK --visits 1 --budget 3 ;;
+    quick-fmnist-label-skew)
+        setup_fmnist && run "$name" fmnist $QUICK --visits 0.25,1,5 --budget 5 \
+            --max-train 640 --max-val 320 --max-test 1000 --partition label-skew:0.5
+        ;;
     *)
         echo "unknown experiment $name" >&2
         exit 2

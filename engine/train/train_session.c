@@ -15,7 +15,7 @@
 #include "engine/train/train.h"
 #include "storage/safetensors.h"
 
-#define STATE_VERSION       "1"
+#define STATE_VERSION "1"
 
 struct train_session {
     struct eng_model *m;
@@ -224,14 +224,21 @@ static const char *find_meta(const struct st_file *f, const char *key)
     return NULL;
 }
 
+/* Unsigned decimal (seeds use all 64 bits, beyond cwt_parse_i64's range). */
 static int meta_u64(const struct st_file *f, const char *key, uint64_t *out)
 {
     const char *v = find_meta(f, key);
-    int64_t x;
+    uint64_t x = 0;
 
-    if (v == NULL || cwt_parse_i64(v, 0, INT64_MAX, &x) != 0)
+    if (v == NULL || *v == '\0')
         return CWT_EFORMAT;
-    *out = (uint64_t)x;
+    for (; *v != '\0'; v++) {
+        uint64_t digit = (uint64_t)(*v - '0');
+        if (*v < '0' || *v > '9' || x > (UINT64_MAX - digit) / 10)
+            return CWT_EFORMAT;
+        x = x * 10 + digit;
+    }
+    *out = x;
     return 0;
 }
 

@@ -4,12 +4,10 @@
 set -euo pipefail
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
 
-if [ -z "${CWTD:-}" ]; then
-    echo "SKIP: cwtd is not built"
-    exit 0
-fi
+[ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
+[ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 daemon_setup daemon_federation
-trap 'daemon_cleanup; rm -rf "$T"' EXIT
+trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 SITES=(a b c d)
 
 setup_federation "${SITES[@]}"

@@ -32,8 +32,8 @@ json_field() { # FILE(last line) KEY
 EPOCHS=8
 python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 120 7
 "$CWTCTL" init --site-id a --dir "$T/a" --input 28x28x1 --class-names top,bottom,bar >/dev/null
-# Small batches so that an epoch has enough steps to be interrupted.
-sed -i -e 's/batch_size = [0-9]*;/batch_size = 32;/' "$T/a/roster.conf"
+# Small batches so that an epoch has enough steps to be interrupted; a gentle learning rate.
+sed -i -e 's/batch_size = [0-9]*;/batch_size = 32;/' -e 's/ lr = [0-9.e-]*;/ lr = 0.01;/' "$T/a/roster.conf"
 A=(-c "$T/a/cwtd.conf")
 "$CWTCTL" "${A[@]}" ingest --val-fraction 0.2 --seed 3 "$T/png" >/dev/null
 
@@ -44,7 +44,8 @@ expect_fail 1 "no trained model" "$CWTCTL" "${A[@]}" eval
 expect_fail 1 "no trained model" "$CWTCTL" "${A[@]}" model export -o "$T/none.safetensors"
 
 # 1. Convergence, JSON per epoch.
-"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run1.json" 2>"$T/run1.err"
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run1.json" 2>"$T/run1.err" ||
+    fail "training failed: $(cat "$T/run1.err")"
 [ "$(wc -l <"$T/run1.json")" -eq $EPOCHS ] || fail "expected $EPOCHS JSON lines"
 grep -q "device:" "$T/run1.err" || fail "the device is not named"
 python3 - "$T/run1.json" <<'EOF'
@@ -64,7 +65,7 @@ EOF
 SUM1=$(sha256sum <"$T/run1.safetensors")
 
 # 2. Same seed, same bytes.
-"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run2.json" 2>/dev/null
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run2.json"
 "$CWTCTL" "${A[@]}" model export -o "$T/run2.safetensors" >/dev/null
 [ "$(sha256sum <"$T/run2.safetensors")" = "$SUM1" ] || fail "two runs with one seed differ"
 
@@ -85,12 +86,14 @@ sleep "$(python3 -c "import random; print(min(2.0, random.uniform(0, $EPOCH_S / 
 kill -9 $PID 2>/dev/null || fail "the run ended before it could be killed"
 wait $PID 2>/dev/null || true
 [ "$(wc -l <"$T/run3.json")" -lt $EPOCHS ] || fail "the killed run had finished"
-"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --resume --json >"$T/run3b.json" 2>"$T/run3b.err"
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --resume --json >"$T/run3b.json" 2>"$T/run3b.err" ||
+    fail "resume failed: $(cat "$T/run3b.err")"
 grep -q "resuming at step" "$T/run3b.err" || fail "did not resume: $(cat "$T/run3b.err")"
 "$CWTCTL" "${A[@]}" model export -o "$T/run3.safetensors" >/dev/null
 [ "$(sha256sum <"$T/run3.safetensors")" = "$SUM1" ] || fail "resumed run differs"
 # A finished run has nothing left to resume.
-"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --resume 2>"$T/err" >/dev/null
+"$CWTCTL" "${A[@]}" train --epochs $EPOCHS --resume 2>"$T/err" >/dev/null ||
+    fail "resuming a finished run failed: $(cat "$T/err")"
 grep -q "complete" "$T/err" || fail "resuming a finished run: $(cat "$T/err")"
 
 # 4. eval: JSON keys, validation accuracy.
