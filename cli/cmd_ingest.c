@@ -91,7 +91,7 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
 
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
         case 's':
             if (store_split_parse(optarg, &opt.split) != 0)
