@@ -25,8 +25,10 @@ int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cw
 
     rc = config_load(g->config_path, cfg, err, sizeof(err));
     if (rc == CWT_ENOENT)
-        return cli_error(CLI_USAGE, "no site configuration at %s (use -c FILE, set CWT_CONFIG, "
-                         "or run 'cwtctl init')", g->config_path);
+        return cli_error(CLI_USAGE,
+                         "no site configuration at %s (use -c FILE, set CWT_CONFIG, "
+                         "or run 'cwtctl init')",
+                         g->config_path);
     if (rc != 0)
         return cli_error(CLI_USAGE, "%s", err);
     if (roster != NULL && roster_load(cfg->roster_path, roster, err, sizeof(err)) != 0)

@@ -26,8 +26,8 @@ static int parse_input(const char *s, struct cwt_recipe *r)
     unsigned h, w, c;
     char tail;
 
-    if (sscanf(s, "%ux%ux%u%c", &h, &w, &c, &tail) != 3 || h < 1 || w < 1 || h > 1024 ||
-        w > 1024 || (c != 1 && c != 3))
+    if (sscanf(s, "%ux%ux%u%c", &h, &w, &c, &tail) != 3 || h < 1 || w < 1 || h > 1024 || w > 1024 ||
+        (c != 1 && c != 3))
         return CWT_EINVAL;
     r->input_h = h;
     r->input_w = w;
@@ -61,13 +61,16 @@ static int parse_class_names(const char *s, struct cwt_recipe *r)
 
 int cmd_init(int argc, char **argv, const struct cli_globals *g)
 {
-    static const struct option opts[] = {
-        {"site-id", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
-        {"input", required_argument, NULL, 'i'},   {"classes", required_argument, NULL, 'k'},
-        {"class-names", required_argument, NULL, 'n'},
-        {"model", required_argument, NULL, 'm'},   {"federation", required_argument, NULL, 'f'},
-        {"seed", required_argument, NULL, 'S'},    {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"site-id", required_argument, NULL, 's'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"input", required_argument, NULL, 'i'},
+                                         {"classes", required_argument, NULL, 'k'},
+                                         {"class-names", required_argument, NULL, 'n'},
+                                         {"model", required_argument, NULL, 'm'},
+                                         {"federation", required_argument, NULL, 'f'},
+                                         {"seed", required_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *site_id = NULL, *dir = NULL, *federation = NULL;
     char err[CWT_ERRLEN], path[PATH_MAX], keys_dir[PATH_MAX];
     struct cwt_recipe *recipe;
@@ -81,9 +84,15 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
     optind = 0;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
-        case 's': site_id = optarg; break;
-        case 'd': dir = optarg; break;
-        case 'f': federation = optarg; break;
+        case 's':
+            site_id = optarg;
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'f':
+            federation = optarg;
+            break;
         case 'i':
             if (parse_input(optarg, recipe) != 0) {
                 cli_error(CLI_USAGE, "--input %s: expected HxWxC, e.g. 28x28x1 (C is 1 or 3)",
@@ -102,8 +111,10 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
             break;
         case 'n':
             if (parse_class_names(optarg, recipe) != 0) {
-                cli_error(CLI_USAGE, "--class-names: expected 2-%d distinct names of at most %d "
-                          "characters, separated by commas", CWT_MAX_CLASSES, CWT_NAME_MAX);
+                cli_error(CLI_USAGE,
+                          "--class-names: expected 2-%d distinct names of at most %d "
+                          "characters, separated by commas",
+                          CWT_MAX_CLASSES, CWT_NAME_MAX);
                 goto out;
             }
             have_names = 1;
@@ -122,8 +133,13 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
             }
             recipe->seed = (uint64_t)v;
             break;
-        case 'h': init_usage(stdout); rc = CLI_OK; goto out;
-        default: init_usage(stderr); goto out;
+        case 'h':
+            init_usage(stdout);
+            rc = CLI_OK;
+            goto out;
+        default:
+            init_usage(stderr);
+            goto out;
         }
     }
     if (optind != argc || site_id == NULL || dir == NULL) {

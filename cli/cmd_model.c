@@ -94,13 +94,13 @@ static int model_import(struct model_run *r, const char *path, const struct cli_
     rc = train_specs_from_recipe(&r->roster.recipe, &spec, &ospec, err, sizeof(err));
     if (rc != 0)
         return cli_error(CLI_USAGE, "%s", err);
-    rc = store_open(r->cfg.store_dir, 0, r->cfg.store_max_bytes, &r->st, err, sizeof(err));
-    if (rc == 0)
-        rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
+    rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
     if (rc == 0)
         rc = train_model_from_recipe(r->dev, &r->roster.recipe, &r->model, err, sizeof(err));
     if (rc != 0)
         return cli_error(CLI_FAIL, "%s", err);
+    /* Every check passes before the store is touched (or created, on a site that has not
+     * ingested anything yet and only predicts). */
     rc = train_state_load(r->model, r->blob, len, TRAIN_SAVE_WEIGHTS, &meta, err, sizeof(err));
     if (rc != 0)
         return cli_error(CLI_FAIL, "%s: %s", path, err);
@@ -109,6 +109,10 @@ static int model_import(struct model_run *r, const char *path, const struct cli_
     eng_model_set_step(r->model, meta.step);
     rc = train_state_save(r->model, &spec, &meta.norm, &r->roster.recipe, TRAIN_SAVE_WEIGHTS, NULL,
                           0, &r->out, &outlen, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    rc = store_open(r->cfg.store_dir, STORE_CREATE, r->cfg.store_max_bytes, &r->st, err,
+                    sizeof(err));
     if (rc != 0)
         return cli_error(CLI_FAIL, "%s", err);
     if ((rc = store_model_put(r->st, TRAIN_CKPT_MODEL, r->out, outlen)) != 0)

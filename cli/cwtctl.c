@@ -43,8 +43,9 @@ static void usage(FILE *f)
                "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nRun 'cwtctl COMMAND --help' for a command's options.\n"
-               "The configuration is -c FILE, else $CWT_CONFIG, else %s.\n",
+    fprintf(f,
+            "\nRun 'cwtctl COMMAND --help' for a command's options.\n"
+            "The configuration is -c FILE, else $CWT_CONFIG, else %s.\n",
             CWT_DEFAULT_CONFIG);
 }
 

@@ -32,7 +32,7 @@ void decode_free(struct decoded_image *img);
 
 /* Converts to c_out channels (grey <-> RGB, ITU-R BT.601 luma) and resizes to h_out x w_out
  * into out (h_out*w_out*c_out bytes, caller-owned). */
-int image_prepare(const struct decoded_image *in, uint32_t h_out, uint32_t w_out,
-                  uint32_t c_out, uint8_t *out);
+int image_prepare(const struct decoded_image *in, uint32_t h_out, uint32_t w_out, uint32_t c_out,
+                  uint8_t *out);
 
 #endif

@@ -480,34 +480,14 @@ static int csv_header_ok(char *line, int *has_split)
     return 1;
 }
 
-static int list_csv(struct run *r, const char *csv, struct item_list *l, char *err, size_t errlen)
+/* Lists the rows of CSV text buf (len bytes, with a NUL at buf[len]; changed in place) named
+ * csv in messages, with paths relative to the real folder base. */
+static int csv_parse(struct run *r, const char *csv, const char *base, char *buf, size_t len,
+                     struct item_list *l, char *err, size_t errlen)
 {
-    char base[PATH_MAX], dirbuf[PATH_MAX], where[PATH_MAX + 32], detail[PATH_MAX + 128];
-    char resolved[PATH_MAX], *slash, *buf = NULL, *p, *next, *end;
-    size_t len;
+    char where[PATH_MAX + 32], detail[PATH_MAX + 128], resolved[PATH_MAX], *p, *next, *end;
     unsigned long lineno = 0;
     int rc, have_header = 0, has_split = 0;
-
-    rc = file_read_all(csv, CSV_MAX_BYTES, (uint8_t **)&buf, &len, err, errlen);
-    if (rc != 0)
-        return rc == CWT_ENOMEM ? rc : CWT_EINVAL;
-    /* The folder the paths are relative to, as a real path (symlinks resolved). */
-    if (strlen(csv) >= sizeof(dirbuf)) {
-        free(buf);
-        return cwt_seterr(err, errlen, CWT_EINVAL, "CSV path is too long");
-    }
-    strcpy(dirbuf, csv);
-    slash = strrchr(dirbuf, '/');
-    if (slash == NULL)
-        strcpy(dirbuf, ".");
-    else if (slash == dirbuf)
-        dirbuf[1] = '\0';
-    else
-        *slash = '\0';
-    if (realpath(dirbuf, base) == NULL) {
-        free(buf);
-        return cwt_seterr(err, errlen, CWT_EINVAL, "%s: %s", dirbuf, strerror(errno));
-    }
 
     for (p = buf, end = buf + len; p < end; p = next) {
         char *nl = memchr(p, '\n', (size_t)(end - p)), *line, *fields[CSV_MAX_FIELDS];
@@ -580,18 +560,14 @@ static int list_csv(struct run *r, const char *csv, struct item_list *l, char *e
             continue;
         }
         char *path = strdup(resolved);
-        if (path == NULL) {
-            free(buf);
+        if (path == NULL)
             return CWT_ENOMEM;
-        }
         rc = list_add(l, path, name_key(r->opt->seed, trim(fields[0])), label, split);
         if (rc != 0) {
             free(path);
-            free(buf);
             return cwt_seterr(err, errlen, rc, "%s: too many rows", csv);
         }
     }
-    free(buf);
     if (!have_header)
         return cwt_seterr(err, errlen, CWT_EINVAL,
                           "%s is empty (expected a header line "
@@ -599,10 +575,40 @@ static int list_csv(struct run *r, const char *csv, struct item_list *l, char *e
                           csv);
     return 0;
 bad_header:
-    free(buf);
     return cwt_seterr(err, errlen, CWT_EINVAL,
                       "%s:%lu: expected the header 'path,label' or 'path,label,split'", csv,
                       lineno);
+}
+
+static int list_csv(struct run *r, const char *csv, struct item_list *l, char *err, size_t errlen)
+{
+    char base[PATH_MAX], dirbuf[PATH_MAX], *slash, *buf = NULL;
+    size_t len;
+    int rc;
+
+    rc = file_read_all(csv, CSV_MAX_BYTES, (uint8_t **)&buf, &len, err, errlen);
+    if (rc != 0)
+        return rc == CWT_ENOMEM ? rc : CWT_EINVAL;
+    /* The folder the paths are relative to, as a real path (symlinks resolved). */
+    if (strlen(csv) >= sizeof(dirbuf)) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EINVAL, "CSV path is too long");
+    }
+    strcpy(dirbuf, csv);
+    slash = strrchr(dirbuf, '/');
+    if (slash == NULL)
+        strcpy(dirbuf, ".");
+    else if (slash == dirbuf)
+        dirbuf[1] = '\0';
+    else
+        *slash = '\0';
+    if (realpath(dirbuf, base) == NULL) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EINVAL, "%s: %s", dirbuf, strerror(errno));
+    }
+    rc = csv_parse(r, csv, base, buf, len, l, err, errlen);
+    free(buf);
+    return rc;
 }
 
 /* --- DIR --- */
@@ -1006,6 +1012,46 @@ finish:
     progress_clear(&r);
     sum->seconds = cwt_monotonic() - r.t0;
     free(r.pixels);
+    list_free(&l);
+    return rc;
+}
+
+int ingest_csv_list(const char *text, size_t len, const char *name, const char *base,
+                    const struct cwt_recipe *recipe, const struct ingest_options *opt,
+                    struct ingest_summary *sum, size_t *rows, char *err, size_t errlen)
+{
+    struct run r = {0};
+    struct item_list l = {0};
+    char *buf;
+    int rc;
+
+    if ((text == NULL && len > 0) || name == NULL || base == NULL || recipe == NULL ||
+        opt == NULL || sum == NULL || rows == NULL)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "CSV listing called without its arguments");
+    memset(sum, 0, sizeof(*sum));
+    *rows = 0;
+    rc = check_options(recipe, opt, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (len > CSV_MAX_BYTES)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "%s is larger than %u bytes", name,
+                          CSV_MAX_BYTES);
+    /* The parser works in place on NUL-terminated text, as file_read_all leaves it. */
+    buf = malloc(len + 1);
+    if (buf == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    if (len > 0)
+        memcpy(buf, text, len);
+    buf[len] = '\0';
+    r.recipe = recipe;
+    r.opt = opt;
+    r.sum = sum;
+    rc = csv_parse(&r, name, base, buf, len, &l, err, errlen);
+    free(buf);
+    if (rc == 0) {
+        sum->items += l.n;
+        *rows = l.n;
+    }
     list_free(&l);
     return rc;
 }

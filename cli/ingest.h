@@ -80,4 +80,14 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
                int ninputs, const struct ingest_options *opt, struct ingest_summary *sum, char *err,
                size_t errlen);
 
+/* Lists CSV text the way ingest_run lists a CSV file, without opening any image (for tests
+ * and the fuzzer): text is len bytes, not necessarily NUL-terminated; name stands for the
+ * file in messages; base is the real path of the folder the rows' paths are relative to.
+ * Rejected rows are counted in sum and reported to opt->report; *rows is set to the number of
+ * rows that would be ingested. CWT_EINVAL with err filled for a missing or bad header or
+ * options out of range; CWT_ENOMEM. */
+int ingest_csv_list(const char *text, size_t len, const char *name, const char *base,
+                    const struct cwt_recipe *recipe, const struct ingest_options *opt,
+                    struct ingest_summary *sum, size_t *rows, char *err, size_t errlen);
+
 #endif

@@ -15,40 +15,74 @@
 const char *cwt_strerror(int err)
 {
     switch (err) {
-    case CWT_OK: return "success";
-    case CWT_ENOMEM: return "out of memory";
-    case CWT_EIO: return "input/output error";
-    case CWT_EINVAL: return "invalid argument";
-    case CWT_ENOENT: return "not found";
-    case CWT_EEXIST: return "already exists";
-    case CWT_EFORMAT: return "malformed input";
-    case CWT_ETOOBIG: return "input exceeds a limit";
-    case CWT_ECONFIG: return "configuration error";
-    case CWT_ESTORE: return "store error";
-    case CWT_ECRYPTO: return "cryptographic library failure";
-    case CWT_EPERM: return "unsafe permissions or not allowed";
-    case CWT_EVULKAN: return "Vulkan error";
-    case CWT_EUNSUPPORTED: return "unsupported";
-    case CWT_EDECODE: return "image could not be decoded";
-    case CWT_EDUPLICATE: return "duplicate";
-    case CWT_ESTATE: return "not valid in the current state";
-    case CWT_ENUMERIC: return "non-finite value";
-    case CWT_EB_FRAMING: return "bundle size or framing is wrong";
-    case CWT_EB_MAGIC: return "not a cwt bundle or unsupported version";
-    case CWT_EB_HEADER: return "bundle header is malformed";
-    case CWT_EB_ROSTER: return "bundle belongs to a different roster";
-    case CWT_EB_SIGNER: return "bundle signer is not the sender in the roster";
-    case CWT_EB_SIGNATURE: return "bundle signature does not verify";
-    case CWT_EB_RECIPIENT: return "this site is not a recipient of the bundle";
-    case CWT_EB_EXPIRED: return "bundle has expired";
-    case CWT_EB_REPLAY: return "bundle was accepted before (replay)";
-    case CWT_EB_ROLLBACK: return "bundle sequence is not newer than the last accepted (rollback)";
-    case CWT_EB_PARENT: return "bundle parent does not match the known chain";
-    case CWT_EB_DECRYPT: return "bundle payload fails to decrypt or authenticate";
-    case CWT_EB_PAYLOAD: return "bundle payload hash does not match";
-    case CWT_EB_MODEL: return "bundle model fingerprint does not match the roster's model";
-    case CWT_EB_TENSORS: return "bundle tensors are malformed or not finite";
-    default: return "unknown error";
+    case CWT_OK:
+        return "success";
+    case CWT_ENOMEM:
+        return "out of memory";
+    case CWT_EIO:
+        return "input/output error";
+    case CWT_EINVAL:
+        return "invalid argument";
+    case CWT_ENOENT:
+        return "not found";
+    case CWT_EEXIST:
+        return "already exists";
+    case CWT_EFORMAT:
+        return "malformed input";
+    case CWT_ETOOBIG:
+        return "input exceeds a limit";
+    case CWT_ECONFIG:
+        return "configuration error";
+    case CWT_ESTORE:
+        return "store error";
+    case CWT_ECRYPTO:
+        return "cryptographic library failure";
+    case CWT_EPERM:
+        return "unsafe permissions or not allowed";
+    case CWT_EVULKAN:
+        return "Vulkan error";
+    case CWT_EUNSUPPORTED:
+        return "unsupported";
+    case CWT_EDECODE:
+        return "image could not be decoded";
+    case CWT_EDUPLICATE:
+        return "duplicate";
+    case CWT_ESTATE:
+        return "not valid in the current state";
+    case CWT_ENUMERIC:
+        return "non-finite value";
+    case CWT_EB_FRAMING:
+        return "bundle size or framing is wrong";
+    case CWT_EB_MAGIC:
+        return "not a cwt bundle or unsupported version";
+    case CWT_EB_HEADER:
+        return "bundle header is malformed";
+    case CWT_EB_ROSTER:
+        return "bundle belongs to a different roster";
+    case CWT_EB_SIGNER:
+        return "bundle signer is not the sender in the roster";
+    case CWT_EB_SIGNATURE:
+        return "bundle signature does not verify";
+    case CWT_EB_RECIPIENT:
+        return "this site is not a recipient of the bundle";
+    case CWT_EB_EXPIRED:
+        return "bundle has expired";
+    case CWT_EB_REPLAY:
+        return "bundle was accepted before (replay)";
+    case CWT_EB_ROLLBACK:
+        return "bundle sequence is not newer than the last accepted (rollback)";
+    case CWT_EB_PARENT:
+        return "bundle parent does not match the known chain";
+    case CWT_EB_DECRYPT:
+        return "bundle payload fails to decrypt or authenticate";
+    case CWT_EB_PAYLOAD:
+        return "bundle payload hash does not match";
+    case CWT_EB_MODEL:
+        return "bundle model fingerprint does not match the roster's model";
+    case CWT_EB_TENSORS:
+        return "bundle tensors are malformed or not finite";
+    default:
+        return "unknown error";
     }
 }
 

@@ -22,39 +22,39 @@
 
 enum cwt_error {
     CWT_OK = 0,
-    CWT_ENOMEM = -1,       /* out of memory */
-    CWT_EIO = -2,          /* system call failed (errno says why) */
-    CWT_EINVAL = -3,       /* invalid argument */
-    CWT_ENOENT = -4,       /* no such item */
-    CWT_EEXIST = -5,       /* item exists already */
-    CWT_EFORMAT = -6,      /* malformed input */
-    CWT_ETOOBIG = -7,      /* input exceeds a bound */
-    CWT_ECONFIG = -8,      /* configuration or roster error */
-    CWT_ESTORE = -9,       /* LMDB store error */
-    CWT_ECRYPTO = -10,     /* libsodium failure */
-    CWT_EPERM = -11,       /* unsafe permissions or not allowed */
-    CWT_EVULKAN = -12,     /* Vulkan error */
-    CWT_EUNSUPPORTED = -13,/* valid but unsupported input */
-    CWT_EDECODE = -14,     /* image could not be decoded */
-    CWT_EDUPLICATE = -15,  /* already present (idempotent skip) */
-    CWT_ESTATE = -16,      /* operation not valid in this state */
-    CWT_ENUMERIC = -17,    /* NaN or Inf where finite values are required */
+    CWT_ENOMEM = -1,        /* out of memory */
+    CWT_EIO = -2,           /* system call failed (errno says why) */
+    CWT_EINVAL = -3,        /* invalid argument */
+    CWT_ENOENT = -4,        /* no such item */
+    CWT_EEXIST = -5,        /* item exists already */
+    CWT_EFORMAT = -6,       /* malformed input */
+    CWT_ETOOBIG = -7,       /* input exceeds a bound */
+    CWT_ECONFIG = -8,       /* configuration or roster error */
+    CWT_ESTORE = -9,        /* LMDB store error */
+    CWT_ECRYPTO = -10,      /* libsodium failure */
+    CWT_EPERM = -11,        /* unsafe permissions or not allowed */
+    CWT_EVULKAN = -12,      /* Vulkan error */
+    CWT_EUNSUPPORTED = -13, /* valid but unsupported input */
+    CWT_EDECODE = -14,      /* image could not be decoded */
+    CWT_EDUPLICATE = -15,   /* already present (idempotent skip) */
+    CWT_ESTATE = -16,       /* operation not valid in this state */
+    CWT_ENUMERIC = -17,     /* NaN or Inf where finite values are required */
     /* Bundle acceptance rules, in the order they are checked (DESIGN section 4). */
-    CWT_EB_FRAMING = -30,    /* size and framing */
-    CWT_EB_MAGIC = -31,      /* magic or version */
-    CWT_EB_HEADER = -32,     /* header syntax */
-    CWT_EB_ROSTER = -33,     /* roster fingerprint mismatch */
-    CWT_EB_SIGNER = -34,     /* signer not in roster or not the sender */
-    CWT_EB_SIGNATURE = -35,  /* signature does not verify */
-    CWT_EB_RECIPIENT = -36,  /* this site is not a recipient */
-    CWT_EB_EXPIRED = -37,    /* bundle expired */
-    CWT_EB_REPLAY = -38,     /* bundle id seen before */
-    CWT_EB_ROLLBACK = -39,   /* sequence number not greater than last accepted */
-    CWT_EB_PARENT = -40,     /* parent hash does not match the known chain */
-    CWT_EB_DECRYPT = -41,    /* a chunk fails to decrypt or authenticate */
-    CWT_EB_PAYLOAD = -42,    /* payload hash mismatch */
-    CWT_EB_MODEL = -43,      /* model fingerprint mismatch */
-    CWT_EB_TENSORS = -44,    /* tensors not sane (NaN/Inf, bad safetensors) */
+    CWT_EB_FRAMING = -30,   /* size and framing */
+    CWT_EB_MAGIC = -31,     /* magic or version */
+    CWT_EB_HEADER = -32,    /* header syntax */
+    CWT_EB_ROSTER = -33,    /* roster fingerprint mismatch */
+    CWT_EB_SIGNER = -34,    /* signer not in roster or not the sender */
+    CWT_EB_SIGNATURE = -35, /* signature does not verify */
+    CWT_EB_RECIPIENT = -36, /* this site is not a recipient */
+    CWT_EB_EXPIRED = -37,   /* bundle expired */
+    CWT_EB_REPLAY = -38,    /* bundle id seen before */
+    CWT_EB_ROLLBACK = -39,  /* sequence number not greater than last accepted */
+    CWT_EB_PARENT = -40,    /* parent hash does not match the known chain */
+    CWT_EB_DECRYPT = -41,   /* a chunk fails to decrypt or authenticate */
+    CWT_EB_PAYLOAD = -42,   /* payload hash mismatch */
+    CWT_EB_MODEL = -43,     /* model fingerprint mismatch */
+    CWT_EB_TENSORS = -44,   /* tensors not sane (NaN/Inf, bad safetensors) */
 };
 
 /* Returns a static, human-readable description of a CWT_E* code. Never NULL. */

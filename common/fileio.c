@@ -98,8 +98,10 @@ int file_write_new(const char *path, const void *buf, size_t len, mode_t mode, c
 
     if (fd < 0) {
         if (errno == EEXIST)
-            return cwt_seterr(err, errlen, CWT_EEXIST, "%s exists already; refusing to "
-                              "overwrite it", path);
+            return cwt_seterr(err, errlen, CWT_EEXIST,
+                              "%s exists already; refusing to "
+                              "overwrite it",
+                              path);
         return cwt_seterr(err, errlen, CWT_EIO, "%s: cannot create: %s", path, strerror(errno));
     }
     if (fchmod(fd, mode) != 0 || write_full(fd, buf, len) != 0 || fsync(fd) != 0) {
@@ -137,8 +139,8 @@ int file_read_all(const char *path, size_t max, uint8_t **out, size_t *outlen, c
     }
     if ((uint64_t)sb.st_size > max) {
         close(fd);
-        return cwt_seterr(err, errlen, CWT_ETOOBIG, "%s: larger than the limit of %zu bytes",
-                          path, max);
+        return cwt_seterr(err, errlen, CWT_ETOOBIG, "%s: larger than the limit of %zu bytes", path,
+                          max);
     }
     buf = malloc((size_t)sb.st_size + 1);
     if (buf == NULL) {
@@ -172,7 +174,7 @@ int file_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
     if (len == 0 || len >= sizeof(tmp))
         return cwt_seterr(err, errlen, CWT_ETOOBIG, "%s: bad folder path", path);
     memcpy(tmp, path, len + 1);
-    for (char *p = tmp + 1; ; p++) {
+    for (char *p = tmp + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';

@@ -28,12 +28,11 @@ struct ctx {
     size_t errlen;
 };
 
-static int at(const struct ctx *c, const config_setting_t *s, const char *key, const char *fmt,
-              ...) __attribute__((format(printf, 4, 5)));
+static int at(const struct ctx *c, const config_setting_t *s, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Reports "FILE:LINE: KEY: message". */
-static int at(const struct ctx *c, const config_setting_t *s, const char *key, const char *fmt,
-              ...)
+static int at(const struct ctx *c, const config_setting_t *s, const char *key, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -133,10 +132,15 @@ static int get_double(const struct ctx *c, const config_setting_t *grp, const ch
     if (s == NULL)
         return 0;
     switch (config_setting_type(s)) {
-    case CONFIG_TYPE_FLOAT: v = config_setting_get_float(s); break;
+    case CONFIG_TYPE_FLOAT:
+        v = config_setting_get_float(s);
+        break;
     case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64: v = (double)config_setting_get_int64(s); break;
-    default: return at(c, s, full, "expected a number");
+    case CONFIG_TYPE_INT64:
+        v = (double)config_setting_get_int64(s);
+        break;
+    default:
+        return at(c, s, full, "expected a number");
     }
     if (!isfinite(v) || v < min || v > max)
         return at(c, s, full, "expected a number from %g to %g", min, max);
@@ -245,8 +249,8 @@ const char *config_default_path(const char *explicit_path)
 
 int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errlen)
 {
-    static const char *const top_keys[] = {"site_id", "dirs", "socket", "roster", "gpu",
-                                           "daemon", "limits", NULL};
+    static const char *const top_keys[] = {"site_id", "dirs",   "socket", "roster",
+                                           "gpu",     "daemon", "limits", NULL};
     static const char *const dir_keys[] = {"site", "store", "keys", "inbox", "outbox", NULL};
     static const char *const gpu_keys[] = {"device", NULL};
     static const char *const daemon_keys[] = {"user", "group", "rescan_seconds", NULL};
@@ -295,8 +299,7 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     if (rc == 0)
         rc = get_string(&c, dirs, "dirs.", "site", 0, cfg->dir, sizeof(cfg->dir));
     if (rc == 0)
-        rc = resolve_path(&c, member(dirs, "site"), "dirs.site", base, cfg->dir,
-                          sizeof(cfg->dir));
+        rc = resolve_path(&c, member(dirs, "site"), "dirs.site", base, cfg->dir, sizeof(cfg->dir));
     if (rc == 0)
         rc = get_string(&c, dirs, "dirs.", "store", 0, cfg->store_dir, sizeof(cfg->store_dir));
     if (rc == 0)
@@ -304,8 +307,7 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     if (rc == 0)
         rc = get_string(&c, dirs, "dirs.", "inbox", 0, cfg->inbox_dir, sizeof(cfg->inbox_dir));
     if (rc == 0)
-        rc = get_string(&c, dirs, "dirs.", "outbox", 0, cfg->outbox_dir,
-                        sizeof(cfg->outbox_dir));
+        rc = get_string(&c, dirs, "dirs.", "outbox", 0, cfg->outbox_dir, sizeof(cfg->outbox_dir));
     if (rc == 0)
         rc = get_string(&c, root, "", "socket", 0, cfg->socket_path, sizeof(cfg->socket_path));
     if (rc == 0)
@@ -324,8 +326,7 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
             else
                 snprintf(cfg->gpu_device, sizeof(cfg->gpu_device), "%d", idx);
         } else {
-            rc = get_string(&c, gpu, "gpu.", "device", 0, cfg->gpu_device,
-                            sizeof(cfg->gpu_device));
+            rc = get_string(&c, gpu, "gpu.", "device", 0, cfg->gpu_device, sizeof(cfg->gpu_device));
         }
     }
 
@@ -352,22 +353,18 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
 
     /* Relative folders are relative to the site folder. */
     if (rc == 0)
-        rc = resolve_path(&c, dirs, "dirs.store", cfg->dir, cfg->store_dir,
-                          sizeof(cfg->store_dir));
+        rc = resolve_path(&c, dirs, "dirs.store", cfg->dir, cfg->store_dir, sizeof(cfg->store_dir));
     if (rc == 0)
         rc = resolve_path(&c, dirs, "dirs.keys", cfg->dir, cfg->keys_dir, sizeof(cfg->keys_dir));
     if (rc == 0)
-        rc = resolve_path(&c, dirs, "dirs.inbox", cfg->dir, cfg->inbox_dir,
-                          sizeof(cfg->inbox_dir));
+        rc = resolve_path(&c, dirs, "dirs.inbox", cfg->dir, cfg->inbox_dir, sizeof(cfg->inbox_dir));
     if (rc == 0)
         rc = resolve_path(&c, dirs, "dirs.outbox", cfg->dir, cfg->outbox_dir,
                           sizeof(cfg->outbox_dir));
     if (rc == 0)
-        rc = resolve_path(&c, root, "socket", cfg->dir, cfg->socket_path,
-                          sizeof(cfg->socket_path));
+        rc = resolve_path(&c, root, "socket", cfg->dir, cfg->socket_path, sizeof(cfg->socket_path));
     if (rc == 0)
-        rc = resolve_path(&c, root, "roster", cfg->dir, cfg->roster_path,
-                          sizeof(cfg->roster_path));
+        rc = resolve_path(&c, root, "roster", cfg->dir, cfg->roster_path, sizeof(cfg->roster_path));
     config_destroy(&cf);
     return rc;
 }
@@ -432,15 +429,31 @@ static int get_enum(const struct ctx *c, const config_setting_t *grp, const char
 
 static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct cwt_recipe *r)
 {
-    static const char *const recipe_keys[] = {"model", "input", "classes", "class_names", "seed",
-                                              "train", "cycle", NULL};
+    static const char *const recipe_keys[] = {"model", "input", "classes", "class_names",
+                                              "seed",  "train", "cycle",   NULL};
     static const char *const model_keys[] = {"name", "depth", "width", "dropout", NULL};
-    static const char *const train_keys[] = {
-        "batch_size", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-        "beta1", "beta2", "eps", "schedule", "lr_min", "gamma", "step_epochs", "cycle_epochs",
-        "augment_hflip", "augment_crop_pad", "balanced_sampling", "class_weighted_loss", NULL};
-    static const char *const cycle_keys[] = {"heuristic", "visit_unit", "visit_length", "cycles",
-                                             "patience", "bundle_ttl_days", NULL};
+    static const char *const train_keys[] = {"batch_size",
+                                             "epochs",
+                                             "optimizer",
+                                             "lr",
+                                             "momentum",
+                                             "nesterov",
+                                             "weight_decay",
+                                             "beta1",
+                                             "beta2",
+                                             "eps",
+                                             "schedule",
+                                             "lr_min",
+                                             "gamma",
+                                             "step_epochs",
+                                             "cycle_epochs",
+                                             "augment_hflip",
+                                             "augment_crop_pad",
+                                             "balanced_sampling",
+                                             "class_weighted_loss",
+                                             NULL};
+    static const char *const cycle_keys[] = {
+        "heuristic", "visit_unit", "visit_length", "cycles", "patience", "bundle_ttl_days", NULL};
     const config_setting_t *mg, *tg, *cg, *in, *names;
     int64_t seed = (int64_t)r->seed;
     int e, rc;
@@ -496,8 +509,8 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
         if ((config_setting_type(names) != CONFIG_TYPE_ARRAY &&
              config_setting_type(names) != CONFIG_TYPE_LIST) ||
             n != (int)r->classes)
-            rc = at(c, names, "recipe.class_names",
-                    "expected a list of %u strings (one per class)", r->classes);
+            rc = at(c, names, "recipe.class_names", "expected a list of %u strings (one per class)",
+                    r->classes);
         for (int i = 0; rc == 0 && i < n; i++) {
             const config_setting_t *el = config_setting_get_elem(names, (unsigned)i);
             const char *v;
@@ -508,8 +521,8 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
             }
             v = config_setting_get_string(el);
             if (v[0] == '\0' || strlen(v) > CWT_NAME_MAX || strchr(v, ',') != NULL) {
-                rc = at(c, el, "recipe.class_names",
-                        "names must be 1-%d characters without commas", CWT_NAME_MAX);
+                rc = at(c, el, "recipe.class_names", "names must be 1-%d characters without commas",
+                        CWT_NAME_MAX);
                 break;
             }
             for (int j = 0; j < i; j++)
@@ -650,8 +663,7 @@ int keyline_parse(const char *line, struct cwt_roster_site *site, char *err, siz
         return cwt_seterr(err, errlen, CWT_EFORMAT,
                           "key line must be \"" KEYLINE_PREFIX " <site-id> <base64 key>\"");
     if (!cwt_valid_id(id))
-        return cwt_seterr(err, errlen, CWT_EFORMAT, "key line site id \"%.64s\" is not valid",
-                          id);
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "key line site id \"%.64s\" is not valid", id);
     if (sodium_base642bin(both, sizeof(both), b64, strlen(b64), NULL, &binlen, &b64_end,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         binlen != sizeof(both) || b64_end == NULL || *b64_end != '\0')
@@ -781,8 +793,8 @@ static void put_recipe_text(FILE *f, const struct cwt_recipe *r)
     fprintf(f, "    optimizer = \"%s\";\n", optimizer_names[r->optimizer]);
     fprintf(f, "    lr = %.17g;\n    momentum = %.17g;\n    nesterov = %s;\n", r->lr, r->momentum,
             r->nesterov ? "true" : "false");
-    fprintf(f, "    weight_decay = %.17g;\n    beta1 = %.17g;\n    beta2 = %.17g;\n", r->weight_decay,
-            r->beta1, r->beta2);
+    fprintf(f, "    weight_decay = %.17g;\n    beta1 = %.17g;\n    beta2 = %.17g;\n",
+            r->weight_decay, r->beta1, r->beta2);
     fprintf(f, "    eps = %.17g;\n", r->eps);
     fprintf(f, "    schedule = \"%s\";\n    lr_min = %.17g;\n    gamma = %.17g;\n",
             schedule_names[r->schedule], r->lr_min, r->gamma);
@@ -932,8 +944,7 @@ int site_init(const char *dir, const char *site_id, const struct cwt_recipe *rec
             return cwt_seterr(err, errlen, CWT_ETOOBIG, "%s: path too long", dir);
         rc = file_mkdir_p(sub, mode, err, errlen);
         if (rc == 0 && chmod(sub, mode) != 0)
-            rc = cwt_seterr(err, errlen, CWT_EIO, "%s: cannot set mode: %s", sub,
-                            strerror(errno));
+            rc = cwt_seterr(err, errlen, CWT_EIO, "%s: cannot set mode: %s", sub, strerror(errno));
         if (rc != 0)
             return rc;
     }

@@ -26,9 +26,9 @@
 /* Site configuration: where this site keeps its things. All paths are absolute after
  * config_load (relative paths in the file are taken relative to the file's folder). */
 struct cwt_config {
-    char path[PATH_MAX];   /* the file this was read from */
+    char path[PATH_MAX]; /* the file this was read from */
     char site_id[CWT_ID_MAX + 1];
-    char dir[PATH_MAX];    /* the site folder (folder of cwtd.conf by default) */
+    char dir[PATH_MAX]; /* the site folder (folder of cwtd.conf by default) */
     char store_dir[PATH_MAX];
     char keys_dir[PATH_MAX];
     char inbox_dir[PATH_MAX];
@@ -151,7 +151,7 @@ int recipe_label_index(const struct cwt_recipe *r, const char *label, uint32_t *
 
 /* Creates a new site folder: DIR/cwtd.conf, DIR/roster.conf (the recipe and an empty site
  * list), and DIR/store, inbox, outbox, keys. Refuses (CWT_EEXIST) if DIR/cwtd.conf exists. */
-int site_init(const char *dir, const char *site_id, const struct cwt_recipe *recipe,
-              char *err, size_t errlen);
+int site_init(const char *dir, const char *site_id, const struct cwt_recipe *recipe, char *err,
+              size_t errlen);
 
 #endif

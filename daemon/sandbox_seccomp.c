@@ -9,6 +9,7 @@
 #include "daemon/sandbox.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -241,6 +242,15 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, siz
         rc = rc ? rc
                 : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                    SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+        /* Threads but no new processes: bundle sealing and opening hash on helper threads
+         * (crypto/bundle_pipe.c). clone is allowed only with CLONE_THREAD in its flags (the
+         * first argument on every architecture cwt builds for); clone3 passes its flags in
+         * memory that seccomp cannot read, so it fails with ENOSYS and the C library falls
+         * back to clone. */
+        rc = rc ? rc
+                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                   SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+        rc = rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
         if (rc != 0)
             return cwt_seterr(err, errlen, CWT_EIO, "seccomp: monitor rules: %s", strerror(-rc));
         return 0;

@@ -38,7 +38,9 @@ struct eng_device {
     VkDeviceSize min_ssbo_align;
     struct eng_device_info info;
     int is_cpu;
-    enum eng_gemm_shape gemm_shape;
+    enum eng_gemm_shape gemm_shape; /* kernel shape of the implicit-GEMM (gemm.comp) kernels */
+    int cpu_gemm; /* 1: dense GEMMs use gemm_cpu.comp and convolutions go through explicit
+                     im2col/col2im + gemm_cpu (CPU devices); 0: gemm.comp throughout */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */

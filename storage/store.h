@@ -31,9 +31,9 @@ enum store_split { STORE_TRAIN = 0, STORE_VAL = 1, STORE_TEST = 2, STORE_NSPLITS
 /* Header stored in front of every image's pixels (little-endian on disk). */
 struct store_image_hdr {
     uint32_t label;
-    uint8_t split;     /* enum store_split */
+    uint8_t split; /* enum store_split */
     uint8_t reserved[3];
-    uint16_t h, w, c;  /* equal to the store's input shape */
+    uint16_t h, w, c; /* equal to the store's input shape */
     uint16_t reserved2;
     uint8_t source_hash[32];
 };
@@ -60,8 +60,8 @@ struct store_batch;
 int store_batch_begin(struct store *st, struct store_batch **out);
 /* Adds one image (pixels: h*w*c bytes, HWC). Fails with CWT_EDUPLICATE if an image with the
  * same source hash exists (already committed or earlier in this batch). *id_out may be NULL. */
-int store_put_image(struct store_batch *b, const struct store_image_hdr *hdr,
-                    const uint8_t *pixels, uint64_t *id_out);
+int store_put_image(struct store_batch *b, const struct store_image_hdr *hdr, const uint8_t *pixels,
+                    uint64_t *id_out);
 /* Commits (all images become visible at once) or aborts. Both free the batch. */
 int store_batch_commit(struct store_batch *b);
 void store_batch_abort(struct store_batch *b);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -176,6 +177,59 @@ static int run_child(const struct fixture *fx, enum sandbox_role role, int landl
     return WEXITSTATUS(status);
 }
 
+static void *thread_body(void *arg)
+{
+    return arg;
+}
+
+/* In a child confined as role: 0 when a thread starts and joins (bundle hashing needs them)
+ * and, for the monitor, fork fails; 1 otherwise. */
+static int run_thread_child(enum sandbox_role role)
+{
+    pid_t pid;
+    int status;
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[CWT_ERRLEN];
+        pthread_t th;
+        void *ret = NULL;
+        int marker = 1, bad = 0;
+        pid_t grandchild;
+
+        if (sandbox_apply(role, NULL, err, sizeof(err)) != 0)
+            _exit(2);
+        if (pthread_create(&th, NULL, thread_body, &marker) != 0 ||
+            pthread_join(th, &ret) != 0 || ret != &marker)
+            bad = 1;
+        if (role == SANDBOX_MONITOR) {
+            grandchild = fork();
+            if (grandchild == 0)
+                _exit(0);
+            if (grandchild > 0) {
+                (void)waitpid(grandchild, NULL, 0);
+                bad = 1;
+            }
+        }
+        _exit(bad);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_monitor_sandbox_allows_threads_not_processes(void **state)
+{
+    (void)state;
+    assert_int_equal(run_thread_child(SANDBOX_MONITOR), 0);
+}
+
+static void test_trainer_sandbox_allows_threads(void **state)
+{
+    (void)state;
+    assert_int_equal(run_thread_child(SANDBOX_TRAINER), 0);
+}
+
 static void test_monitor_sandbox_allows_only_unix_sockets(void **state)
 {
     assert_int_equal(run_child(*state, SANDBOX_MONITOR, 0), 0);
@@ -244,6 +298,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_monitor_sandbox_allows_only_unix_sockets),
         cmocka_unit_test(test_trainer_sandbox_allows_only_unix_sockets),
+        cmocka_unit_test(test_monitor_sandbox_allows_threads_not_processes),
+        cmocka_unit_test(test_trainer_sandbox_allows_threads),
         cmocka_unit_test(test_monitor_landlock_confines_files),
         cmocka_unit_test(test_landlock_refuses_missing_path),
         cmocka_unit_test(test_unknown_role_is_refused),
