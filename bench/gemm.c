@@ -14,11 +14,14 @@
 #include <cblas.h>
 #endif
 
-static double run_gpu(struct eng_device *d, enum eng_gemm_shape shape, uint32_t n,
+static double run_gpu(struct eng_device *d, int shape, uint32_t n,
                       struct eng_buf *a, struct eng_buf *b, struct eng_buf *c, int reps)
 {
     char err[CWT_ERRLEN];
-    d->gemm_shape = shape;
+    /* shape 3 = the CPU-device kernel (gemm_cpu.comp) */
+    d->cpu_gemm = shape == 3;
+    if (shape < 3)
+        d->gemm_shape = (enum eng_gemm_shape)shape;
     struct eng_rec r;
     if (eng_rec_init(d, &r, err, sizeof(err)) != 0 || eng_rec_begin(&r, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_gemm: %s\n", err);
@@ -71,7 +74,7 @@ int main(int argc, char **argv)
     eng_device_get_info(d, &info);
     printf("device: %s (%s, %s), subgroup %u\n", info.name, info.type, info.driver,
            info.subgroup_size);
-    const char *names[3] = {"reg", "sg", "tile"};
+    const char *names[4] = {"reg", "sg", "tile", "cpu"};
     for (int s = 0; s < nsizes; s++) {
         uint32_t n = sizes[s];
         size_t bytes = (size_t)n * n * 4;
@@ -89,10 +92,12 @@ int main(int argc, char **argv)
         }
         int reps = n <= 1024 ? 3 : 1;
         double best_gpu = 0;
-        for (int sh = 0; sh < 3; sh++) {
+        for (int sh = 0; sh < 4; sh++) {
             if (sh == ENG_GEMM_SG && info.subgroup_size != 8)
                 continue;
-            double gf = run_gpu(d, (enum eng_gemm_shape)sh, n, &a, &b, &c, reps);
+            if (getenv("CWT_BENCH_GEMM_CPU_ONLY") && sh != 3)
+                continue;
+            double gf = run_gpu(d, sh, n, &a, &b, &c, reps);
             /* spot check one element against a double-precision dot product */
             double ref = 0;
             for (uint32_t k = 0; k < n; k++)

@@ -540,12 +540,14 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
             char final_hash[65] = "";
             unsigned cycle = 0;
             long long since = 0;
+            int paused = 0;
             state[len] = '\0';
             /* The daemon's "key=value" lines: pick what status shows. */
             for (char *line = strtok(state, "\n"); line != NULL; line = strtok(NULL, "\n")) {
                 if (sscanf(line, "phase=%31s", phase) == 1 ||
                     sscanf(line, "cycle=%u", &cycle) == 1 ||
-                    sscanf(line, "since=%lld", &since) == 1)
+                    sscanf(line, "since=%lld", &since) == 1 ||
+                    sscanf(line, "paused=%d", &paused) == 1)
                     continue;
                 if (strncmp(line, "waiting_from=", 13) == 0)
                     snprintf(from, sizeof(from), "%s", line + 13);
@@ -579,6 +581,7 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
                          hex);
             else
                 snprintf(detail, sizeof(detail), "%s (cycle %u) since %s", phase, cycle, hex);
+            fprintf(f, ",\"paused\":%d", paused ? 1 : 0);
             fputs(",\"state\":", f);
             cli_json_string(f, phase);
             fputs(",\"detail\":", f);

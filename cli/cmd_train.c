@@ -298,6 +298,10 @@ int cmd_train(int argc, char **argv, const struct cli_globals *g)
         code = rc == CWT_ECONFIG || rc == CWT_EUNSUPPORTED ? CLI_USAGE : CLI_FAIL;
         goto fail;
     }
+    /* Blocked before the device starts its threads (which inherit the mask): a process-wide
+     * SIGINT/SIGTERM then stays pending until on_progress sees it and the run stops with a
+     * checkpoint after the current step. */
+    sigprocmask(SIG_BLOCK, &ui.stop_signals, NULL);
     if ((rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err))) != 0)
         goto fail;
     print_device(r->dev, g->json ? stderr : stdout);
@@ -358,8 +362,6 @@ int cmd_train(int argc, char **argv, const struct cli_globals *g)
                (unsigned long long)ui.spe, rec->batch_size);
     fflush(stdout);
 
-    /* Blocked, so that Ctrl-C is seen by on_progress and ends the run with a checkpoint. */
-    sigprocmask(SIG_BLOCK, &ui.stop_signals, NULL);
     rc = train_session_run(r->session, err, sizeof(err));
     clear_live_line(&ui);
     {

@@ -96,7 +96,8 @@ int decode_png(const uint8_t *buf, size_t len, struct decoded_image *out, char *
         png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16)
         png_set_scale_16(png);
-    if (color & PNG_COLOR_MASK_ALPHA)
+    /* A tRNS chunk becomes an alpha channel when the palette is expanded: strip it too. */
+    if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS))
         png_set_strip_alpha(png);
     (void)png_set_interlace_handling(png);
     png_read_update_info(png, info);

@@ -180,8 +180,8 @@ int cycle_state_encode(const struct cycle_state *cs, char *out, size_t outlen)
     cwt_hex(cs->in_bundle_id, 16, hex);
     addf(out, outlen, &pos, &bad, "in_bundle=%s\nepochs_before=%.17g\nhistory=%s\n", hex,
          cs->epochs_before, cs->history);
-    addf(out, outlen, &pos, &bad, "waiting_from=%s\nsince=%" PRId64 "\n", cs->waiting_from,
-         cs->since);
+    addf(out, outlen, &pos, &bad, "waiting_from=%s\nsince=%" PRId64 "\npaused=%d\n",
+         cs->waiting_from, cs->since, cs->paused ? 1 : 0);
     addf(out, outlen, &pos, &bad,
          "has_out=%d\nout_seq=%" PRIu64 "\nout_name=%s\n"
          "out_written=%d\nout_kind=%u\n",
@@ -267,6 +267,12 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
         return parse_u32(v, &cs->cycle);
     if (strcmp(key, "hop") == 0)
         return parse_u32(v, &cs->hop);
+    if (strcmp(key, "paused") == 0) {
+        if (cwt_parse_i64(v, 0, 1, &x) != 0)
+            return -1;
+        cs->paused = (int)x;
+        return 0;
+    }
     if (strcmp(key, "has_input") == 0 || strcmp(key, "has_parent") == 0 ||
         strcmp(key, "has_out") == 0 || strcmp(key, "out_written") == 0) {
         if (cwt_parse_i64(v, 0, 1, &x) != 0)

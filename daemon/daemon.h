@@ -54,6 +54,7 @@ struct cycle_state {
     char history[CWTD_HISTORY_MAX + 1]; /* patience bookkeeping, see cycle_history_update */
     char waiting_from[CWT_ID_MAX + 1];
     int64_t since; /* when the current phase began */
+    int paused;    /* `cwtctl pause` holds training until `resume`, across restarts too */
     /* the last outgoing bundle */
     int has_out;
     uint64_t out_seq;

@@ -67,7 +67,6 @@ struct monitor {
     gid_t ctl_gid;
     struct cycle_state cs;
     int stopping;
-    int paused;
     double next_rescan, retry_at;
     /* trainer */
     int trainer_ready, have_model_fp;
@@ -180,7 +179,7 @@ static void start_job(struct monitor *m)
     size_t len = 0;
     int fd = -1, rc;
 
-    if (m->cs.phase != CWTD_TRAINING || !m->trainer_ready || m->job_inflight || m->paused ||
+    if (m->cs.phase != CWTD_TRAINING || !m->trainer_ready || m->job_inflight || m->cs.paused ||
         m->stopping || cwt_monotonic() < m->retry_at)
         return;
     memset(&msg, 0, sizeof(msg));
@@ -934,7 +933,7 @@ static void status_json(struct monitor *m, struct jbuf *j)
     jb_str(j, "device", m->device[0] ? m->device : "(trainer starting)");
     jb_str(j, "state", cycle_phase_name(m->cs.phase));
     jb_str(j, "detail", detail);
-    jb_int(j, "paused", m->paused);
+    jb_int(j, "paused", m->cs.paused);
     jb_int(j, "cycle", m->cs.cycle);
     jb_int(j, "since", m->cs.since);
     if (m->cs.phase == CWTD_TRAINING && m->have_progress) {
@@ -1128,14 +1127,24 @@ static void on_control(struct monitor *m)
         cmd_start(m, fd);
     } else if (strcmp(cmd, "pause") == 0) {
         struct proto_msg msg = {.type = PROTO_PAUSE, .fd = -1};
-        m->paused = 1;
+        m->cs.paused = 1;
+        if (state_save(m) != 0) {
+            reply_error(fd, "cannot save the state in the store");
+            close(fd);
+            return;
+        }
         if (m->job_inflight)
             (void)proto_send(m->tsock, &msg);
         (void)audit_append(m->st, "paused", "training paused by the control socket");
         reply_ok(fd, "paused");
     } else if (strcmp(cmd, "resume") == 0) {
         struct proto_msg msg = {.type = PROTO_RESUME, .fd = -1};
-        m->paused = 0;
+        m->cs.paused = 0;
+        if (state_save(m) != 0) {
+            reply_error(fd, "cannot save the state in the store");
+            close(fd);
+            return;
+        }
         if (m->job_inflight)
             (void)proto_send(m->tsock, &msg);
         (void)audit_append(m->st, "resumed", "training resumed by the control socket");

@@ -229,6 +229,7 @@ static void query_info(struct eng_device *d)
     in->max_shared_memory = pr->limits.maxComputeSharedMemorySize;
     in->max_workgroup_invocations = pr->limits.maxComputeWorkGroupInvocations;
     in->max_storage_buffer_range = pr->limits.maxStorageBufferRange;
+    d->max_texel_elements = pr->limits.maxTexelBufferElements;
     d->min_ssbo_align = pr->limits.minStorageBufferOffsetAlignment;
     d->is_cpu = pr->deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     vkGetPhysicalDeviceMemoryProperties(d->phys, &d->mem_props);
@@ -285,17 +286,18 @@ static int create_logical(struct eng_device *d, char *err, size_t errlen)
     VkPipelineCacheCreateInfo cci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     VKCHECK(vkCreatePipelineCache(d->dev, &cci, NULL, &d->cache), "vkCreatePipelineCache");
 
-    VkDescriptorSetLayoutBinding b[ENG_BINDINGS];
-    for (uint32_t i = 0; i < ENG_BINDINGS; i++)
+    VkDescriptorSetLayoutBinding b[ENG_BINDINGS + ENG_TEX_BINDINGS];
+    for (uint32_t i = 0; i < ENG_BINDINGS + ENG_TEX_BINDINGS; i++)
         b[i] = (VkDescriptorSetLayoutBinding){
             .binding = i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = i < ENG_BINDINGS ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                                               : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
         };
     VkDescriptorSetLayoutCreateInfo lci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = ENG_BINDINGS,
+        .bindingCount = ENG_BINDINGS + ENG_TEX_BINDINGS,
         .pBindings = b,
     };
     VKCHECK(vkCreateDescriptorSetLayout(d->dev, &lci, NULL, &d->set_layout),
@@ -411,11 +413,12 @@ int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind, s
     memset(out, 0, sizeof(*out));
     if (size == 0)
         size = ENG_ALIGN;
+    size = (size + 15) / 16 * 16; /* whole rgba32f texels for texel views */
     VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };
     VKCHECK(vkCreateBuffer(d->dev, &bci, NULL, &out->buf), "vkCreateBuffer");
@@ -540,10 +543,19 @@ int eng_rec_init(struct eng_device *d, struct eng_rec *r, char *err, size_t errl
     return 0;
 }
 
+static void free_views(struct eng_rec *r)
+{
+    for (uint32_t i = 0; i < r->nviews; i++)
+        vkDestroyBufferView(r->d->dev, r->views[i], NULL);
+    r->nviews = 0;
+}
+
 void eng_rec_free(struct eng_rec *r)
 {
     if (!r->d)
         return;
+    free_views(r);
+    free(r->views);
     for (uint32_t i = 0; i < r->npools; i++)
         vkDestroyDescriptorPool(r->d->dev, r->pools[i], NULL);
     if (r->cb)
@@ -553,6 +565,7 @@ void eng_rec_free(struct eng_rec *r)
 
 int eng_rec_begin(struct eng_rec *r, char *err, size_t errlen)
 {
+    free_views(r);
     for (uint32_t i = 0; i < r->npools; i++)
         vkDestroyDescriptorPool(r->d->dev, r->pools[i], NULL);
     r->npools = 0;
@@ -580,12 +593,15 @@ static int new_pool(struct eng_rec *r)
     if (r->npools == ENG_MAX_POOLS)
         return cwt_seterr(r->err, sizeof(r->err), CWT_ETOOBIG,
                           "too many dispatches in one command buffer");
-    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ENG_SETS_PER_POOL * ENG_BINDINGS};
+    VkDescriptorPoolSize ps[2] = {
+        {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ENG_SETS_PER_POOL * ENG_BINDINGS},
+        {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, ENG_SETS_PER_POOL * ENG_TEX_BINDINGS},
+    };
     VkDescriptorPoolCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = ENG_SETS_PER_POOL,
-        .poolSizeCount = 1,
-        .pPoolSizes = &ps,
+        .poolSizeCount = 2,
+        .pPoolSizes = ps,
     };
     VkResult vr = vkCreateDescriptorPool(r->d->dev, &ci, NULL, &r->pools[r->npools]);
     if (vr != VK_SUCCESS)
@@ -609,15 +625,56 @@ static void barrier(VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags 
                          1, &mb, 0, NULL, 0, NULL);
 }
 
+/* Creates an r32f view of t owned by r (destroyed when r is re-begun or freed). */
+static int tex_view(struct eng_rec *r, struct eng_tref t, int vec4, VkBufferView *out)
+{
+    if (r->nviews == r->cap_views) {
+        uint32_t cap = r->cap_views ? r->cap_views * 2 : 64;
+        VkBufferView *v = realloc(r->views, (size_t)cap * sizeof(*v));
+        if (!v)
+            return cwt_seterr(r->err, sizeof(r->err), CWT_ENOMEM, "out of memory (buffer views)");
+        r->views = v;
+        r->cap_views = cap;
+    }
+    VkBufferViewCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+        .buffer = t.buf,
+        .format = vec4 ? VK_FORMAT_R32G32B32A32_SFLOAT : VK_FORMAT_R32_SFLOAT,
+        .offset = t.off,
+        .range = vec4 ? (t.bytes + 15) / 16 * 16 : t.bytes,
+    };
+    VkResult vr = vkCreateBufferView(r->d->dev, &ci, NULL, &r->views[r->nviews]);
+    if (vr != VK_SUCCESS)
+        return cwt_seterr(r->err, sizeof(r->err), CWT_EVULKAN, "vkCreateBufferView failed (%d)",
+                          (int)vr);
+    *out = r->views[r->nviews++];
+    return 0;
+}
+
 void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tref *bufs,
                       uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx,
                       uint32_t gy, uint32_t gz)
+{
+    eng_rec_dispatch_tex(r, id, bufs, nbufs, NULL, 0, 0, push, push_size, gx, gy, gz);
+}
+
+void eng_rec_dispatch_tex(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tref *bufs,
+                          uint32_t nbufs, const struct eng_tref *tex, uint32_t ntex,
+                          uint32_t vec4_mask, const void *push, uint32_t push_size, uint32_t gx,
+                          uint32_t gy, uint32_t gz)
 {
     if (r->failed)
         return;
     if (gx == 0 || gy == 0 || gz == 0)
         return; /* empty shapes record nothing */
-    if (nbufs > ENG_BINDINGS || push_size > ENG_PUSH_BYTES) {
+    for (uint32_t i = 0; i < ntex && ntex <= ENG_TEX_BINDINGS; i++)
+        if (tex[i].bytes == 0 ||
+            tex[i].bytes > (uint64_t)r->d->max_texel_elements * ((vec4_mask >> i & 1u) ? 16 : 4)) {
+            r->failed = cwt_seterr(r->err, sizeof(r->err), CWT_EINVAL,
+                                   "texel buffer range is empty or exceeds the device limit");
+            return;
+        }
+    if (nbufs > ENG_BINDINGS || ntex > ENG_TEX_BINDINGS || push_size > ENG_PUSH_BYTES) {
         r->failed = cwt_seterr(r->err, sizeof(r->err), CWT_EINVAL, "bad dispatch arguments");
         return;
     }
@@ -644,7 +701,8 @@ void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tr
     }
     r->sets_left--;
     VkDescriptorBufferInfo bi[ENG_BINDINGS];
-    VkWriteDescriptorSet w[ENG_BINDINGS];
+    VkWriteDescriptorSet w[ENG_BINDINGS + ENG_TEX_BINDINGS];
+    VkBufferView views[ENG_TEX_BINDINGS];
     for (uint32_t i = 0; i < ENG_BINDINGS; i++) {
         if (i < nbufs && bufs[i].bytes > 0)
             bi[i] = (VkDescriptorBufferInfo){bufs[i].buf, bufs[i].off, bufs[i].bytes};
@@ -659,7 +717,22 @@ void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tr
             .pBufferInfo = &bi[i],
         };
     }
-    vkUpdateDescriptorSets(r->d->dev, ENG_BINDINGS, w, 0, NULL);
+    for (uint32_t i = 0; i < ntex; i++) {
+        int vrc = tex_view(r, tex[i], (int)(vec4_mask >> i & 1u), &views[i]);
+        if (vrc != 0) {
+            r->failed = vrc;
+            return;
+        }
+        w[ENG_BINDINGS + i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = ENG_BINDINGS + i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+            .pTexelBufferView = &views[i],
+        };
+    }
+    vkUpdateDescriptorSets(r->d->dev, ENG_BINDINGS + ntex, w, 0, NULL);
     vkCmdBindPipeline(r->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     vkCmdBindDescriptorSets(r->cb, VK_PIPELINE_BIND_POINT_COMPUTE, r->d->pipe_layout, 0, 1, &set, 0,
                             NULL);

@@ -45,9 +45,55 @@ static void gemm_dispatch(struct eng_rec *r, enum cwt_spv_id reg, struct gemm_pc
                      ceil_div(pc->M, 64), splits);
 }
 
+/* Must match the push constant block of shaders/gemm_cpu.comp. */
+struct gemm_cpu_pc {
+    uint32_t M, N, K;
+    uint32_t sam, sak, sbk, sbn, scm, scn;
+    uint32_t flags, kchunk, scz, ctiles;
+    uint32_t a_off, b_off, c_off;
+};
+
+/* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
+ * variant the strides allow (see shaders/gemm_cpu.comp). The column tiles (64 wide) are grouped
+ * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
+ * the per-workgroup cost stays small. */
+static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint32_t a_off,
+                              uint32_t b_off, uint32_t c_off, uint32_t splits, uint32_t scz,
+                              struct eng_tref a, struct eng_tref b, struct eng_tref c,
+                              struct eng_tref bias, struct eng_tref mask)
+{
+    int aligned = a_off % 4 == 0 && b_off % 4 == 0 && g->sam % 4 == 0 && g->sak == 1;
+    enum cwt_spv_id id = CWT_SPV_gemm_cpu;
+    if (aligned && g->sbn == 1 && g->sbk % 4 == 0)
+        id = CWT_SPV_gemm_cpu_nn;
+    else if (aligned && g->sbk == 1 && g->sbn % 4 == 0)
+        id = CWT_SPV_gemm_cpu_nt;
+    uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, 8);
+    uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
+    if (id != CWT_SPV_gemm_cpu)
+        kchunk = (kchunk + 3) / 4 * 4;
+    splits = kchunk == 0 ? 1 : ceil_div(g->K, kchunk);
+    uint64_t others = (uint64_t)gx * splits;
+    uint32_t ctiles = others >= 256 ? 1 : ceil_div(tiles, ceil_div(256, others));
+    if (ctiles == 0)
+        ctiles = 1;
+    if (ceil_div(tiles, ctiles) > 65535)
+        ctiles = ceil_div(tiles, 65535);
+    struct gemm_cpu_pc pc = {g->M,     g->N,   g->K,   g->sam, g->sak, g->sbk,
+                             g->sbn,   g->scm, g->scn, g->flags, kchunk, scz,
+                             ctiles,   a_off,  b_off,  c_off};
+    struct eng_tref bufs[5] = {NOBUF, NOBUF, c, bias, mask}, tex[2] = {a, b};
+    eng_rec_dispatch_tex(r, id, bufs, 5, tex, 2, id == CWT_SPV_gemm_cpu ? 0u : 3u, &pc,
+                         sizeof(pc), gx, ceil_div(tiles, ctiles), splits);
+}
+
 void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,
              struct eng_tref c, struct eng_tref bias, struct eng_tref mask)
 {
+    if (r->d->cpu_gemm) {
+        gemm_cpu_dispatch(r, g, 0, 0, 0, 1, 0, a, b, c, bias, mask);
+        return;
+    }
     struct gemm_pc pc = {
         .M = g->M,
         .N = g->N,

@@ -43,7 +43,8 @@ static inline uint32_t eng_out_dim(uint32_t in, uint32_t k, uint32_t stride, uin
 void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x, struct eng_tref w,
                  struct eng_tref bias, struct eng_tref y, uint32_t flags);
 /* wt = w rearranged for the data gradient (record before op_conv_bwd_data): [cin][cout][kh][kw],
- * spatially flipped for stride 1. Same size as w. */
+ * spatially flipped for stride 1; on the CPU path (eng_rec.col set) with stride > 1 it is w
+ * transposed to [cin*kh*kw][cout]. Same size as w. */
 void op_conv_wt(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w,
                 struct eng_tref wt);
 /* dx[cin][n*ih*iw] = data gradient from dy and wt; flags may hold ENG_EPI_MASK with mask =
@@ -54,6 +55,10 @@ void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_t
  * partial sums; may be 0 bytes when that returns 0). */
 void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
                         struct eng_tref x, struct eng_tref dw, struct eng_tref scratch);
+/* Bytes of im2col scratch (eng_rec.col) for the whole batch n of this geometry on the CPU path
+ * (forward, data and filter gradient); smaller scratch works in chunks of images, as long as it
+ * holds one image. 0 when the device does not use the CPU path. */
+uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *cv);
 /* Number of scratch floats op_conv_bwd_filter needs for this geometry (0 = no split). */
 uint64_t eng_conv_filt_scratch(const struct eng_device *d, const struct eng_conv *cv);
 

@@ -14,6 +14,7 @@
 #include "shaders/cwt_spv.h"
 
 #define ENG_BINDINGS      8   /* storage buffers per dispatch (set 0, bindings 0..7) */
+#define ENG_TEX_BINDINGS  2   /* uniform texel buffers (r32f), set 0, bindings 8..9 */
 #define ENG_PUSH_BYTES    128 /* push constant block size, the Vulkan minimum guarantee */
 #define ENG_ALIGN         256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
 #define ENG_SETS_PER_POOL 256
@@ -36,6 +37,7 @@ struct eng_device {
     VkPipeline pipes[CWT_SPV_COUNT]; /* created on first use */
     VkPhysicalDeviceMemoryProperties mem_props;
     VkDeviceSize min_ssbo_align;
+    uint32_t max_texel_elements; /* maxTexelBufferElements */
     struct eng_device_info info;
     int is_cpu;
     enum eng_gemm_shape gemm_shape; /* kernel shape of the implicit-GEMM (gemm.comp) kernels */
@@ -65,7 +67,7 @@ struct eng_tref {
 
 enum eng_mem { ENG_MEM_DEVICE = 0, ENG_MEM_HOST };
 
-/* Creates a buffer of size bytes (storage + transfer src/dst). ENG_MEM_HOST: host-visible,
+/* Creates a buffer of size bytes, rounded up to 16 (storage, uniform texel, transfer src/dst). ENG_MEM_HOST: host-visible,
  * coherent, mapped. ENG_MEM_DEVICE: device-local, mapped too when it is host-visible.
  * Release with eng_buf_free(). */
 int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind, struct eng_buf *out,
@@ -83,7 +85,11 @@ struct eng_rec {
     VkDescriptorPool pools[ENG_MAX_POOLS];
     uint32_t npools;
     uint32_t sets_left; /* in pools[npools - 1] */
-    int failed;         /* first error of a dispatch; eng_rec_end returns it */
+    struct eng_tref col; /* im2col scratch for the CPU convolution path; bytes 0 = none (the
+                            convolutions then use the implicit kernels). Set by the caller. */
+    VkBufferView *views; /* texel buffer views of this recording (destroyed with it) */
+    uint32_t nviews, cap_views;
+    int failed;          /* first error of a dispatch; eng_rec_end returns it */
     char err[CWT_ERRLEN];
 };
 
@@ -100,6 +106,14 @@ int eng_rec_end(struct eng_rec *r, char *err, size_t errlen);
 void eng_rec_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tref *bufs,
                       uint32_t nbufs, const void *push, uint32_t push_size, uint32_t gx,
                       uint32_t gy, uint32_t gz);
+/* Same, with ntex (<= ENG_TEX_BINDINGS) ranges bound as uniform texel buffers at bindings 8..
+ * (read with texelFetch: on llvmpipe a vectorised gather, where a storage-buffer load in a loop
+ * is a scalar loop over the lanes). Bit i of vec4_mask makes view i rgba32f instead of r32f;
+ * its range is rounded up to 16 bytes (eng_buf_create sizes allow that). */
+void eng_rec_dispatch_tex(struct eng_rec *r, enum cwt_spv_id id, const struct eng_tref *bufs,
+                          uint32_t nbufs, const struct eng_tref *tex, uint32_t ntex,
+                          uint32_t vec4_mask, const void *push, uint32_t push_size, uint32_t gx,
+                          uint32_t gy, uint32_t gz);
 /* Records a buffer copy followed by a transfer->compute barrier. */
 void eng_rec_copy(struct eng_rec *r, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
                   VkDeviceSize dst_off, VkDeviceSize bytes);

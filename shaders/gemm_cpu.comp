@@ -5,14 +5,23 @@
 // A(m,k) = A[a_off + m*sam + k*sak], B(k,n) = B[b_off + k*sbk + n*sbn],
 // C(m,n) = C[c_off + z*scz + m*scm + n*scn] (z = split-K slice, see below).
 //
-// Why this shape: llvmpipe turns a buffer load whose address differs between invocations into a
-// per-lane gather, but a load whose address is the same for the whole workgroup (it depends only
-// on the workgroup id, push constants and loop counters) into one scalar load and a broadcast.
-// So a workgroup is 8 invocations (one 256-bit vector); its 8 rows of A are workgroup-uniform
-// scalar loads, and each invocation owns 2 columns (n and n+8) of B: per k, 8 broadcasts and
-// 2 gathers feed 16 vector FMAs into 16 accumulators (fits the 16 AVX registers with little
-// spilling). No shared memory and no barriers (each barrier switches coroutines on lavapipe).
-// Each workgroup walks ctiles column tiles of 16 to amortise the per-workgroup cost.
+// Why this shape: in llvmpipe (Mesa 22.x) a storage-buffer load inside a loop becomes a scalar
+// loop over the SIMD lanes with a bounds check per lane, whatever the address pattern, while a
+// texelFetch from a uniform texel buffer is one vectorised gather with branch-free bounds
+// handling (texels outside the view read 0). So A and B are uniform texel buffers, and each
+// invocation owns an 8x8 register block. A workgroup is 8 invocations side by side along n
+// (one 256-bit vector): 8 rows x 64 columns, and walks ctiles such column tiles to amortise
+// the per-workgroup cost. No shared memory and no barriers (each barrier switches coroutines
+// on lavapipe). Workgroup x = row block, so consecutive workgroups share the B panel in cache.
+//
+// Operand fetch (one define):
+//   GEMM_SCALAR  r32f views, any strides: 16 fetches per k for 64 FMAs
+//   GEMM_NN      rgba32f views; A rows k-contiguous (sak = 1), B rows n-contiguous (sbn = 1):
+//                per 4 k, 8 fetches of A and 8 of B for 256 FMAs
+//   GEMM_NT      rgba32f views; A and B both k-contiguous (sak = sbk = 1): per 4 k, 8 + 8
+//                fetches for 256 FMAs (filter gradients, dense weight gradients)
+// The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
+// kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
 // Epilogue flags (as gemm.comp): 1 add bias[m], 2 ReLU, 4 multiply by (mask[C index] > 0),
 // 8 accumulate (C += result instead of C = result).
@@ -29,11 +38,11 @@ layout(push_constant) uniform PC {
     uint a_off, b_off, c_off;
 } p;
 
-BUF_RO(0, A);
-BUF_RO(1, B);
 BUF_RW(2, C);
 BUF_RO(3, bias);
 BUF_RO(4, mask);
+layout(set = 0, binding = 8) uniform samplerBuffer TA;
+layout(set = 0, binding = 9) uniform samplerBuffer TB;
 
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -53,39 +62,99 @@ void store(uint m, uint n, float v)
     C[idx] = v;
 }
 
+#define FMA2(i, av, bl, br)                                                                    \
+    c##i##L = fma(vec4(av), bl, c##i##L);                                                      \
+    c##i##R = fma(vec4(av), br, c##i##R);
+
 void main()
 {
     uint lane = gl_LocalInvocationID.x;
-    uint m0 = gl_WorkGroupID.y * 8u;
+    uint m0 = gl_WorkGroupID.x * 8u;
     uint k0 = gl_WorkGroupID.z * p.kchunk;
     uint k1 = min(k0 + p.kchunk, p.K);
-    // Rows past M read row M-1 (a valid address, result discarded): no per-load branches.
-#define AROW(i) uint ar##i = p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam;
+    // Rows past M read row M-1 and columns past N column N-1 (valid addresses; the results
+    // are discarded by store()).
+#if defined(GEMM_SCALAR)
+#define AROW(i) int ar##i = int(p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam);
+#else
+#define AROW(i) int ar##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
+#endif
     FOR8(AROW)
     for (uint t = 0; t < p.ctiles; t++) {
-        uint nb = (gl_WorkGroupID.x * p.ctiles + t) * 16u;
+        uint nb = (gl_WorkGroupID.y * p.ctiles + t) * 64u;
         if (nb >= p.N)
             break;
-        uint n0 = nb + lane, n1 = nb + 8u + lane;
-        uint b0 = p.b_off + min(n0, p.N - 1u) * p.sbn;
-        uint b1 = p.b_off + min(n1, p.N - 1u) * p.sbn;
-#define ACC(i) float c##i##a = 0.0, c##i##b = 0.0;
+        uint n0 = nb + lane * 8u;
+#define ACC(i) vec4 c##i##L = vec4(0.0), c##i##R = vec4(0.0);
         FOR8(ACC)
-        for (uint k = k0; k < k1; k++) {
-            float bv0 = B[b0 + k * p.sbk];
-            float bv1 = B[b1 + k * p.sbk];
-            uint ak = k * p.sak;
-#define FMA(i)                                                                                 \
-    {                                                                                          \
-        float a = A[ar##i + ak];                                                               \
-        c##i##a = fma(a, bv0, c##i##a);                                                        \
-        c##i##b = fma(a, bv1, c##i##b);                                                        \
-    }
+#if defined(GEMM_SCALAR)
+#define BCOL(j) int bc##j = int(p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn);
+        FOR8(BCOL)
+        int sbk = int(p.sbk), sak = int(p.sak);
+        int bk = int(k0) * sbk, ak = int(k0) * sak;
+        for (uint k = k0; k < k1; k++, bk += sbk, ak += sak) {
+            vec4 ba = vec4(texelFetch(TB, bc0 + bk).x, texelFetch(TB, bc1 + bk).x,
+                           texelFetch(TB, bc2 + bk).x, texelFetch(TB, bc3 + bk).x);
+            vec4 bb = vec4(texelFetch(TB, bc4 + bk).x, texelFetch(TB, bc5 + bk).x,
+                           texelFetch(TB, bc6 + bk).x, texelFetch(TB, bc7 + bk).x);
+#define FMA(i) FMA2(i, texelFetch(TA, ar##i + ak).x, ba, bb)
             FOR8(FMA)
         }
+#elif defined(GEMM_NN)
+        int bc = int((p.b_off + n0) >> 2), sbk4 = int(p.sbk >> 2);
+        uint kq0 = k0 >> 2, kq1 = k1 >> 2, krem = k1 & 3u;
+#define KSTEP(cm, c)                                                                           \
+    {                                                                                          \
+        vec4 ba = texelFetch(TB, brow + (c)*sbk4), bb = texelFetch(TB, brow + (c)*sbk4 + 1);     \
+        FMA2(0, a0.cm, ba, bb) FMA2(1, a1.cm, ba, bb) FMA2(2, a2.cm, ba, bb)                   \
+        FMA2(3, a3.cm, ba, bb) FMA2(4, a4.cm, ba, bb) FMA2(5, a5.cm, ba, bb)                   \
+        FMA2(6, a6.cm, ba, bb) FMA2(7, a7.cm, ba, bb)                                          \
+    }
+#define AFETCH(i) vec4 a##i = texelFetch(TA, ar##i + int(kq));
+        for (uint kq = kq0; kq < kq1; kq++) {
+            FOR8(AFETCH)
+            int brow = bc + int(kq * 4u) * sbk4;
+            KSTEP(x, 0) KSTEP(y, 1) KSTEP(z, 2) KSTEP(w, 3)
+        }
+        if (krem != 0u) {
+            // last partial group of 4 k: the components past k1 belong to the next row of A
+            uint kq = kq1;
+            FOR8(AFETCH)
+            int brow = bc + int(kq * 4u) * sbk4;
+            KSTEP(x, 0)
+            if (krem > 1u)
+                KSTEP(y, 1)
+            if (krem > 2u)
+                KSTEP(z, 2)
+        }
+#else // GEMM_NT
+#define BCOL(j) int bc##j = int((p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn) >> 2);
+        FOR8(BCOL)
+        uint kq0 = k0 >> 2, kq1 = (k1 + 3u) >> 2;
+        for (uint kq = kq0; kq < kq1; kq++) {
+            // in the last group, components past k1 belong to the next row: select them away
+            // (a select, not a multiply, so that whatever lies there cannot make a NaN)
+            bvec4 live = lessThan(uvec4(kq * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(k1));
+#define BFETCH(j) vec4 b##j = mix(vec4(0.0), texelFetch(TB, bc##j + int(kq)), live);
+            FOR8(BFETCH)
+#define DOT8(i)                                                                                \
+    {                                                                                          \
+        vec4 a = mix(vec4(0.0), texelFetch(TA, ar##i + int(kq)), live);                        \
+        c##i##L += vec4(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));                       \
+        c##i##R += vec4(dot(a, b4), dot(a, b5), dot(a, b6), dot(a, b7));                       \
+    }
+            FOR8(DOT8)
+        }
+#endif
 #define STORE(i)                                                                               \
-    store(m0 + uint(i), n0, c##i##a);                                                          \
-    store(m0 + uint(i), n1, c##i##b);
+    store(m0 + uint(i), n0 + 0u, c##i##L.x);                                                   \
+    store(m0 + uint(i), n0 + 1u, c##i##L.y);                                                   \
+    store(m0 + uint(i), n0 + 2u, c##i##L.z);                                                   \
+    store(m0 + uint(i), n0 + 3u, c##i##L.w);                                                   \
+    store(m0 + uint(i), n0 + 4u, c##i##R.x);                                                   \
+    store(m0 + uint(i), n0 + 5u, c##i##R.y);                                                   \
+    store(m0 + uint(i), n0 + 6u, c##i##R.z);                                                   \
+    store(m0 + uint(i), n0 + 7u, c##i##R.w);
         FOR8(STORE)
     }
 }

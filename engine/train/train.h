@@ -264,8 +264,9 @@ struct train_session_opts {
     const uint64_t *val_ids;
     size_t n_val;
     /* Checkpoints: when ckpt_name != NULL the full state (train_state_save with
-     * TRAIN_SAVE_ALL) is put in the store's `models` database at every epoch end, every
-     * ckpt_every_steps steps (0 = epoch ends only), when stopped, and at the end. */
+     * TRAIN_SAVE_ALL) is put in the store's `models` database when a new run starts, at
+     * every epoch end, every ckpt_every_steps steps (0 = epoch ends only), when stopped, and
+     * at the end. */
     const char *ckpt_name;
     uint32_t ckpt_every_steps;
     /* When best_name != NULL, the weights (TRAIN_SAVE_WEIGHTS) are put there after every

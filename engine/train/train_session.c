@@ -384,6 +384,10 @@ int train_session_run(struct train_session *s, char *err, size_t errlen)
 
     if (s->steps_done >= s->steps_planned)
         return 0;
+    /* A new run replaces the previous run's checkpoint at once, so that a resume after an
+     * early crash restarts this run instead of continuing an older one. */
+    if (s->steps_done == 0 && (rc = save_checkpoint(s, err, errlen)) != 0)
+        return rc;
     train_loader_set_cursor(s->loader, s->cursor);
     if ((rc = train_loader_next(s->loader, s->x[cur], s->labels[cur], NULL, &n_cur, &end_cur)) != 0)
         return cwt_seterr(err, errlen, rc, "cannot read a batch: %s", cwt_strerror(rc));

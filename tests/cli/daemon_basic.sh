@@ -8,7 +8,7 @@ set -euo pipefail
 [ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
 [ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 daemon_setup daemon_basic
-trap 'daemon_cleanup; rm -rf "$T"' EXIT
+trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 
 make_site a
 make_site b

@@ -8,10 +8,10 @@ set -euo pipefail
 [ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
 [ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 SITES=(a b c d)
-export FED_VISIT_STEPS=${FED_VISIT_STEPS:-24}
+export FED_VISIT_STEPS=${FED_VISIT_STEPS:-16}
 ROOT="${CWT_TEST_TMP:-/tmp}/daemon_faults.$$"
 mkdir -p "$ROOT"
-trap 'daemon_cleanup; rm -rf "$ROOT"' EXIT
+trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$ROOT"' EXIT
 
 run() {
     local kills_wanted=$1 kills=0 s pid sup tr seed=$2

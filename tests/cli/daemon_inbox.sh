@@ -8,7 +8,7 @@ set -euo pipefail
 [ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
 [ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 daemon_setup daemon_inbox
-trap 'daemon_cleanup; rm -rf "$T"' EXIT
+trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 export FED_CYCLES=1 FED_VISIT_STEPS=4 FED_IMAGES=96
 setup_federation a b
 for s in a b; do start_daemon "$s"; done

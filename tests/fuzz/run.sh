@@ -7,33 +7,69 @@
 #   tests/fuzz/run.sh long [S]         every harness for S seconds each (default 300): make fuzz
 #   tests/fuzz/run.sh corpus           regenerate the seed corpus (then commit it)
 #
-# Harnesses: bundle, safetensors, roster. New inputs go to a scratch corpus under the build
-# folder, never into the repository; crashes are written to $CWT_FUZZ_BUILD/artifacts/.
+# Harnesses: bundle, safetensors, roster, audit_export, config (libsodium, LMDB, libconfig
+# only); decode, csv, idx (also the cwtctl decoders: libpng, libjpeg, zlib, DCMTK in C++);
+# proto, control (the daemon's message and request parsers). New inputs go to a scratch corpus
+# under the build folder, never into the repository; crashes are written to
+# $CWT_FUZZ_BUILD/artifacts/.
 set -eu
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${CWT_FUZZ_BUILD:-$SRC/build-fuzz}
 CC=${CLANG:-clang}
-HARNESSES="bundle safetensors roster"
+CXX=${CLANGXX:-${CC}++}
+HARNESSES="bundle safetensors roster audit_export config decode csv idx proto control"
 CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
+CXXFLAGS="-std=c++17 -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 LIBS="$(pkg-config --libs libsodium lmdb libconfig) -lpthread -lm"
+IMAGE_LIBS="$(pkg-config --libs libpng libjpeg zlib)"
+DCMTK_LIBS="-ldcmimage -ldcmimgle -ldcmjpeg -ldcmjpls -ldcmdata -loflog -lofstd"
+
+# Compiles one source into $OUT/obj (C or C++ by its name) unless the object is newer than it
+# and than every header; prints the object's path.
+compile() {
+    obj="$OUT/obj/$(basename "$(dirname "$1")")_$(basename "$1" | tr . _).o"
+    if [ ! -f "$obj" ] || [ "$1" -nt "$obj" ] || [ -n "$(find "$SRC" -name '*.h' -newer "$obj" -print -quit)" ]; then
+        case "$1" in
+        *.cpp) $CXX $CXXFLAGS $SAN -fsanitize=fuzzer-no-link -c "$1" -o "$obj" ;;
+        *) $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link -c "$1" -o "$obj" ;;
+        esac
+    fi
+    echo "$obj"
+}
 
 build() {
     mkdir -p "$OUT/obj" "$OUT/artifacts"
     objs=""
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c; do
-        obj="$OUT/obj/$(basename "$(dirname "$src")")_$(basename "$src" .c).o"
-        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find "$SRC" -name '*.h' -newer "$obj" -print -quit)" ]; then
-            $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
-        fi
-        objs="$objs $obj"
+        objs="$objs $(compile "$src")"
     done
+    # Only the decoders and the ingest engine of cli/ (the rest needs the engine), and only
+    # the daemon's parsers.
+    cli_objs=""
+    for src in "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c; do
+        cli_objs="$cli_objs $(compile "$src")"
+    done
+    daemon_objs="$(compile "$SRC/daemon/proto.c") $(compile "$SRC/daemon/control.c")"
     for h in $HARNESSES; do
-        $CC $CFLAGS $SAN -fsanitize=fuzzer "$SRC/tests/fuzz/fuzz_$h.c" $objs $LIBS \
-            -o "$OUT/fuzz_$h"
+        case "$h" in
+        decode | csv | idx)
+            $CXX $SAN -fsanitize=fuzzer "$(compile "$SRC/tests/fuzz/fuzz_$h.c")" $cli_objs $objs \
+                $IMAGE_LIBS $DCMTK_LIBS $LIBS -o "$OUT/fuzz_$h"
+            ;;
+        proto | control)
+            $CC $CFLAGS $SAN -fsanitize=fuzzer "$SRC/tests/fuzz/fuzz_$h.c" $daemon_objs $objs \
+                $LIBS -o "$OUT/fuzz_$h"
+            ;;
+        *)
+            $CC $CFLAGS $SAN -fsanitize=fuzzer "$SRC/tests/fuzz/fuzz_$h.c" $objs $LIBS \
+                -o "$OUT/fuzz_$h"
+            ;;
+        esac
     done
-    $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" $objs $LIBS -o "$OUT/gen_corpus"
+    $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" $objs $IMAGE_LIBS \
+        $LIBS -o "$OUT/gen_corpus"
 }
 
 locked_build() {
@@ -68,8 +104,7 @@ long)
 corpus)
     locked_build
     rm -rf "$SRC/tests/fuzz/corpus"
-    mkdir -p "$SRC/tests/fuzz/corpus/bundle" "$SRC/tests/fuzz/corpus/safetensors" \
-        "$SRC/tests/fuzz/corpus/roster"
+    for h in $HARNESSES; do mkdir -p "$SRC/tests/fuzz/corpus/$h"; done
     "$OUT/gen_corpus" "$SRC/tests/fuzz/corpus"
     ;;
 *)

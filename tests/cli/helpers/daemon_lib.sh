@@ -39,7 +39,7 @@ daemon_cleanup() {
 make_site() {
     local name=$1
     shift
-    "$CWTCTL" init --site-id "$name" --dir "$T/$name" --input 28x28x1 --classes 10 \
+    "$CWTCTL" init --site-id "$name" --dir "$T/$name" --input "${FED_INPUT:-16x16x1}" --classes 10 \
         --federation fed-test --seed 7 "$@" >/dev/null || die "cwtctl init $name"
     sed -i 's/rescan_seconds = [0-9]*/rescan_seconds = 1/; s/group = "cwt"/group = ""/' \
         "$T/$name/cwtd.conf"
