@@ -13,7 +13,9 @@
 
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
-#include "dcmtk/dcmdata/dcistrmb.h"
+#include "dcmtk/dcmdata/dcpixel.h"
+#include "dcmtk/dcmdata/dcpixseq.h"
+#include "dcmtk/dcmdata/dcpxitem.h"
 #include "dcmtk/dcmdata/dcrledrg.h"
 #include "dcmtk/dcmimage/diregist.h" /* colour image support for DicomImage */
 #include "dcmtk/dcmimgle/dcmimage.h"
@@ -21,10 +23,15 @@
 #include "dcmtk/dcmjpls/djdecode.h"
 #include "dcmtk/oflog/oflog.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cli/decode_internal.h"
 
@@ -45,20 +52,94 @@ void dicom_setup()
     });
 }
 
+/* The memfd that holds the file while DCMTK reads it; closed when it goes out of scope. */
+struct staged_file {
+    int fd = -1;
+    ~staged_file()
+    {
+        if (fd >= 0)
+            close(fd);
+    }
+};
+
+uint32_t le32(const Uint8 *p)
+{
+    return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+           static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+}
+
+/* DCMTK 3.6.7's RLE decoder trusts the segment offsets of a frame's 64-byte RLE header and
+ * reads far past the fragment when one points beyond it (found by tests/fuzz/fuzz_decode).
+ * Every RLE frame is exactly one fragment (PS3.5 A.4.2), so each fragment's header is
+ * checked before DCMTK decodes anything: 1-15 segments, offsets ascending, from 64 up to the
+ * fragment's end. */
+int check_rle_headers(DcmDataset *ds, char *err, size_t errlen)
+{
+    DcmElement *elem = NULL;
+    DcmPixelSequence *seq = NULL;
+
+    if (ds->getOriginalXfer() != EXS_RLELossless)
+        return 0;
+    if (ds->findAndGetElement(DCM_PixelData, elem).bad() || elem == NULL ||
+        static_cast<DcmPixelData *>(elem)
+            ->getEncapsulatedRepresentation(EXS_RLELossless, NULL, seq)
+            .bad() ||
+        seq == NULL)
+        return cwt_seterr(err, errlen, CWT_EDECODE, "RLE DICOM without encapsulated pixel data");
+    /* Item 0 is the basic offset table. */
+    for (unsigned long i = 1; i < seq->card(); i++) {
+        DcmPixelItem *item = NULL;
+        Uint8 *frag = NULL;
+        uint32_t flen, segments, prev = 64;
+
+        if (seq->getItem(item, i).bad() || item == NULL || item->getUint8Array(frag).bad() ||
+            frag == NULL || (flen = item->getLength()) < 64)
+            return cwt_seterr(err, errlen, CWT_EDECODE, "RLE fragment %lu is truncated", i);
+        segments = le32(frag);
+        if (segments == 0 || segments > 15)
+            return cwt_seterr(err, errlen, CWT_EDECODE, "RLE fragment %lu has %u segments", i,
+                              segments);
+        for (uint32_t k = 0; k < segments; k++) {
+            uint32_t offset = le32(frag + 4 + 4 * k);
+            if (offset < prev || offset > flen)
+                return cwt_seterr(err, errlen, CWT_EDECODE,
+                                  "RLE fragment %lu has segment offset %u outside its %u bytes", i,
+                                  offset, flen);
+            prev = offset;
+        }
+    }
+    return 0;
+}
+
 int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err, size_t errlen)
 {
-    DcmInputBufferStream stream;
-    DcmFileFormat file;
-    OFCondition cond;
+    /* DCMTK allocates a value's declared length before reading it. Reading from a file, it
+     * first checks that length against the bytes left and loads values over maxReadLength only
+     * when they are used; from a buffer stream it must load every value at once, so a few
+     * bytes declaring a 3 GB value would allocate 3 GB. The buffer is therefore handed to
+     * DCMTK as a file: a memfd, opened by path. Declared first, so it outlives the readers. */
+    staged_file staged;
+    char path[64];
+    size_t done = 0;
 
-    stream.setBuffer(buf, static_cast<offile_off_t>(len));
-    stream.setEos();
-    file.transferInit();
-    /* A buffer stream cannot re-read values later, so every value is loaded now (the file is
-     * already bounded by DECODE_MAX_FILE). */
-    cond = file.read(stream, EXS_Unknown, EGL_noChange, 0xffffffffu);
-    file.transferEnd();
-    stream.releaseBuffer();
+    staged.fd = memfd_create("cwt-dicom", MFD_CLOEXEC);
+    if (staged.fd < 0)
+        return cwt_seterr(err, errlen, CWT_EIO, "cannot stage the DICOM file: %s",
+                          std::strerror(errno));
+    while (done < len) {
+        ssize_t n = write(staged.fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return cwt_seterr(err, errlen, CWT_EIO, "cannot stage the DICOM file: %s",
+                              n < 0 ? std::strerror(errno) : "short write");
+        done += static_cast<size_t>(n);
+    }
+    std::snprintf(path, sizeof(path), "/proc/self/fd/%d", staged.fd);
+
+    DcmFileFormat file;
+    OFCondition cond =
+        file.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
     if (cond.bad())
         return cwt_seterr(err, errlen, CWT_EDECODE, "corrupt or truncated DICOM: %s", cond.text());
 
@@ -77,6 +158,10 @@ int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
         return cwt_seterr(
             err, errlen, CWT_ETOOBIG, "DICOM image of %ux%u pixels is over the limit of %u pixels",
             static_cast<unsigned>(cols), static_cast<unsigned>(rows), DECODE_MAX_PIXELS);
+
+    int rc = check_rle_headers(ds, err, errlen);
+    if (rc != 0)
+        return rc;
 
     /* Frame 0 only; partial access keeps a multi-frame file from being decoded whole. */
     DicomImage image(&file, ds->getOriginalXfer(), CIF_UsePartialAccessToPixelData, 0, 1);

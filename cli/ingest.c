@@ -487,6 +487,7 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
 {
     char where[PATH_MAX + 32], detail[PATH_MAX + 128], resolved[PATH_MAX], *p, *next, *end;
     unsigned long lineno = 0;
+    uint64_t rejected_before = r->sum->rejected;
     int rc, have_header = 0, has_split = 0;
 
     for (p = buf, end = buf + len; p < end; p = next) {
@@ -509,7 +510,6 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
         if (strlen(p) != llen) {
             if (!have_header)
                 goto bad_header;
-            r->sum->items++;
             reject(r, INGEST_R_FIELDS, where, "row contains a NUL byte");
             continue;
         }
@@ -522,7 +522,6 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
             have_header = 1;
             continue;
         }
-        r->sum->items++;
         if (llen > CSV_LINE_MAX) {
             reject(r, INGEST_R_FIELDS, where, "row longer than %d bytes", CSV_LINE_MAX);
             continue;
@@ -568,6 +567,8 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
             return cwt_seterr(err, errlen, rc, "%s: too many rows", csv);
         }
     }
+    /* Refused rows are items too; listed rows are counted with the list, as for folders. */
+    r->sum->items += r->sum->rejected - rejected_before;
     if (!have_header)
         return cwt_seterr(err, errlen, CWT_EINVAL,
                           "%s is empty (expected a header line "

@@ -256,7 +256,8 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     static const char *const daemon_keys[] = {"user", "group", "rescan_seconds", NULL};
     static const char *const limit_keys[] = {"store_max_gb", "max_bundle_mb", NULL};
     struct ctx c = {path, err, errlen};
-    const config_setting_t *root, *dirs, *gpu, *daemon, *limits, *dev;
+    /* NULL until read: the gpu lookup below also runs after an earlier error. */
+    const config_setting_t *root, *dirs = NULL, *gpu = NULL, *daemon = NULL, *limits = NULL, *dev;
     char base[PATH_MAX], copy[PATH_MAX];
     config_t cf;
     int64_t store_gb = 16;

@@ -234,12 +234,14 @@ static void start_job(struct monitor *m)
 /* Deletes the trainer checkpoints of a visit (before it starts afresh, and once done). */
 static void drop_visit_ckpt(struct monitor *m, uint32_t cycle, uint32_t hop)
 {
-    char name[64], best[80];
+    char name[64], best[80], plateau[80];
 
     cycle_ckpt_name(cycle, hop, name, sizeof(name));
     snprintf(best, sizeof(best), "%s.best", name);
+    snprintf(plateau, sizeof(plateau), "%s.plateau", name);
     (void)store_model_del(m->st, name);
     (void)store_model_del(m->st, best);
+    (void)store_model_del(m->st, plateau);
 }
 
 /* Reads a metadata value of a safetensors image into out ("" if absent). */
@@ -623,6 +625,20 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
                        reason);
 }
 
+/* The audit record of an import. Written after the state commit and before the ledger
+ * record, and again by finish_accepted when a restart finds the ledger step undone: an import
+ * is audited at least once (twice only after a crash in that narrow window), never missed. */
+static void audit_opened(struct monitor *m, const struct bundle_info *info, const char *name)
+{
+    char idhex[33];
+
+    cwt_hex(info->hdr.bundle_id, 16, idhex);
+    (void)audit_append(m->st, "bundle-opened",
+                       "bundle %s kind %s from %s cycle %u hop %u seq %" PRIu64 " file %s", idhex,
+                       bundle_kind_name(info->hdr.kind), info->hdr.sender, info->hdr.cycle,
+                       info->hdr.hop, info->hdr.sequence, name);
+}
+
 /* A file carrying the bundle the current state came from. If a crash came between the state
  * commit and the ledger record, the import is finished quietly; if the ledger has it already,
  * the file is a duplicate (a courier's second copy, or a replay) and is refused like any
@@ -648,13 +664,14 @@ static void finish_accepted(struct monitor *m, const char *path, const char *nam
         reject(m, name, CWT_EB_REPLAY, err);
         return;
     }
+    audit_opened(m, &info, name);
     rc = bundle_accept(m->st, &info);
     if (rc != 0 && rc != CWT_EB_REPLAY) {
         log_warnx("cannot finish the import of %s: %s", name, cwt_strerror(rc));
         return;
     }
     if (unlink(path) == 0)
-        (void)file_fsync_dir(path);
+        (void)file_fsync_dir(m->cfg->inbox_dir);
     log_info("finished the import of %s after a restart", name);
 }
 
@@ -791,13 +808,10 @@ static int inbox_handle(struct monitor *m, const char *name)
     memcpy(m->cs.in_bundle_id, info.hdr.bundle_id, 16);
     if (state_save(m) != 0)
         goto local_fail;
+    audit_opened(m, &info, name);
     rc = bundle_accept(m->st, &info);
     if (rc != 0 && rc != CWT_EB_REPLAY)
         fatalx("cannot record bundle %s in the ledger: %s", idhex, cwt_strerror(rc));
-    (void)audit_append(m->st, "bundle-opened",
-                       "bundle %s kind %s from %s cycle %u hop %u seq %" PRIu64 " file %s", idhex,
-                       bundle_kind_name(info.hdr.kind), info.hdr.sender, info.hdr.cycle,
-                       info.hdr.hop, info.hdr.sequence, name);
     if (unlink(path) != 0)
         log_warn("cannot remove %s from the inbox", path);
     (void)file_fsync_dir(m->cfg->inbox_dir);

@@ -13,6 +13,7 @@
  * with the new weights in another memfd.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,27 +126,91 @@ static int on_progress(const struct train_progress *p, void *ctx)
     return poll_control(t);
 }
 
+/* swt's early stop, kept in the store beside the visit's checkpoint so that a trainer killed
+ * mid-visit stops after the same epoch as an undisturbed one. The record (models[<ckpt>.plateau],
+ * text "epoch=E before=B,S after=B,S") holds the best validation accuracy B and the epochs
+ * since it S before and after epoch E. The session calls on_epoch before it checkpoints the
+ * epoch, so after a crash epoch E may run again: it then starts from `before`, and epoch E+1
+ * from `after`. Training is deterministic, so a re-run epoch gives the same numbers. */
 struct plateau {
     struct trainer *t;
     uint32_t patience;
-    uint32_t since_best;
-    double best;
+    char name[96];
+    uint64_t epoch; /* of the record read or written last; 0 = none */
+    double before_best, after_best;
+    uint32_t before_since, after_since;
 };
+
+static void plateau_name(const char *ckpt, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s.plateau", ckpt);
+}
+
+static void plateau_read(struct plateau *pl)
+{
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char text[160];
+    unsigned long long epoch;
+    int used = 0;
+
+    pl->epoch = 0;
+    if (store_model_get(pl->t->st, pl->name, &blob, &len) != 0)
+        return;
+    if (len < sizeof(text)) {
+        memcpy(text, blob, len);
+        text[len] = '\0';
+        if (sscanf(text, "epoch=%llu before=%lf,%u after=%lf,%u%n", &epoch, &pl->before_best,
+                   &pl->before_since, &pl->after_best, &pl->after_since, &used) == 5 &&
+            text[used] == '\0' && isfinite(pl->before_best) && isfinite(pl->after_best))
+            pl->epoch = epoch;
+    }
+    free(blob);
+}
+
+/* The record's stop decision after its epoch. */
+static int plateau_stopped(const struct plateau *pl)
+{
+    return pl->epoch > 0 && pl->after_since >= (pl->patience > 0 ? pl->patience : 1);
+}
 
 /* swt: stop once validation accuracy has not improved for `patience` epochs. */
 static int on_epoch_plateau(const struct train_epoch_result *r, void *ctx)
 {
     struct plateau *pl = ctx;
+    double best = -1;
+    uint32_t since = 0;
+    char text[160];
+    int n, rc;
 
-    if (isnan(r->val_accuracy))
-        return 0;
-    if (r->val_accuracy > pl->best) {
-        pl->best = r->val_accuracy;
-        pl->since_best = 0;
-    } else {
-        pl->since_best++;
+    plateau_read(pl);
+    if (pl->epoch > 0 && pl->epoch == r->epoch) {
+        best = pl->before_best;
+        since = pl->before_since;
+    } else if (pl->epoch > 0 && pl->epoch + 1 == r->epoch) {
+        best = pl->after_best;
+        since = pl->after_since;
     }
-    return pl->since_best >= (pl->patience > 0 ? pl->patience : 1);
+    pl->before_best = best;
+    pl->before_since = since;
+    if (!isnan(r->val_accuracy)) {
+        if (r->val_accuracy > best) {
+            best = r->val_accuracy;
+            since = 0;
+        } else {
+            since++;
+        }
+    }
+    pl->after_best = best;
+    pl->after_since = since;
+    pl->epoch = r->epoch;
+    n = snprintf(text, sizeof(text), "epoch=%llu before=%.17g,%u after=%.17g,%u",
+                 (unsigned long long)r->epoch, pl->before_best, pl->before_since, pl->after_best,
+                 pl->after_since);
+    if (n > 0 && (size_t)n < sizeof(text) &&
+        (rc = store_model_put(pl->t->st, pl->name, text, (size_t)n)) != 0)
+        log_warnx("trainer: cannot record the plateau state: %s", cwt_strerror(rc));
+    return plateau_stopped(pl);
 }
 
 static int on_progress_plateau(const struct train_progress *p, void *ctx)
@@ -198,7 +263,7 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     struct train_session *sess = NULL;
     struct train_metrics met;
     struct train_epoch_result last;
-    struct plateau pl = {.t = t, .patience = job->u.job.patience, .best = -1};
+    struct plateau pl = {.t = t, .patience = job->u.job.patience};
     struct train_norm norm;
     struct proto_msg res;
     uint64_t *train_ids = NULL, *val_ids = NULL;
@@ -255,6 +320,7 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
         so.plan.unit = CWT_VISIT_EPOCHS;
         so.plan.length = r->epochs > 0 ? r->epochs : 1;
         snprintf(best_name, sizeof(best_name), "%s.best", job->u.job.ckpt);
+        plateau_name(job->u.job.ckpt, pl.name, sizeof(pl.name));
         so.best_name = best_name;
         so.on_epoch = on_epoch_plateau;
         so.on_progress = on_progress_plateau;
@@ -273,7 +339,20 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
         if (rc != 0)
             goto done;
     }
-    rc = train_session_run(sess, err, sizeof(err));
+    /* A swt visit whose plateau stop was checkpointed before a crash is over already: the
+     * session would otherwise train on towards its planned epochs. */
+    if (job->u.job.kind == PROTO_JOB_PLATEAU && job->u.job.resume &&
+        train_session_steps_done(sess) > 0 &&
+        train_session_steps_done(sess) < train_session_steps_planned(sess)) {
+        plateau_read(&pl);
+        if (plateau_stopped(&pl) &&
+            train_session_steps_done(sess) == pl.epoch * train_loader_batches_per_epoch(loader))
+            rc = CWT_ESTATE;
+        else
+            rc = train_session_run(sess, err, sizeof(err));
+    } else {
+        rc = train_session_run(sess, err, sizeof(err));
+    }
     if (rc == CWT_ESTATE && job->u.job.kind == PROTO_JOB_PLATEAU) {
         uint8_t *best = NULL;
         size_t best_len = 0;
@@ -349,6 +428,45 @@ done:
     free(val_ids);
 }
 
+/* Appends path to list (at most SANDBOX_MAX_PATHS - 1 entries, NULL-terminated) if it
+ * exists; a missing optional path would make Landlock refuse the whole ruleset. */
+static void add_existing(const char **list, const char *path)
+{
+    int i = 0;
+
+    if (path == NULL || path[0] == '\0' || access(path, F_OK) != 0)
+        return;
+    while (i < SANDBOX_MAX_PATHS - 1 && list[i] != NULL)
+        i++;
+    if (i < SANDBOX_MAX_PATHS - 1)
+        list[i] = path;
+}
+
+/* What the trainer may touch once it is confined: its store (data loader, checkpoints), the
+ * device nodes of GPU drivers, the Mesa shader cache, and read-only the system folders a
+ * driver may still load from. Not the keys, the inbox, the outbox or the configuration. */
+static void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths,
+                                  char *cache, size_t cachelen)
+{
+    const char *env;
+
+    memset(paths, 0, sizeof(*paths));
+    cache[0] = '\0';
+    if ((env = getenv("MESA_SHADER_CACHE_DIR")) != NULL)
+        snprintf(cache, cachelen, "%s", env);
+    else if ((env = getenv("XDG_CACHE_HOME")) != NULL)
+        snprintf(cache, cachelen, "%s", env);
+    else if ((env = getenv("HOME")) != NULL)
+        snprintf(cache, cachelen, "%s/.cache", env);
+    add_existing(paths->read_write, cfg->store_dir);
+    add_existing(paths->read_write, "/dev");
+    add_existing(paths->read_write, cache);
+    add_existing(paths->read_only, "/usr");
+    add_existing(paths->read_only, "/proc");
+    add_existing(paths->read_only, "/sys");
+    add_existing(paths->read_only, "/opt");
+}
+
 /* The trainer process: device, store, sandbox, then jobs until the monitor goes away. */
 static void __attribute__((noreturn))
 trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock)
@@ -381,7 +499,12 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
     if (rc != 0)
         fatalx("trainer: %s", err);
     /* Everything that reads driver files or compiles pipelines is done: confine. */
-    rc = sandbox_apply(SANDBOX_TRAINER, NULL, err, sizeof(err));
+    {
+        struct sandbox_paths paths;
+        char cache[PATH_MAX];
+        trainer_sandbox_paths(cfg, &paths, cache, sizeof(cache));
+        rc = sandbox_apply(SANDBOX_TRAINER, &paths, err, sizeof(err));
+    }
     if (rc != 0)
         fatalx("trainer: %s", err);
 

@@ -358,6 +358,27 @@ static int layout(struct eng_model *m, char *err, size_t errlen)
     }
     m->temp_bytes = max_act;
     m->a_temp = take(ca, max_act);
+    /* im2col scratch of the CPU convolution path, shared by all layers (one op at a time):
+     * enough for the largest layer's whole batch, capped so a binding stays well within the
+     * storage buffer range (the ops then work in chunks of images). */
+    VkDeviceSize col = 0;
+    for (uint32_t i = 0; i < m->nl; i++) {
+        struct layer *l = &m->layers[i];
+        if (l->t != L_CONV)
+            continue;
+        const struct act *x = &m->acts[l->in], *y = &m->acts[l->out];
+        struct eng_conv cv = {(uint32_t)nb, x->c, x->h, x->w,      y->c,  y->h,
+                              y->w,         l->k, l->k, l->stride, l->pad};
+        uint64_t want = eng_conv_col_bytes(m->d, &cv);
+        if (want > col)
+            col = want;
+    }
+    if (col > ENG_COL_MAX_BYTES)
+        col = ENG_COL_MAX_BYTES;
+    if (col > range)
+        col = range / ENG_ALIGN * ENG_ALIGN;
+    m->col_bytes = col;
+    m->a_col = take(ca, col);
     for (uint32_t i = 0; i < m->nl; i++) {
         struct layer *l = &m->layers[i];
         const struct act *x = &m->acts[l->in], *y = &m->acts[l->out];
@@ -825,6 +846,7 @@ int eng_model_record(struct eng_model *m, struct eng_rec *r, uint32_t n, int pre
     int rc = eng_rec_begin(r, err, errlen);
     if (rc != 0)
         return rc;
+    r->col = m->col_bytes ? eng_region_ref(m, REG_ACT, m->a_col, m->col_bytes) : NOBUF;
     VkBuffer sb = m->staging[slot].buf, ab = m->region[REG_ACT].buf;
     const struct act *in = &m->acts[m->input];
     uint32_t K = m->spec.classes;

@@ -12,6 +12,7 @@
 #define ENG_MAX_LAYERS  160
 #define ENG_MAX_RECS    6
 #define ENG_SLOTS       2 /* staging ring depth */
+#define ENG_COL_MAX_BYTES (64u << 20) /* cap of the shared im2col scratch */
 
 /* Arena regions: parameters, their gradients and optimizer state share offsets, so one
  * optimizer dispatch covers every parameter. */
@@ -79,6 +80,7 @@ struct eng_model {
     struct eng_buf region[REG_COUNT];
     /* small device-side areas inside REG_ACT */
     VkDeviceSize a_prm, a_labels, a_cw, a_ps, a_res, a_probs, a_temp, temp_bytes;
+    VkDeviceSize a_col, col_bytes; /* im2col scratch of the CPU path (0 bytes: none) */
 
     /* host-visible staging ring */
     struct eng_buf staging[ENG_SLOTS];

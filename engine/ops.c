@@ -82,8 +82,11 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct gemm_cpu_pc pc = {g->M,     g->N,   g->K,   g->sam, g->sak, g->sbk,
                              g->sbn,   g->scm, g->scn, g->flags, kchunk, scz,
                              ctiles,   a_off,  b_off,  c_off};
-    struct eng_tref bufs[5] = {NOBUF, NOBUF, c, bias, mask}, tex[2] = {a, b};
-    eng_rec_dispatch_tex(r, id, bufs, 5, tex, 2, id == CWT_SPV_gemm_cpu ? 0u : 3u, &pc,
+    /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
+    struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
+    struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
+    struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
+    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, id == CWT_SPV_gemm_cpu ? 0u : 3u, &pc,
                          sizeof(pc), gx, ceil_div(tiles, ctiles), splits);
 }
 
@@ -129,9 +132,148 @@ static void conv_pc(const struct eng_conv *cv, struct gemm_pc *pc)
     pc->nimg = cv->n;
 }
 
+/* ---------------------------------------------------- CPU path: explicit im2col + gemm_cpu */
+
+static uint32_t round4(uint32_t x)
+{
+    return (x + 3u) & ~3u;
+}
+
+/* Images per chunk such that rows x round4(images*hw) floats fit the im2col scratch and a texel
+ * view; 0 when the CPU path is off or not even one image fits. */
+static uint32_t col_chunk(const struct eng_rec *r, uint32_t n, uint32_t rows, uint32_t hw)
+{
+    if (!r->d->cpu_gemm || r->col.bytes == 0 || rows == 0 || hw == 0)
+        return 0;
+    uint64_t floats = r->col.bytes / 4;
+    if (floats > r->d->max_texel_elements)
+        floats = r->d->max_texel_elements;
+    uint64_t imgs = floats / rows / hw;
+    if (imgs > n)
+        imgs = n;
+    while (imgs > 0 && (uint64_t)rows * round4((uint32_t)(imgs * hw)) > floats)
+        imgs--;
+    return (uint32_t)imgs;
+}
+
+/* Stride-1 data gradients are forward convolutions of dy with the flipped, transposed kernel
+ * and padding k-1-pad (both paths use that). */
+static int bwd_as_fwd(const struct eng_conv *cv)
+{
+    return cv->stride == 1 && cv->pad < cv->kh && cv->pad < cv->kw && cv->kh == cv->kw;
+}
+
+/* The data-gradient geometry of the stride-1 path. */
+static struct eng_conv flipped(const struct eng_conv *cv)
+{
+    return (struct eng_conv){cv->n,  cv->cout, cv->oh, cv->ow, cv->cin,
+                             cv->ih, cv->iw,   cv->kh, cv->kw, 1,
+                             cv->kh - 1 - cv->pad};
+}
+
+/* Whether the data gradient of cv runs on the CPU path (op_conv_wt must agree). */
+static int cpu_bwd_data(const struct eng_rec *r, const struct eng_conv *cv)
+{
+    if (bwd_as_fwd(cv)) {
+        struct eng_conv f = flipped(cv);
+        return col_chunk(r, f.n, f.cin * f.kh * f.kw, f.oh * f.ow) > 0;
+    }
+    return col_chunk(r, cv->n, cv->cin * cv->kh * cv->kw, cv->oh * cv->ow) > 0;
+}
+
+uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *cv)
+{
+    if (!d->cpu_gemm)
+        return 0;
+    uint64_t fwd = (uint64_t)cv->cin * cv->kh * cv->kw * round4(cv->n * cv->oh * cv->ow);
+    uint64_t bwd = 0;
+    if (bwd_as_fwd(cv))
+        bwd = (uint64_t)cv->cout * cv->kh * cv->kw * round4(cv->n * cv->ih * cv->iw);
+    return (fwd > bwd ? fwd : bwd) * 4;
+}
+
+struct im2col_pc {
+    uint32_t c, ih, iw, oh, ow, kh, kw, stride, pad, nimg, img0, ncols, ld, flags;
+};
+
+static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_conv *cv,
+                            struct eng_tref act, struct eng_tref mask, uint32_t img0,
+                            uint32_t ncols, uint32_t ld, uint32_t flags)
+{
+    struct im2col_pc pc = {cv->cin, cv->ih,     cv->iw,  cv->oh, cv->ow,
+                           cv->kh,  cv->kw,     cv->stride, cv->pad, cv->n,
+                           img0,    ncols,      ld,      flags};
+    if (id == CWT_SPV_im2col) {
+        struct eng_tref bufs[2] = {NOBUF, r->col};
+        eng_rec_dispatch_tex(r, id, bufs, 2, &act, 1, 0, &pc, sizeof(pc),
+                             ceil_div(ncols / cv->ow, 64), cv->cin * cv->kh * cv->kw, 1);
+    } else {
+        uint32_t cols = ncols / (cv->oh * cv->ow) * cv->ih * cv->iw;
+        struct eng_tref bufs[3] = {NOBUF, act, mask};
+        eng_rec_dispatch_tex(r, id, bufs, 3, &r->col, 1, 0, &pc, sizeof(pc), ceil_div(cols, 64),
+                             cv->cin, 1);
+    }
+}
+
+/* y = conv(x, w) (+ epilogue) through im2col chunks; 0 when the CPU path does not apply. */
+static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
+                        struct eng_tref w, struct eng_tref bias, struct eng_tref y,
+                        struct eng_tref mask, uint32_t flags)
+{
+    uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
+    uint32_t chunk = col_chunk(r, cv->n, K, hw);
+    if (chunk == 0)
+        return 0;
+    for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
+        uint32_t ncols = nc * hw, ld = round4(ncols);
+        im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
+        struct eng_gemm g = {cv->cout, ncols, K, K, 1, ld, 1, cv->n * hw, 1, flags};
+        gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask);
+    }
+    return 1;
+}
+
+/* Strided data gradient: dcol = w^T dy per chunk (wt = w^T, [cin*kh*kw][cout]), then col2im. */
+static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                              struct eng_tref wt, struct eng_tref dx, struct eng_tref mask,
+                              uint32_t flags)
+{
+    uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
+    uint32_t chunk = col_chunk(r, cv->n, K, hw);
+    for (uint32_t img0 = 0; chunk > 0 && img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
+        uint32_t ncols = nc * hw, ld = round4(ncols);
+        struct eng_gemm g = {K, ncols, cv->cout, cv->cout, 1, cv->n * hw, 1, ld, 1, 0};
+        gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, wt, dy, r->col, NOBUF, NOBUF);
+        im2col_dispatch(r, CWT_SPV_col2im, cv, dx, mask, img0, ncols, ld,
+                        (flags & ENG_EPI_MASK) ? 1u : 0u);
+    }
+}
+
+/* dw = dy col^T accumulated over chunks (no split-K: the chunks run in a fixed order). */
+static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                               struct eng_tref x, struct eng_tref dw)
+{
+    uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
+    uint32_t chunk = col_chunk(r, cv->n, K, hw);
+    if (chunk == 0)
+        return 0;
+    for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
+        uint32_t ncols = nc * hw, ld = round4(ncols);
+        im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
+        struct eng_gemm g = {cv->cout, K, ncols, cv->n * hw, 1, 1, ld, K, 1, img0 ? 8u : 0u};
+        gemm_cpu_dispatch(r, &g, img0 * hw, 0, 0, 1, 0, dy, r->col, dw, NOBUF, NOBUF);
+    }
+    return 1;
+}
+
 void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x, struct eng_tref w,
                  struct eng_tref bias, struct eng_tref y, uint32_t flags)
 {
+    if (conv_fwd_cpu(r, cv, x, w, bias, y, NOBUF, flags))
+        return;
     struct gemm_pc pc;
     conv_pc(cv, &pc);
     uint32_t kk = cv->kh * cv->kw;
@@ -150,17 +292,16 @@ void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x
     gemm_dispatch(r, CWT_SPV_conv_fwd_reg, &pc, w, x, y, bias, NOBUF, 1);
 }
 
-/* Stride-1 data gradients are forward convolutions of dy with the flipped, transposed kernel
- * and padding k-1-pad; that path (B_IM2COL) is about 2.5x faster on lavapipe than the general
- * gather (B_DYGATHER), which remains for strided convolutions. */
-static int bwd_as_fwd(const struct eng_conv *cv)
-{
-    return cv->stride == 1 && cv->pad < cv->kh && cv->pad < cv->kw;
-}
-
 void op_conv_wt(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w, struct eng_tref wt)
 {
     uint32_t kk = cv->kh * cv->kw;
+    if (!bwd_as_fwd(cv) && cpu_bwd_data(r, cv)) {
+        /* w[oc][ick] -> wt[ick][oc] */
+        const uint32_t d[4] = {1, 1, cv->cin * kk, cv->cout};
+        const uint32_t s[4] = {0, 0, 1, cv->cin * kk};
+        op_permute(r, w, wt, d, s);
+        return;
+    }
     if (bwd_as_fwd(cv)) {
         /* wt[ic][oc][ky][kx] = w[oc][ic][kh-1-ky][kw-1-kx]: negative strides wrap mod 2^32 */
         const uint32_t d[4] = {cv->cin, cv->cout, cv->kh, cv->kw};
@@ -178,18 +319,17 @@ void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_t
                       struct eng_tref wt, struct eng_tref dx, struct eng_tref mask, uint32_t flags)
 {
     struct gemm_pc pc;
+    if (cpu_bwd_data(r, cv)) {
+        if (bwd_as_fwd(cv)) {
+            struct eng_conv f = flipped(cv);
+            conv_fwd_cpu(r, &f, dy, wt, NOBUF, dx, mask, flags & ENG_EPI_MASK);
+        } else {
+            conv_bwd_data_cpu(r, cv, dy, wt, dx, mask, flags);
+        }
+        return;
+    }
     if (bwd_as_fwd(cv)) {
-        struct eng_conv f = {cv->n,
-                             cv->cout,
-                             cv->oh,
-                             cv->ow,
-                             cv->cin,
-                             cv->ih,
-                             cv->iw,
-                             cv->kh,
-                             cv->kw,
-                             1,
-                             cv->kh - 1 - cv->pad};
+        struct eng_conv f = flipped(cv);
         conv_pc(&f, &pc);
         /* conv_pc takes one pad for both axes: square kernels only on this path */
         pc.M = cv->cin;
@@ -242,6 +382,8 @@ static uint32_t filt_splits(const struct eng_device *d, const struct eng_conv *c
 
 uint64_t eng_conv_filt_scratch(const struct eng_device *d, const struct eng_conv *cv)
 {
+    if (d->cpu_gemm)
+        return 0; /* the CPU path accumulates over image chunks instead */
     uint32_t s = filt_splits(d, cv);
     return s <= 1 ? 0 : (uint64_t)s * cv->cout * cv->cin * cv->kh * cv->kw;
 }
@@ -249,6 +391,8 @@ uint64_t eng_conv_filt_scratch(const struct eng_device *d, const struct eng_conv
 void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
                         struct eng_tref x, struct eng_tref dw, struct eng_tref scratch)
 {
+    if (conv_bwd_filter_cpu(r, cv, dy, x, dw))
+        return;
     struct gemm_pc pc;
     conv_pc(cv, &pc);
     uint32_t kk = cv->kh * cv->kw;

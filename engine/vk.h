@@ -14,7 +14,7 @@
 #include "shaders/cwt_spv.h"
 
 #define ENG_BINDINGS      8   /* storage buffers per dispatch (set 0, bindings 0..7) */
-#define ENG_TEX_BINDINGS  2   /* uniform texel buffers (r32f), set 0, bindings 8..9 */
+#define ENG_TEX_BINDINGS  4   /* uniform texel buffers, set 0, bindings 8..11 */
 #define ENG_PUSH_BYTES    128 /* push constant block size, the Vulkan minimum guarantee */
 #define ENG_ALIGN         256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
 #define ENG_SETS_PER_POOL 256

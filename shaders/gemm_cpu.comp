@@ -39,27 +39,27 @@ layout(push_constant) uniform PC {
 } p;
 
 BUF_RW(2, C);
-BUF_RO(3, bias);
-BUF_RO(4, mask);
 layout(set = 0, binding = 8) uniform samplerBuffer TA;
 layout(set = 0, binding = 9) uniform samplerBuffer TB;
+// epilogue inputs, also texel buffers (r32f): bias[m]; the mask (flag 4) or, for flag 8, C
+// itself (each element is read before the same invocation overwrites it)
+layout(set = 0, binding = 10) uniform samplerBuffer TBIAS;
+layout(set = 0, binding = 11) uniform samplerBuffer TMASK;
 
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-void store(uint m, uint n, float v)
+// Branch-free except for the final store: on llvmpipe each storage-buffer access in a branch
+// is a loop over the lanes, texel fetches are vector gathers.
+void store(uint m, uint n, float v, float bias_m)
 {
-    if (m >= p.M || n >= p.N)
-        return;
-    if ((p.flags & 1u) != 0u)
-        v += bias[m];
-    if ((p.flags & 2u) != 0u)
-        v = max(v, 0.0);
     uint idx = p.c_off + gl_WorkGroupID.z * p.scz + m * p.scm + n * p.scn;
-    if ((p.flags & 4u) != 0u)
-        v = mask[idx] > 0.0 ? v : 0.0;
-    if ((p.flags & 8u) != 0u)
-        v += C[idx];
-    C[idx] = v;
+    v += bias_m;
+    v = (p.flags & 2u) != 0u ? max(v, 0.0) : v;
+    float e = (p.flags & 12u) != 0u ? texelFetch(TMASK, int(idx)).x : 0.0;
+    v = (p.flags & 4u) != 0u && !(e > 0.0) ? 0.0 : v;
+    v += (p.flags & 8u) != 0u ? e : 0.0;
+    if (m < p.M && n < p.N)
+        C[idx] = v;
 }
 
 #define FMA2(i, av, bl, br)                                                                    \
@@ -147,14 +147,18 @@ void main()
         }
 #endif
 #define STORE(i)                                                                               \
-    store(m0 + uint(i), n0 + 0u, c##i##L.x);                                                   \
-    store(m0 + uint(i), n0 + 1u, c##i##L.y);                                                   \
-    store(m0 + uint(i), n0 + 2u, c##i##L.z);                                                   \
-    store(m0 + uint(i), n0 + 3u, c##i##L.w);                                                   \
-    store(m0 + uint(i), n0 + 4u, c##i##R.x);                                                   \
-    store(m0 + uint(i), n0 + 5u, c##i##R.y);                                                   \
-    store(m0 + uint(i), n0 + 6u, c##i##R.z);                                                   \
-    store(m0 + uint(i), n0 + 7u, c##i##R.w);
+    {                                                                                          \
+        uint m = m0 + uint(i);                                                                 \
+        float bm = (p.flags & 1u) != 0u ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x : 0.0;   \
+        store(m, n0 + 0u, c##i##L.x, bm);                                                      \
+        store(m, n0 + 1u, c##i##L.y, bm);                                                      \
+        store(m, n0 + 2u, c##i##L.z, bm);                                                      \
+        store(m, n0 + 3u, c##i##L.w, bm);                                                      \
+        store(m, n0 + 4u, c##i##R.x, bm);                                                      \
+        store(m, n0 + 5u, c##i##R.y, bm);                                                      \
+        store(m, n0 + 6u, c##i##R.z, bm);                                                      \
+        store(m, n0 + 7u, c##i##R.w, bm);                                                      \
+    }
         FOR8(STORE)
     }
 }

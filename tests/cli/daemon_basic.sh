@@ -39,6 +39,18 @@ grep -q "a (1 of 2) in federation fed-test" "$T/status.txt" ||
 [ "$(status_field a federation)" = "fed-test" ] || die "federation missing from status"
 [ "$(stat -c %a "$T/a/cwtd.sock")" = "660" ] || die "control socket is not mode 0660"
 
+# --- pause is kept across restarts ----------------------------------------------------------
+"$CWTCTL" -c "$A" pause >/dev/null || die "pause"
+[ "$(status_field a paused)" = 1 ] || die "status does not show the pause"
+kill -9 "$(cat "$T/a.pid")"
+wait "$(cat "$T/a.pid")" 2>/dev/null || true
+[ "$(status_field a paused)" = 1 ] || die "offline status does not show the pause"
+start_daemon a
+[ "$(status_field a paused)" = 1 ] || die "the pause was lost by a restart"
+"$CWTCTL" -c "$A" status | grep -q "(paused)" || die "status table does not show the pause"
+"$CWTCTL" -c "$A" resume >/dev/null || die "resume"
+[ "$(status_field a paused)" = 0 ] || die "resume did not clear the pause"
+
 # --- a peer that is not allowed ------------------------------------------------------------
 # The socket's mode keeps others out at the file level; open it up to reach the daemon's own
 # SO_PEERCRED check, with a client configuration that user 'nobody' can read.

@@ -8,7 +8,7 @@ set -euo pipefail
 [ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
 [ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 SITES=(a b c d)
-export FED_VISIT_STEPS=${FED_VISIT_STEPS:-16}
+export FED_VISIT_STEPS=${FED_VISIT_STEPS:-24}
 ROOT="${CWT_TEST_TMP:-/tmp}/daemon_faults.$$"
 mkdir -p "$ROOT"
 trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$ROOT"' EXIT
@@ -25,7 +25,7 @@ run() {
     while ! all_finished "${SITES[@]}"; do
         [ "$(date +%s)" -lt "$deadline" ] || die "run with $kills_wanted kills did not finish"
         if [ "$kills" -lt "$kills_wanted" ]; then
-            sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+            sleep "$((RANDOM % 4)).$((RANDOM % 10))"
             s=${SITES[$((RANDOM % ${#SITES[@]}))]}
             pid=$(cat "$T/$s.pid")
             sup=$(pgrep -P "$pid" | head -n 1 || true)
@@ -48,6 +48,7 @@ run() {
     stop_courier
     [ "$kills" -ge "$kills_wanted" ] || die "only $kills kills before the end"
     check_federation_end "${SITES[@]}" >"$ROOT/hash.$kills_wanted"
+    check_nothing_lost "${SITES[@]}"
     daemon_cleanup
     : >"$DAEMON_PIDS_FILE"
 }

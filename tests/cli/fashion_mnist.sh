@@ -18,16 +18,17 @@ for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-
     [ -r "$DATA/$f" ] || fail "$DATA/$f is missing (Debian package dataset-fashion-mnist)"
 done
 
-EPOCHS=${CWT_FASHION_EPOCHS:-3}
+EPOCHS=${CWT_FASHION_EPOCHS:-2}
 "$CWTCTL" init --site-id fm --dir "$T/site" --input 28x28x1 \
     --class-names t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,boot >/dev/null
-# The recipe: SGD with momentum, cosine decay over the run.
+# The recipe: batch 64, SGD with momentum 0.9, cosine decay from 0.05 over the run. The same
+# architecture and recipe in PyTorch reach 89.4% test accuracy after the first of two epochs.
 sed -i -e 's/batch_size = [0-9]*;/batch_size = 64;/' \
     -e 's/ lr = [0-9.e-]*;/ lr = 0.05;/' \
     -e 's/schedule = "[a-z]*";/schedule = "cosine";/' \
     -e 's/lr_min = [0-9.e-]*;/lr_min = 0.001;/' "$T/site/roster.conf"
 S=(-c "$T/site/cwtd.conf")
-"$CWTCTL" "${S[@]}" ingest --val-fraction 0.1 --seed 1 \
+"$CWTCTL" "${S[@]}" ingest --val-fraction 0.05 --seed 1 \
     "$DATA/train-images-idx3-ubyte.gz" "$DATA/train-labels-idx1-ubyte.gz"
 "$CWTCTL" "${S[@]}" ingest --split test \
     "$DATA/t10k-images-idx3-ubyte.gz" "$DATA/t10k-labels-idx1-ubyte.gz"

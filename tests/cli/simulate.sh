@@ -53,6 +53,7 @@ expect_fail 2 "gets no training images" "${SIM[@]}" --sites 64 --partition "size
     --heuristics cwt --out "$T/none"
 
 # 2. Every heuristic, two visit lengths, two seeds.
+# shellcheck disable=SC2054 # the commas are inside one argument
 RUN=(--sites 3 --budget 2 --visits 0.5,1 --seeds 2)
 "${SIM[@]}" "${RUN[@]}" --out "$T/a" --json >"$T/a.json" 2>"$T/a.err"
 for f in results.csv results.json table.txt val-curves.svg cwt-visits.svg; do

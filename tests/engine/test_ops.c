@@ -7,7 +7,7 @@
  * Error bounds (relative to the output's largest magnitude, fp32 on the device vs double
  * references): elementwise, pooling, permutes 1e-6; GEMM and convolutions 2e-5 (sums of up
  * to a few hundred products); batch norm 1e-4 (normalisation by a variance of fp32 sums);
- * cross-entropy 1e-5; optimizers 1e-5 after three steps. Finite differences (double, h=1e-4):
+ * cross-entropy 5e-5 (llvmpipe exp/log approximations); optimizers 1e-5 after three steps. Finite differences (double, h=1e-4):
  * 1e-5 relative.
  */
 #include <setjmp.h>
@@ -21,7 +21,7 @@
 #define TOL_EXACT 1e-6
 #define TOL_GEMM  2e-5
 #define TOL_BN    1e-4
-#define TOL_CE    1e-5
+#define TOL_CE    5e-5 /* llvmpipe exp/log: up to ~3e-5 relative on some seeds */
 #define TOL_OPT   1e-5
 #define TOL_FD    1e-5
 
@@ -111,26 +111,33 @@ static void to_double(const float *f, double *d, size_t n)
 static void test_gemm(void **state)
 {
     struct th *t = *state;
-    static const uint32_t shapes[][3] = {
-        {1, 1, 1}, {7, 13, 5}, {65, 70, 33}, {130, 3, 200}, {8, 64, 64}};
-    for (int shape = 0; shape < 3; shape++) {
+    /* M N K, extra row stride of A (sam = K + pad when A is not transposed): shapes that are
+     * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, scalar, k tails) */
+    static const uint32_t shapes[][4] = {{1, 1, 1, 0},    {7, 13, 5, 0},   {65, 70, 33, 0},
+                                         {130, 3, 200, 0}, {8, 64, 64, 0}, {10, 72, 12, 0},
+                                         {17, 130, 20, 0}, {9, 68, 13, 3}, {3, 200, 6, 2}};
+    /* shapes 0-2: gemm.comp kernels; 3: the CPU-device kernel gemm_cpu.comp */
+    for (int shape = 0; shape < 4; shape++) {
         if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
             continue;
-        t->d->gemm_shape = (enum eng_gemm_shape)shape;
+        t->d->cpu_gemm = shape == 3;
+        if (shape < 3)
+            t->d->gemm_shape = (enum eng_gemm_shape)shape;
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
             for (int ta = 0; ta < 2; ta++)
                 for (int tb = 0; tb < 2; tb++) {
                     uint32_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                    uint32_t lda = ta ? M : K + shapes[s][3];
                     uint32_t flags = (uint32_t)((s + ta + tb) % 8);
-                    float *a = falloc((size_t)M * K), *b = falloc((size_t)K * N);
+                    float *a = falloc((size_t)(ta ? K : M) * lda), *b = falloc((size_t)K * N);
                     float *bias = falloc(M), *mask = falloc((size_t)M * N);
-                    th_fill(t, a, (size_t)M * K, 1);
+                    th_fill(t, a, (size_t)(ta ? K : M) * lda, 1);
                     th_fill(t, b, (size_t)K * N, 1);
                     th_fill(t, bias, M, 1);
                     th_fill(t, mask, (size_t)M * N, 1);
-                    struct eng_gemm g = {M,          N,          K, ta ? 1 : K, ta ? M : 1,
-                                         tb ? 1 : N, tb ? K : 1, N, 1,          flags};
-                    struct eng_tref A = th_buf(t, a, (size_t)M * K),
+                    struct eng_gemm g = {M,          N,          K, ta ? 1 : lda, ta ? lda : 1,
+                                         tb ? 1 : N, tb ? K : 1, N, 1,            flags};
+                    struct eng_tref A = th_buf(t, a, (size_t)(ta ? K : M) * lda),
                                     B = th_buf(t, b, (size_t)K * N);
                     struct eng_tref C = th_buf(t, NULL, (size_t)M * N), BI = th_buf(t, bias, M);
                     struct eng_tref MK = th_buf(t, mask, (size_t)M * N);
@@ -162,6 +169,7 @@ static void test_gemm(void **state)
                 }
     }
     t->d->gemm_shape = ENG_GEMM_SG;
+    t->d->cpu_gemm = t->d->is_cpu;
 }
 
 /* ------------------------------------------------------------------ convolution */
@@ -242,7 +250,8 @@ static void test_conv(void **state)
     static const uint32_t geo[][8] = {
         {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
         {1, 5, 6, 6, 3, 1, 2, 0},   {4, 1, 12, 12, 9, 3, 1, 1}, {2, 4, 8, 8, 70, 3, 1, 1},
-        {1, 3, 11, 11, 2, 7, 2, 3},
+        {1, 3, 11, 11, 2, 7, 2, 3}, {4, 4, 8, 8, 16, 3, 1, 1},  {4, 8, 8, 8, 12, 3, 2, 1},
+        {4, 8, 8, 8, 16, 1, 2, 0},  {3, 2, 7, 7, 8, 3, 1, 1},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
@@ -269,10 +278,18 @@ static void test_conv(void **state)
         fd_check(t, "conv ref dx", conv_f, &cc, xd, nx, ny, dyd, dx);
         cc.wrt_w = 1;
         fd_check(t, "conv ref dw", conv_f, &cc, wd, nw, ny, dyd, dw);
-        for (int shape = 0; shape < 3; shape++) {
+        /* shapes 0-2: implicit-GEMM kernels; 3: CPU path (im2col + gemm_cpu) with scratch for
+         * the whole batch; 4: CPU path with scratch for one image (chunked) */
+        for (int shape = 0; shape < 5; shape++) {
             if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
                 continue;
-            t->d->gemm_shape = (enum eng_gemm_shape)shape;
+            t->d->cpu_gemm = shape >= 3;
+            if (shape < 3)
+                t->d->gemm_shape = (enum eng_gemm_shape)shape;
+            struct eng_conv one = cv;
+            one.n = 1;
+            uint64_t colb = eng_conv_col_bytes(t->d, shape == 4 ? &one : &cv);
+            struct eng_tref COL = th_buf(t, NULL, colb / 4);
             struct eng_tref X = th_buf(t, x, nx), W = th_buf(t, w, nw),
                             B = th_buf(t, bias, cv.cout);
             struct eng_tref Y = th_buf(t, NULL, ny), DY = th_buf(t, dy, ny);
@@ -283,6 +300,8 @@ static void test_conv(void **state)
             if (sc == 0)
                 S.bytes = 0;
             RUN(t, {
+                if (shape >= 3)
+                    r->col = COL;
                 op_conv_fwd(r, &cv, X, W, B, Y, ENG_EPI_BIAS | ENG_EPI_RELU);
                 op_conv_wt(r, &cv, W, WT);
                 op_conv_bwd_data(r, &cv, DY, WT, DX, NOBUF, 0);
@@ -321,6 +340,7 @@ static void test_conv(void **state)
         free(dw);
     }
     t->d->gemm_shape = ENG_GEMM_SG;
+    t->d->cpu_gemm = t->d->is_cpu;
 }
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
@@ -766,7 +786,13 @@ static void test_ce(void **state)
                 op_softmax(r, N, K, Z, PR);
             });
             const float *res = th_map(t, RES);
-            CHECK(t, "ce loss", res, &loss, 1, TOL_CE);
+            /* the mean loss can be tiny (confident, correct logits): its error is measured
+             * relative to max(|loss|, 1), as fp32 exp/log carry an absolute error of ~1e-7 */
+            if (!(fabs(res[0] - loss) <= TOL_CE * fmax(fabs(loss), 1.0))) {
+                fprintf(stderr, "ce loss: %.9g vs %.9g (seed 0x%llx)\n", (double)res[0], loss,
+                        (unsigned long long)t->seed);
+                fail();
+            }
             assert_int_equal((uint32_t)res[2], correct);
             CHECK(t, "ce grad", th_map(t, DZ), dz, (size_t)K * N, TOL_CE);
             CHECK(t, "softmax", th_map(t, PR), probs, (size_t)K * N, TOL_CE);

@@ -82,8 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t reasons = 0;
     size_t rows;
 
-    if (ingest_csv_list((const char *)data, size, "fuzz.csv", base, &recipe, &opt, &sum, &rows,
-                        err, sizeof(err)) != 0)
+    if (ingest_csv_list((const char *)data, size, "fuzz.csv", base, &recipe, &opt, &sum, &rows, err,
+                        sizeof(err)) != 0)
         return 0;
     /* Every row is either listed or rejected for exactly one reason. */
     for (int i = 0; i < INGEST_NREASONS; i++)

@@ -63,6 +63,12 @@ static void put_le32(struct bytes *b, uint32_t v)
     put_le16(b, (uint16_t)(v >> 16));
 }
 
+static void set_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static void put_be32(struct bytes *b, uint32_t v)
 {
     uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
@@ -117,7 +123,8 @@ static int make_png(struct bytes *b, uint32_t w, uint32_t h, int color, int dept
     for (uint32_t y = 0; y < h; y++) {
         row_ptrs[y] = rows + y * row_bytes;
         for (size_t i = 0; i < row_bytes; i++)
-            row_ptrs[y][i] = (uint8_t)(color == PNG_COLOR_TYPE_PALETTE ? (i + y) % 3 : 37 * i + 11 * y);
+            row_ptrs[y][i] =
+                (uint8_t)(color == PNG_COLOR_TYPE_PALETTE ? (i + y) % 3 : 37 * i + 11 * y);
     }
     png_set_write_fn(png, b, png_to_bytes, png_no_flush);
     png_set_IHDR(png, info, w, h, depth, color, interlace, PNG_COMPRESSION_TYPE_DEFAULT,
@@ -190,8 +197,8 @@ struct dicom_image {
 };
 
 /* One element; values of odd length are padded (UI with NUL, text with a space). */
-static void dcm_el(struct bytes *b, int explicit_vr, uint16_t group, uint16_t elem,
-                   const char *vr, const void *val, size_t len)
+static void dcm_el(struct bytes *b, int explicit_vr, uint16_t group, uint16_t elem, const char *vr,
+                   const void *val, size_t len)
 {
     int long_form = strcmp(vr, "OB") == 0 || strcmp(vr, "OW") == 0;
     size_t padded = len + (len & 1);
@@ -214,8 +221,7 @@ static void dcm_el(struct bytes *b, int explicit_vr, uint16_t group, uint16_t el
         put_u8(b, strcmp(vr, "UI") == 0 || long_form ? 0 : ' ');
 }
 
-static void dcm_str(struct bytes *b, int ex, uint16_t g, uint16_t e, const char *vr,
-                    const char *s)
+static void dcm_str(struct bytes *b, int ex, uint16_t g, uint16_t e, const char *vr, const char *s)
 {
     dcm_el(b, ex, g, e, vr, s, strlen(s));
 }
@@ -345,38 +351,52 @@ static int gen_images(const char *dir)
     for (size_t i = 0; i < sizeof(rgb); i++)
         rgb[i] = (uint8_t)(23 * i);
     if (rc == 0) {
-        struct dicom_image im = {TS_EXPLICIT, "MONOCHROME2", 8, 8, 1, 16, "1500", "3000",
-                                 "-1024", "1", grey16, sizeof(grey16), 0};
+        struct dicom_image im = {TS_EXPLICIT, "MONOCHROME2",  8,      8,       1,
+                                 16,          "1500",         "3000", "-1024", "1",
+                                 grey16,      sizeof(grey16), 0};
         b.len = 0;
         make_dicom(&b, &im);
         rc = save(dir, "decode", "mono2-16bit-explicit.dcm", b.p, b.len);
+        /* Regression: pixel data declaring 3 GB in a file of a few hundred bytes (DCMTK
+         * allocated the declared length before reading it). */
+        set_le32(b.p + b.len - sizeof(grey16) - 4, 0xbdb70002u);
+        if (rc == 0)
+            rc = save(dir, "decode", "regress-huge-length.dcm", b.p, b.len);
     }
     if (rc == 0) {
-        struct dicom_image im = {TS_IMPLICIT, "MONOCHROME1", 6, 6, 1, 8, NULL, NULL,
-                                 NULL, NULL, grey8, sizeof(grey8), 0};
+        struct dicom_image im = {TS_IMPLICIT, "MONOCHROME1", 6, 6, 1, 8, NULL, NULL, NULL, NULL,
+                                 grey8,       sizeof(grey8), 0};
         b.len = 0;
         make_dicom(&b, &im);
         rc = save(dir, "decode", "mono1-8bit-implicit.dcm", b.p, b.len);
     }
     if (rc == 0) {
-        struct dicom_image im = {TS_EXPLICIT, "RGB", 3, 4, 3, 8, NULL, NULL,
-                                 NULL, NULL, rgb, sizeof(rgb), 0};
+        struct dicom_image im = {TS_EXPLICIT, "RGB", 3,    4,   3,           8, NULL,
+                                 NULL,        NULL,  NULL, rgb, sizeof(rgb), 0};
         b.len = 0;
         make_dicom(&b, &im);
         rc = save(dir, "decode", "rgb-explicit.dcm", b.p, b.len);
     }
     if (rc == 0) {
         rle_frame(&frag, grey8, sizeof(grey8));
-        struct dicom_image im = {TS_RLE, "MONOCHROME2", 6, 6, 1, 8, "100", "200",
-                                 "0", "2", frag.p, frag.len, 1};
+        struct dicom_image im = {TS_RLE, "MONOCHROME2", 6,   6,      1,        8, "100",
+                                 "200",  "0",           "2", frag.p, frag.len, 1};
         b.len = 0;
         make_dicom(&b, &im);
         rc = save(dir, "decode", "mono2-rle.dcm", b.p, b.len);
+        /* Regression: a segment offset far past the fragment (DCMTK's RLE decoder read
+         * there). */
+        frag.p[4] = 0x40;
+        frag.p[7] = 0x10;
+        b.len = 0;
+        make_dicom(&b, &im);
+        if (rc == 0)
+            rc = save(dir, "decode", "regress-rle-offset.dcm", b.p, b.len);
     }
     frag.len = 0;
     if (rc == 0 && (rc = make_jpeg(&frag, 8, 8, 1, 0)) == 0) {
-        struct dicom_image im = {TS_JPEG, "MONOCHROME2", 8, 8, 1, 8, NULL, NULL,
-                                 NULL, NULL, frag.p, frag.len, 1};
+        struct dicom_image im = {TS_JPEG, "MONOCHROME2", 8,    8,      1,        8, NULL,
+                                 NULL,    NULL,          NULL, frag.p, frag.len, 1};
         b.len = 0;
         make_dicom(&b, &im);
         rc = save(dir, "decode", "mono2-jpeg.dcm", b.p, b.len);
@@ -615,8 +635,7 @@ static int gen_audit(const char *dir)
     static const uint8_t seed[crypto_sign_SEEDBYTES] = {1};
     static const char *const events[] = {"key-load", "bundle-rejected", "ingest"};
     static const char *const details[] = {"site-a key 0123456789abcdef",
-                                          "seq3.cwtb: signature does not verify \\ \x01",
-                                          ""};
+                                          "seq3.cwtb: signature does not verify \\ \x01", ""};
     uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES], box[32] = {7};
     uint8_t key_id[CWT_KEYID_LEN], *out = NULL;
     struct audit_record recs[3];
@@ -638,8 +657,8 @@ static int gen_audit(const char *dir)
             return -1;
     }
     for (size_t n = 0; n <= 3; n += 3) {
-        if (audit_export_encode(recs, n, key_line, sk, 1700000500, &out, &len, err,
-                                sizeof(err)) != 0) {
+        if (audit_export_encode(recs, n, key_line, sk, 1700000500, &out, &len, err, sizeof(err)) !=
+            0) {
             fprintf(stderr, "gen_corpus: %s\n", err);
             return -1;
         }

@@ -26,50 +26,93 @@ LIBS="$(pkg-config --libs libsodium lmdb libconfig) -lpthread -lm"
 IMAGE_LIBS="$(pkg-config --libs libpng libjpeg zlib)"
 DCMTK_LIBS="-ldcmimage -ldcmimgle -ldcmjpeg -ldcmjpls -ldcmdata -loflog -lofstd"
 
-# Compiles one source into $OUT/obj (C or C++ by its name) unless the object is newer than it
-# and than every header; prints the object's path.
-compile() {
-    obj="$OUT/obj/$(basename "$(dirname "$1")")_$(basename "$1" | tr . _).o"
-    if [ ! -f "$obj" ] || [ "$1" -nt "$obj" ] || [ -n "$(find "$SRC" -name '*.h' -newer "$obj" -print -quit)" ]; then
-        case "$1" in
-        *.cpp) $CXX $CXXFLAGS $SAN -fsanitize=fuzzer-no-link -c "$1" -o "$obj" ;;
-        *) $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link -c "$1" -o "$obj" ;;
-        esac
-    fi
-    echo "$obj"
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+obj_of() { echo "$OUT/obj/$(basename "$(dirname "$1")")_$(basename "$1" | tr . _).o"; }
+
+# Whether TARGET must be rebuilt from the files after it: missing, older than one of them, or
+# (for objects) older than any header.
+stale() {
+    target=$1
+    shift
+    [ -f "$target" ] || return 0
+    for f in "$@"; do [ "$f" -nt "$target" ] && return 0; done
+    case "$target" in
+    *.o) [ -n "$(find "$SRC" -name '*.h' -newer "$target" -print -quit)" ] ;;
+    *) return 1 ;;
+    esac
+}
+
+compile() { # SOURCE: C or C++ by its name, into $OUT/obj
+    case "$1" in
+    *.cpp) $CXX $CXXFLAGS $SAN -fsanitize=fuzzer-no-link -c "$1" -o "$(obj_of "$1")" ;;
+    *) $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link -c "$1" -o "$(obj_of "$1")" ;;
+    esac
+}
+
+link() { # HARNESS: the decoders need C++ (DCMTK), the daemon's parsers their objects
+    case "$1" in
+    decode | csv | idx)
+        $CXX $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $cli_objs $objs \
+            $IMAGE_LIBS $DCMTK_LIBS $LIBS -o "$OUT/fuzz_$1"
+        ;;
+    proto | control)
+        $CC $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $daemon_objs $objs \
+            $LIBS -o "$OUT/fuzz_$1"
+        ;;
+    *)
+        $CC $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $objs $LIBS \
+            -o "$OUT/fuzz_$1"
+        ;;
+    esac
+}
+
+# Runs "$@" in the background, at most $JOBS at a time; wait_all collects the failures.
+pids=""
+spawn() {
+    "$@" &
+    pids="$pids $!"
+    if [ "$(echo $pids | wc -w)" -ge "$JOBS" ]; then wait_all; fi
+}
+wait_all() {
+    failed=0
+    for p in $pids; do wait "$p" || failed=1; done
+    pids=""
+    [ "$failed" -eq 0 ] || { echo "run.sh: build failed" >&2; exit 1; }
 }
 
 build() {
     mkdir -p "$OUT/obj" "$OUT/artifacts"
-    objs=""
+    objs="" cli_objs="" daemon_objs="" harness_objs=""
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c; do
-        objs="$objs $(compile "$src")"
+        objs="$objs $(obj_of "$src")"
     done
     # Only the decoders and the ingest engine of cli/ (the rest needs the engine), and only
     # the daemon's parsers.
-    cli_objs=""
     for src in "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c; do
-        cli_objs="$cli_objs $(compile "$src")"
+        cli_objs="$cli_objs $(obj_of "$src")"
     done
-    daemon_objs="$(compile "$SRC/daemon/proto.c") $(compile "$SRC/daemon/control.c")"
+    daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c")"
+    for h in $HARNESSES; do harness_objs="$harness_objs $(obj_of "$SRC/tests/fuzz/fuzz_$h.c")"; done
+    for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c \
+        "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c \
+        "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/tests/fuzz/fuzz_*.c; do
+        if stale "$(obj_of "$src")" "$src"; then spawn compile "$src"; fi
+    done
+    wait_all
     for h in $HARNESSES; do
-        case "$h" in
-        decode | csv | idx)
-            $CXX $SAN -fsanitize=fuzzer "$(compile "$SRC/tests/fuzz/fuzz_$h.c")" $cli_objs $objs \
-                $IMAGE_LIBS $DCMTK_LIBS $LIBS -o "$OUT/fuzz_$h"
-            ;;
-        proto | control)
-            $CC $CFLAGS $SAN -fsanitize=fuzzer "$SRC/tests/fuzz/fuzz_$h.c" $daemon_objs $objs \
-                $LIBS -o "$OUT/fuzz_$h"
-            ;;
-        *)
-            $CC $CFLAGS $SAN -fsanitize=fuzzer "$SRC/tests/fuzz/fuzz_$h.c" $objs $LIBS \
-                -o "$OUT/fuzz_$h"
-            ;;
-        esac
+        # shellcheck disable=SC2086 # word splitting of the object lists is intended
+        if stale "$OUT/fuzz_$h" $objs $cli_objs $daemon_objs "$(obj_of "$SRC/tests/fuzz/fuzz_$h.c")"; then
+            spawn link "$h"
+        fi
     done
-    $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" $objs $IMAGE_LIBS \
-        $LIBS -o "$OUT/gen_corpus"
+    wait_all
+    # shellcheck disable=SC2086
+    if stale "$OUT/gen_corpus" "$SRC/tests/fuzz/gen_corpus.c" "$SRC/tests/fuzz/fuzz_common.h" $objs \
+        "$SRC/daemon/proto.c"; then
+        $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" $objs $IMAGE_LIBS \
+            $LIBS -o "$OUT/gen_corpus"
+    fi
 }
 
 locked_build() {

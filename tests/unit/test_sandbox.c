@@ -200,8 +200,8 @@ static int run_thread_child(enum sandbox_role role)
 
         if (sandbox_apply(role, NULL, err, sizeof(err)) != 0)
             _exit(2);
-        if (pthread_create(&th, NULL, thread_body, &marker) != 0 ||
-            pthread_join(th, &ret) != 0 || ret != &marker)
+        if (pthread_create(&th, NULL, thread_body, &marker) != 0 || pthread_join(th, &ret) != 0 ||
+            ret != &marker)
             bad = 1;
         if (role == SANDBOX_MONITOR) {
             grandchild = fork();

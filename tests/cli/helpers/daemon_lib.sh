@@ -109,8 +109,18 @@ start_daemon() {
 }
 
 # status_field NAME KEY: one top-level string/number of `cwtctl status --json` ("" if absent).
+# A failed request is retried twice (its message goes to $T/status.err), so that one slow
+# answer on a loaded machine does not read as a missing field; with the daemon down the
+# offline status (exit 1) is used.
 status_field() {
-    "$CWTCTL" -c "$T/$1/cwtd.conf" --json status 2>/dev/null | python3 -c '
+    local out="" i
+    for i in 1 2 3; do
+        if out=$("$CWTCTL" -c "$T/$1/cwtd.conf" --json status 2>>"$T/status.err"); then
+            break
+        fi
+        sleep 0.3
+    done
+    printf '%s' "$out" | python3 -c '
 import json, sys
 try:
     v = json.load(sys.stdin).get(sys.argv[1], "")
@@ -235,4 +245,29 @@ check_federation_end() {
             die "audit verify failed at $s"
     done
     echo "$hashes"
+}
+
+# imports_count SITES...: distinct bundles imported (audit "bundle-opened"), summed over the
+# sites. Distinct: a crash between the audit record and the ledger record repeats the record.
+imports_count() {
+    local s n total=0
+    for s in "$@"; do
+        n=$("$CWTCTL" -c "$T/$s/cwtd.conf" audit show | grep " bundle-opened " |
+            grep -o 'bundle [0-9a-f]\{32\}' | sort -u | wc -l)
+        total=$((total + n))
+    done
+    echo "$total"
+}
+
+# check_nothing_lost SITES...: a cwt run of FED_CYCLES cycles over the sites left exactly one
+# bundle per hop plus the final one in the chain, and every site imported each bundle meant
+# for it exactly once (cycle bundles once, the final bundle once at each other site).
+check_nothing_lost() {
+    local n=$# cycles=${FED_CYCLES:-2} files opened
+    files=$(ls "$T"/chain/*.cwtb | wc -l)
+    [ "$files" = $((n * cycles)) ] ||
+        die "expected $((n * cycles)) bundles in the chain ($((n * cycles - 1)) cycle + 1 final), found $files"
+    opened=$(imports_count "$@")
+    [ "$opened" = $((n * cycles - 1 + n - 1)) ] ||
+        die "expected $((n * cycles - 1 + n - 1)) bundle imports over all sites, found $opened"
 }
