@@ -1,8 +1,9 @@
 #!/bin/sh
 # `make demo`: a demo site in a scratch folder under the build tree, on built-in defaults.
 # Creates the site, ingests the Fashion-MNIST set that Debian's dataset-fashion-mnist
-# package installs, and prints the site's data table. Later stages (training, the 4-site
-# federation, simulate) are added here as they land.
+# package installs, and prints the site's data table; then a 4-site federation with real
+# cwtd processes and a courier (scripts/demo-federation.sh), and a small `cwtctl simulate`
+# comparison of the heuristics on the demo site's data (scripts/demo-simulate.sh).
 set -eu
 BUILD=${1:-build}
 CWTCTL="$BUILD/cli/cwtctl"
@@ -23,3 +24,11 @@ echo "== ingest the test set (10,000 images)"
     "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz"
 echo "== cwtctl data"
 "$CWTCTL" data
+echo
+echo "== a 4-site federation: four cwtd, a courier moving bundles between them"
+DEMO_DIR="$DEMO/federation" bash scripts/demo-federation.sh "$BUILD"
+echo
+sh scripts/demo-simulate.sh "$BUILD"
+echo
+echo "== done. To train the demo site's model on all of Fashion-MNIST and evaluate it:"
+echo "   CWT_CONFIG=$DEMO/site/cwtd.conf $CWTCTL train && CWT_CONFIG=$DEMO/site/cwtd.conf $CWTCTL eval --split test"
