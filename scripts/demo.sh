@@ -26,6 +26,7 @@ echo "== cwtctl data"
 "$CWTCTL" data
 echo
 echo "== a 4-site federation: four cwtd, a courier moving bundles between them"
+mkdir -p "$DEMO/federation"
 DEMO_DIR="$DEMO/federation" bash scripts/demo-federation.sh "$BUILD"
 echo
 sh scripts/demo-simulate.sh "$BUILD"
