@@ -18,6 +18,8 @@ SITES=(hospital-a hospital-b hospital-c hospital-d)
 # Sizes for a few minutes on 2 CPU cores with lavapipe; raise them on a GPU.
 export FED_CYCLES=${DEMO_CYCLES:-2} FED_VISIT_STEPS=${DEMO_STEPS:-25} FED_IMAGES=${DEMO_IMAGES:-800}
 export FED_INPUT=${DEMO_INPUT:-28x28x1}
+# Adam at 1e-3: the recipe's default SGD rate (0.05) is too high for these short visits.
+export FED_OPTIMIZER=${DEMO_OPTIMIZER:-adam} FED_LR=${DEMO_LR:-0.001}
 
 echo "== setting up ${#SITES[@]} sites in $T ($FED_IMAGES images each, $FED_CYCLES cycles)"
 setup_federation "${SITES[@]}"

@@ -32,8 +32,8 @@ LA=$("$CWTCTL" "${A[@]}" key show | head -n 1)
 LB=$("$CWTCTL" -c "$T/b/cwtd.conf" key show | head -n 1)
 
 # A new site has an empty, intact log.
-"$CWTCTL" "${A[@]}" audit show | grep -qx 'the audit log is empty' || fail "empty log"
-"$CWTCTL" "${A[@]}" audit verify | grep -q 'no records yet' || fail "empty verify"
+"$CWTCTL" "${A[@]}" audit show | grep -x 'the audit log is empty' >/dev/null || fail "empty log"
+"$CWTCTL" "${A[@]}" audit verify | grep 'no records yet' >/dev/null || fail "empty verify"
 [ "$("$CWTCTL" "${A[@]}" audit show --json)" = "[]" ] || fail "empty json"
 
 "$CWTCTL" "${A[@]}" roster add "$LA" >/dev/null
@@ -47,21 +47,21 @@ grep -Eq '^ +3  [0-9T:-]+Z  key-load +site site-a key [0-9a-f]{16} loaded' "$T/s
 "$CWTCTL" "${A[@]}" audit show --json >"$T/json"
 [ "$(grep -c '"seq"' "$T/json")" -eq 3 ] || fail "json records"
 grep -q '"seq": 1, .*"prev_hash": "0\{64\}"' "$T/json" || fail "first prev_hash is zero"
-"$CWTCTL" "${A[@]}" audit verify | grep -q '^audit log intact: 3 records, head [0-9a-f]\{64\}$' ||
+"$CWTCTL" "${A[@]}" audit verify | grep '^audit log intact: 3 records, head [0-9a-f]\{64\}$' >/dev/null ||
     fail "verify"
-"$CWTCTL" "${A[@]}" audit verify --json | grep -q '"ok": true, "records": 3' || fail "verify json"
+"$CWTCTL" "${A[@]}" audit verify --json | grep '"ok": true, "records": 3' >/dev/null || fail "verify json"
 
 # Export, signed by the site key; the export's own key load is record 4.
-"$CWTCTL" "${A[@]}" audit export "$T/a.export" | grep -q 'exported 4 audit records' || fail "export"
-head -n 1 "$T/a.export" | grep -qx 'cwt-audit-export-v1' || fail "export magic"
+"$CWTCTL" "${A[@]}" audit export "$T/a.export" | grep 'exported 4 audit records' >/dev/null || fail "export"
+head -n 1 "$T/a.export" | grep -x 'cwt-audit-export-v1' >/dev/null || fail "export magic"
 tail -n 1 "$T/a.export" | grep -Eq '^signature [0-9a-f]{128}$' || fail "export signature line"
-"$CWTCTL" "${A[@]}" audit show | grep -q 'audit-export .*exported records 1-4' || fail "export audited"
+"$CWTCTL" "${A[@]}" audit show | grep 'audit-export .*exported records 1-4' >/dev/null || fail "export audited"
 
 # The auditor: public key line only, no site configuration.
 "$CWTCTL" audit verify --export "$T/a.export" --key "$LA" >"$T/ok"
 grep -q 'audit export verified: signed by site-a (key id [0-9a-f]\{16\}), 4 records, intact chain' "$T/ok" ||
     fail "auditor verify: $(cat "$T/ok")"
-"$CWTCTL" --json audit verify --export "$T/a.export" --key "$LA" | grep -q '"ok": true' || fail "json"
+"$CWTCTL" --json audit verify --export "$T/a.export" --key "$LA" | grep '"ok": true' >/dev/null || fail "json"
 # The site itself may omit --key (its own site.pub is used).
 "$CWTCTL" "${A[@]}" audit verify --export "$T/a.export" >/dev/null
 

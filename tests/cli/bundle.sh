@@ -22,7 +22,7 @@ expect() {
     shift 2
     "$CWTCTL" "$@" >out.txt 2>err.txt || rc=$?
     [ "$rc" -eq "$want" ] || fail "$* exited $rc, wanted $want: $(cat err.txt)"
-    cat out.txt err.txt | grep -q -- "$needle" || fail "$*: output lacks '$needle': $(cat err.txt)"
+    cat out.txt err.txt | grep -- "$needle" >/dev/null || fail "$*: output lacks '$needle': $(cat err.txt)"
 }
 
 # A safetensors file with a float tensor and the trainer's "fingerprint" metadata.
@@ -67,23 +67,23 @@ cp "$T/a/outbox/b0.cwtb" "$T/b/inbox/b0.cwtb"
 cp "$T/a/roster.conf" roster-auditor.conf
 CWT_CONFIG=/nonexistent "$CWTCTL" bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" >out.txt
 grep -q "^OK" out.txt || fail "auditor verify: $(cat out.txt)"
-"$CWTCTL" --json bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" | grep -q '"ok":true' ||
+"$CWTCTL" --json bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" | grep '"ok":true' >/dev/null ||
     fail "verify --json"
-"$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep -q "sender *site-a" || fail "inspect"
-"$CWTCTL" --json bundle inspect "$T/b/inbox/b0.cwtb" | grep -q '"kind":"cycle"' || fail "inspect --json"
+"$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "sender *site-a" >/dev/null || fail "inspect"
+"$CWTCTL" --json bundle inspect "$T/b/inbox/b0.cwtb" | grep '"kind":"cycle"' >/dev/null || fail "inspect --json"
 # The bundle hash is a plain BLAKE2b-256 of the file.
 h=$(b2sum -l 256 "$T/b/inbox/b0.cwtb" | cut -d' ' -f1)
-"$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep -q "bundle hash *$h" || fail "bundle hash is not b2sum -l 256"
+"$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "bundle hash *$h" >/dev/null || fail "bundle hash is not b2sum -l 256"
 
 # Site b opens it: the weights arrive unchanged.
 "$CWTCTL" "${B[@]}" bundle open "$T/b/inbox/b0.cwtb" -o "$T/b/w0.safetensors" >/dev/null
 cmp w0.safetensors "$T/b/w0.safetensors" || fail "weights changed in transit"
-"$CWTCTL" "${B[@]}" audit show | grep -q "bundle-opened" || fail "no bundle-opened audit record"
+"$CWTCTL" "${B[@]}" audit show | grep "bundle-opened" >/dev/null || fail "no bundle-opened audit record"
 
 # Replay: the same file again.
 expect 1 "replay" "${B[@]}" bundle open "$T/b/inbox/b0.cwtb" -o "$T/b/again.safetensors"
 [ ! -e "$T/b/again.safetensors" ] || fail "a replay wrote output"
-"$CWTCTL" "${B[@]}" audit show | grep -q "bundle-rejected" || fail "no bundle-rejected audit record"
+"$CWTCTL" "${B[@]}" audit show | grep "bundle-rejected" >/dev/null || fail "no bundle-rejected audit record"
 
 # Site b trains (here: copies) and seals sequence 1 back to a, with b0 as parent.
 "$CWTCTL" "${B[@]}" bundle seal --to site-a --weights "$T/b/w0.safetensors" \
@@ -98,7 +98,7 @@ cp "$T/b/outbox/b1.cwtb" "$T/a/inbox/"
     "$T/a/outbox/b0.cwtb" "$T/b/outbox/b1.cwtb" >out.txt || fail "chain verify: $(cat out.txt)"
 grep -q "chain of 3 bundle(s), sequence 0 to 2: intact" out.txt || fail "chain table: $(cat out.txt)"
 "$CWTCTL" --json chain verify --roster roster-auditor.conf "$T/a/outbox/b0.cwtb" \
-    "$T/b/outbox/b1.cwtb" | grep -q '"ok":true' || fail "chain --json"
+    "$T/b/outbox/b1.cwtb" | grep '"ok":true' >/dev/null || fail "chain --json"
 expect 1 "gap" chain verify --roster roster-auditor.conf "$T/a/outbox/b0.cwtb" "$T/a/outbox/b2.cwtb"
 
 # A fork: a second sequence 1 sealed by b from the same parent.

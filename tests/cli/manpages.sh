@@ -75,7 +75,7 @@ for cmd in "${commands[@]}"; do
 done
 # ... and nothing the program does not have
 while read -r word; do
-    printf '%s\n' "${commands[@]}" | grep -qx -- "$word" ||
+    printf '%s\n' "${commands[@]}" | grep -x -- "$word" >/dev/null ||
         fail "the completion offers '$word', which cwtctl --help does not list"
 done <<<"$offered"
 

@@ -84,16 +84,16 @@ done
 dpkg-deb -x "$deb" "$T/root"
 for prog in "$T/root/usr/bin/cwtctl" "$T/root/usr/sbin/cwtd"; do
     [[ -f $prog ]] || continue
-    if readelf -d "$prog" | grep -q 'NEEDED.*libvulkan\.so'; then
+    if readelf -d "$prog" | grep 'NEEDED.*libvulkan\.so' >/dev/null; then
         grep -q libvulkan1 <<<"$depends" || fail "$(basename "$prog") links libvulkan; no libvulkan1 in Depends"
     fi
-    if readelf -d "$prog" | grep -q 'NEEDED.*libseccomp\.so'; then
+    if readelf -d "$prog" | grep 'NEEDED.*libseccomp\.so' >/dev/null; then
         grep -q libseccomp2 <<<"$depends" || fail "$(basename "$prog") links libseccomp; no libseccomp2 in Depends"
     fi
-    readelf -d "$prog" | grep -q 'BIND_NOW' || fail "$(basename "$prog") is not linked with -z now"
+    readelf -d "$prog" | grep 'BIND_NOW' >/dev/null || fail "$(basename "$prog") is not linked with -z now"
 done
 for script in postinst prerm postrm; do
-    dpkg-deb --ctrl-tarfile "$deb" | tar -tvf - "./$script" 2>/dev/null | grep -q '^-rwxr-xr-x' ||
+    dpkg-deb --ctrl-tarfile "$deb" | tar -tvf - "./$script" 2>/dev/null | grep '^-rwxr-xr-x' >/dev/null ||
         fail "control archive lacks an executable $script"
 done
 

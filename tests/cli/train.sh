@@ -109,7 +109,7 @@ assert e["accuracy"] >= 0.99 and e["auc"] > 0.99, e
 assert len(e["confusion"]) == 3 and sum(map(sum, e["confusion"])) == 72, e
 assert "sensitivity" not in e  # three classes
 EOF
-"$CWTCTL" "${A[@]}" eval --split val | grep -q "balanced accuracy" || fail "eval text output"
+"$CWTCTL" "${A[@]}" eval --split val | grep "balanced accuracy" >/dev/null || fail "eval text output"
 expect_fail 2 "unknown split" "$CWTCTL" "${A[@]}" eval --split nope
 expect_fail 1 "split is empty" "$CWTCTL" "${A[@]}" eval --split test
 
@@ -147,7 +147,7 @@ done
 "$CWTCTL" "${A[@]}" model import "$T/run1.safetensors" >/dev/null
 "$CWTCTL" "${A[@]}" model export -o "$T/again.safetensors" >/dev/null
 cmp -s "$T/again.safetensors" "$T/run1.safetensors" || fail "import/export round trip changed it"
-"$CWTCTL" "${A[@]}" audit show | grep -q "model-import" || fail "no audit record for the import"
+"$CWTCTL" "${A[@]}" audit show | grep "model-import" >/dev/null || fail "no audit record for the import"
 "$CWTCTL" init --site-id b --dir "$T/b" --input 28x28x1 --classes 4 >/dev/null
 expect_fail 1 "fingerprint" "$CWTCTL" -c "$T/b/cwtd.conf" model import "$T/run1.safetensors"
 head -c 1000 "$T/run1.safetensors" >"$T/cut.safetensors"

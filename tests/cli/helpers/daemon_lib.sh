@@ -196,6 +196,8 @@ setup_federation() {
     set_recipe "$1" visit_unit '"steps"'
     set_recipe "$1" visit_length "${FED_VISIT_STEPS:-8}"
     set_recipe "$1" batch_size 32
+    if [ -n "${FED_OPTIMIZER:-}" ]; then set_recipe "$1" optimizer "\"$FED_OPTIMIZER\""; fi
+    if [ -n "${FED_LR:-}" ]; then set_recipe "$1" lr "$FED_LR"; fi
     build_roster "$@"
     for s in "$@"; do
         ingest_fashion "$s" $((i * ${FED_IMAGES:-160})) "${FED_IMAGES:-160}"
