@@ -186,7 +186,7 @@ all_finished() {
 
 # setup_federation SITES...: sites with keys, one roster (2 cycles of 8-step visits, batch 32),
 # 160 Fashion-MNIST images each (a different slice per site). Knobs: FED_CYCLES,
-# FED_VISIT_STEPS, FED_IMAGES.
+# FED_VISIT_STEPS, FED_IMAGES, FED_INPUT (16x16x1), FED_OPTIMIZER, FED_LR.
 setup_federation() {
     local i=0 s
     for s in "$@"; do
