@@ -14,8 +14,8 @@
 #include <cblas.h>
 #endif
 
-static double run_gpu(struct eng_device *d, int shape, uint32_t n,
-                      struct eng_buf *a, struct eng_buf *b, struct eng_buf *c, int reps)
+static double run_gpu(struct eng_device *d, int shape, uint32_t n, struct eng_buf *a,
+                      struct eng_buf *b, struct eng_buf *c, int reps)
 {
     char err[CWT_ERRLEN];
     /* shape 3 = the CPU-device kernel (gemm_cpu.comp) */

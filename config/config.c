@@ -386,7 +386,7 @@ void recipe_defaults(struct cwt_recipe *r)
     r->batch_size = 64;
     r->epochs = 5;
     r->optimizer = CWT_OPT_SGD;
-    r->lr = 0.05;
+    r->lr = 0.01; /* 0.05 made cnn-small collapse to one class in short visits */
     r->momentum = 0.9;
     r->weight_decay = 5e-4;
     r->beta1 = 0.9;

@@ -7,12 +7,12 @@
 
 #include "engine/ops.h"
 
-#define ENG_MAX_TENSORS 320
-#define ENG_MAX_ACTS    160
-#define ENG_MAX_LAYERS  160
-#define ENG_MAX_RECS    6
-#define ENG_SLOTS       2 /* staging ring depth */
-#define ENG_COL_MAX_BYTES (64u << 20) /* cap of the shared im2col scratch */
+#define ENG_MAX_TENSORS     320
+#define ENG_MAX_ACTS        160
+#define ENG_MAX_LAYERS      160
+#define ENG_MAX_RECS        6
+#define ENG_SLOTS           2          /* staging ring depth */
+#define ENG_COL_CHUNK_BYTES (4u << 20) /* target im2col chunk of the CPU path (cache-sized) */
 
 /* Arena regions: parameters, their gradients and optimizer state share offsets, so one
  * optimizer dispatch covers every parameter. */

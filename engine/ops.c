@@ -79,15 +79,14 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         ctiles = 1;
     if (ceil_div(tiles, ctiles) > 65535)
         ctiles = ceil_div(tiles, 65535);
-    struct gemm_cpu_pc pc = {g->M,     g->N,   g->K,   g->sam, g->sak, g->sbk,
-                             g->sbn,   g->scm, g->scn, g->flags, kchunk, scz,
-                             ctiles,   a_off,  b_off,  c_off};
+    struct gemm_cpu_pc pc = {g->M,   g->N,     g->K,   g->sam, g->sak, g->sbk, g->sbn, g->scm,
+                             g->scn, g->flags, kchunk, scz,    ctiles, a_off,  b_off,  c_off};
     /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
-    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, id == CWT_SPV_gemm_cpu ? 0u : 3u, &pc,
-                         sizeof(pc), gx, ceil_div(tiles, ctiles), splits);
+    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, id == CWT_SPV_gemm_cpu ? 0u : 3u, &pc, sizeof(pc),
+                         gx, ceil_div(tiles, ctiles), splits);
 }
 
 void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,
@@ -166,8 +165,16 @@ static int bwd_as_fwd(const struct eng_conv *cv)
 /* The data-gradient geometry of the stride-1 path. */
 static struct eng_conv flipped(const struct eng_conv *cv)
 {
-    return (struct eng_conv){cv->n,  cv->cout, cv->oh, cv->ow, cv->cin,
-                             cv->ih, cv->iw,   cv->kh, cv->kw, 1,
+    return (struct eng_conv){cv->n,
+                             cv->cout,
+                             cv->oh,
+                             cv->ow,
+                             cv->cin,
+                             cv->ih,
+                             cv->iw,
+                             cv->kh,
+                             cv->kw,
+                             1,
                              cv->kh - 1 - cv->pad};
 }
 
@@ -200,9 +207,8 @@ static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct 
                             struct eng_tref act, struct eng_tref mask, uint32_t img0,
                             uint32_t ncols, uint32_t ld, uint32_t flags)
 {
-    struct im2col_pc pc = {cv->cin, cv->ih,     cv->iw,  cv->oh, cv->ow,
-                           cv->kh,  cv->kw,     cv->stride, cv->pad, cv->n,
-                           img0,    ncols,      ld,      flags};
+    struct im2col_pc pc = {cv->cin,    cv->ih,  cv->iw, cv->oh, cv->ow, cv->kh, cv->kw,
+                           cv->stride, cv->pad, cv->n,  img0,   ncols,  ld,     flags};
     if (id == CWT_SPV_im2col) {
         struct eng_tref bufs[2] = {NOBUF, r->col};
         eng_rec_dispatch_tex(r, id, bufs, 2, &act, 1, 0, &pc, sizeof(pc),
@@ -565,8 +571,15 @@ void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float mom
                  struct eng_tref rvar, int update_running)
 {
     struct bn_pc pc = {C, L, eps, momentum, update_running ? 1u : 0u};
-    struct eng_tref b[4] = {x, saved, rmean, rvar};
-    eng_rec_dispatch(r, CWT_SPV_bn_stats, b, 4, &pc, sizeof(pc), C, 1, 1);
+    struct eng_tref b[4] = {NOBUF, saved, rmean, rvar};
+    eng_rec_dispatch_tex(r, CWT_SPV_bn_stats, b, 4, &x, 1, 0, &pc, sizeof(pc), C, 1, 1);
+}
+
+/* Grid of the elementwise batch-norm passes: (column blocks of 64, channel). */
+static uint32_t bn_cols(uint32_t L)
+{
+    uint32_t g = ceil_div(L, 64);
+    return g < 1024 ? g : 1024;
 }
 
 void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t flags,
@@ -575,10 +588,9 @@ void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t 
                  struct eng_tref y, struct eng_tref residual)
 {
     struct bn_pc pc = {C, L, eps, 0.0f, flags};
-    struct eng_tref b[8] = {x, saved, rmean, rvar, gamma, beta, y, residual};
-    uint32_t gx, gy;
-    grid1d((uint64_t)C * L, &gx, &gy);
-    eng_rec_dispatch(r, CWT_SPV_bn_apply, b, 8, &pc, sizeof(pc), gx, gy, 1);
+    struct eng_tref b[7] = {NOBUF, saved, rmean, rvar, gamma, beta, y};
+    struct eng_tref t[2] = {x, residual.bytes ? residual : x};
+    eng_rec_dispatch_tex(r, CWT_SPV_bn_apply, b, 7, t, 2, 0, &pc, sizeof(pc), bn_cols(L), C, 1);
 }
 
 void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, struct eng_tref x,
@@ -586,12 +598,10 @@ void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, st
                struct eng_tref dbeta, struct eng_tref dx)
 {
     struct bn_pc pc = {C, L, 0.0f, 0.0f, 0};
-    struct eng_tref b1[5] = {dy, x, saved, dgamma, dbeta};
-    eng_rec_dispatch(r, CWT_SPV_bn_bwd_sums, b1, 5, &pc, sizeof(pc), C, 1, 1);
-    struct eng_tref b2[7] = {dy, x, saved, dgamma, dbeta, gamma, dx};
-    uint32_t gx, gy;
-    grid1d((uint64_t)C * L, &gx, &gy);
-    eng_rec_dispatch(r, CWT_SPV_bn_bwd, b2, 7, &pc, sizeof(pc), gx, gy, 1);
+    struct eng_tref b1[5] = {NOBUF, NOBUF, saved, dgamma, dbeta}, t1[2] = {dy, x};
+    eng_rec_dispatch_tex(r, CWT_SPV_bn_bwd_sums, b1, 5, t1, 2, 0, &pc, sizeof(pc), C, 1, 1);
+    struct eng_tref b2[7] = {NOBUF, NOBUF, saved, dgamma, dbeta, gamma, dx}, t2[2] = {x, dy};
+    eng_rec_dispatch_tex(r, CWT_SPV_bn_bwd, b2, 7, t2, 2, 0, &pc, sizeof(pc), bn_cols(L), C, 1);
 }
 
 void op_ce(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct eng_tref labels,

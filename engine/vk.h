@@ -67,9 +67,9 @@ struct eng_tref {
 
 enum eng_mem { ENG_MEM_DEVICE = 0, ENG_MEM_HOST };
 
-/* Creates a buffer of size bytes, rounded up to 16 (storage, uniform texel, transfer src/dst). ENG_MEM_HOST: host-visible,
- * coherent, mapped. ENG_MEM_DEVICE: device-local, mapped too when it is host-visible.
- * Release with eng_buf_free(). */
+/* Creates a buffer of size bytes, rounded up to 16 (storage, uniform texel, transfer src/dst).
+ * ENG_MEM_HOST: host-visible, coherent, mapped. ENG_MEM_DEVICE: device-local, mapped too when it is
+ * host-visible. Release with eng_buf_free(). */
 int eng_buf_create(struct eng_device *d, VkDeviceSize size, enum eng_mem kind, struct eng_buf *out,
                    char *err, size_t errlen);
 void eng_buf_free(struct eng_device *d, struct eng_buf *b);
@@ -84,12 +84,12 @@ struct eng_rec {
     VkCommandBuffer cb;
     VkDescriptorPool pools[ENG_MAX_POOLS];
     uint32_t npools;
-    uint32_t sets_left; /* in pools[npools - 1] */
+    uint32_t sets_left;  /* in pools[npools - 1] */
     struct eng_tref col; /* im2col scratch for the CPU convolution path; bytes 0 = none (the
                             convolutions then use the implicit kernels). Set by the caller. */
     VkBufferView *views; /* texel buffer views of this recording (destroyed with it) */
     uint32_t nviews, cap_views;
-    int failed;          /* first error of a dispatch; eng_rec_end returns it */
+    int failed; /* first error of a dispatch; eng_rec_end returns it */
     char err[CWT_ERRLEN];
 };
 

@@ -9,6 +9,10 @@
 //                running statistics
 //   OP_BWD_SUMS  dgamma = sum dy * xhat, dbeta = sum dy
 //   OP_BWD       dx = gamma * invstd / L * (L * dy - dbeta - xhat * dgamma)
+// Per-element inputs are uniform texel buffers (bindings 8, 9) and per-channel values are read
+// at the top of main, before any branch, from a workgroup-uniform channel index: on llvmpipe
+// both are vector / scalar loads, where a storage-buffer load in a branch or loop is a loop
+// over the lanes. APPLY and BWD run a grid of (column blocks, C): no division per element.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -40,8 +44,10 @@ float wg_sum(float v)
 }
 #endif
 
+layout(set = 0, binding = 8) uniform samplerBuffer TX;
+layout(set = 0, binding = 9) uniform samplerBuffer TY;
+
 #if defined(OP_STATS)
-BUF_RO(0, x);
 BUF_RW(1, saved);
 BUF_RW(2, rmean);
 BUF_RW(3, rvar);
@@ -51,11 +57,11 @@ void main()
     uint base = c * p.L;
     float s = 0.0;
     for (uint j = lid; j < p.L; j += 64u)
-        s += x[base + j];
+        s += texelFetch(TX, int(base + j)).x;
     float mean = wg_sum(s) / float(p.L);
     float q = 0.0;
     for (uint j = lid; j < p.L; j += 64u) {
-        float d = x[base + j] - mean;
+        float d = texelFetch(TX, int(base + j)).x - mean;
         q += d * d;
     }
     float var = wg_sum(q) / float(p.L);
@@ -71,41 +77,37 @@ void main()
 }
 #elif defined(OP_APPLY)
 layout(local_size_x = 64) in;
-BUF_RO(0, x);
 BUF_RO(1, saved);
 BUF_RO(2, rmean);
 BUF_RO(3, rvar);
 BUF_RO(4, gamma);
 BUF_RO(5, beta);
 BUF_RW(6, y);
-BUF_RO(7, res);
+// TX = x, TY = residual (bound to x when there is none)
 void main()
 {
-    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
-    if (i >= p.C * p.L)
-        return;
-    uint c = i / p.L;
-    float mean, inv;
+    uint c = gl_WorkGroupID.y;
+    float mean = saved[c], inv = saved[p.C + c], g = gamma[c], b = beta[c];
     if ((p.flags & 2u) != 0u) {
         mean = rmean[c];
         inv = inversesqrt(rvar[c] + p.eps);
-    } else {
-        mean = saved[c];
-        inv = saved[p.C + c];
     }
-    float v = (x[i] - mean) * inv * gamma[c] + beta[c];
-    if ((p.flags & 4u) != 0u)
-        v += res[i];
-    if ((p.flags & 1u) != 0u)
-        v = max(v, 0.0);
-    y[i] = v;
+    bool relu = (p.flags & 1u) != 0u, residual = (p.flags & 4u) != 0u;
+    uint step = gl_NumWorkGroups.x * 64u;
+    for (uint j = gl_GlobalInvocationID.x; j < p.L; j += step) {
+        int i = int(c * p.L + j);
+        float v = (texelFetch(TX, i).x - mean) * inv * g + b;
+        float r = texelFetch(TY, i).x;
+        v += residual ? r : 0.0;
+        v = relu ? max(v, 0.0) : v;
+        y[i] = v;
+    }
 }
 #elif defined(OP_BWD_SUMS)
-BUF_RO(0, dy);
-BUF_RO(1, x);
 BUF_RO(2, saved);
 BUF_RW(3, dgamma);
 BUF_RW(4, dbeta);
+// TX = dy, TY = x
 void main()
 {
     uint c = gl_WorkGroupID.x, lid = gl_LocalInvocationID.x;
@@ -113,9 +115,9 @@ void main()
     float mean = saved[c], inv = saved[p.C + c];
     float sg = 0.0, sb = 0.0;
     for (uint j = lid; j < p.L; j += 64u) {
-        float g = dy[base + j];
+        float g = texelFetch(TX, int(base + j)).x;
         sb += g;
-        sg += g * (x[base + j] - mean) * inv;
+        sg += g * (texelFetch(TY, int(base + j)).x - mean) * inv;
     }
     float tg = wg_sum(sg);
     float tb = wg_sum(sb);
@@ -126,22 +128,22 @@ void main()
 }
 #elif defined(OP_BWD)
 layout(local_size_x = 64) in;
-BUF_RO(0, dy);
-BUF_RO(1, x);
 BUF_RO(2, saved);
 BUF_RO(3, dgamma);
 BUF_RO(4, dbeta);
 BUF_RO(5, gamma);
 BUF_RW(6, dx);
+// TX = x, TY = dy
 void main()
 {
-    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
-    if (i >= p.C * p.L)
-        return;
-    uint c = i / p.L;
-    float mean = saved[c], inv = saved[p.C + c];
-    float xhat = (x[i] - mean) * inv;
+    uint c = gl_WorkGroupID.y;
+    float mean = saved[c], inv = saved[p.C + c], g = gamma[c], dg = dgamma[c], db = dbeta[c];
     float fl = float(p.L);
-    dx[i] = gamma[c] * inv / fl * (fl * dy[i] - dbeta[c] - xhat * dgamma[c]);
+    uint step = gl_NumWorkGroups.x * 64u;
+    for (uint j = gl_GlobalInvocationID.x; j < p.L; j += step) {
+        int i = int(c * p.L + j);
+        float xhat = (texelFetch(TX, i).x - mean) * inv;
+        dx[i] = g * inv / fl * (fl * texelFetch(TY, i).x - db - xhat * dg);
+    }
 }
 #endif

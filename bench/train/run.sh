@@ -20,6 +20,10 @@ cnn_pt=$("$py" "$here/torch_bench.py" cnn-small 28 28 1 64 "$steps" | tee -a "$o
          val images_per_s)
 res_pt=$("$py" "$here/torch_bench.py" resnet 64 64 3 64 "$((steps / 4 + 1))" 8 | tee -a "$out" |
          val images_per_s)
+# The implicit-GEMM kernels (what CPU devices used before gemm_cpu.comp), for comparison.
+cnn_old=$(CWT_ENG_CPU_GEMM=0 "$eng/bench_train" cnn-small 28 28 1 64 "$((steps / 2 + 1))" |
+          val images_per_s)
+res_old=$(CWT_ENG_CPU_GEMM=0 "$eng/bench_train" resnet 64 64 3 64 2 8 | val images_per_s)
 gemm=$("$eng/bench_gemm" 1024 2048 | tee -a "$out")
 dev=$(sed -n 's/^device=//p' "$out" | head -1)
 torchv=$(sed -n 's/^torch=\([^ ]*\).*/\1/p' "$out" | head -1)
@@ -38,8 +42,13 @@ Training: SGD momentum 0.9, batch 64, synthetic data, images/s after one warm-up
 |---|---|---|---|---|
 | cnn-small | 28x28x1 | $cnn_cwt | $cnn_pt | $(ratio "$cnn_cwt" "$cnn_pt") |
 | resnet-8 | 64x64x3 | $res_cwt | $res_pt | $(ratio "$res_cwt" "$res_pt") |
+| cnn-small, implicit kernels (CWT_ENG_CPU_GEMM=0) | 28x28x1 | $cnn_old | $cnn_pt | $(ratio "$cnn_old" "$cnn_pt") |
+| resnet-8, implicit kernels (CWT_ENG_CPU_GEMM=0) | 64x64x3 | $res_old | $res_pt | $(ratio "$res_old" "$res_pt") |
 
-GEMM (n x n x n, fp32), best engine kernel vs OpenBLAS sgemm:
+On CPU devices the engine uses explicit im2col + the texel-fetch GEMM (shaders/gemm_cpu.comp);
+the last two rows are the previous implicit-GEMM kernels in the same run.
+
+GEMM (n x n x n, fp32), best engine kernel vs OpenBLAS sgemm (kernel=cpu is gemm_cpu.comp):
 
 | n | engine GFLOP/s | OpenBLAS GFLOP/s | ratio |
 |---|---|---|---|

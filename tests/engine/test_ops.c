@@ -7,8 +7,8 @@
  * Error bounds (relative to the output's largest magnitude, fp32 on the device vs double
  * references): elementwise, pooling, permutes 1e-6; GEMM and convolutions 2e-5 (sums of up
  * to a few hundred products); batch norm 1e-4 (normalisation by a variance of fp32 sums);
- * cross-entropy 5e-5 (llvmpipe exp/log approximations); optimizers 1e-5 after three steps. Finite differences (double, h=1e-4):
- * 1e-5 relative.
+ * cross-entropy 5e-5 (llvmpipe exp/log approximations); optimizers 1e-5 after three steps. Finite
+ * differences (double, h=1e-4): 1e-5 relative.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -113,7 +113,7 @@ static void test_gemm(void **state)
     struct th *t = *state;
     /* M N K, extra row stride of A (sam = K + pad when A is not transposed): shapes that are
      * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, scalar, k tails) */
-    static const uint32_t shapes[][4] = {{1, 1, 1, 0},    {7, 13, 5, 0},   {65, 70, 33, 0},
+    static const uint32_t shapes[][4] = {{1, 1, 1, 0},     {7, 13, 5, 0},  {65, 70, 33, 0},
                                          {130, 3, 200, 0}, {8, 64, 64, 0}, {10, 72, 12, 0},
                                          {17, 130, 20, 0}, {9, 68, 13, 3}, {3, 200, 6, 2}};
     /* shapes 0-2: gemm.comp kernels; 3: the CPU-device kernel gemm_cpu.comp */
@@ -135,8 +135,8 @@ static void test_gemm(void **state)
                     th_fill(t, b, (size_t)K * N, 1);
                     th_fill(t, bias, M, 1);
                     th_fill(t, mask, (size_t)M * N, 1);
-                    struct eng_gemm g = {M,          N,          K, ta ? 1 : lda, ta ? lda : 1,
-                                         tb ? 1 : N, tb ? K : 1, N, 1,            flags};
+                    struct eng_gemm g = {M,          N, K, ta ? 1 : lda, ta ? lda : 1, tb ? 1 : N,
+                                         tb ? K : 1, N, 1, flags};
                     struct eng_tref A = th_buf(t, a, (size_t)(ta ? K : M) * lda),
                                     B = th_buf(t, b, (size_t)K * N);
                     struct eng_tref C = th_buf(t, NULL, (size_t)M * N), BI = th_buf(t, bias, M);
