@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "engine/train/train.h"
 #include "crypto/bundle.h"
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
@@ -31,7 +32,8 @@ static void usage(FILE *f)
             "         (\"fingerprint\") unless --model-fp gives it. --parent names the bundle the\n"
             "         weights were trained from; the cycle then defaults to the next visit.\n"
             "open     checks every acceptance rule, writes the weights and records the bundle\n"
-            "         in the ledger; --model-fp also requires that model fingerprint.\n"
+            "         in the ledger; the weights must be the roster's model (its fingerprint,\n"
+            "         `cwtctl model fingerprint`), or the model --model-fp names.\n"
             "inspect  prints every header field without checking any signature.\n"
             "verify   checks framing, roster fingerprint, signer and signature with public keys\n"
             "         only (the site's roster, or --roster FILE). Exit 1 if any file fails.\n");
@@ -341,8 +343,13 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     (void)keys_audit_load(st, &keys, "bundle open");
-    rc = bundle_open(&keys, &c->roster, st, file, outp, fp_hex ? fp : NULL, &c->info, err,
-                     sizeof(err));
+    /* Without --model-fp the roster's own model is the rule (DESIGN section 4). */
+    if (fp_hex == NULL &&
+        train_recipe_fingerprint(&c->roster.recipe, c->cfg.gpu_device, fp, err, sizeof(err)) != 0) {
+        rc = cli_error(CLI_FAIL, "cannot compute the roster model's fingerprint: %s", err);
+        goto out;
+    }
+    rc = bundle_open(&keys, &c->roster, st, file, outp, fp, &c->info, err, sizeof(err));
     if (rc == 0) {
         rc = bundle_accept(st, &c->info);
         if (rc != 0) {

@@ -18,11 +18,14 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl model export -o FILE.safetensors\n"
-               "       cwtctl model import FILE.safetensors\n\n"
+               "       cwtctl model import FILE.safetensors\n"
+               "       cwtctl model fingerprint\n\n"
                "export  writes the site's model (weights, batch-norm buffers, normalisation\n"
                "        statistics and model description in __metadata__)\n"
                "import  replaces the site's model; the file must hold exactly the recipe's\n"
-               "        model (fingerprint, tensor names and shapes)\n");
+               "        model (fingerprint, tensor names and shapes)\n"
+               "fingerprint  prints the fingerprint of the roster's model (architecture and\n"
+               "        tensor shapes) that every bundle of the federation must carry\n");
 }
 
 struct model_run {
@@ -133,6 +136,36 @@ static int model_import(struct model_run *r, const char *path, const struct cli_
     return CLI_OK;
 }
 
+/* `cwtctl model fingerprint`: the roster model's fingerprint, for auditors and for
+ * `bundle seal/open --model-fp`. */
+static int model_fingerprint(int argc, char **argv, const struct cli_globals *g)
+{
+    struct model_run *r;
+    uint8_t fp[32];
+    char err[CWT_ERRLEN], hex[65];
+    int rc;
+
+    if (argc != 2)
+        return cli_error(CLI_USAGE, "usage: cwtctl model fingerprint");
+    (void)argv;
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    if (cli_load_site(g, &r->cfg, &r->roster) != 0) {
+        free(r);
+        return CLI_USAGE;
+    }
+    rc = train_recipe_fingerprint(&r->roster.recipe, r->cfg.gpu_device, fp, err, sizeof(err));
+    model_cleanup(r);
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "cannot build the roster's model: %s", err);
+    cwt_hex(fp, 32, hex);
+    if (g->json)
+        printf("{\"fingerprint\": \"%s\"}\n", hex);
+    else
+        printf("%s\n", hex);
+    return CLI_OK;
+}
+
 int cmd_model(int argc, char **argv, const struct cli_globals *g)
 {
     static const struct option opts[] = {
@@ -149,6 +182,8 @@ int cmd_model(int argc, char **argv, const struct cli_globals *g)
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
     sub = argv[1];
+    if (strcmp(sub, "fingerprint") == 0)
+        return model_fingerprint(argc, argv, g);
     if (strcmp(sub, "export") != 0 && strcmp(sub, "import") != 0) {
         usage(stderr);
         return cli_error(CLI_USAGE, "unknown subcommand 'model %s'", sub);

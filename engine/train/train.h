@@ -48,6 +48,12 @@ int train_specs_from_recipe(const struct cwt_recipe *r, struct eng_model_spec *m
 int train_model_from_recipe(struct eng_device *dev, const struct cwt_recipe *r,
                             struct eng_model **out, char *err, size_t errlen);
 
+/* Fingerprint of the recipe's model (architecture and tensor shapes, eng_model_fingerprint):
+ * what every bundle of the federation must carry. Opens the device `device_choice` (NULL or
+ * "auto" as eng_device_open), builds the model once and frees it again. */
+int train_recipe_fingerprint(const struct cwt_recipe *r, const char *device_choice, uint8_t out[32],
+                             char *err, size_t errlen);
+
 /* ------------------------------------------------------------ random numbers */
 
 /* SplitMix64 finaliser of a, b, c: the counter-based generator behind every random choice. */

@@ -67,3 +67,22 @@ int train_model_from_recipe(struct eng_device *dev, const struct cwt_recipe *r,
         return rc;
     return eng_model_create(dev, &ms, &os, r->batch_size > 0 ? r->batch_size : 1, out, err, errlen);
 }
+
+int train_recipe_fingerprint(const struct cwt_recipe *r, const char *device_choice, uint8_t out[32],
+                             char *err, size_t errlen)
+{
+    struct cwt_recipe one = *r;
+    struct eng_device *dev = NULL;
+    struct eng_model *m = NULL;
+    int rc;
+
+    one.batch_size = 1; /* the fingerprint does not depend on it; keep the arena small */
+    if ((rc = eng_device_open(device_choice, 0, &dev, err, errlen)) != 0)
+        return rc;
+    rc = train_model_from_recipe(dev, &one, &m, err, errlen);
+    if (rc == 0)
+        eng_model_fingerprint(m, out);
+    eng_model_free(m);
+    eng_device_close(dev);
+    return rc;
+}

@@ -27,15 +27,15 @@ expect() {
 
 # A safetensors file with a float tensor and the trainer's "fingerprint" metadata.
 mkweights() {
-    local out=$1 n=$2 poison=${3:-0}
-    python3 - "$out" "$n" "$poison" <<'EOF'
+    local out=$1 n=$2 poison=${3:-0} fp=${4:-$FP}
+    python3 - "$out" "$n" "$poison" "$fp" <<'EOF'
 import json, struct, sys
-out, n, poison = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, n, poison, fp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 vals = [i * 0.001 for i in range(n)]
 if poison:
     vals[n // 2] = float("nan")
 data = struct.pack("<%df" % n, *vals)
-hdr = {"__metadata__": {"fingerprint": "ab" * 32},
+hdr = {"__metadata__": {"fingerprint": fp},
        "w": {"dtype": "F32", "shape": [n], "data_offsets": [0, len(data)]}}
 h = json.dumps(hdr).encode()
 h += b" " * ((8 - (8 + len(h)) % 8) % 8)
@@ -57,6 +57,10 @@ done
 cmp -s <("$CWTCTL" "${A[@]}" roster check | tail -n 1) <("$CWTCTL" "${B[@]}" roster check | tail -n 1) ||
     fail "the two sites' roster fingerprints differ"
 
+# The roster model's fingerprint: what `bundle open` requires of every bundle.
+FP=$("$CWTCTL" "${A[@]}" model fingerprint)
+[[ $FP =~ ^[0-9a-f]{64}$ ]] || fail "model fingerprint printed '$FP'"
+[ "$("$CWTCTL" "${B[@]}" model fingerprint)" = "$FP" ] || fail "sites disagree on the model fingerprint"
 mkweights w0.safetensors 600000 # 2.4 MB: three chunks
 
 # Site a seals sequence 0 for site b; the file travels by copy.
@@ -74,6 +78,12 @@ grep -q "^OK" out.txt || fail "auditor verify: $(cat out.txt)"
 # The bundle hash is a plain BLAKE2b-256 of the file.
 h=$(b2sum -l 256 "$T/b/inbox/b0.cwtb" | cut -d' ' -f1)
 "$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "bundle hash *$h" >/dev/null || fail "bundle hash is not b2sum -l 256"
+
+# Weights of another model are refused by the receiver and leave nothing behind.
+mkweights other.safetensors 1000 0 "$(printf 'ab%.0s' $(seq 32))"
+"$CWTCTL" "${A[@]}" bundle seal --to site-b --weights other.safetensors -o other.cwtb >/dev/null
+expect 1 "is not the roster model's" "${B[@]}" bundle open other.cwtb -o "$T/b/other.safetensors"
+[ ! -e "$T/b/other.safetensors" ] || fail "a bundle of another model wrote output"
 
 # Site b opens it: the weights arrive unchanged.
 "$CWTCTL" "${B[@]}" bundle open "$T/b/inbox/b0.cwtb" -o "$T/b/w0.safetensors" >/dev/null
