@@ -57,7 +57,7 @@ int decode_jpeg(const uint8_t *buf, size_t len, struct decoded_image *out, char 
     struct jpeg_decompress_struct cinfo;
     struct jpeg_ctx ctx;
     size_t npix, rowbytes, total;
-    int rc = 0;
+    volatile int rc = 0; /* set after setjmp: must survive the longjmp */
 
     memset(out, 0, sizeof(*out));
     memset(&ctx, 0, sizeof(ctx));

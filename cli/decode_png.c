@@ -51,7 +51,7 @@ int decode_png(const uint8_t *buf, size_t len, struct decoded_image *out, char *
     png_uint_32 width, height;
     int depth, color, channels;
     size_t npix, rowbytes, total;
-    int rc = 0;
+    volatile int rc = 0; /* set after setjmp: must survive the longjmp */
 
     memset(out, 0, sizeof(*out));
     /* Decompression bombs: IHDR must be the first chunk (PNG spec 5.6), so its size is known

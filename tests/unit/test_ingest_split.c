@@ -319,7 +319,7 @@ static void test_csv_split_ignores_row_order(void **state)
 {
     struct fixture *fx = *state;
     const char *inputs[1] = {fx->csv};
-    char reversed[1200], moved[1200], *text = NULL, *lines[256];
+    char reversed[1200], moved[1200], *text = NULL, *lines[256] = {NULL};
     const char *dir_inputs[1] = {fx->dir};
     struct placement from_csv, from_rev, from_dir, other;
     uint8_t *buf = NULL;
