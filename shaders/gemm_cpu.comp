@@ -20,6 +20,8 @@
 //                per 4 k, 8 fetches of A and 8 of B for 256 FMAs
 //   GEMM_NT      rgba32f views; A and B both k-contiguous (sak = sbk = 1): per 4 k, 8 + 8
 //                fetches for 256 FMAs (filter gradients, dense weight gradients)
+//   GEMM_TN      rgba32f views; A m-contiguous (sam = 1, A is a transposed matrix), B rows
+//                n-contiguous (sbn = 1): per k, 2 + 2 fetches for 64 FMAs (dense data gradient)
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
@@ -76,10 +78,11 @@ void main()
     // are discarded by store()).
 #if defined(GEMM_SCALAR)
 #define AROW(i) int ar##i = int(p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam);
-#else
-#define AROW(i) int ar##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
-#endif
     FOR8(AROW)
+#elif !defined(GEMM_TN)
+#define AROW(i) int ar##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
+    FOR8(AROW)
+#endif
     for (uint t = 0; t < p.ctiles; t++) {
         uint nb = (gl_WorkGroupID.y * p.ctiles + t) * 64u;
         if (nb >= p.N)
@@ -126,6 +129,18 @@ void main()
                 KSTEP(y, 1)
             if (krem > 2u)
                 KSTEP(z, 2)
+        }
+#elif defined(GEMM_TN)
+        // rows m0..m0+7 of A(., k) are two texels; rows past M read whatever follows (or 0
+        // past the view) and are discarded by store()
+        int ac = int((p.a_off + m0) >> 2), sak4 = int(p.sak >> 2);
+        int bc = int((p.b_off + n0) >> 2), sbk4 = int(p.sbk >> 2);
+        for (uint k = k0; k < k1; k++) {
+            vec4 al = texelFetch(TA, ac + int(k) * sak4), ah = texelFetch(TA, ac + int(k) * sak4 + 1);
+            vec4 ba = texelFetch(TB, bc + int(k) * sbk4), bb = texelFetch(TB, bc + int(k) * sbk4 + 1);
+            FMA2(0, al.x, ba, bb) FMA2(1, al.y, ba, bb) FMA2(2, al.z, ba, bb)
+            FMA2(3, al.w, ba, bb) FMA2(4, ah.x, ba, bb) FMA2(5, ah.y, ba, bb)
+            FMA2(6, ah.z, ba, bb) FMA2(7, ah.w, ba, bb)
         }
 #else // GEMM_NT
 #define BCOL(j) int bc##j = int((p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn) >> 2);

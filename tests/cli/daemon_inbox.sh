@@ -19,7 +19,7 @@ touch "$T/a/outbox"
 "$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start"
 has_outbox_error() { [ -n "$(status_field a outbox_error)" ]; }
 wait_for 300 has_outbox_error || die "no outbox error in status"
-"$CWTCTL" -c "$T/a/cwtd.conf" status | grep -q "outbox error" || die "status table lacks it"
+"$CWTCTL" -c "$T/a/cwtd.conf" status | grep "outbox error" >/dev/null || die "status table lacks it"
 rm "$T/a/outbox"
 mv "$T/a/outbox.away" "$T/a/outbox"
 wait_for 30 sh -c "ls '$T'/a/outbox/*.cwtb >/dev/null 2>&1" || die "bundle did not go out"
@@ -62,5 +62,5 @@ stop_courier
 check_federation_end a b >/dev/null
 n=$("$CWTCTL" -c "$T/b/cwtd.conf" audit show | grep -c "bundle-rejected" || true)
 [ "$n" -ge 3 ] || die "expected 3 rejections in b's audit log, found $n"
-"$CWTCTL" -c "$T/a/cwtd.conf" audit show | grep -q "outbox-error" || die "outbox error not audited"
+"$CWTCTL" -c "$T/a/cwtd.conf" audit show | grep "outbox-error" >/dev/null || die "outbox error not audited"
 echo "daemon_inbox: ok"

@@ -123,7 +123,7 @@ fp_changed "a site id" "$T/rename.conf"
 # the recipe and the federation
 sed 's/classes = 10;/classes = 11;/' "$T/a/roster.conf" >"$T/recipe.conf"
 fp_changed "the class count" "$T/recipe.conf"
-sed 's/lr = 0.050000000000000003;/lr = 0.05000000000000001;/' "$T/a/roster.conf" >"$T/lr.conf"
+sed -E 's/^( *)lr = [^;]*;/\1lr = 0.0123;/' "$T/a/roster.conf" >"$T/lr.conf"
 fp_changed "the learning rate" "$T/lr.conf"
 sed 's/federation = "cwt-federation"/federation = "other-fed"/' "$T/a/roster.conf" >"$T/fed.conf"
 fp_changed "the federation id" "$T/fed.conf"

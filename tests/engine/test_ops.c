@@ -112,10 +112,10 @@ static void test_gemm(void **state)
 {
     struct th *t = *state;
     /* M N K, extra row stride of A (sam = K + pad when A is not transposed): shapes that are
-     * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, scalar, k tails) */
-    static const uint32_t shapes[][4] = {{1, 1, 1, 0},     {7, 13, 5, 0},  {65, 70, 33, 0},
-                                         {130, 3, 200, 0}, {8, 64, 64, 0}, {10, 72, 12, 0},
-                                         {17, 130, 20, 0}, {9, 68, 13, 3}, {3, 200, 6, 2}};
+     * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, TN, scalar, k tails) */
+    static const uint32_t shapes[][4] = {
+        {1, 1, 1, 0},    {7, 13, 5, 0},    {65, 70, 33, 0}, {130, 3, 200, 0}, {8, 64, 64, 0},
+        {10, 72, 12, 0}, {17, 130, 20, 0}, {9, 68, 13, 3},  {3, 200, 6, 2},   {12, 40, 7, 0}};
     /* shapes 0-2: gemm.comp kernels; 3: the CPU-device kernel gemm_cpu.comp */
     for (int shape = 0; shape < 4; shape++) {
         if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)

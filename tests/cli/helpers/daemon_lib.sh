@@ -131,7 +131,7 @@ print("" if v is None else v)' "$2"
 
 # process_gone PID: the process has exited (a zombie not yet reaped counts as gone).
 process_gone() {
-    [ ! -e "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
+    [ ! -e "/proc/$1" ] || grep '^State:.*Z' "/proc/$1/status" 2>/dev/null >/dev/null
 }
 
 # wait_for SECONDS COMMAND...: polls until COMMAND succeeds.
