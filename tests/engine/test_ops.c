@@ -70,8 +70,12 @@ static float *falloc(size_t n)
  * gradient r) against (L(x + h e_i) - L(x - h e_i)) / 2h where L(x) = sum f(x) * r. */
 typedef void (*fwd_fn)(const double *x, double *y, void *ctx);
 
-static void fd_check(struct th *t, const char *what, fwd_fn f, void *ctx, double *x, size_t nx,
-                     size_t ny, const double *r, const double *grad)
+/* Step h = hrel * max(1, |x|). Piecewise-linear ops (max pool) take a tiny step so that it
+ * does not cross a tie between inputs; smooth ops with high curvature at small variance (batch
+ * norm) a smaller one than the default, since the double references leave rounding error far
+ * below the truncation error. */
+static void fd_check_h(struct th *t, const char *what, fwd_fn f, void *ctx, double *x, size_t nx,
+                       size_t ny, const double *r, const double *grad, double hrel)
 {
     double *y = dalloc(ny);
     double gmax = 1e-6, emax = 0;
@@ -80,7 +84,7 @@ static void fd_check(struct th *t, const char *what, fwd_fn f, void *ctx, double
     size_t probes = nx < 24 ? nx : 24;
     for (size_t p = 0; p < probes; p++) {
         size_t i = nx <= 24 ? p : (size_t)(eng_rng_next(&t->rng) % nx);
-        double h = 1e-4 * fmax(1.0, fabs(x[i])), keep = x[i], lp = 0, lm = 0;
+        double h = hrel * fmax(1.0, fabs(x[i])), keep = x[i], lp = 0, lm = 0;
         x[i] = keep + h;
         f(x, y, ctx);
         for (size_t j = 0; j < ny; j++)
@@ -98,6 +102,12 @@ static void fd_check(struct th *t, const char *what, fwd_fn f, void *ctx, double
                 emax / gmax, (unsigned long long)t->seed);
         fail();
     }
+}
+
+static void fd_check(struct th *t, const char *what, fwd_fn f, void *ctx, double *x, size_t nx,
+                     size_t ny, const double *r, const double *grad)
+{
+    fd_check_h(t, what, f, ctx, x, nx, ny, r, grad, 1e-4);
 }
 
 static void to_double(const float *f, double *d, size_t n)
@@ -525,7 +535,8 @@ static void test_pool(void **state)
             }
             for (size_t i = 0; i < nx; i++)
                 dxm[i] = x[i] > 0 ? dx[i] : 0;
-            fd_check(t, max ? "maxpool ref" : "avgpool ref", pool_f, &c, xd, nx, ny, dyd, dx);
+            fd_check_h(t, max ? "maxpool ref" : "avgpool ref", pool_f, &c, xd, nx, ny, dyd, dx,
+                       max ? 1e-8 : 1e-4);
             struct eng_tref X = th_buf(t, x, nx), Y = th_buf(t, NULL, ny), A = th_buf(t, NULL, ny);
             struct eng_tref DY = th_buf(t, dy, ny), DX = th_buf(t, NULL, nx);
             struct eng_tref DXM = th_buf(t, NULL, nx);
@@ -639,8 +650,11 @@ static void test_bn(void **state)
                 dx[i] = gd[ch] * inv[ch] / L * (L * dyd[i] - sb - xh * sg);
             }
         }
-        if (L > 1)
-            fd_check(t, "bn ref dx", bn_f, &c, xd, n, n, dyd, dx);
+        /* With two samples per channel the normalised output is +-1 whatever x (gradient
+         * O(eps)), so finite differences would measure only rounding; the device-vs-reference
+         * comparison below still covers L = 2. */
+        if (L > 2)
+            fd_check_h(t, "bn ref dx", bn_f, &c, xd, n, n, dyd, dx, 1e-4);
         /* train: y with residual and relu; running stats updated; eval with running stats */
         double *ytr = dalloc(n), *yev = dalloc(n), *rmr = dalloc(C), *rvr = dalloc(C);
         for (uint32_t ch = 0; ch < C; ch++) {
