@@ -5,11 +5,13 @@
  */
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/ensemble.h"
 #include "engine/train/train.h"
 
 static void usage(FILE *f)
@@ -17,7 +19,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: cwtctl eval [--split val|test|train] [--json]\n\n"
                "Evaluates the site's model (see 'cwtctl train') on a split (default val):\n"
                "accuracy, balanced accuracy, per-class recall, macro one-vs-rest AUC,\n"
-               "confusion matrix; for two classes also sensitivity and specificity.\n");
+               "confusion matrix; for two classes also sensitivity and specificity.\n"
+               "When the roster's heuristic is ensemble, the model is the mean of the class\n"
+               "probabilities of every member cwtd has received (listed in the output).\n");
 }
 
 static void json_number(FILE *f, double v)
@@ -28,9 +32,16 @@ static void json_number(FILE *f, double v)
         fputs("null", f);
 }
 
-static void print_json(const char *split, const struct train_metrics *m)
+static void print_json(const char *split, const struct train_metrics *m,
+                       const struct ensemble_members *e)
 {
-    printf("{\"split\":\"%s\",\"n\":%llu,\"accuracy\":", split, (unsigned long long)m->n);
+    printf("{\"split\":\"%s\",", split);
+    if (e != NULL) {
+        fputs("\"members\":", stdout);
+        ensemble_print_json(stdout, e);
+        putchar(',');
+    }
+    printf("\"n\":%llu,\"accuracy\":", (unsigned long long)m->n);
     json_number(stdout, m->accuracy);
     fputs(",\"balanced_accuracy\":", stdout);
     json_number(stdout, m->balanced_accuracy);
@@ -112,6 +123,82 @@ struct eval_run {
     size_t n;
 };
 
+/* The ensemble's metrics: the members are evaluated one after the other (one model on the
+ * device at a time), their probabilities summed, and the metrics computed from the mean. */
+static int eval_ensemble(struct eval_run *r, const struct ensemble_members *e,
+                         struct train_metrics *out, char *err, size_t errlen)
+{
+    const struct cwt_recipe *rec = &r->roster.recipe;
+    uint32_t classes = rec->classes;
+    struct store_image_hdr hdr;
+    const uint8_t *pixels;
+    double *sum = NULL;
+    float *probs = NULL;
+    uint32_t *labels = NULL;
+    size_t cells;
+    int rc = 0;
+
+    if (classes == 0 || r->n > SIZE_MAX / classes / sizeof(double))
+        return cwt_seterr(err, errlen, CWT_ETOOBIG, "the split is too large to evaluate");
+    cells = r->n * classes;
+    sum = calloc(cells, sizeof(*sum));
+    labels = malloc(r->n * sizeof(*labels));
+    if (sum == NULL || labels == NULL) {
+        rc = cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = store_read_begin(r->st)) != 0) {
+        cwt_seterr(err, errlen, rc, "cannot read the store: %s", cwt_strerror(rc));
+        goto done;
+    }
+    for (size_t i = 0; i < r->n && rc == 0; i++) {
+        rc = store_get_image(r->st, r->ids[i], &hdr, &pixels);
+        if (rc != 0)
+            cwt_seterr(err, errlen, rc, "cannot read image %llu: %s", (unsigned long long)r->ids[i],
+                       cwt_strerror(rc));
+        else
+            labels[i] = hdr.label;
+    }
+    store_read_end(r->st);
+    for (uint32_t k = 0; k < e->n && rc == 0; k++) {
+        char name[CWT_ID_MAX + 16];
+        struct eng_model_spec spec;
+        struct train_norm norm;
+        struct train_metrics mm;
+
+        if ((rc = ensemble_ckpt_name(e->site[k], name, sizeof(name))) != 0) {
+            cwt_seterr(err, errlen, rc, "site id too long");
+            break;
+        }
+        /* Each member brings the normalisation of the site that trained it. */
+        rc = train_load_named(r->dev, r->st, name, rec, &r->model, &spec, &norm, err, errlen);
+        if (rc == 0)
+            rc = train_evaluate(r->model, r->st, r->ids, r->n, classes, &norm, rec->batch_size, &mm,
+                                &probs, err, errlen);
+        eng_model_free(r->model);
+        r->model = NULL;
+        if (rc != 0)
+            break;
+        train_metrics_free(&mm);
+        ensemble_accumulate(sum, probs, cells);
+        free(probs);
+        probs = NULL;
+    }
+    if (rc == 0 && (probs = malloc(cells * sizeof(*probs))) == NULL)
+        rc = cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    if (rc == 0) {
+        ensemble_mean(sum, e->n, probs, cells);
+        rc = train_metrics_compute(probs, labels, r->n, classes, out);
+        if (rc != 0)
+            cwt_seterr(err, errlen, rc, "cannot compute the metrics: %s", cwt_strerror(rc));
+    }
+done:
+    free(sum);
+    free(probs);
+    free(labels);
+    return rc;
+}
+
 static void eval_cleanup(struct eval_run *r)
 {
     eng_model_free(r->model);
@@ -135,8 +222,9 @@ int cmd_eval(int argc, char **argv, const struct cli_globals *g)
     struct train_metrics m;
     struct eng_model_spec spec;
     struct train_norm norm;
+    struct ensemble_members members = {0};
     char err[CWT_ERRLEN];
-    int ch, rc;
+    int ch, rc, ensemble;
 
     optind = 0;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -177,20 +265,29 @@ int cmd_eval(int argc, char **argv, const struct cli_globals *g)
                         store_split_name(split));
     if (rc == 0)
         rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
-    if (rc == 0)
+    ensemble = r->roster.recipe.heuristic == CWT_H_ENSEMBLE;
+    if (rc == 0 && ensemble) {
+        rc = ensemble_find(r->st, &r->roster, &members, err, sizeof(err));
+        if (rc == 0)
+            rc = eval_ensemble(r, &members, &m, err, sizeof(err));
+    } else if (rc == 0) {
         rc = train_load_named(r->dev, r->st, TRAIN_CKPT_MODEL, &r->roster.recipe, &r->model, &spec,
                               &norm, err, sizeof(err));
-    if (rc == 0)
-        rc = train_evaluate(r->model, r->st, r->ids, r->n, spec.classes, &norm,
-                            r->roster.recipe.batch_size, &m, NULL, err, sizeof(err));
+        if (rc == 0)
+            rc = train_evaluate(r->model, r->st, r->ids, r->n, spec.classes, &norm,
+                                r->roster.recipe.batch_size, &m, NULL, err, sizeof(err));
+    }
     if (rc != 0) {
         eval_cleanup(r);
         return cli_error(CLI_FAIL, "%s", err);
     }
-    if (g->json)
-        print_json(store_split_name(split), &m);
-    else
+    if (g->json) {
+        print_json(store_split_name(split), &m, ensemble ? &members : NULL);
+    } else {
+        if (ensemble)
+            ensemble_print(stdout, &members);
         print_text(store_split_name(split), &m, &r->roster.recipe);
+    }
     train_metrics_free(&m);
     eval_cleanup(r);
     return CLI_OK;

@@ -3,18 +3,22 @@
  * site's model. Files are decoded and resized exactly as ingest does (cli/decode.h).
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/decode.h"
+#include "cli/ensemble.h"
 #include "engine/train/train.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl predict [--json] FILE...\n\n"
                "Prints the site model's class probabilities for each PNG, JPEG or DICOM file.\n"
+               "When the roster's heuristic is ensemble, the probabilities are the mean over\n"
+               "every member cwtd has received (listed in the output).\n"
                "Exit status 1 if any file could not be read or decoded.\n");
 }
 
@@ -27,7 +31,7 @@ static const char *class_name(const struct cwt_recipe *r, uint32_t k, char *buf,
 }
 
 static void print_result(const struct cli_globals *g, const struct cwt_recipe *r, const char *path,
-                         const float *p, uint32_t classes)
+                         const float *p, uint32_t classes, const struct ensemble_members *e)
 {
     uint32_t best = 0;
     char buf[16];
@@ -38,6 +42,10 @@ static void print_result(const struct cli_globals *g, const struct cwt_recipe *r
     if (g->json) {
         fputs("{\"file\":", stdout);
         cli_json_string(stdout, path);
+        if (e != NULL) {
+            fputs(",\"members\":", stdout);
+            ensemble_print_json(stdout, e);
+        }
         fputs(",\"predicted\":", stdout);
         cli_json_string(stdout, class_name(r, best, buf, sizeof(buf)));
         fputs(",\"probabilities\":{", stdout);
@@ -64,7 +72,13 @@ struct predict_run {
     struct eng_model *model;
     uint8_t *pixels;
     float *probs;
+    double *sum;     /* ensemble: summed probabilities of a chunk */
+    int *chunk_file; /* ensemble: argv index of each decoded image of a chunk */
 };
+
+/* Files per ensemble chunk: every member is loaded once per chunk, and only a chunk's
+ * pixels are held in memory. */
+#define PREDICT_CHUNK 256
 
 static void predict_cleanup(struct predict_run *r)
 {
@@ -75,7 +89,101 @@ static void predict_cleanup(struct predict_run *r)
         store_close(r->st);
     free(r->pixels);
     free(r->probs);
+    free(r->sum);
+    free(r->chunk_file);
     free(r);
+}
+
+/* Decodes argv[i] into pixels (the model's input shape); 0, or an error printed already. */
+static int load_image(const char *path, const struct eng_model_spec *spec, uint8_t *pixels)
+{
+    struct decoded_image img;
+    char err[CWT_ERRLEN];
+    int rc;
+
+    memset(&img, 0, sizeof(img));
+    rc = decode_file(path, &img, err, sizeof(err));
+    if (rc == 0) {
+        rc = image_prepare(&img, spec->in_h, spec->in_w, spec->in_c, pixels);
+        if (rc != 0)
+            cwt_seterr(err, sizeof(err), rc, "%s: cannot convert the image: %s", path,
+                       cwt_strerror(rc));
+    }
+    decode_free(&img);
+    if (rc != 0)
+        cli_error(CLI_FAIL, "%s", err);
+    return rc;
+}
+
+/* The ensemble's probabilities for argv[first..argc): files in chunks of PREDICT_CHUNK; per
+ * chunk the members are loaded one after the other (one model on the device at a time) and
+ * their probabilities averaged. A file that cannot be decoded sets *failed; a member that
+ * cannot be loaded or run is an error (err). */
+static int predict_ensemble(struct predict_run *r, const struct cli_globals *g,
+                            const struct ensemble_members *e, int first, int argc, char **argv,
+                            int *failed, char *err, size_t errlen)
+{
+    const struct cwt_recipe *rec = &r->roster.recipe;
+    struct eng_model_spec spec;
+    struct eng_optim_spec optim;
+    size_t image_bytes;
+    uint32_t max_batch = rec->batch_size > 0 ? rec->batch_size : 1;
+    int rc;
+
+    if ((rc = train_specs_from_recipe(rec, &spec, &optim, err, errlen)) != 0)
+        return rc;
+    image_bytes = (size_t)spec.in_h * spec.in_w * spec.in_c;
+    if (image_bytes == 0 || image_bytes > SIZE_MAX / PREDICT_CHUNK)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG, "the model's input is too large");
+    r->pixels = malloc(image_bytes * PREDICT_CHUNK);
+    r->probs = malloc((size_t)PREDICT_CHUNK * spec.classes * sizeof(float));
+    r->sum = malloc((size_t)PREDICT_CHUNK * spec.classes * sizeof(double));
+    r->chunk_file = malloc(PREDICT_CHUNK * sizeof(int));
+    if (r->pixels == NULL || r->probs == NULL || r->sum == NULL || r->chunk_file == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    for (int start = first; start < argc; start += PREDICT_CHUNK) {
+        int end = argc - start > PREDICT_CHUNK ? start + PREDICT_CHUNK : argc;
+        uint32_t count = 0;
+        size_t cells;
+
+        for (int i = start; i < end; i++) {
+            if (load_image(argv[i], &spec, r->pixels + (size_t)count * image_bytes) != 0) {
+                *failed = 1;
+                continue;
+            }
+            r->chunk_file[count++] = i;
+        }
+        if (count == 0)
+            continue;
+        cells = (size_t)count * spec.classes;
+        memset(r->sum, 0, cells * sizeof(double));
+        for (uint32_t k = 0; k < e->n; k++) {
+            char name[CWT_ID_MAX + 16];
+            struct eng_model_spec member_spec;
+            struct train_norm norm;
+
+            if ((rc = ensemble_ckpt_name(e->site[k], name, sizeof(name))) != 0)
+                return cwt_seterr(err, errlen, rc, "site id too long");
+            rc = train_load_named(r->dev, r->st, name, rec, &r->model, &member_spec, &norm, err,
+                                  errlen);
+            if (rc != 0)
+                return rc;
+            rc = train_predict_images(r->model, &member_spec, &norm, r->pixels, count, max_batch,
+                                      r->probs);
+            eng_model_free(r->model);
+            r->model = NULL;
+            if (rc != 0)
+                return cwt_seterr(err, errlen, rc, "inference with member %s failed: %s",
+                                  e->site[k], cwt_strerror(rc));
+            ensemble_accumulate(r->sum, r->probs, cells);
+        }
+        ensemble_mean(r->sum, e->n, r->probs, cells);
+        for (uint32_t j = 0; j < count; j++)
+            print_result(g, rec, argv[r->chunk_file[j]], r->probs + (size_t)j * spec.classes,
+                         spec.classes, e);
+        fflush(stdout);
+    }
+    return 0;
 }
 
 int cmd_predict(int argc, char **argv, const struct cli_globals *g)
@@ -87,6 +195,7 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
     struct predict_run *r;
     struct eng_model_spec spec;
     struct train_norm norm;
+    struct ensemble_members members = {0};
     char err[CWT_ERRLEN];
     int ch, rc, failed = 0;
 
@@ -115,6 +224,18 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
                     sizeof(err));
     if (rc == 0)
         rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
+    if (rc == 0 && r->roster.recipe.heuristic == CWT_H_ENSEMBLE) {
+        rc = ensemble_find(r->st, &r->roster, &members, err, sizeof(err));
+        if (rc == 0) {
+            if (!g->json)
+                ensemble_print(stdout, &members);
+            rc = predict_ensemble(r, g, &members, optind, argc, argv, &failed, err, sizeof(err));
+        }
+        predict_cleanup(r);
+        if (rc != 0)
+            return cli_error(CLI_FAIL, "%s", err);
+        return failed ? CLI_FAIL : CLI_OK;
+    }
     if (rc == 0)
         rc = train_load_named(r->dev, r->st, TRAIN_CKPT_MODEL, &r->roster.recipe, &r->model, &spec,
                               &norm, err, sizeof(err));
@@ -151,7 +272,7 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
             failed = 1;
             continue;
         }
-        print_result(g, &r->roster.recipe, argv[i], r->probs, spec.classes);
+        print_result(g, &r->roster.recipe, argv[i], r->probs, spec.classes, NULL);
     }
     fflush(stdout);
     predict_cleanup(r);

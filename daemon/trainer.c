@@ -353,11 +353,16 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     } else {
         rc = train_session_run(sess, err, sizeof(err));
     }
-    if (rc == CWT_ESTATE && job->u.job.kind == PROTO_JOB_PLATEAU) {
+    /* swt keeps its best epoch whether it stopped at a plateau or ran all its epochs (the
+     * last epoch may be worse than an earlier one without reaching the patience). */
+    if ((rc == CWT_ESTATE || rc == 0) && job->u.job.kind == PROTO_JOB_PLATEAU) {
         uint8_t *best = NULL;
         size_t best_len = 0;
+        int stopped = rc == CWT_ESTATE;
         rc = store_model_get(t->st, best_name, &best, &best_len);
-        if (rc == 0)
+        if (rc == CWT_ENOENT && !stopped)
+            rc = 0; /* no epoch finished with a best: the last weights stand */
+        else if (rc == 0)
             rc = train_state_load(t->model, best, best_len, TRAIN_SAVE_WEIGHTS, NULL, err,
                                   sizeof(err));
         free(best);

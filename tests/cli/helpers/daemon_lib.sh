@@ -186,7 +186,8 @@ all_finished() {
 
 # setup_federation SITES...: sites with keys, one roster (2 cycles of 8-step visits, batch 32),
 # 160 Fashion-MNIST images each (a different slice per site). Knobs: FED_CYCLES,
-# FED_VISIT_STEPS, FED_IMAGES, FED_INPUT (16x16x1), FED_OPTIMIZER, FED_LR.
+# FED_VISIT_STEPS, FED_IMAGES, FED_INPUT (16x16x1), FED_OPTIMIZER, FED_LR, FED_HEURISTIC (cwt,
+# swt, ensemble; unset keeps the roster's default), FED_EPOCHS (recipe epochs: swt's visit).
 setup_federation() {
     local i=0 s
     for s in "$@"; do
@@ -198,6 +199,8 @@ setup_federation() {
     set_recipe "$1" batch_size 32
     if [ -n "${FED_OPTIMIZER:-}" ]; then set_recipe "$1" optimizer "\"$FED_OPTIMIZER\""; fi
     if [ -n "${FED_LR:-}" ]; then set_recipe "$1" lr "$FED_LR"; fi
+    if [ -n "${FED_HEURISTIC:-}" ]; then set_recipe "$1" heuristic "\"$FED_HEURISTIC\""; fi
+    if [ -n "${FED_EPOCHS:-}" ]; then set_recipe "$1" epochs "$FED_EPOCHS"; fi
     build_roster "$@"
     for s in "$@"; do
         ingest_fashion "$s" $((i * ${FED_IMAGES:-160})) "${FED_IMAGES:-160}"
