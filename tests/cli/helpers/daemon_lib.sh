@@ -152,6 +152,11 @@ wait_for() {
 # a copy in $T/chain for the auditor.
 courier_once() {
     local sites=("$@") n=$# i f base next j
+    # A test may hold the courier (bundles wait in the outboxes) while the file
+    # $COURIER_HOLD exists: daemon_faults.sh paces the federation by its kills this way.
+    if [ -n "${COURIER_HOLD:-}" ] && [ -e "$COURIER_HOLD" ]; then
+        return 0
+    fi
     mkdir -p "$T/chain"
     for i in $(seq 0 $((n - 1))); do
         for f in "$T/${sites[$i]}"/outbox/*.cwtb; do
