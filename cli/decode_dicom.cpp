@@ -111,6 +111,49 @@ int check_rle_headers(DcmDataset *ds, char *err, size_t errlen)
     return 0;
 }
 
+/* DCMTK 3.6.7 scans each JPEG fragment for its bit depth before decoding, and its scanner
+ * never advances past a TEM marker (0xFF01): a fragment with TEM before the frame header loops
+ * forever (found by tests/fuzz/fuzz_decode). The same walk is done here, bounded, over the
+ * first fragment of each JPEG-family (dcmjpeg) transfer syntax: SOI/RSTn/EOI take 2 bytes,
+ * segments their length + 2, fill bytes 1; a TEM or any other marker before a SOFn, or
+ * running off the end, refuses the file. */
+int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
+{
+    E_TransferSyntax xfer = ds->getOriginalXfer();
+    DcmElement *elem = NULL;
+    DcmPixelSequence *seq = NULL;
+    DcmPixelItem *item = NULL;
+    Uint8 *frag = NULL;
+    uint32_t flen, off = 0;
+
+    if (xfer != EXS_JPEGProcess1 && xfer != EXS_JPEGProcess2_4 && xfer != EXS_JPEGProcess14 &&
+        xfer != EXS_JPEGProcess14SV1)
+        return 0;
+    if (ds->findAndGetElement(DCM_PixelData, elem).bad() || elem == NULL ||
+        static_cast<DcmPixelData *>(elem)->getEncapsulatedRepresentation(xfer, NULL, seq).bad() ||
+        seq == NULL || seq->card() < 2 || seq->getItem(item, 1).bad() || item == NULL ||
+        item->getUint8Array(frag).bad() || frag == NULL)
+        return cwt_seterr(err, errlen, CWT_EDECODE, "JPEG DICOM without encapsulated pixel data");
+    flen = item->getLength();
+    while (off + 4 < flen) {
+        unsigned marker = static_cast<unsigned>(frag[off]) << 8 | frag[off + 1];
+
+        if (marker >= 0xffc0 && marker <= 0xffcf && marker != 0xffc4 && marker != 0xffc8 &&
+            marker != 0xffcc)
+            return 0; /* SOFn: the frame header DCMTK looks for */
+        if (marker == 0xffd8 || marker == 0xffd9 || (marker >= 0xffd0 && marker <= 0xffd7))
+            off += 2;
+        else if (marker == 0xffff)
+            off += 1;
+        else if (marker >= 0xffc4 && marker != 0xff01)
+            off += (static_cast<uint32_t>(frag[off + 2]) << 8 | frag[off + 3]) + 2u;
+        else
+            return cwt_seterr(err, errlen, CWT_EDECODE,
+                              "JPEG fragment has marker 0x%04x before its frame header", marker);
+    }
+    return cwt_seterr(err, errlen, CWT_EDECODE, "JPEG fragment has no frame header");
+}
+
 int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err, size_t errlen)
 {
     /* DCMTK allocates a value's declared length before reading it. Reading from a file, it
@@ -160,6 +203,9 @@ int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
             static_cast<unsigned>(cols), static_cast<unsigned>(rows), DECODE_MAX_PIXELS);
 
     int rc = check_rle_headers(ds, err, errlen);
+
+    if (rc == 0)
+        rc = check_jpeg_fragments(ds, err, errlen);
     if (rc != 0)
         return rc;
 
