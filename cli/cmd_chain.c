@@ -110,9 +110,9 @@ static void print_table(const struct link *l, size_t n)
         else
             snprintf(acc, sizeof(acc), "%.4f", h->summary.val_accuracy);
         printf("%-5llu %-5u %-4u %-8s %-14s %-14s %-20s %-8s %-16s %s\n",
-               (unsigned long long)h->sequence, h->cycle, h->hop,
-               h->kind == BUNDLE_KIND_FINAL ? "final" : "cycle", h->sender,
-               h->n_recipients > 1 ? "(several)" : h->recipients[0], when, acc, hash, l[i].file);
+               (unsigned long long)h->sequence, h->cycle, h->hop, bundle_kind_name(h->kind),
+               h->sender, h->n_recipients > 1 ? "(several)" : h->recipients[0], when, acc, hash,
+               l[i].file);
     }
 }
 
