@@ -124,13 +124,17 @@ locked_build() {
     ) 9>"$OUT/.lock"
 }
 
+# Inputs that once crashed or hung a parser live in tests/fuzz/regress/<harness>/, apart from
+# the generated seed corpus, so that `run.sh corpus` never drops them.
 run() { # run HARNESS SECONDS
     mkdir -p "$OUT/corpus/$1"
+    set -- "$1" "$2"
+    [ -d "$SRC/tests/fuzz/regress/$1" ] && set -- "$1" "$2" "$SRC/tests/fuzz/regress/$1"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         LSAN_OPTIONS=suppressions="$SRC/tests/fuzz/lsan.supp" \
         "$OUT/fuzz_$1" -max_total_time="$2" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$OUT/artifacts/$1-" -print_final_stats=1 \
-        "$OUT/corpus/$1" "$SRC/tests/fuzz/corpus/$1"
+        "$OUT/corpus/$1" "$SRC/tests/fuzz/corpus/$1" ${3:+"$3"}
 }
 
 case "${1:-}" in
