@@ -11,19 +11,7 @@ mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
 export CWT_CONFIG="$T/no-such-site.conf"
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-# expect CODE PATTERN CMD... : CMD exits with CODE and its stderr contains PATTERN.
-expect() {
-    local want=$1 pattern=$2 rc=0
-    shift 2
-    "$@" >"$T/out" 2>"$T/err" || rc=$?
-    [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
-    grep -qF -- "$pattern" "$T/err" || fail "'$*' said '$(cat "$T/err")', expected '$pattern'"
-}
+. "$CWT_SRC/tests/cli/helpers/expect.sh"
 
 "$CWTCTL" init --site-id site-a --dir "$T/a" >/dev/null
 "$CWTCTL" init --site-id site-b --dir "$T/b" >/dev/null
