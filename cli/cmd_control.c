@@ -314,7 +314,7 @@ static int request(const char *socket_path, const char *cmd, char **reply, int *
     size_t len = 0, cap = 4096;
     char *buf;
     double deadline;
-    int fd, n;
+    int fd, n, send_errno = 0;
 
     *reply = NULL;
     *conn_errno = 0;
@@ -334,9 +334,14 @@ static int request(const char *socket_path, const char *cmd, char **reply, int *
     }
     n = snprintf(line, sizeof(line), "{\"cmd\":\"%s\"}\n", cmd);
     if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-        close(fd);
-        return cwt_seterr(err, errlen, CWT_EIO, "cannot send to %s: %s", socket_path,
-                          strerror(errno));
+        /* cwtd answers a peer it refuses at once and closes, possibly before our request
+         * arrives: that answer is still queued for us, so read it before giving up. */
+        if (errno != EPIPE && errno != ECONNRESET) {
+            close(fd);
+            return cwt_seterr(err, errlen, CWT_EIO, "cannot send to %s: %s", socket_path,
+                              strerror(errno));
+        }
+        send_errno = errno;
     }
     buf = malloc(cap);
     if (buf == NULL) {
@@ -385,6 +390,11 @@ static int request(const char *socket_path, const char *cmd, char **reply, int *
     }
     close(fd);
     buf[len] = '\0';
+    if (len == 0 && send_errno != 0) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EIO, "cannot send to %s: %s", socket_path,
+                          strerror(send_errno));
+    }
     if (len == 0 || buf[len - 1] != '\n' || strchr(buf, '\n') != buf + len - 1) {
         free(buf);
         return cwt_seterr(err, errlen, CWT_EFORMAT, "cwtd sent an incomplete reply");

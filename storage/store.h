@@ -39,7 +39,9 @@ struct store_image_hdr {
 };
 
 /* Opens (or with STORE_CREATE creates) the environment in dir. map_bytes is the LMDB map
- * size (0 = default 16 GiB). *out must be released with store_close(). */
+ * size (0 = default 16 GiB). *out must be released with store_close(). Without STORE_CREATE,
+ * CWT_ENOENT means there is no store yet: none in dir, or one whose creator has not committed
+ * its first transaction. */
 int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **out, char *err,
                size_t errlen);
 void store_close(struct store *st);

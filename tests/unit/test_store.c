@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "common/fileio.h"
 #include "storage/store.h"
@@ -280,6 +281,19 @@ static void test_reopen_read_only(void **state)
     snprintf(other, sizeof(other), "%s/empty", fx->dir);
     assert_int_equal(file_mkdir_p(other, 0700, err, sizeof(err)), 0);
     assert_int_equal(store_open(other, STORE_RDONLY, 0, &missing, err, sizeof(err)), CWT_ENOENT);
+    assert_null(missing);
+
+    /* An environment whose creator was killed before its first commit (data.mdb exists, no
+     * databases) is still "no store yet" to a reader, not a damaged store. */
+    {
+        MDB_env *env;
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+        assert_int_equal(mdb_env_open(env, other, 0, 0600), 0);
+        mdb_env_close(env);
+    }
+    assert_int_equal(store_open(other, STORE_RDONLY, 0, &missing, err, sizeof(err)), CWT_ENOENT);
+    assert_non_null(strstr(err, "nothing ingested yet"));
     assert_null(missing);
 }
 
