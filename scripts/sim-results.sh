@@ -46,8 +46,8 @@ setup_retina() {
 }
 
 ALL="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --budget 5 --seeds 3"
-FM="$ALL --visits 0.25,1,5 --max-train 1000 --max-val 400 --max-test 2000"
-RE="$ALL --visits 1"
+FM="$ALL --visits 0.25,1,5 --max-train 2000 --max-val 500 --max-test 2000"
+RE="$ALL --visits 1 --budget 10"
 # Reduced versions that finish in well under an hour on a shared 2-core machine (one seed,
 # smaller subsets and budgets); docs/results.md reports these.
 QUICK="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --seeds 1"
