@@ -80,6 +80,7 @@ struct monitor {
     char outbox_error[CWT_ERRLEN];
     char last_error[CWT_ERRLEN];
     char held[CWT_ERRLEN];
+    char unreadable[NAME_MAX + 1]; /* last inbox file we could not read (logged once) */
 };
 
 /* ------------------------------------------------------------------ state */
@@ -702,6 +703,23 @@ static int inbox_handle(struct monitor *m, const char *name)
         reject(m, name, CWT_EB_FRAMING, "larger than the configured max_bundle_mb");
         return 0;
     }
+    /* A file this user may not read is not a bad bundle: an admin copied it as root with a
+     * private mode, or install(1) has not yet set its mode. Hold it; the chmod or chown that
+     * fixes it raises IN_ATTRIB, and the rescan retries anyway. */
+    {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+            snprintf(m->held, sizeof(m->held),
+                     "%s held: cwtd cannot read it (make it readable by user or group cwt)", name);
+            if (strcmp(m->unreadable, name) != 0) {
+                log_warnx("%s", m->held);
+                snprintf(m->unreadable, sizeof(m->unreadable), "%s", name);
+            }
+            return 1;
+        }
+        if (fd >= 0)
+            (void)close(fd);
+    }
     /* The bundle this site's current state came from, left behind by a crash. */
     if (memcmp(m->cs.in_bundle_id, zero_id, 16) != 0 &&
         bundle_inspect(path, &info, err, sizeof(err)) == 0 &&
@@ -873,7 +891,12 @@ static void on_inotify(struct monitor *m)
         return;
     for (char *p = buf; p < buf + n;) {
         struct inotify_event *ev = (struct inotify_event *)p;
-        if (ev->len > 0 && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !skip_name(ev->name))
+        /* A mode or owner change matters only for the file held as unreadable: other files
+         * may still be being written when a tool touches them. */
+        int attrib_fix =
+            ev->len > 0 && (ev->mask & IN_ATTRIB) && strcmp(ev->name, m->unreadable) == 0;
+        if (ev->len > 0 && ((ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) || attrib_fix) &&
+            !skip_name(ev->name))
             inbox_handle(m, ev->name);
         p += sizeof(struct inotify_event) + ev->len;
     }
@@ -1317,7 +1340,7 @@ static void setup(struct monitor *m, int foreground)
     m->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (m->sigfd < 0 || m->inofd < 0 || m->timerfd < 0 || m->epfd < 0)
         fatal("event loop set-up");
-    if (inotify_add_watch(m->inofd, cfg->inbox_dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+    if (inotify_add_watch(m->inofd, cfg->inbox_dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB) < 0)
         fatal("inotify on %s", cfg->inbox_dir);
     if (timerfd_settime(m->timerfd, 0, &its, NULL) != 0)
         fatal("timerfd_settime");

@@ -87,6 +87,14 @@ int sandbox_landlock_apply(const struct sandbox_paths *paths, char *err, size_t 
         if (errno == ENOSYS || errno == EOPNOTSUPP)
             return cwt_seterr(err, errlen, CWT_EUNSUPPORTED,
                               "Landlock is not available in this kernel (%s)", strerror(errno));
+        /* Fail closed: EPERM is a seccomp filter around cwtd (a container manager's, such as
+         * systemd-nspawn's default list) that does not know Landlock; say what to allow. */
+        if (errno == EPERM)
+            return cwt_seterr(err, errlen, CWT_EPERM,
+                              "landlock: a system-call filter outside cwtd blocks Landlock "
+                              "(allow landlock_create_ruleset, landlock_add_rule and "
+                              "landlock_restrict_self, e.g. systemd-nspawn "
+                              "--system-call-filter=)");
         return cwt_seterr(err, errlen, CWT_EIO, "landlock: cannot query the ABI: %s",
                           strerror(errno));
     }

@@ -140,8 +140,8 @@ static int open_databases(struct store *st, char *err, size_t errlen)
              * before that commit): empty, like a store that does not exist. */
             if (rc == MDB_NOTFOUND && mdb_stat(txn, 0, &ms) == 0 && ms.ms_entries == 0) {
                 mdb_txn_abort(txn);
-                return cwt_seterr(err, errlen, CWT_ENOENT,
-                                  "no store in %s (nothing ingested yet)", st->dir);
+                return cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)",
+                                  st->dir);
             }
             mdb_txn_abort(txn);
             if (rc == MDB_NOTFOUND)
