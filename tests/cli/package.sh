@@ -25,21 +25,9 @@ fail() {
     failures=$((failures + 1))
 }
 
-# The build tree is the folder above cli/cwtctl that holds CPackConfig.cmake.
-B=$(cd "$(dirname "$CWTCTL")" && pwd)
-while [[ $B != / && ! -f $B/CPackConfig.cmake ]]; do B=$(dirname "$B"); done
-[[ -f $B/CPackConfig.cmake ]] || {
-    echo "no CPackConfig.cmake above $CWTCTL" >&2
-    exit 1
-}
-
 # --- build the package
-if ! (cd "$B" && cpack --config CPackConfig.cmake -G DEB -B "$T/out") >"$T/cpack.log" 2>&1; then
-    cat "$T/cpack.log" >&2
-    echo "cpack failed" >&2
-    exit 1
-fi
-deb=$(ls "$T"/out/*.deb)
+. "$CWT_SRC/tests/cli/helpers/deb.sh"
+deb=$(build_deb "$T/out")
 [[ $(basename "$deb") =~ ^cwt_[0-9.]+_[a-z0-9]+\.deb$ ]] || fail "unexpected package name $deb"
 
 # --- file list, owners and modes

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The packaged service under a real systemd: a Debian 12 system (this machine's root, seen
+# through a throw-away overlay) boots in a systemd-nspawn container; the test installs the
+# .deb there, follows docs/admin-guide.md to set up a site, starts cwtd.service (Type=notify,
+# every hardening option of the unit in force), starts a federation of two sites and checks
+# that the hardened daemon seals a bundle into its outbox, accepts the answer from the second
+# site through its inbox, stops cleanly and comes back after a restart.
+#
+# Needs root, systemd-nspawn (package systemd-container) and overlayfs. The container has no
+# network (--private-network). Its seccomp filter gets the three Landlock calls added, which
+# systemd-nspawn 252 does not know; on a host booted with systemd there is no such filter.
+set -euo pipefail
+: "${CWTCTL:?}" "${CWTD:?}" "${CWT_SRC:?}" "${CWT_TEST_TMP:?}"
+. "$CWT_SRC/tests/cli/helpers/daemon_lib.sh" # die()
+
+[ "$(id -u)" = 0 ] || die "booting a container needs root"
+command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
+T=$CWT_TEST_TMP/systemd_boot.$$
+ROOT=$T/root
+nspawn_pid=""
+cleanup() {
+    local pid1
+    if [ -n "$nspawn_pid" ]; then
+        pid1=$(pgrep -P "$nspawn_pid" | head -n 1 || true)
+        [ -z "$pid1" ] || nsenter -t "$pid1" -a -- systemctl poweroff >/dev/null 2>&1 || true
+        for _ in $(seq 1 100); do
+            kill -0 "$nspawn_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$nspawn_pid" 2>/dev/null || true
+        [ -z "$pid1" ] || kill -KILL "$pid1" 2>/dev/null || true
+        wait "$nspawn_pid" 2>/dev/null || true
+    fi
+    mountpoint -q "$ROOT" && umount -l "$ROOT" || true
+    mountpoint -q "$T/upper" && umount -l "$T/upper" || true
+    [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+mkdir -p "$T/upper" "$ROOT"
+
+. "$CWT_SRC/tests/cli/helpers/deb.sh"
+deb=$(build_deb "$T/out")
+
+# The container's root: this system, read-only below a tmpfs that takes every write.
+mount -t tmpfs -o size=2g tmpfs "$T/upper"
+mkdir -p "$T/upper/data" "$T/upper/work"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper/data,workdir=$T/upper/work" "$ROOT"
+# Its own machine id (systemd refuses to share the host's journal) and no site yet.
+od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$ROOT/etc/machine-id"
+rm -rf "$ROOT/etc/cwt" "$ROOT/var/lib/cwt"
+mkdir -p "$ROOT/srv/cwt-test"
+cp "$deb" "$ROOT/srv/cwt-test/cwt.deb"
+cp "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$ROOT/srv/cwt-test/"
+cat >"$ROOT/srv/cwt-test/inside.sh" <<'EOF'
+set -eu
+fail() { echo "FAIL (inside): $*" >&2; journalctl -u cwtd --no-pager | tail -n 30 >&2; exit 1; }
+wait_until() { # SECONDS COMMAND...
+    n=$(($1 * 5)); shift
+    while ! "$@" >/dev/null 2>&1; do
+        n=$((n - 1)); [ "$n" -gt 0 ] || return 1; sleep 0.2
+    done
+}
+D=/srv/cwt-test
+dpkg -i $D/cwt.deb >$D/dpkg.log 2>&1 || { cat $D/dpkg.log; fail "dpkg -i"; }
+id cwt >/dev/null || fail "the package made no user cwt"
+systemctl is-enabled cwtd >/dev/null || fail "the package did not enable cwtd.service"
+systemctl is-active cwtd >/dev/null && fail "cwtd runs before the site has a configuration"
+
+# docs/admin-guide.md, steps 2-7, with a second site (b) whose daemon runs unconfined.
+runuser -u cwt -- cwtctl init --site-id hospital-a --dir /var/lib/cwt --federation fed-boot \
+    --input 16x16x1 --classes 3 >/dev/null || fail "init"
+install -o root -g cwt -m 0640 /usr/share/doc/cwt/examples/cwtd.conf /etc/cwt/cwtd.conf
+rm /var/lib/cwt/cwtd.conf
+cwtctl init --site-id hospital-b --dir $D/b --federation fed-boot --input 16x16x1 \
+    --classes 3 >/dev/null || fail "init b"
+runuser -u cwt -- cwtctl roster add "$(cwtctl key show | head -n 1)" >/dev/null
+runuser -u cwt -- cwtctl roster add "$(cwtctl -c $D/b/cwtd.conf key show | head -n 1)" >/dev/null
+sed -i 's/^\( *visit_length = \).*;/\14;/; s/^\( *visit_unit = \).*;/\1"steps";/; s/^\( *cycles = \).*;/\11;/' \
+    /var/lib/cwt/roster.conf
+cwtctl roster check >/dev/null || fail "roster check"
+cp /var/lib/cwt/roster.conf $D/b/roster.conf
+python3 $D/make_pngs.py $D/pngs 40 1 16
+chmod -R a+rX $D/pngs
+runuser -u cwt -- cwtctl ingest $D/pngs --val-fraction 0.2 --test-fraction 0.2 >/dev/null || fail "ingest"
+cwtctl -c $D/b/cwtd.conf ingest $D/pngs --val-fraction 0.2 --seed 9 >/dev/null || fail "ingest b"
+
+# Step 8: start.
+systemctl start cwtd || fail "systemctl start cwtd"
+[ "$(systemctl show -p ActiveState --value cwtd)" = active ] || fail "not active after start"
+pid=$(systemctl show -p MainPID --value cwtd)
+[ "$(ps -o user= -p "$pid")" = cwt ] || fail "cwtd runs as $(ps -o user= -p "$pid"), not cwt"
+grep -q '^NoNewPrivs:[[:space:]]*1' /proc/"$pid"/status || fail "NoNewPrivileges is not in force"
+grep -q '^Seccomp:[[:space:]]*2' /proc/"$pid"/status || fail "no seccomp filter on cwtd"
+[ "$(stat -c '%a %U %G' /run/cwt/cwtd.sock)" = "660 cwt cwt" ] || fail "socket: $(stat -c '%a %U %G' /run/cwt/cwtd.sock)"
+cwtctl status | grep -q "^state *idle" || fail "status: $(cwtctl status)"
+
+cwtctl start >/dev/null || fail "cwtctl start"
+wait_until 120 sh -c 'ls /var/lib/cwt/outbox/*.cwtb' || fail "no bundle in the outbox"
+bundle=$(ls /var/lib/cwt/outbox/*.cwtb)
+cwtctl bundle verify "$bundle" >/dev/null || fail "the sealed bundle does not verify"
+
+# Site b answers; the file goes into a's inbox the way an admin copies it (as root, then
+# handed to cwt), and the hardened daemon takes it.
+cp "$bundle" $D/b/inbox/
+systemd-run -q --unit=cwtd-b /usr/sbin/cwtd -c $D/b/cwtd.conf -f || fail "cwtd for b"
+wait_until 120 sh -c "ls $D/b/outbox/*.cwtb" || fail "b sealed no answer"
+answer=$(ls $D/b/outbox/*.cwtb)
+install -m 0600 "$answer" /var/lib/cwt/inbox/
+chown cwt:cwt /var/lib/cwt/inbox/"$(basename "$answer")"
+taken() { [ ! -e /var/lib/cwt/inbox/"$(basename "$answer")" ]; }
+wait_until 60 taken || fail "the answer stayed in the inbox: $(cwtctl status)"
+[ -z "$(ls /var/lib/cwt/inbox/rejected 2>/dev/null)" ] || fail "rejected: $(cat /var/lib/cwt/inbox/rejected/*.reason)"
+cwtctl status | grep -q "^last in .*hospital-b" || fail "status lacks the bundle from b: $(cwtctl status)"
+
+# Stop and restart: a clean exit, and the state survives.
+state=$(cwtctl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+systemctl stop cwtd
+[ "$(systemctl show -p Result --value cwtd)" = success ] || fail "stop: Result=$(systemctl show -p Result --value cwtd)"
+systemctl start cwtd || fail "restart"
+wait_until 30 sh -c "cwtctl status --json | grep -q '\"state\": *\"$state\"'" ||
+    fail "after a restart the state is not $state: $(cwtctl status)"
+journalctl -u cwtd --no-pager | grep -q "sealed" || fail "the journal lacks cwtd's log"
+echo "inside: ok ($state)"
+EOF
+
+systemd-nspawn -D "$ROOT" --keep-unit --register=no --private-network \
+    --system-call-filter="landlock_create_ruleset landlock_add_rule landlock_restrict_self" \
+    -b >"$T/console.log" 2>&1 </dev/null &
+nspawn_pid=$!
+pid1=""
+booted() {
+    pid1=$(pgrep -P "$nspawn_pid" | head -n 1) || return 1
+    case $(nsenter -t "$pid1" -a -- systemctl is-system-running 2>/dev/null) in
+    running | degraded) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+wait_for 120 booted || {
+    tail -n 30 "$T/console.log" >&2
+    die "the container did not boot"
+}
+echo "container booted (systemd $(nsenter -t "$pid1" -a -- systemctl --version | head -n 1 | awk '{print $2}'))"
+nsenter -t "$pid1" -a -- sh /srv/cwt-test/inside.sh || die "the service failed under systemd"
+echo "systemd_boot: ok"
