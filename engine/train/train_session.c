@@ -156,8 +156,8 @@ nomem:
 /* ---------------------------------------------------------------- checkpoints */
 
 struct state_text {
-    char v[24][32];
-    struct train_kv kv[24];
+    char v[40][32];
+    struct train_kv kv[40];
     size_t n;
 };
 
@@ -174,6 +174,21 @@ static void state_add(struct state_text *t, const char *key, const char *fmt, ..
     t->kv[t->n].key = key;
     t->kv[t->n].value = t->v[t->n];
     t->n++;
+}
+
+/* The floating-point fields of struct train_epoch_result, in checkpoint key order. */
+static const char *const last_double_keys[] = {
+    "state_last_train_loss",   "state_last_train_accuracy",        "state_last_val_loss",
+    "state_last_val_accuracy", "state_last_val_balanced_accuracy", "state_last_val_auc",
+    "state_last_lr",           "state_last_images_per_s",          "state_last_seconds"};
+#define LAST_DOUBLES (sizeof(last_double_keys) / sizeof(last_double_keys[0]))
+
+static double *last_double(struct train_epoch_result *r, size_t i)
+{
+    double *const fields[LAST_DOUBLES] = {&r->train_loss,   &r->train_accuracy,        &r->val_loss,
+                                          &r->val_accuracy, &r->val_balanced_accuracy, &r->val_auc,
+                                          &r->lr,           &r->images_per_s,          &r->seconds};
+    return fields[i];
 }
 
 static int save_checkpoint(struct train_session *s, char *err, size_t errlen)
@@ -204,6 +219,19 @@ static int save_checkpoint(struct train_session *s, char *err, size_t errlen)
     state_add(&t, "state_best_val", "%.17g", s->best_val);
     state_add(&t, "state_epoch_seconds", "%.17g", s->epoch_seconds);
     state_add(&t, "state_epoch_compute", "%.17g", s->epoch_compute_s);
+    /* The last finished epoch's result, so that a run resumed from its final checkpoint
+     * still reports its metrics. NaN (no validation ids) is written as "nan". */
+    state_add(&t, "state_last_epoch", "%llu", (unsigned long long)s->last.epoch);
+    state_add(&t, "state_last_step", "%llu", (unsigned long long)s->last.step);
+    state_add(&t, "state_last_images", "%llu", (unsigned long long)s->last.images);
+    state_add(&t, "state_last_best", "%d", s->last.best);
+    for (size_t i = 0; i < LAST_DOUBLES; i++) {
+        double v = *last_double(&s->last, i);
+        if (isnan(v))
+            state_add(&t, last_double_keys[i], "nan");
+        else
+            state_add(&t, last_double_keys[i], "%.17g", v);
+    }
     rc = train_state_save(s->m, &s->spec, &lo->norm, &s->recipe, TRAIN_SAVE_ALL, t.kv, t.n, &blob,
                           &len, err, errlen);
     if (rc != 0)
@@ -259,6 +287,7 @@ int train_session_resume(struct train_session *s, const char *name, char *err, s
     size_t len = 0;
     uint64_t seed, n, epoch, pos, done, planned, correct, seen, epoch_steps;
     double offset, total, loss_sum, best, seconds, compute;
+    struct train_epoch_result last;
     const char *version;
     int rc;
 
@@ -297,8 +326,34 @@ int train_session_resume(struct train_session *s, const char *name, char *err, s
                         name, (unsigned long long)n, train_loader_size(s->loader));
         goto done;
     }
+    /* Optional (checkpoints of older versions lack it): the last finished epoch. */
+    memset(&last, 0, sizeof(last));
+    if (find_meta(&f, "state_last_epoch") != NULL) {
+        uint64_t best_flag;
+        if (meta_u64(&f, "state_last_epoch", &last.epoch) != 0 ||
+            meta_u64(&f, "state_last_step", &last.step) != 0 ||
+            meta_u64(&f, "state_last_images", &last.images) != 0 ||
+            meta_u64(&f, "state_last_best", &best_flag) != 0 || best_flag > 1) {
+            rc = cwt_seterr(err, errlen, CWT_EFORMAT,
+                            "checkpoint '%s' has a malformed last-epoch result", name);
+            goto done;
+        }
+        last.best = (int)best_flag;
+        for (size_t i = 0; i < LAST_DOUBLES; i++) {
+            const char *v = find_meta(&f, last_double_keys[i]);
+            double *dst = last_double(&last, i);
+            if (v != NULL && strcmp(v, "nan") == 0) {
+                *dst = NAN;
+            } else if (meta_double(&f, last_double_keys[i], dst) != 0) {
+                rc = cwt_seterr(err, errlen, CWT_EFORMAT, "checkpoint '%s' has a malformed %s",
+                                name, last_double_keys[i]);
+                goto done;
+            }
+        }
+    }
     if ((rc = train_state_load(s->m, blob, len, TRAIN_SAVE_ALL, NULL, err, errlen)) != 0)
         goto done;
+    s->last = last;
     s->cursor.epoch = epoch;
     s->cursor.pos = pos;
     train_loader_set_cursor(s->loader, s->cursor);

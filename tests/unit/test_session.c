@@ -360,6 +360,7 @@ struct run_ctx {
     uint64_t stop_at;
     uint32_t epochs_seen;
     double last_val;
+    struct train_epoch_result last; /* train_session_last_epoch() after the run */
 };
 
 static int stop_progress(const struct train_progress *p, void *ctx)
@@ -421,6 +422,7 @@ static int run(struct fixture *fx, uint32_t epochs, uint64_t stop_at, int resume
     if (resume)
         assert_int_equal(train_session_resume(s, "ckpt", err, sizeof(err)), 0);
     rc = train_session_run(s, err, sizeof(err));
+    train_session_last_epoch(s, &ctx->last);
     if (rc == 0 && state_out != NULL)
         assert_int_equal(train_state_save(m, &spec, &lo.norm, &fx->recipe, TRAIN_SAVE_ALL, NULL, 0,
                                           state_out, state_len, err, sizeof(err)),
@@ -471,6 +473,28 @@ static void test_resume_matches_uninterrupted(void **state)
     free(b);
     free(best_a);
     free(best_b);
+}
+
+/* A run resumed from its final checkpoint has nothing left to train and still reports the
+ * last epoch's metrics (the daemon reads them after a trainer restart at a visit's end). */
+static void test_resume_at_end_keeps_last_epoch(void **state)
+{
+    struct fixture *fx = *state;
+    struct run_ctx full = {0}, again = {0};
+
+    assert_int_equal(run(fx, 2, 0, 0, &full, NULL, NULL), 0);
+    assert_int_equal(full.last.epoch, 2);
+    assert_int_equal(run(fx, 2, 0, 1, &again, NULL, NULL), 0);
+    assert_int_equal(again.epochs_seen, 0);
+    assert_int_equal(again.last.epoch, full.last.epoch);
+    assert_int_equal(again.last.step, full.last.step);
+    assert_int_equal(again.last.images, full.last.images);
+    assert_int_equal(again.last.best, full.last.best);
+    assert_true(again.last.train_loss == full.last.train_loss);
+    assert_true(again.last.train_accuracy == full.last.train_accuracy);
+    assert_true(again.last.val_accuracy == full.last.val_accuracy);
+    assert_true(again.last.val_auc == full.last.val_auc);
+    assert_true(again.last.lr == full.last.lr);
 }
 
 /* Rewrites one tensor's bytes or a metadata value of a state image via the writer. */
@@ -627,6 +651,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_seed_same_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_matches_uninterrupted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_at_end_keeps_last_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_load_is_strict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_refuses_other_data, setup, teardown),
     };
