@@ -1,5 +1,5 @@
 /*
- * rng.h - internal: the engine's seeded PRNG (xoshiro256**, seeded by splitmix64) with
+ * rng.h - the engine's seeded PRNG (xoshiro256**, seeded by splitmix64) with
  * Box-Muller normals. Deterministic on every platform; no libc rand, no global state.
  */
 #ifndef CWT_ENGINE_RNG_H
@@ -11,6 +11,9 @@ struct eng_rng {
     uint64_t s[4];
 };
 
+/* SplitMix64: advances *state and returns its next output (also the seeding expansion and
+ * the finaliser behind train_hash3). */
+uint64_t eng_splitmix64(uint64_t *state);
 /* Seeds the generator from a 64-bit seed (splitmix64 expansion; any seed is fine). */
 void eng_rng_seed(struct eng_rng *r, uint64_t seed);
 /* Next 64 random bits. */

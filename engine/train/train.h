@@ -23,6 +23,7 @@
 #include "common/cwt.h"
 #include "config/config.h"
 #include "engine/engine.h"
+#include "engine/rng.h"
 #include "storage/store.h"
 
 #define TRAIN_MAX_CHANNELS 4
@@ -59,9 +60,9 @@ int train_recipe_fingerprint(const struct cwt_recipe *r, const char *device_choi
 /* SplitMix64 finaliser of a, b, c: the counter-based generator behind every random choice. */
 uint64_t train_hash3(uint64_t a, uint64_t b, uint64_t c);
 
-/* A small sequential generator (xoshiro256**) seeded from a 64-bit value. */
+/* A small sequential generator seeded from a 64-bit value: the engine's xoshiro256**. */
 struct train_rng {
-    uint64_t s[4];
+    struct eng_rng g;
 };
 void train_rng_seed(struct train_rng *rng, uint64_t seed);
 uint64_t train_rng_next(struct train_rng *rng);
