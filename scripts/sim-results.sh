@@ -4,7 +4,9 @@
 #
 # usage: sh scripts/sim-results.sh CWTCTL OUTDIR [EXPERIMENT...]
 #   EXPERIMENT: fmnist-iid fmnist-label-skew fmnist-size-skew retina-iid retina-label-skew
-#               (default: these five), quick-retina-iid, quick-fmnist-label-skew
+#               (default: these five), retina-central-long (central only, 50 epochs, to
+#               compare with the published ResNet-18), fmnist-label-skew-6k (3x the data),
+#               quick-retina-iid, quick-fmnist-label-skew
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
 # into OUTDIR/<name>/ (results.csv, results.json, table.txt, SVGs) with its wall time in
@@ -67,6 +69,13 @@ for name in "$@"; do
         ;;
     retina-iid) setup_retina && run "$name" retina $RE --partition iid ;;
     retina-label-skew) setup_retina && run "$name" retina $RE --partition label-skew:0.5 ;;
+    retina-central-long)
+        setup_retina && run "$name" retina --sites 4 --heuristics central --seeds 3 --budget 50
+        ;;
+    fmnist-label-skew-6k)
+        setup_fmnist && run "$name" fmnist $ALL --visits 0.25,1,5 --max-train 6000 \
+            --max-val 1500 --max-test 2000 --partition label-skew:0.5
+        ;;
     quick-retina-iid) setup_retina && run "$name" retina $QUICK --visits 1 --budget 3 ;;
     quick-fmnist-label-skew)
         setup_fmnist && run "$name" fmnist $QUICK --visits 0.25,1,5 --budget 5 \
