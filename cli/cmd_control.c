@@ -333,15 +333,19 @@ static int request(const char *socket_path, const char *cmd, char **reply, int *
         return cwt_seterr(err, errlen, CWT_EIO, "%s: %s", socket_path, strerror(*conn_errno));
     }
     n = snprintf(line, sizeof(line), "{\"cmd\":\"%s\"}\n", cmd);
-    if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-        /* cwtd answers a peer it refuses at once and closes, possibly before our request
-         * arrives: that answer is still queued for us, so read it before giving up. */
-        if (errno != EPIPE && errno != ECONNRESET) {
-            close(fd);
-            return cwt_seterr(err, errlen, CWT_EIO, "cannot send to %s: %s", socket_path,
-                              strerror(errno));
+    {
+        ssize_t sent = send(fd, line, (size_t)n, MSG_NOSIGNAL);
+        int e = sent < 0 ? errno : EIO; /* a short write of a 64-byte request: treat as EIO */
+        if (sent != n) {
+            /* cwtd answers a peer it refuses at once and closes, possibly before our request
+             * arrives: that answer is still queued for us, so read it before giving up. */
+            if (e != EPIPE && e != ECONNRESET) {
+                close(fd);
+                return cwt_seterr(err, errlen, CWT_EIO, "cannot send to %s: %s", socket_path,
+                                  strerror(e));
+            }
+            send_errno = e;
         }
-        send_errno = errno;
     }
     buf = malloc(cap);
     if (buf == NULL) {

@@ -53,6 +53,8 @@
 #define CONTROL_TIMEOUT_MS  2000
 #define MAX_PAYLOAD_IN_META 65536
 
+#define UNREADABLE_MAX 8
+
 struct monitor {
     const struct cwt_config *cfg;
     const struct cwt_roster *roster;
@@ -80,7 +82,9 @@ struct monitor {
     char outbox_error[CWT_ERRLEN];
     char last_error[CWT_ERRLEN];
     char held[CWT_ERRLEN];
-    char unreadable[NAME_MAX + 1]; /* last inbox file we could not read (logged once) */
+    /* Inbox files held because this user may not read them: each is logged once, and a
+     * mode or owner change on one of them is handled at once. */
+    char unreadable[UNREADABLE_MAX][NAME_MAX + 1];
 };
 
 /* ------------------------------------------------------------------ state */
@@ -590,6 +594,34 @@ static int skip_name(const char *name)
     return 0;
 }
 
+/* The slot of name among the held unreadable files, or -1. */
+static int unreadable_find(const struct monitor *m, const char *name)
+{
+    for (int i = 0; i < UNREADABLE_MAX; i++)
+        if (m->unreadable[i][0] != '\0' && strcmp(m->unreadable[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Records name as held unreadable; returns 1 if it was not recorded before (log it). With
+ * every slot taken the oldest gives way, so a ninth file is logged again now and then. */
+static int unreadable_add(struct monitor *m, const char *name)
+{
+    if (unreadable_find(m, name) >= 0)
+        return 0;
+    memmove(m->unreadable[1], m->unreadable[0], sizeof(m->unreadable[0]) * (UNREADABLE_MAX - 1));
+    snprintf(m->unreadable[0], sizeof(m->unreadable[0]), "%s", name);
+    return 1;
+}
+
+static void unreadable_forget(struct monitor *m, const char *name)
+{
+    int i = unreadable_find(m, name);
+
+    if (i >= 0)
+        m->unreadable[i][0] = '\0';
+}
+
 static void reject(struct monitor *m, const char *name, int rc, const char *reason)
 {
     char src[PATH_MAX], dst[PATH_MAX], rpath[PATH_MAX + 16], text[CWT_ERRLEN + 256];
@@ -692,8 +724,10 @@ static int inbox_handle(struct monitor *m, const char *name)
 
     if (file_join(path, sizeof(path), m->cfg->inbox_dir, name) != 0)
         return 0;
-    if (lstat(path, &sb) != 0)
+    if (lstat(path, &sb) != 0) {
+        unreadable_forget(m, name);
         return 0; /* gone already */
+    }
     if (!S_ISREG(sb.st_mode)) {
         if (!S_ISDIR(sb.st_mode))
             reject(m, name, CWT_EB_FRAMING, "not a regular file");
@@ -707,18 +741,18 @@ static int inbox_handle(struct monitor *m, const char *name)
      * private mode, or install(1) has not yet set its mode. Hold it; the chmod or chown that
      * fixes it raises IN_ATTRIB, and the rescan retries anyway. */
     {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* O_NONBLOCK: a FIFO swapped in after the lstat must not block the monitor. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0 && (errno == EACCES || errno == EPERM)) {
             snprintf(m->held, sizeof(m->held),
                      "%s held: cwtd cannot read it (make it readable by user or group cwt)", name);
-            if (strcmp(m->unreadable, name) != 0) {
+            if (unreadable_add(m, name))
                 log_warnx("%s", m->held);
-                snprintf(m->unreadable, sizeof(m->unreadable), "%s", name);
-            }
             return 1;
         }
         if (fd >= 0)
             (void)close(fd);
+        unreadable_forget(m, name);
     }
     /* The bundle this site's current state came from, left behind by a crash. */
     if (memcmp(m->cs.in_bundle_id, zero_id, 16) != 0 &&
@@ -891,10 +925,9 @@ static void on_inotify(struct monitor *m)
         return;
     for (char *p = buf; p < buf + n;) {
         struct inotify_event *ev = (struct inotify_event *)p;
-        /* A mode or owner change matters only for the file held as unreadable: other files
+        /* A mode or owner change matters only for a file held as unreadable: other files
          * may still be being written when a tool touches them. */
-        int attrib_fix =
-            ev->len > 0 && (ev->mask & IN_ATTRIB) && strcmp(ev->name, m->unreadable) == 0;
+        int attrib_fix = ev->len > 0 && (ev->mask & IN_ATTRIB) && unreadable_find(m, ev->name) >= 0;
         if (ev->len > 0 && ((ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) || attrib_fix) &&
             !skip_name(ev->name))
             inbox_handle(m, ev->name);

@@ -17,6 +17,8 @@ sed -i 's/user = ""/user = "nobody"/' "$T/b/cwtd.conf"
 grep 'user = "nobody"' "$T/b/cwtd.conf" >/dev/null || die "cannot set daemon.user for b"
 chown -R nobody "$T/b"
 chmod o+x "$CWT_TEST_TMP" "$T"
+setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$T/b/cwtd.conf" ||
+    die "user nobody cannot reach $T/b: make the folders above it searchable (o+x)"
 for s in a b; do start_daemon "$s"; done
 grep "running as user nobody" "$T/b.log" >/dev/null || die "b's cwtd did not become nobody"
 

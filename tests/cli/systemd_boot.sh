@@ -15,6 +15,17 @@ set -euo pipefail
 
 [ "$(id -u)" = 0 ] || die "booting a container needs root"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
+# The overlay's lower layer is the root file system alone; a separate /usr or /var would be
+# empty in the container.
+for d in /usr /var /etc; do
+    [ "$(findmnt -n -o TARGET -T "$d")" = / ] ||
+        die "$d is a separate file system here; this test needs /usr, /var and /etc on /"
+done
+# In a mount namespace of its own, so that the overlay and its tmpfs go away with the test
+# even when it is killed before its clean-up runs.
+if [ -z "${CWT_SYSTEMD_BOOT_NS:-}" ]; then
+    CWT_SYSTEMD_BOOT_NS=1 exec unshare --mount --propagation private bash "$0" "$@"
+fi
 T=$CWT_TEST_TMP/systemd_boot.$$
 ROOT=$T/root
 nspawn_pid=""
@@ -27,8 +38,10 @@ cleanup() {
             kill -0 "$nspawn_pid" 2>/dev/null || break
             sleep 0.2
         done
-        kill -KILL "$nspawn_pid" 2>/dev/null || true
-        [ -z "$pid1" ] || kill -KILL "$pid1" 2>/dev/null || true
+        if kill -0 "$nspawn_pid" 2>/dev/null; then # did not power off: end it
+            [ -z "$pid1" ] || kill -KILL "$pid1" 2>/dev/null || true
+            kill -KILL "$nspawn_pid" 2>/dev/null || true
+        fi
         wait "$nspawn_pid" 2>/dev/null || true
     fi
     mountpoint -q "$ROOT" && umount -l "$ROOT" || true
@@ -125,10 +138,16 @@ EOF
 
 systemd-nspawn -D "$ROOT" --keep-unit --register=no --private-network \
     --system-call-filter="landlock_create_ruleset landlock_add_rule landlock_restrict_self" \
-    -b >"$T/console.log" 2>&1 </dev/null &
+    -b -- systemd.mask=cloud-init.service systemd.mask=systemd-networkd-wait-online.service \
+    systemd.mask=ifupdown-wait-online.service systemd.mask=networking.service \
+    >"$T/console.log" 2>&1 </dev/null &
 nspawn_pid=$!
 pid1=""
 booted() {
+    kill -0 "$nspawn_pid" 2>/dev/null || {
+        cat "$T/console.log" >&2
+        die "systemd-nspawn exited"
+    }
     pid1=$(pgrep -P "$nspawn_pid" | head -n 1) || return 1
     case $(nsenter -t "$pid1" -a -- systemctl is-system-running 2>/dev/null) in
     running | degraded) return 0 ;;
