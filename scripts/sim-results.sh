@@ -6,6 +6,7 @@
 #   EXPERIMENT: fmnist-iid fmnist-label-skew fmnist-size-skew retina-iid retina-label-skew
 #               (default: these five), retina-central-long (central only, 50 epochs, to
 #               compare with the published ResNet-18), fmnist-label-skew-6k (3x the data),
+#               retina-plus-ablation, fmnist-plus-ablation (cwt+ one modification at a time),
 #               quick-retina-iid, quick-fmnist-label-skew
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
@@ -75,6 +76,19 @@ for name in "$@"; do
     fmnist-label-skew-6k)
         setup_fmnist && run "$name" fmnist $ALL --visits 0.25,1,5 --max-train 6000 \
             --max-val 1500 --max-test 2000 --partition label-skew:0.5
+        ;;
+    retina-plus-ablation | fmnist-plus-ablation)
+        # cwt+ with one modification at a time (and the three without the loss weighting)
+        # under label skew, visits 1.
+        for mods in proportional loss sampling clr proportional,sampling,clr; do
+            case $name in
+            retina*) setup_retina && run "$name-$mods" retina --sites 4 --heuristics cwt+ \
+                --seeds 3 --visits 1 --budget 10 --partition label-skew:0.5 --plus "$mods" ;;
+            *) setup_fmnist && run "$name-$mods" fmnist --sites 4 --heuristics cwt+ --seeds 3 \
+                --visits 1 --budget 5 --max-train 2000 --max-val 500 --max-test 2000 \
+                --partition label-skew:0.5 --plus "$mods" ;;
+            esac
+        done
         ;;
     quick-retina-iid) setup_retina && run "$name" retina $QUICK --visits 1 --budget 3 ;;
     quick-fmnist-label-skew)
