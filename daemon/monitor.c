@@ -64,6 +64,10 @@ struct monitor {
     struct store *st;
     char private_dir[PATH_MAX];
     char rejected_dir[PATH_MAX];
+    /* The inbox and outbox folders cwtd started with: the inotify watch and the Landlock
+     * rules hold these inodes, not the paths. */
+    dev_t inbox_dev, outbox_dev;
+    ino_t inbox_ino, outbox_ino;
     int epfd, sigfd, inofd, timerfd, ctlfd, tsock, notifyfd;
     pid_t supervisor;
     gid_t ctl_gid;
@@ -1234,6 +1238,31 @@ static void on_control(struct monitor *m)
 
 /* ------------------------------------------------------------------ set-up and loop */
 
+/* A folder made anew in place of the inbox or outbox (rm -r; mkdir) is invisible to the
+ * inotify watch and, under Landlock, out of reach: bundles would wait there unseen. Fatal, so
+ * that the restart (systemd does it by itself) watches and admits the new folder. A path that
+ * is missing or not a folder for the moment is not a replacement (moved away and back). */
+static void check_folders(struct monitor *m)
+{
+    const struct {
+        const char *what, *path;
+        dev_t dev;
+        ino_t ino;
+    } f[2] = {{"inbox", m->cfg->inbox_dir, m->inbox_dev, m->inbox_ino},
+              {"outbox", m->cfg->outbox_dir, m->outbox_dev, m->outbox_ino}};
+
+    for (int i = 0; i < 2; i++) {
+        struct stat sb;
+        if (f[i].ino == 0 || stat(f[i].path, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+            (sb.st_dev == f[i].dev && sb.st_ino == f[i].ino))
+            continue;
+        (void)audit_append(m->st, "folder-replaced", "%s %s", f[i].what, f[i].path);
+        fatalx("the %s folder %s was replaced by a new folder; restart cwtd to watch it (as a "
+               "systemd service it restarts by itself)",
+               f[i].what, f[i].path);
+    }
+}
+
 static void on_tick(struct monitor *m)
 {
     uint64_t expirations;
@@ -1245,6 +1274,7 @@ static void on_tick(struct monitor *m)
     do_seal(m);
     if (cwt_monotonic() >= m->next_rescan) {
         m->next_rescan = cwt_monotonic() + m->cfg->rescan_seconds;
+        check_folders(m);
         inbox_scan(m, 1);
     }
 }
@@ -1385,6 +1415,17 @@ static void setup(struct monitor *m, int foreground)
     m->notifyfd = notify_open();
     tzset();
 
+    {
+        struct stat sb;
+        if (stat(cfg->inbox_dir, &sb) == 0) {
+            m->inbox_dev = sb.st_dev;
+            m->inbox_ino = sb.st_ino;
+        }
+        if (stat(cfg->outbox_dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            m->outbox_dev = sb.st_dev;
+            m->outbox_ino = sb.st_ino;
+        }
+    }
     /* Everything that needed the wider world is done. */
     {
         struct sandbox_paths paths = {

@@ -112,8 +112,21 @@ grep -q "^reason: " "$T/a/inbox/rejected/garbage.cwtb.reason" || die "garbage: n
 
 # The daemon still serves, and the audit log has one record per rejection.
 [ "$(status_field a state)" = "idle" ] || die "status after rejections"
+
+# --- an inbox made anew: its watch (and Landlock rule) held the old folder; cwtd stops with
+# the reason (systemd restarts it), and a restarted cwtd takes files from the new folder.
+mv "$T/a/inbox" "$T/a/inbox.old"
+mkdir -m 0750 "$T/a/inbox"
+wait_for 20 process_gone "$(cat "$T/a.pid")" || die "cwtd did not stop for a replaced inbox"
+grep "inbox folder .* was replaced by a new folder" "$T/a.log" >/dev/null ||
+    die "no reason for stopping: $(tail -n 3 "$T/a.log")"
+start_daemon a
+head -c 100 /dev/urandom >"$T/a/inbox/new-garbage.cwtb"
+wait_for 20 test -f "$T/a/inbox/rejected/new-garbage.cwtb.reason" ||
+    die "the restarted cwtd does not take files from the new inbox"
 "$CWTCTL" -c "$A" stop >/dev/null || die "stop"
 wait_for 20 process_gone "$(cat "$T/a.pid")" || die "cwtd did not stop"
+"$CWTCTL" -c "$A" audit show | grep "folder-replaced" >/dev/null || die "replaced inbox not audited"
 n=$("$CWTCTL" -c "$A" audit show | grep -c "bundle-rejected" || true)
 [ "$n" -ge 3 ] || die "expected 3 bundle-rejected audit records, found $n"
 "$CWTCTL" -c "$A" audit show | grep "control-refused" >/dev/null || die "refused peer not audited"
