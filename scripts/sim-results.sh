@@ -7,6 +7,7 @@
 #               (default: these five), retina-central-long (central only, 50 epochs, to
 #               compare with the published ResNet-18), fmnist-label-skew-6k (3x the data),
 #               retina-plus-ablation, fmnist-plus-ablation (cwt+ one modification at a time),
+#               retina-label-skew-visits (cwt and cwt+ with visits 0.25 and 5),
 #               quick-retina-iid, quick-fmnist-label-skew
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
@@ -76,6 +77,10 @@ for name in "$@"; do
     fmnist-label-skew-6k)
         setup_fmnist && run "$name" fmnist $ALL --visits 0.25,1,5 --max-train 6000 \
             --max-val 1500 --max-test 2000 --partition label-skew:0.5
+        ;;
+    retina-label-skew-visits)
+        setup_retina && run "$name" retina --sites 4 --heuristics cwt,cwt+ --seeds 3 \
+            --visits 0.25,5 --budget 10 --partition label-skew:0.5
         ;;
     retina-plus-ablation | fmnist-plus-ablation)
         # cwt+ with one modification at a time (and the three without the loss weighting)
