@@ -5,7 +5,7 @@
 # usage: sh scripts/sim-results.sh CWTCTL OUTDIR [EXPERIMENT...]
 #   EXPERIMENT: fmnist-iid fmnist-label-skew fmnist-size-skew retina-iid retina-label-skew
 #               (default: these five), retina-central-long (central only, 50 epochs, to
-#               compare with the published ResNet-18), fmnist-label-skew-6k (3x the data),
+#               compare with the published ResNet-18), fmnist-label-skew-6k (3x the data; central, cwt, cwt+),
 #               retina-plus-ablation, fmnist-plus-ablation (cwt+ one modification at a time),
 #               retina-label-skew-visits (cwt and cwt+ with visits 0.25 and 5),
 #               quick-retina-iid, quick-fmnist-label-skew
@@ -75,8 +75,9 @@ for name in "$@"; do
         setup_retina && run "$name" retina --sites 4 --heuristics central --seeds 3 --budget 50
         ;;
     fmnist-label-skew-6k)
-        setup_fmnist && run "$name" fmnist $ALL --visits 0.25,1,5 --max-train 6000 \
-            --max-val 1500 --max-test 2000 --partition label-skew:0.5
+        setup_fmnist && run "$name" fmnist --sites 4 --heuristics central,cwt,cwt+ --seeds 3 \
+            --budget 5 --visits 0.25,1 --max-train 6000 --max-val 1500 --max-test 2000 \
+            --partition label-skew:0.5
         ;;
     retina-label-skew-visits)
         setup_retina && run "$name" retina --sites 4 --heuristics cwt,cwt+ --seeds 3 \
