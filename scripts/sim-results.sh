@@ -86,11 +86,12 @@ for name in "$@"; do
     retina-plus-ablation | fmnist-plus-ablation)
         # cwt+ with one modification at a time (and the three without the loss weighting)
         # under label skew, visits 1.
+        base=$name # run() sets name
         for mods in proportional loss sampling clr proportional,sampling,clr; do
-            case $name in
-            retina*) setup_retina && run "$name-$mods" retina --sites 4 --heuristics cwt+ \
+            case $base in
+            retina*) setup_retina && run "$base-$mods" retina --sites 4 --heuristics cwt+ \
                 --seeds 3 --visits 1 --budget 10 --partition label-skew:0.5 --plus "$mods" ;;
-            *) setup_fmnist && run "$name-$mods" fmnist --sites 4 --heuristics cwt+ --seeds 3 \
+            *) setup_fmnist && run "$base-$mods" fmnist --sites 4 --heuristics cwt+ --seeds 3 \
                 --visits 1 --budget 5 --max-train 2000 --max-val 500 --max-test 2000 \
                 --partition label-skew:0.5 --plus "$mods" ;;
             esac
