@@ -49,9 +49,9 @@ setup_retina() {
     "$CWTCTL" -c "$OUT/sites/retina/cwtd.conf" ingest "$RETINA/labels.csv"
 }
 
-ALL="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --budget 5 --seeds 3"
-FM="$ALL --visits 0.25,1,5 --max-train 2000 --max-val 500 --max-test 2000"
-RE="$ALL --visits 1 --budget 10"
+ALL="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --seeds 3"
+FM="$ALL --budget 5 --visits 0.25,1,5 --max-train 2000 --max-val 500 --max-test 2000"
+RE="$ALL --budget 10 --visits 1"
 # Reduced versions that finish in well under an hour on a shared 2-core machine (one seed,
 # smaller subsets and budgets); docs/results.md reports these.
 QUICK="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --seeds 1"
