@@ -5,8 +5,6 @@
 set -euo pipefail
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
 
-[ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
-[ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 SITES=(a b c d)
 export FED_VISIT_STEPS=${FED_VISIT_STEPS:-24}
 ROOT="${CWT_TEST_TMP:-/tmp}/daemon_faults.$$"

@@ -5,8 +5,6 @@
 set -euo pipefail
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
 
-[ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
-[ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
 daemon_setup daemon_inbox
 trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 export FED_CYCLES=1 FED_VISIT_STEPS=4 FED_IMAGES=96

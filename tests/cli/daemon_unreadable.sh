@@ -5,7 +5,6 @@
 set -euo pipefail
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
 
-[ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
 [ "$(id -u)" = 0 ] || die "this test starts cwtd as root so that it can become user nobody"
 daemon_setup daemon_unreadable
 trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT

@@ -13,18 +13,7 @@ set -euo pipefail
 T="$CWT_TEST_TMP/simulate.$$"
 mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-# Runs a command that must fail with exit code $1 and print $2 (a grep pattern) on stderr.
-expect_fail() {
-    local code=$1 pattern=$2 rc=0
-    shift 2
-    "$@" >"$T/out" 2>"$T/err" || rc=$?
-    [ "$rc" -eq "$code" ] || fail "$* exited $rc, expected $code: $(cat "$T/err")"
-    grep -q -- "$pattern" "$T/err" || fail "$* did not say '$pattern': $(cat "$T/err")"
-}
+. "$CWT_SRC/tests/cli/helpers/expect.sh" # fail, expect
 
 python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 60 11 16
 "$CWTCTL" init --site-id sim --dir "$T/site" --input 16x16x1 --classes 3 >/dev/null
@@ -34,22 +23,22 @@ S=(-c "$T/site/cwtd.conf")
 
 # 1. Usage errors, before any training.
 SIM=("$CWTCTL" "${S[@]}" simulate)
-expect_fail 2 "needs --sites" "${SIM[@]}"
-expect_fail 2 "from 1 to 64" "${SIM[@]}" --sites 0
-expect_fail 2 "2 weights for 4 sites" "${SIM[@]}" --sites 4 --partition size-skew:1,2
-expect_fail 2 "ALPHA" "${SIM[@]}" --sites 4 --partition label-skew:-1
-expect_fail 2 "expected iid" "${SIM[@]}" --sites 4 --partition quantity
-expect_fail 2 "'fedavg' is not valid" "${SIM[@]}" --sites 4 --heuristics cwt,fedavg
-expect_fail 2 "'0' is not valid" "${SIM[@]}" --sites 4 --visits 0.5,0
-expect_fail 2 "budget" "${SIM[@]}" --sites 4 --budget -1
-expect_fail 2 "seeds" "${SIM[@]}" --sites 4 --seeds 0
-expect_fail 2 "'momentum' is not valid" "${SIM[@]}" --sites 4 --plus momentum
-expect_fail 2 "unknown option --frobnicate" "${SIM[@]}" --sites 4 --frobnicate
-expect_fail 2 "unexpected argument" "${SIM[@]}" --sites 4 extra
-expect_fail 2 "no site configuration" "$CWTCTL" -c "$T/none/cwtd.conf" simulate --sites 4
+expect 2 "needs --sites" "${SIM[@]}"
+expect 2 "from 1 to 64" "${SIM[@]}" --sites 0
+expect 2 "2 weights for 4 sites" "${SIM[@]}" --sites 4 --partition size-skew:1,2
+expect 2 "ALPHA" "${SIM[@]}" --sites 4 --partition label-skew:-1
+expect 2 "expected iid" "${SIM[@]}" --sites 4 --partition quantity
+expect 2 "'fedavg' is not valid" "${SIM[@]}" --sites 4 --heuristics cwt,fedavg
+expect 2 "'0' is not valid" "${SIM[@]}" --sites 4 --visits 0.5,0
+expect 2 "budget" "${SIM[@]}" --sites 4 --budget -1
+expect 2 "seeds" "${SIM[@]}" --sites 4 --seeds 0
+expect 2 "'momentum' is not valid" "${SIM[@]}" --sites 4 --plus momentum
+expect 2 "unknown option --frobnicate" "${SIM[@]}" --sites 4 --frobnicate
+expect 2 "unexpected argument" "${SIM[@]}" --sites 4 extra
+expect 2 "no site configuration" "$CWTCTL" -c "$T/none/cwtd.conf" simulate --sites 4
 # 64 institutions where one holds nearly everything: the others get no training image.
 W=$(python3 -c 'print(",".join(["1000000"] + ["1"] * 63))')
-expect_fail 2 "gets no training images" "${SIM[@]}" --sites 64 --partition "size-skew:$W" \
+expect 2 "gets no training images" "${SIM[@]}" --sites 64 --partition "size-skew:$W" \
     --heuristics cwt --out "$T/none"
 
 # 2. Every heuristic, two visit lengths, two seeds.

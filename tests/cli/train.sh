@@ -13,18 +13,7 @@ set -euo pipefail
 T="$CWT_TEST_TMP/train.$$"
 mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-# Runs a command that must fail with exit code $1 and print $2 (a grep pattern) on stderr.
-expect_fail() {
-    local code=$1 pattern=$2 rc=0
-    shift 2
-    "$@" >"$T/out" 2>"$T/err" || rc=$?
-    [ "$rc" -eq "$code" ] || fail "$* exited $rc, expected $code: $(cat "$T/err")"
-    grep -q -- "$pattern" "$T/err" || fail "$* did not say '$pattern': $(cat "$T/err")"
-}
+. "$CWT_SRC/tests/cli/helpers/expect.sh" # fail, expect
 json_field() { # FILE(last line) KEY
     tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
@@ -38,10 +27,10 @@ A=(-c "$T/a/cwtd.conf")
 "$CWTCTL" "${A[@]}" ingest --val-fraction 0.2 --seed 3 "$T/png" >/dev/null
 
 # Usage and state errors come before any training.
-expect_fail 2 "epochs" "$CWTCTL" "${A[@]}" train --epochs 0
-expect_fail 2 "unexpected" "$CWTCTL" "${A[@]}" train extra
-expect_fail 1 "no trained model" "$CWTCTL" "${A[@]}" eval
-expect_fail 1 "no trained model" "$CWTCTL" "${A[@]}" model export -o "$T/none.safetensors"
+expect 2 "epochs" "$CWTCTL" "${A[@]}" train --epochs 0
+expect 2 "unexpected" "$CWTCTL" "${A[@]}" train extra
+expect 1 "no trained model" "$CWTCTL" "${A[@]}" eval
+expect 1 "no trained model" "$CWTCTL" "${A[@]}" model export -o "$T/none.safetensors"
 
 # 1. Convergence, JSON per epoch.
 "$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run1.json" 2>"$T/run1.err" ||
@@ -110,8 +99,8 @@ assert len(e["confusion"]) == 3 and sum(map(sum, e["confusion"])) == 72, e
 assert "sensitivity" not in e  # three classes
 EOF
 "$CWTCTL" "${A[@]}" eval --split val | grep "balanced accuracy" >/dev/null || fail "eval text output"
-expect_fail 2 "unknown split" "$CWTCTL" "${A[@]}" eval --split nope
-expect_fail 1 "split is empty" "$CWTCTL" "${A[@]}" eval --split test
+expect 2 "unknown split" "$CWTCTL" "${A[@]}" eval --split nope
+expect 1 "split is empty" "$CWTCTL" "${A[@]}" eval --split test
 
 # 5. predict: the right class for one image of each class; bad files are named.
 python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/new" 1 99
@@ -125,9 +114,9 @@ for g in got:
     assert abs(sum(g["probabilities"].values()) - 1) < 1e-4, g
 EOF
 echo "not an image" >"$T/bad.png"
-expect_fail 1 "bad.png" "$CWTCTL" "${A[@]}" predict "$T/bad.png" "$T/new/0/img0000.png"
+expect 1 "bad.png" "$CWTCTL" "${A[@]}" predict "$T/bad.png" "$T/new/0/img0000.png"
 grep -q "img0000.png: top" "$T/out" || fail "the good file after a bad one got no answer"
-expect_fail 2 "no image files" "$CWTCTL" "${A[@]}" predict
+expect 2 "no image files" "$CWTCTL" "${A[@]}" predict
 
 # 6. PyTorch loads the export and agrees with cwtctl predict.
 # Debian's python3-torch lives in the system interpreter, which may not be first in PATH.
@@ -149,10 +138,10 @@ done
 cmp -s "$T/again.safetensors" "$T/run1.safetensors" || fail "import/export round trip changed it"
 "$CWTCTL" "${A[@]}" audit show | grep "model-import" >/dev/null || fail "no audit record for the import"
 "$CWTCTL" init --site-id b --dir "$T/b" --input 28x28x1 --classes 4 >/dev/null
-expect_fail 1 "fingerprint" "$CWTCTL" -c "$T/b/cwtd.conf" model import "$T/run1.safetensors"
+expect 1 "fingerprint" "$CWTCTL" -c "$T/b/cwtd.conf" model import "$T/run1.safetensors"
 head -c 1000 "$T/run1.safetensors" >"$T/cut.safetensors"
-expect_fail 1 "cut.safetensors" "$CWTCTL" "${A[@]}" model import "$T/cut.safetensors"
-expect_fail 1 "" "$CWTCTL" "${A[@]}" model import "$T/missing.safetensors"
-expect_fail 2 "usage" "$CWTCTL" "${A[@]}" model export
-expect_fail 2 "unknown subcommand" "$CWTCTL" "${A[@]}" model frobnicate
+expect 1 "cut.safetensors" "$CWTCTL" "${A[@]}" model import "$T/cut.safetensors"
+expect 1 "" "$CWTCTL" "${A[@]}" model import "$T/missing.safetensors"
+expect 2 "usage" "$CWTCTL" "${A[@]}" model export
+expect 2 "unknown subcommand" "$CWTCTL" "${A[@]}" model frobnicate
 echo "train.sh: ok"

@@ -10,8 +10,11 @@ die() {
     exit 1
 }
 
-# daemon_setup NAME: the scratch folder T for this test and the pid bookkeeping.
+# daemon_setup NAME: checks CWTD, makes the scratch folder T for this test and the pid
+# bookkeeping.
 daemon_setup() {
+    [ -n "${CWTD:-}" ] || die "CWTD is not set (tests/cli/CMakeLists.txt sets it when cwtd is built)"
+    [ -x "$CWTD" ] || die "CWTD=$CWTD is not an executable"
     T="${CWT_TEST_TMP:-/tmp}/$1.$$"
     rm -rf "$T"
     mkdir -p "$T"

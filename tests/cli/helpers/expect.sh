@@ -1,5 +1,5 @@
-# expect.sh - shared by the key, roster and audit shell tests: fail() and expect(), writing
-# command output under $T (set by the sourcing test).
+# expect.sh - fail() and expect() for the shell tests (keys, roster, audit, train, simulate),
+# writing command output under $T (set by the sourcing test).
 
 fail() {
     echo "FAIL: $*" >&2
