@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
 # bench/gpu.sh - on a machine with a real GPU: builds cwt, runs the engine op tests on the GPU
 # (correctness first), then the same training and GEMM benchmarks as bench/train/run.sh, plus
-# PyTorch on CUDA when it is available. A few minutes in all. Prints everything; paste the
-# output into bench/RESULTS.md under "## Training engine" (GPU).
+# PyTorch on the CPU and on CUDA when it is available. A few minutes in all. Prints everything;
+# paste the output into bench/RESULTS.md under "## Training engine" (GPU).
 # Usage: bench/gpu.sh [BUILD_DIR]     (CWT_VK_DEVICE picks a device, default auto)
+# On a machine without cwt's build dependencies, build here with
+#   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release
+#   cmake --build build-gpu --target bench_gemm bench_train test_engine_ops
+# carry BUILD_DIR (and the shared libraries its binaries need) there and run it with
+# CWT_BENCH_PREBUILT=1 (skip the build) and CWT_BENCH_LIBS=DIR (library path for cwt's binaries
+# only, so that PyTorch keeps its own).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build-gpu}"
 py="${PYTHON:-python3}"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_gemm bench_train test_engine_ops
+if [ "${CWT_BENCH_PREBUILT:-0}" != 1 ]; then
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release > /dev/null
+    cmake --build "$build" -j"$(nproc)" --target bench_gemm bench_train test_engine_ops
+fi
+cwt() { LD_LIBRARY_PATH="${CWT_BENCH_LIBS:+$CWT_BENCH_LIBS:}${LD_LIBRARY_PATH:-}" "$@"; }
+echo "date=$(date -u +%Y-%m-%dT%H:%MZ) commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null ||
+    echo none) nproc=$(nproc) cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 vulkaninfo --summary 2>/dev/null | sed -n '/Devices/,$p' | head -30 || true
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
 echo "== op tests on the GPU"
-timeout 300 "$build/tests/engine/test_engine_ops"
+cwt timeout 300 "$build/tests/engine/test_engine_ops"
 echo "== GEMM"
-timeout 120 "$build/engine/bench_gemm" 1024 2048 4096
+cwt timeout 120 "$build/engine/bench_gemm" 1024 2048 4096
 echo "== training (cwt)"
-timeout 120 "$build/engine/bench_train" cnn-small 28 28 1 64 200
-timeout 120 "$build/engine/bench_train" resnet 64 64 3 64 50 8
-timeout 120 "$build/engine/bench_train" resnet 224 224 3 32 20 18
+cwt timeout 120 "$build/engine/bench_train" cnn-small 28 28 1 64 200
+cwt timeout 120 "$build/engine/bench_train" resnet 64 64 3 64 50 8
+cwt timeout 120 "$build/engine/bench_train" resnet 224 224 3 32 20 18
 echo "== PyTorch"
 for dev in cpu cuda; do
     has_cuda='import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'
