@@ -121,6 +121,8 @@ static void to_double(const float *f, double *d, size_t n)
 static void test_gemm(void **state)
 {
     struct th *t = *state;
+    const enum eng_gemm_shape shape0 = t->d->gemm_shape;
+    const int cpu0 = t->d->cpu_gemm;
     /* M N K, extra row stride of A (sam = K + pad when A is not transposed): shapes that are
      * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, TN, scalar, k tails) */
     static const uint32_t shapes[][4] = {
@@ -178,8 +180,8 @@ static void test_gemm(void **state)
                     th_free_bufs(t);
                 }
     }
-    t->d->gemm_shape = ENG_GEMM_SG;
-    t->d->cpu_gemm = t->d->is_cpu;
+    t->d->gemm_shape = shape0; /* the device's own choice, for the tests that follow */
+    t->d->cpu_gemm = cpu0;
 }
 
 /* ------------------------------------------------------------------ convolution */
@@ -256,6 +258,8 @@ static void conv_f(const double *v, double *y, void *ctx)
 static void test_conv(void **state)
 {
     struct th *t = *state;
+    const enum eng_gemm_shape shape0 = t->d->gemm_shape;
+    const int cpu0 = t->d->cpu_gemm;
     /* n cin ih iw cout k stride pad */
     static const uint32_t geo[][8] = {
         {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
@@ -349,8 +353,8 @@ static void test_conv(void **state)
         free(dx);
         free(dw);
     }
-    t->d->gemm_shape = ENG_GEMM_SG;
-    t->d->cpu_gemm = t->d->is_cpu;
+    t->d->gemm_shape = shape0; /* the device's own choice, for the tests that follow */
+    t->d->cpu_gemm = cpu0;
 }
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
