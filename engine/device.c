@@ -232,6 +232,9 @@ static void query_info(struct eng_device *d)
     d->max_texel_elements = pr->limits.maxTexelBufferElements;
     d->min_ssbo_align = pr->limits.minStorageBufferOffsetAlignment;
     d->is_cpu = pr->deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    const char *prof = getenv("CWT_ENG_PROFILE");
+    d->profile = prof && strcmp(prof, "1") == 0 && pr->limits.timestampComputeAndGraphics;
+    d->ts_period_ns = pr->limits.timestampPeriod;
     vkGetPhysicalDeviceMemoryProperties(d->phys, &d->mem_props);
 
     /* GEMM kernel shape: register blocks on CPU devices (barriers switch coroutines there,
@@ -349,10 +352,41 @@ int eng_device_open(const char *choice, int validation, struct eng_device **out,
     return 0;
 }
 
+/* CWT_ENG_PROFILE=1: the per-kernel totals, largest first, on stderr. */
+static void print_profile(const struct eng_device *d)
+{
+    double total = 0;
+    int order[CWT_SPV_COUNT + 1], n = 0;
+    for (int i = 0; i <= CWT_SPV_COUNT; i++)
+        if (d->prof_calls[i]) {
+            total += d->prof_ns[i];
+            order[n++] = i;
+        }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && d->prof_ns[order[j]] > d->prof_ns[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    fprintf(stderr, "profile: %-22s %9s %11s %11s %6s\n", "kernel", "calls", "total ms", "us/call",
+            "share");
+    for (int k = 0; k < n; k++) {
+        int i = order[k];
+        fprintf(stderr, "profile: %-22s %9llu %11.1f %11.1f %5.1f%%\n",
+                i == CWT_SPV_COUNT ? "(buffer copy)" : cwt_spv_table[i].name,
+                (unsigned long long)d->prof_calls[i], d->prof_ns[i] / 1e6,
+                d->prof_ns[i] / 1e3 / (double)d->prof_calls[i],
+                total > 0 ? 100.0 * d->prof_ns[i] / total : 0.0);
+    }
+    fprintf(stderr, "profile: total %.1f ms of device time\n", total / 1e6);
+}
+
 void eng_device_close(struct eng_device *d)
 {
     if (!d)
         return;
+    if (d->profile)
+        print_profile(d);
     if (d->dev) {
         vkDeviceWaitIdle(d->dev);
         for (int i = 0; i < CWT_SPV_COUNT; i++)
@@ -558,6 +592,9 @@ void eng_rec_free(struct eng_rec *r)
     free(r->views);
     for (uint32_t i = 0; i < r->npools; i++)
         vkDestroyDescriptorPool(r->d->dev, r->pools[i], NULL);
+    if (r->qpool)
+        vkDestroyQueryPool(r->d->dev, r->qpool, NULL);
+    free(r->qid);
     if (r->cb)
         vkFreeCommandBuffers(r->d->dev, r->d->cmd_pool, 1, &r->cb);
     memset(r, 0, sizeof(*r));
@@ -575,7 +612,46 @@ int eng_rec_begin(struct eng_rec *r, char *err, size_t errlen)
     VKCHECK(vkResetCommandBuffer(r->cb, 0), "vkResetCommandBuffer");
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VKCHECK(vkBeginCommandBuffer(r->cb, &bi), "vkBeginCommandBuffer");
+    r->nq = 0;
+    if (r->d->profile && !r->qpool) {
+        /* profiling is best effort: without a pool nothing is timed */
+        VkQueryPoolCreateInfo qi = {
+            .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+            .queryType = VK_QUERY_TYPE_TIMESTAMP,
+            .queryCount = ENG_PROFILE_QUERIES,
+        };
+        r->qid = malloc(ENG_PROFILE_QUERIES * sizeof(*r->qid));
+        if (!r->qid || vkCreateQueryPool(r->d->dev, &qi, NULL, &r->qpool) != VK_SUCCESS)
+            r->qpool = VK_NULL_HANDLE;
+    }
+    if (r->qpool) {
+        vkCmdResetQueryPool(r->cb, r->qpool, 0, ENG_PROFILE_QUERIES);
+        vkCmdWriteTimestamp(r->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, r->qpool, 0);
+    }
     return 0;
+}
+
+/* Profiling: a timestamp after the command just recorded, attributed to kernel id. */
+static void stamp(struct eng_rec *r, int id)
+{
+    if (!r->qpool || r->nq + 1 >= ENG_PROFILE_QUERIES)
+        return;
+    r->qid[r->nq++] = id;
+    vkCmdWriteTimestamp(r->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, r->qpool, r->nq);
+}
+
+void eng_rec_profile_collect(struct eng_rec *r)
+{
+    if (!r->qpool || r->nq == 0)
+        return;
+    uint64_t ts[ENG_PROFILE_QUERIES];
+    if (vkGetQueryPoolResults(r->d->dev, r->qpool, 0, r->nq + 1, sizeof(ts), ts, sizeof(ts[0]),
+                              VK_QUERY_RESULT_64_BIT) != VK_SUCCESS)
+        return;
+    for (uint32_t i = 0; i < r->nq; i++) {
+        r->d->prof_ns[r->qid[i]] += (double)(ts[i + 1] - ts[i]) * r->d->ts_period_ns;
+        r->d->prof_calls[r->qid[i]]++;
+    }
 }
 
 int eng_rec_end(struct eng_rec *r, char *err, size_t errlen)
@@ -743,6 +819,7 @@ void eng_rec_dispatch_tex(struct eng_rec *r, enum cwt_spv_id id, const struct en
                        pc);
     vkCmdDispatch(r->cb, gx, gy, gz);
     barrier(r->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT);
+    stamp(r, (int)id);
 }
 
 void eng_rec_copy(struct eng_rec *r, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
@@ -753,6 +830,7 @@ void eng_rec_copy(struct eng_rec *r, VkBuffer src, VkDeviceSize src_off, VkBuffe
     VkBufferCopy c = {src_off, dst_off, bytes};
     vkCmdCopyBuffer(r->cb, src, dst, 1, &c);
     barrier(r->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
+    stamp(r, CWT_SPV_COUNT);
 }
 
 int eng_fence_create(struct eng_device *d, VkFence *out)
@@ -794,6 +872,8 @@ int eng_rec_run(struct eng_rec *r, char *err, size_t errlen)
     if (rc == 0)
         rc = eng_wait(r->d, f);
     vkDestroyFence(r->d->dev, f, NULL);
+    if (rc == 0)
+        eng_rec_profile_collect(r);
     if (rc != 0)
         return cwt_seterr(err, errlen, rc, "submitting or waiting for work failed");
     return 0;

@@ -87,6 +87,7 @@ struct eng_model {
     VkDeviceSize s_prm, s_labels, s_cw, s_x, s_res, s_probs, s_size;
     VkFence fence[ENG_SLOTS];
     int pending[ENG_SLOTS];
+    struct eng_rec *inflight[ENG_SLOTS]; /* the recording submitted in each pending slot */
     int cur;
 
     struct rec_entry recs[ENG_MAX_RECS];

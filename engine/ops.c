@@ -522,24 +522,68 @@ int eng_dropout_keep(uint32_t seed_lo, uint32_t seed_hi, uint32_t step, uint32_t
     return h >= dropout_threshold(p);
 }
 
+/* Must match the push constant block of shaders/pool.comp. */
 struct pool_pc {
     uint32_t planes, ih, iw, oh, ow, kh, kw, stride, pad, flags;
+    uint32_t nwy, nwx;
 };
+
+static struct pool_pc pool_push(const struct eng_pool *pl, uint32_t flags)
+{
+    return (struct pool_pc){pl->planes,
+                            pl->ih,
+                            pl->iw,
+                            pl->oh,
+                            pl->ow,
+                            pl->kh,
+                            pl->kw,
+                            pl->stride,
+                            pl->pad,
+                            flags,
+                            ceil_div(pl->kh, pl->stride),
+                            ceil_div(pl->kw, pl->stride)};
+}
 
 static void pool_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_pool *pl,
                           uint32_t flags, const struct eng_tref *bufs, uint32_t nbufs,
                           uint64_t count)
 {
-    struct pool_pc pc = {pl->planes, pl->ih, pl->iw,     pl->oh,  pl->ow,
-                         pl->kh,     pl->kw, pl->stride, pl->pad, flags};
+    struct pool_pc pc = pool_push(pl, flags);
     uint32_t gx, gy;
     grid1d(count, &gx, &gy);
     eng_rec_dispatch(r, id, bufs, nbufs, &pc, sizeof(pc), gx, gy, 1);
 }
 
+/* Whether max pooling over pl takes the texel-buffer kernels (CPU devices; planes small enough
+ * for udiv and every tensor within a texel view). Forward and backward must agree: the argmax
+ * encoding differs. */
+static int pool_tex(const struct eng_rec *r, const struct eng_pool *pl)
+{
+    uint64_t in = (uint64_t)pl->planes * pl->ih * pl->iw;
+    return r->d->cpu_gemm && (uint64_t)pl->ih * pl->iw < (1u << 24) && in > 0 &&
+           in <= r->d->max_texel_elements;
+}
+
+/* The texel kernels' grid: x over positions in a plane, planes folded into y and z. */
+static void pool_tex_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_pool *pl,
+                              uint32_t flags, const struct eng_tref *bufs,
+                              const struct eng_tref *tex, uint32_t ntex, uint32_t per_plane)
+{
+    struct pool_pc pc = pool_push(pl, flags);
+    uint32_t gy = pl->planes < 65535 ? pl->planes : 65535;
+    uint32_t gz = gy == 0 ? 0 : ceil_div(pl->planes, gy);
+    eng_rec_dispatch_tex(r, id, bufs, 4, tex, ntex, 0, &pc, sizeof(pc), ceil_div(per_plane, 64), gy,
+                         gz);
+}
+
 void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
                     struct eng_tref y, struct eng_tref argmax)
 {
+    if (pool_tex(r, pl)) {
+        struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
+        pool_tex_dispatch(r, CWT_SPV_maxpool_fwd_tex, pl, 0, b, &x, 1, pl->oh * pl->ow);
+        return;
+    }
     struct eng_tref b[3] = {x, y, argmax};
     pool_dispatch(r, CWT_SPV_maxpool_fwd, pl, 0, b, 3, (uint64_t)pl->planes * pl->oh * pl->ow);
 }
@@ -547,6 +591,16 @@ void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
 void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
                     struct eng_tref argmax, struct eng_tref x, struct eng_tref dx, int relu_mask)
 {
+    if (pool_tex(r, pl)) {
+        struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
+        struct eng_tref tex[3] = {dy, argmax, x};
+        /* windows that tile the plane: one invocation per window writes it */
+        int tiles = pl->stride == pl->kh && pl->stride == pl->kw && pl->pad == 0;
+        pool_tex_dispatch(r, tiles ? CWT_SPV_maxpool_bwd_tile : CWT_SPV_maxpool_bwd_tex, pl,
+                          relu_mask ? 1u : 0u, b, tex, 3,
+                          tiles ? pl->oh * pl->ow : pl->ih * pl->iw);
+        return;
+    }
     struct eng_tref b[4] = {dy, argmax, x, dx};
     pool_dispatch(r, CWT_SPV_maxpool_bwd, pl, relu_mask ? 1u : 0u, b, 4,
                   (uint64_t)pl->planes * pl->ih * pl->iw);

@@ -8,13 +8,23 @@
 #include "common/cwt.h"
 #include "engine/model.h"
 
+/* Waits for the submission pending in slot s. */
+static int wait_slot(struct eng_model *m, int s)
+{
+    int rc = eng_wait(m->d, m->fence[s]);
+    m->pending[s] = 0;
+    if (rc == 0 && m->inflight[s])
+        eng_rec_profile_collect(m->inflight[s]);
+    m->inflight[s] = NULL;
+    return rc;
+}
+
 int eng_model_sync(struct eng_model *m)
 {
     int rc = 0;
     for (int s = 0; s < ENG_SLOTS; s++)
         if (m->pending[s]) {
-            int r = eng_wait(m->d, m->fence[s]);
-            m->pending[s] = 0;
+            int r = wait_slot(m, s);
             if (r != 0)
                 rc = r;
         }
@@ -24,7 +34,7 @@ int eng_model_sync(struct eng_model *m)
 /* Returns the command buffer recorded for (n, predict, slot), recording it on first use;
  * the least recently used entry is re-recorded when the cache is full. Recording happens
  * once per batch shape, never per step. */
-static int get_rec(struct eng_model *m, uint32_t n, int predict, int slot, VkCommandBuffer *cb)
+static int get_rec(struct eng_model *m, uint32_t n, int predict, int slot, struct eng_rec **out)
 {
     struct rec_entry *victim = NULL;
     m->clock++;
@@ -32,7 +42,7 @@ static int get_rec(struct eng_model *m, uint32_t n, int predict, int slot, VkCom
         struct rec_entry *e = &m->recs[i];
         if (e->used && e->n == n && e->predict == predict && e->slot == slot) {
             e->last_use = m->clock;
-            *cb = e->rec.cb;
+            *out = &e->rec;
             return 0;
         }
     }
@@ -67,7 +77,7 @@ static int get_rec(struct eng_model *m, uint32_t n, int predict, int slot, VkCom
         victim->used = 0;
         return rc;
     }
-    *cb = victim->rec.cb;
+    *out = &victim->rec;
     return 0;
 }
 
@@ -101,13 +111,12 @@ int eng_train_begin(struct eng_model *m, const float *x, const uint32_t *labels,
                 return CWT_EINVAL;
     int slot = (m->cur + 1) % ENG_SLOTS;
     if (m->pending[slot]) {
-        int rc = eng_wait(m->d, m->fence[slot]);
-        m->pending[slot] = 0;
+        int rc = wait_slot(m, slot);
         if (rc != 0)
             return rc;
     }
-    VkCommandBuffer cb;
-    int rc = get_rec(m, n, 0, slot, &cb);
+    struct eng_rec *rec;
+    int rc = get_rec(m, n, 0, slot, &rec);
     if (rc != 0)
         return rc;
     uint8_t *s = m->staging[slot].map;
@@ -131,10 +140,11 @@ int eng_train_begin(struct eng_model *m, const float *x, const uint32_t *labels,
     for (uint32_t k = 0; k < K; k++)
         cw[k] = class_weights ? class_weights[k] : 1.0f;
     put_input(m, (float *)(void *)(s + m->s_x), x, n);
-    rc = eng_submit(m->d, cb, m->fence[slot]);
+    rc = eng_submit(m->d, rec->cb, m->fence[slot]);
     if (rc != 0)
         return rc;
     m->pending[slot] = 1;
+    m->inflight[slot] = rec;
     m->cur = slot;
     m->step = t;
     return 0;
@@ -145,8 +155,7 @@ int eng_train_end(struct eng_model *m, float *loss, uint32_t *correct)
     int slot = m->cur;
     if (!m->pending[slot])
         return CWT_ESTATE;
-    int rc = eng_wait(m->d, m->fence[slot]);
-    m->pending[slot] = 0;
+    int rc = wait_slot(m, slot);
     if (rc != 0)
         return rc;
     const float *res = (const float *)(const void *)((uint8_t *)m->staging[slot].map + m->s_res);
@@ -164,17 +173,18 @@ int eng_predict(struct eng_model *m, const float *x, uint32_t n, float *probs)
     int rc = eng_model_sync(m);
     if (rc != 0)
         return rc;
-    VkCommandBuffer cb;
-    rc = get_rec(m, n, 1, 0, &cb);
+    struct eng_rec *rec;
+    rc = get_rec(m, n, 1, 0, &rec);
     if (rc != 0)
         return rc;
     uint8_t *s = m->staging[0].map;
     put_input(m, (float *)(void *)(s + m->s_x), x, n);
-    rc = eng_submit(m->d, cb, m->fence[0]);
+    rc = eng_submit(m->d, rec->cb, m->fence[0]);
     if (rc == 0)
         rc = eng_wait(m->d, m->fence[0]);
     if (rc != 0)
         return rc;
+    eng_rec_profile_collect(rec);
     memcpy(probs, s + m->s_probs, (size_t)n * m->spec.classes * sizeof(float));
     return 0;
 }

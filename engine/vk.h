@@ -13,12 +13,13 @@
 #include "engine/engine.h"
 #include "shaders/cwt_spv.h"
 
-#define ENG_BINDINGS      8   /* storage buffers per dispatch (set 0, bindings 0..7) */
-#define ENG_TEX_BINDINGS  4   /* uniform texel buffers, set 0, bindings 8..11 */
-#define ENG_PUSH_BYTES    128 /* push constant block size, the Vulkan minimum guarantee */
-#define ENG_ALIGN         256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
-#define ENG_SETS_PER_POOL 256
-#define ENG_MAX_POOLS     64
+#define ENG_BINDINGS        8   /* storage buffers per dispatch (set 0, bindings 0..7) */
+#define ENG_TEX_BINDINGS    4   /* uniform texel buffers, set 0, bindings 8..11 */
+#define ENG_PUSH_BYTES      128 /* push constant block size, the Vulkan minimum guarantee */
+#define ENG_ALIGN           256 /* sub-allocation alignment (>= minStorageBufferOffsetAlignment) */
+#define ENG_SETS_PER_POOL   256
+#define ENG_MAX_POOLS       64
+#define ENG_PROFILE_QUERIES 2048 /* timestamps per recording when profiling */
 
 /* GEMM kernel shapes (see shaders/gemm.comp). */
 enum eng_gemm_shape { ENG_GEMM_REG = 0, ENG_GEMM_SG, ENG_GEMM_TILE };
@@ -47,6 +48,12 @@ struct eng_device {
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */
     VkDeviceMemory dummy_mem;
+    /* CWT_ENG_PROFILE=1: per-kernel device time from timestamp queries, summed by
+     * eng_rec_profile_collect() and printed to stderr by eng_device_close() */
+    int profile;
+    double ts_period_ns;
+    double prof_ns[CWT_SPV_COUNT + 1]; /* [CWT_SPV_COUNT]: buffer copies */
+    uint64_t prof_calls[CWT_SPV_COUNT + 1];
 };
 
 /* A buffer with its own memory. map is non-NULL when the memory is host-visible (always for
@@ -91,6 +98,9 @@ struct eng_rec {
     uint32_t nviews, cap_views;
     int failed; /* first error of a dispatch; eng_rec_end returns it */
     char err[CWT_ERRLEN];
+    VkQueryPool qpool; /* profiling only: a timestamp before and after each dispatch */
+    int *qid;          /* kernel of command i (timestamps i and i + 1); CWT_SPV_COUNT: copy */
+    uint32_t nq, cap_q;
 };
 
 /* Allocates the command buffer. Release with eng_rec_free(). */
@@ -122,6 +132,10 @@ void eng_rec_copy(struct eng_rec *r, VkBuffer src, VkDeviceSize src_off, VkBuffe
 int eng_submit(struct eng_device *d, VkCommandBuffer cb, VkFence fence);
 int eng_wait(struct eng_device *d, VkFence fence);
 int eng_fence_create(struct eng_device *d, VkFence *out);
+
+/* When profiling (eng_device.profile), adds the device time of each dispatch of r's last
+ * completed submission to the device's per-kernel totals. Call after waiting for it. */
+void eng_rec_profile_collect(struct eng_rec *r);
 
 /* Records, submits and waits for a finished recording: for tests and one-off work. */
 int eng_rec_run(struct eng_rec *r, char *err, size_t errlen);

@@ -8,12 +8,20 @@
 //   OP_AVG_FWD  y = window mean, padding counted (PyTorch count_include_pad); global average
 //               pooling is the window = whole plane
 //   OP_AVG_BWD  dx = sum of dy / (kh*kw) over covering windows
+// With TEX (max pooling on CPU devices): inputs are uniform texel buffers, loops have uniform
+// bounds and branch-free bodies, divisions go through udiv(), and the grid is (position in the
+// plane, plane): on llvmpipe a storage-buffer load in a loop or branch is a scalar loop over
+// the lanes and an integer division is scalarised, which made the plain kernels 20 ms per
+// cnn-small backward pass. The argmax is stored as the float of the position (exact below
+// 2^24) so that the backward pass can read it through an r32f view. OP_MAX_BWD_SCATTER is the
+// backward pass for windows that tile the plane.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
 layout(push_constant) uniform PC {
     uint planes, ih, iw, oh, ow, kh, kw, stride, pad, flags;
+    uint nwy, nwx; // TEX backward: most windows covering one input along y and x
 } p;
 
 uint elem_index()
@@ -21,7 +29,123 @@ uint elem_index()
     return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
 }
 
-#if defined(OP_MAX_FWD) || defined(OP_AVG_FWD)
+#if defined(TEX)
+layout(set = 0, binding = 8) uniform samplerBuffer T0;  // fwd: x; bwd: dy
+layout(set = 0, binding = 9) uniform samplerBuffer T1;  // bwd: argmax (floats)
+layout(set = 0, binding = 10) uniform samplerBuffer T2; // bwd: x (ReLU mask, flags & 1)
+
+// a / b for a < 2^24 and b >= 1 (as shaders/im2col.comp)
+uint udiv(uint a, uint b)
+{
+    uint q = uint(float(a) / float(b));
+    if (q * b > a)
+        q--;
+    else if ((q + 1u) * b <= a)
+        q++;
+    return q;
+}
+
+// grid: x = position in the plane (64 per workgroup), y + z * gridY = plane; planes past the
+// end (when z folds them) compute plane planes-1 and store nothing
+uint plane_raw()
+{
+    return gl_WorkGroupID.y + gl_WorkGroupID.z * gl_NumWorkGroups.y;
+}
+uint plane_index()
+{
+    return min(plane_raw(), p.planes - 1u);
+}
+#endif
+
+#if defined(TEX) && defined(OP_MAX_FWD)
+BUF_RW(1, y);
+UBUF_RW(2, arg);
+void one(uint pl, uint r)
+{
+    uint ohw = p.oh * p.ow, rr = min(r, ohw - 1u);
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    int y0 = int(oy * p.stride) - int(p.pad), x0 = int(ox * p.stride) - int(p.pad);
+    int base = int(pl * p.ih * p.iw);
+    float best = -1.0 / 0.0, bi = 0.0;
+    bool any = false;
+    for (uint ky = 0; ky < p.kh; ky++) {
+        int yy = y0 + int(ky);
+        for (uint kx = 0; kx < p.kw; kx++) {
+            int xx = x0 + int(kx);
+            bool in_ = uint(yy) < p.ih && uint(xx) < p.iw;
+            int pos = yy * int(p.iw) + xx;
+            float v = texelFetch(T0, base + (in_ ? pos : 0)).x;
+            bool take = in_ && (!any || v > best);
+            best = take ? v : best;
+            bi = take ? float(pos) : bi;
+            any = any || in_;
+        }
+    }
+    if (r < ohw && plane_raw() < p.planes) {
+        uint o = pl * ohw + r;
+        y[o] = best;
+        arg[o] = floatBitsToUint(bi);
+    }
+}
+#elif defined(TEX) && defined(OP_MAX_BWD)
+BUF_RW(3, dx);
+void one(uint pl, uint r)
+{
+    uint ihw = p.ih * p.iw, rr = min(r, ihw - 1u);
+    uint iy = udiv(rr, p.iw), ix = rr - iy * p.iw;
+    // window o covers t = i + pad when o*stride <= t < o*stride + k; the last is t / stride
+    uint ty = iy + p.pad, tx = ix + p.pad;
+    int qy = int(udiv(ty, p.stride)), qx = int(udiv(tx, p.stride));
+    int obase = int(pl * p.oh * p.ow);
+    float s = 0.0, me = float(rr);
+    for (uint j = 0; j < p.nwy; j++) {
+        int oy = qy - int(j);
+        bool oky = oy >= 0 && oy < int(p.oh) && uint(oy) * p.stride + p.kh > ty;
+        for (uint l = 0; l < p.nwx; l++) {
+            int ox = qx - int(l);
+            bool ok = oky && ox >= 0 && ox < int(p.ow) && uint(ox) * p.stride + p.kw > tx;
+            int o = obase + (ok ? oy * int(p.ow) + ox : 0);
+            float a = texelFetch(T1, o).x, g = texelFetch(T0, o).x;
+            s += ok && a == me ? g : 0.0;
+        }
+    }
+    if ((p.flags & 1u) != 0u)
+        s = texelFetch(T2, int(pl * ihw + rr)).x > 0.0 ? s : 0.0;
+    if (r < ihw && plane_raw() < p.planes)
+        dx[pl * ihw + r] = s;
+}
+#elif defined(TEX) && defined(OP_MAX_BWD_SCATTER)
+// Windows that tile the plane (stride = kh = kw, no padding): each output writes its own window
+// (dy at the argmax, 0 elsewhere), 3 texel fetches per window instead of 3 per input. The last
+// row and column of windows also zero the inputs that no window covers.
+BUF_RW(3, dx);
+void one(uint pl, uint r)
+{
+    uint ohw = p.oh * p.ow, rr = min(r, ohw - 1u);
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    uint ihw = p.ih * p.iw, ibase = pl * ihw;
+    int o = int(pl * ohw + rr);
+    float a = texelFetch(T1, o).x, g = texelFetch(T0, o).x;
+    if ((p.flags & 1u) != 0u)
+        g = texelFetch(T2, int(ibase) + int(a)).x > 0.0 ? g : 0.0;
+    uint y0 = oy * p.stride, x0 = ox * p.stride;
+    uint ey = oy + 1u == p.oh ? p.ih - y0 : p.kh, ex = ox + 1u == p.ow ? p.iw - x0 : p.kw;
+    uint my = p.kh + (p.ih - p.oh * p.stride), mx = p.kw + (p.iw - p.ow * p.stride);
+    bool live = r < ohw && plane_raw() < p.planes;
+    for (uint ky = 0; ky < my; ky++)
+        for (uint kx = 0; kx < mx; kx++) {
+            uint pos = (y0 + ky) * p.iw + x0 + kx;
+            if (live && ky < ey && kx < ex)
+                dx[ibase + pos] = float(pos) == a ? g : 0.0;
+        }
+}
+#endif
+#if defined(TEX)
+void main()
+{
+    one(plane_index(), gl_GlobalInvocationID.x);
+}
+#elif defined(OP_MAX_FWD) || defined(OP_AVG_FWD)
 BUF_RO(0, x);
 BUF_RW(1, y);
 UBUF_RW(2, arg);

@@ -488,6 +488,7 @@ static void pool_f(const double *x, double *y, void *ctx)
 static void test_pool(void **state)
 {
     struct th *t = *state;
+    const int cpu0 = t->d->cpu_gemm;
     /* planes ih iw k stride pad; k == 0: global */
     static const uint32_t geo[][6] = {{1, 1, 1, 1, 1, 0}, {6, 28, 28, 2, 2, 0}, {3, 7, 9, 3, 2, 1},
                                       {5, 5, 5, 2, 2, 0}, {4, 6, 5, 0, 1, 0},   {2, 9, 9, 3, 1, 1}};
@@ -544,23 +545,33 @@ static void test_pool(void **state)
             struct eng_tref X = th_buf(t, x, nx), Y = th_buf(t, NULL, ny), A = th_buf(t, NULL, ny);
             struct eng_tref DY = th_buf(t, dy, ny), DX = th_buf(t, NULL, nx);
             struct eng_tref DXM = th_buf(t, NULL, nx);
-            RUN(t, {
-                if (max) {
-                    op_maxpool_fwd(r, &c.p, X, Y, A);
-                    op_maxpool_bwd(r, &c.p, DY, A, X, DX, 0);
-                    op_maxpool_bwd(r, &c.p, DY, A, X, DXM, 1);
-                } else {
-                    op_avgpool_fwd(r, &c.p, X, Y);
-                    op_avgpool_bwd(r, &c.p, DY, DX);
-                }
-            });
-            char what[64];
-            snprintf(what, sizeof(what), "%spool fwd geo%zu", max ? "max" : "avg", gi);
-            CHECK(t, what, th_map(t, Y), y, ny, TOL_EXACT);
-            snprintf(what, sizeof(what), "%spool bwd geo%zu", max ? "max" : "avg", gi);
-            CHECK(t, what, th_map(t, DX), dx, nx, TOL_EXACT);
-            if (max)
-                CHECK(t, "maxpool bwd relu mask", th_map(t, DXM), dxm, nx, TOL_EXACT);
+            /* cpu 0: storage-buffer kernels; cpu 1: the CPU devices' texel kernels (max) */
+            for (int cpu = 0; cpu < 2; cpu++) {
+                t->d->cpu_gemm = cpu;
+                RUN(t, {
+                    if (max) {
+                        op_maxpool_fwd(r, &c.p, X, Y, A);
+                        op_maxpool_bwd(r, &c.p, DY, A, X, DX, 0);
+                        op_maxpool_bwd(r, &c.p, DY, A, X, DXM, 1);
+                    } else {
+                        op_avgpool_fwd(r, &c.p, X, Y);
+                        op_avgpool_bwd(r, &c.p, DY, DX);
+                    }
+                });
+                char what[64];
+                snprintf(what, sizeof(what), "%spool fwd geo%zu cpu%d", max ? "max" : "avg", gi,
+                         cpu);
+                CHECK(t, what, th_map(t, Y), y, ny, TOL_EXACT);
+                snprintf(what, sizeof(what), "%spool bwd geo%zu cpu%d", max ? "max" : "avg", gi,
+                         cpu);
+                CHECK(t, what, th_map(t, DX), dx, nx, TOL_EXACT);
+                if (max)
+                    CHECK(t, "maxpool bwd relu mask", th_map(t, DXM), dxm, nx, TOL_EXACT);
+                memset(th_map(t, Y), 0, ny * 4);
+                memset(th_map(t, DX), 0, nx * 4);
+                memset(th_map(t, DXM), 0, nx * 4);
+            }
+            t->d->cpu_gemm = cpu0;
             th_free_bufs(t);
             free(x);
             free(dy);
