@@ -431,6 +431,12 @@ void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng
     op_rowsum(r, scratch, dw, pc.M * pc.N, splits, 1, pc.M * pc.N, 1, 0);
 }
 
+/* Whether the CPU devices' texel-buffer variant of a kernel can read t (a view's size limit). */
+static int tex_fits(const struct eng_rec *r, struct eng_tref t)
+{
+    return r->d->cpu_gemm && t.bytes > 0 && t.bytes / 4 <= r->d->max_texel_elements;
+}
+
 struct rowsum_pc {
     uint32_t rows, len, si, sj, so, accumulate, chunk, sc;
 };
@@ -461,7 +467,14 @@ void op_permute_at(struct eng_rec *r, struct eng_tref src, struct eng_tref dst, 
     memcpy(pc.s, s, sizeof(pc.s));
     pc.base = base;
     uint32_t gx, gy;
-    grid1d((uint64_t)d[0] * d[1] * d[2] * d[3], &gx, &gy);
+    uint64_t total = (uint64_t)d[0] * d[1] * d[2] * d[3];
+    grid1d(total, &gx, &gy);
+    if (tex_fits(r, src) && total < (1u << 24)) {
+        struct eng_tref bufs[2] = {NOBUF, dst};
+        eng_rec_dispatch_tex(r, CWT_SPV_transpose_tex, bufs, 2, &src, 1, 0, &pc, sizeof(pc), gx, gy,
+                             1);
+        return;
+    }
     struct eng_tref bufs[2] = {src, dst};
     eng_rec_dispatch(r, CWT_SPV_transpose, bufs, 2, &pc, sizeof(pc), gx, gy, 1);
 }

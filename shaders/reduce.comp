@@ -6,6 +6,10 @@
 //   OP_TRANSPOSE out[linear index of (i0,i1,i2,i3) in dims d] =
 //                in[base + i0*s0 + i1*s1 + i2*s2 + i3*s3]: any permutation (and flip) of up
 //                to four axes (flatten, weight transposes).
+// With TEX (CPU devices) the source is a uniform texel buffer (binding 8) and divisions go
+// through udiv() (OP_TRANSPOSE only): on llvmpipe storage-buffer loads in loops or branches
+// are scalar loops over the lanes and integer division is scalarised. (A TEX OP_ROWSUM, one
+// workgroup per row with a shared-memory tree, measured no faster than this one on lavapipe.)
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -13,6 +17,21 @@ layout(local_size_x = 64) in;
 
 BUF_RO(0, src);
 BUF_RW(1, dst);
+
+#if defined(TEX)
+layout(set = 0, binding = 8) uniform samplerBuffer TS;
+
+// a / b for a < 2^24 and b >= 1 (as shaders/im2col.comp)
+uint udiv(uint a, uint b)
+{
+    uint q = uint(float(a) / float(b));
+    if (q * b > a)
+        q--;
+    else if ((q + 1u) * b <= a)
+        q++;
+    return q;
+}
+#endif
 
 #if defined(OP_ROWSUM)
 // Workgroup y = chunk c sums j in [c*chunk, min(len, (c+1)*chunk)) into dst[i*so + c*sc]: a
@@ -50,10 +69,17 @@ void main()
     uint total = p.d0 * p.d1 * p.d2 * p.d3;
     if (idx >= total)
         return;
+#if defined(TEX)
+    uint r = udiv(idx, p.d3), i3 = idx - r * p.d3;
+    uint r2 = udiv(r, p.d2), i2 = r - r2 * p.d2;
+    uint i0 = udiv(r2, p.d1), i1 = r2 - i0 * p.d1;
+    dst[idx] = texelFetch(TS, int(p.base + i0 * p.s0 + i1 * p.s1 + i2 * p.s2 + i3 * p.s3)).x;
+#else
     uint i3 = idx % p.d3, r = idx / p.d3;
     uint i2 = r % p.d2;
     r /= p.d2;
     uint i1 = r % p.d1, i0 = r / p.d1;
     dst[idx] = src[p.base + i0 * p.s0 + i1 * p.s1 + i2 * p.s2 + i3 * p.s3];
+#endif
 }
 #endif

@@ -921,19 +921,39 @@ static void test_elementwise(void **state)
     struct eng_tref RS = th_buf(t, ones, C * N);
     const uint32_t d1[4] = {1, C, HW, N}, s1[4] = {0, N * HW, 1, HW};
     const uint32_t d2[4] = {1, C, N, HW}, s2[4] = {0, HW * N, 1, N};
-    RUN(t, {
-        op_permute(r, X, F, d1, s1);
-        op_permute(r, F, Bk, d2, s2);
-        op_rowsum(r, X, RS, C * N, HW, HW, 1, 1, 1);
-    });
-    CHECK(t, "flatten", th_map(t, F), fl, tot, TOL_EXACT);
-    CHECK(t, "unflatten", th_map(t, Bk), back, tot, TOL_EXACT);
-    CHECK(t, "rowsum", th_map(t, RS), rs, C * N, TOL_EXACT);
+    /* long rows (bias gradients): 4 rows of 3001, column-strided (sj = 4, si = 1) */
+    const uint32_t LR = 4, LL = 3001;
+    float *lx = falloc(LR * LL);
+    th_fill(t, lx, LR * LL, 1);
+    double *lrs = dalloc(LR);
+    for (uint32_t i = 0; i < LR; i++)
+        for (uint32_t j = 0; j < LL; j++)
+            lrs[i] += lx[j * LR + i];
+    struct eng_tref LX = th_buf(t, lx, LR * LL), LRS = th_buf(t, NULL, LR);
+    /* cpu 0: storage-buffer kernels; cpu 1: the CPU devices' texel kernels */
+    const int cpu0 = t->d->cpu_gemm;
+    for (int cpu = 0; cpu < 2; cpu++) {
+        t->d->cpu_gemm = cpu;
+        memcpy(th_map(t, RS), ones, sizeof(ones));
+        RUN(t, {
+            op_permute(r, X, F, d1, s1);
+            op_permute(r, F, Bk, d2, s2);
+            op_rowsum(r, X, RS, C * N, HW, HW, 1, 1, 1);
+            op_rowsum(r, LX, LRS, LR, LL, 1, LR, 1, 0);
+        });
+        CHECK(t, cpu ? "flatten cpu1" : "flatten cpu0", th_map(t, F), fl, tot, TOL_EXACT);
+        CHECK(t, cpu ? "unflatten cpu1" : "unflatten cpu0", th_map(t, Bk), back, tot, TOL_EXACT);
+        CHECK(t, cpu ? "rowsum cpu1" : "rowsum cpu0", th_map(t, RS), rs, C * N, TOL_EXACT);
+        CHECK(t, cpu ? "long rowsum cpu1" : "long rowsum cpu0", th_map(t, LRS), lrs, LR, TOL_GEMM);
+    }
+    t->d->cpu_gemm = cpu0;
     th_free_bufs(t);
     free(x);
     free(fl);
     free(back);
     free(rs);
+    free(lx);
+    free(lrs);
 }
 
 /* ------------------------------------------------------------------ optimizers */
