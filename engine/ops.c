@@ -446,6 +446,11 @@ void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint3
 {
     struct rowsum_pc pc = {rows, len, si, sj, so, accumulate != 0, len, 0};
     struct eng_tref bufs[2] = {in, out};
+    if (!r->d->cpu_gemm && len >= 256 && rows <= 65535) {
+        /* GPUs: a workgroup per long row (one workgroup for all rows left the GPU idle) */
+        eng_rec_dispatch(r, CWT_SPV_rowsum_wg, bufs, 2, &pc, sizeof(pc), rows, 1, 1);
+        return;
+    }
     eng_rec_dispatch(r, CWT_SPV_rowsum, bufs, 2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
 }
 
