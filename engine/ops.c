@@ -644,13 +644,21 @@ struct bn_pc {
     uint32_t flags;
 };
 
+/* Channel sums by workgroups of 512 (GPUs) rather than 64 (CPU devices; see shaders/bn.comp). */
+static int bn_wide(const struct eng_rec *r)
+{
+    return !r->d->cpu_gemm && r->d->info.max_workgroup_invocations >= 512 &&
+           r->d->info.max_shared_memory >= 512 * sizeof(float);
+}
+
 void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
                  struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
                  struct eng_tref rvar, int update_running)
 {
     struct bn_pc pc = {C, L, eps, momentum, update_running ? 1u : 0u};
     struct eng_tref b[4] = {NOBUF, saved, rmean, rvar};
-    eng_rec_dispatch_tex(r, CWT_SPV_bn_stats, b, 4, &x, 1, 0, &pc, sizeof(pc), C, 1, 1);
+    eng_rec_dispatch_tex(r, bn_wide(r) ? CWT_SPV_bn_stats_wg : CWT_SPV_bn_stats, b, 4, &x, 1, 0,
+                         &pc, sizeof(pc), C, 1, 1);
 }
 
 /* Grid of the elementwise batch-norm passes: (column blocks of 64, channel). */
@@ -677,7 +685,8 @@ void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, st
 {
     struct bn_pc pc = {C, L, 0.0f, 0.0f, 0};
     struct eng_tref b1[5] = {NOBUF, NOBUF, saved, dgamma, dbeta}, t1[2] = {dy, x};
-    eng_rec_dispatch_tex(r, CWT_SPV_bn_bwd_sums, b1, 5, t1, 2, 0, &pc, sizeof(pc), C, 1, 1);
+    eng_rec_dispatch_tex(r, bn_wide(r) ? CWT_SPV_bn_bwd_sums_wg : CWT_SPV_bn_bwd_sums, b1, 5, t1, 2,
+                         0, &pc, sizeof(pc), C, 1, 1);
     struct eng_tref b2[7] = {NOBUF, NOBUF, saved, dgamma, dbeta, gamma, dx}, t2[2] = {x, dy};
     eng_rec_dispatch_tex(r, CWT_SPV_bn_bwd, b2, 7, t2, 2, 0, &pc, sizeof(pc), bn_cols(L), C, 1);
 }

@@ -623,6 +623,7 @@ static void bn_f(const double *x, double *y, void *ctx)
 static void test_bn(void **state)
 {
     struct th *t = *state;
+    const int cpu0 = t->d->cpu_gemm;
     static const uint32_t shapes[][2] = {{1, 2}, {3, 5}, {8, 130}, {2, 1000}};
     for (size_t s = 0; s < 4; s++) {
         uint32_t C = shapes[s][0], L = shapes[s][1];
@@ -687,47 +688,56 @@ static void test_bn(void **state)
         struct eng_tref RV = th_buf(t, rv, C), SV = th_buf(t, NULL, 2 * C);
         struct eng_tref Y = th_buf(t, NULL, n), YE = th_buf(t, NULL, n), DX = th_buf(t, NULL, n);
         struct eng_tref DG = th_buf(t, NULL, C), DB = th_buf(t, NULL, C);
-        RUN(t, {
-            op_bn_stats(r, C, L, 1e-5f, 0.1f, X, SV, RM, RV, 1);
-            op_bn_apply(r, C, L, 1e-5f, ENG_BN_RELU | ENG_BN_RESIDUAL, X, SV, RM, RV, G, B, Y, R);
-            op_bn_apply(r, C, L, 1e-5f, ENG_BN_EVAL, X, SV, RM, RV, G, B, YE, NOBUF);
-            op_bn_bwd(r, C, L, DY, X, SV, G, DG, DB, DX);
-        });
-        CHECK(t, "bn train fwd", th_map(t, Y), ytr, n, TOL_BN);
-        CHECK(t, "bn running mean", th_map(t, RM), rmr, C, TOL_BN);
-        CHECK(t, "bn running var", th_map(t, RV), rvr, C, TOL_BN);
-        CHECK(t, "bn eval fwd", th_map(t, YE), yev, n, TOL_BN);
-        /* dgamma is a sum of terms that can cancel (e.g. L = 2): its error is measured against
-         * the largest sum of |terms| of a channel, the scale of the fp32 rounding */
-        double gscale = 1e-6;
-        for (uint32_t ch = 0; ch < C; ch++) {
-            double a = 0;
-            for (uint32_t j = 0; j < L; j++) {
-                size_t i = (size_t)ch * L + j;
-                a += fabs(dyd[i] * (xd[i] - mean[ch]) * inv[ch]);
+        /* cpu 0: GPU kernels (channel sums by workgroups of 512 where the device allows);
+         * cpu 1: the CPU devices' (64). Running statistics start from the same values. */
+        for (int cpu = 0; cpu < 2; cpu++) {
+            t->d->cpu_gemm = cpu;
+            memcpy(th_map(t, RM), rm, C * sizeof(float));
+            memcpy(th_map(t, RV), rv, C * sizeof(float));
+            RUN(t, {
+                op_bn_stats(r, C, L, 1e-5f, 0.1f, X, SV, RM, RV, 1);
+                op_bn_apply(r, C, L, 1e-5f, ENG_BN_RELU | ENG_BN_RESIDUAL, X, SV, RM, RV, G, B, Y,
+                            R);
+                op_bn_apply(r, C, L, 1e-5f, ENG_BN_EVAL, X, SV, RM, RV, G, B, YE, NOBUF);
+                op_bn_bwd(r, C, L, DY, X, SV, G, DG, DB, DX);
+            });
+            CHECK(t, "bn train fwd", th_map(t, Y), ytr, n, TOL_BN);
+            CHECK(t, "bn running mean", th_map(t, RM), rmr, C, TOL_BN);
+            CHECK(t, "bn running var", th_map(t, RV), rvr, C, TOL_BN);
+            CHECK(t, "bn eval fwd", th_map(t, YE), yev, n, TOL_BN);
+            /* dgamma is a sum of terms that can cancel (e.g. L = 2): its error is measured against
+             * the largest sum of |terms| of a channel, the scale of the fp32 rounding */
+            double gscale = 1e-6;
+            for (uint32_t ch = 0; ch < C; ch++) {
+                double a = 0;
+                for (uint32_t j = 0; j < L; j++) {
+                    size_t i = (size_t)ch * L + j;
+                    a += fabs(dyd[i] * (xd[i] - mean[ch]) * inv[ch]);
+                }
+                gscale = fmax(gscale, a);
             }
-            gscale = fmax(gscale, a);
-        }
-        const float *dgg = th_map(t, DG);
-        for (uint32_t ch = 0; ch < C; ch++)
-            if (!(fabs(dgg[ch] - dg[ch]) <= TOL_BN * gscale)) {
-                fprintf(stderr, "bn dgamma[%u]: %.9g vs %.9g (seed 0x%llx)\n", ch, (double)dgg[ch],
-                        dg[ch], (unsigned long long)t->seed);
+            const float *dgg = th_map(t, DG);
+            for (uint32_t ch = 0; ch < C; ch++)
+                if (!(fabs(dgg[ch] - dg[ch]) <= TOL_BN * gscale)) {
+                    fprintf(stderr, "bn dgamma[%u]: %.9g vs %.9g (seed 0x%llx)\n", ch,
+                            (double)dgg[ch], dg[ch], (unsigned long long)t->seed);
+                    fail();
+                }
+            CHECK(t, "bn dbeta", th_map(t, DB), db, C, TOL_BN);
+            /* dx is a difference of terms of size |gamma| * invstd * |dy|; with tiny L it nearly
+             * cancels (L = 2 gives dx ~ 0), so the error is measured against the terms' scale. */
+            double scale = 1e-6;
+            for (uint32_t ch = 0; ch < C; ch++)
+                for (uint32_t j = 0; j < L; j++)
+                    scale = fmax(scale, fabs(gd[ch]) * inv[ch] * fabs(dyd[(size_t)ch * L + j]));
+            double e = th_relerr(th_map(t, DX), dx, n, scale);
+            if (!(e <= TOL_BN)) {
+                fprintf(stderr, "bn dx C=%u L=%u: relative error %.3g (seed 0x%llx)\n", C, L, e,
+                        (unsigned long long)t->seed);
                 fail();
             }
-        CHECK(t, "bn dbeta", th_map(t, DB), db, C, TOL_BN);
-        /* dx is a difference of terms of size |gamma| * invstd * |dy|; with tiny L it nearly
-         * cancels (L = 2 gives dx ~ 0), so the error is measured against the terms' scale. */
-        double scale = 1e-6;
-        for (uint32_t ch = 0; ch < C; ch++)
-            for (uint32_t j = 0; j < L; j++)
-                scale = fmax(scale, fabs(gd[ch]) * inv[ch] * fabs(dyd[(size_t)ch * L + j]));
-        double e = th_relerr(th_map(t, DX), dx, n, scale);
-        if (!(e <= TOL_BN)) {
-            fprintf(stderr, "bn dx C=%u L=%u: relative error %.3g (seed 0x%llx)\n", C, L, e,
-                    (unsigned long long)t->seed);
-            fail();
         }
+        t->d->cpu_gemm = cpu0;
         th_free_bufs(t);
         free(x);
         free(dy);
