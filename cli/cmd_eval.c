@@ -123,8 +123,29 @@ struct eval_run {
     size_t n;
 };
 
-/* The ensemble's metrics: the members are evaluated one after the other (one model on the
- * device at a time), their probabilities summed, and the metrics computed from the mean. */
+/* ensemble_run_fn of eval: one member's probabilities over the split. */
+static int eval_member(struct eng_model *m, const struct eng_model_spec *spec,
+                       const struct train_norm *norm, float *probs, void *ctx, char *err,
+                       size_t errlen)
+{
+    struct eval_run *r = ctx;
+    const struct cwt_recipe *rec = &r->roster.recipe;
+    struct train_metrics mm;
+    float *p = NULL;
+    int rc;
+
+    (void)spec;
+    rc = train_evaluate(m, r->st, r->ids, r->n, rec->classes, norm, rec->batch_size, &mm, &p, err,
+                        errlen);
+    if (rc != 0)
+        return rc;
+    train_metrics_free(&mm);
+    memcpy(probs, p, r->n * rec->classes * sizeof(*probs));
+    free(p);
+    return 0;
+}
+
+/* The ensemble's metrics: computed from the mean of the members' probabilities. */
 static int eval_ensemble(struct eval_run *r, const struct ensemble_members *e,
                          struct train_metrics *out, char *err, size_t errlen)
 {
@@ -141,9 +162,10 @@ static int eval_ensemble(struct eval_run *r, const struct ensemble_members *e,
     if (classes == 0 || r->n > SIZE_MAX / classes / sizeof(double))
         return cwt_seterr(err, errlen, CWT_ETOOBIG, "the split is too large to evaluate");
     cells = r->n * classes;
-    sum = calloc(cells, sizeof(*sum));
+    sum = malloc(cells * sizeof(*sum));
+    probs = malloc(cells * sizeof(*probs));
     labels = malloc(r->n * sizeof(*labels));
-    if (sum == NULL || labels == NULL) {
+    if (sum == NULL || probs == NULL || labels == NULL) {
         rc = cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
         goto done;
     }
@@ -160,34 +182,10 @@ static int eval_ensemble(struct eval_run *r, const struct ensemble_members *e,
             labels[i] = hdr.label;
     }
     store_read_end(r->st);
-    for (uint32_t k = 0; k < e->n && rc == 0; k++) {
-        char name[CWT_ID_MAX + 16];
-        struct eng_model_spec spec;
-        struct train_norm norm;
-        struct train_metrics mm;
-
-        if ((rc = ensemble_ckpt_name(e->site[k], name, sizeof(name))) != 0) {
-            cwt_seterr(err, errlen, rc, "site id too long");
-            break;
-        }
-        /* Each member brings the normalisation of the site that trained it. */
-        rc = train_load_named(r->dev, r->st, name, rec, &r->model, &spec, &norm, err, errlen);
-        if (rc == 0)
-            rc = train_evaluate(r->model, r->st, r->ids, r->n, classes, &norm, rec->batch_size, &mm,
-                                &probs, err, errlen);
-        eng_model_free(r->model);
-        r->model = NULL;
-        if (rc != 0)
-            break;
-        train_metrics_free(&mm);
-        ensemble_accumulate(sum, probs, cells);
-        free(probs);
-        probs = NULL;
-    }
-    if (rc == 0 && (probs = malloc(cells * sizeof(*probs))) == NULL)
-        rc = cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc =
+            ensemble_average(r->dev, r->st, rec, e, cells, eval_member, r, sum, probs, err, errlen);
     if (rc == 0) {
-        ensemble_mean(sum, e->n, probs, cells);
         rc = train_metrics_compute(probs, labels, r->n, classes, out);
         if (rc != 0)
             cwt_seterr(err, errlen, rc, "cannot compute the metrics: %s", cwt_strerror(rc));

@@ -115,6 +115,25 @@ static int load_image(const char *path, const struct eng_model_spec *spec, uint8
     return rc;
 }
 
+/* The decoded images of one chunk, for predict_member. */
+struct predict_chunk {
+    const uint8_t *pixels;
+    uint32_t count, max_batch;
+};
+
+/* ensemble_run_fn of predict: one member's probabilities for a chunk of images. */
+static int predict_member(struct eng_model *m, const struct eng_model_spec *spec,
+                          const struct train_norm *norm, float *probs, void *ctx, char *err,
+                          size_t errlen)
+{
+    const struct predict_chunk *c = ctx;
+    int rc = train_predict_images(m, spec, norm, c->pixels, c->count, c->max_batch, probs);
+
+    if (rc != 0)
+        return cwt_seterr(err, errlen, rc, "inference failed: %s", cwt_strerror(rc));
+    return 0;
+}
+
 /* The ensemble's probabilities for argv[first..argc): files in chunks of PREDICT_CHUNK; per
  * chunk the members are loaded one after the other (one model on the device at a time) and
  * their probabilities averaged. A file that cannot be decoded sets *failed; a member that
@@ -156,28 +175,11 @@ static int predict_ensemble(struct predict_run *r, const struct cli_globals *g,
         if (count == 0)
             continue;
         cells = (size_t)count * spec.classes;
-        memset(r->sum, 0, cells * sizeof(double));
-        for (uint32_t k = 0; k < e->n; k++) {
-            char name[CWT_ID_MAX + 16];
-            struct eng_model_spec member_spec;
-            struct train_norm norm;
-
-            if ((rc = ensemble_ckpt_name(e->site[k], name, sizeof(name))) != 0)
-                return cwt_seterr(err, errlen, rc, "site id too long");
-            rc = train_load_named(r->dev, r->st, name, rec, &r->model, &member_spec, &norm, err,
-                                  errlen);
-            if (rc != 0)
-                return rc;
-            rc = train_predict_images(r->model, &member_spec, &norm, r->pixels, count, max_batch,
-                                      r->probs);
-            eng_model_free(r->model);
-            r->model = NULL;
-            if (rc != 0)
-                return cwt_seterr(err, errlen, rc, "inference with member %s failed: %s",
-                                  e->site[k], cwt_strerror(rc));
-            ensemble_accumulate(r->sum, r->probs, cells);
-        }
-        ensemble_mean(r->sum, e->n, r->probs, cells);
+        struct predict_chunk chunk = {r->pixels, count, max_batch};
+        rc = ensemble_average(r->dev, r->st, rec, e, cells, predict_member, &chunk, r->sum,
+                              r->probs, err, errlen);
+        if (rc != 0)
+            return rc;
         for (uint32_t j = 0; j < count; j++)
             print_result(g, rec, argv[r->chunk_file[j]], r->probs + (size_t)j * spec.classes,
                          spec.classes, e);

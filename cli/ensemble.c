@@ -63,14 +63,34 @@ void ensemble_print_json(FILE *f, const struct ensemble_members *e)
     fputc(']', f);
 }
 
-void ensemble_accumulate(double *sum, const float *probs, size_t n)
+int ensemble_average(struct eng_device *dev, struct store *st, const struct cwt_recipe *rec,
+                     const struct ensemble_members *e, size_t cells, ensemble_run_fn fn, void *ctx,
+                     double *sum, float *probs, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < n; i++)
-        sum[i] += (double)probs[i];
-}
+    memset(sum, 0, cells * sizeof(*sum));
+    for (uint32_t k = 0; k < e->n; k++) {
+        char name[CWT_ID_MAX + 16];
+        struct eng_model *m = NULL;
+        struct eng_model_spec spec;
+        struct train_norm norm;
+        int rc;
 
-void ensemble_mean(const double *sum, uint32_t members, float *probs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        probs[i] = (float)(sum[i] / (double)(members > 0 ? members : 1));
+        if ((rc = ensemble_ckpt_name(e->site[k], name, sizeof(name))) != 0)
+            return cwt_seterr(err, errlen, rc, "site id '%s' is too long", e->site[k]);
+        rc = train_load_named(dev, st, name, rec, &m, &spec, &norm, err, errlen);
+        if (rc == 0)
+            rc = fn(m, &spec, &norm, probs, ctx, err, errlen);
+        eng_model_free(m);
+        if (rc != 0) {
+            char why[CWT_ERRLEN];
+
+            snprintf(why, sizeof(why), "%s", err);
+            return cwt_seterr(err, errlen, rc, "ensemble member %s: %s", e->site[k], why);
+        }
+        for (size_t i = 0; i < cells; i++)
+            sum[i] += (double)probs[i];
+    }
+    for (size_t i = 0; i < cells; i++)
+        probs[i] = (float)(sum[i] / (double)(e->n > 0 ? e->n : 1));
+    return 0;
 }

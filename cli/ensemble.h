@@ -10,6 +10,7 @@
 
 #include "common/cwt.h"
 #include "config/config.h"
+#include "engine/train/train.h"
 #include "storage/store.h"
 
 /* Members present in a store, in the roster's site order. */
@@ -32,10 +33,19 @@ void ensemble_print(FILE *f, const struct ensemble_members *e);
 /* The JSON array ["a","b",...] of the members' site ids. */
 void ensemble_print_json(FILE *f, const struct ensemble_members *e);
 
-/* Adds the probabilities of one member (n floats) to the running sum. */
-void ensemble_accumulate(double *sum, const float *probs, size_t n);
+/* What ensemble_average runs for each member: fills probs (the caller's cells floats) with the
+ * probabilities of model m (loaded with its spec and the normalisation of the site that
+ * trained it) for the caller's inputs in ctx. 0, or a CWT_E* code with a sentence in err. */
+typedef int (*ensemble_run_fn)(struct eng_model *m, const struct eng_model_spec *spec,
+                               const struct train_norm *norm, float *probs, void *ctx, char *err,
+                               size_t errlen);
 
-/* Writes the mean sum / members into probs (n floats). */
-void ensemble_mean(const double *sum, uint32_t members, float *probs, size_t n);
+/* The ensemble's prediction: loads each member of e from st onto dev in turn (one model on the
+ * device at a time, freed before the next), runs fn for it and writes the mean of the members'
+ * probabilities into probs (cells floats). sum is the caller's scratch of cells doubles. The
+ * first error stops it; err then names the member. */
+int ensemble_average(struct eng_device *dev, struct store *st, const struct cwt_recipe *rec,
+                     const struct ensemble_members *e, size_t cells, ensemble_run_fn fn, void *ctx,
+                     double *sum, float *probs, char *err, size_t errlen);
 
 #endif
