@@ -18,7 +18,9 @@ json_field() { # FILE(last line) KEY
     tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
 
-EPOCHS=8
+# More epochs on fast devices (CWT_TRAIN_TEST_EPOCHS, e.g. 60 on a GPU), so that the kill of
+# step 3 lands before the run ends.
+EPOCHS=${CWT_TRAIN_TEST_EPOCHS:-8}
 python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 120 7
 "$CWTCTL" init --site-id a --dir "$T/a" --input 28x28x1 --class-names top,bottom,bar >/dev/null
 # Small batches so that an epoch has enough steps to be interrupted; a gentle learning rate.
