@@ -6,7 +6,7 @@
 # Usage: bench/gpu.sh [BUILD_DIR]     (CWT_VK_DEVICE picks a device, default auto)
 # On a machine without cwt's build dependencies, build here with
 #   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release
-#   cmake --build build-gpu --target bench_gemm bench_train test_engine_ops test_engine_train
+#   cmake --build build-gpu --target bench_gemm bench_train test_engine_ops test_engine_train cwtctl
 # carry BUILD_DIR (and the shared libraries its binaries need) there and run it with
 # CWT_BENCH_PREBUILT=1 (skip the build) and CWT_BENCH_LIBS=DIR (library path for cwt's binaries
 # only, so that PyTorch keeps its own).
@@ -17,7 +17,7 @@ py="${PYTHON:-python3}"
 if [ "${CWT_BENCH_PREBUILT:-0}" != 1 ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release > /dev/null
     cmake --build "$build" -j"$(nproc)" --target bench_gemm bench_train test_engine_ops \
-        test_engine_train
+        test_engine_train cwtctl
 fi
 cwt() { LD_LIBRARY_PATH="${CWT_BENCH_LIBS:+$CWT_BENCH_LIBS:}${LD_LIBRARY_PATH:-}" "$@"; }
 echo "date=$(date -u +%Y-%m-%dT%H:%MZ) commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null ||
@@ -30,6 +30,18 @@ echo "== op tests on the GPU"
 cwt timeout 300 "$build/tests/engine/test_engine_ops" || failed="$failed test_engine_ops"
 echo "== training tests on the GPU (validation layer, determinism, convergence)"
 cwt timeout 300 "$build/tests/engine/test_engine_train" || failed="$failed test_engine_train"
+# cwtctl end to end on the GPU (train, determinism, kill -9 + resume, eval, predict, PyTorch
+# cross-check): tests/cli/train.sh with more epochs, so that its kill lands mid-run. CWTCTL
+# may name a carried cwtctl (a wrapper that sets its library path) in prebuilt mode.
+cwtctl_bin="${CWTCTL:-$build/cli/cwtctl}"
+if [ -x "$cwtctl_bin" ]; then
+    echo "== cwtctl train end to end (tests/cli/train.sh)"
+    mkdir -p "$build/test-tmp"
+    CWTCTL="$cwtctl_bin" CWT_SRC="$root" CWT_TEST_TMP="$build/test-tmp" CWT_TRAIN_TEST_EPOCHS=60 \
+        timeout 300 bash "$root/tests/cli/train.sh" || failed="$failed tests/cli/train.sh"
+else
+    echo "== no cwtctl at $cwtctl_bin: end-to-end training test skipped"
+fi
 echo "== GEMM"
 cwt timeout 120 "$build/engine/bench_gemm" 1024 2048 4096
 echo "== training (cwt)"
