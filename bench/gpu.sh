@@ -2,14 +2,14 @@
 # bench/gpu.sh - on a machine with a real GPU: builds cwt, runs the engine op tests on the GPU
 # (correctness first), then the same training and GEMM benchmarks as bench/train/run.sh, plus
 # PyTorch on the CPU and on CUDA when it is available. A few minutes in all. Prints everything;
-# paste the output into bench/RESULTS.md under "## Training engine" (GPU).
+# paste the output into bench/RESULTS.md under "## Training engine on a GPU".
 # Usage: bench/gpu.sh [BUILD_DIR]     (CWT_VK_DEVICE picks a device, default auto)
 # On a machine without cwt's build dependencies, build here with
 #   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-gpu --target bench_gemm bench_train test_engine_ops test_engine_train cwtctl
 # carry BUILD_DIR (and the shared libraries its binaries need) there and run it with
 # CWT_BENCH_PREBUILT=1 (skip the build) and CWT_BENCH_LIBS=DIR (library path for cwt's binaries
-# only, so that PyTorch keeps its own).
+# only, so that PyTorch keeps its own); CWTCTL=PROGRAM names the cwtctl to test end to end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build-gpu}"
