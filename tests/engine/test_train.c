@@ -2,7 +2,7 @@
  * test_train.c - whole-model behaviour of the engine: a training step under
  * VK_LAYER_KHRONOS_validation reports nothing; two runs with the same seed give bit-identical
  * tensors; cnn-small learns a synthetic separable set to >= 99%; tensor names, shapes,
- * fingerprints and argument checks.
+ * fingerprints and argument checks; CWT_ENG_PROFILE=1 times every dispatch.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -336,6 +336,49 @@ static void test_tensors_and_errors(void **state)
     assert_true(strlen(err) > 0);
 }
 
+/* CWT_ENG_PROFILE=1: the dispatches of a training step and of predict are timed and
+ * attributed to their kernels (GEMMs, pooling, loss, optimizer), in the device's totals. */
+static void test_profile(void **state)
+{
+    (void)state;
+    struct eng_device *d;
+    char err[CWT_ERRLEN];
+    assert_int_equal(setenv("CWT_ENG_PROFILE", "1", 1), 0);
+    int rc = eng_device_open(NULL, 0, &d, err, sizeof(err));
+    assert_int_equal(unsetenv("CWT_ENG_PROFILE"), 0);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    VkPhysicalDeviceProperties pr;
+    vkGetPhysicalDeviceProperties(d->phys, &pr);
+    /* without timestamps on compute queues the profiler stays off, and says nothing */
+    assert_int_equal(d->profile, pr.limits.timestampComputeAndGraphics ? 1 : 0);
+    struct data ds;
+    make_data(&ds, 16, 1, 12, 12, 3, 5);
+    struct eng_model_spec s = spec_of("cnn-small", 12, 12, 1, 3, 0.0f, 7);
+    struct eng_model *m = make_model(d, &s, ENG_SGD, 8);
+    epoch(m, &ds, 8, 0.01f, NULL);
+    float probs[8 * 3];
+    assert_int_equal(eng_predict(m, ds.x, 8, probs), 0);
+    if (d->profile) {
+        uint64_t calls = 0, sgd = 0;
+        double ns = 0;
+        for (int i = 0; i <= CWT_SPV_COUNT; i++) {
+            calls += d->prof_calls[i];
+            ns += d->prof_ns[i];
+        }
+        sgd = d->prof_calls[CWT_SPV_sgd];
+        /* two training steps (one SGD update each) and a predict pass, all timed */
+        assert_int_equal(sgd, 2);
+        assert_true(calls > 20);
+        assert_true(ns > 0);
+        assert_true(d->prof_calls[CWT_SPV_softmax] >= 1);
+    }
+    eng_model_free(m);
+    free_data(&ds);
+    eng_device_close(d); /* prints the table on stderr */
+}
+
 static int setup(void **state)
 {
     static struct th t;
@@ -367,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_validation_clean),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_convergence),
+        cmocka_unit_test(test_profile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
