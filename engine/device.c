@@ -620,7 +620,8 @@ int eng_rec_begin(struct eng_rec *r, char *err, size_t errlen)
             .queryType = VK_QUERY_TYPE_TIMESTAMP,
             .queryCount = ENG_PROFILE_QUERIES,
         };
-        r->qid = malloc(ENG_PROFILE_QUERIES * sizeof(*r->qid));
+        if (!r->qid)
+            r->qid = malloc(ENG_PROFILE_QUERIES * sizeof(*r->qid));
         if (!r->qid || vkCreateQueryPool(r->d->dev, &qi, NULL, &r->qpool) != VK_SUCCESS)
             r->qpool = VK_NULL_HANDLE;
     }

@@ -572,13 +572,13 @@ static void pool_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct en
     eng_rec_dispatch(r, id, bufs, nbufs, &pc, sizeof(pc), gx, gy, 1);
 }
 
-/* Whether max pooling over pl takes the texel-buffer kernels (CPU devices; planes small enough
- * for udiv and every tensor within a texel view). Forward and backward must agree: the argmax
- * encoding differs. */
+/* Whether max pooling over pl takes the texel-buffer kernels (CPU devices; a plane within one
+ * row of 65535 workgroups, which also keeps udiv exact, and every tensor within a texel view).
+ * Forward and backward must agree: the argmax encoding differs. */
 static int pool_tex(const struct eng_rec *r, const struct eng_pool *pl)
 {
     uint64_t in = (uint64_t)pl->planes * pl->ih * pl->iw;
-    return r->d->cpu_gemm && (uint64_t)pl->ih * pl->iw < (1u << 24) && in > 0 &&
+    return r->d->cpu_gemm && (uint64_t)pl->ih * pl->iw <= 65535u * 64u && in > 0 &&
            in <= r->d->max_texel_elements;
 }
 
