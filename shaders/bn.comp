@@ -29,24 +29,9 @@ layout(push_constant) uniform PC {
 #ifndef BN_WG
 #define BN_WG 64
 #endif
+#define WG_SIZE BN_WG
 layout(local_size_x = BN_WG) in;
-shared float red[BN_WG];
-
-// Sums v over the workgroup in a fixed order; every invocation gets the total.
-float wg_sum(float v)
-{
-    uint lid = gl_LocalInvocationID.x;
-    red[lid] = v;
-    barrier();
-    for (uint s = BN_WG / 2u; s > 0u; s >>= 1) {
-        if (lid < s)
-            red[lid] += red[lid + s];
-        barrier();
-    }
-    float t = red[0];
-    barrier();
-    return t;
-}
+#include "wg_sum.glsl"
 #endif
 
 layout(set = 0, binding = 8) uniform samplerBuffer TX;

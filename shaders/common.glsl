@@ -44,3 +44,15 @@ uint hash4(uint a, uint b, uint c, uint d)
 {
     return hash_u32(a ^ hash_u32(b ^ hash_u32(c ^ hash_u32(d + 0x9e3779b9u))));
 }
+
+// a / b for a < 2^24 and b >= 1: a float estimate corrected to the exact quotient. llvmpipe has
+// no vector integer division and scalarises `/` lane by lane; this stays in vector registers.
+uint udiv(uint a, uint b)
+{
+    uint q = uint(float(a) / float(b));
+    if (q * b > a)
+        q--;
+    else if ((q + 1u) * b <= a)
+        q++;
+    return q;
+}

@@ -11,7 +11,7 @@
 //              A gather per output element: deterministic, no atomics.
 // The source is read through a uniform texel buffer (binding 8): a vector gather on llvmpipe,
 // where storage-buffer loads are scalar loops over the lanes. Integer divisions go through
-// udiv() below: llvmpipe has no vector integer division and scalarises it lane by lane.
+// udiv() (common.glsl): llvmpipe has no vector integer division and scalarises it lane by lane.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -22,17 +22,6 @@ layout(push_constant) uniform PC {
 } p;
 
 layout(set = 0, binding = 8) uniform samplerBuffer SRC;
-
-// a / b for a < 2^24 and b >= 1: a float estimate corrected to the exact quotient.
-uint udiv(uint a, uint b)
-{
-    uint q = uint(float(a) / float(b));
-    if (q * b > a)
-        q--;
-    else if ((q + 1u) * b <= a)
-        q++;
-    return q;
-}
 
 #if defined(OP_IM2COL)
 BUF_RW(1, COL);

@@ -34,17 +34,6 @@ layout(set = 0, binding = 8) uniform samplerBuffer T0;  // fwd: x; bwd: dy
 layout(set = 0, binding = 9) uniform samplerBuffer T1;  // bwd: argmax (floats)
 layout(set = 0, binding = 10) uniform samplerBuffer T2; // bwd: x (ReLU mask, flags & 1)
 
-// a / b for a < 2^24 and b >= 1 (as shaders/im2col.comp)
-uint udiv(uint a, uint b)
-{
-    uint q = uint(float(a) / float(b));
-    if (q * b > a)
-        q--;
-    else if ((q + 1u) * b <= a)
-        q++;
-    return q;
-}
-
 // grid: x = position in the plane (64 per workgroup), y + z * gridY = plane; planes past the
 // end (when z folds them) compute plane planes-1 and store nothing
 uint plane_raw()

@@ -20,17 +20,6 @@ BUF_RW(1, dst);
 
 #if defined(TEX)
 layout(set = 0, binding = 8) uniform samplerBuffer TS;
-
-// a / b for a < 2^24 and b >= 1 (as shaders/im2col.comp)
-uint udiv(uint a, uint b)
-{
-    uint q = uint(float(a) / float(b));
-    if (q * b > a)
-        q--;
-    else if ((q + 1u) * b <= a)
-        q++;
-    return q;
-}
 #endif
 
 #if defined(OP_ROWSUM) && defined(WG)
@@ -41,7 +30,8 @@ uint udiv(uint a, uint b)
 layout(push_constant) uniform PC {
     uint rows, len, si, sj, so, accumulate, chunk, sc;
 } p;
-shared float red[64];
+#define WG_SIZE 64
+#include "wg_sum.glsl"
 
 void main()
 {
@@ -50,16 +40,9 @@ void main()
     uint base = i * p.si;
     for (uint j = lid; j < p.len; j += 64u)
         s += src[base + j * p.sj];
-    red[lid] = s;
-    barrier();
-    for (uint h = 32u; h > 0u; h >>= 1) {
-        if (lid < h)
-            red[lid] += red[lid + h];
-        barrier();
-    }
+    float t = wg_sum(s);
     if (lid == 0u) {
         uint o = i * p.so;
-        float t = red[0];
         if (p.accumulate != 0u)
             t += dst[o];
         dst[o] = t;
