@@ -19,7 +19,7 @@ static double run_gpu(struct eng_device *d, int shape, uint32_t n, struct eng_bu
 {
     char err[CWT_ERRLEN];
     /* shape 3 = the CPU-device kernel (gemm_cpu.comp) */
-    d->cpu_gemm = shape == 3;
+    d->cpu_kernels = shape == 3;
     if (shape < 3)
         d->gemm_shape = (enum eng_gemm_shape)shape;
     struct eng_rec r;

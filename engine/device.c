@@ -255,10 +255,10 @@ static void query_info(struct eng_device *d)
         d->gemm_shape = ENG_GEMM_TILE;
     /* CPU devices: explicit im2col + the workgroup-uniform GEMM (shaders/gemm_cpu.comp), several
      * times faster there than the implicit kernels. CWT_ENG_CPU_GEMM=0|1 overrides. */
-    d->cpu_gemm = d->is_cpu;
+    d->cpu_kernels = d->is_cpu;
     const char *cg = getenv("CWT_ENG_CPU_GEMM");
     if (cg && (strcmp(cg, "0") == 0 || strcmp(cg, "1") == 0))
-        d->cpu_gemm = cg[0] == '1';
+        d->cpu_kernels = cg[0] == '1';
 }
 
 static int create_logical(struct eng_device *d, char *err, size_t errlen)

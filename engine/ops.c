@@ -95,7 +95,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
 void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,
              struct eng_tref c, struct eng_tref bias, struct eng_tref mask)
 {
-    if (r->d->cpu_gemm) {
+    if (r->d->cpu_kernels) {
         gemm_cpu_dispatch(r, g, 0, 0, 0, 1, 0, a, b, c, bias, mask);
         return;
     }
@@ -145,7 +145,7 @@ static uint32_t round4(uint32_t x)
  * view; 0 when the CPU path is off or not even one image fits. */
 static uint32_t col_chunk(const struct eng_rec *r, uint32_t n, uint32_t rows, uint32_t hw)
 {
-    if (!r->d->cpu_gemm || r->col.bytes == 0 || rows == 0 || hw == 0)
+    if (!r->d->cpu_kernels || r->col.bytes == 0 || rows == 0 || hw == 0)
         return 0;
     uint64_t floats = r->col.bytes / 4;
     if (floats > r->d->max_texel_elements)
@@ -196,7 +196,7 @@ static int cpu_bwd_data(const struct eng_rec *r, const struct eng_conv *cv)
 
 uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *cv)
 {
-    if (!d->cpu_gemm)
+    if (!d->cpu_kernels)
         return 0;
     uint64_t fwd = (uint64_t)cv->cin * cv->kh * cv->kw * round4(cv->n * cv->oh * cv->ow);
     uint64_t bwd = 0;
@@ -394,7 +394,7 @@ static uint32_t filt_splits(const struct eng_device *d, const struct eng_conv *c
 
 uint64_t eng_conv_filt_scratch(const struct eng_device *d, const struct eng_conv *cv)
 {
-    if (d->cpu_gemm)
+    if (d->cpu_kernels)
         return 0; /* the CPU path accumulates over image chunks instead */
     uint32_t s = filt_splits(d, cv);
     return s <= 1 ? 0 : (uint64_t)s * cv->cout * cv->cin * cv->kh * cv->kw;
@@ -434,7 +434,7 @@ void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng
 /* Whether the CPU devices' texel-buffer variant of a kernel can read t (a view's size limit). */
 static int tex_fits(const struct eng_rec *r, struct eng_tref t)
 {
-    return r->d->cpu_gemm && t.bytes > 0 && t.bytes / 4 <= r->d->max_texel_elements;
+    return r->d->cpu_kernels && t.bytes > 0 && t.bytes / 4 <= r->d->max_texel_elements;
 }
 
 struct rowsum_pc {
@@ -446,7 +446,7 @@ void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint3
 {
     struct rowsum_pc pc = {rows, len, si, sj, so, accumulate != 0, len, 0};
     struct eng_tref bufs[2] = {in, out};
-    if (!r->d->cpu_gemm && len >= 256 && rows <= 65535) {
+    if (!r->d->cpu_kernels && len >= 256 && rows <= 65535) {
         /* GPUs: a workgroup per long row (one workgroup for all rows left the GPU idle) */
         eng_rec_dispatch(r, CWT_SPV_rowsum_wg, bufs, 2, &pc, sizeof(pc), rows, 1, 1);
         return;
@@ -578,7 +578,7 @@ static void pool_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct en
 static int pool_tex(const struct eng_rec *r, const struct eng_pool *pl)
 {
     uint64_t in = (uint64_t)pl->planes * pl->ih * pl->iw;
-    return r->d->cpu_gemm && (uint64_t)pl->ih * pl->iw <= 65535u * 64u && in > 0 &&
+    return r->d->cpu_kernels && (uint64_t)pl->ih * pl->iw <= 65535u * 64u && in > 0 &&
            in <= r->d->max_texel_elements;
 }
 
@@ -647,7 +647,7 @@ struct bn_pc {
 /* Channel sums by workgroups of 512 (GPUs) rather than 64 (CPU devices; see shaders/bn.comp). */
 static int bn_wide(const struct eng_rec *r)
 {
-    return !r->d->cpu_gemm && r->d->info.max_workgroup_invocations >= 512 &&
+    return !r->d->cpu_kernels && r->d->info.max_workgroup_invocations >= 512 &&
            r->d->info.max_shared_memory >= 512 * sizeof(float);
 }
 

@@ -180,11 +180,12 @@ int eng_predict(struct eng_model *m, const float *x, uint32_t n, float *probs)
     uint8_t *s = m->staging[0].map;
     put_input(m, (float *)(void *)(s + m->s_x), x, n);
     rc = eng_submit(m->d, rec->cb, m->fence[0]);
-    if (rc == 0)
-        rc = eng_wait(m->d, m->fence[0]);
     if (rc != 0)
         return rc;
-    eng_rec_profile_collect(rec);
+    m->pending[0] = 1;
+    m->inflight[0] = rec;
+    if ((rc = wait_slot(m, 0)) != 0)
+        return rc;
     memcpy(probs, s + m->s_probs, (size_t)n * m->spec.classes * sizeof(float));
     return 0;
 }

@@ -42,8 +42,11 @@ struct eng_device {
     struct eng_device_info info;
     int is_cpu;
     enum eng_gemm_shape gemm_shape; /* kernel shape of the implicit-GEMM (gemm.comp) kernels */
-    int cpu_gemm; /* 1: dense GEMMs use gemm_cpu.comp and convolutions go through explicit
-                     im2col/col2im + gemm_cpu (CPU devices); 0: gemm.comp throughout */
+    int cpu_kernels;          /* 1 (CPU devices; CWT_ENG_CPU_GEMM overrides): the kernel variants
+                                 made for llvmpipe: dense GEMMs in gemm_cpu.comp, convolutions as
+                                 explicit im2col/col2im + gemm_cpu, texel-buffer pooling and
+                                 transposes, serial reductions. 0: the GPU variants (gemm.comp,
+                                 workgroup-wide reductions). */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */
@@ -100,7 +103,7 @@ struct eng_rec {
     char err[CWT_ERRLEN];
     VkQueryPool qpool; /* profiling only: a timestamp before and after each dispatch */
     int *qid;          /* kernel of command i (timestamps i and i + 1); CWT_SPV_COUNT: copy */
-    uint32_t nq, cap_q;
+    uint32_t nq;
 };
 
 /* Allocates the command buffer. Release with eng_rec_free(). */

@@ -122,7 +122,7 @@ static void test_gemm(void **state)
 {
     struct th *t = *state;
     const enum eng_gemm_shape shape0 = t->d->gemm_shape;
-    const int cpu0 = t->d->cpu_gemm;
+    const int cpu0 = t->d->cpu_kernels;
     /* M N K, extra row stride of A (sam = K + pad when A is not transposed): shapes that are
      * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, TN, scalar, k tails) */
     static const uint32_t shapes[][4] = {
@@ -132,7 +132,7 @@ static void test_gemm(void **state)
     for (int shape = 0; shape < 4; shape++) {
         if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
             continue;
-        t->d->cpu_gemm = shape == 3;
+        t->d->cpu_kernels = shape == 3;
         if (shape < 3)
             t->d->gemm_shape = (enum eng_gemm_shape)shape;
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
@@ -181,7 +181,7 @@ static void test_gemm(void **state)
                 }
     }
     t->d->gemm_shape = shape0; /* the device's own choice, for the tests that follow */
-    t->d->cpu_gemm = cpu0;
+    t->d->cpu_kernels = cpu0;
 }
 
 /* ------------------------------------------------------------------ convolution */
@@ -259,7 +259,7 @@ static void test_conv(void **state)
 {
     struct th *t = *state;
     const enum eng_gemm_shape shape0 = t->d->gemm_shape;
-    const int cpu0 = t->d->cpu_gemm;
+    const int cpu0 = t->d->cpu_kernels;
     /* n cin ih iw cout k stride pad */
     static const uint32_t geo[][8] = {
         {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
@@ -297,7 +297,7 @@ static void test_conv(void **state)
         for (int shape = 0; shape < 5; shape++) {
             if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
                 continue;
-            t->d->cpu_gemm = shape >= 3;
+            t->d->cpu_kernels = shape >= 3;
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
             struct eng_conv one = cv;
@@ -354,7 +354,7 @@ static void test_conv(void **state)
         free(dw);
     }
     t->d->gemm_shape = shape0; /* the device's own choice, for the tests that follow */
-    t->d->cpu_gemm = cpu0;
+    t->d->cpu_kernels = cpu0;
 }
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
@@ -488,7 +488,7 @@ static void pool_f(const double *x, double *y, void *ctx)
 static void test_pool(void **state)
 {
     struct th *t = *state;
-    const int cpu0 = t->d->cpu_gemm;
+    const int cpu0 = t->d->cpu_kernels;
     /* planes ih iw k stride pad; k == 0: global */
     static const uint32_t geo[][6] = {{1, 1, 1, 1, 1, 0}, {6, 28, 28, 2, 2, 0}, {3, 7, 9, 3, 2, 1},
                                       {5, 5, 5, 2, 2, 0}, {4, 6, 5, 0, 1, 0},   {2, 9, 9, 3, 1, 1}};
@@ -547,7 +547,7 @@ static void test_pool(void **state)
             struct eng_tref DXM = th_buf(t, NULL, nx);
             /* cpu 0: storage-buffer kernels; cpu 1: the CPU devices' texel kernels (max) */
             for (int cpu = 0; cpu < 2; cpu++) {
-                t->d->cpu_gemm = cpu;
+                t->d->cpu_kernels = cpu;
                 RUN(t, {
                     if (max) {
                         op_maxpool_fwd(r, &c.p, X, Y, A);
@@ -571,7 +571,7 @@ static void test_pool(void **state)
                 memset(th_map(t, DX), 0, nx * 4);
                 memset(th_map(t, DXM), 0, nx * 4);
             }
-            t->d->cpu_gemm = cpu0;
+            t->d->cpu_kernels = cpu0;
             th_free_bufs(t);
             free(x);
             free(dy);
@@ -623,7 +623,7 @@ static void bn_f(const double *x, double *y, void *ctx)
 static void test_bn(void **state)
 {
     struct th *t = *state;
-    const int cpu0 = t->d->cpu_gemm;
+    const int cpu0 = t->d->cpu_kernels;
     static const uint32_t shapes[][2] = {{1, 2}, {3, 5}, {8, 130}, {2, 1000}};
     for (size_t s = 0; s < 4; s++) {
         uint32_t C = shapes[s][0], L = shapes[s][1];
@@ -691,7 +691,7 @@ static void test_bn(void **state)
         /* cpu 0: GPU kernels (channel sums by workgroups of 512 where the device allows);
          * cpu 1: the CPU devices' (64). Running statistics start from the same values. */
         for (int cpu = 0; cpu < 2; cpu++) {
-            t->d->cpu_gemm = cpu;
+            t->d->cpu_kernels = cpu;
             memcpy(th_map(t, RM), rm, C * sizeof(float));
             memcpy(th_map(t, RV), rv, C * sizeof(float));
             RUN(t, {
@@ -737,7 +737,7 @@ static void test_bn(void **state)
                 fail();
             }
         }
-        t->d->cpu_gemm = cpu0;
+        t->d->cpu_kernels = cpu0;
         th_free_bufs(t);
         free(x);
         free(dy);
@@ -941,9 +941,9 @@ static void test_elementwise(void **state)
             lrs[i] += lx[j * LR + i];
     struct eng_tref LX = th_buf(t, lx, LR * LL), LRS = th_buf(t, NULL, LR);
     /* cpu 0: storage-buffer kernels; cpu 1: the CPU devices' texel kernels */
-    const int cpu0 = t->d->cpu_gemm;
+    const int cpu0 = t->d->cpu_kernels;
     for (int cpu = 0; cpu < 2; cpu++) {
-        t->d->cpu_gemm = cpu;
+        t->d->cpu_kernels = cpu;
         memcpy(th_map(t, RS), ones, sizeof(ones));
         RUN(t, {
             op_permute(r, X, F, d1, s1);
@@ -956,7 +956,7 @@ static void test_elementwise(void **state)
         CHECK(t, cpu ? "rowsum cpu1" : "rowsum cpu0", th_map(t, RS), rs, C * N, TOL_EXACT);
         CHECK(t, cpu ? "long rowsum cpu1" : "long rowsum cpu0", th_map(t, LRS), lrs, LR, TOL_GEMM);
     }
-    t->d->cpu_gemm = cpu0;
+    t->d->cpu_kernels = cpu0;
     th_free_bufs(t);
     free(x);
     free(fl);
