@@ -59,6 +59,14 @@ static inline float *th_map(struct th *t, struct eng_tref r)
     return NULL;
 }
 
+/* Zeroes the outputs before a run of another kernel variant, so that a variant that writes
+ * nothing cannot pass on the results of the one before. */
+static inline void th_clear(struct th *t, const struct eng_tref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        memset(th_map(t, refs[i]), 0, refs[i].bytes);
+}
+
 static inline void th_free_bufs(struct th *t)
 {
     for (int i = 0; i < t->nbufs; i++)

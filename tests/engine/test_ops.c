@@ -548,6 +548,7 @@ static void test_pool(void **state)
             /* cpu 0: storage-buffer kernels; cpu 1: the CPU devices' texel kernels (max) */
             for (int cpu = 0; cpu < 2; cpu++) {
                 t->d->cpu_kernels = cpu;
+                th_clear(t, (struct eng_tref[]){Y, A, DX, DXM}, 4);
                 RUN(t, {
                     if (max) {
                         op_maxpool_fwd(r, &c.p, X, Y, A);
@@ -567,9 +568,6 @@ static void test_pool(void **state)
                 CHECK(t, what, th_map(t, DX), dx, nx, TOL_EXACT);
                 if (max)
                     CHECK(t, "maxpool bwd relu mask", th_map(t, DXM), dxm, nx, TOL_EXACT);
-                memset(th_map(t, Y), 0, ny * 4);
-                memset(th_map(t, DX), 0, nx * 4);
-                memset(th_map(t, DXM), 0, nx * 4);
             }
             t->d->cpu_kernels = cpu0;
             th_free_bufs(t);
@@ -692,6 +690,7 @@ static void test_bn(void **state)
          * cpu 1: the CPU devices' (64). Running statistics start from the same values. */
         for (int cpu = 0; cpu < 2; cpu++) {
             t->d->cpu_kernels = cpu;
+            th_clear(t, (struct eng_tref[]){SV, Y, YE, DX, DG, DB}, 6);
             memcpy(th_map(t, RM), rm, C * sizeof(float));
             memcpy(th_map(t, RV), rv, C * sizeof(float));
             RUN(t, {
@@ -944,6 +943,7 @@ static void test_elementwise(void **state)
     const int cpu0 = t->d->cpu_kernels;
     for (int cpu = 0; cpu < 2; cpu++) {
         t->d->cpu_kernels = cpu;
+        th_clear(t, (struct eng_tref[]){F, Bk, LRS}, 3);
         memcpy(th_map(t, RS), ones, sizeof(ones));
         RUN(t, {
             op_permute(r, X, F, d1, s1);
