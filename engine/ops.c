@@ -572,14 +572,13 @@ static void pool_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct en
     eng_rec_dispatch(r, id, bufs, nbufs, &pc, sizeof(pc), gx, gy, 1);
 }
 
-/* Whether max pooling over pl takes the texel-buffer kernels (CPU devices; a plane within one
- * row of 65535 workgroups, which also keeps udiv exact, and every tensor within a texel view).
- * Forward and backward must agree: the argmax encoding differs. */
-static int pool_tex(const struct eng_rec *r, const struct eng_pool *pl)
+/* Whether max pooling over pl with input x takes the texel-buffer kernels (CPU devices; x
+ * within a texel view, so dy and the argmax are too; a plane within one row of 65535
+ * workgroups, which also keeps udiv exact). Forward and backward decide alike from the same x:
+ * the argmax encoding differs. */
+static int pool_tex(const struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x)
 {
-    uint64_t in = (uint64_t)pl->planes * pl->ih * pl->iw;
-    return r->d->cpu_kernels && (uint64_t)pl->ih * pl->iw <= 65535u * 64u && in > 0 &&
-           in <= r->d->max_texel_elements;
+    return tex_fits(r, x) && (uint64_t)pl->ih * pl->iw <= 65535u * 64u;
 }
 
 /* The texel kernels' grid: x over positions in a plane, planes folded into y and z. */
@@ -597,7 +596,7 @@ static void pool_tex_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struc
 void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
                     struct eng_tref y, struct eng_tref argmax)
 {
-    if (pool_tex(r, pl)) {
+    if (pool_tex(r, pl, x)) {
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
         pool_tex_dispatch(r, CWT_SPV_maxpool_fwd_tex, pl, 0, b, &x, 1, pl->oh * pl->ow);
         return;
@@ -609,7 +608,7 @@ void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
 void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
                     struct eng_tref argmax, struct eng_tref x, struct eng_tref dx, int relu_mask)
 {
-    if (pool_tex(r, pl)) {
+    if (pool_tex(r, pl, x)) {
         struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
         struct eng_tref tex[3] = {dy, argmax, x};
         /* windows that tile the plane: one invocation per window writes it */
