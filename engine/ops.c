@@ -593,9 +593,28 @@ static void pool_tex_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struc
                          gz);
 }
 
+/* 2x2 windows at stride 2 without padding (cnn-small's pools), for the unrolled texel kernels:
+ * one invocation per window over all planes, whose index udiv() divides exactly below 2^24.
+ * even: the windows also cover every input (the backward kernel writes whole input rows). */
+static int pool_2x2(const struct eng_pool *pl, int even)
+{
+    return pl->kh == 2 && pl->kw == 2 && pl->stride == 2 && pl->pad == 0 &&
+           (uint64_t)pl->planes * pl->ih * pl->iw < (1u << 24) &&
+           (!even || (pl->ih % 2 == 0 && pl->iw % 2 == 0));
+}
+
 void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
                     struct eng_tref y, struct eng_tref argmax)
 {
+    if (pool_tex(r, pl, x) && pool_2x2(pl, 0)) {
+        struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
+        struct pool_pc pc = pool_push(pl, 0);
+        uint32_t gx, gy;
+        grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
+        eng_rec_dispatch_tex(r, CWT_SPV_maxpool_fwd_2x2, b, 4, &x, 1, 0, &pc, sizeof(pc), gx, gy,
+                             1);
+        return;
+    }
     if (pool_tex(r, pl, x)) {
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
         pool_tex_dispatch(r, CWT_SPV_maxpool_fwd_tex, pl, 0, b, &x, 1, pl->oh * pl->ow);
@@ -608,6 +627,16 @@ void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
 void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
                     struct eng_tref argmax, struct eng_tref x, struct eng_tref dx, int relu_mask)
 {
+    if (pool_tex(r, pl, x) && pool_2x2(pl, 1)) {
+        struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
+        struct eng_tref tex[3] = {dy, argmax, x};
+        struct pool_pc pc = pool_push(pl, relu_mask ? 1u : 0u);
+        uint32_t gx, gy;
+        grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
+        eng_rec_dispatch_tex(r, CWT_SPV_maxpool_bwd_2x2, b, 4, tex, 3, 0, &pc, sizeof(pc), gx, gy,
+                             1);
+        return;
+    }
     if (pool_tex(r, pl, x)) {
         struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
         struct eng_tref tex[3] = {dy, argmax, x};

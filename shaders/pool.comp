@@ -46,7 +46,58 @@ uint plane_index()
 }
 #endif
 
-#if defined(TEX) && defined(OP_MAX_FWD)
+#if defined(TEX) && defined(WIN2) && defined(OP_MAX_FWD)
+// 2x2 windows, stride 2, no padding: every window lies inside the plane. One invocation per
+// window over all planes (elem_index), the four taps unrolled: no loop and no per-tap bounds
+// test (the looped kernel's loop and masks cost as much as its stores). Same comparisons in
+// the same order as the looped kernel, so the same maxima and argmaxes.
+BUF_RW(1, y);
+UBUF_RW(2, arg);
+void main()
+{
+    uint ohw = p.oh * p.ow, n = p.planes * ohw;
+    uint i = elem_index(), ii = min(i, n - 1u);
+    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    int pos = int(2u * (oy * p.iw + ox)), base = int(pl * p.ih * p.iw), w = int(p.iw);
+    float v0 = texelFetch(T0, base + pos).x, v1 = texelFetch(T0, base + pos + 1).x;
+    float v2 = texelFetch(T0, base + pos + w).x, v3 = texelFetch(T0, base + pos + w + 1).x;
+    float best = v0, bi = float(pos);
+    bi = v1 > best ? float(pos + 1) : bi;
+    best = v1 > best ? v1 : best;
+    bi = v2 > best ? float(pos + w) : bi;
+    best = v2 > best ? v2 : best;
+    bi = v3 > best ? float(pos + w + 1) : bi;
+    best = v3 > best ? v3 : best;
+    if (i < n) {
+        y[i] = best;
+        arg[i] = floatBitsToUint(bi);
+    }
+}
+#elif defined(TEX) && defined(WIN2) && defined(OP_MAX_BWD_SCATTER)
+// 2x2 windows, stride 2, no padding, even plane sizes (the windows tile the plane exactly):
+// each window writes its two input rows as two vec2 stores. llvmpipe stores storage buffers
+// lane by lane with a mask and bounds test per lane; a vec2 pays that once per 2 floats.
+layout(std430, set = 0, binding = 3) buffer Buf3 { vec2 dx2[]; };
+void main()
+{
+    uint ohw = p.oh * p.ow, n = p.planes * ohw;
+    uint i = elem_index(), ii = min(i, n - 1u);
+    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    uint pos = 2u * (oy * p.iw + ox), ibase = pl * p.ih * p.iw;
+    float a = texelFetch(T1, int(ii)).x, g = texelFetch(T0, int(ii)).x;
+    if ((p.flags & 1u) != 0u)
+        g = texelFetch(T2, int(ibase) + int(a)).x > 0.0 ? g : 0.0;
+    float fp = float(pos), fw = float(pos + p.iw);
+    vec2 top = vec2(a == fp ? g : 0.0, a == fp + 1.0 ? g : 0.0);
+    vec2 bot = vec2(a == fw ? g : 0.0, a == fw + 1.0 ? g : 0.0);
+    if (i < n) {
+        dx2[(ibase + pos) >> 1] = top;
+        dx2[(ibase + pos + p.iw) >> 1] = bot;
+    }
+}
+#elif defined(TEX) && defined(OP_MAX_FWD)
 BUF_RW(1, y);
 UBUF_RW(2, arg);
 void one(uint pl, uint r)
@@ -129,11 +180,12 @@ void one(uint pl, uint r)
         }
 }
 #endif
-#if defined(TEX)
+#if defined(TEX) && !defined(WIN2)
 void main()
 {
     one(plane_index(), gl_GlobalInvocationID.x);
 }
+#elif defined(WIN2)
 #elif defined(OP_MAX_FWD) || defined(OP_AVG_FWD)
 BUF_RO(0, x);
 BUF_RW(1, y);
