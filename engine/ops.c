@@ -63,17 +63,23 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
                               struct eng_tref bias, struct eng_tref mask)
 {
     int aligned = a_off % 4 == 0 && b_off % 4 == 0 && g->sam % 4 == 0 && g->sak == 1;
-    enum cwt_spv_id id = CWT_SPV_gemm_cpu;
+    /* the _rd variants when the epilogue reads C (accumulate) or a mask: a texel fetch per
+     * element that the others leave out (on llvmpipe it ran even when the flags were off) */
+    int rd = (g->flags & (ENG_EPI_MASK | 8u)) != 0;
+    enum cwt_spv_id id = rd ? CWT_SPV_gemm_cpu_rd : CWT_SPV_gemm_cpu;
+    int vec4 = 1;
     if (aligned && g->sbn == 1 && g->sbk % 4 == 0)
-        id = CWT_SPV_gemm_cpu_nn;
+        id = rd ? CWT_SPV_gemm_cpu_nn_rd : CWT_SPV_gemm_cpu_nn;
     else if (aligned && g->sbk == 1 && g->sbn % 4 == 0)
-        id = CWT_SPV_gemm_cpu_nt;
+        id = rd ? CWT_SPV_gemm_cpu_nt_rd : CWT_SPV_gemm_cpu_nt;
     else if (g->sam == 1 && g->sak % 4 == 0 && a_off % 4 == 0 && b_off % 4 == 0 && g->sbn == 1 &&
              g->sbk % 4 == 0)
-        id = CWT_SPV_gemm_cpu_tn;
+        id = rd ? CWT_SPV_gemm_cpu_tn_rd : CWT_SPV_gemm_cpu_tn;
+    else
+        vec4 = 0;
     uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
-    if (id == CWT_SPV_gemm_cpu_nn || id == CWT_SPV_gemm_cpu_nt)
+    if (vec4 && aligned) /* NN and NT read k in fours */
         kchunk = (kchunk + 3) / 4 * 4;
     splits = kchunk == 0 ? 1 : ceil_div(g->K, kchunk);
     uint64_t others = (uint64_t)gx * splits;
@@ -88,8 +94,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
-    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, id == CWT_SPV_gemm_cpu ? 0u : 3u, &pc, sizeof(pc),
-                         gx, ceil_div(tiles, ctiles), splits);
+    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, vec4 ? 3u : 0u, &pc, sizeof(pc), gx,
+                         ceil_div(tiles, ctiles), splits);
 }
 
 void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,

@@ -26,7 +26,9 @@
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
 // Epilogue flags (as gemm.comp): 1 add bias[m], 2 ReLU, 4 multiply by (mask[C index] > 0),
-// 8 accumulate (C += result instead of C = result).
+// 8 accumulate (C += result instead of C = result). Flags 4 and 8 need the EPI_READ variant
+// (one more texel fetch per element, which cost up to a third of a small-K GEMM; without
+// EPI_READ those flags are ignored).
 // Split-K: workgroup z sums k in [z*kchunk, min(K, (z+1)*kchunk)).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
@@ -57,7 +59,12 @@ void store(uint m, uint n, float v, float bias_m)
     uint idx = p.c_off + gl_WorkGroupID.z * p.scz + m * p.scm + n * p.scn;
     v += bias_m;
     v = (p.flags & 2u) != 0u ? max(v, 0.0) : v;
+#if defined(EPI_READ)
+    // the ?: becomes a select and the fetch runs whatever the flags: hence two variants
     float e = (p.flags & 12u) != 0u ? texelFetch(TMASK, int(idx)).x : 0.0;
+#else
+    float e = 0.0;
+#endif
     v = (p.flags & 4u) != 0u && !(e > 0.0) ? 0.0 : v;
     v += (p.flags & 8u) != 0u ? e : 0.0;
     if (m < p.M && n < p.N)
