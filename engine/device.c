@@ -259,6 +259,8 @@ static void query_info(struct eng_device *d)
     const char *cg = getenv("CWT_ENG_CPU_GEMM");
     if (cg && (strcmp(cg, "0") == 0 || strcmp(cg, "1") == 0))
         d->cpu_kernels = cg[0] == '1';
+    const char *gat = getenv("CWT_ENG_CONV_GATHER");
+    d->cpu_conv_gather = !(gat && strcmp(gat, "0") == 0);
 }
 
 static int create_logical(struct eng_device *d, char *err, size_t errlen)

@@ -51,6 +51,7 @@ struct gemm_cpu_pc {
     uint32_t sam, sak, sbk, sbn, scm, scn;
     uint32_t flags, kchunk, scz, ctiles;
     uint32_t a_off, b_off, c_off;
+    uint32_t ih, iw, oh, ow, kh, kw, stride, pad, nimg; /* GEMM_IMPL only */
 };
 
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
@@ -60,7 +61,7 @@ struct gemm_cpu_pc {
 static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint32_t a_off,
                               uint32_t b_off, uint32_t c_off, uint32_t splits, uint32_t scz,
                               struct eng_tref a, struct eng_tref b, struct eng_tref c,
-                              struct eng_tref bias, struct eng_tref mask)
+                              struct eng_tref bias, struct eng_tref mask, const struct eng_conv *cv)
 {
     int aligned = a_off % 4 == 0 && b_off % 4 == 0 && g->sam % 4 == 0 && g->sak == 1;
     /* the _rd variants when the epilogue reads C (accumulate) or a mask: a texel fetch per
@@ -77,6 +78,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         id = rd ? CWT_SPV_gemm_cpu_tn_rd : CWT_SPV_gemm_cpu_tn;
     else
         vec4 = 0;
+    if (cv) /* B gathered from the convolution input; A as in NN (conv_gather_ok) */
+        id = rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv;
     uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
     if (vec4 && aligned) /* NN and NT read k in fours */
@@ -90,19 +93,33 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         ctiles = ceil_div(tiles, 65535);
     struct gemm_cpu_pc pc = {g->M,   g->N,     g->K,   g->sam, g->sak, g->sbk, g->sbn, g->scm,
                              g->scn, g->flags, kchunk, scz,    ctiles, a_off,  b_off,  c_off};
+    if (cv) {
+        pc.ih = cv->ih;
+        pc.iw = cv->iw;
+        pc.oh = cv->oh;
+        pc.ow = cv->ow;
+        pc.kh = cv->kh;
+        pc.kw = cv->kw;
+        pc.stride = cv->stride;
+        pc.pad = cv->pad;
+        pc.nimg = cv->n;
+    }
     /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
-    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, vec4 ? 3u : 0u, &pc, sizeof(pc), gx,
-                         ceil_div(tiles, ctiles), splits);
+    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4,
+                         cv     ? 1u
+                         : vec4 ? 3u
+                                : 0u,
+                         &pc, sizeof(pc), gx, ceil_div(tiles, ctiles), splits);
 }
 
 void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,
              struct eng_tref c, struct eng_tref bias, struct eng_tref mask)
 {
     if (r->d->cpu_kernels) {
-        gemm_cpu_dispatch(r, g, 0, 0, 0, 1, 0, a, b, c, bias, mask);
+        gemm_cpu_dispatch(r, g, 0, 0, 0, 1, 0, a, b, c, bias, mask, NULL);
         return;
     }
     struct gemm_pc pc = {
@@ -233,12 +250,31 @@ static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct 
     }
 }
 
-/* y = conv(x, w) (+ epilogue) through im2col chunks; 0 when the CPU path does not apply. */
+static int tex_fits(const struct eng_rec *r, struct eng_tref t);
+
+/* Whether conv_fwd_cpu may gather B from x in the GEMM (GEMM_IMPL) rather than materialise
+ * im2col: the vec4 rows of w (K a multiple of 4), the taps' validity bits in one uint
+ * (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in texel views. */
+static int conv_gather_ok(const struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
+                          struct eng_tref w)
+{
+    uint32_t K = cv->cin * cv->kh * cv->kw;
+    return r->d->cpu_kernels && r->d->cpu_conv_gather && K % 4 == 0 && cv->kh * cv->kw <= 32 &&
+           (uint64_t)cv->n * cv->oh * cv->ow < (1u << 24) && tex_fits(r, x) && tex_fits(r, w);
+}
+
+/* y = conv(x, w) (+ epilogue): as one gathering GEMM where conv_gather_ok, else through im2col
+ * chunks; 0 when the CPU path does not apply. */
 static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
                         struct eng_tref w, struct eng_tref bias, struct eng_tref y,
                         struct eng_tref mask, uint32_t flags)
 {
     uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
+    if (conv_gather_ok(r, cv, x, w)) {
+        struct eng_gemm g = {cv->cout, cv->n * hw, K, K, 1, 0, 0, cv->n * hw, 1, flags};
+        gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, w, x, y, bias, mask, cv);
+        return 1;
+    }
     uint32_t chunk = col_chunk(r, cv->n, K, hw);
     if (chunk == 0)
         return 0;
@@ -247,7 +283,7 @@ static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng
         uint32_t ncols = nc * hw, ld = round4(ncols);
         im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
         struct eng_gemm g = {cv->cout, ncols, K, K, 1, ld, 1, cv->n * hw, 1, flags};
-        gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask);
+        gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask, NULL);
     }
     return 1;
 }
@@ -263,7 +299,7 @@ static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, stru
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         uint32_t ncols = nc * hw, ld = round4(ncols);
         struct eng_gemm g = {K, ncols, cv->cout, cv->cout, 1, cv->n * hw, 1, ld, 1, 0};
-        gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, wt, dy, r->col, NOBUF, NOBUF);
+        gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, wt, dy, r->col, NOBUF, NOBUF, NULL);
         im2col_dispatch(r, CWT_SPV_col2im, cv, dx, mask, img0, ncols, ld,
                         (flags & ENG_EPI_MASK) ? 1u : 0u);
     }
@@ -282,7 +318,7 @@ static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, str
         uint32_t ncols = nc * hw, ld = round4(ncols);
         im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
         struct eng_gemm g = {cv->cout, K, ncols, cv->n * hw, 1, 1, ld, K, 1, img0 ? 8u : 0u};
-        gemm_cpu_dispatch(r, &g, img0 * hw, 0, 0, 1, 0, dy, r->col, dw, NOBUF, NOBUF);
+        gemm_cpu_dispatch(r, &g, img0 * hw, 0, 0, 1, 0, dy, r->col, dw, NOBUF, NOBUF, NULL);
     }
     return 1;
 }

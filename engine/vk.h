@@ -47,6 +47,9 @@ struct eng_device {
                                  explicit im2col/col2im + gemm_cpu, texel-buffer pooling and
                                  transposes, serial reductions. 0: the GPU variants (gemm.comp,
                                  workgroup-wide reductions). */
+    int cpu_conv_gather;      /* with cpu_kernels: convolutions whose shape allows it gather
+                                 their input in the GEMM (gemm_cpu.comp GEMM_IMPL) instead of
+                                 an im2col pass; 0: always im2col (tests, CWT_ENG_CONV_GATHER) */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */

@@ -259,7 +259,7 @@ static void test_conv(void **state)
 {
     struct th *t = *state;
     const enum eng_gemm_shape shape0 = t->d->gemm_shape;
-    const int cpu0 = t->d->cpu_kernels;
+    const int cpu0 = t->d->cpu_kernels, gather0 = t->d->cpu_conv_gather;
     /* n cin ih iw cout k stride pad */
     static const uint32_t geo[][8] = {
         {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
@@ -293,11 +293,14 @@ static void test_conv(void **state)
         cc.wrt_w = 1;
         fd_check(t, "conv ref dw", conv_f, &cc, wd, nw, ny, dyd, dw);
         /* shapes 0-2: implicit-GEMM kernels; 3: CPU path (im2col + gemm_cpu) with scratch for
-         * the whole batch; 4: CPU path with scratch for one image (chunked) */
-        for (int shape = 0; shape < 5; shape++) {
+         * the whole batch; 4: CPU path with scratch for one image (chunked); 5: CPU path where
+         * the GEMM gathers the input (GEMM_IMPL) for the shapes that allow it, im2col for the
+         * rest (the filter gradient, K not a multiple of 4) */
+        for (int shape = 0; shape < 6; shape++) {
             if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
                 continue;
             t->d->cpu_kernels = shape >= 3;
+            t->d->cpu_conv_gather = shape == 5;
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
             struct eng_conv one = cv;
@@ -355,6 +358,7 @@ static void test_conv(void **state)
     }
     t->d->gemm_shape = shape0; /* the device's own choice, for the tests that follow */
     t->d->cpu_kernels = cpu0;
+    t->d->cpu_conv_gather = gather0;
 }
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
