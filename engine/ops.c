@@ -493,6 +493,14 @@ void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint3
         eng_rec_dispatch(r, CWT_SPV_rowsum_wg, bufs, 2, &pc, sizeof(pc), rows, 1, 1);
         return;
     }
+    if (tex_fits(r, in) && rows > 0 &&
+        (uint64_t)(rows - 1) * si + (uint64_t)(len ? len - 1 : 0) * sj < in.bytes / 4) {
+        /* CPU devices: texel reads, 8 rows per workgroup (rows spread over the threads) */
+        struct eng_tref o[2] = {NOBUF, out};
+        eng_rec_dispatch_tex(r, CWT_SPV_rowsum_tex, o, 2, &in, 1, 0, &pc, sizeof(pc),
+                             ceil_div(rows, 8), 1, 1);
+        return;
+    }
     eng_rec_dispatch(r, CWT_SPV_rowsum, bufs, 2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
 }
 

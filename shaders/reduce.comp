@@ -10,10 +10,15 @@
 // through udiv() (OP_TRANSPOSE only): on llvmpipe storage-buffer loads in loops or branches
 // are scalar loops over the lanes and integer division is scalarised. OP_ROWSUM with WG (GPUs)
 // is one workgroup per row; on lavapipe it measured no faster than one invocation per row.
+// OP_ROWSUM with TEX (CPU devices, chunk = len, no split): 8-invocation workgroups.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
+#if defined(OP_ROWSUM) && defined(TEX)
+layout(local_size_x = 8) in;
+#else
 layout(local_size_x = 64) in;
+#endif
 
 BUF_RO(0, src);
 BUF_RW(1, dst);
@@ -46,6 +51,28 @@ void main()
         if (p.accumulate != 0u)
             t += dst[o];
         dst[o] = t;
+    }
+}
+#elif defined(OP_ROWSUM) && defined(TEX)
+// CPU devices: one invocation per row as below (same order of additions, so the same sums),
+// reading through a texel buffer (a gather for 8 rows instead of a loop over the lanes), in
+// workgroups of 8 so that a few rows (bias gradients: 10-64) still spread over the CPU threads.
+layout(push_constant) uniform PC {
+    uint rows, len, si, sj, so, accumulate, chunk, sc;
+} p;
+
+void main()
+{
+    uint i = gl_GlobalInvocationID.x, ii = min(i, p.rows - 1u);
+    float s = 0.0;
+    int at = int(ii * p.si), step = int(p.sj);
+    for (uint j = 0u; j < p.len; j++, at += step)
+        s += texelFetch(TS, at).x;
+    if (i < p.rows) {
+        uint o = i * p.so;
+        if (p.accumulate != 0u)
+            s += dst[o];
+        dst[o] = s;
     }
 }
 #elif defined(OP_ROWSUM)
