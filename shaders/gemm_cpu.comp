@@ -24,8 +24,9 @@
 //                n-contiguous (sbn = 1): per k, 2 + 2 fetches for 64 FMAs (dense data gradient)
 //   GEMM_IMPL    a convolution y = w * x without an im2col matrix: A = w as in GEMM_NN, B(k, n)
 //                gathered from x (CNHW) with a scalar fetch per column and k; geometry in the
-//                push constants ih..nimg. About 1.8x the GEMM_NN time of the same product, but
-//                no im2col pass (on lavapipe that pass stored every element lane by lane).
+//                push constants ih..nimg; 16x4 register blocks (see its main). About 1.2x the
+//                GEMM_NN time of the same product, but no im2col pass (on lavapipe that pass
+//                stored every element lane by lane): cnn-small's conv2 forward 25.6 -> 16.4 ms.
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
@@ -95,6 +96,84 @@ void col_setup(uint n, out int px, out uint vb)
 }
 #endif
 
+#if defined(GEMM_IMPL)
+// B(k, n) = x[c][image][y0 + ky][x0 + kx] for k = (c, ky, kx), gathered from the input (CNHW)
+// instead of an im2col matrix: one gather per column and k, taps outside the image select 0.
+// The k state (c, ky, kx; off = c*nimg*ih*iw + ky*iw + kx) advances by one per step without
+// divisions. The gathers cost most here, so the register block is 16 rows x 4 columns (4
+// gathers and 4 vec4 fetches of A per k for 64 FMAs; 8x8 took 8 gathers): workgroups of
+// 16 rows x 32 columns.
+#define FOR16(X) FOR8(X) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+void main()
+{
+    uint lane = gl_LocalInvocationID.x;
+    uint m0 = gl_WorkGroupID.x * 16u;
+    uint k1 = p.K;
+#define AROW(i) int ar##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
+    FOR16(AROW)
+    int cstride = int(p.nimg * p.ih * p.iw);
+    for (uint t = 0; t < p.ctiles; t++) {
+        uint nb = (gl_WorkGroupID.y * p.ctiles + t) * 32u;
+        if (nb >= p.N)
+            break;
+        uint n0 = nb + lane * 4u;
+#define ACC(i) vec4 c##i = vec4(0.0);
+        FOR16(ACC)
+#define CSET(j)                                                                                \
+    int px##j;                                                                                 \
+    uint vb##j;                                                                                \
+    col_setup(n0 + uint(j), px##j, vb##j);
+        CSET(0) CSET(1) CSET(2) CSET(3)
+        uint kt = 0u, kx = 0u, ky = 0u;
+        int off = 0;
+        uint kq1 = k1 >> 2, krem = k1 & 3u;
+#define BG(j) (((vb##j >> kt) & 1u) != 0u ? texelFetch(TB, max(px##j + off, 0)).x : 0.0)
+#define F1(i, cm) c##i = fma(vec4(a##i.cm), b, c##i);
+#define ISTEP(cm)                                                                              \
+    {                                                                                          \
+        vec4 b = vec4(BG(0), BG(1), BG(2), BG(3));                                             \
+        F1(0, cm) F1(1, cm) F1(2, cm) F1(3, cm) F1(4, cm) F1(5, cm) F1(6, cm) F1(7, cm)        \
+        F1(8, cm) F1(9, cm) F1(10, cm) F1(11, cm) F1(12, cm) F1(13, cm) F1(14, cm) F1(15, cm)  \
+        kt++;                                                                                  \
+        kx++;                                                                                  \
+        off++;                                                                                 \
+        bool wx = kx == p.kw;                                                                  \
+        kx = wx ? 0u : kx;                                                                     \
+        ky = wx ? ky + 1u : ky;                                                                \
+        off += wx ? int(p.iw) - int(p.kw) : 0;                                                 \
+        bool wy = ky == p.kh;                                                                  \
+        ky = wy ? 0u : ky;                                                                     \
+        kt = wy ? 0u : kt;                                                                     \
+        off += wy ? cstride - int(p.kh * p.iw) : 0;                                            \
+    }
+#define AFETCH(i) vec4 a##i = texelFetch(TA, ar##i + int(kq));
+        for (uint kq = 0u; kq < kq1; kq++) {
+            FOR16(AFETCH)
+            ISTEP(x) ISTEP(y) ISTEP(z) ISTEP(w)
+        }
+        if (krem != 0u) {
+            // last partial group of 4 k: the components past K belong to the next row of A
+            uint kq = kq1;
+            FOR16(AFETCH)
+            ISTEP(x)
+            if (krem > 1u)
+                ISTEP(y)
+            if (krem > 2u)
+                ISTEP(z)
+        }
+#define STORE(i)                                                                               \
+    {                                                                                          \
+        uint m = m0 + uint(i);                                                                 \
+        float bm = (p.flags & 1u) != 0u ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x : 0.0;   \
+        store(m, n0 + 0u, c##i.x, bm);                                                         \
+        store(m, n0 + 1u, c##i.y, bm);                                                         \
+        store(m, n0 + 2u, c##i.z, bm);                                                         \
+        store(m, n0 + 3u, c##i.w, bm);                                                         \
+    }
+        FOR16(STORE)
+    }
+}
+#else
 #define FMA2(i, av, bl, br)                                                                    \
     c##i##L = fma(vec4(av), bl, c##i##L);                                                      \
     c##i##R = fma(vec4(av), br, c##i##R);
@@ -161,53 +240,6 @@ void main()
             if (krem > 2u)
                 KSTEP(z, 2)
         }
-#elif defined(GEMM_IMPL)
-        // B(k, n) = x[c][image][y0 + ky][x0 + kx] for k = (c, ky, kx), gathered from the input
-        // (CNHW) instead of an im2col matrix: one fetch per column and k, taps outside the image
-        // select 0. The k state (c, ky, kx; off = c*nimg*ih*iw + ky*iw + kx) advances by one
-        // per step without divisions. A as in GEMM_NN.
-#define CSET(j)                                                                                \
-    int px##j;                                                                                 \
-    uint vb##j;                                                                                \
-    col_setup(n0 + uint(j), px##j, vb##j);
-        FOR8(CSET)
-        int cstride = int(p.nimg * p.ih * p.iw);
-        uint kt = 0u, kx = 0u, ky = 0u;
-        int off = 0;
-        uint kq1 = k1 >> 2, krem = k1 & 3u;
-#define BG(j) (((vb##j >> kt) & 1u) != 0u ? texelFetch(TB, max(px##j + off, 0)).x : 0.0)
-#define ISTEP(cm)                                                                              \
-    {                                                                                          \
-        vec4 ba = vec4(BG(0), BG(1), BG(2), BG(3)), bb = vec4(BG(4), BG(5), BG(6), BG(7));     \
-        FMA2(0, a0.cm, ba, bb) FMA2(1, a1.cm, ba, bb) FMA2(2, a2.cm, ba, bb)                   \
-        FMA2(3, a3.cm, ba, bb) FMA2(4, a4.cm, ba, bb) FMA2(5, a5.cm, ba, bb)                   \
-        FMA2(6, a6.cm, ba, bb) FMA2(7, a7.cm, ba, bb)                                          \
-        kt++;                                                                                  \
-        kx++;                                                                                  \
-        off++;                                                                                 \
-        bool wx = kx == p.kw;                                                                  \
-        kx = wx ? 0u : kx;                                                                     \
-        ky = wx ? ky + 1u : ky;                                                                \
-        off += wx ? int(p.iw) - int(p.kw) : 0;                                                 \
-        bool wy = ky == p.kh;                                                                  \
-        ky = wy ? 0u : ky;                                                                     \
-        kt = wy ? 0u : kt;                                                                     \
-        off += wy ? cstride - int(p.kh * p.iw) : 0;                                            \
-    }
-#define AFETCH(i) vec4 a##i = texelFetch(TA, ar##i + int(kq));
-        for (uint kq = 0u; kq < kq1; kq++) {
-            FOR8(AFETCH)
-            ISTEP(x) ISTEP(y) ISTEP(z) ISTEP(w)
-        }
-        if (krem != 0u) {
-            uint kq = kq1;
-            FOR8(AFETCH)
-            ISTEP(x)
-            if (krem > 1u)
-                ISTEP(y)
-            if (krem > 2u)
-                ISTEP(z)
-        }
 #elif defined(GEMM_TN)
         // rows m0..m0+7 of A(., k) are two texels; rows past M read whatever follows (or 0
         // past the view) and are discarded by store()
@@ -255,3 +287,4 @@ void main()
         FOR8(STORE)
     }
 }
+#endif // GEMM_IMPL
