@@ -74,8 +74,9 @@ medians of each side and the median of the per-pair ratios, with their range.
 | cnn-small, implicit kernels (CWT_ENG_CPU_GEMM=0), one run | 28x28x1 | $cnn_old | $cnn_pt | $(ratio "$cnn_old" "$cnn_pt") | |
 | resnet-8, implicit kernels (CWT_ENG_CPU_GEMM=0), one run | 64x64x3 | $res_old | $res_pt | $(ratio "$res_old" "$res_pt") | |
 
-On CPU devices the engine uses explicit im2col + the texel-fetch GEMM (shaders/gemm_cpu.comp);
-the last two rows are the previous implicit-GEMM kernels in the same run.
+On CPU devices the engine uses the texel-fetch GEMM (shaders/gemm_cpu.comp): forward and
+stride-1 data-gradient convolutions gather their input inside it, filter gradients go through
+im2col; the last two rows are the earlier implicit-GEMM kernels in the same run.
 
 GEMM (n x n x n, fp32), best engine kernel vs OpenBLAS sgemm (kernel=cpu is gemm_cpu.comp):
 
