@@ -255,13 +255,17 @@ static int tex_fits(const struct eng_rec *r, struct eng_tref t);
 
 /* Whether conv_fwd_cpu may gather B from x in the GEMM (GEMM_IMPL) rather than materialise
  * im2col: the vec4 rows of w (K a multiple of 4), the taps' validity bits in one uint
- * (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in texel views. */
+ * (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in texel views.
+ * And at most 96 output channels: gathering costs the GEMM about 1.2x, while the im2col pass
+ * it saves does not grow with cout; measured on lavapipe, gathering won up to 64 channels
+ * (1.5-2x for 16-32) and lost 10-25% at 128-512 (bench/RESULTS.md). */
 static int conv_gather_ok(const struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
                           struct eng_tref w)
 {
     uint32_t K = cv->cin * cv->kh * cv->kw;
-    return r->d->cpu_kernels && r->d->cpu_conv_gather && K % 4 == 0 && cv->kh * cv->kw <= 32 &&
-           (uint64_t)cv->n * cv->oh * cv->ow < (1u << 24) && tex_fits(r, x) && tex_fits(r, w);
+    return r->d->cpu_kernels && r->d->cpu_conv_gather && cv->cout <= 96 && K % 4 == 0 &&
+           cv->kh * cv->kw <= 32 && (uint64_t)cv->n * cv->oh * cv->ow < (1u << 24) &&
+           tex_fits(r, x) && tex_fits(r, w);
 }
 
 /* y = conv(x, w) (+ epilogue): as one gathering GEMM where conv_gather_ok, else through im2col
