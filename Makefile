@@ -23,12 +23,13 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCWT_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# Every test, then the unit tests again under ASan + UBSan.
+# Every test, then the unit and engine tests again under ASan + UBSan (the engine's host code
+# under the sanitizers, its shaders on lavapipe: about 20 s).
 test: build build-asan
 	@sh scripts/check-format.sh
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -L unit
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -L 'unit|engine'
 
 demo: build
 	@sh scripts/demo.sh $(BUILD)
