@@ -662,14 +662,12 @@ void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
                     struct eng_tref y, struct eng_tref argmax)
 {
     if (pool_tex(r, pl, x) && pool_2x2(pl, 0)) {
-        /* where the backward pass is maxpool_bwd_2x2 it recomputes the argmax from x */
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
         struct pool_pc pc = pool_push(pl, 0);
         uint32_t gx, gy;
         grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
-        eng_rec_dispatch_tex(r,
-                             pool_2x2(pl, 1) ? CWT_SPV_maxpool_fwd_2x2 : CWT_SPV_maxpool_fwd_2x2a,
-                             b, 4, &x, 1, 0, &pc, sizeof(pc), gx, gy, 1);
+        eng_rec_dispatch_tex(r, CWT_SPV_maxpool_fwd_2x2, b, 4, &x, 1, 0, &pc, sizeof(pc), gx, gy,
+                             1);
         return;
     }
     if (pool_tex(r, pl, x)) {

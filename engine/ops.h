@@ -90,9 +90,6 @@ int eng_dropout_keep(uint32_t seed_lo, uint32_t seed_hi, uint32_t step, uint32_t
 struct eng_pool {
     uint32_t planes, ih, iw, oh, ow, kh, kw, stride, pad;
 };
-/* y = window max; argmax (one per output) is private to the pair fwd/bwd: its encoding
- * depends on the kernels, and the CPU devices' 2x2 kernels leave it unwritten and recompute it
- * from x. Pass the same pl, x and argmax to both. */
 void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
                     struct eng_tref y, struct eng_tref argmax);
 /* relu_mask: multiply by (x > 0) (x = the pool input) to fuse the preceding ReLU. */

@@ -46,32 +46,22 @@ uint plane_index()
 }
 #endif
 
-#if defined(TEX) && defined(WIN2)
+#if defined(TEX) && defined(WIN2) && defined(OP_MAX_FWD)
 // 2x2 windows, stride 2, no padding: every window lies inside the plane. One invocation per
 // window over all planes (elem_index), the four taps unrolled: no loop and no per-tap bounds
 // test (the looped kernel's loop and masks cost as much as its stores). Same comparisons in
 // the same order as the looped kernel, so the same maxima and argmaxes.
-struct Win {
-    uint i, ii, n, pos, base; // invocation, clamped window, windows, top-left tap, plane
-    float best, bi;           // max and its position in the plane
-};
-
-// The window of this invocation and its max over src (x): the forward pass, and the backward
-// pass when it recomputes the argmax instead of reading it.
-Win window_max(samplerBuffer src)
+BUF_RW(1, y);
+UBUF_RW(2, arg);
+void main()
 {
-    Win r;
-    uint ohw = p.oh * p.ow;
-    r.n = p.planes * ohw;
-    r.i = elem_index();
-    r.ii = min(r.i, r.n - 1u);
-    uint pl = udiv(r.ii, ohw), rr = r.ii - pl * ohw;
+    uint ohw = p.oh * p.ow, n = p.planes * ohw;
+    uint i = elem_index(), ii = min(i, n - 1u);
+    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
     uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
-    r.pos = 2u * (oy * p.iw + ox);
-    r.base = pl * p.ih * p.iw;
-    int pos = int(r.pos), at = int(r.base) + pos, w = int(p.iw);
-    float v0 = texelFetch(src, at).x, v1 = texelFetch(src, at + 1).x;
-    float v2 = texelFetch(src, at + w).x, v3 = texelFetch(src, at + w + 1).x;
+    int pos = int(2u * (oy * p.iw + ox)), base = int(pl * p.ih * p.iw), w = int(p.iw);
+    float v0 = texelFetch(T0, base + pos).x, v1 = texelFetch(T0, base + pos + 1).x;
+    float v2 = texelFetch(T0, base + pos + w).x, v3 = texelFetch(T0, base + pos + w + 1).x;
     float best = v0, bi = float(pos);
     bi = v1 > best ? float(pos + 1) : bi;
     best = v1 > best ? v1 : best;
@@ -79,45 +69,32 @@ Win window_max(samplerBuffer src)
     best = v2 > best ? v2 : best;
     bi = v3 > best ? float(pos + w + 1) : bi;
     best = v3 > best ? v3 : best;
-    r.best = best;
-    r.bi = bi;
-    return r;
-}
-#endif
-
-#if defined(TEX) && defined(WIN2) && defined(OP_MAX_FWD)
-// NOARG: the backward pass recomputes the argmax (maxpool_bwd_2x2): one store per window less.
-BUF_RW(1, y);
-UBUF_RW(2, arg);
-void main()
-{
-    Win r = window_max(T0);
-    if (r.i < r.n) {
-        y[r.i] = r.best;
-#if !defined(NOARG)
-        arg[r.i] = floatBitsToUint(r.bi);
-#endif
+    if (i < n) {
+        y[i] = best;
+        arg[i] = floatBitsToUint(bi);
     }
 }
 #elif defined(TEX) && defined(WIN2) && defined(OP_MAX_BWD_SCATTER)
 // 2x2 windows, stride 2, no padding, even plane sizes (the windows tile the plane exactly):
-// each window recomputes its argmax from x (T2; four texel fetches cost less than the store
-// the forward pass saves) and writes its two input rows as two vec2 stores. llvmpipe stores
-// storage buffers lane by lane with a mask and bounds test per lane; a vec2 pays that once
-// per 2 floats. The ReLU mask (flags & 1) is x at the argmax > 0, i.e. the max > 0.
+// each window writes its two input rows as two vec2 stores. llvmpipe stores storage buffers
+// lane by lane with a mask and bounds test per lane; a vec2 pays that once per 2 floats.
 layout(std430, set = 0, binding = 3) buffer Buf3 { vec2 dx2[]; };
 void main()
 {
-    Win r = window_max(T2);
-    float a = r.bi, g = texelFetch(T0, int(r.ii)).x;
+    uint ohw = p.oh * p.ow, n = p.planes * ohw;
+    uint i = elem_index(), ii = min(i, n - 1u);
+    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    uint pos = 2u * (oy * p.iw + ox), ibase = pl * p.ih * p.iw;
+    float a = texelFetch(T1, int(ii)).x, g = texelFetch(T0, int(ii)).x;
     if ((p.flags & 1u) != 0u)
-        g = r.best > 0.0 ? g : 0.0;
-    float fp = float(r.pos), fw = float(r.pos + p.iw);
+        g = texelFetch(T2, int(ibase) + int(a)).x > 0.0 ? g : 0.0;
+    float fp = float(pos), fw = float(pos + p.iw);
     vec2 top = vec2(a == fp ? g : 0.0, a == fp + 1.0 ? g : 0.0);
     vec2 bot = vec2(a == fw ? g : 0.0, a == fw + 1.0 ? g : 0.0);
-    if (r.i < r.n) {
-        dx2[(r.base + r.pos) >> 1] = top;
-        dx2[(r.base + r.pos + p.iw) >> 1] = bot;
+    if (i < n) {
+        dx2[(ibase + pos) >> 1] = top;
+        dx2[(ibase + pos + p.iw) >> 1] = bot;
     }
 }
 #elif defined(TEX) && defined(OP_MAX_FWD)
