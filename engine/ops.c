@@ -258,7 +258,8 @@ static int tex_fits(const struct eng_rec *r, struct eng_tref t);
  * (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in texel views.
  * And at most 96 output channels: gathering costs the GEMM about 1.2x, while the im2col pass
  * it saves does not grow with cout; measured on lavapipe, gathering won up to 64 channels
- * (1.5-2x for 16-32) and lost 10-25% at 128-512 (bench/RESULTS.md). */
+ * (about 2x at 16-32, 1.3-1.8x at 64) and lost up to 20% against im2col's best runs at
+ * 128-256 (bench/RESULTS.md). */
 static int conv_gather_ok(const struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
                           struct eng_tref w)
 {
