@@ -109,11 +109,10 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
-    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4,
-                         cv     ? 1u
-                         : vec4 ? 3u
-                                : 0u,
-                         &pc, sizeof(pc), gx, ceil_div(tiles, ctiles), splits);
+    /* rgba32f views: A and B for NN/NT/TN, A only for the gathering convolution */
+    uint32_t vec4_views = cv ? 1u : vec4 ? 3u : 0u;
+    eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, vec4_views, &pc, sizeof(pc), gx,
+                         ceil_div(tiles, ctiles), splits);
 }
 
 void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, struct eng_tref b,
