@@ -7,8 +7,9 @@
 //
 // Why this shape: in llvmpipe (Mesa 22.x) a storage-buffer load inside a loop becomes a scalar
 // loop over the SIMD lanes with a bounds check per lane, whatever the address pattern, while a
-// texelFetch from a uniform texel buffer is one vectorised gather with branch-free bounds
-// handling (texels outside the view read 0). So A and B are uniform texel buffers, and each
+// texelFetch from a uniform texel buffer is one call with branch-free bounds handling (texels
+// outside the view read 0): a vpgatherdd for r32f, eight 16-byte loads and a transpose for
+// rgba32f. So A and B are uniform texel buffers, and each
 // invocation owns an 8x8 register block. A workgroup is 8 invocations side by side along n
 // (one 256-bit vector): 8 rows x 64 columns, and walks ctiles such column tiles to amortise
 // the per-workgroup cost. No shared memory and no barriers (each barrier switches coroutines
@@ -27,6 +28,7 @@
 //                push constants ih..nimg; 16x4 register blocks (see its main). About 1.2x the
 //                GEMM_NN time of the same product, but no im2col pass (on lavapipe that pass
 //                stored every element lane by lane): cnn-small's conv2 forward 25.6 -> 16.4 ms.
+//                No split-K (kchunk = K).
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
