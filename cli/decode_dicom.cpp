@@ -114,7 +114,7 @@ int check_rle_headers(DcmDataset *ds, char *err, size_t errlen)
 /* DCMTK 3.6.7 scans each JPEG fragment for its bit depth before decoding, and its scanner
  * never advances past a TEM marker (0xFF01): a fragment with TEM before the frame header loops
  * forever (found by tests/fuzz/fuzz_decode). The same walk is done here, bounded, over the
- * first fragment of each JPEG-family (dcmjpeg) transfer syntax: SOI/RSTn/EOI take 2 bytes,
+ * first fragment of every JPEG-process (dcmjpeg) transfer syntax: SOI/RSTn/EOI take 2 bytes,
  * segments their length + 2, fill bytes 1; a TEM or any other marker before a SOFn, or
  * running off the end, refuses the file. */
 int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
@@ -126,8 +126,9 @@ int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
     Uint8 *frag = NULL;
     uint32_t flen, off = 0;
 
-    if (xfer != EXS_JPEGProcess1 && xfer != EXS_JPEGProcess2_4 && xfer != EXS_JPEGProcess14 &&
-        xfer != EXS_JPEGProcess14SV1)
+    /* every JPEG process dcmjpeg may be asked to decode, the retired ones included: the
+     * progressive syntax (1.2.840.10008.1.2.4.55) hung the same way (fuzz/decode again) */
+    if (xfer < EXS_JPEGProcess1 || xfer > EXS_JPEGProcess14SV1)
         return 0;
     if (ds->findAndGetElement(DCM_PixelData, elem).bad() || elem == NULL ||
         static_cast<DcmPixelData *>(elem)->getEncapsulatedRepresentation(xfer, NULL, seq).bad() ||
