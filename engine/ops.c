@@ -669,16 +669,23 @@ static int pool_2x2(const struct eng_pool *pl, int even)
            (!even || (pl->ih % 2 == 0 && pl->iw % 2 == 0));
 }
 
+/* The 2x2 kernels' grid: one invocation per window over all planes (elem_index). */
+static void pool_2x2_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_pool *pl,
+                              uint32_t flags, const struct eng_tref *bufs,
+                              const struct eng_tref *tex, uint32_t ntex)
+{
+    struct pool_pc pc = pool_push(pl, flags);
+    uint32_t gx, gy;
+    grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
+    eng_rec_dispatch_tex(r, id, bufs, 4, tex, ntex, 0, &pc, sizeof(pc), gx, gy, 1);
+}
+
 void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
                     struct eng_tref y, struct eng_tref argmax)
 {
     if (pool_tex(r, pl, x) && pool_2x2(pl, 0)) {
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
-        struct pool_pc pc = pool_push(pl, 0);
-        uint32_t gx, gy;
-        grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
-        eng_rec_dispatch_tex(r, CWT_SPV_maxpool_fwd_2x2, b, 4, &x, 1, 0, &pc, sizeof(pc), gx, gy,
-                             1);
+        pool_2x2_dispatch(r, CWT_SPV_maxpool_fwd_2x2, pl, 0, b, &x, 1);
         return;
     }
     if (pool_tex(r, pl, x)) {
@@ -696,11 +703,7 @@ void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
     if (pool_tex(r, pl, x) && pool_2x2(pl, 1)) {
         struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
         struct eng_tref tex[3] = {dy, argmax, x};
-        struct pool_pc pc = pool_push(pl, relu_mask ? 1u : 0u);
-        uint32_t gx, gy;
-        grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
-        eng_rec_dispatch_tex(r, CWT_SPV_maxpool_bwd_2x2, b, 4, tex, 3, 0, &pc, sizeof(pc), gx, gy,
-                             1);
+        pool_2x2_dispatch(r, CWT_SPV_maxpool_bwd_2x2, pl, relu_mask ? 1u : 0u, b, tex, 3);
         return;
     }
     if (pool_tex(r, pl, x)) {

@@ -46,6 +46,22 @@ uint plane_index()
 }
 #endif
 
+#if defined(TEX) && defined(WIN2)
+// Window ii of this invocation i (clamped to the n windows), its plane's first element base and
+// its top-left tap pos within the plane.
+void win2(out uint i, out uint ii, out uint n, out uint base, out uint pos)
+{
+    uint ohw = p.oh * p.ow;
+    n = p.planes * ohw;
+    i = elem_index();
+    ii = min(i, n - 1u);
+    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    base = pl * p.ih * p.iw;
+    pos = 2u * (oy * p.iw + ox);
+}
+#endif
+
 #if defined(TEX) && defined(WIN2) && defined(OP_MAX_FWD)
 // 2x2 windows, stride 2, no padding: every window lies inside the plane. One invocation per
 // window over all planes (elem_index), the four taps unrolled: no loop and no per-tap bounds
@@ -55,11 +71,9 @@ BUF_RW(1, y);
 UBUF_RW(2, arg);
 void main()
 {
-    uint ohw = p.oh * p.ow, n = p.planes * ohw;
-    uint i = elem_index(), ii = min(i, n - 1u);
-    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
-    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
-    int pos = int(2u * (oy * p.iw + ox)), base = int(pl * p.ih * p.iw), w = int(p.iw);
+    uint i, ii, n, ubase, upos;
+    win2(i, ii, n, ubase, upos);
+    int pos = int(upos), base = int(ubase), w = int(p.iw);
     float v0 = texelFetch(T0, base + pos).x, v1 = texelFetch(T0, base + pos + 1).x;
     float v2 = texelFetch(T0, base + pos + w).x, v3 = texelFetch(T0, base + pos + w + 1).x;
     float best = v0, bi = float(pos);
@@ -81,11 +95,8 @@ void main()
 layout(std430, set = 0, binding = 3) buffer Buf3 { vec2 dx2[]; };
 void main()
 {
-    uint ohw = p.oh * p.ow, n = p.planes * ohw;
-    uint i = elem_index(), ii = min(i, n - 1u);
-    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
-    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
-    uint pos = 2u * (oy * p.iw + ox), ibase = pl * p.ih * p.iw;
+    uint i, ii, n, ibase, pos;
+    win2(i, ii, n, ibase, pos);
     float a = texelFetch(T1, int(ii)).x, g = texelFetch(T0, int(ii)).x;
     if ((p.flags & 1u) != 0u)
         g = texelFetch(T2, int(ibase) + int(a)).x > 0.0 ? g : 0.0;

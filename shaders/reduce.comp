@@ -27,14 +27,17 @@ BUF_RW(1, dst);
 layout(set = 0, binding = 8) uniform samplerBuffer TS;
 #endif
 
+#if defined(OP_ROWSUM)
+layout(push_constant) uniform PC {
+    uint rows, len, si, sj, so, accumulate, chunk, sc;
+} p;
+#endif
+
 #if defined(OP_ROWSUM) && defined(WG)
 // GPUs, long rows (bias gradients: 10-64 rows of 10^4-10^5): one workgroup per row, each
 // invocation sums a fixed strided subset, then a fixed tree in shared memory (deterministic).
 // The one-invocation-per-row kernel below ran such a sum on a single workgroup: 77% of the
 // device time of a cnn-small step on an H200.
-layout(push_constant) uniform PC {
-    uint rows, len, si, sj, so, accumulate, chunk, sc;
-} p;
 #define WG_SIZE 64
 #include "wg_sum.glsl"
 
@@ -57,9 +60,6 @@ void main()
 // CPU devices: one invocation per row as below (same order of additions, so the same sums),
 // reading through a texel buffer (a gather for 8 rows instead of a loop over the lanes), in
 // workgroups of 8 so that a few rows (bias gradients: 10-64) still spread over the CPU threads.
-layout(push_constant) uniform PC {
-    uint rows, len, si, sj, so, accumulate, chunk, sc;
-} p;
 
 void main()
 {
@@ -78,9 +78,6 @@ void main()
 #elif defined(OP_ROWSUM)
 // Workgroup y = chunk c sums j in [c*chunk, min(len, (c+1)*chunk)) into dst[i*so + c*sc]: a
 // first stage of a two-stage reduction when rows are few and long.
-layout(push_constant) uniform PC {
-    uint rows, len, si, sj, so, accumulate, chunk, sc;
-} p;
 
 void main()
 {
