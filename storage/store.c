@@ -134,11 +134,11 @@ static int open_databases(struct store *st, char *err, size_t errlen)
     for (int i = 0; i < STORE_MAX_DBS; i++) {
         rc = mdb_dbi_open(txn, names[i], rdonly ? 0 : MDB_CREATE, handles[i]);
         if (rc != 0) {
-            MDB_envinfo info;
-            /* No transaction ever committed: the store's creator is creating it right now, or
-             * was killed before its first commit. Empty, like a store that does not exist. */
-            if (rc == MDB_NOTFOUND && mdb_env_info(st->env, &info) == 0 &&
-                info.me_last_txnid == 0) {
+            /* This snapshot predates every commit: the store's creator is creating it right
+             * now, or was killed before its first commit. Empty, like a store that does not
+             * exist. Decided by the snapshot's own id, not the environment's latest one: the
+             * creator may commit between this transaction's start and the check. */
+            if (rc == MDB_NOTFOUND && mdb_txn_id(txn) == 0) {
                 mdb_txn_abort(txn);
                 return cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)",
                                   st->dir);
