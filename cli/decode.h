@@ -14,6 +14,8 @@
 
 #define DECODE_MAX_PIXELS (64u * 1024u * 1024u) /* 64 Mpixel */
 #define DECODE_MAX_FILE   (1024u * 1024u * 1024u)
+/* One uncompressed DICOM frame: 64 Mpixel at 16-bit grey or 8-bit RGB fit. */
+#define DECODE_MAX_FRAME_BYTES (4ull * DECODE_MAX_PIXELS)
 
 /* A decoded image, 8-bit, interleaved HWC. pixels is malloc'd; free with decode_free(). */
 struct decoded_image {

@@ -155,6 +155,42 @@ int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
     return cwt_seterr(err, errlen, CWT_EDECODE, "JPEG fragment has no frame header");
 }
 
+/* DCMTK sizes a compressed frame's buffer from the image pixel module before it decodes a
+ * byte: Rows x Columns x SamplesPerPixel x BitsAllocated / 8. A 838-byte JPEG DICOM
+ * declaring 65528 bits allocated made it allocate 4.29 GB (found by tests/fuzz/fuzz_decode).
+ * The module is checked here first: 1, 3 or 4 samples; 1, 8, 16 or 32 bits allocated;
+ * 1 <= BitsStored <= BitsAllocated; HighBit < BitsAllocated; and one frame at most
+ * DECODE_MAX_FRAME_BYTES. */
+int check_pixel_module(DcmDataset *ds, Uint16 rows, Uint16 cols, char *err, size_t errlen)
+{
+    Uint16 samples = 0, allocated = 0, stored = 0, high = 0;
+
+    if (ds->findAndGetUint16(DCM_SamplesPerPixel, samples).bad() ||
+        (samples != 1 && samples != 3 && samples != 4))
+        return cwt_seterr(err, errlen, CWT_EDECODE,
+                          "DICOM image has %u samples per pixel (1, 3 or 4 expected)",
+                          static_cast<unsigned>(samples));
+    if (ds->findAndGetUint16(DCM_BitsAllocated, allocated).bad() ||
+        (allocated != 1 && allocated != 8 && allocated != 16 && allocated != 32))
+        return cwt_seterr(err, errlen, CWT_EDECODE,
+                          "DICOM image has %u bits allocated (1, 8, 16 or 32 expected)",
+                          static_cast<unsigned>(allocated));
+    if (ds->findAndGetUint16(DCM_BitsStored, stored).bad() || stored == 0 || stored > allocated)
+        return cwt_seterr(err, errlen, CWT_EDECODE,
+                          "DICOM image has %u bits stored of %u allocated",
+                          static_cast<unsigned>(stored), static_cast<unsigned>(allocated));
+    if (ds->findAndGetUint16(DCM_HighBit, high).bad() || high >= allocated)
+        return cwt_seterr(err, errlen, CWT_EDECODE, "DICOM image has high bit %u of %u allocated",
+                          static_cast<unsigned>(high), static_cast<unsigned>(allocated));
+    uint64_t frame = (static_cast<uint64_t>(rows) * cols * samples * allocated + 7) / 8;
+    if (frame > DECODE_MAX_FRAME_BYTES)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "DICOM frame of %llu bytes is over the limit of %llu bytes",
+                          static_cast<unsigned long long>(frame),
+                          static_cast<unsigned long long>(DECODE_MAX_FRAME_BYTES));
+    return 0;
+}
+
 int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err, size_t errlen)
 {
     /* DCMTK allocates a value's declared length before reading it. Reading from a file, it
@@ -203,8 +239,10 @@ int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
             err, errlen, CWT_ETOOBIG, "DICOM image of %ux%u pixels is over the limit of %u pixels",
             static_cast<unsigned>(cols), static_cast<unsigned>(rows), DECODE_MAX_PIXELS);
 
-    int rc = check_rle_headers(ds, err, errlen);
+    int rc = check_pixel_module(ds, rows, cols, err, errlen);
 
+    if (rc == 0)
+        rc = check_rle_headers(ds, err, errlen);
     if (rc == 0)
         rc = check_jpeg_fragments(ds, err, errlen);
     if (rc != 0)

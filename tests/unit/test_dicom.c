@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -242,6 +243,31 @@ static void test_bad_dicom_is_refused(void **state)
     rc = decode_file(path, &img, err, sizeof(err));
     assert_true(rc == CWT_EDECODE);
     assert_null(img.pixels);
+
+    /* A JPEG frame header in the pixel module declaring 65528 bits allocated: DCMTK would
+     * size the decompressed frame at 13 GB before decoding; refused from the header. The
+     * same for 0 bits stored and a high bit outside the sample. */
+    static const char *const bad_modules[][3] = {
+        {"BitsAllocated=65528; d.Rows=65529", "bits allocated", "bits.dcm"},
+        {"BitsStored=0", "bits stored", "stored.dcm"},
+        {"HighBit=16", "high bit", "high.dcm"},
+        {"SamplesPerPixel=2", "samples per pixel", "samples.dcm"},
+    };
+    for (size_t i = 0; i < sizeof(bad_modules) / sizeof(bad_modules[0]); i++) {
+        struct rusage ru;
+
+        snprintf(path, sizeof(path), "%s/%s", fx->dir, bad_modules[i][2]);
+        assert_int_equal(run("/usr/bin/python3 -c \"import pydicom; d = pydicom.dcmread('%s/"
+                             "SC_rgb_jpeg_dcmtk.dcm'); d.%s; d.save_as('%s')\"",
+                             PYDICOM_FILES, bad_modules[i][0], path),
+                         0);
+        rc = decode_file(path, &img, err, sizeof(err));
+        assert_int_equal(rc, CWT_EDECODE);
+        assert_non_null(strstr(err, bad_modules[i][1]));
+        assert_null(img.pixels);
+        assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+        assert_true(ru.ru_maxrss < 512 * 1024); /* KiB */
+    }
 
     /* JPEG 2000 is not in free DCMTK: a clear error, not a crash. */
     snprintf(path, sizeof(path), "%s/MR_small_jp2klossless.dcm", PYDICOM_FILES);
