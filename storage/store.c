@@ -216,6 +216,13 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
         rc =
             mdb_env_open(st->env, dir, MDB_NOTLS | ((flags & STORE_RDONLY) ? MDB_RDONLY : 0), 0600);
     if (rc != 0) {
+        /* A read-only open in the instant between the creator's open(O_CREAT) and its first
+         * header write finds an empty data.mdb, which LMDB would have to initialise: that too
+         * is "no store yet". */
+        if ((flags & STORE_RDONLY) && stat(datafile, &sb) == 0 && sb.st_size == 0) {
+            rc = cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)", dir);
+            goto fail;
+        }
         rc = cwt_seterr(err, errlen, store_mdb_err(rc), "cannot open the store in %s: %s", dir,
                         mdb_strerror(rc));
         goto fail;

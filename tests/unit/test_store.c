@@ -283,6 +283,21 @@ static void test_reopen_read_only(void **state)
     assert_int_equal(store_open(other, STORE_RDONLY, 0, &missing, err, sizeof(err)), CWT_ENOENT);
     assert_null(missing);
 
+    /* An empty data.mdb (the creator between its open and its first header write) is
+     * "no store yet" too. */
+    {
+        char datafile[1200];
+        FILE *f;
+
+        snprintf(datafile, sizeof(datafile), "%s/data.mdb", other);
+        assert_non_null(f = fopen(datafile, "w"));
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(store_open(other, STORE_RDONLY, 0, &missing, err, sizeof(err)),
+                         CWT_ENOENT);
+        assert_null(missing);
+        assert_int_equal(unlink(datafile), 0);
+    }
+
     /* An environment whose creator was killed before its first commit (data.mdb exists, no
      * databases) is still "no store yet" to a reader, not a damaged store. */
     {
