@@ -10,7 +10,6 @@
 #include "cli/cli.h"
 #include "common/fileio.h"
 #include "engine/train/train.h"
-#include "storage/safetensors.h"
 
 /* A cnn-small at 256x256x3 is about 2 GiB of float32; nothing legitimate is larger. */
 #define MODEL_FILE_MAX (4ull << 30)
@@ -51,7 +50,6 @@ static void model_cleanup(struct model_run *r)
 
 static int model_export(struct model_run *r, const char *path, const struct cli_globals *g)
 {
-    struct st_file f;
     char err[CWT_ERRLEN];
     size_t len = 0;
     int rc;
@@ -65,12 +63,10 @@ static int model_export(struct model_run *r, const char *path, const struct cli_
         return cli_error(CLI_FAIL, "no trained model in the store; run 'cwtctl train' first");
     if (rc != 0)
         return cli_error(CLI_FAIL, "cannot read the model from the store: %s", cwt_strerror(rc));
-    /* The stored image is already the export format; check it before handing it out. */
-    memset(&f, 0, sizeof(f));
-    if ((rc = st_parse(r->blob, len, &f, err, sizeof(err))) != 0)
+    /* The stored image plus PyTorch's batch-norm counters (checked on the way). */
+    if (train_state_export(r->blob, len, &r->out, &len, err, sizeof(err)) != 0)
         return cli_error(CLI_FAIL, "the stored model is damaged: %s", err);
-    st_free(&f);
-    if (file_write_atomic(path, r->blob, len, 0644, err, sizeof(err)) != 0)
+    if (file_write_atomic(path, r->out, len, 0644, err, sizeof(err)) != 0)
         return cli_error(CLI_FAIL, "%s", err);
     if (g->json) {
         fputs("{\"file\":", stdout);

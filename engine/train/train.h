@@ -353,11 +353,19 @@ int train_state_save(struct eng_model *m, const struct eng_model_spec *spec,
 /* Loads a safetensors image into m. Strict: the fingerprint in __metadata__ must equal the
  * model's (CWT_EB_MODEL), every tensor of the kinds in flags must be present with the model's
  * shape and dtype F32, values finite (CWT_ENUMERIC), and no unknown tensor may be present
- * (CWT_EFORMAT); with TRAIN_SAVE_OPTIM the step is restored too. meta (may be NULL) gets the
- * metadata read back (class_names stays NULL). Nothing is written into m unless everything
- * checks out. */
+ * (CWT_EFORMAT) except an export's num_batches_tracked counters (skipped); with TRAIN_SAVE_OPTIM
+ * the step is restored too. meta (may be NULL) gets the metadata read back (class_names stays
+ * NULL). Nothing is written into m unless everything checks out. */
 int train_state_load(struct eng_model *m, const uint8_t *buf, size_t len, int flags,
                      struct train_model_meta *meta, char *err, size_t errlen);
+
+/* The export form of a saved image (`cwtctl model export`): the same tensors and metadata plus,
+ * for every batch-norm layer, PyTorch's <layer>.num_batches_tracked (int64, 0-d) set to the
+ * metadata's step, so that load_state_dict(strict=True) accepts the file. train_state_load
+ * skips those counters. *out is malloc'd (caller frees). CWT_EFORMAT with a sentence in err
+ * when buf is not a saved image. */
+int train_state_export(const uint8_t *buf, size_t len, uint8_t **out, size_t *outlen, char *err,
+                       size_t errlen);
 
 /* Convenience for eval/predict/export: opens checkpoint `name` from st, creates the model
  * from the recipe on dev, loads the weights (TRAIN_SAVE_WEIGHTS) and returns the model, its

@@ -7,7 +7,9 @@
 #   * eval (JSON keys), predict (right classes, bad files refused), model import (round trip;
 #     a model of another architecture refused by fingerprint), usage errors;
 #   * the export loads into an equivalent PyTorch module (tests/cli/pytorch_load.py, the
-#     snippet of docs/model-export.md) and gives the same probabilities as cwtctl predict.
+#     snippet of docs/model-export.md) and gives the same probabilities as cwtctl predict;
+#   * a ResNet export loads strictly too (batch-norm counters added on export, skipped on
+#     import).
 set -euo pipefail
 
 T="$CWT_TEST_TMP/train.$$"
@@ -146,4 +148,48 @@ expect 1 "cut.safetensors" "$CWTCTL" "${A[@]}" model import "$T/cut.safetensors"
 expect 1 "" "$CWTCTL" "${A[@]}" model import "$T/missing.safetensors"
 expect 2 "usage" "$CWTCTL" "${A[@]}" model export
 expect 2 "unknown subcommand" "$CWTCTL" "${A[@]}" model frobnicate
+
+# 8. A ResNet export carries PyTorch's batch-norm counters (num_batches_tracked = step), so the
+# PyTorch module takes it strictly; import skips them and the round trip is exact.
+"$CWTCTL" init --site-id r --dir "$T/r" --input 28x28x1 --class-names top,bottom,bar >/dev/null
+sed -i -e 's/name = "cnn-small"/name = "resnet"/' -e 's/width = [0-9.]*;/width = 0.5;/' \
+    -e 's/batch_size = [0-9]*;/batch_size = 32;/' "$T/r/roster.conf"
+R=(-c "$T/r/cwtd.conf")
+"$CWTCTL" "${R[@]}" ingest --val-fraction 0.2 --seed 3 "$T/png" >/dev/null
+"$CWTCTL" "${R[@]}" train --epochs 1 >"$T/res.out" 2>&1 || fail "resnet training failed: $(cat "$T/res.out")"
+"$CWTCTL" "${R[@]}" model export -o "$T/res.safetensors" >/dev/null
+"$PYTORCH" "$CWT_SRC/tests/cli/pytorch_load.py" "$T/res.safetensors" >/dev/null ||
+    fail "the ResNet export does not load strictly into PyTorch"
+"$PYTORCH" - "$T/res.safetensors" <<'EOF'
+import json, struct, sys
+data = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", data[:8])
+header = json.loads(data[8:8 + n])
+step = int(header["__metadata__"]["step"])
+bns = [k[:-len(".running_mean")] for k in header if k.endswith(".running_mean")]
+assert len(bns) == 9, bns  # stem, two per block, two downsample layers
+for bn in bns:
+    t = header[bn + ".num_batches_tracked"]
+    assert t["dtype"] == "I64" and t["shape"] == [], t
+    b, e = t["data_offsets"]
+    assert struct.unpack("<q", data[8 + n + b:8 + n + e])[0] == step > 0, (bn, step)
+assert sum(k.endswith(".num_batches_tracked") for k in header) == len(bns)
+EOF
+"$CWTCTL" "${R[@]}" model import "$T/res.safetensors" >/dev/null
+"$CWTCTL" "${R[@]}" model export -o "$T/res2.safetensors" >/dev/null
+cmp -s "$T/res.safetensors" "$T/res2.safetensors" || fail "ResNet import/export round trip changed it"
+# a counter for a layer that is not a batch norm is an unknown tensor
+"$PYTORCH" - "$T/res.safetensors" "$T/res-bad.safetensors" <<'EOF'
+import json, struct, sys
+data = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", data[:8])
+header = json.loads(data[8:8 + n])
+body = data[8 + n:]
+header["fc.num_batches_tracked"] = {"dtype": "I64", "shape": [],
+                                    "data_offsets": [len(body), len(body) + 8]}
+body += struct.pack("<q", 1)
+h = json.dumps(header).encode()
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + body)
+EOF
+expect 1 "fc.num_batches_tracked" "$CWTCTL" "${R[@]}" model import "$T/res-bad.safetensors"
 echo "train.sh: ok"

@@ -563,6 +563,19 @@ static void test_state_load_is_strict(void **state)
     assert_memory_equal(&meta.norm, &norm, sizeof(norm));
     assert_string_equal(meta.spec.arch, "cnn-small");
     assert_int_equal(meta.spec.classes, CLASSES);
+    /* The export form adds batch-norm counters only: this model has none, so the same bytes;
+     * a cut image is refused. */
+    {
+        uint8_t *exp = NULL;
+        size_t elen = 0;
+        assert_int_equal(train_state_export(img, len, &exp, &elen, err, sizeof(err)), 0);
+        assert_int_equal(elen, len);
+        assert_memory_equal(exp, img, len);
+        free(exp);
+        exp = NULL;
+        assert_int_equal(train_state_export(img, 20, &exp, &elen, err, sizeof(err)), CWT_EFORMAT);
+        assert_null(exp);
+    }
     /* Weights-only images lack the optimizer state a full load needs. */
     assert_int_equal(train_state_load(m, img, len, TRAIN_SAVE_ALL, NULL, err, sizeof(err)),
                      CWT_EFORMAT);
@@ -587,6 +600,11 @@ static void test_state_load_is_strict(void **state)
     assert_int_equal(train_state_load(m, bad, blen, TRAIN_SAVE_WEIGHTS, NULL, err, sizeof(err)),
                      CWT_EFORMAT);
     assert_non_null(strstr(err, "fc.extra"));
+    free(bad);
+    /* a batch-norm counter for a layer that is no batch norm is an unknown tensor */
+    bad = rebuild(img, len, "fc.bias", "fc.num_batches_tracked", NULL, NULL, 0, &blen);
+    assert_int_equal(train_state_load(m, bad, blen, TRAIN_SAVE_WEIGHTS, NULL, err, sizeof(err)),
+                     CWT_EFORMAT);
     free(bad);
     bad = rebuild(img, len, NULL, NULL, NULL, NULL, 1, &blen); /* NaN */
     assert_int_equal(train_state_load(m, bad, blen, TRAIN_SAVE_WEIGHTS, NULL, err, sizeof(err)),
