@@ -116,6 +116,13 @@ int store_txn_commit(MDB_txn *txn)
     return store_mdb_err(mdb_txn_commit(txn));
 }
 
+/* CWT_ENOENT, "no store yet", for the three ways a reader can find one missing: no data.mdb,
+ * an empty one, or one whose creator has not committed. */
+static int no_store_yet(const char *dir, char *err, size_t errlen)
+{
+    return cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)", dir);
+}
+
 /* Opens the seven named databases; in a read-only store they must exist already. */
 static int open_databases(struct store *st, char *err, size_t errlen)
 {
@@ -140,8 +147,7 @@ static int open_databases(struct store *st, char *err, size_t errlen)
              * creator may commit between this transaction's start and the check. */
             if (rc == MDB_NOTFOUND && mdb_txn_id(txn) == 0) {
                 mdb_txn_abort(txn);
-                return cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)",
-                                  st->dir);
+                return no_store_yet(st->dir, err, errlen);
             }
             mdb_txn_abort(txn);
             if (rc == MDB_NOTFOUND)
@@ -184,8 +190,7 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
         return cwt_seterr(err, errlen, CWT_ETOOBIG, "store folder name is too long");
     if (!(flags & STORE_CREATE) && stat(datafile, &sb) != 0) {
         if (errno == ENOENT)
-            return cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)",
-                              dir);
+            return no_store_yet(dir, err, errlen);
         return cwt_seterr(err, errlen, CWT_EIO, "store %s: %s", datafile, strerror(errno));
     }
 
@@ -220,7 +225,7 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
          * header write finds an empty data.mdb, which LMDB would have to initialise: that too
          * is "no store yet". */
         if ((flags & STORE_RDONLY) && stat(datafile, &sb) == 0 && sb.st_size == 0) {
-            rc = cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)", dir);
+            rc = no_store_yet(dir, err, errlen);
             goto fail;
         }
         rc = cwt_seterr(err, errlen, store_mdb_err(rc), "cannot open the store in %s: %s", dir,

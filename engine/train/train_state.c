@@ -170,6 +170,17 @@ static size_t prefix_len(const char *name, const char *suffix)
     return n > s && strcmp(name + n - s, suffix) == 0 ? n - s : 0;
 }
 
+/* out = the first p characters of name, then suffix; CWT_ETOOBIG if that is not a valid
+ * tensor name length. */
+static int layer_tensor_name(char out[ST_NAME_MAX + 1], const char *name, size_t p,
+                             const char *suffix)
+{
+    if (p + strlen(suffix) > ST_NAME_MAX)
+        return CWT_ETOOBIG;
+    snprintf(out, ST_NAME_MAX + 1, "%.*s%s", (int)p, name, suffix);
+    return 0;
+}
+
 /* Whether file tensor ft is a BN counter of one of m's batch-norm layers. */
 static int is_bn_counter(struct eng_model *m, const struct st_tensor *ft)
 {
@@ -178,68 +189,12 @@ static int is_bn_counter(struct eng_model *m, const struct st_tensor *ft)
     struct eng_tensor_info info;
 
     if (p == 0 || ft->dtype != ST_I64 || ft->ndim != 0 ||
-        p + strlen(BN_RUNNING_MEAN) >= sizeof(want))
+        layer_tensor_name(want, ft->name, p, BN_RUNNING_MEAN) != 0)
         return 0;
-    snprintf(want, sizeof(want), "%.*s%s", (int)p, ft->name, BN_RUNNING_MEAN);
     for (uint32_t i = 0; i < eng_model_tensor_count(m); i++)
         if (eng_model_tensor_info(m, i, &info) == 0 && strcmp(info.name, want) == 0)
             return 1;
     return 0;
-}
-
-int train_state_export(const uint8_t *buf, size_t len, uint8_t **out, size_t *outlen, char *err,
-                       size_t errlen)
-{
-    struct st_file f;
-    struct st_writer *w = NULL;
-    const char *step;
-    int64_t v;
-    uint8_t counter[8];
-    int rc;
-
-    memset(&f, 0, sizeof(f));
-    if ((rc = st_parse(buf, len, &f, err, errlen)) != 0)
-        return rc;
-    step = meta_value(&f, "step");
-    if (step == NULL || cwt_parse_i64(step, 0, INT64_MAX, &v) != 0) {
-        rc = cwt_seterr(err, errlen, CWT_EFORMAT, "metadata 'step' is invalid");
-        goto done;
-    }
-    for (int i = 0; i < 8; i++) /* safetensors data is little-endian */
-        counter[i] = (uint8_t)((uint64_t)v >> (8 * i));
-    if ((rc = st_writer_new(&w)) != 0) {
-        cwt_seterr(err, errlen, rc, "cannot start the export: %s", cwt_strerror(rc));
-        goto done;
-    }
-    for (uint32_t i = 0; i < f.n_meta; i++)
-        if ((rc = add_meta(w, f.meta[i].key, f.meta[i].value, err, errlen)) != 0)
-            goto done;
-    for (uint32_t i = 0; i < f.n; i++) {
-        const struct st_tensor *t = &f.tensors[i];
-        size_t p = prefix_len(t->name, BN_RUNNING_MEAN);
-        char name[ST_NAME_MAX + 1];
-
-        rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, f.data + t->begin);
-        if (rc == 0 && p > 0) {
-            if (p + strlen(BN_COUNTER) >= sizeof(name)) {
-                rc = CWT_ETOOBIG;
-            } else {
-                snprintf(name, sizeof(name), "%.*s%s", (int)p, t->name, BN_COUNTER);
-                rc = st_writer_add(w, name, ST_I64, 0, NULL, counter);
-            }
-        }
-        if (rc != 0) {
-            cwt_seterr(err, errlen, rc, "cannot add tensor %s: %s", t->name, cwt_strerror(rc));
-            goto done;
-        }
-    }
-    rc = st_writer_finish(w, out, outlen);
-    if (rc != 0)
-        cwt_seterr(err, errlen, rc, "cannot serialise the export: %s", cwt_strerror(rc));
-done:
-    st_writer_free(w);
-    st_free(&f);
-    return rc;
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
@@ -294,6 +249,51 @@ static int read_meta(const struct st_file *f, struct train_model_meta *meta, cha
         meta->has_norm = 1;
     }
     return 0;
+}
+
+int train_state_export(const uint8_t *buf, size_t len, uint8_t **out, size_t *outlen, char *err,
+                       size_t errlen)
+{
+    struct st_file f;
+    struct st_writer *w = NULL;
+    struct train_model_meta meta;
+    uint8_t counter[8];
+    int rc;
+
+    memset(&f, 0, sizeof(f));
+    if ((rc = st_parse(buf, len, &f, err, errlen)) != 0)
+        return rc;
+    if ((rc = read_meta(&f, &meta, err, errlen)) != 0)
+        goto done;
+    for (int i = 0; i < 8; i++) /* safetensors data is little-endian */
+        counter[i] = (uint8_t)(meta.step >> (8 * i));
+    if ((rc = st_writer_new(&w)) != 0) {
+        cwt_seterr(err, errlen, rc, "cannot start the export: %s", cwt_strerror(rc));
+        goto done;
+    }
+    for (uint32_t i = 0; i < f.n_meta; i++)
+        if ((rc = add_meta(w, f.meta[i].key, f.meta[i].value, err, errlen)) != 0)
+            goto done;
+    for (uint32_t i = 0; i < f.n; i++) {
+        const struct st_tensor *t = &f.tensors[i];
+        size_t p = prefix_len(t->name, BN_RUNNING_MEAN);
+        char name[ST_NAME_MAX + 1];
+
+        rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, f.data + t->begin);
+        if (rc == 0 && p > 0 && (rc = layer_tensor_name(name, t->name, p, BN_COUNTER)) == 0)
+            rc = st_writer_add(w, name, ST_I64, 0, NULL, counter);
+        if (rc != 0) {
+            cwt_seterr(err, errlen, rc, "cannot add tensor %s: %s", t->name, cwt_strerror(rc));
+            goto done;
+        }
+    }
+    rc = st_writer_finish(w, out, outlen);
+    if (rc != 0)
+        cwt_seterr(err, errlen, rc, "cannot serialise the export: %s", cwt_strerror(rc));
+done:
+    st_writer_free(w);
+    st_free(&f);
+    return rc;
 }
 
 int train_state_load(struct eng_model *m, const uint8_t *buf, size_t len, int flags,
