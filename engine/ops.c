@@ -239,9 +239,12 @@ static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct 
     struct im2col_pc pc = {cv->cin,    cv->ih,  cv->iw, cv->oh, cv->ow, cv->kh, cv->kw,
                            cv->stride, cv->pad, cv->n,  img0,   ncols,  ld,     flags};
     if (id == CWT_SPV_im2col) {
+        /* stride 1 with output rows of whole vec4s: the vec4 variant */
+        int v4 = cv->stride == 1 && cv->ow % 4 == 0 && ld % 4 == 0;
         struct eng_tref bufs[2] = {NOBUF, r->col};
-        eng_rec_dispatch_tex(r, id, bufs, 2, &act, 1, 0, &pc, sizeof(pc),
-                             ceil_div(ncols / cv->ow, 64), cv->cin * cv->kh * cv->kw, 1);
+        eng_rec_dispatch_tex(r, v4 ? CWT_SPV_im2col4 : id, bufs, 2, &act, 1, v4 ? 1u : 0u, &pc,
+                             sizeof(pc), ceil_div(ncols / cv->ow, 64), cv->cin * cv->kh * cv->kw,
+                             1);
     } else {
         uint32_t cols = ncols / (cv->oh * cv->ow) * cv->ih * cv->iw;
         struct eng_tref bufs[3] = {NOBUF, act, mask};
@@ -550,22 +553,44 @@ void op_permute_at(struct eng_rec *r, struct eng_tref src, struct eng_tref dst, 
     eng_rec_dispatch(r, CWT_SPV_transpose, bufs, 2, &pc, sizeof(pc), gx, gy, 1);
 }
 
+/* Whether an elementwise op runs as its vec4 texel variant (add4, relu_bwd4, sgd4, adam4): CPU
+ * devices, whole vec4s, operands in texel views (a and b stand for all of them: same sizes). */
+static int elem_vec4(const struct eng_rec *r, struct eng_tref a, struct eng_tref b, uint64_t count)
+{
+    return count % 4 == 0 && tex_fits(r, a) && tex_fits(r, b);
+}
+
+/* Records elementwise op (id, or id4 as elem_vec4 allows) on operands a, b into out; pc[0] is
+ * the element count. */
+static void elem_dispatch(struct eng_rec *r, enum cwt_spv_id id, enum cwt_spv_id id4,
+                          struct eng_tref a, struct eng_tref b, struct eng_tref out, uint32_t *pc,
+                          uint32_t pc_size)
+{
+    uint32_t gx, gy;
+    if (elem_vec4(r, a, b, pc[0])) {
+        pc[0] /= 4;
+        grid1d(pc[0], &gx, &gy);
+        struct eng_tref bufs[3] = {NOBUF, NOBUF, out}, tex[2] = {a, b};
+        eng_rec_dispatch_tex(r, id4, bufs, 3, tex, 2, 3u, pc, pc_size, gx, gy, 1);
+        return;
+    }
+    grid1d(pc[0], &gx, &gy);
+    struct eng_tref bufs[3] = {a, b, out};
+    eng_rec_dispatch(r, id, bufs, 3, pc, pc_size, gx, gy, 1);
+}
+
 void op_add(struct eng_rec *r, struct eng_tref a, struct eng_tref b, struct eng_tref y,
             uint32_t count, int relu)
 {
-    uint32_t pc[2] = {count, relu != 0}, gx, gy;
-    grid1d(count, &gx, &gy);
-    struct eng_tref bufs[3] = {a, b, y};
-    eng_rec_dispatch(r, CWT_SPV_add, bufs, 3, pc, sizeof(pc), gx, gy, 1);
+    uint32_t pc[2] = {count, relu != 0};
+    elem_dispatch(r, CWT_SPV_add, CWT_SPV_add4, a, b, y, pc, sizeof(pc));
 }
 
 void op_relu_bwd(struct eng_rec *r, struct eng_tref dy, struct eng_tref y, struct eng_tref dx,
                  uint32_t count)
 {
-    uint32_t pc[1] = {count}, gx, gy;
-    grid1d(count, &gx, &gy);
-    struct eng_tref bufs[3] = {dy, y, dx};
-    eng_rec_dispatch(r, CWT_SPV_relu_bwd, bufs, 3, pc, sizeof(pc), gx, gy, 1);
+    uint32_t pc[1] = {count};
+    elem_dispatch(r, CWT_SPV_relu_bwd, CWT_SPV_relu_bwd4, dy, y, dx, pc, sizeof(pc));
 }
 
 /* Keep threshold: an element is kept when its 32-bit hash >= p * 2^32. */
@@ -748,14 +773,23 @@ static int bn_wide(const struct eng_rec *r)
            r->d->info.max_shared_memory >= 512 * sizeof(float);
 }
 
+/* Whether the batch-norm passes run their VEC4 variants: CPU devices (where they were measured
+ * faster), channels of whole vec4s. */
+static int bn_vec4(const struct eng_rec *r, uint32_t L)
+{
+    return r->d->cpu_kernels && L % 4 == 0;
+}
+
 void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
                  struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
                  struct eng_tref rvar, int update_running)
 {
     struct bn_pc pc = {C, L, eps, momentum, update_running ? 1u : 0u};
     struct eng_tref b[4] = {NOBUF, saved, rmean, rvar};
-    eng_rec_dispatch_tex(r, bn_wide(r) ? CWT_SPV_bn_stats_wg : CWT_SPV_bn_stats, b, 4, &x, 1, 0,
-                         &pc, sizeof(pc), C, 1, 1);
+    int v4 = bn_vec4(r, L);
+    enum cwt_spv_id id = bn_wide(r) ? CWT_SPV_bn_stats_wg : CWT_SPV_bn_stats;
+    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_stats4 : id, b, 4, &x, 1, v4 ? 1u : 0u, &pc, sizeof(pc),
+                         C, 1, 1);
 }
 
 /* Grid of the elementwise batch-norm passes: (column blocks of 64, channel). */
@@ -773,7 +807,9 @@ void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t 
     struct bn_pc pc = {C, L, eps, 0.0f, flags};
     struct eng_tref b[7] = {NOBUF, saved, rmean, rvar, gamma, beta, y};
     struct eng_tref t[2] = {x, residual.bytes ? residual : x};
-    eng_rec_dispatch_tex(r, CWT_SPV_bn_apply, b, 7, t, 2, 0, &pc, sizeof(pc), bn_cols(L), C, 1);
+    int v4 = bn_vec4(r, L);
+    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_apply4 : CWT_SPV_bn_apply, b, 7, t, 2, v4 ? 3u : 0u,
+                         &pc, sizeof(pc), bn_cols(v4 ? L / 4 : L), C, 1);
 }
 
 void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, struct eng_tref x,
@@ -782,10 +818,13 @@ void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, st
 {
     struct bn_pc pc = {C, L, 0.0f, 0.0f, 0};
     struct eng_tref b1[5] = {NOBUF, NOBUF, saved, dgamma, dbeta}, t1[2] = {dy, x};
-    eng_rec_dispatch_tex(r, bn_wide(r) ? CWT_SPV_bn_bwd_sums_wg : CWT_SPV_bn_bwd_sums, b1, 5, t1, 2,
-                         0, &pc, sizeof(pc), C, 1, 1);
+    int v4 = bn_vec4(r, L);
+    enum cwt_spv_id sums = bn_wide(r) ? CWT_SPV_bn_bwd_sums_wg : CWT_SPV_bn_bwd_sums;
+    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_bwd_sums4 : sums, b1, 5, t1, 2, v4 ? 3u : 0u, &pc,
+                         sizeof(pc), C, 1, 1);
     struct eng_tref b2[7] = {NOBUF, NOBUF, saved, dgamma, dbeta, gamma, dx}, t2[2] = {x, dy};
-    eng_rec_dispatch_tex(r, CWT_SPV_bn_bwd, b2, 7, t2, 2, 0, &pc, sizeof(pc), bn_cols(L), C, 1);
+    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_bwd4 : CWT_SPV_bn_bwd, b2, 7, t2, 2, v4 ? 3u : 0u, &pc,
+                         sizeof(pc), bn_cols(v4 ? L / 4 : L), C, 1);
 }
 
 void op_ce(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct eng_tref labels,
@@ -817,6 +856,13 @@ void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nes
         uint32_t nesterov;
     } pc = {count, momentum, wd, nesterov != 0};
     uint32_t gx, gy;
+    if (elem_vec4(r, w, g, count)) {
+        pc.count = count / 4;
+        grid1d(pc.count, &gx, &gy);
+        struct eng_tref b[4] = {w, NOBUF, buf, params}, t[3] = {w, g, buf.bytes ? buf : w};
+        eng_rec_dispatch_tex(r, CWT_SPV_sgd4, b, 4, t, 3, 7u, &pc, sizeof(pc), gx, gy, 1);
+        return;
+    }
     grid1d(count, &gx, &gy);
     struct eng_tref b[4] = {w, g, buf, params};
     eng_rec_dispatch(r, CWT_SPV_sgd, b, 4, &pc, sizeof(pc), gx, gy, 1);
@@ -832,6 +878,13 @@ void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float 
         uint32_t decoupled;
     } pc = {count, beta1, beta2, eps, wd, decoupled != 0};
     uint32_t gx, gy;
+    if (elem_vec4(r, w, g, count)) {
+        pc.count = count / 4;
+        grid1d(pc.count, &gx, &gy);
+        struct eng_tref b[5] = {w, NOBUF, m, v, params}, t[4] = {w, g, m, v};
+        eng_rec_dispatch_tex(r, CWT_SPV_adam4, b, 5, t, 4, 15u, &pc, sizeof(pc), gx, gy, 1);
+        return;
+    }
     grid1d(count, &gx, &gy);
     struct eng_tref b[5] = {w, g, m, v, params};
     eng_rec_dispatch(r, CWT_SPV_adam, b, 5, &pc, sizeof(pc), gx, gy, 1);

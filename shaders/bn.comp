@@ -12,7 +12,8 @@
 // Per-element inputs are uniform texel buffers (bindings 8, 9) and per-channel values are read
 // at the top of main, before any branch, from a workgroup-uniform channel index: on llvmpipe
 // both are vector / scalar loads, where a storage-buffer load in a branch or loop is a loop
-// over the lanes. APPLY and BWD run a grid of (column blocks, C): no division per element.
+// over the lanes. APPLY and BWD run a grid of (column blocks, C): no division per element;
+// their VEC4 variants (CPU devices, L % 4 == 0) handle four elements per invocation.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -36,6 +37,15 @@ layout(local_size_x = BN_WG) in;
 
 layout(set = 0, binding = 8) uniform samplerBuffer TX;
 layout(set = 0, binding = 9) uniform samplerBuffer TY;
+// Items per channel: elements, or vec4s in the VEC4 variants (L % 4 == 0); HSUM adds up the
+// components of an item (sums then run over four interleaved partial sums per invocation)
+#if defined(VEC4)
+#define SPAN (p.L >> 2)
+#define HSUM(v) (((v).x + (v).y) + ((v).z + (v).w))
+#else
+#define SPAN p.L
+#define HSUM(v) (v)
+#endif
 
 #if defined(OP_STATS)
 BUF_RW(1, saved);
@@ -44,17 +54,17 @@ BUF_RW(3, rvar);
 void main()
 {
     uint c = gl_WorkGroupID.x, lid = gl_LocalInvocationID.x;
-    uint base = c * p.L;
-    float s = 0.0;
-    for (uint j = lid; j < p.L; j += BN_WG)
-        s += texelFetch(TX, int(base + j)).x;
-    float mean = wg_sum(s) / float(p.L);
-    float q = 0.0;
-    for (uint j = lid; j < p.L; j += BN_WG) {
-        float d = texelFetch(TX, int(base + j)).x - mean;
+    uint base = c * SPAN;
+    VT s = VT(0.0);
+    for (uint j = lid; j < SPAN; j += BN_WG)
+        s += TFETCH(TX, base + j);
+    float mean = wg_sum(HSUM(s)) / float(p.L);
+    VT q = VT(0.0);
+    for (uint j = lid; j < SPAN; j += BN_WG) {
+        VT d = TFETCH(TX, base + j) - mean;
         q += d * d;
     }
-    float var = wg_sum(q) / float(p.L);
+    float var = wg_sum(HSUM(q)) / float(p.L);
     if (lid == 0u) {
         saved[c] = mean;
         saved[p.C + c] = inversesqrt(var + p.eps);
@@ -72,7 +82,7 @@ BUF_RO(2, rmean);
 BUF_RO(3, rvar);
 BUF_RO(4, gamma);
 BUF_RO(5, beta);
-BUF_RW(6, y);
+layout(std430, set = 0, binding = 6) buffer Buf6 { VT y[]; };
 // TX = x, TY = residual (bound to x when there is none)
 void main()
 {
@@ -84,12 +94,12 @@ void main()
     }
     bool relu = (p.flags & 1u) != 0u, residual = (p.flags & 4u) != 0u;
     uint step = gl_NumWorkGroups.x * 64u;
-    for (uint j = gl_GlobalInvocationID.x; j < p.L; j += step) {
-        int i = int(c * p.L + j);
-        float v = (texelFetch(TX, i).x - mean) * inv * g + b;
-        float r = texelFetch(TY, i).x;
-        v += residual ? r : 0.0;
-        v = relu ? max(v, 0.0) : v;
+    for (uint j = gl_GlobalInvocationID.x; j < SPAN; j += step) {
+        int i = int(c * SPAN + j);
+        VT v = (TFETCH(TX, i) - mean) * inv * g + b;
+        VT r = TFETCH(TY, i);
+        v += residual ? r : VT(0.0);
+        v = relu ? max(v, VT(0.0)) : v;
         y[i] = v;
     }
 }
@@ -101,16 +111,16 @@ BUF_RW(4, dbeta);
 void main()
 {
     uint c = gl_WorkGroupID.x, lid = gl_LocalInvocationID.x;
-    uint base = c * p.L;
+    uint base = c * SPAN;
     float mean = saved[c], inv = saved[p.C + c];
-    float sg = 0.0, sb = 0.0;
-    for (uint j = lid; j < p.L; j += BN_WG) {
-        float g = texelFetch(TX, int(base + j)).x;
+    VT sg = VT(0.0), sb = VT(0.0);
+    for (uint j = lid; j < SPAN; j += BN_WG) {
+        VT g = TFETCH(TX, base + j);
         sb += g;
-        sg += g * (texelFetch(TY, int(base + j)).x - mean) * inv;
+        sg += g * (TFETCH(TY, base + j) - mean) * inv;
     }
-    float tg = wg_sum(sg);
-    float tb = wg_sum(sb);
+    float tg = wg_sum(HSUM(sg));
+    float tb = wg_sum(HSUM(sb));
     if (lid == 0u) {
         dgamma[c] = tg;
         dbeta[c] = tb;
@@ -122,7 +132,7 @@ BUF_RO(2, saved);
 BUF_RO(3, dgamma);
 BUF_RO(4, dbeta);
 BUF_RO(5, gamma);
-BUF_RW(6, dx);
+layout(std430, set = 0, binding = 6) buffer Buf6 { VT dx[]; };
 // TX = x, TY = dy
 void main()
 {
@@ -130,10 +140,10 @@ void main()
     float mean = saved[c], inv = saved[p.C + c], g = gamma[c], dg = dgamma[c], db = dbeta[c];
     float fl = float(p.L);
     uint step = gl_NumWorkGroups.x * 64u;
-    for (uint j = gl_GlobalInvocationID.x; j < p.L; j += step) {
-        int i = int(c * p.L + j);
-        float xhat = (texelFetch(TX, i).x - mean) * inv;
-        dx[i] = g * inv / fl * (fl * texelFetch(TY, i).x - db - xhat * dg);
+    for (uint j = gl_GlobalInvocationID.x; j < SPAN; j += step) {
+        int i = int(c * SPAN + j);
+        VT xhat = (TFETCH(TX, i) - mean) * inv;
+        dx[i] = g * inv / fl * (fl * TFETCH(TY, i) - db - xhat * dg);
     }
 }
 #endif

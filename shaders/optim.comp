@@ -14,7 +14,63 @@ uint elem_index()
     return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 64u;
 }
 
-#if defined(OP_SGD)
+#if defined(TEX)
+// TEX variants (CPU devices, built with VEC4: count in vec4s): every operand is fetched from a
+// uniform texel buffer before the bounds branch and the results are stored as vec4s (on
+// llvmpipe a storage-buffer access in a branch is a loop over the lanes). Same arithmetic as
+// the scalar variants, so the same results.
+layout(set = 0, binding = 8) uniform samplerBuffer TW;
+layout(set = 0, binding = 9) uniform samplerBuffer TG;
+layout(set = 0, binding = 10) uniform samplerBuffer TM; // SGD momentum buffer / Adam m
+layout(set = 0, binding = 11) uniform samplerBuffer TV; // Adam v
+#endif
+
+#if defined(OP_SGD) && defined(TEX)
+layout(push_constant) uniform PC { uint count; float momentum, wd; uint nesterov; } p;
+layout(std430, set = 0, binding = 0) buffer Buf0 { VT w[]; };
+layout(std430, set = 0, binding = 2) buffer Buf2 { VT buf[]; };
+PARAMS_BUF(3);
+// TM is bound to w when there is no momentum (read, not used)
+void main()
+{
+    float lr = prm.lr;
+    uint i = elem_index();
+    VT wi = TFETCH(TW, i);
+    VT gr = TFETCH(TG, i) + p.wd * wi;
+    VT b = p.momentum * TFETCH(TM, i) + gr;
+    bool mom = p.momentum != 0.0;
+    VT upd = mom ? (p.nesterov != 0u ? gr + p.momentum * b : b) : gr;
+    if (i < p.count) {
+        if (mom)
+            buf[i] = b;
+        w[i] = wi - lr * upd;
+    }
+}
+#elif defined(OP_ADAM) && defined(TEX)
+layout(push_constant) uniform PC { uint count; float beta1, beta2, eps, wd; uint decoupled; } p;
+layout(std430, set = 0, binding = 0) buffer Buf0 { VT w[]; };
+layout(std430, set = 0, binding = 2) buffer Buf2 { VT m[]; };
+layout(std430, set = 0, binding = 3) buffer Buf3 { VT v[]; };
+PARAMS_BUF(4);
+void main()
+{
+    float lr = prm.lr, bc1 = prm.bc1, bc2 = prm.bc2;
+    uint i = elem_index();
+    VT wi = TFETCH(TW, i);
+    VT gr = TFETCH(TG, i);
+    bool dec = p.decoupled != 0u;
+    wi = dec ? wi * (1.0 - lr * p.wd) : wi;
+    gr = dec ? gr : gr + p.wd * wi;
+    VT mi = p.beta1 * TFETCH(TM, i) + (1.0 - p.beta1) * gr;
+    VT vi = p.beta2 * TFETCH(TV, i) + (1.0 - p.beta2) * gr * gr;
+    VT wn = wi - lr * bc1 * mi / (sqrt(vi * bc2) + p.eps);
+    if (i < p.count) {
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wn;
+    }
+}
+#elif defined(OP_SGD)
 layout(push_constant) uniform PC { uint count; float momentum, wd; uint nesterov; } p;
 BUF_RW(0, w);
 BUF_RO(1, g);

@@ -282,7 +282,8 @@ static void test_conv(void **state)
         {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
         {1, 5, 6, 6, 3, 1, 2, 0},   {4, 1, 12, 12, 9, 3, 1, 1}, {2, 4, 8, 8, 70, 3, 1, 1},
         {1, 3, 11, 11, 2, 7, 2, 3}, {4, 4, 8, 8, 16, 3, 1, 1},  {4, 8, 8, 8, 12, 3, 2, 1},
-        {4, 8, 8, 8, 16, 1, 2, 0},  {3, 2, 7, 7, 8, 3, 1, 1},
+        {4, 8, 8, 8, 16, 1, 2, 0},  {3, 2, 7, 7, 8, 3, 1, 1},   {2, 3, 8, 12, 6, 5, 1, 2},
+        {2, 6, 4, 4, 5, 1, 1, 0},   {2, 2, 6, 10, 3, 3, 1, 0},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
@@ -643,8 +644,9 @@ static void test_bn(void **state)
 {
     struct th *t = *state;
     const int cpu0 = t->d->cpu_kernels;
-    static const uint32_t shapes[][2] = {{1, 2}, {3, 5}, {8, 130}, {2, 1000}};
-    for (size_t s = 0; s < 4; s++) {
+    /* L % 4 == 0: the vec4 variants of apply and backward on CPU devices */
+    static const uint32_t shapes[][2] = {{1, 2}, {3, 5}, {8, 130}, {2, 1000}, {3, 4100}};
+    for (size_t s = 0; s < 5; s++) {
         uint32_t C = shapes[s][0], L = shapes[s][1];
         size_t n = (size_t)C * L;
         float *x = falloc(n), *dy = falloc(n), *res = falloc(n), *g = falloc(C), *b = falloc(C);
@@ -888,8 +890,9 @@ static void test_ce(void **state)
 static void test_elementwise(void **state)
 {
     struct th *t = *state;
-    static const uint32_t counts[] = {1, 63, 1000, 70001};
-    for (size_t s = 0; s < 4; s++) {
+    /* multiples of 4 run the vec4 variants on CPU devices */
+    static const uint32_t counts[] = {1, 63, 1000, 70001, 70004};
+    for (size_t s = 0; s < 5; s++) {
         uint32_t n = counts[s];
         float *a = falloc(n), *b = falloc(n);
         th_fill(t, a, n, 1);
@@ -908,14 +911,22 @@ static void test_elementwise(void **state)
         struct eng_tref A = th_buf(t, a, n), B = th_buf(t, b, n), Y = th_buf(t, NULL, n);
         struct eng_tref RB = th_buf(t, NULL, n), D = th_buf(t, NULL, n);
         struct eng_tref P = th_buf(t, &prm, sizeof(prm) / 4);
-        RUN(t, {
-            op_add(r, A, B, Y, n, 1);
-            op_relu_bwd(r, A, B, RB, n);
-            op_dropout(r, A, D, P, n, p, 5);
-        });
-        CHECK(t, "add relu", th_map(t, Y), add, n, TOL_EXACT);
-        CHECK(t, "relu bwd", th_map(t, RB), rb, n, TOL_EXACT);
-        CHECK(t, "dropout", th_map(t, D), dro, n, TOL_EXACT);
+        /* cpu 0: storage-buffer kernels; cpu 1: the CPU devices' (vec4 texel variants for
+         * whole vec4s) */
+        const int cpu0 = t->d->cpu_kernels;
+        for (int cpu = 0; cpu < 2; cpu++) {
+            t->d->cpu_kernels = cpu;
+            th_clear(t, (struct eng_tref[]){Y, RB, D}, 3);
+            RUN(t, {
+                op_add(r, A, B, Y, n, 1);
+                op_relu_bwd(r, A, B, RB, n);
+                op_dropout(r, A, D, P, n, p, 5);
+            });
+            CHECK(t, "add relu", th_map(t, Y), add, n, TOL_EXACT);
+            CHECK(t, "relu bwd", th_map(t, RB), rb, n, TOL_EXACT);
+            CHECK(t, "dropout", th_map(t, D), dro, n, TOL_EXACT);
+        }
+        t->d->cpu_kernels = cpu0;
         if (n >= 1000) {
             uint32_t kept = 0;
             for (uint32_t i = 0; i < n; i++)
@@ -992,65 +1003,83 @@ static void test_elementwise(void **state)
 static void test_optim(void **state)
 {
     struct th *t = *state;
-    const uint32_t n = 1000;
-    for (int kind = 0; kind < 5; kind++) {
-        /* 0 SGD, 1 SGD momentum+wd, 2 SGD nesterov, 3 Adam (wd as L2), 4 AdamW */
-        float mom = kind == 0 ? 0.0f : 0.9f, wd = kind == 0 ? 0.0f : 0.01f;
-        float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-        float *w = falloc(n), *s1 = falloc(n), *s2 = falloc(n);
-        th_fill(t, w, n, 1);
-        double *wr = dalloc(n), *m1 = dalloc(n), *m2 = dalloc(n);
-        to_double(w, wr, n);
-        struct eng_tref W = th_buf(t, w, n), G = th_buf(t, NULL, n), S1 = th_buf(t, s1, n);
-        struct eng_tref S2 = th_buf(t, s2, n), P = th_buf(t, NULL, 8);
-        for (uint32_t step = 1; step <= 3; step++) {
-            float *g = th_map(t, G);
-            th_fill(t, g, n, 1);
-            float lr = 0.05f / (float)step;
-            struct eng_step_params prm = {lr, step, 1, 1, 0, 0, 0, 0};
-            if (kind >= 3) {
-                prm.bc1 = (float)(1.0 / (1.0 - pow(b1, step)));
-                prm.bc2 = (float)(1.0 / (1.0 - pow(b2, step)));
-            }
-            memcpy(th_map(t, P), &prm, sizeof(prm));
-            for (uint32_t i = 0; i < n; i++) {
-                double gr = g[i];
-                if (kind < 3) {
-                    gr += wd * wr[i];
-                    if (mom != 0) {
-                        m1[i] = mom * m1[i] + gr;
-                        gr = kind == 2 ? gr + mom * m1[i] : m1[i];
-                    }
-                    wr[i] -= lr * gr;
-                } else {
-                    if (kind == 4)
-                        wr[i] *= 1.0 - (double)lr * wd;
-                    else
+    const int cpu0 = t->d->cpu_kernels;
+    /* n % 4 == 0 runs the vec4 texel variants on CPU devices (cpu 1); cpu 0 runs the storage-
+     * buffer kernels. Both must match the reference and give the same bits. */
+    static const uint32_t sizes[] = {1000, 1001};
+    for (size_t si = 0; si < 2; si++)
+        for (int kind = 0; kind < 5; kind++) {
+            const uint32_t n = sizes[si];
+            /* 0 SGD, 1 SGD momentum+wd, 2 SGD nesterov, 3 Adam (wd as L2), 4 AdamW */
+            float mom = kind == 0 ? 0.0f : 0.9f, wd = kind == 0 ? 0.0f : 0.01f;
+            float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+            float *w = falloc(n), *w_cpu0 = falloc(n), *grads = falloc(3 * (size_t)n);
+            th_fill(t, w, n, 1);
+            th_fill(t, grads, 3 * (size_t)n, 1);
+            double *wr = dalloc(n), *m1 = dalloc(n), *m2 = dalloc(n);
+            to_double(w, wr, n);
+            for (uint32_t step = 1; step <= 3; step++) {
+                float lr = 0.05f / (float)step;
+                for (uint32_t i = 0; i < n; i++) {
+                    double gr = grads[(size_t)(step - 1) * n + i];
+                    if (kind < 3) {
                         gr += wd * wr[i];
-                    m1[i] = b1 * m1[i] + (1 - b1) * gr;
-                    m2[i] = b2 * m2[i] + (1 - b2) * gr * gr;
-                    double mh = m1[i] / (1 - pow(b1, step)), vh = m2[i] / (1 - pow(b2, step));
-                    wr[i] -= lr * mh / (sqrt(vh) + eps);
+                        if (mom != 0) {
+                            m1[i] = mom * m1[i] + gr;
+                            gr = kind == 2 ? gr + mom * m1[i] : m1[i];
+                        }
+                        wr[i] -= lr * gr;
+                    } else {
+                        if (kind == 4)
+                            wr[i] *= 1.0 - (double)lr * wd;
+                        else
+                            gr += wd * wr[i];
+                        m1[i] = b1 * m1[i] + (1 - b1) * gr;
+                        m2[i] = b2 * m2[i] + (1 - b2) * gr * gr;
+                        double mh = m1[i] / (1 - pow(b1, step)), vh = m2[i] / (1 - pow(b2, step));
+                        wr[i] -= lr * mh / (sqrt(vh) + eps);
+                    }
                 }
             }
-            RUN(t, {
-                if (kind < 3)
-                    op_sgd(r, n, mom, wd, kind == 2, W, G, mom != 0 ? S1 : NOBUF, P);
+            for (int cpu = 0; cpu < 2; cpu++) {
+                t->d->cpu_kernels = cpu;
+                struct eng_tref W = th_buf(t, w, n), G = th_buf(t, NULL, n);
+                struct eng_tref S1 = th_buf(t, NULL, n), S2 = th_buf(t, NULL, n);
+                struct eng_tref P = th_buf(t, NULL, 8);
+                th_clear(t, (struct eng_tref[]){S1, S2}, 2);
+                for (uint32_t step = 1; step <= 3; step++) {
+                    memcpy(th_map(t, G), grads + (size_t)(step - 1) * n, n * sizeof(float));
+                    float lr = 0.05f / (float)step;
+                    struct eng_step_params prm = {lr, step, 1, 1, 0, 0, 0, 0};
+                    if (kind >= 3) {
+                        prm.bc1 = (float)(1.0 / (1.0 - pow(b1, step)));
+                        prm.bc2 = (float)(1.0 / (1.0 - pow(b2, step)));
+                    }
+                    memcpy(th_map(t, P), &prm, sizeof(prm));
+                    RUN(t, {
+                        if (kind < 3)
+                            op_sgd(r, n, mom, wd, kind == 2, W, G, mom != 0 ? S1 : NOBUF, P);
+                        else
+                            op_adam(r, n, b1, b2, eps, wd, kind == 4, W, G, S1, S2, P);
+                    });
+                }
+                char what[48];
+                snprintf(what, sizeof(what), "optimizer %d (n %u, cpu %d)", kind, n, cpu);
+                CHECK(t, what, th_map(t, W), wr, n, TOL_OPT);
+                if (cpu == 0)
+                    memcpy(w_cpu0, th_map(t, W), n * sizeof(float));
                 else
-                    op_adam(r, n, b1, b2, eps, wd, kind == 4, W, G, S1, S2, P);
-            });
+                    assert_memory_equal(w_cpu0, th_map(t, W), n * sizeof(float));
+                th_free_bufs(t);
+            }
+            free(w);
+            free(w_cpu0);
+            free(grads);
+            free(wr);
+            free(m1);
+            free(m2);
         }
-        char what[32];
-        snprintf(what, sizeof(what), "optimizer %d", kind);
-        CHECK(t, what, th_map(t, W), wr, n, TOL_OPT);
-        th_free_bufs(t);
-        free(w);
-        free(s1);
-        free(s2);
-        free(wr);
-        free(m1);
-        free(m2);
-    }
+    t->d->cpu_kernels = cpu0;
 }
 
 static int setup(void **state)

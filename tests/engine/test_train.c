@@ -367,7 +367,7 @@ static void test_profile(void **state)
             calls += d->prof_calls[i];
             ns += d->prof_ns[i];
         }
-        sgd = d->prof_calls[CWT_SPV_sgd];
+        sgd = d->prof_calls[CWT_SPV_sgd] + d->prof_calls[CWT_SPV_sgd4];
         /* two training steps (one SGD update each) and a predict pass, all timed */
         assert_int_equal(sgd, 2);
         assert_true(calls > 20);
