@@ -80,8 +80,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         vec4 = 0;
     if (cv) /* B gathered from the convolution input; A as in NN (conv_gather_ok) */
         id = rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv;
-    /* tiles of C per workgroup: 8 rows x 64 columns, 16 x 32 for the gathering convolution */
-    uint32_t tiles = ceil_div(g->N, cv ? 32 : 64), gx = ceil_div(g->M, cv ? 16 : 8);
+    /* tiles of C per workgroup: 8 rows x 64 columns, 16 x 64 for the gathering convolution */
+    uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, cv ? 16 : 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
     if (vec4 && aligned) /* NN and NT read k in fours */
         kchunk = (kchunk + 3) / 4 * 4;

@@ -25,9 +25,9 @@
 //                n-contiguous (sbn = 1): per k, 2 + 2 fetches for 64 FMAs (dense data gradient)
 //   GEMM_IMPL    a convolution y = w * x without an im2col matrix: A = w as in GEMM_NN, B(k, n)
 //                gathered from x (CNHW) with a scalar fetch per column and k; geometry in the
-//                push constants ih..nimg; 16x4 register blocks (see its main). About 1.2x the
-//                GEMM_NN time of the same product, but no im2col pass (on lavapipe that pass
-//                stored every element lane by lane): cnn-small's conv2 forward 25.6 -> 16.4 ms.
+//                push constants ih..nimg; 16x8 register blocks (see its main). No im2col pass
+//                (on lavapipe that pass stored every element lane by lane): cnn-small's conv2
+//                forward 25.6 -> 16.4 ms with 16x4 blocks, 14 ms with 16x8.
 //                No split-K (kchunk = K).
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
@@ -102,9 +102,11 @@ void col_setup(uint n, out int px, out uint vb)
 // B(k, n) = x[c][image][y0 + ky][x0 + kx] for k = (c, ky, kx), gathered from the input (CNHW)
 // instead of an im2col matrix: one gather per column and k, taps outside the image select 0.
 // The k state (c, ky, kx; off = c*nimg*ih*iw + ky*iw + kx) advances by one per step without
-// divisions. The gathers cost most here, so the register block is 16 rows x 4 columns (4
-// gathers and 4 vec4 fetches of A per k for 64 FMAs; 8x8 took 8 gathers): workgroups of
-// 16 rows x 32 columns.
+// divisions. The register block is 16 rows x 8 columns: per k, 8 gathers and 4 vec4 fetches
+// of A (16 per 4 k) for 128 FMAs, workgroups of 16 rows x 64 columns. The fetches of A, the
+// same in every lane, are the costly part (a vec4 texel fetch is ~40 instructions on
+// llvmpipe): 16 x 8 was 1.15-1.2x faster than 16 x 4 (cnn-small's conv2 16.5 -> 14.0 ms per
+// call, resnet-8's 44-47 -> 38-39 ms), 16 x 16 slower again (15.3 ms; more spilling).
 #define FOR16(X) FOR8(X) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 void main()
 {
@@ -115,25 +117,25 @@ void main()
     FOR16(AROW)
     int cstride = int(p.nimg * p.ih * p.iw);
     for (uint t = 0; t < p.ctiles; t++) {
-        uint nb = (gl_WorkGroupID.y * p.ctiles + t) * 32u;
+        uint nb = (gl_WorkGroupID.y * p.ctiles + t) * 64u;
         if (nb >= p.N)
             break;
-        uint n0 = nb + lane * 4u;
-#define ACC(i) vec4 c##i = vec4(0.0);
+        uint n0 = nb + lane * 8u;
+#define ACC(i) vec4 c##i = vec4(0.0), d##i = vec4(0.0);
         FOR16(ACC)
 #define CSET(j)                                                                                \
     int px##j;                                                                                 \
     uint vb##j;                                                                                \
     col_setup(n0 + uint(j), px##j, vb##j);
-        CSET(0) CSET(1) CSET(2) CSET(3)
+        CSET(0) CSET(1) CSET(2) CSET(3) CSET(4) CSET(5) CSET(6) CSET(7)
         uint kt = 0u, kx = 0u, ky = 0u;
         int off = 0;
         uint kq1 = k1 >> 2, krem = k1 & 3u;
 #define BG(j) (((vb##j >> kt) & 1u) != 0u ? texelFetch(TB, max(px##j + off, 0)).x : 0.0)
-#define F1(i, cm) c##i = fma(vec4(a##i.cm), b, c##i);
+#define F1(i, cm) c##i = fma(vec4(a##i.cm), b, c##i); d##i = fma(vec4(a##i.cm), b2, d##i);
 #define ISTEP(cm)                                                                              \
     {                                                                                          \
-        vec4 b = vec4(BG(0), BG(1), BG(2), BG(3));                                             \
+        vec4 b = vec4(BG(0), BG(1), BG(2), BG(3)), b2 = vec4(BG(4), BG(5), BG(6), BG(7));       \
         F1(0, cm) F1(1, cm) F1(2, cm) F1(3, cm) F1(4, cm) F1(5, cm) F1(6, cm) F1(7, cm)        \
         F1(8, cm) F1(9, cm) F1(10, cm) F1(11, cm) F1(12, cm) F1(13, cm) F1(14, cm) F1(15, cm)  \
         kt++;                                                                                  \
@@ -171,6 +173,10 @@ void main()
         store(m, n0 + 1u, c##i.y, bm);                                                         \
         store(m, n0 + 2u, c##i.z, bm);                                                         \
         store(m, n0 + 3u, c##i.w, bm);                                                         \
+        store(m, n0 + 4u, d##i.x, bm);                                                         \
+        store(m, n0 + 5u, d##i.y, bm);                                                         \
+        store(m, n0 + 6u, d##i.z, bm);                                                         \
+        store(m, n0 + 7u, d##i.w, bm);                                                         \
     }
         FOR16(STORE)
     }
