@@ -694,15 +694,25 @@ static int pool_2x2(const struct eng_pool *pl, int even)
            (!even || (pl->ih % 2 == 0 && pl->iw % 2 == 0));
 }
 
-/* The 2x2 kernels' grid: one invocation per window over all planes (elem_index). */
+/* Whether the 2x2 kernels take two windows per invocation (their _2x2p variants): input rows of
+ * whole vec4s, so that each pair's rows are aligned vec4s (pool_2x2(pl, 1) holds too). */
+static int pool_2x2_pair(const struct eng_pool *pl)
+{
+    return pool_2x2(pl, 1) && pl->iw % 4 == 0;
+}
+
+/* The 2x2 kernels' grid: one invocation per window, or per pair of windows (pair), over all
+ * planes (elem_index); vec4_mask as eng_rec_dispatch_tex. */
 static void pool_2x2_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_pool *pl,
                               uint32_t flags, const struct eng_tref *bufs,
-                              const struct eng_tref *tex, uint32_t ntex)
+                              const struct eng_tref *tex, uint32_t ntex, int pair,
+                              uint32_t vec4_mask)
 {
     struct pool_pc pc = pool_push(pl, flags);
     uint32_t gx, gy;
-    grid1d((uint64_t)pl->planes * pl->oh * pl->ow, &gx, &gy);
-    eng_rec_dispatch_tex(r, id, bufs, 4, tex, ntex, 0, &pc, sizeof(pc), gx, gy, 1);
+    uint64_t windows = (uint64_t)pl->planes * pl->oh * pl->ow;
+    grid1d(pair ? windows / 2 : windows, &gx, &gy);
+    eng_rec_dispatch_tex(r, id, bufs, 4, tex, ntex, vec4_mask, &pc, sizeof(pc), gx, gy, 1);
 }
 
 void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref x,
@@ -710,7 +720,9 @@ void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
 {
     if (pool_tex(r, pl, x) && pool_2x2(pl, 0)) {
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
-        pool_2x2_dispatch(r, CWT_SPV_maxpool_fwd_2x2, pl, 0, b, &x, 1);
+        int pair = pool_2x2_pair(pl);
+        pool_2x2_dispatch(r, pair ? CWT_SPV_maxpool_fwd_2x2p : CWT_SPV_maxpool_fwd_2x2, pl, 0, b,
+                          &x, 1, pair, pair ? 1u : 0u);
         return;
     }
     if (pool_tex(r, pl, x)) {
@@ -728,7 +740,9 @@ void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
     if (pool_tex(r, pl, x) && pool_2x2(pl, 1)) {
         struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
         struct eng_tref tex[3] = {dy, argmax, x};
-        pool_2x2_dispatch(r, CWT_SPV_maxpool_bwd_2x2, pl, relu_mask ? 1u : 0u, b, tex, 3);
+        int pair = pool_2x2_pair(pl);
+        pool_2x2_dispatch(r, pair ? CWT_SPV_maxpool_bwd_2x2p : CWT_SPV_maxpool_bwd_2x2, pl,
+                          relu_mask ? 1u : 0u, b, tex, 3, pair, pair ? 3u : 0u);
         return;
     }
     if (pool_tex(r, pl, x)) {

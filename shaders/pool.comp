@@ -62,7 +62,78 @@ void win2(out uint i, out uint ii, out uint n, out uint base, out uint pos)
 }
 #endif
 
-#if defined(TEX) && defined(WIN2) && defined(OP_MAX_FWD)
+#if defined(TEX) && defined(WIN2) && defined(PAIR)
+// Pair j of horizontally adjacent windows (2j, 2j+1: ow is even, so both lie in one row), its
+// plane's first element base and the top-left tap pos of window 2j, a multiple of 4 when
+// iw % 4 == 0 (then both input rows of the pair are one aligned vec4 each).
+void win2_pair(out uint j, out uint jj, out uint n2, out uint base, out uint pos)
+{
+    uint ohw = p.oh * p.ow;
+    n2 = (p.planes * ohw) >> 1;
+    j = elem_index();
+    jj = min(j, n2 - 1u);
+    uint i = jj * 2u;
+    uint pl = udiv(i, ohw), rr = i - pl * ohw;
+    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+    base = pl * p.ih * p.iw;
+    pos = 2u * (oy * p.iw + ox);
+}
+#endif
+
+#if defined(TEX) && defined(WIN2) && defined(PAIR) && defined(OP_MAX_FWD)
+// Two windows per invocation (iw % 4 == 0, T0 an rgba32f view): two vec4 fetches and vec2
+// stores instead of four gathers and two scalar stores per window. Same comparisons in the same
+// order as the one-window kernel, so the same maxima and argmaxes.
+layout(std430, set = 0, binding = 1) buffer Buf1 { vec2 y2[]; };
+layout(std430, set = 0, binding = 2) buffer Buf2 { uvec2 arg2[]; };
+void main()
+{
+    uint j, jj, n2, base, pos;
+    win2_pair(j, jj, n2, base, pos);
+    vec4 top = texelFetch(T0, int((base + pos) >> 2));
+    vec4 bot = texelFetch(T0, int((base + pos + p.iw) >> 2));
+    float fp = float(pos), fw = float(pos + p.iw);
+    vec2 best = top.xz, bi = vec2(fp, fp + 2.0);
+    bvec2 t = greaterThan(top.yw, best);
+    bi = mix(bi, vec2(fp + 1.0, fp + 3.0), t);
+    best = mix(best, top.yw, t);
+    t = greaterThan(bot.xz, best);
+    bi = mix(bi, vec2(fw, fw + 2.0), t);
+    best = mix(best, bot.xz, t);
+    t = greaterThan(bot.yw, best);
+    bi = mix(bi, vec2(fw + 1.0, fw + 3.0), t);
+    best = mix(best, bot.yw, t);
+    if (j < n2) {
+        y2[jj] = best;
+        arg2[jj] = floatBitsToUint(bi);
+    }
+}
+#elif defined(TEX) && defined(WIN2) && defined(PAIR) && defined(OP_MAX_BWD_SCATTER)
+// Two windows per invocation (iw % 4 == 0; T0 = dy and T1 = argmax rgba32f views, the pair's
+// two values are one half of a texel): each of the two input rows is one vec4 store.
+layout(std430, set = 0, binding = 3) buffer Buf3 { vec4 dx4[]; };
+void main()
+{
+    uint j, jj, n2, base, pos;
+    win2_pair(j, jj, n2, base, pos);
+    bool hi = (jj & 1u) != 0u;
+    vec4 av = texelFetch(T1, int(jj >> 1)), gv = texelFetch(T0, int(jj >> 1));
+    vec2 a = hi ? av.zw : av.xy, g = hi ? gv.zw : gv.xy;
+    if ((p.flags & 1u) != 0u) {
+        g.x = texelFetch(T2, int(base) + int(a.x)).x > 0.0 ? g.x : 0.0;
+        g.y = texelFetch(T2, int(base) + int(a.y)).x > 0.0 ? g.y : 0.0;
+    }
+    float fp = float(pos), fw = float(pos + p.iw);
+    vec4 top = vec4(a.x == fp ? g.x : 0.0, a.x == fp + 1.0 ? g.x : 0.0, a.y == fp + 2.0 ? g.y : 0.0,
+                    a.y == fp + 3.0 ? g.y : 0.0);
+    vec4 bot = vec4(a.x == fw ? g.x : 0.0, a.x == fw + 1.0 ? g.x : 0.0, a.y == fw + 2.0 ? g.y : 0.0,
+                    a.y == fw + 3.0 ? g.y : 0.0);
+    if (j < n2) {
+        dx4[(base + pos) >> 2] = top;
+        dx4[(base + pos + p.iw) >> 2] = bot;
+    }
+}
+#elif defined(TEX) && defined(WIN2) && defined(OP_MAX_FWD)
 // 2x2 windows, stride 2, no padding: every window lies inside the plane. One invocation per
 // window over all planes (elem_index), the four taps unrolled: no loop and no per-tap bounds
 // test (the looped kernel's loop and masks cost as much as its stores). Same comparisons in
