@@ -54,6 +54,31 @@ struct gemm_cpu_pc {
     uint32_t ih, iw, oh, ow, kh, kw, stride, pad, nimg; /* GEMM_IMPL only */
 };
 
+/* The VSTORE form of a gemm_cpu variant (TN has none). */
+static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
+{
+    switch (id) {
+    case CWT_SPV_gemm_cpu:
+        return CWT_SPV_gemm_cpu_v;
+    case CWT_SPV_gemm_cpu_rd:
+        return CWT_SPV_gemm_cpu_rd_v;
+    case CWT_SPV_gemm_cpu_nn:
+        return CWT_SPV_gemm_cpu_nn_v;
+    case CWT_SPV_gemm_cpu_nn_rd:
+        return CWT_SPV_gemm_cpu_nn_rd_v;
+    case CWT_SPV_gemm_cpu_nt:
+        return CWT_SPV_gemm_cpu_nt_v;
+    case CWT_SPV_gemm_cpu_nt_rd:
+        return CWT_SPV_gemm_cpu_nt_rd_v;
+    case CWT_SPV_gemm_cpu_conv:
+        return CWT_SPV_gemm_cpu_conv_v;
+    case CWT_SPV_gemm_cpu_conv_rd:
+        return CWT_SPV_gemm_cpu_conv_rd_v;
+    default:
+        return id;
+    }
+}
+
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
  * variant the strides allow (see shaders/gemm_cpu.comp). The column tiles (64 wide) are grouped
  * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
@@ -80,6 +105,13 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         vec4 = 0;
     if (cv) /* B gathered from the convolution input; A as in NN (conv_gather_ok) */
         id = rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv;
+    /* vec4 stores of C where its rows are whole, aligned vec4s and blocks of 8 columns never
+     * straddle N (not for TN, whose C is small) */
+    int vstore = g->scn == 1 && g->scm % 4 == 0 && c_off % 4 == 0 && g->N % 8 == 0 &&
+                 (splits <= 1 || scz % 4 == 0) && id != CWT_SPV_gemm_cpu_tn &&
+                 id != CWT_SPV_gemm_cpu_tn_rd;
+    if (vstore)
+        id = vstore_variant(id);
     /* tiles of C per workgroup: 8 rows x 64 columns, 16 x 64 for the gathering convolution */
     uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, cv ? 16 : 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
@@ -109,8 +141,9 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
-    /* rgba32f views: A and B for NN/NT/TN, A only for the gathering convolution */
-    uint32_t vec4_views = cv ? 1u : vec4 ? 3u : 0u;
+    /* rgba32f views: A and B for NN/NT/TN, A only for the gathering convolution; the mask or C
+     * for the vec4 stores */
+    uint32_t vec4_views = (cv ? 1u : vec4 ? 3u : 0u) | (vstore && rd ? 8u : 0u);
     eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, vec4_views, &pc, sizeof(pc), gx,
                          ceil_div(tiles, ctiles), splits);
 }

@@ -50,7 +50,11 @@ layout(push_constant) uniform PC {
     uint ih, iw, oh, ow, kh, kw, stride, pad, nimg; // GEMM_IMPL: the convolution's geometry
 } p;
 
+#if defined(VSTORE)
+layout(std430, set = 0, binding = 2) buffer Buf2 { vec4 C4[]; };
+#else
 BUF_RW(2, C);
+#endif
 layout(set = 0, binding = 8) uniform samplerBuffer TA;
 layout(set = 0, binding = 9) uniform samplerBuffer TB;
 // epilogue inputs, also texel buffers (r32f): bias[m]; the mask (flag 4) or, for flag 8, C
@@ -60,6 +64,7 @@ layout(set = 0, binding = 11) uniform samplerBuffer TMASK;
 
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
+#if !defined(VSTORE)
 // Branch-free except for the final store: on llvmpipe each storage-buffer access in a branch
 // is a loop over the lanes, texel fetches are vector gathers.
 void store(uint m, uint n, float v, float bias_m)
@@ -78,6 +83,47 @@ void store(uint m, uint n, float v, float bias_m)
     if (m < p.M && n < p.N)
         C[idx] = v;
 }
+#endif
+
+#if defined(VSTORE)
+// VSTORE variants (scn = 1; c_off, scm, scz multiples of 4; N a multiple of 8, so that a
+// block's columns are all inside or all outside): four columns of a row per vec4 store, the
+// mask or C (flags 4 and 8) read through an rgba32f view. llvmpipe stores a storage buffer
+// lane by lane with a mask and bounds test per lane and store; a vec4 store pays that once per
+// four floats. Same arithmetic as store() per element.
+void store4(uint m, uint n, vec4 v, float bias_m)
+{
+    uint idx = p.c_off + gl_WorkGroupID.z * p.scz + m * p.scm + n;
+    v += bias_m;
+    v = (p.flags & 2u) != 0u ? max(v, vec4(0.0)) : v;
+#if defined(EPI_READ)
+    vec4 e = (p.flags & 12u) != 0u ? texelFetch(TMASK, int(idx >> 2)) : vec4(0.0);
+#else
+    vec4 e = vec4(0.0);
+#endif
+    v = (p.flags & 4u) != 0u ? mix(vec4(0.0), v, greaterThan(e, vec4(0.0))) : v;
+    v += (p.flags & 8u) != 0u ? e : vec4(0.0);
+    if (m < p.M && n < p.N)
+        C4[idx >> 2] = v;
+}
+#endif
+
+// Stores the 8 columns n..n+7 of row m, held as two vec4s lo and hi.
+#if defined(VSTORE)
+#define STORE_ROW(m, n, lo, hi, bm)                                                            \
+    store4(m, n, lo, bm);                                                                      \
+    store4(m, n + 4u, hi, bm);
+#else
+#define STORE_ROW(m, n, lo, hi, bm)                                                            \
+    store(m, n + 0u, lo.x, bm);                                                                \
+    store(m, n + 1u, lo.y, bm);                                                                \
+    store(m, n + 2u, lo.z, bm);                                                                \
+    store(m, n + 3u, lo.w, bm);                                                                \
+    store(m, n + 4u, hi.x, bm);                                                                \
+    store(m, n + 5u, hi.y, bm);                                                                \
+    store(m, n + 6u, hi.z, bm);                                                                \
+    store(m, n + 7u, hi.w, bm);
+#endif
 
 #if defined(GEMM_IMPL)
 // Column n = (image, oy, ox) of the implicit B: px = offset of input (y0, x0) in channel 0
@@ -169,14 +215,7 @@ void main()
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \
         float bm = (p.flags & 1u) != 0u ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x : 0.0;   \
-        store(m, n0 + 0u, c##i.x, bm);                                                         \
-        store(m, n0 + 1u, c##i.y, bm);                                                         \
-        store(m, n0 + 2u, c##i.z, bm);                                                         \
-        store(m, n0 + 3u, c##i.w, bm);                                                         \
-        store(m, n0 + 4u, d##i.x, bm);                                                         \
-        store(m, n0 + 5u, d##i.y, bm);                                                         \
-        store(m, n0 + 6u, d##i.z, bm);                                                         \
-        store(m, n0 + 7u, d##i.w, bm);                                                         \
+        STORE_ROW(m, n0, c##i, d##i, bm)                                                       \
     }
         FOR16(STORE)
     }
@@ -283,14 +322,7 @@ void main()
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \
         float bm = (p.flags & 1u) != 0u ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x : 0.0;   \
-        store(m, n0 + 0u, c##i##L.x, bm);                                                      \
-        store(m, n0 + 1u, c##i##L.y, bm);                                                      \
-        store(m, n0 + 2u, c##i##L.z, bm);                                                      \
-        store(m, n0 + 3u, c##i##L.w, bm);                                                      \
-        store(m, n0 + 4u, c##i##R.x, bm);                                                      \
-        store(m, n0 + 5u, c##i##R.y, bm);                                                      \
-        store(m, n0 + 6u, c##i##R.z, bm);                                                      \
-        store(m, n0 + 7u, c##i##R.w, bm);                                                      \
+        STORE_ROW(m, n0, c##i##L, c##i##R, bm)                                                 \
     }
         FOR8(STORE)
     }
