@@ -14,7 +14,7 @@
 
 // VEC4 variants of the elementwise shaders handle four consecutive elements per invocation
 // through rgba32f texel views and vec4 stores: on llvmpipe every storage-buffer store is a loop
-// over the lanes, and one of four floats costs about what one of one float does (batch-norm
+// over the lanes, and a store of a vec4 costs about what a store of one float does (batch-norm
 // apply 16.2 -> 9.0 ms per call in resnet-8). VT is the element type, TFETCH reads one.
 #if defined(VEC4)
 #define VT vec4

@@ -149,10 +149,10 @@ void col_setup(uint n, out int px, out uint vb)
 // instead of an im2col matrix: one gather per column and k, taps outside the image select 0.
 // The k state (c, ky, kx; off = c*nimg*ih*iw + ky*iw + kx) advances by one per step without
 // divisions. The register block is 16 rows x 8 columns: per k, 8 gathers and 4 vec4 fetches
-// of A (16 per 4 k) for 128 FMAs, workgroups of 16 rows x 64 columns. The fetches of A, the
-// same in every lane, are the costly part (a vec4 texel fetch is ~40 instructions on
-// llvmpipe): 16 x 8 was 1.15-1.2x faster than 16 x 4 (cnn-small's conv2 16.5 -> 14.0 ms per
-// call, resnet-8's 44-47 -> 38-39 ms), 16 x 16 slower again (15.3 ms; more spilling).
+// of A (16 per 4 k) for 128 FMAs, workgroups of 16 rows x 64 columns: twice the FMAs per
+// fetch of A of 16 x 4 blocks, and measured 1.15-1.2x faster than them (cnn-small's conv2
+// 16.5 -> 14.0 ms per call, resnet-8's 44-47 -> 38-39 ms); 16 x 16 was slower again (15.3
+// ms; more spilled accumulators).
 #define FOR16(X) FOR8(X) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 void main()
 {
