@@ -272,12 +272,17 @@ static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct 
     struct im2col_pc pc = {cv->cin,    cv->ih,  cv->iw, cv->oh, cv->ow, cv->kh, cv->kw,
                            cv->stride, cv->pad, cv->n,  img0,   ncols,  ld,     flags};
     if (id == CWT_SPV_im2col) {
-        /* stride 1 with output rows of whole vec4s: the vec4 variant */
+        /* stride 1 with output rows (or pairs of them) of whole vec4s: the vec4 variants */
+        uint32_t rows = ncols / cv->ow;
         int v4 = cv->stride == 1 && cv->ow % 4 == 0 && ld % 4 == 0;
+        int v4r = cv->stride == 1 && cv->ow % 4 == 2 && rows % 2 == 0 && ld % 4 == 0;
+        if (v4)
+            id = CWT_SPV_im2col4;
+        else if (v4r)
+            id = CWT_SPV_im2col4r;
         struct eng_tref bufs[2] = {NOBUF, r->col};
-        eng_rec_dispatch_tex(r, v4 ? CWT_SPV_im2col4 : id, bufs, 2, &act, 1, v4 ? 1u : 0u, &pc,
-                             sizeof(pc), ceil_div(ncols / cv->ow, 64), cv->cin * cv->kh * cv->kw,
-                             1);
+        eng_rec_dispatch_tex(r, id, bufs, 2, &act, 1, v4 || v4r ? 1u : 0u, &pc, sizeof(pc),
+                             ceil_div(v4r ? rows / 2 : rows, 64), cv->cin * cv->kh * cv->kw, 1);
     } else {
         uint32_t cols = ncols / (cv->oh * cv->ow) * cv->ih * cv->iw;
         struct eng_tref bufs[3] = {NOBUF, act, mask};
