@@ -598,20 +598,30 @@ static int elem_vec4(const struct eng_rec *r, struct eng_tref a, struct eng_tref
     return count % 4 == 0 && tex_fits(r, a) && tex_fits(r, b);
 }
 
+/* Records the vec4 texel variant id4 of an elementwise op (elem_vec4 holds): *count, the
+ * element count in the push constants pc, becomes the vec4 count; every texel view is rgba32f. */
+static void elem4_dispatch(struct eng_rec *r, enum cwt_spv_id id4, const struct eng_tref *bufs,
+                           uint32_t nbufs, const struct eng_tref *tex, uint32_t ntex,
+                           uint32_t *count, const void *pc, uint32_t pc_size)
+{
+    uint32_t gx, gy;
+    *count /= 4;
+    grid1d(*count, &gx, &gy);
+    eng_rec_dispatch_tex(r, id4, bufs, nbufs, tex, ntex, (1u << ntex) - 1u, pc, pc_size, gx, gy, 1);
+}
+
 /* Records elementwise op (id, or id4 as elem_vec4 allows) on operands a, b into out; pc[0] is
  * the element count. */
 static void elem_dispatch(struct eng_rec *r, enum cwt_spv_id id, enum cwt_spv_id id4,
                           struct eng_tref a, struct eng_tref b, struct eng_tref out, uint32_t *pc,
                           uint32_t pc_size)
 {
-    uint32_t gx, gy;
     if (elem_vec4(r, a, b, pc[0])) {
-        pc[0] /= 4;
-        grid1d(pc[0], &gx, &gy);
         struct eng_tref bufs[3] = {NOBUF, NOBUF, out}, tex[2] = {a, b};
-        eng_rec_dispatch_tex(r, id4, bufs, 3, tex, 2, 3u, pc, pc_size, gx, gy, 1);
+        elem4_dispatch(r, id4, bufs, 3, tex, 2, &pc[0], pc, pc_size);
         return;
     }
+    uint32_t gx, gy;
     grid1d(pc[0], &gx, &gy);
     struct eng_tref bufs[3] = {a, b, out};
     eng_rec_dispatch(r, id, bufs, 3, pc, pc_size, gx, gy, 1);
@@ -907,14 +917,12 @@ void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nes
         float momentum, wd;
         uint32_t nesterov;
     } pc = {count, momentum, wd, nesterov != 0};
-    uint32_t gx, gy;
     if (elem_vec4(r, w, g, count)) {
-        pc.count = count / 4;
-        grid1d(pc.count, &gx, &gy);
         struct eng_tref b[4] = {w, NOBUF, buf, params}, t[3] = {w, g, buf.bytes ? buf : w};
-        eng_rec_dispatch_tex(r, CWT_SPV_sgd4, b, 4, t, 3, 7u, &pc, sizeof(pc), gx, gy, 1);
+        elem4_dispatch(r, CWT_SPV_sgd4, b, 4, t, 3, &pc.count, &pc, sizeof(pc));
         return;
     }
+    uint32_t gx, gy;
     grid1d(count, &gx, &gy);
     struct eng_tref b[4] = {w, g, buf, params};
     eng_rec_dispatch(r, CWT_SPV_sgd, b, 4, &pc, sizeof(pc), gx, gy, 1);
@@ -929,14 +937,12 @@ void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float 
         float beta1, beta2, eps, wd;
         uint32_t decoupled;
     } pc = {count, beta1, beta2, eps, wd, decoupled != 0};
-    uint32_t gx, gy;
     if (elem_vec4(r, w, g, count)) {
-        pc.count = count / 4;
-        grid1d(pc.count, &gx, &gy);
         struct eng_tref b[5] = {w, NOBUF, m, v, params}, t[4] = {w, g, m, v};
-        eng_rec_dispatch_tex(r, CWT_SPV_adam4, b, 5, t, 4, 15u, &pc, sizeof(pc), gx, gy, 1);
+        elem4_dispatch(r, CWT_SPV_adam4, b, 5, t, 4, &pc.count, &pc, sizeof(pc));
         return;
     }
+    uint32_t gx, gy;
     grid1d(count, &gx, &gy);
     struct eng_tref b[5] = {w, g, m, v, params};
     eng_rec_dispatch(r, CWT_SPV_adam, b, 5, &pc, sizeof(pc), gx, gy, 1);

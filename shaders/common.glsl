@@ -15,13 +15,16 @@
 // VEC4 variants of the elementwise shaders handle four consecutive elements per invocation
 // through rgba32f texel views and vec4 stores: on llvmpipe every storage-buffer store is a loop
 // over the lanes, and a store of a vec4 costs about what a store of one float does (batch-norm
-// apply 16.2 -> 9.0 ms per call in resnet-8). VT is the element type, TFETCH reads one.
+// apply 16.2 -> 9.0 ms per call in resnet-8). VT is the element type, TFETCH reads one,
+// VPOS(v) tests v > 0 per component (false for NaN).
 #if defined(VEC4)
 #define VT vec4
 #define TFETCH(t, i) texelFetch(t, int(i))
+#define VPOS(v) greaterThan(v, vec4(0.0))
 #else
 #define VT float
 #define TFETCH(t, i) texelFetch(t, int(i)).x
+#define VPOS(v) ((v) > 0.0)
 #endif
 
 // Per-step parameters, written by the host before each submit (layout shared with

@@ -55,7 +55,7 @@ void main()
 {
     uint i = elem_index();
     VT g = TFETCH(TA, i), v = TFETCH(TB, i);
-    VT r = mix(VT(0.0), g, greaterThan(v, VT(0.0)));
+    VT r = mix(VT(0.0), g, VPOS(v));
     if (i < p.count)
         dx[i] = r;
 }

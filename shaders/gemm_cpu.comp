@@ -38,6 +38,9 @@
 // EPI_READ those flags are ignored).
 // Split-K: workgroup z sums k in [z*kchunk, min(K, (z+1)*kchunk)).
 #extension GL_GOOGLE_include_directive : require
+#if defined(VSTORE)
+#define VEC4 // the epilogue's element type VT is vec4 (common.glsl)
+#endif
 #include "common.glsl"
 
 layout(local_size_x = 8, local_size_y = 1, local_size_z = 1) in;
@@ -50,11 +53,8 @@ layout(push_constant) uniform PC {
     uint ih, iw, oh, ow, kh, kw, stride, pad, nimg; // GEMM_IMPL: the convolution's geometry
 } p;
 
-#if defined(VSTORE)
-layout(std430, set = 0, binding = 2) buffer Buf2 { vec4 C4[]; };
-#else
-BUF_RW(2, C);
-#endif
+// C as elements of the epilogue's type VT: float, or vec4 in the VSTORE variants
+layout(std430, set = 0, binding = 2) buffer Buf2 { VT C[]; };
 layout(set = 0, binding = 8) uniform samplerBuffer TA;
 layout(set = 0, binding = 9) uniform samplerBuffer TB;
 // epilogue inputs, also texel buffers (r32f): bias[m]; the mask (flag 4) or, for flag 8, C
@@ -64,55 +64,37 @@ layout(set = 0, binding = 11) uniform samplerBuffer TMASK;
 
 #define FOR8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-#if !defined(VSTORE)
-// Branch-free except for the final store: on llvmpipe each storage-buffer access in a branch
-// is a loop over the lanes, texel fetches are vector gathers.
-void store(uint m, uint n, float v, float bias_m)
+// Stores one element of C (VSTORE: four columns n..n+3, scn = 1; c_off, scm and scz multiples
+// of 4; N a multiple of 8, so that a block's columns are all inside or all outside; the mask or
+// C read through an rgba32f view). llvmpipe stores a storage buffer lane by lane with a mask
+// and bounds test per lane and store: a vec4 store pays that once per four floats. Branch-free
+// except for the final store: on llvmpipe each storage-buffer access in a branch is a loop over
+// the lanes, texel fetches are vector gathers.
+void store(uint m, uint n, VT v, float bias_m)
 {
     uint idx = p.c_off + gl_WorkGroupID.z * p.scz + m * p.scm + n * p.scn;
+#if defined(VSTORE)
+    idx >>= 2; // in vec4s
+#endif
     v += bias_m;
-    v = (p.flags & 2u) != 0u ? max(v, 0.0) : v;
+    v = (p.flags & 2u) != 0u ? max(v, VT(0.0)) : v;
 #if defined(EPI_READ)
     // the ?: becomes a select and the fetch runs whatever the flags: hence two variants
-    float e = (p.flags & 12u) != 0u ? texelFetch(TMASK, int(idx)).x : 0.0;
+    VT e = (p.flags & 12u) != 0u ? TFETCH(TMASK, idx) : VT(0.0);
 #else
-    float e = 0.0;
+    VT e = VT(0.0);
 #endif
-    v = (p.flags & 4u) != 0u && !(e > 0.0) ? 0.0 : v;
-    v += (p.flags & 8u) != 0u ? e : 0.0;
+    v = (p.flags & 4u) != 0u ? mix(VT(0.0), v, VPOS(e)) : v;
+    v += (p.flags & 8u) != 0u ? e : VT(0.0);
     if (m < p.M && n < p.N)
         C[idx] = v;
 }
-#endif
-
-#if defined(VSTORE)
-// VSTORE variants (scn = 1; c_off, scm, scz multiples of 4; N a multiple of 8, so that a
-// block's columns are all inside or all outside): four columns of a row per vec4 store, the
-// mask or C (flags 4 and 8) read through an rgba32f view. llvmpipe stores a storage buffer
-// lane by lane with a mask and bounds test per lane and store; a vec4 store pays that once per
-// four floats. Same arithmetic as store() per element.
-void store4(uint m, uint n, vec4 v, float bias_m)
-{
-    uint idx = p.c_off + gl_WorkGroupID.z * p.scz + m * p.scm + n;
-    v += bias_m;
-    v = (p.flags & 2u) != 0u ? max(v, vec4(0.0)) : v;
-#if defined(EPI_READ)
-    vec4 e = (p.flags & 12u) != 0u ? texelFetch(TMASK, int(idx >> 2)) : vec4(0.0);
-#else
-    vec4 e = vec4(0.0);
-#endif
-    v = (p.flags & 4u) != 0u ? mix(vec4(0.0), v, greaterThan(e, vec4(0.0))) : v;
-    v += (p.flags & 8u) != 0u ? e : vec4(0.0);
-    if (m < p.M && n < p.N)
-        C4[idx >> 2] = v;
-}
-#endif
 
 // Stores the 8 columns n..n+7 of row m, held as two vec4s lo and hi.
 #if defined(VSTORE)
 #define STORE_ROW(m, n, lo, hi, bm)                                                            \
-    store4(m, n, lo, bm);                                                                      \
-    store4(m, n + 4u, hi, bm);
+    store(m, n, lo, bm);                                                                       \
+    store(m, n + 4u, hi, bm);
 #else
 #define STORE_ROW(m, n, lo, hi, bm)                                                            \
     store(m, n + 0u, lo.x, bm);                                                                \

@@ -23,6 +23,49 @@ layout(push_constant) uniform PC {
 
 layout(set = 0, binding = 8) uniform samplerBuffer SRC;
 
+#if defined(OP_IM2COL) || defined(OP_IM2COL4) || defined(OP_IM2COL4R)
+// Tap (c, ky, kx) of im2col row r.
+void tap_of_row(uint r, out uint c, out uint ky, out uint kx)
+{
+    uint kk = p.kh * p.kw;
+    c = udiv(r, kk);
+    uint rk = r - c * kk;
+    ky = udiv(rk, p.kw);
+    kx = rk - ky * p.kw;
+}
+
+// First element of the input row that output row qq (= (img - img0) * oh + oy of the chunk)
+// reads at tap row (c, ky); yok: that row lies inside the image (else row 0 stands in).
+int src_row(uint qq, uint c, uint ky, out bool yok)
+{
+    uint img = udiv(qq, p.oh), oy = qq - img * p.oh;
+    int y = int(oy * p.stride + ky) - int(p.pad);
+    yok = uint(y) < p.ih;
+    return int(((c * p.nimg + p.img0 + img) * p.ih + uint(yok ? y : 0)) * p.iw);
+}
+#endif
+
+#if defined(OP_IM2COL4) || defined(OP_IM2COL4R)
+// Element a split into an aligned texel t = floor(a / 4) and a shift sh = a - 4t.
+void split4(int a, out int t, out uint sh)
+{
+    t = a >> 2;
+    sh = uint(a - t * 4);
+}
+
+// The four consecutive source elements 4t + sh .. 4t + sh + 3: two aligned vec4 fetches and
+// selects.
+vec4 run4(int t, uint sh)
+{
+    // a texel before the view holds only columns the caller masks: read texel 0 instead
+    vec4 lo = texelFetch(SRC, max(t, 0)), hi = texelFetch(SRC, max(t + 1, 0));
+    return sh == 0u ? lo
+         : sh == 1u ? vec4(lo.yzw, hi.x)
+         : sh == 2u ? vec4(lo.zw, hi.xy)
+                    : vec4(lo.w, hi.xyz);
+}
+#endif
+
 #if defined(OP_IM2COL)
 BUF_RW(1, COL);
 
@@ -31,17 +74,13 @@ BUF_RW(1, COL);
 void main()
 {
     uint q = gl_GlobalInvocationID.x; // (img - img0) * oh + oy
-    uint r = gl_WorkGroupID.y;
-    uint kk = p.kh * p.kw;
-    uint c = udiv(r, kk), rk = r - c * kk;
-    uint ky = udiv(rk, p.kw), kx = rk - ky * p.kw;
+    uint c, ky, kx;
+    tap_of_row(gl_WorkGroupID.y, c, ky, kx);
     uint rows = udiv(p.ncols, p.ow);
     uint qq = min(q, rows - 1u);
-    uint img = udiv(qq, p.oh), oy = qq - img * p.oh;
-    int y = int(oy * p.stride + ky) - int(p.pad);
-    bool yok = uint(y) < p.ih;
-    int rowbase = int(((c * p.nimg + p.img0 + img) * p.ih + uint(yok ? y : 0)) * p.iw);
-    uint dst = r * p.ld + qq * p.ow;
+    bool yok;
+    int rowbase = src_row(qq, c, ky, yok);
+    uint dst = gl_WorkGroupID.y * p.ld + qq * p.ow;
     int x = int(kx) - int(p.pad);
     if (q < rows) {
         for (uint ox = 0; ox < p.ow; ox++, x += int(p.stride)) {
@@ -56,37 +95,25 @@ void main()
 layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 COL4[]; };
 
 // OP_IM2COL for stride 1 with ow and ld multiples of 4, SRC an rgba32f view: each vec4 store
-// of four columns takes its four source elements (consecutive in the input row) from two
-// aligned vec4 fetches and selects, then zeroes those outside the image. About 2x faster than
-// a scalar gather per element (resnet-8's im2col 1.0-1.4 -> 0.5-0.6 ms per call). Same
-// matrix as OP_IM2COL.
+// of four columns takes its four source elements (consecutive in the input row) from run4,
+// then zeroes those outside the image. About 2x faster than a scalar gather per element
+// (resnet-8's im2col 1.0-1.4 -> 0.5-0.6 ms per call). Same matrix as OP_IM2COL.
 void main()
 {
     uint q = gl_GlobalInvocationID.x; // (img - img0) * oh + oy
-    uint r = gl_WorkGroupID.y;
-    uint kk = p.kh * p.kw;
-    uint c = udiv(r, kk), rk = r - c * kk;
-    uint ky = udiv(rk, p.kw), kx = rk - ky * p.kw;
+    uint c, ky, kx;
+    tap_of_row(gl_WorkGroupID.y, c, ky, kx);
     uint rows = udiv(p.ncols, p.ow);
     uint qq = min(q, rows - 1u);
-    uint img = udiv(qq, p.oh), oy = qq - img * p.oh;
-    int y = int(oy + ky) - int(p.pad);
-    bool yok = uint(y) < p.ih;
+    bool yok;
     int d = int(kx) - int(p.pad); // input column of output column 0
-    // element index of output column 0's source (may be -pad before the view: reads 0)
-    int a = int(((c * p.nimg + p.img0 + img) * p.ih + uint(yok ? y : 0)) * p.iw) + d;
-    int t0 = a >> 2; // floor(a / 4)
-    uint sh = uint(a - t0 * 4);
-    uint dst = (r * p.ld + qq * p.ow) >> 2;
+    int t0;
+    uint sh;
+    split4(src_row(qq, c, ky, yok) + d, t0, sh);
+    uint dst = (gl_WorkGroupID.y * p.ld + qq * p.ow) >> 2;
     if (q < rows) {
         for (uint o4 = 0; o4 < (p.ow >> 2); o4++) {
-            int t = t0 + int(o4);
-            // a texel before the view holds only masked columns: read texel 0 instead
-            vec4 lo = texelFetch(SRC, max(t, 0)), hi = texelFetch(SRC, max(t + 1, 0));
-            vec4 v = sh == 0u ? lo
-                   : sh == 1u ? vec4(lo.yzw, hi.x)
-                   : sh == 2u ? vec4(lo.zw, hi.xy)
-                              : vec4(lo.w, hi.xyz);
+            vec4 v = run4(t0 + int(o4), sh);
             ivec4 x = ivec4(int(o4 * 4u) + d) + ivec4(0, 1, 2, 3);
             bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
             in_ = yok ? in_ : bvec4(false);
@@ -98,20 +125,6 @@ void main()
 #elif defined(OP_IM2COL4R)
 layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 COL4[]; };
 
-// The four source elements of output columns x0..x0+3 of a row whose column 0 reads element a
-// (a + x0 may be unaligned): two aligned vec4 fetches and selects.
-vec4 run4(int a, int x0)
-{
-    int e = a + x0, t = e >> 2; // floor(e / 4)
-    uint sh = uint(e - t * 4);
-    // a texel before the view holds only columns the caller masks: read texel 0 instead
-    vec4 lo = texelFetch(SRC, max(t, 0)), hi = texelFetch(SRC, max(t + 1, 0));
-    return sh == 0u ? lo
-         : sh == 1u ? vec4(lo.yzw, hi.x)
-         : sh == 2u ? vec4(lo.zw, hi.xy)
-                    : vec4(lo.w, hi.xyz);
-}
-
 // OP_IM2COL4 for output rows with ow % 4 == 2 (cnn-small's 14x14 layer) and an even number of
 // rows per chunk: one invocation per pair of output rows, whose 2*ow columns are whole vec4s.
 // Each vec4 reads the runs of both rows (four fetches) and takes each element from its own
@@ -120,31 +133,23 @@ vec4 run4(int a, int x0)
 void main()
 {
     uint q = gl_GlobalInvocationID.x; // pair of output rows 2q, 2q + 1 in the chunk
-    uint r = gl_WorkGroupID.y;
-    uint kk = p.kh * p.kw;
-    uint c = udiv(r, kk), rk = r - c * kk;
-    uint ky = udiv(rk, p.kw), kx = rk - ky * p.kw;
+    uint c, ky, kx;
+    tap_of_row(gl_WorkGroupID.y, c, ky, kx);
     uint pairs = udiv(p.ncols, p.ow) >> 1;
     uint qq = min(q, pairs - 1u) * 2u;
     int d = int(kx) - int(p.pad);
-    int a0, a1;
     bool yok0, yok1;
-    {
-        uint img = udiv(qq, p.oh), oy = qq - img * p.oh;
-        int y = int(oy + ky) - int(p.pad);
-        yok0 = uint(y) < p.ih;
-        a0 = int(((c * p.nimg + p.img0 + img) * p.ih + uint(yok0 ? y : 0)) * p.iw) + d;
-        uint img1 = udiv(qq + 1u, p.oh), oy1 = qq + 1u - img1 * p.oh;
-        int y1 = int(oy1 + ky) - int(p.pad);
-        yok1 = uint(y1) < p.ih;
-        a1 = int(((c * p.nimg + p.img0 + img1) * p.ih + uint(yok1 ? y1 : 0)) * p.iw) + d;
-    }
-    uint dst = (r * p.ld + qq * p.ow) >> 2;
-    int ow = int(p.ow);
+    int ow = int(p.ow), t0, t1;
+    uint sh0, sh1;
+    // row 1's run starts ow columns before the pair's column 0 (element j of the pair is
+    // column j - ow of row 1)
+    split4(src_row(qq, c, ky, yok0) + d, t0, sh0);
+    split4(src_row(qq + 1u, c, ky, yok1) + d - ow, t1, sh1);
+    uint dst = (gl_WorkGroupID.y * p.ld + qq * p.ow) >> 2;
     if (q < pairs) {
         for (uint g = 0; g < (p.ow >> 1); g++) {
             int j0 = int(g * 4u);
-            vec4 va = run4(a0, j0), vb = run4(a1, j0 - ow);
+            vec4 va = run4(t0 + int(g), sh0), vb = run4(t1 + int(g), sh1);
             ivec4 j = ivec4(j0) + ivec4(0, 1, 2, 3);
             bvec4 second = greaterThanEqual(j, ivec4(ow));
             ivec4 x = j - ivec4(second) * ow + d; // source column in its row

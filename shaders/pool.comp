@@ -47,36 +47,36 @@ uint plane_index()
 #endif
 
 #if defined(TEX) && defined(WIN2)
-// Window ii of this invocation i (clamped to the n windows), its plane's first element base and
-// its top-left tap pos within the plane.
-void win2(out uint i, out uint ii, out uint n, out uint base, out uint pos)
+// Window i's plane's first element base and its top-left tap pos within the plane.
+void win2_at(uint i, out uint base, out uint pos)
 {
     uint ohw = p.oh * p.ow;
-    n = p.planes * ohw;
-    i = elem_index();
-    ii = min(i, n - 1u);
-    uint pl = udiv(ii, ohw), rr = ii - pl * ohw;
-    uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
-    base = pl * p.ih * p.iw;
-    pos = 2u * (oy * p.iw + ox);
-}
-#endif
-
-#if defined(TEX) && defined(WIN2) && defined(PAIR)
-// Pair j of horizontally adjacent windows (2j, 2j+1: ow is even, so both lie in one row), its
-// plane's first element base and the top-left tap pos of window 2j, a multiple of 4 when
-// iw % 4 == 0 (then both input rows of the pair are one aligned vec4 each).
-void win2_pair(out uint j, out uint jj, out uint n2, out uint base, out uint pos)
-{
-    uint ohw = p.oh * p.ow;
-    n2 = (p.planes * ohw) >> 1;
-    j = elem_index();
-    jj = min(j, n2 - 1u);
-    uint i = jj * 2u;
     uint pl = udiv(i, ohw), rr = i - pl * ohw;
     uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
     base = pl * p.ih * p.iw;
     pos = 2u * (oy * p.iw + ox);
+}
+
+// Window ii of this invocation i (clamped to the n windows), its base and pos (win2_at).
+void win2(out uint i, out uint ii, out uint n, out uint base, out uint pos)
+{
+    n = p.planes * p.oh * p.ow;
+    i = elem_index();
+    ii = min(i, n - 1u);
+    win2_at(ii, base, pos);
+}
+#endif
+
+#if defined(TEX) && defined(WIN2) && defined(PAIR)
+// Pair jj of horizontally adjacent windows (2jj, 2jj+1: ow is even, so both lie in one row) of
+// this invocation j (clamped to the n2 pairs), and base and pos of window 2jj: pos is a
+// multiple of 4 when iw % 4 == 0 (then both input rows of the pair are one aligned vec4 each).
+void win2_pair(out uint j, out uint jj, out uint n2, out uint base, out uint pos)
+{
+    n2 = (p.planes * p.oh * p.ow) >> 1;
+    j = elem_index();
+    jj = min(j, n2 - 1u);
+    win2_at(jj * 2u, base, pos);
 }
 #endif
 
