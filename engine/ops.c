@@ -51,7 +51,8 @@ struct gemm_cpu_pc {
     uint32_t sam, sak, sbk, sbn, scm, scn;
     uint32_t flags, kchunk, scz, ctiles;
     uint32_t a_off, b_off, c_off;
-    uint32_t ih, iw, oh, ow, kh, kw, stride, pad, nimg; /* GEMM_IMPL only */
+    uint32_t ih, iw, oh, ow, kh, kw, stride, pad, nimg; /* GEMM_IMPL and GEMM_DW only */
+    uint32_t bcopy;                                     /* GEMM_DW only */
 };
 
 /* The VSTORE form of a gemm_cpu variant (TN has none). */
@@ -74,19 +75,32 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
         return CWT_SPV_gemm_cpu_conv_v;
     case CWT_SPV_gemm_cpu_conv_rd:
         return CWT_SPV_gemm_cpu_conv_rd_v;
+    case CWT_SPV_gemm_cpu_dw:
+        return CWT_SPV_gemm_cpu_dw_v;
+    case CWT_SPV_gemm_cpu_dw_rd:
+        return CWT_SPV_gemm_cpu_dw_rd_v;
     default:
         return id;
     }
 }
 
+/* Geometry of a GEMM_DW filter gradient (conv_bwd_filter_shift): frames of fh rows (x) and
+ * dh rows (dy) of fw floats, nimg images, kh x kw taps, copies of the x frames bcopy floats
+ * apart. */
+struct dw_geo {
+    uint32_t fh, dh, fw, nimg, kh, kw, bcopy;
+};
+
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
  * variant the strides allow (see shaders/gemm_cpu.comp). The column tiles (64 wide) are grouped
  * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
- * the per-workgroup cost stays small. */
+ * the per-workgroup cost stays small. cv: B gathered from that convolution's input (GEMM_IMPL);
+ * dw: B from shifted input frames (GEMM_DW; g's strides of B unused). */
 static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint32_t a_off,
                               uint32_t b_off, uint32_t c_off, uint32_t splits, uint32_t scz,
                               struct eng_tref a, struct eng_tref b, struct eng_tref c,
-                              struct eng_tref bias, struct eng_tref mask, const struct eng_conv *cv)
+                              struct eng_tref bias, struct eng_tref mask, const struct eng_conv *cv,
+                              const struct dw_geo *dw)
 {
     int aligned = a_off % 4 == 0 && b_off % 4 == 0 && g->sam % 4 == 0 && g->sak == 1;
     /* the _rd variants when the epilogue reads C (accumulate) or a mask: a texel fetch per
@@ -105,6 +119,10 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         vec4 = 0;
     if (cv) /* B gathered from the convolution input; A as in NN (conv_gather_ok) */
         id = rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv;
+    if (dw) { /* A and B as in NT */
+        id = rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw;
+        vec4 = 1;
+    }
     /* vec4 stores of C where its rows are whole, aligned vec4s and blocks of 8 columns never
      * straddle N (not for TN, whose C is small) */
     int vstore = g->scn == 1 && g->scm % 4 == 0 && c_off % 4 == 0 && g->N % 8 == 0 &&
@@ -137,6 +155,15 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         pc.pad = cv->pad;
         pc.nimg = cv->n;
     }
+    if (dw) {
+        pc.ih = dw->fh;
+        pc.iw = dw->fw;
+        pc.oh = dw->dh;
+        pc.kh = dw->kh;
+        pc.kw = dw->kw;
+        pc.nimg = dw->nimg;
+        pc.bcopy = dw->bcopy;
+    }
     /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
@@ -152,7 +179,7 @@ void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, str
              struct eng_tref c, struct eng_tref bias, struct eng_tref mask)
 {
     if (r->d->cpu_kernels) {
-        gemm_cpu_dispatch(r, g, 0, 0, 0, 1, 0, a, b, c, bias, mask, NULL);
+        gemm_cpu_dispatch(r, g, 0, 0, 0, 1, 0, a, b, c, bias, mask, NULL, NULL);
         return;
     }
     struct gemm_pc pc = {
@@ -250,14 +277,46 @@ static int cpu_bwd_data(const struct eng_rec *r, const struct eng_conv *cv)
     return col_chunk(r, cv->n, cv->cin * cv->kh * cv->kw, cv->oh * cv->ow) > 0;
 }
 
+/* Whether the filter gradient of cv is better computed as dw^T = col dy^T than as dw = dy col^T:
+ * when that needs fewer 8x64 tiles of C (a first layer's few kk columns filled 9 of 64:
+ * cnn-small's conv1 5.4 -> 4.0 ms). */
+static int filter_grad_transposed(const struct eng_conv *cv)
+{
+    uint32_t K = cv->cin * cv->kh * cv->kw;
+    return (uint64_t)ceil_div(K, 8) * ceil_div(cv->cout, 64) <
+           (uint64_t)ceil_div(cv->cout, 8) * ceil_div(K, 64);
+}
+
+/* Whether the filter gradient of cv runs from shifted frames (conv_bwd_filter_shift). */
+static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
+{
+    return d->cpu_kernels && d->cpu_dw_shift && cv->stride == 1 && cv->kh * cv->kw > 1 &&
+           !filter_grad_transposed(cv);
+}
+
+/* Frames of conv_bwd_filter_shift for nc images: x zero-padded to fh = ih + 2*pad rows of
+ * fw = round4(iw + 2*pad) floats, in kw copies of *copy floats each (a multiple of 64, so that
+ * every view starts 256-byte aligned), then dy widened to rows of fw. Returns the floats of
+ * scratch they need. */
+static uint64_t dw_shift_floats(const struct eng_conv *cv, uint32_t nc, uint64_t *copy)
+{
+    uint64_t fh = cv->ih + 2ull * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
+    *copy = ((uint64_t)cv->cin * nc * fh * fw + 63) / 64 * 64;
+    return cv->kw * *copy + (uint64_t)cv->cout * nc * cv->oh * fw;
+}
+
 uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *cv)
 {
     if (!d->cpu_kernels)
         return 0;
     uint64_t fwd = (uint64_t)cv->cin * cv->kh * cv->kw * round4(cv->n * cv->oh * cv->ow);
-    uint64_t bwd = 0;
+    uint64_t bwd = 0, copy;
     if (bwd_as_fwd(cv))
         bwd = (uint64_t)cv->cout * cv->kh * cv->kw * round4(cv->n * cv->ih * cv->iw);
+    if (dw_shift_ok(d, cv)) {
+        uint64_t sh = dw_shift_floats(cv, cv->n, &copy);
+        bwd = sh > bwd ? sh : bwd;
+    }
     return (fwd > bwd ? fwd : bwd) * 4;
 }
 
@@ -318,7 +377,7 @@ static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng
     uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
     if (conv_gather_ok(r, cv, x, w)) {
         struct eng_gemm g = {cv->cout, cv->n * hw, K, K, 1, 0, 0, cv->n * hw, 1, flags};
-        gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, w, x, y, bias, mask, cv);
+        gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, w, x, y, bias, mask, cv, NULL);
         return 1;
     }
     uint32_t chunk = col_chunk(r, cv->n, K, hw);
@@ -329,7 +388,7 @@ static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng
         uint32_t ncols = nc * hw, ld = round4(ncols);
         im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
         struct eng_gemm g = {cv->cout, ncols, K, K, 1, ld, 1, cv->n * hw, 1, flags};
-        gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask, NULL);
+        gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask, NULL, NULL);
     }
     return 1;
 }
@@ -345,25 +404,80 @@ static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, stru
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         uint32_t ncols = nc * hw, ld = round4(ncols);
         struct eng_gemm g = {K, ncols, cv->cout, cv->cout, 1, cv->n * hw, 1, ld, 1, 0};
-        gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, wt, dy, r->col, NOBUF, NOBUF, NULL);
+        gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, wt, dy, r->col, NOBUF, NOBUF, NULL, NULL);
         im2col_dispatch(r, CWT_SPV_col2im, cv, dx, mask, img0, ncols, ld,
                         (flags & ENG_EPI_MASK) ? 1u : 0u);
     }
+}
+
+/* Images per chunk of conv_bwd_filter_shift: its frames fit the scratch and one texel view. */
+static uint32_t dw_shift_chunk(const struct eng_rec *r, const struct eng_conv *cv)
+{
+    uint64_t floats = r->col.bytes / 4, copy;
+    uint32_t nc = cv->n;
+    while (nc > 0 &&
+           (dw_shift_floats(cv, nc, &copy) > floats || cv->kw * copy > r->d->max_texel_elements))
+        nc = nc * 3 / 4 < nc - 1 ? nc * 3 / 4 : nc - 1;
+    return nc;
+}
+
+struct shiftpad_pc {
+    uint32_t c, ih, iw, nimg, img0, nc, rows, wp, cstride;
+    int32_t row0, col0;
+};
+
+/* Filter gradient of a stride-1 convolution without an im2col matrix. With x zero-padded into
+ * frames xp of fw columns and dy widened to the same row length (zeros past the output width),
+ *   dw[co][ci][ky][kx] = sum over q of dyp[co][q] * xp[ci][q + ky*fw + kx]
+ * for q over the frames of dy: tap (ky, kx) is a fixed offset. GEMM_DW reads those rows as vec4s,
+ * which needs them 4-aligned, so the frames are stored in kw copies shifted by kx. The scratch
+ * written per image is (kw*cin + cout) frames instead of the cin*kh*kw rows of im2col (resnet-8's
+ * 16->16 layers at 64x64: 150 ms per filter gradient through im2col). Chunks of images in a fixed
+ * order, accumulated into dw. */
+static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                                 struct eng_tref x, struct eng_tref dw)
+{
+    uint32_t chunk = dw_shift_chunk(r, cv);
+    if (chunk == 0)
+        return 0;
+    uint32_t fh = cv->ih + 2 * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
+    uint32_t K = cv->cin * cv->kh * cv->kw;
+    for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
+        uint64_t copy, total = dw_shift_floats(cv, nc, &copy);
+        struct eng_tref xs = {r->col.buf, r->col.off, cv->kw * copy * 4};
+        struct eng_tref dys = {r->col.buf, r->col.off + xs.bytes, (total * 4) - xs.bytes};
+        struct shiftpad_pc px = {
+            cv->cin,           cv->ih,           cv->iw, cv->n, img0, nc, fh, fw, (uint32_t)copy,
+            -(int32_t)cv->pad, -(int32_t)cv->pad};
+        struct eng_tref bufs[2] = {NOBUF, xs};
+        eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &x, 1, 1u, &px, sizeof(px),
+                             ceil_div((uint64_t)cv->cin * nc * fh, 64), cv->kw, 1);
+        struct shiftpad_pc pd = {cv->cout, cv->oh, cv->ow, cv->n, img0, nc, cv->oh, fw, 0, 0, 0};
+        bufs[1] = dys;
+        eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &dy, 1, 1u, &pd, sizeof(pd),
+                             ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1, 1);
+        uint32_t kq = nc * cv->oh * fw;
+        struct eng_gemm g = {cv->cout, K, kq, kq, 1, 1, 0, K, 1, img0 ? 8u : 0u};
+        struct dw_geo geo = {fh, cv->oh, fw, nc, cv->kh, cv->kw, (uint32_t)copy};
+        gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, dys, xs, dw, NOBUF, NOBUF, NULL, &geo);
+    }
+    return 1;
 }
 
 /* dw = dy col^T accumulated over chunks (no split-K: the chunks run in a fixed order). */
 static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
                                struct eng_tref x, struct eng_tref dw)
 {
+    if (dw_shift_ok(r->d, cv) && conv_bwd_filter_shift(r, cv, dy, x, dw))
+        return 1;
     uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
     uint32_t chunk = col_chunk(r, cv->n, K, hw);
     if (chunk == 0)
         return 0;
     /* dw[oc][kk] = sum over pixels of dy[oc][p] col[kk][p], or its transpose dw^T = col dy^T
-     * when that needs fewer 8x64 tiles of C (a first layer's few kk columns filled 9 of 64:
-     * cnn-small's conv1 5.4 -> 4.0 ms). Same products summed in the same order either way. */
-    int tr = (uint64_t)ceil_div(K, 8) * ceil_div(cv->cout, 64) <
-             (uint64_t)ceil_div(cv->cout, 8) * ceil_div(K, 64);
+     * (filter_grad_transposed). Same products summed in the same order either way. */
+    int tr = filter_grad_transposed(cv);
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         uint32_t ncols = nc * hw, ld = round4(ncols);
@@ -371,10 +485,12 @@ static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, str
         uint32_t acc = img0 ? 8u : 0u;
         if (tr) {
             struct eng_gemm g = {K, cv->cout, ncols, ld, 1, 1, cv->n * hw, 1, K, acc};
-            gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, r->col, dy, dw, NOBUF, NOBUF, NULL);
+            gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, r->col, dy, dw, NOBUF, NOBUF, NULL,
+                              NULL);
         } else {
             struct eng_gemm g = {cv->cout, K, ncols, cv->n * hw, 1, 1, ld, K, 1, acc};
-            gemm_cpu_dispatch(r, &g, img0 * hw, 0, 0, 1, 0, dy, r->col, dw, NOBUF, NOBUF, NULL);
+            gemm_cpu_dispatch(r, &g, img0 * hw, 0, 0, 1, 0, dy, r->col, dw, NOBUF, NOBUF, NULL,
+                              NULL);
         }
     }
     return 1;

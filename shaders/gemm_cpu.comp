@@ -29,6 +29,13 @@
 //                (on lavapipe that pass stored every element lane by lane): cnn-small's conv2
 //                forward 25.6 -> 16.4 ms with 16x4 blocks, 14 ms with 16x8.
 //                No split-K (kchunk = K).
+//   GEMM_DW      the filter gradient of a stride-1 convolution, dw = dy * im2col(x)^T, without
+//                the im2col matrix: A = dy in frames of oh rows of iw floats (iw a multiple of
+//                4, zeros past the output width), one row per output channel, k-contiguous;
+//                B(k, n) for column n = (ci, ky, kx) is row ky*iw + k of copy kx of the input
+//                frames (ih rows of iw, zero-padded, copy s shifted left by s; ops.c
+//                conv_bwd_filter_shift). Fetched as in NT, so every row start must be a
+//                multiple of 4: hence kw copies. Image by image over nimg frames, no k tail.
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
@@ -51,6 +58,7 @@ layout(push_constant) uniform PC {
     uint flags, kchunk, scz, ctiles;
     uint a_off, b_off, c_off;
     uint ih, iw, oh, ow, kh, kw, stride, pad, nimg; // GEMM_IMPL: the convolution's geometry
+    uint bcopy; // GEMM_DW: floats between the shifted copies of the input frames
 } p;
 
 // C as elements of the epilogue's type VT: float, or vec4 in the VSTORE variants
@@ -203,6 +211,17 @@ void main()
     }
 }
 #else
+#if defined(GEMM_DW)
+// First texel of column n = (ci, ky, kx) of B: row ky of channel ci's frames in copy kx.
+int dw_col(uint n)
+{
+    uint kk = p.kh * p.kw;
+    uint ci = udiv(n, kk), r = n - ci * kk;
+    uint ky = udiv(r, p.kw), kx = r - ky * p.kw;
+    return int((p.b_off + kx * p.bcopy + ci * p.nimg * p.ih * p.iw + ky * p.iw) >> 2);
+}
+#endif
+
 #define FMA2(i, av, bl, br)                                                                    \
     c##i##L = fma(vec4(av), bl, c##i##L);                                                      \
     c##i##R = fma(vec4(av), br, c##i##R);
@@ -280,6 +299,25 @@ void main()
             FMA2(0, al.x, ba, bb) FMA2(1, al.y, ba, bb) FMA2(2, al.z, ba, bb)
             FMA2(3, al.w, ba, bb) FMA2(4, ah.x, ba, bb) FMA2(5, ah.y, ba, bb)
             FMA2(6, ah.z, ba, bb) FMA2(7, ah.w, ba, bb)
+        }
+#elif defined(GEMM_DW)
+#define BCOL(j) int bc##j = dw_col(min(n0 + uint(j), p.N - 1u));
+        FOR8(BCOL)
+        // texels per image: a frame of dy (oh rows), a frame of x (ih rows)
+        int fa = int((p.oh * p.iw) >> 2), fb = int((p.ih * p.iw) >> 2);
+        for (int img = 0; img < int(p.nimg); img++) {
+            int ab = img * fa, bb = img * fb;
+            for (int kq = 0; kq < fa; kq++) {
+#define BFETCH(j) vec4 b##j = texelFetch(TB, bc##j + bb + kq);
+                FOR8(BFETCH)
+#define DOT8(i)                                                                                \
+    {                                                                                          \
+        vec4 a = texelFetch(TA, ar##i + ab + kq);                                              \
+        c##i##L += vec4(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));                       \
+        c##i##R += vec4(dot(a, b4), dot(a, b5), dot(a, b6), dot(a, b7));                       \
+    }
+                FOR8(DOT8)
+            }
         }
 #else // GEMM_NT
 #define BCOL(j) int bc##j = int((p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn) >> 2);

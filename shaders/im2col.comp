@@ -9,6 +9,7 @@
 //   OP_COL2IM  dx[c][img][iy][ix] = sum of col[(c,ky,kx)][(img-img0, oy, ox)] over the (ky,kx)
 //              with iy = oy*stride - pad + ky (same for x); flags 1: times (mask[dx index] > 0).
 //              A gather per output element: deterministic, no atomics.
+//   OP_SHIFTPAD zero-padded, shifted frames of x and dy for the filter gradient (its main)
 // The source is read through a uniform texel buffer (binding 8): a vector gather on llvmpipe,
 // where storage-buffer loads are scalar loops over the lanes. Integer divisions go through
 // udiv() (common.glsl): llvmpipe has no vector integer division and scalarises it lane by lane.
@@ -17,9 +18,17 @@
 
 layout(local_size_x = 64, local_size_y = 1, local_size_z = 1) in;
 
+#if defined(OP_SHIFTPAD)
+// OP_SHIFTPAD's own geometry (see its main); row0 and col0 may be negative
+layout(push_constant) uniform PC {
+    uint c, ih, iw, nimg, img0, nc, rows, wp, cstride;
+    int row0, col0;
+} p;
+#else
 layout(push_constant) uniform PC {
     uint c, ih, iw, oh, ow, kh, kw, stride, pad, nimg, img0, ncols, ld, flags;
 } p;
+#endif
 
 layout(set = 0, binding = 8) uniform samplerBuffer SRC;
 
@@ -45,7 +54,7 @@ int src_row(uint qq, uint c, uint ky, out bool yok)
 }
 #endif
 
-#if defined(OP_IM2COL4) || defined(OP_IM2COL4R)
+#if defined(OP_IM2COL4) || defined(OP_IM2COL4R) || defined(OP_SHIFTPAD)
 // Element a split into an aligned texel t = floor(a / 4) and a shift sh = a - 4t.
 void split4(int a, out int t, out uint sh)
 {
@@ -57,8 +66,9 @@ void split4(int a, out int t, out uint sh)
 // selects.
 vec4 run4(int t, uint sh)
 {
-    // a texel before the view holds only columns the caller masks: read texel 0 instead
-    vec4 lo = texelFetch(SRC, max(t, 0)), hi = texelFetch(SRC, max(t + 1, 0));
+    // a texel outside the view holds only elements the caller masks: read the nearest one
+    int last = textureSize(SRC) - 1;
+    vec4 lo = texelFetch(SRC, clamp(t, 0, last)), hi = texelFetch(SRC, clamp(t + 1, 0, last));
     return sh == 0u ? lo
          : sh == 1u ? vec4(lo.yzw, hi.x)
          : sh == 2u ? vec4(lo.zw, hi.xy)
@@ -156,6 +166,40 @@ void main()
             bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
             in_ = bvec4(uvec4(in_) & uvec4(mix(uvec4(yok0), uvec4(yok1), second)));
             COL4[dst + g] = mix(vec4(0.0), mix(va, vb, second), in_);
+        }
+    }
+}
+
+#elif defined(OP_SHIFTPAD)
+layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 OUT4[]; };
+
+// Zero-padded frames of a CNHW source for the filter gradient of stride-1 convolutions
+// (engine/ops.c conv_bwd_filter_shift): for copy s (workgroup y), channel c, image i of the
+// chunk, frame row r < rows and column j < wp (a multiple of 4),
+//   OUT[s*cstride + ((c*nc + i)*rows + r)*wp + j] = src[c][img0 + i][r + row0][j + col0 + s]
+// and 0 where that lies outside the source image. One invocation per frame row, a vec4 store
+// per four columns (the elements from run4, as OP_IM2COL4 does).
+void main()
+{
+    uint q = gl_GlobalInvocationID.x; // (c, i, r)
+    uint total = p.c * p.nc * p.rows, s = gl_WorkGroupID.y;
+    uint qq = min(q, total - 1u);
+    uint plane = udiv(qq, p.rows), r = qq - plane * p.rows;
+    uint ch = udiv(plane, p.nc), i = plane - ch * p.nc;
+    int y = int(r) + p.row0;
+    bool yok = uint(y) < p.ih;
+    int d = p.col0 + int(s); // source column of frame column 0
+    int t0;
+    uint sh;
+    split4(int(((ch * p.nimg + p.img0 + i) * p.ih + uint(yok ? y : 0)) * p.iw) + d, t0, sh);
+    uint dst = (s * p.cstride + qq * p.wp) >> 2;
+    if (q < total) {
+        for (uint o4 = 0; o4 < (p.wp >> 2); o4++) {
+            vec4 v = run4(t0 + int(o4), sh);
+            ivec4 x = ivec4(int(o4 * 4u) + d) + ivec4(0, 1, 2, 3);
+            bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
+            in_ = yok ? in_ : bvec4(false);
+            OUT4[dst + o4] = mix(vec4(0.0), v, in_);
         }
     }
 }

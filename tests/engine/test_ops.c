@@ -291,6 +291,7 @@ static void test_conv(void **state)
     struct th *t = *state;
     const enum eng_gemm_shape shape0 = t->d->gemm_shape;
     const int cpu0 = t->d->cpu_kernels, gather0 = t->d->cpu_conv_gather;
+    const int shift0 = t->d->cpu_dw_shift;
     /* n cin ih iw cout k stride pad */
     static const uint32_t geo[][8] = {
         {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
@@ -327,18 +328,20 @@ static void test_conv(void **state)
         fd_check(t, "conv ref dw", conv_f, &cc, wd, nw, ny, dyd, dw);
         /* shapes 0-2: implicit-GEMM kernels; 3: CPU path (im2col + gemm_cpu) with scratch for
          * the whole batch; 4: CPU path with scratch for one image (chunked); 5: CPU path where
-         * the GEMM gathers the input (GEMM_IMPL) for the shapes that allow it, im2col for the
-         * rest (the filter gradient, K not a multiple of 4) */
-        for (int shape = 0; shape < 6; shape++) {
+         * the GEMM gathers the input (GEMM_IMPL) and stride-1 filter gradients run from shifted
+         * frames (GEMM_DW) for the shapes that allow it, im2col for the rest; 6: as 5 with
+         * scratch for one image */
+        for (int shape = 0; shape < 7; shape++) {
             if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
                 continue;
             t->d->cpu_kernels = shape >= 3;
-            t->d->cpu_conv_gather = shape == 5;
+            t->d->cpu_conv_gather = shape >= 5;
+            t->d->cpu_dw_shift = shape >= 5;
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
             struct eng_conv one = cv;
             one.n = 1;
-            uint64_t colb = eng_conv_col_bytes(t->d, shape == 4 ? &one : &cv);
+            uint64_t colb = eng_conv_col_bytes(t->d, shape == 4 || shape == 6 ? &one : &cv);
             struct eng_tref COL = th_buf(t, NULL, colb / 4);
             struct eng_tref X = th_buf(t, x, nx), W = th_buf(t, w, nw),
                             B = th_buf(t, bias, cv.cout);
@@ -392,6 +395,7 @@ static void test_conv(void **state)
     t->d->gemm_shape = shape0; /* the device's own choice, for the tests that follow */
     t->d->cpu_kernels = cpu0;
     t->d->cpu_conv_gather = gather0;
+    t->d->cpu_dw_shift = shift0;
 }
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
