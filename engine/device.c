@@ -262,7 +262,7 @@ static void query_info(struct eng_device *d)
     const char *gat = getenv("CWT_ENG_CONV_GATHER");
     d->cpu_conv_gather = !(gat && strcmp(gat, "0") == 0);
     const char *dws = getenv("CWT_ENG_DW_SHIFT");
-    d->cpu_dw_shift = !(dws && strcmp(dws, "0") == 0);
+    d->cpu_dw_shift = dws && (strcmp(dws, "0") == 0 || strcmp(dws, "2") == 0) ? dws[0] - '0' : 1;
 }
 
 static int create_logical(struct eng_device *d, char *err, size_t errlen)

@@ -89,6 +89,7 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
  * apart. */
 struct dw_geo {
     uint32_t fh, dh, fw, nimg, kh, kw, bcopy;
+    int transposed; /* C = dw^T: A from the copies, B the dy frames (DW_T) */
 };
 
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
@@ -120,7 +121,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     if (cv) /* B gathered from the convolution input; A as in NN (conv_gather_ok) */
         id = rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv;
     if (dw) { /* A and B as in NT */
-        id = rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw;
+        id = dw->transposed ? (rd ? CWT_SPV_gemm_cpu_dwt_rd : CWT_SPV_gemm_cpu_dwt)
+                            : (rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw);
         vec4 = 1;
     }
     /* vec4 stores of C where its rows are whole, aligned vec4s and blocks of 8 columns never
@@ -287,13 +289,6 @@ static int filter_grad_transposed(const struct eng_conv *cv)
            (uint64_t)ceil_div(cv->cout, 8) * ceil_div(K, 64);
 }
 
-/* Whether the filter gradient of cv runs from shifted frames (conv_bwd_filter_shift). */
-static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
-{
-    return d->cpu_kernels && d->cpu_dw_shift && cv->stride == 1 && cv->kh * cv->kw > 1 &&
-           !filter_grad_transposed(cv);
-}
-
 /* Frames of conv_bwd_filter_shift for nc images: x zero-padded to fh = ih + 2*pad rows of
  * fw = round4(iw + 2*pad) floats, in kw copies of *copy floats each (a multiple of 64, so that
  * every view starts 256-byte aligned), then dy widened to rows of fw. Returns the floats of
@@ -303,6 +298,26 @@ static uint64_t dw_shift_floats(const struct eng_conv *cv, uint32_t nc, uint64_t
     uint64_t fh = cv->ih + 2ull * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
     *copy = ((uint64_t)cv->cin * nc * fh * fw + 63) / 64 * 64;
     return cv->kw * *copy + (uint64_t)cv->cout * nc * cv->oh * fw;
+}
+
+/* Whether the filter gradient of cv runs from shifted frames (conv_bwd_filter_shift): stride 1,
+ * and cheaper by an estimate from rates measured on lavapipe, per image: the GEMM at about 24
+ * GFLOP/s over all its k (for the frames, their padded columns too: fw / ow times the output),
+ * the scratch written at about 2.5 ns per float (im2col rows or frames). Measured, shift against
+ * im2col: 1.26x at 64x64 (16 -> 16), 1.2x at 32x32 (32 -> 32), 0.92x at 16x16 (64 -> 64) and at
+ * 14x14 (32 -> 64), 0.88x for a 3-channel first layer; the estimate picks the faster one in each.
+ */
+static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
+{
+    if (!d->cpu_kernels || !d->cpu_dw_shift || cv->stride != 1 || cv->kh * cv->kw < 2)
+        return 0;
+    if (d->cpu_dw_shift == 2)
+        return 1;
+    uint64_t copy, kk = (uint64_t)cv->cin * cv->kh * cv->kw, hw = (uint64_t)cv->oh * cv->ow;
+    double macs = (double)cv->cout * kk * hw, fw = round4(cv->iw + 2 * cv->pad);
+    double im2col = macs / 12.0 + 2.5 * (double)(kk * hw);
+    double shift = macs * fw / cv->ow / 12.0 + 2.5 * (double)dw_shift_floats(cv, 1, &copy);
+    return shift < im2col;
 }
 
 uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *cv)
@@ -442,6 +457,7 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
         return 0;
     uint32_t fh = cv->ih + 2 * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
     uint32_t K = cv->cin * cv->kh * cv->kw;
+    int tr = filter_grad_transposed(cv);
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         uint64_t copy, total = dw_shift_floats(cv, nc, &copy);
@@ -457,10 +473,15 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
         bufs[1] = dys;
         eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &dy, 1, 1u, &pd, sizeof(pd),
                              ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1, 1);
-        uint32_t kq = nc * cv->oh * fw;
-        struct eng_gemm g = {cv->cout, K, kq, kq, 1, 1, 0, K, 1, img0 ? 8u : 0u};
-        struct dw_geo geo = {fh, cv->oh, fw, nc, cv->kh, cv->kw, (uint32_t)copy};
-        gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, dys, xs, dw, NOBUF, NOBUF, NULL, &geo);
+        uint32_t kq = nc * cv->oh * fw, acc = img0 ? 8u : 0u;
+        struct dw_geo geo = {fh, cv->oh, fw, nc, cv->kh, cv->kw, (uint32_t)copy, tr};
+        if (tr) {
+            struct eng_gemm g = {K, cv->cout, kq, 0, 1, 1, kq, 1, K, acc};
+            gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, xs, dys, dw, NOBUF, NOBUF, NULL, &geo);
+        } else {
+            struct eng_gemm g = {cv->cout, K, kq, kq, 1, 1, 0, K, 1, acc};
+            gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, dys, xs, dw, NOBUF, NOBUF, NULL, &geo);
+        }
     }
     return 1;
 }

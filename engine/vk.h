@@ -52,7 +52,8 @@ struct eng_device {
                                  an im2col pass; 0: always im2col (tests, CWT_ENG_CONV_GATHER) */
     int cpu_dw_shift;         /* with cpu_kernels: filter gradients of stride-1 convolutions
                                  from shifted input frames (gemm_cpu.comp GEMM_DW) instead of
-                                 im2col; 0: im2col (tests, CWT_ENG_DW_SHIFT=0) */
+                                 im2col: 1 where estimated faster, 2 always (tests), 0 never
+                                 (CWT_ENG_DW_SHIFT=0|1|2) */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */

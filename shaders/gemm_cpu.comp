@@ -36,6 +36,8 @@
 //                frames (ih rows of iw, zero-padded, copy s shifted left by s; ops.c
 //                conv_bwd_filter_shift). Fetched as in NT, so every row start must be a
 //                multiple of 4: hence kw copies. Image by image over nimg frames, no k tail.
+//                With DW_T, the transposed product dw^T = im2col(x) * dy^T (rows of A from
+//                the copies, columns of B the dy rows; ops.c filter_grad_transposed).
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
@@ -212,13 +214,14 @@ void main()
 }
 #else
 #if defined(GEMM_DW)
-// First texel of column n = (ci, ky, kx) of B: row ky of channel ci's frames in copy kx.
-int dw_col(uint n)
+// First texel of im2col row n = (ci, ky, kx) in the copies at off: row ky of channel ci's
+// frames in copy kx.
+int dw_col(uint off, uint n)
 {
     uint kk = p.kh * p.kw;
     uint ci = udiv(n, kk), r = n - ci * kk;
     uint ky = udiv(r, p.kw), kx = r - ky * p.kw;
-    return int((p.b_off + kx * p.bcopy + ci * p.nimg * p.ih * p.iw + ky * p.iw) >> 2);
+    return int((off + kx * p.bcopy + ci * p.nimg * p.ih * p.iw + ky * p.iw) >> 2);
 }
 #endif
 
@@ -236,6 +239,9 @@ void main()
     // are discarded by store()).
 #if defined(GEMM_SCALAR)
 #define AROW(i) int ar##i = int(p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam);
+    FOR8(AROW)
+#elif defined(GEMM_DW) && defined(DW_T)
+#define AROW(i) int ar##i = dw_col(p.a_off, min(m0 + uint(i), p.M - 1u));
     FOR8(AROW)
 #elif !defined(GEMM_TN)
 #define AROW(i) int ar##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
@@ -301,13 +307,19 @@ void main()
             FMA2(6, ah.z, ba, bb) FMA2(7, ah.w, ba, bb)
         }
 #elif defined(GEMM_DW)
-#define BCOL(j) int bc##j = dw_col(min(n0 + uint(j), p.N - 1u));
-        FOR8(BCOL)
         // texels per image: a frame of dy (oh rows), a frame of x (ih rows)
-        int fa = int((p.oh * p.iw) >> 2), fb = int((p.ih * p.iw) >> 2);
+        int fy = int((p.oh * p.iw) >> 2), fx = int((p.ih * p.iw) >> 2);
+#if defined(DW_T)
+#define BCOL(j) int bc##j = int((p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn) >> 2);
+        int fa = fx, fb = fy;
+#else
+#define BCOL(j) int bc##j = dw_col(p.b_off, min(n0 + uint(j), p.N - 1u));
+        int fa = fy, fb = fx;
+#endif
+        FOR8(BCOL)
         for (int img = 0; img < int(p.nimg); img++) {
             int ab = img * fa, bb = img * fb;
-            for (int kq = 0; kq < fa; kq++) {
+            for (int kq = 0; kq < fy; kq++) {
 #define BFETCH(j) vec4 b##j = texelFetch(TB, bc##j + bb + kq);
                 FOR8(BFETCH)
 #define DOT8(i)                                                                                \

@@ -294,12 +294,28 @@ static void test_conv(void **state)
     const int shift0 = t->d->cpu_dw_shift;
     /* n cin ih iw cout k stride pad */
     static const uint32_t geo[][8] = {
-        {1, 1, 1, 1, 1, 1, 1, 0},   {2, 3, 7, 5, 4, 3, 1, 1},   {3, 2, 9, 9, 5, 3, 2, 1},
-        {1, 5, 6, 6, 3, 1, 2, 0},   {4, 1, 12, 12, 9, 3, 1, 1}, {2, 4, 8, 8, 70, 3, 1, 1},
-        {1, 3, 11, 11, 2, 7, 2, 3}, {4, 4, 8, 8, 16, 3, 1, 1},  {4, 8, 8, 8, 12, 3, 2, 1},
-        {4, 8, 8, 8, 16, 1, 2, 0},  {3, 2, 7, 7, 8, 3, 1, 1},   {2, 3, 8, 12, 6, 5, 1, 2},
-        {2, 6, 4, 4, 5, 1, 1, 0},   {2, 2, 6, 10, 3, 3, 1, 0},  {2, 3, 6, 6, 5, 3, 1, 1},
-        {1, 2, 7, 6, 3, 3, 1, 1},   {2, 2, 10, 10, 4, 5, 1, 2},
+        {1, 1, 1, 1, 1, 1, 1, 0},
+        {2, 3, 7, 5, 4, 3, 1, 1},
+        {3, 2, 9, 9, 5, 3, 2, 1},
+        {1, 5, 6, 6, 3, 1, 2, 0},
+        {4, 1, 12, 12, 9, 3, 1, 1},
+        {2, 4, 8, 8, 70, 3, 1, 1},
+        {1, 3, 11, 11, 2, 7, 2, 3},
+        {4, 4, 8, 8, 16, 3, 1, 1},
+        {4, 8, 8, 8, 12, 3, 2, 1},
+        {4, 8, 8, 8, 16, 1, 2, 0},
+        {3, 2, 7, 7, 8, 3, 1, 1},
+        {2, 3, 8, 12, 6, 5, 1, 2},
+        {2, 6, 4, 4, 5, 1, 1, 0},
+        {2, 2, 6, 10, 3, 3, 1, 0},
+        {2, 3, 6, 6, 5, 3, 1, 1},
+        {1, 2, 7, 6, 3, 3, 1, 1},
+        {2, 2, 10, 10, 4, 5, 1, 2},
+        /* filter gradients computed transposed (dw^T; cnn-small's conv1 and conv2 shapes) */
+        {3, 1, 6, 6, 32, 3, 1, 1},
+        {2, 32, 5, 5, 64, 3, 1, 1},
+        /* and one with vec4 stores of dw (cin*kh*kw a multiple of 8) */
+        {2, 8, 6, 6, 8, 3, 1, 1},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
@@ -336,7 +352,7 @@ static void test_conv(void **state)
                 continue;
             t->d->cpu_kernels = shape >= 3;
             t->d->cpu_conv_gather = shape >= 5;
-            t->d->cpu_dw_shift = shape >= 5;
+            t->d->cpu_dw_shift = shape >= 5 ? 2 : 0; /* 2: wherever the stride allows */
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
             struct eng_conv one = cv;
