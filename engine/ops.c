@@ -320,6 +320,65 @@ static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
     return shift < im2col;
 }
 
+/* One axis of a stride-2 data gradient split by stride phase (conv_bwd_data_phase): input
+ * positions i = 2a + p take the taps k0, k0 + 2, ... (taps of them, 0 for none), tap t (in
+ * descending kernel order, k = k0 + 2*(taps-1-t)) from dy position a - pad + t. */
+struct phase_axis {
+    uint32_t k0, taps, n; /* n: positions of the phase, ceil((in - p) / 2) */
+    int32_t pad;
+};
+
+static struct phase_axis phase_axis_of(uint32_t k, uint32_t pad, uint32_t in, uint32_t p)
+{
+    struct phase_axis a;
+    a.k0 = (p + pad) % 2;
+    a.taps = a.k0 < k ? (k - 1 - a.k0) / 2 + 1 : 0;
+    a.n = (in - p + 1) / 2;
+    a.pad = (int32_t)a.taps - 1 - (int32_t)((p + pad - a.k0) / 2);
+    return a;
+}
+
+/* Floats of the phase results for nc images; off[ph] (phase ph = 2*py + px, each start a
+ * multiple of 64 floats) is UINT32_MAX for a phase without taps. */
+static uint64_t phase_floats(const struct eng_conv *cv, uint32_t nc, uint32_t off[4])
+{
+    uint64_t at = 0;
+    for (uint32_t ph = 0; ph < 4; ph++) {
+        struct phase_axis y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2),
+                          x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
+        off[ph] = UINT32_MAX;
+        if (y.taps == 0 || x.taps == 0)
+            continue;
+        off[ph] = (uint32_t)at;
+        at += ((uint64_t)cv->cin * nc * y.n * x.n + 63) / 64 * 64;
+    }
+    return at;
+}
+
+/* Whether the data gradient of cv may run by stride phase on a device (see
+ * conv_bwd_data_phase): stride 2, square kernel, every phase with taps needs the same padding
+ * >= 0 on both axes (3x3 pad 1 and 1x1 pad 0 do), at most 96 input channels (as
+ * conv_gather_ok), phase weight blocks 256-byte aligned (cin*cout a multiple of 64), whole
+ * vec4 rows of dx, and dy in one texel view. */
+static int phase_geometry_ok(const struct eng_device *d, const struct eng_conv *cv)
+{
+    if (!d->cpu_kernels || !d->cpu_conv_gather || cv->stride != 2 || cv->kh != cv->kw ||
+        cv->kh * cv->kw > 32 || cv->cin > 96 || cv->cout % 4 != 0 ||
+        (cv->cin * cv->cout) % 64 != 0 || cv->iw % 4 != 0 ||
+        (uint64_t)cv->cout * cv->n * cv->oh * cv->ow > d->max_texel_elements)
+        return 0;
+    int32_t pad = -1;
+    for (uint32_t p = 0; p < 2; p++) {
+        struct phase_axis a = phase_axis_of(cv->kh, cv->pad, cv->ih, p);
+        if (a.taps == 0)
+            continue;
+        if (a.pad < 0 || (pad >= 0 && a.pad != pad))
+            return 0;
+        pad = a.pad;
+    }
+    return pad >= 0;
+}
+
 uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *cv)
 {
     if (!d->cpu_kernels)
@@ -331,6 +390,11 @@ uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *c
     if (dw_shift_ok(d, cv)) {
         uint64_t sh = dw_shift_floats(cv, cv->n, &copy);
         bwd = sh > bwd ? sh : bwd;
+    }
+    if (phase_geometry_ok(d, cv)) {
+        uint32_t off[4];
+        uint64_t ph = phase_floats(cv, cv->n, off);
+        bwd = ph > bwd ? ph : bwd;
     }
     return (fwd > bwd ? fwd : bwd) * 4;
 }
@@ -404,6 +468,94 @@ static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng
         im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
         struct eng_gemm g = {cv->cout, ncols, K, K, 1, ld, 1, cv->n * hw, 1, flags};
         gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask, NULL, NULL);
+    }
+    return 1;
+}
+
+/* Images per chunk of conv_bwd_data_phase (0: the path does not apply). */
+static uint32_t phase_chunk(const struct eng_rec *r, const struct eng_conv *cv)
+{
+    if (!phase_geometry_ok(r->d, cv))
+        return 0;
+    uint64_t floats = r->col.bytes / 4;
+    if (floats > r->d->max_texel_elements)
+        floats = r->d->max_texel_elements;
+    uint32_t nc = cv->n, off[4];
+    while (nc > 0 &&
+           (phase_floats(cv, nc, off) > floats || (uint64_t)nc * cv->ih * cv->iw >= (1u << 24)))
+        nc = nc * 3 / 4 < nc - 1 ? nc * 3 / 4 : nc - 1;
+    return nc;
+}
+
+/* Phase weights (op_conv_wt for conv_bwd_data_phase): for each phase with taps, in phase order,
+ * a block wt[ci][co][ty][tx] = w[co][ci][ky0 + 2*(Ty-1-ty)][kx0 + 2*(Tx-1-tx)]. The blocks add
+ * up to the taps of w, so wt is w's size. */
+static void conv_wt_phase(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w,
+                          struct eng_tref wt)
+{
+    uint64_t at = 0;
+    uint32_t kk = cv->kh * cv->kw;
+    for (uint32_t ph = 0; ph < 4; ph++) {
+        struct phase_axis y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2),
+                          x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
+        if (y.taps == 0 || x.taps == 0)
+            continue;
+        uint64_t n = (uint64_t)cv->cin * cv->cout * y.taps * x.taps;
+        struct eng_tref blk = {wt.buf, wt.off + at * 4, n * 4};
+        const uint32_t d[4] = {cv->cin, cv->cout, y.taps, x.taps};
+        const uint32_t s[4] = {kk, cv->cin * kk, (uint32_t)(-2 * (int32_t)cv->kw), (uint32_t)-2};
+        op_permute_at(r, w, blk, d, s,
+                      (y.k0 + 2 * (y.taps - 1)) * cv->kw + x.k0 + 2 * (x.taps - 1));
+        at += n;
+    }
+}
+
+struct phase2im_pc {
+    uint32_t c, ih, iw, nimg, img0, nc;
+    uint32_t off[4];
+    uint32_t flags;
+};
+
+/* Data gradient of a stride-2 convolution by stride phase: the dx positions (2a + py, 2b + px)
+ * of phase (py, px) see only the taps ky = ky0 + 2j, kx = kx0 + 2l, each a fixed dy position
+ * relative to (a, b), so each phase is a stride-1 convolution of dy with those taps (at most
+ * 2x2 for a 3x3 kernel), run as a gathering GEMM (GEMM_IMPL) into the scratch; OP_PHASE2IM then
+ * interleaves the phases into dx (fusing the ReLU mask). No dcol matrix (cin*kh*kw rows) and no
+ * col2im, whose gathers cost resnet-8 about 12% of a step on lavapipe. */
+static int conv_bwd_data_phase(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                               struct eng_tref wt, struct eng_tref dx, struct eng_tref mask,
+                               uint32_t flags)
+{
+    uint32_t chunk = phase_chunk(r, cv);
+    if (chunk == 0)
+        return 0;
+    for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk, off[4], woff = 0;
+        struct phase2im_pc pp = {cv->cin, cv->ih, cv->iw, cv->n, img0, nc, {0}, 0};
+        uint64_t total = phase_floats(cv, nc, off);
+        struct eng_tref scratch = {r->col.buf, r->col.off, total * 4};
+        for (uint32_t ph = 0; ph < 4; ph++) {
+            struct phase_axis y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2),
+                              x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
+            if (off[ph] == UINT32_MAX)
+                continue;
+            /* the phase as a convolution of dy: cout -> cin channels, stride 1; n stays the
+             * whole batch (the channel stride of dy), the chunk is b_off and N */
+            struct eng_conv pcv = {cv->n, cv->cout, cv->oh, cv->ow, cv->cin,        y.n,
+                                   x.n,   y.taps,   x.taps, 1,      (uint32_t)y.pad};
+            uint32_t K = cv->cout * y.taps * x.taps, N = nc * y.n * x.n;
+            struct eng_gemm g = {cv->cin, N, K, K, 1, 0, 0, N, 1, 0};
+            gemm_cpu_dispatch(r, &g, woff, img0 * cv->oh * cv->ow, off[ph], 1, 0, wt, dy, scratch,
+                              NOBUF, NOBUF, &pcv, NULL);
+            woff += cv->cin * K;
+            pp.off[ph] = off[ph];
+            pp.flags |= 16u << ph;
+        }
+        pp.flags |= (flags & ENG_EPI_MASK) ? 1u : 0u;
+        struct eng_tref bufs[2] = {NOBUF, dx};
+        struct eng_tref tex[2] = {scratch, (flags & ENG_EPI_MASK) ? mask : scratch};
+        eng_rec_dispatch_tex(r, CWT_SPV_phase2im, bufs, 2, tex, 2, 2u, &pp, sizeof(pp),
+                             ceil_div(cv->ih, 64), cv->cin, nc);
     }
     return 1;
 }
@@ -543,6 +695,10 @@ void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x
 void op_conv_wt(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w, struct eng_tref wt)
 {
     uint32_t kk = cv->kh * cv->kw;
+    if (phase_chunk(r, cv) > 0) {
+        conv_wt_phase(r, cv, w, wt);
+        return;
+    }
     if (!bwd_as_fwd(cv) && cpu_bwd_data(r, cv)) {
         /* w[oc][ick] -> wt[ick][oc] */
         const uint32_t d[4] = {1, 1, cv->cin * kk, cv->cout};
@@ -567,6 +723,8 @@ void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_t
                       struct eng_tref wt, struct eng_tref dx, struct eng_tref mask, uint32_t flags)
 {
     struct gemm_pc pc;
+    if (conv_bwd_data_phase(r, cv, dy, wt, dx, mask, flags))
+        return;
     if (cpu_bwd_data(r, cv)) {
         if (bwd_as_fwd(cv)) {
             struct eng_conv f = flipped(cv);

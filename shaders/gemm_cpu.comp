@@ -126,7 +126,7 @@ void col_setup(uint n, out int px, out uint vb)
     uint img = udiv(nn, ohw), r = nn - img * ohw;
     uint oy = udiv(r, p.ow), ox = r - oy * p.ow;
     int y0 = int(oy * p.stride) - int(p.pad), x0 = int(ox * p.stride) - int(p.pad);
-    px = int(img * p.ih * p.iw) + y0 * int(p.iw) + x0;
+    px = int(p.b_off + img * p.ih * p.iw) + y0 * int(p.iw) + x0; // b_off: first image's offset
     vb = 0u;
     for (uint ky = 0; ky < p.kh; ky++)
         for (uint kx = 0; kx < p.kw; kx++) {

@@ -10,6 +10,7 @@
 //              with iy = oy*stride - pad + ky (same for x); flags 1: times (mask[dx index] > 0).
 //              A gather per output element: deterministic, no atomics.
 //   OP_SHIFTPAD zero-padded, shifted frames of x and dy for the filter gradient (its main)
+//   OP_PHASE2IM the data gradient of a stride-2 convolution from its stride phases (its main)
 // The source is read through a uniform texel buffer (binding 8): a vector gather on llvmpipe,
 // where storage-buffer loads are scalar loops over the lanes. Integer divisions go through
 // udiv() (common.glsl): llvmpipe has no vector integer division and scalarises it lane by lane.
@@ -23,6 +24,14 @@ layout(local_size_x = 64, local_size_y = 1, local_size_z = 1) in;
 layout(push_constant) uniform PC {
     uint c, ih, iw, nimg, img0, nc, rows, wp, cstride;
     int row0, col0;
+} p;
+#elif defined(OP_PHASE2IM)
+// OP_PHASE2IM's: dx geometry, the chunk, where each stride phase lies in SRC (flags bit 4 << ph:
+// phase ph = 2*py + px has taps; bit 1: times the mask)
+layout(push_constant) uniform PC {
+    uint c, ih, iw, nimg, img0, nc;
+    uint off[4];
+    uint flags;
 } p;
 #else
 layout(push_constant) uniform PC {
@@ -200,6 +209,43 @@ void main()
             bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
             in_ = yok ? in_ : bvec4(false);
             OUT4[dst + o4] = mix(vec4(0.0), v, in_);
+        }
+    }
+}
+
+#elif defined(OP_PHASE2IM)
+layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 DX4[]; };
+layout(set = 0, binding = 9) uniform samplerBuffer MASK; // rgba32f, the forward input
+
+// Element (c, i, a, b) of stride phase ph, whose planes are ny x nx; 0 for a phase without taps.
+float phase_at(uint ph, uint ny, uint nx, uint a, uint b)
+{
+    uint idx = p.off[ph] + ((gl_WorkGroupID.y * p.nc + gl_GlobalInvocationID.z) * ny + a) * nx + b;
+    float v = texelFetch(SRC, min(int(idx), textureSize(SRC) - 1)).x;
+    return (p.flags & (16u << ph)) != 0u ? v : 0.0;
+}
+
+// The data gradient of a stride-2 convolution from its four stride phases (ops.c
+// conv_bwd_data_phase): dx[c][img0 + i][iy][ix] = phase (iy % 2, ix % 2) at (iy / 2, ix / 2),
+// the phases' planes (c, i) of ceil((ih - py) / 2) x ceil((iw - px) / 2) at off[2*py + px] in
+// SRC. One invocation per row of dx (x: row, y: channel, z: image of the chunk); iw a multiple of
+// 4: a vec4 store per four columns, two from each column phase.
+void main()
+{
+    uint iy = gl_GlobalInvocationID.x, c = gl_WorkGroupID.y, i = gl_GlobalInvocationID.z;
+    uint py = iy & 1u, a = iy >> 1;
+    uint ny = (p.ih - py + 1u) >> 1, nx0 = (p.iw + 1u) >> 1, nx1 = p.iw >> 1;
+    uint row = ((c * p.nimg + p.img0 + i) * p.ih + min(iy, p.ih - 1u)) * p.iw;
+    if (iy < p.ih) {
+        for (uint o4 = 0; o4 < (p.iw >> 2); o4++) {
+            uint b = o4 * 2u;
+            vec4 v = vec4(phase_at(py * 2u, ny, nx0, a, b), phase_at(py * 2u + 1u, ny, nx1, a, b),
+                          phase_at(py * 2u, ny, nx0, a, b + 1u),
+                          phase_at(py * 2u + 1u, ny, nx1, a, b + 1u));
+            uint t = (row >> 2) + o4;
+            if ((p.flags & 1u) != 0u) // a uniform branch: no fetch without a mask
+                v = mix(vec4(0.0), v, greaterThan(texelFetch(MASK, int(t)), vec4(0.0)));
+            DX4[t] = v;
         }
     }
 }

@@ -316,6 +316,10 @@ static void test_conv(void **state)
         {2, 32, 5, 5, 64, 3, 1, 1},
         /* and one with vec4 stores of dw (cin*kh*kw a multiple of 8) */
         {2, 8, 6, 6, 8, 3, 1, 1},
+        /* stride-2 data gradients by stride phase (3x3 pad 1, odd height; 1x1) */
+        {2, 8, 8, 8, 16, 3, 2, 1},
+        {3, 8, 9, 8, 8, 3, 2, 1},
+        {3, 16, 7, 12, 4, 1, 2, 0},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
