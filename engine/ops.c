@@ -1131,10 +1131,10 @@ static int bn_wide(const struct eng_rec *r)
 }
 
 /* Whether the batch-norm passes run their VEC4 variants: CPU devices (where they were measured
- * faster), channels of whole vec4s. */
+ * faster), channels of whole vec4s that one grid row covers (bn_cols). */
 static int bn_vec4(const struct eng_rec *r, uint32_t L)
 {
-    return r->d->cpu_kernels && L % 4 == 0;
+    return r->d->cpu_kernels && L % 4 == 0 && ceil_div(L / 4, 64) <= 65535;
 }
 
 void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
@@ -1149,11 +1149,12 @@ void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float mom
                          C, 1, 1);
 }
 
-/* Grid of the elementwise batch-norm passes: (column blocks of 64, channel). */
-static uint32_t bn_cols(uint32_t L)
+/* Grid of the elementwise batch-norm passes: (column blocks of 64, channel); the VEC4 variants
+ * cover the channel (no loop), the scalar ones loop over at most 1024 blocks. */
+static uint32_t bn_cols(uint32_t L, int v4)
 {
-    uint32_t g = ceil_div(L, 64);
-    return g < 1024 ? g : 1024;
+    uint32_t g = ceil_div(v4 ? L / 4 : L, 64);
+    return g < 1024 || v4 ? g : 1024;
 }
 
 void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t flags,
@@ -1166,7 +1167,7 @@ void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t 
     struct eng_tref t[2] = {x, residual.bytes ? residual : x};
     int v4 = bn_vec4(r, L);
     eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_apply4 : CWT_SPV_bn_apply, b, 7, t, 2, v4 ? 3u : 0u,
-                         &pc, sizeof(pc), bn_cols(v4 ? L / 4 : L), C, 1);
+                         &pc, sizeof(pc), bn_cols(L, v4), C, 1);
 }
 
 void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, struct eng_tref x,
@@ -1181,7 +1182,7 @@ void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, st
                          sizeof(pc), C, 1, 1);
     struct eng_tref b2[7] = {NOBUF, NOBUF, saved, dgamma, dbeta, gamma, dx}, t2[2] = {x, dy};
     eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_bwd4 : CWT_SPV_bn_bwd, b2, 7, t2, 2, v4 ? 3u : 0u, &pc,
-                         sizeof(pc), bn_cols(v4 ? L / 4 : L), C, 1);
+                         sizeof(pc), bn_cols(L, v4), C, 1);
 }
 
 void op_ce(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct eng_tref labels,

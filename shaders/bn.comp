@@ -47,6 +47,28 @@ layout(set = 0, binding = 9) uniform samplerBuffer TY;
 #define HSUM(v) (v)
 #endif
 
+// The elementwise passes (APPLY, BWD) over item j of channel c (i: its index). The VEC4
+// variants (CPU devices) get a grid that covers the channel, one item per invocation and no
+// loop: llvmpipe runs a store inside a loop as a loop over the lanes, and the straight-line
+// form measured faster (resnet-8: bn_apply4 11.7 -> 9.3 ms per call, bn_bwd4 10.9 -> 8.6). The scalar variants loop.
+#if defined(VEC4)
+#define ELEM_LOOP_BEGIN                                                                        \
+    {                                                                                          \
+        uint j = min(gl_GlobalInvocationID.x, SPAN - 1u);                                      \
+        int i = int(c * SPAN + j);
+#define ELEM_LOOP_END(STORE)                                                                   \
+        if (gl_GlobalInvocationID.x < SPAN)                                                    \
+            STORE;                                                                             \
+    }
+#else
+#define ELEM_LOOP_BEGIN                                                                        \
+    for (uint j = gl_GlobalInvocationID.x; j < SPAN; j += gl_NumWorkGroups.x * 64u) {          \
+        int i = int(c * SPAN + j);
+#define ELEM_LOOP_END(STORE)                                                                   \
+        STORE;                                                                                 \
+    }
+#endif
+
 #if defined(OP_STATS)
 BUF_RW(1, saved);
 BUF_RW(2, rmean);
@@ -93,15 +115,12 @@ void main()
         inv = inversesqrt(rvar[c] + p.eps);
     }
     bool relu = (p.flags & 1u) != 0u, residual = (p.flags & 4u) != 0u;
-    uint step = gl_NumWorkGroups.x * 64u;
-    for (uint j = gl_GlobalInvocationID.x; j < SPAN; j += step) {
-        int i = int(c * SPAN + j);
+    ELEM_LOOP_BEGIN
         VT v = (TFETCH(TX, i) - mean) * inv * g + b;
         VT r = TFETCH(TY, i);
         v += residual ? r : VT(0.0);
         v = relu ? max(v, VT(0.0)) : v;
-        y[i] = v;
-    }
+    ELEM_LOOP_END(y[i] = v)
 }
 #elif defined(OP_BWD_SUMS)
 BUF_RO(2, saved);
@@ -139,11 +158,9 @@ void main()
     uint c = gl_WorkGroupID.y;
     float mean = saved[c], inv = saved[p.C + c], g = gamma[c], dg = dgamma[c], db = dbeta[c];
     float fl = float(p.L);
-    uint step = gl_NumWorkGroups.x * 64u;
-    for (uint j = gl_GlobalInvocationID.x; j < SPAN; j += step) {
-        int i = int(c * SPAN + j);
+    ELEM_LOOP_BEGIN
         VT xhat = (TFETCH(TX, i) - mean) * inv;
-        dx[i] = g * inv / fl * (fl * TFETCH(TY, i) - db - xhat * dg);
-    }
+        VT v = g * inv / fl * (fl * TFETCH(TY, i) - db - xhat * dg);
+    ELEM_LOOP_END(dx[i] = v)
 }
 #endif
