@@ -84,11 +84,11 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
     }
 }
 
-/* Geometry of a GEMM_DW filter gradient (conv_bwd_filter_shift): frames of fh rows (x) and
- * dh rows (dy) of fw floats, nimg images, kh x kw taps, copies of the x frames bcopy floats
- * apart. */
+/* Geometry of a GEMM_DW filter gradient (conv_bwd_filter_shift): x frames of fh rows of fw
+ * floats, dy as dh rows of dw floats, nimg images, kh x kw taps, copies of the x frames bcopy
+ * floats apart. */
 struct dw_geo {
-    uint32_t fh, dh, fw, nimg, kh, kw, bcopy;
+    uint32_t fh, dh, fw, dw, nimg, kh, kw, bcopy;
     int transposed; /* C = dw^T: A from the copies, B the dy frames (DW_T) */
 };
 
@@ -161,6 +161,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         pc.ih = dw->fh;
         pc.iw = dw->fw;
         pc.oh = dw->dh;
+        pc.ow = dw->dw;
         pc.kh = dw->kh;
         pc.kw = dw->kw;
         pc.nimg = dw->nimg;
@@ -289,23 +290,33 @@ static int filter_grad_transposed(const struct eng_conv *cv)
            (uint64_t)ceil_div(cv->cout, 8) * ceil_div(K, 64);
 }
 
+/* Whether conv_bwd_filter_shift reads dy as it is (rows of whole vec4s, in one texel view)
+ * rather than widened to the frames' rows. */
+static int dw_shift_dy_direct(const struct eng_device *d, const struct eng_conv *cv)
+{
+    return cv->ow % 4 == 0 && (uint64_t)cv->cout * cv->n * cv->oh * cv->ow <= d->max_texel_elements;
+}
+
 /* Frames of conv_bwd_filter_shift for nc images: x zero-padded to fh = ih + 2*pad rows of
  * fw = round4(iw + 2*pad) floats, in kw copies of *copy floats each (a multiple of 64, so that
- * every view starts 256-byte aligned), then dy widened to rows of fw. Returns the floats of
- * scratch they need. */
-static uint64_t dw_shift_floats(const struct eng_conv *cv, uint32_t nc, uint64_t *copy)
+ * every view starts 256-byte aligned), then, unless dy is read directly, dy widened to rows of
+ * fw. Returns the floats of scratch they need. */
+static uint64_t dw_shift_floats(const struct eng_device *d, const struct eng_conv *cv, uint32_t nc,
+                                uint64_t *copy)
 {
     uint64_t fh = cv->ih + 2ull * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
     *copy = ((uint64_t)cv->cin * nc * fh * fw + 63) / 64 * 64;
-    return cv->kw * *copy + (uint64_t)cv->cout * nc * cv->oh * fw;
+    return cv->kw * *copy + (dw_shift_dy_direct(d, cv) ? 0 : (uint64_t)cv->cout * nc * cv->oh * fw);
 }
 
 /* Whether the filter gradient of cv runs from shifted frames (conv_bwd_filter_shift): stride 1,
  * and cheaper by an estimate from rates measured on lavapipe, per image: the GEMM at about 24
- * GFLOP/s over all its k (for the frames, their padded columns too: fw / ow times the output),
- * the scratch written at about 2.5 ns per float (im2col rows or frames). Measured, shift against
- * im2col: 1.26x at 64x64 (16 -> 16), 1.2x at 32x32 (32 -> 32), 0.92x at 16x16 (64 -> 64) and at
- * 14x14 (32 -> 64), 0.88x for a 3-channel first layer; the estimate picks the faster one in each.
+ * GFLOP/s over all its k (with dy widened to frames, their padded columns too: fw / ow times),
+ * the scratch written at about 2.5 ns per float (im2col rows or frames). Measured per filter
+ * gradient, shift against im2col at batch 64: with dy read directly, 1.5-1.6x at 64x64 (16 ->
+ * 16), 1.4-1.5x at 32x32 (32 -> 32), 1.04x at 16x16 (64 -> 64), 1.25-1.3x for a 3-channel
+ * first layer at 64x64, about 1.1x for cnn-small's conv1; with dy widened to frames (ow % 4 !=
+ * 0), 0.92x at 14x14 (cnn-small's conv2), where the estimate keeps im2col.
  */
 static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
 {
@@ -316,7 +327,8 @@ static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
     uint64_t copy, kk = (uint64_t)cv->cin * cv->kh * cv->kw, hw = (uint64_t)cv->oh * cv->ow;
     double macs = (double)cv->cout * kk * hw, fw = round4(cv->iw + 2 * cv->pad);
     double im2col = macs / 12.0 + 2.5 * (double)(kk * hw);
-    double shift = macs * fw / cv->ow / 12.0 + 2.5 * (double)dw_shift_floats(cv, 1, &copy);
+    double waste = dw_shift_dy_direct(d, cv) ? 1.0 : fw / cv->ow;
+    double shift = macs * waste / 12.0 + 2.5 * (double)dw_shift_floats(d, cv, 1, &copy);
     return shift < im2col;
 }
 
@@ -388,7 +400,7 @@ uint64_t eng_conv_col_bytes(const struct eng_device *d, const struct eng_conv *c
     if (bwd_as_fwd(cv))
         bwd = (uint64_t)cv->cout * cv->kh * cv->kw * round4(cv->n * cv->ih * cv->iw);
     if (dw_shift_ok(d, cv)) {
-        uint64_t sh = dw_shift_floats(cv, cv->n, &copy);
+        uint64_t sh = dw_shift_floats(d, cv, cv->n, &copy);
         bwd = sh > bwd ? sh : bwd;
     }
     if (phase_geometry_ok(d, cv)) {
@@ -582,8 +594,8 @@ static uint32_t dw_shift_chunk(const struct eng_rec *r, const struct eng_conv *c
 {
     uint64_t floats = r->col.bytes / 4, copy;
     uint32_t nc = cv->n;
-    while (nc > 0 &&
-           (dw_shift_floats(cv, nc, &copy) > floats || cv->kw * copy > r->d->max_texel_elements))
+    while (nc > 0 && (dw_shift_floats(r->d, cv, nc, &copy) > floats ||
+                      cv->kw * copy > r->d->max_texel_elements))
         nc = nc * 3 / 4 < nc - 1 ? nc * 3 / 4 : nc - 1;
     return nc;
 }
@@ -594,13 +606,15 @@ struct shiftpad_pc {
 };
 
 /* Filter gradient of a stride-1 convolution without an im2col matrix. With x zero-padded into
- * frames xp of fw columns and dy widened to the same row length (zeros past the output width),
- *   dw[co][ci][ky][kx] = sum over q of dyp[co][q] * xp[ci][q + ky*fw + kx]
- * for q over the frames of dy: tap (ky, kx) is a fixed offset. GEMM_DW reads those rows as vec4s,
- * which needs them 4-aligned, so the frames are stored in kw copies shifted by kx. The scratch
- * written per image is (kw*cin + cout) frames instead of the cin*kh*kw rows of im2col (resnet-8's
- * 16->16 layers at 64x64: 150 ms per filter gradient through im2col). Chunks of images in a fixed
- * order, accumulated into dw. */
+ * frames xp of fw columns,
+ *   dw[co][ci][ky][kx] = sum over (img, oy, ox) of dy[co][img][oy][ox] *
+ *                        xp[ci][img][oy + ky][ox + kx]
+ * so each tap (ky, kx) is a fixed offset into the frames. GEMM_DW reads those rows as vec4s,
+ * which needs them 4-aligned, so the frames are stored in kw copies shifted by kx; dy is read
+ * as it is where its rows are whole vec4s, else widened to frames of fw (zeros past the output
+ * width). The scratch written per image is kw*cin (+ cout) frames instead of the cin*kh*kw rows
+ * of im2col (resnet-8's 16->16 layers at 64x64: 150 ms per filter gradient through im2col).
+ * Chunks of images in a fixed order, accumulated into dw. */
 static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
                                  struct eng_tref x, struct eng_tref dw)
 {
@@ -609,30 +623,41 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
         return 0;
     uint32_t fh = cv->ih + 2 * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
     uint32_t K = cv->cin * cv->kh * cv->kw;
-    int tr = filter_grad_transposed(cv);
+    int tr = filter_grad_transposed(cv), direct = dw_shift_dy_direct(r->d, cv);
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
-        uint64_t copy, total = dw_shift_floats(cv, nc, &copy);
+        uint64_t copy, total = dw_shift_floats(r->d, cv, nc, &copy);
         struct eng_tref xs = {r->col.buf, r->col.off, cv->kw * copy * 4};
         struct eng_tref dys = {r->col.buf, r->col.off + xs.bytes, (total * 4) - xs.bytes};
+        /* dy's rows (dw floats each), its channel stride and first image's offset */
+        uint32_t dwid = fw, dstride = nc * cv->oh * fw, doff = 0;
+        if (direct) {
+            dys = dy;
+            dwid = cv->ow;
+            dstride = cv->n * cv->oh * cv->ow;
+            doff = img0 * cv->oh * cv->ow;
+        }
         struct shiftpad_pc px = {
             cv->cin,           cv->ih,           cv->iw, cv->n, img0, nc, fh, fw, (uint32_t)copy,
             -(int32_t)cv->pad, -(int32_t)cv->pad};
         struct eng_tref bufs[2] = {NOBUF, xs};
         eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &x, 1, 1u, &px, sizeof(px),
                              ceil_div((uint64_t)cv->cin * nc * fh, 64), cv->kw, 1);
-        struct shiftpad_pc pd = {cv->cout, cv->oh, cv->ow, cv->n, img0, nc, cv->oh, fw, 0, 0, 0};
-        bufs[1] = dys;
-        eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &dy, 1, 1u, &pd, sizeof(pd),
-                             ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1, 1);
-        uint32_t kq = nc * cv->oh * fw, acc = img0 ? 8u : 0u;
-        struct dw_geo geo = {fh, cv->oh, fw, nc, cv->kh, cv->kw, (uint32_t)copy, tr};
+        if (!direct) {
+            struct shiftpad_pc pd = {cv->cout, cv->oh, cv->ow, cv->n, img0, nc,
+                                     cv->oh,   fw,     0,      0,     0};
+            bufs[1] = dys;
+            eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &dy, 1, 1u, &pd, sizeof(pd),
+                                 ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1, 1);
+        }
+        uint32_t kq = nc * cv->oh * dwid, acc = img0 ? 8u : 0u;
+        struct dw_geo geo = {fh, cv->oh, fw, dwid, nc, cv->kh, cv->kw, (uint32_t)copy, tr};
         if (tr) {
-            struct eng_gemm g = {K, cv->cout, kq, 0, 1, 1, kq, 1, K, acc};
-            gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, xs, dys, dw, NOBUF, NOBUF, NULL, &geo);
+            struct eng_gemm g = {K, cv->cout, kq, 0, 1, 1, dstride, 1, K, acc};
+            gemm_cpu_dispatch(r, &g, 0, doff, 0, 1, 0, xs, dys, dw, NOBUF, NOBUF, NULL, &geo);
         } else {
-            struct eng_gemm g = {cv->cout, K, kq, kq, 1, 1, 0, K, 1, acc};
-            gemm_cpu_dispatch(r, &g, 0, 0, 0, 1, 0, dys, xs, dw, NOBUF, NOBUF, NULL, &geo);
+            struct eng_gemm g = {cv->cout, K, kq, dstride, 1, 1, 0, K, 1, acc};
+            gemm_cpu_dispatch(r, &g, doff, 0, 0, 1, 0, dys, xs, dw, NOBUF, NOBUF, NULL, &geo);
         }
     }
     return 1;

@@ -30,12 +30,13 @@
 //                forward 25.6 -> 16.4 ms with 16x4 blocks, 14 ms with 16x8.
 //                No split-K (kchunk = K).
 //   GEMM_DW      the filter gradient of a stride-1 convolution, dw = dy * im2col(x)^T, without
-//                the im2col matrix: A = dy in frames of oh rows of iw floats (iw a multiple of
-//                4, zeros past the output width), one row per output channel, k-contiguous;
-//                B(k, n) for column n = (ci, ky, kx) is row ky*iw + k of copy kx of the input
-//                frames (ih rows of iw, zero-padded, copy s shifted left by s; ops.c
+//                the im2col matrix: A = dy, one row per output channel, k-contiguous, as oh
+//                rows of ow floats per image (ow a multiple of 4: dy itself, or dy widened to
+//                frames of iw with zeros past the output width); B(k, n) for column n = (ci,
+//                ky, kx) at dy position (oy, ox) is element (oy + ky)*iw + ox of copy kx of the
+//                input frames (ih rows of iw, zero-padded, copy s shifted left by s; ops.c
 //                conv_bwd_filter_shift). Fetched as in NT, so every row start must be a
-//                multiple of 4: hence kw copies. Image by image over nimg frames, no k tail.
+//                multiple of 4: hence kw copies. Image by image, row by row, no k tail.
 //                With DW_T, the transposed product dw^T = im2col(x) * dy^T (rows of A from
 //                the copies, columns of B the dy rows; ops.c filter_grad_transposed).
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
@@ -307,19 +308,21 @@ void main()
             FMA2(6, ah.z, ba, bb) FMA2(7, ah.w, ba, bb)
         }
 #elif defined(GEMM_DW)
-        // texels per image: a frame of dy (oh rows), a frame of x (ih rows)
-        int fy = int((p.oh * p.iw) >> 2), fx = int((p.ih * p.iw) >> 2);
+        // texels per row and per image: dy (rows of ow, oh of them), the x frames (iw, ih)
+        int ry = int(p.ow >> 2), rx = int(p.iw >> 2);
+        int iy = int((p.oh * p.ow) >> 2), ix = int((p.ih * p.iw) >> 2);
 #if defined(DW_T)
 #define BCOL(j) int bc##j = int((p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn) >> 2);
-        int fa = fx, fb = fy;
+        int ra = rx, rb = ry, fa = ix, fb = iy;
 #else
 #define BCOL(j) int bc##j = dw_col(p.b_off, min(n0 + uint(j), p.N - 1u));
-        int fa = fy, fb = fx;
+        int ra = ry, rb = rx, fa = iy, fb = ix;
 #endif
         FOR8(BCOL)
-        for (int img = 0; img < int(p.nimg); img++) {
-            int ab = img * fa, bb = img * fb;
-            for (int kq = 0; kq < fy; kq++) {
+        for (int img = 0; img < int(p.nimg); img++)
+            for (int row = 0; row < int(p.oh); row++) {
+            int ab = img * fa + row * ra, bb = img * fb + row * rb;
+            for (int kq = 0; kq < ry; kq++) {
 #define BFETCH(j) vec4 b##j = texelFetch(TB, bc##j + bb + kq);
                 FOR8(BFETCH)
 #define DOT8(i)                                                                                \
@@ -330,7 +333,7 @@ void main()
     }
                 FOR8(DOT8)
             }
-        }
+            }
 #else // GEMM_NT
 #define BCOL(j) int bc##j = int((p.b_off + min(n0 + uint(j), p.N - 1u) * p.sbn) >> 2);
         FOR8(BCOL)

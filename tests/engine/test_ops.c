@@ -314,6 +314,7 @@ static void test_conv(void **state)
         /* filter gradients computed transposed (dw^T; cnn-small's conv1 and conv2 shapes) */
         {3, 1, 6, 6, 32, 3, 1, 1},
         {2, 32, 5, 5, 64, 3, 1, 1},
+        {2, 1, 8, 8, 32, 3, 1, 1},
         /* and one with vec4 stores of dw (cin*kh*kw a multiple of 8) */
         {2, 8, 6, 6, 8, 3, 1, 1},
         /* stride-2 data gradients by stride phase (3x3 pad 1, odd height; 1x1) */
