@@ -310,9 +310,11 @@ static uint64_t dw_shift_floats(const struct eng_device *d, const struct eng_con
 }
 
 /* Whether the filter gradient of cv runs from shifted frames (conv_bwd_filter_shift): stride 1,
- * and cheaper by an estimate from rates measured on lavapipe, per image: the GEMM at about 24
- * GFLOP/s over all its k (with dy widened to frames, their padded columns too: fw / ow times),
- * the scratch written at about 2.5 ns per float (im2col rows or frames). Measured per filter
+ * and cheaper by an estimate from rates measured on lavapipe, per image: the GEMM on im2col at
+ * about 24 GFLOP/s, GEMM_DW 1.15x slower per multiply-add and over all its k (with dy widened to
+ * frames, their padded columns too: fw / ow times), the scratch written at about 2.5 ns per
+ * float (im2col rows or frames). Without the 1.15 the estimate took the frames for cnn-small's
+ * conv2, 8% slower there (a whole step about 3% slower). Measured per filter
  * gradient, shift against im2col at batch 64: with dy read directly, 1.5-1.6x at 64x64 (16 ->
  * 16), 1.4-1.5x at 32x32 (32 -> 32), 1.04x at 16x16 (64 -> 64), 1.25-1.3x for a 3-channel
  * first layer at 64x64, about 1.1x for cnn-small's conv1; with dy widened to frames (ow % 4 !=
@@ -328,7 +330,7 @@ static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
     double macs = (double)cv->cout * kk * hw, fw = round4(cv->iw + 2 * cv->pad);
     double im2col = macs / 12.0 + 2.5 * (double)(kk * hw);
     double waste = dw_shift_dy_direct(d, cv) ? 1.0 : fw / cv->ow;
-    double shift = macs * waste / 12.0 + 2.5 * (double)dw_shift_floats(d, cv, 1, &copy);
+    double shift = 1.15 * macs * waste / 12.0 + 2.5 * (double)dw_shift_floats(d, cv, 1, &copy);
     return shift < im2col;
 }
 
