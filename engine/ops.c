@@ -1161,7 +1161,7 @@ static int bn_wide(const struct eng_rec *r)
  * faster), channels of whole vec4s that one grid row covers (bn_cols). */
 static int bn_vec4(const struct eng_rec *r, uint32_t L)
 {
-    return r->d->cpu_kernels && L % 4 == 0 && ceil_div(L / 4, 64) <= 65535;
+    return r->d->cpu_kernels && L % 4 == 0 && ceil_div(ceil_div(L / 4, 4), 64) <= 65535;
 }
 
 void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
@@ -1177,10 +1177,11 @@ void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float mom
 }
 
 /* Grid of the elementwise batch-norm passes: (column blocks of 64, channel); the VEC4 variants
- * cover the channel (no loop), the scalar ones loop over at most 1024 blocks. */
+ * cover the channel at 4 vec4s per invocation (BN_ITEMS in shaders/bn.comp), the scalar ones
+ * loop over at most 1024 blocks. */
 static uint32_t bn_cols(uint32_t L, int v4)
 {
-    uint32_t g = ceil_div(v4 ? L / 4 : L, 64);
+    uint32_t g = ceil_div(v4 ? ceil_div(L / 4, 4) : L, 64);
     return g < 1024 || v4 ? g : 1024;
 }
 
