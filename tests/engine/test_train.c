@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -125,20 +126,25 @@ static double eval_acc(struct eng_model *m, const struct data *d, uint32_t batch
     return (double)correct / d->n;
 }
 
-static void test_validation_clean(void **state)
+/* A few training steps, a prediction and tensor I/O for cnn-small and resnet at h x w under the
+ * validation layer; dw_shift (if set) is CWT_ENG_DW_SHIFT while the device opens. */
+static void validation_run(uint32_t h, uint32_t w, const char *dw_shift)
 {
-    (void)state;
     struct eng_device *d;
     char err[CWT_ERRLEN];
+    if (dw_shift)
+        assert_int_equal(setenv("CWT_ENG_DW_SHIFT", dw_shift, 1), 0);
     int rc = eng_device_open(NULL, 1, &d, err, sizeof(err));
+    if (dw_shift)
+        assert_int_equal(unsetenv("CWT_ENG_DW_SHIFT"), 0);
     if (rc != 0)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
     struct data ds;
-    make_data(&ds, 6, 3, 12, 10, 3, 7);
+    make_data(&ds, 6, 3, h, w, 3, 7);
     const char *archs[2] = {"cnn-small", "resnet"};
     for (int a = 0; a < 2; a++) {
-        struct eng_model_spec s = spec_of(archs[a], 12, 10, 3, 3, 0.25f, 42);
+        struct eng_model_spec s = spec_of(archs[a], h, w, 3, 3, 0.25f, 42);
         struct eng_model *m = make_model(d, &s, a ? ENG_ADAMW : ENG_SGD, 4);
         epoch(m, &ds, 4, 0.01f, NULL); /* batches of 4 and 2: two recordings */
         float probs[4 * 3];
@@ -159,6 +165,16 @@ static void test_validation_clean(void **state)
     uint32_t msgs = eng_device_validation_errors(d);
     eng_device_close(d);
     assert_int_equal(msgs, 0);
+}
+
+/* 12x10 with the device's defaults; 16x16 with shifted-frame filter gradients everywhere the
+ * stride allows, where resnet's stride-2 data gradients also run by stride phase on CPU devices
+ * (rows of whole vec4s): every CPU convolution path under the layer. */
+static void test_validation_clean(void **state)
+{
+    (void)state;
+    validation_run(12, 10, NULL);
+    validation_run(16, 16, "2");
 }
 
 static void read_all(struct eng_model *m, float **out, size_t *len)
