@@ -321,6 +321,8 @@ static void test_conv(void **state)
         {2, 8, 8, 8, 16, 3, 2, 1},
         {3, 8, 9, 8, 8, 3, 2, 1},
         {3, 16, 7, 12, 4, 1, 2, 0},
+        /* a 7-wide kernel at stride 1 (seven shifted copies of the frames) */
+        {2, 2, 9, 12, 3, 7, 1, 3},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
