@@ -84,12 +84,12 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
     }
 }
 
-/* Geometry of a GEMM_DW filter gradient (conv_bwd_filter_shift): x frames of fh rows of fw
- * floats, dy as dh rows of dw floats, nimg images, kh x kw taps, copies of the x frames bcopy
- * floats apart. */
+/* Geometry of a GEMM_DW filter gradient (conv_bwd_filter_shift). frames: n images, x frames
+ * of ih rows of iw floats, dy as oh rows of ow floats, kh x kw taps (stride, pad unused). */
 struct dw_geo {
-    uint32_t fh, dh, fw, dw, nimg, kh, kw, bcopy;
-    int transposed; /* C = dw^T: A from the copies, B the dy frames (DW_T) */
+    struct eng_conv frames;
+    uint32_t bcopy; /* floats between the shifted copies of the x frames */
+    int transposed; /* C = dw^T: A from the copies, B the dy rows (DW_T) */
 };
 
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
@@ -146,27 +146,20 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         ctiles = ceil_div(tiles, 65535);
     struct gemm_cpu_pc pc = {g->M,   g->N,     g->K,   g->sam, g->sak, g->sbk, g->sbn, g->scm,
                              g->scn, g->flags, kchunk, scz,    ctiles, a_off,  b_off,  c_off};
-    if (cv) {
-        pc.ih = cv->ih;
-        pc.iw = cv->iw;
-        pc.oh = cv->oh;
-        pc.ow = cv->ow;
-        pc.kh = cv->kh;
-        pc.kw = cv->kw;
-        pc.stride = cv->stride;
-        pc.pad = cv->pad;
-        pc.nimg = cv->n;
+    const struct eng_conv *geo = dw ? &dw->frames : cv;
+    if (geo) {
+        pc.ih = geo->ih;
+        pc.iw = geo->iw;
+        pc.oh = geo->oh;
+        pc.ow = geo->ow;
+        pc.kh = geo->kh;
+        pc.kw = geo->kw;
+        pc.stride = geo->stride;
+        pc.pad = geo->pad;
+        pc.nimg = geo->n;
     }
-    if (dw) {
-        pc.ih = dw->fh;
-        pc.iw = dw->fw;
-        pc.oh = dw->dh;
-        pc.ow = dw->dw;
-        pc.kh = dw->kh;
-        pc.kw = dw->kw;
-        pc.nimg = dw->nimg;
+    if (dw)
         pc.bcopy = dw->bcopy;
-    }
     /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
     struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
@@ -225,6 +218,19 @@ static void conv_pc(const struct eng_conv *cv, struct gemm_pc *pc)
 static uint32_t round4(uint32_t x)
 {
     return (x + 3u) & ~3u;
+}
+
+/* Rounded up to 64 floats: scratch regions that start 256-byte aligned (texel and storage views).
+ */
+static uint64_t round64(uint64_t x)
+{
+    return (x + 63) / 64 * 64;
+}
+
+/* The next, smaller image count to try for a chunk that did not fit (geometric, ends at 0). */
+static uint32_t shrink_chunk(uint32_t nc)
+{
+    return nc * 3 / 4 < nc - 1 ? nc * 3 / 4 : nc - 1;
 }
 
 /* Images per chunk such that rows x round4(images*hw) floats fit the im2col scratch and a texel
@@ -297,15 +303,21 @@ static int dw_shift_dy_direct(const struct eng_device *d, const struct eng_conv 
     return cv->ow % 4 == 0 && (uint64_t)cv->cout * cv->n * cv->oh * cv->ow <= d->max_texel_elements;
 }
 
+/* Row length of the zero-padded input frames of conv_bwd_filter_shift (whole vec4s). */
+static uint32_t dw_frame_width(const struct eng_conv *cv)
+{
+    return round4(cv->iw + 2 * cv->pad);
+}
+
 /* Frames of conv_bwd_filter_shift for nc images: x zero-padded to fh = ih + 2*pad rows of
- * fw = round4(iw + 2*pad) floats, in kw copies of *copy floats each (a multiple of 64, so that
- * every view starts 256-byte aligned), then, unless dy is read directly, dy widened to rows of
- * fw. Returns the floats of scratch they need. */
+ * fw = dw_frame_width floats, in kw copies of *copy floats each (round64: every view starts
+ * 256-byte aligned), then, unless dy is read directly, dy widened to rows of fw. Returns the
+ * floats of scratch they need. */
 static uint64_t dw_shift_floats(const struct eng_device *d, const struct eng_conv *cv, uint32_t nc,
                                 uint64_t *copy)
 {
-    uint64_t fh = cv->ih + 2ull * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
-    *copy = ((uint64_t)cv->cin * nc * fh * fw + 63) / 64 * 64;
+    uint64_t fh = cv->ih + 2ull * cv->pad, fw = dw_frame_width(cv);
+    *copy = round64((uint64_t)cv->cin * nc * fh * fw);
     return cv->kw * *copy + (dw_shift_dy_direct(d, cv) ? 0 : (uint64_t)cv->cout * nc * cv->oh * fw);
 }
 
@@ -327,7 +339,7 @@ static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
     if (d->cpu_dw_shift == 2)
         return 1;
     uint64_t copy, kk = (uint64_t)cv->cin * cv->kh * cv->kw, hw = (uint64_t)cv->oh * cv->ow;
-    double macs = (double)cv->cout * kk * hw, fw = round4(cv->iw + 2 * cv->pad);
+    double macs = (double)cv->cout * kk * hw, fw = dw_frame_width(cv);
     double im2col = macs / 12.0 + 2.5 * (double)(kk * hw);
     double waste = dw_shift_dy_direct(d, cv) ? 1.0 : fw / cv->ow;
     double shift = 1.15 * macs * waste / 12.0 + 2.5 * (double)dw_shift_floats(d, cv, 1, &copy);
@@ -352,19 +364,27 @@ static struct phase_axis phase_axis_of(uint32_t k, uint32_t pad, uint32_t in, ui
     return a;
 }
 
+/* The two axes of stride phase ph = 2*py + px of cv; whether the phase has taps. */
+static int phase_axes(const struct eng_conv *cv, uint32_t ph, struct phase_axis *y,
+                      struct phase_axis *x)
+{
+    *y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2);
+    *x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
+    return y->taps > 0 && x->taps > 0;
+}
+
 /* Floats of the phase results for nc images; off[ph] (phase ph = 2*py + px, each start a
  * multiple of 64 floats) is UINT32_MAX for a phase without taps. */
 static uint64_t phase_floats(const struct eng_conv *cv, uint32_t nc, uint32_t off[4])
 {
     uint64_t at = 0;
     for (uint32_t ph = 0; ph < 4; ph++) {
-        struct phase_axis y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2),
-                          x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
+        struct phase_axis y, x;
         off[ph] = UINT32_MAX;
-        if (y.taps == 0 || x.taps == 0)
+        if (!phase_axes(cv, ph, &y, &x))
             continue;
         off[ph] = (uint32_t)at;
-        at += ((uint64_t)cv->cin * nc * y.n * x.n + 63) / 64 * 64;
+        at += round64((uint64_t)cv->cin * nc * y.n * x.n);
     }
     return at;
 }
@@ -497,7 +517,7 @@ static uint32_t phase_chunk(const struct eng_rec *r, const struct eng_conv *cv)
     uint32_t nc = cv->n, off[4];
     while (nc > 0 &&
            (phase_floats(cv, nc, off) > floats || (uint64_t)nc * cv->ih * cv->iw >= (1u << 24)))
-        nc = nc * 3 / 4 < nc - 1 ? nc * 3 / 4 : nc - 1;
+        nc = shrink_chunk(nc);
     return nc;
 }
 
@@ -510,9 +530,8 @@ static void conv_wt_phase(struct eng_rec *r, const struct eng_conv *cv, struct e
     uint64_t at = 0;
     uint32_t kk = cv->kh * cv->kw;
     for (uint32_t ph = 0; ph < 4; ph++) {
-        struct phase_axis y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2),
-                          x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
-        if (y.taps == 0 || x.taps == 0)
+        struct phase_axis y, x;
+        if (!phase_axes(cv, ph, &y, &x))
             continue;
         uint64_t n = (uint64_t)cv->cin * cv->cout * y.taps * x.taps;
         struct eng_tref blk = {wt.buf, wt.off + at * 4, n * 4};
@@ -549,9 +568,8 @@ static int conv_bwd_data_phase(struct eng_rec *r, const struct eng_conv *cv, str
         uint64_t total = phase_floats(cv, nc, off);
         struct eng_tref scratch = {r->col.buf, r->col.off, total * 4};
         for (uint32_t ph = 0; ph < 4; ph++) {
-            struct phase_axis y = phase_axis_of(cv->kh, cv->pad, cv->ih, ph / 2),
-                              x = phase_axis_of(cv->kw, cv->pad, cv->iw, ph % 2);
-            if (off[ph] == UINT32_MAX)
+            struct phase_axis y, x;
+            if (!phase_axes(cv, ph, &y, &x))
                 continue;
             /* the phase as a convolution of dy: cout -> cin channels, stride 1; n stays the
              * whole batch (the channel stride of dy), the chunk is b_off and N */
@@ -598,7 +616,7 @@ static uint32_t dw_shift_chunk(const struct eng_rec *r, const struct eng_conv *c
     uint32_t nc = cv->n;
     while (nc > 0 && (dw_shift_floats(r->d, cv, nc, &copy) > floats ||
                       cv->kw * copy > r->d->max_texel_elements))
-        nc = nc * 3 / 4 < nc - 1 ? nc * 3 / 4 : nc - 1;
+        nc = shrink_chunk(nc);
     return nc;
 }
 
@@ -623,7 +641,7 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
     uint32_t chunk = dw_shift_chunk(r, cv);
     if (chunk == 0)
         return 0;
-    uint32_t fh = cv->ih + 2 * cv->pad, fw = round4(cv->iw + 2 * cv->pad);
+    uint32_t fh = cv->ih + 2 * cv->pad, fw = dw_frame_width(cv);
     uint32_t K = cv->cin * cv->kh * cv->kw;
     int tr = filter_grad_transposed(cv), direct = dw_shift_dy_direct(r->d, cv);
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
@@ -653,7 +671,11 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
                                  ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1, 1);
         }
         uint32_t kq = nc * cv->oh * dwid, acc = img0 ? 8u : 0u;
-        struct dw_geo geo = {fh, cv->oh, fw, dwid, nc, cv->kh, cv->kw, (uint32_t)copy, tr};
+        struct dw_geo geo = {
+            .frames =
+                {.n = nc, .ih = fh, .iw = fw, .oh = cv->oh, .ow = dwid, .kh = cv->kh, .kw = cv->kw},
+            .bcopy = (uint32_t)copy,
+            .transposed = tr};
         if (tr) {
             struct eng_gemm g = {K, cv->cout, kq, 0, 1, 1, dstride, 1, K, acc};
             gemm_cpu_dispatch(r, &g, 0, doff, 0, 1, 0, xs, dys, dw, NOBUF, NOBUF, NULL, &geo);

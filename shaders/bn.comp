@@ -54,6 +54,7 @@ layout(set = 0, binding = 9) uniform samplerBuffer TY;
 // resnet-8, bn_bwd4 10.9 -> 8.6), and each per-channel storage-buffer load at the top is a
 // loop over the lanes too (its address comes from the workgroup id), paid once per BN_ITEMS
 // items (4 items: a further 10-20%). The scalar variants loop over the channel.
+#define BN_ITEMS 4u
 #if defined(VEC4)
 #define ELEM_LOOP_BEGIN                                                                        \
     for (uint u = 0u; u < BN_ITEMS; u++) {                                                     \
@@ -72,7 +73,6 @@ layout(set = 0, binding = 9) uniform samplerBuffer TY;
     }
 #endif
 
-#define BN_ITEMS 4u
 #if defined(OP_STATS)
 BUF_RW(1, saved);
 BUF_RW(2, rmean);

@@ -83,6 +83,18 @@ vec4 run4(int t, uint sh)
          : sh == 2u ? vec4(lo.zw, hi.xy)
                     : vec4(lo.w, hi.xyz);
 }
+
+// Columns 4*o4 .. 4*o4 + 3 of an output row whose column 0 reads source column d of a row that
+// starts at texel t0 + shift sh (split4): run4, with the columns outside the source row (or
+// all, when the row itself lies outside: yok false) set to 0.
+vec4 row_run4(int t0, uint sh, uint o4, int d, bool yok)
+{
+    vec4 v = run4(t0 + int(o4), sh);
+    ivec4 x = ivec4(int(o4 * 4u) + d) + ivec4(0, 1, 2, 3);
+    bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
+    in_ = yok ? in_ : bvec4(false);
+    return mix(vec4(0.0), v, in_);
+}
 #endif
 
 #if defined(OP_IM2COL)
@@ -131,13 +143,8 @@ void main()
     split4(src_row(qq, c, ky, yok) + d, t0, sh);
     uint dst = (gl_WorkGroupID.y * p.ld + qq * p.ow) >> 2;
     if (q < rows) {
-        for (uint o4 = 0; o4 < (p.ow >> 2); o4++) {
-            vec4 v = run4(t0 + int(o4), sh);
-            ivec4 x = ivec4(int(o4 * 4u) + d) + ivec4(0, 1, 2, 3);
-            bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
-            in_ = yok ? in_ : bvec4(false);
-            COL4[dst + o4] = mix(vec4(0.0), v, in_);
-        }
+        for (uint o4 = 0; o4 < (p.ow >> 2); o4++)
+            COL4[dst + o4] = row_run4(t0, sh, o4, d, yok);
     }
 }
 
@@ -187,7 +194,7 @@ layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 OUT4[]; };
 // chunk, frame row r < rows and column j < wp (a multiple of 4),
 //   OUT[s*cstride + ((c*nc + i)*rows + r)*wp + j] = src[c][img0 + i][r + row0][j + col0 + s]
 // and 0 where that lies outside the source image. One invocation per frame row, a vec4 store
-// per four columns (the elements from run4, as OP_IM2COL4 does).
+// per four columns (row_run4, as OP_IM2COL4).
 void main()
 {
     uint q = gl_GlobalInvocationID.x; // (c, i, r)
@@ -203,13 +210,8 @@ void main()
     split4(int(((ch * p.nimg + p.img0 + i) * p.ih + uint(yok ? y : 0)) * p.iw) + d, t0, sh);
     uint dst = (s * p.cstride + qq * p.wp) >> 2;
     if (q < total) {
-        for (uint o4 = 0; o4 < (p.wp >> 2); o4++) {
-            vec4 v = run4(t0 + int(o4), sh);
-            ivec4 x = ivec4(int(o4 * 4u) + d) + ivec4(0, 1, 2, 3);
-            bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
-            in_ = yok ? in_ : bvec4(false);
-            OUT4[dst + o4] = mix(vec4(0.0), v, in_);
-        }
+        for (uint o4 = 0; o4 < (p.wp >> 2); o4++)
+            OUT4[dst + o4] = row_run4(t0, sh, o4, d, yok);
     }
 }
 
