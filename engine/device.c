@@ -233,7 +233,10 @@ static void query_info(struct eng_device *d)
     d->min_ssbo_align = pr->limits.minStorageBufferOffsetAlignment;
     d->is_cpu = pr->deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     const char *prof = getenv("CWT_ENG_PROFILE");
-    d->profile = prof && strcmp(prof, "1") == 0 && pr->limits.timestampComputeAndGraphics;
+    d->profile = prof && (strcmp(prof, "1") == 0 || strcmp(prof, "2") == 0) &&
+                         pr->limits.timestampComputeAndGraphics
+                     ? prof[0] - '0'
+                     : 0;
     d->ts_period_ns = pr->limits.timestampPeriod;
     vkGetPhysicalDeviceMemoryProperties(d->phys, &d->mem_props);
 
@@ -262,7 +265,7 @@ static void query_info(struct eng_device *d)
     const char *gat = getenv("CWT_ENG_CONV_GATHER");
     d->cpu_conv_gather = !(gat && strcmp(gat, "0") == 0);
     const char *dws = getenv("CWT_ENG_DW_SHIFT");
-    d->cpu_dw_shift = dws && (strcmp(dws, "0") == 0 || strcmp(dws, "2") == 0) ? dws[0] - '0' : 1;
+    d->cpu_dw_shift = dws && dws[0] >= '0' && dws[0] <= '3' && dws[1] == '\0' ? dws[0] - '0' : 1;
 }
 
 static int create_logical(struct eng_device *d, char *err, size_t errlen)
@@ -599,6 +602,7 @@ void eng_rec_free(struct eng_rec *r)
     if (r->qpool)
         vkDestroyQueryPool(r->d->dev, r->qpool, NULL);
     free(r->qid);
+    free(r->qinfo);
     if (r->cb)
         vkFreeCommandBuffers(r->d->dev, r->d->cmd_pool, 1, &r->cb);
     memset(r, 0, sizeof(*r));
@@ -626,6 +630,8 @@ int eng_rec_begin(struct eng_rec *r, char *err, size_t errlen)
         };
         if (!r->qid)
             r->qid = malloc(ENG_PROFILE_QUERIES * sizeof(*r->qid));
+        if (r->d->profile == 2 && !r->qinfo) /* best effort too: no lines without it */
+            r->qinfo = malloc(ENG_PROFILE_QUERIES * sizeof(*r->qinfo));
         if (!r->qid || vkCreateQueryPool(r->d->dev, &qi, NULL, &r->qpool) != VK_SUCCESS)
             r->qpool = VK_NULL_HANDLE;
     }
@@ -656,6 +662,11 @@ void eng_rec_profile_collect(struct eng_rec *r)
     for (uint32_t i = 0; i < r->nq; i++) {
         r->d->prof_ns[r->qid[i]] += (double)(ts[i + 1] - ts[i]) * r->d->ts_period_ns;
         r->d->prof_calls[r->qid[i]]++;
+        if (r->qinfo) /* CWT_ENG_PROFILE=2 */
+            fprintf(stderr, "dispatch %4u %-22s %9.3f ms groups %u,%u,%u push %u,%u,%u\n", i,
+                    r->qid[i] < CWT_SPV_COUNT ? cwt_spv_table[r->qid[i]].name : "(buffer copy)",
+                    (double)(ts[i + 1] - ts[i]) * r->d->ts_period_ns / 1e6, r->qinfo[i][0],
+                    r->qinfo[i][1], r->qinfo[i][2], r->qinfo[i][3], r->qinfo[i][4], r->qinfo[i][5]);
     }
 }
 
@@ -824,6 +835,13 @@ void eng_rec_dispatch_tex(struct eng_rec *r, enum cwt_spv_id id, const struct en
                        pc);
     vkCmdDispatch(r->cb, gx, gy, gz);
     barrier(r->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT);
+    if (r->qinfo && r->qpool && r->nq + 1 < ENG_PROFILE_QUERIES) {
+        uint32_t *q = r->qinfo[r->nq];
+        q[0] = gx;
+        q[1] = gy;
+        q[2] = gz;
+        memcpy(q + 3, pc, 3 * sizeof(uint32_t));
+    }
     stamp(r, (int)id);
 }
 

@@ -88,8 +88,10 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
  * of ih rows of iw floats, dy as oh rows of ow floats, kh x kw taps (stride, pad unused). */
 struct dw_geo {
     struct eng_conv frames;
-    uint32_t bcopy; /* floats between the shifted copies of the x frames */
+    uint32_t bcopy; /* floats between the shifted copies of the x frames; with x_direct, the
+                       channel stride of x */
     int transposed; /* C = dw^T: A from the copies, B the dy rows (DW_T) */
+    int x_direct;   /* B read from x itself, one tap column per workgroup z (DW_X) */
 };
 
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
@@ -103,6 +105,20 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
                               struct eng_tref bias, struct eng_tref mask, const struct eng_conv *cv,
                               const struct dw_geo *dw)
 {
+    const uint32_t kmax = (ENG_CPU_LOOP_MAX - 8) & ~3u;
+    if (!cv && !dw && splits <= 1 && g->K > kmax && !(g->flags & ENG_EPI_MASK)) {
+        /* more k than an invocation may loop over (ENG_CPU_LOOP_MAX): in parts, each added to
+         * the last, bias and ReLU with the last */
+        for (uint32_t k0 = 0; k0 < g->K; k0 += kmax) {
+            struct eng_gemm part = *g;
+            part.K = g->K - k0 < kmax ? g->K - k0 : kmax;
+            part.flags = (g->flags & 8u) | (k0 ? 8u : 0u) |
+                         (k0 + part.K == g->K ? g->flags & (ENG_EPI_BIAS | ENG_EPI_RELU) : 0u);
+            gemm_cpu_dispatch(r, &part, a_off + k0 * g->sak, b_off + k0 * g->sbk, c_off, 1, 0, a, b,
+                              c, bias, mask, NULL, NULL);
+        }
+        return;
+    }
     int aligned = a_off % 4 == 0 && b_off % 4 == 0 && g->sam % 4 == 0 && g->sak == 1;
     /* the _rd variants when the epilogue reads C (accumulate) or a mask: a texel fetch per
      * element that the others leave out (on llvmpipe it ran even when the flags were off) */
@@ -123,6 +139,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     if (dw) { /* A and B as in NT */
         id = dw->transposed ? (rd ? CWT_SPV_gemm_cpu_dwt_rd : CWT_SPV_gemm_cpu_dwt)
                             : (rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw);
+        if (dw->x_direct)
+            id = rd ? CWT_SPV_gemm_cpu_dwx_rd : CWT_SPV_gemm_cpu_dwx;
         vec4 = 1;
     }
     /* vec4 stores of C where its rows are whole, aligned vec4s and blocks of 8 columns never
@@ -138,12 +156,35 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     if (vec4 && aligned) /* NN and NT read k in fours */
         kchunk = (kchunk + 3) / 4 * 4;
     splits = kchunk == 0 ? 1 : ceil_div(g->K, kchunk);
+    if (dw && dw->x_direct) /* workgroup z: the tap column */
+        splits = dw->frames.kw;
     uint64_t others = (uint64_t)gx * splits;
     uint32_t ctiles = others >= 256 ? 1 : ceil_div(tiles, ceil_div(256, others));
     if (ctiles == 0)
         ctiles = 1;
     if (ceil_div(tiles, ctiles) > 65535)
         ctiles = ceil_div(tiles, 65535);
+    /* loop iterations per column tile of an invocation (each loop entry one more), against
+     * llvmpipe's bound: at most cap tiles per invocation */
+    uint64_t tile;
+    if (cv)
+        tile = 8 * ((uint64_t)cv->kh * (cv->kw + 1) + 1) + g->K / 4 + 2;
+    else if (dw)
+        tile = (uint64_t)dw->frames.n *
+                   (dw->frames.oh * (dw->frames.ow / 4 + (dw->x_direct ? 3 : 1)) + 1) +
+               1;
+    else
+        tile = (vec4 && aligned ? kchunk / 4 : kchunk) + 2;
+    uint64_t cap = tile + 2 > ENG_CPU_LOOP_MAX ? 0 : (ENG_CPU_LOOP_MAX - 1) / (tile + 1);
+    if (ctiles > cap)
+        ctiles = (uint32_t)cap;
+    if (ctiles == 0 || ceil_div(tiles, ctiles) > 65535) {
+        if (!r->failed)
+            r->failed = cwt_seterr(r->err, sizeof(r->err), CWT_ETOOBIG,
+                                   "a %ux%ux%u product is too long for one CPU-device dispatch",
+                                   g->M, g->N, g->K);
+        return;
+    }
     struct gemm_cpu_pc pc = {g->M,   g->N,     g->K,   g->sam, g->sak, g->sbk, g->sbn, g->scm,
                              g->scn, g->flags, kchunk, scz,    ctiles, a_off,  b_off,  c_off};
     const struct eng_conv *geo = dw ? &dw->frames : cv;
@@ -336,7 +377,7 @@ static int dw_shift_ok(const struct eng_device *d, const struct eng_conv *cv)
 {
     if (!d->cpu_kernels || !d->cpu_dw_shift || cv->stride != 1 || cv->kh * cv->kw < 2)
         return 0;
-    if (d->cpu_dw_shift == 2)
+    if (d->cpu_dw_shift >= 2)
         return 1;
     uint64_t copy, kk = (uint64_t)cv->cin * cv->kh * cv->kw, hw = (uint64_t)cv->oh * cv->ow;
     double macs = (double)cv->cout * kk * hw, fw = dw_frame_width(cv);
@@ -609,13 +650,24 @@ static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
+/* Images a GEMM_DW invocation may loop over within ENG_CPU_LOOP_MAX (gemm_cpu.comp: per image a
+ * loop over the oh rows, per row over the row's vec4s, plus rows_extra loop entries; the
+ * frames' rows when dy is widened to them). */
+static uint32_t dw_loop_images(const struct eng_device *d, const struct eng_conv *cv,
+                               uint32_t rows_extra)
+{
+    uint64_t ry = (dw_shift_dy_direct(d, cv) ? cv->ow : dw_frame_width(cv)) / 4;
+    uint64_t per = (uint64_t)cv->oh * (ry + rows_extra) + 1;
+    return (uint32_t)((ENG_CPU_LOOP_MAX - 4) / per);
+}
+
 /* Images per chunk of conv_bwd_filter_shift: its frames fit the scratch and one texel view. */
 static uint32_t dw_shift_chunk(const struct eng_rec *r, const struct eng_conv *cv)
 {
     uint64_t floats = r->col.bytes / 4, copy;
     uint32_t nc = cv->n;
     while (nc > 0 && (dw_shift_floats(r->d, cv, nc, &copy) > floats ||
-                      cv->kw * copy > r->d->max_texel_elements))
+                      cv->kw * copy > r->d->max_texel_elements || nc > dw_loop_images(r->d, cv, 1)))
         nc = shrink_chunk(nc);
     return nc;
 }
@@ -687,10 +739,57 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
     return 1;
 }
 
+/* Whether conv_bwd_filter_x applies: dw (not its transpose) with dy read as it is, rows of x
+ * whole vec4s, every tap within one texel of its output column (kx - pad in [-4, 3]), x and dy
+ * each in one texel view. By choice (cpu_dw_shift 1) only where it needs no more 8x64 tiles
+ * of C than the frames (one tile row per tap column: a 3-channel first layer's 9 columns would
+ * fill 9 of 64) and the rows are at least 8 texels (each row starts with one more fetch per
+ * column). Measured per filter gradient on resnet-8 at batch 64, three runs each, against the
+ * frames: 64x64 16 -> 16 46-56 ms against 96-114; 32x32 32 -> 32 64-82 against 55-86 (six tile
+ * rows against five); 16x16 64 -> 64 57-67 against 42-55; the 3-channel stem 45-51 against
+ * 20-28. */
+static int dw_x_direct_ok(const struct eng_device *d, const struct eng_conv *cv)
+{
+    if (d->cpu_dw_shift == 2 || filter_grad_transposed(cv) || !dw_shift_dy_direct(d, cv) ||
+        cv->iw % 4 != 0 || cv->pad > 4 || cv->kw > cv->pad + 4 || dw_loop_images(d, cv, 3) == 0 ||
+        (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements)
+        return 0;
+    return d->cpu_dw_shift == 3 ||
+           (cv->kw * ceil_div(cv->cin * cv->kh, 64) <= ceil_div(cv->cin * cv->kh * cv->kw, 64) &&
+            cv->ow >= 32);
+}
+
+/* Filter gradient of a stride-1 convolution straight from x and dy (GEMM_DW with DW_X): as
+ * conv_bwd_filter_shift, but each output column reads its tap as a window of two texels of x's
+ * row, so there are no frames to write (their shiftpad was a quarter of the GEMM's time on
+ * resnet-8's 64x64 layers) and the whole batch runs in one dispatch, tap column kx in
+ * workgroup z. */
+static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                              struct eng_tref x, struct eng_tref dw)
+{
+    uint32_t K = cv->cin * cv->kh * cv->kw, ihw = cv->ih * cv->iw, ohw = cv->oh * cv->ow;
+    uint32_t most = dw_loop_images(r->d, cv, 3), parts = ceil_div(cv->n, most);
+    uint32_t chunk = ceil_div(cv->n, parts); /* equal chunks */
+    for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
+        struct dw_geo geo = {.frames = *cv, .bcopy = cv->n * ihw, .x_direct = 1};
+        geo.frames.n = nc;
+        /* columns (ci, ky) of tap column kx land at C column (ci*kh + ky)*kw + kx */
+        struct eng_gemm g = {cv->cout, cv->cin * cv->kh, nc * ohw,      cv->n * ohw, 1, 1, 0,
+                             K,        cv->kw,           img0 ? 8u : 0u};
+        gemm_cpu_dispatch(r, &g, img0 * ohw, img0 * ihw, 0, cv->kw, 1, dy, x, dw, NOBUF, NOBUF,
+                          NULL, &geo);
+    }
+}
+
 /* dw = dy col^T accumulated over chunks (no split-K: the chunks run in a fixed order). */
 static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
                                struct eng_tref x, struct eng_tref dw)
 {
+    if (dw_shift_ok(r->d, cv) && dw_x_direct_ok(r->d, cv)) {
+        conv_bwd_filter_x(r, cv, dy, x, dw);
+        return 1;
+    }
     if (dw_shift_ok(r->d, cv) && conv_bwd_filter_shift(r, cv, dy, x, dw))
         return 1;
     uint32_t K = cv->cin * cv->kh * cv->kw, hw = cv->oh * cv->ow;
@@ -881,28 +980,36 @@ static int tex_fits(const struct eng_rec *r, struct eng_tref t)
 }
 
 struct rowsum_pc {
-    uint32_t rows, len, si, sj, so, accumulate, chunk, sc;
+    uint32_t rows, len, si, sj, so, accumulate, chunk, sc, j0;
 };
 
 void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint32_t rows,
                uint32_t len, uint32_t si, uint32_t sj, uint32_t so, int accumulate)
 {
-    struct rowsum_pc pc = {rows, len, si, sj, so, accumulate != 0, len, 0};
+    struct rowsum_pc pc = {rows, len, si, sj, so, accumulate != 0, len, 0, 0};
     struct eng_tref bufs[2] = {in, out};
     if (!r->d->cpu_kernels && len >= 256 && rows <= 65535) {
         /* GPUs: a workgroup per long row (one workgroup for all rows left the GPU idle) */
         eng_rec_dispatch(r, CWT_SPV_rowsum_wg, bufs, 2, &pc, sizeof(pc), rows, 1, 1);
         return;
     }
-    if (tex_fits(r, in) && rows > 0 &&
-        (uint64_t)(rows - 1) * si + (uint64_t)(len ? len - 1 : 0) * sj < in.bytes / 4) {
-        /* CPU devices: texel reads, 8 rows per workgroup (rows spread over the threads) */
-        struct eng_tref o[2] = {NOBUF, out};
-        eng_rec_dispatch_tex(r, CWT_SPV_rowsum_tex, o, 2, &in, 1, 0, &pc, sizeof(pc),
-                             ceil_div(rows, 8), 1, 1);
-        return;
+    /* one invocation per row: rows longer than an invocation may loop (ENG_CPU_LOOP_MAX) are
+     * summed in passes, each added to the last */
+    int tex = tex_fits(r, in) && rows > 0 &&
+              (uint64_t)(rows - 1) * si + (uint64_t)(len ? len - 1 : 0) * sj < in.bytes / 4;
+    uint32_t pass = ENG_CPU_LOOP_MAX - 16;
+    for (uint32_t j0 = 0; j0 == 0 || j0 < len; j0 += pass) {
+        pc.j0 = j0;
+        pc.len = pc.chunk = len - j0 < pass ? len - j0 : pass;
+        pc.accumulate = accumulate != 0 || j0 > 0;
+        if (tex) { /* CPU devices: texel reads, 8 rows per workgroup (spread over the threads) */
+            struct eng_tref o[2] = {NOBUF, out};
+            eng_rec_dispatch_tex(r, CWT_SPV_rowsum_tex, o, 2, &in, 1, 0, &pc, sizeof(pc),
+                                 ceil_div(rows, 8), 1, 1);
+        } else {
+            eng_rec_dispatch(r, CWT_SPV_rowsum, bufs, 2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
+        }
     }
-    eng_rec_dispatch(r, CWT_SPV_rowsum, bufs, 2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
 }
 
 struct permute_pc {
@@ -1186,6 +1293,22 @@ static int bn_vec4(const struct eng_rec *r, uint32_t L)
     return r->d->cpu_kernels && L % 4 == 0 && ceil_div(ceil_div(L / 4, 4), 64) <= 65535;
 }
 
+/* Whether the channel sums (one workgroup of 64 per channel, two passes) stay within
+ * llvmpipe's loop bound on CPU devices (ENG_CPU_LOOP_MAX); else the recording fails with a
+ * clear error rather than summing part of the channel. */
+static int bn_sums_fit(struct eng_rec *r, uint32_t L, int v4)
+{
+    uint64_t loops = 2 * ceil_div(v4 ? L / 4 : L, 64) + 16;
+    if (!r->d->is_cpu || bn_wide(r) || loops <= ENG_CPU_LOOP_MAX)
+        return 1;
+    if (!r->failed)
+        r->failed = cwt_seterr(r->err, sizeof(r->err), CWT_ETOOBIG,
+                               "batch norm over %u values per channel is too long for a CPU "
+                               "device; use a smaller batch or image size",
+                               L);
+    return 0;
+}
+
 void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
                  struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
                  struct eng_tref rvar, int update_running)
@@ -1193,6 +1316,8 @@ void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float mom
     struct bn_pc pc = {C, L, eps, momentum, update_running ? 1u : 0u};
     struct eng_tref b[4] = {NOBUF, saved, rmean, rvar};
     int v4 = bn_vec4(r, L);
+    if (!bn_sums_fit(r, L, v4))
+        return;
     enum cwt_spv_id id = bn_wide(r) ? CWT_SPV_bn_stats_wg : CWT_SPV_bn_stats;
     eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_stats4 : id, b, 4, &x, 1, v4 ? 1u : 0u, &pc, sizeof(pc),
                          C, 1, 1);
@@ -1227,6 +1352,8 @@ void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, st
     struct bn_pc pc = {C, L, 0.0f, 0.0f, 0};
     struct eng_tref b1[5] = {NOBUF, NOBUF, saved, dgamma, dbeta}, t1[2] = {dy, x};
     int v4 = bn_vec4(r, L);
+    if (!bn_sums_fit(r, L, v4))
+        return;
     enum cwt_spv_id sums = bn_wide(r) ? CWT_SPV_bn_bwd_sums_wg : CWT_SPV_bn_bwd_sums;
     eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_bwd_sums4 : sums, b1, 5, t1, 2, v4 ? 3u : 0u, &pc,
                          sizeof(pc), C, 1, 1);

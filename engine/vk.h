@@ -20,6 +20,11 @@
 #define ENG_SETS_PER_POOL   256
 #define ENG_MAX_POOLS       64
 #define ENG_PROFILE_QUERIES 2048 /* timestamps per recording when profiling */
+/* llvmpipe (lavapipe) ends all loops of a shader invocation, silently, once that invocation has
+ * run 65535 loop iterations in all (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter shared by
+ * every loop of the shader; each entry into a loop counts one more). Dispatches of the CPU
+ * kernels keep every invocation's loops under this bound (ops.c). */
+#define ENG_CPU_LOOP_MAX 65000u
 
 /* GEMM kernel shapes (see shaders/gemm.comp). */
 enum eng_gemm_shape { ENG_GEMM_REG = 0, ENG_GEMM_SG, ENG_GEMM_TILE };
@@ -51,15 +56,18 @@ struct eng_device {
                                  their input in the GEMM (gemm_cpu.comp GEMM_IMPL) instead of
                                  an im2col pass; 0: always im2col (tests, CWT_ENG_CONV_GATHER) */
     int cpu_dw_shift;         /* with cpu_kernels: filter gradients of stride-1 convolutions
-                                 from shifted input frames (gemm_cpu.comp GEMM_DW) instead of
-                                 im2col: 1 where estimated faster, 2 always (tests), 0 never
-                                 (CWT_ENG_DW_SHIFT=0|1|2) */
+                                 from shifted input frames or straight from x (gemm_cpu.comp
+                                 GEMM_DW, DW_X) instead of im2col: 1 where estimated faster,
+                                 2 always from frames, 3 always from x where the shape allows
+                                 it, else frames (2, 3: tests), 0 never
+                                 (CWT_ENG_DW_SHIFT=0|1|2|3) */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */
     VkDeviceMemory dummy_mem;
     /* CWT_ENG_PROFILE=1: per-kernel device time from timestamp queries, summed by
-     * eng_rec_profile_collect() and printed to stderr by eng_device_close() */
+     * eng_rec_profile_collect() and printed to stderr by eng_device_close(); 2: also one line
+     * per dispatch of every run (kernel, time, workgroups, first push constants) */
     int profile;
     double ts_period_ns;
     double prof_ns[CWT_SPV_COUNT + 1]; /* [CWT_SPV_COUNT]: buffer copies */
@@ -111,6 +119,8 @@ struct eng_rec {
     VkQueryPool qpool; /* profiling only: a timestamp before and after each dispatch */
     int *qid;          /* kernel of command i (timestamps i and i + 1); CWT_SPV_COUNT: copy */
     uint32_t nq;
+    uint32_t (*qinfo)[6]; /* CWT_ENG_PROFILE=2: groups and first three push constants of
+                             command i, printed per dispatch */
 };
 
 /* Allocates the command buffer. Release with eng_rec_free(). */

@@ -43,9 +43,9 @@
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
 // Epilogue flags (as gemm.comp): 1 add bias[m], 2 ReLU, 4 multiply by (mask[C index] > 0),
-// 8 accumulate (C += result instead of C = result). Flags 4 and 8 need the EPI_READ variant
-// (one more texel fetch per element, which cost up to a third of a small-K GEMM; without
-// EPI_READ those flags are ignored).
+// 8 accumulate (C = C + A*B, then bias and ReLU; not with 4). Flags 4 and 8 need the EPI_READ
+// variant (one more texel fetch per element, which cost up to a third of a small-K GEMM;
+// without EPI_READ those flags are ignored).
 // Split-K: workgroup z sums k in [z*kchunk, min(K, (z+1)*kchunk)).
 #extension GL_GOOGLE_include_directive : require
 #if defined(VSTORE)
@@ -87,16 +87,17 @@ void store(uint m, uint n, VT v, float bias_m)
 #if defined(VSTORE)
     idx >>= 2; // in vec4s
 #endif
-    v += bias_m;
-    v = (p.flags & 2u) != 0u ? max(v, VT(0.0)) : v;
 #if defined(EPI_READ)
     // the ?: becomes a select and the fetch runs whatever the flags: hence two variants
     VT e = (p.flags & 12u) != 0u ? TFETCH(TMASK, idx) : VT(0.0);
 #else
     VT e = VT(0.0);
 #endif
-    v = (p.flags & 4u) != 0u ? mix(VT(0.0), v, VPOS(e)) : v;
+    // accumulation first, so that a product split over K (ops.c) ends with bias and ReLU
     v += (p.flags & 8u) != 0u ? e : VT(0.0);
+    v += bias_m;
+    v = (p.flags & 2u) != 0u ? max(v, VT(0.0)) : v;
+    v = (p.flags & 4u) != 0u ? mix(VT(0.0), v, VPOS(e)) : v;
     if (m < p.M && n < p.N)
         C[idx] = v;
 }
@@ -306,6 +307,65 @@ void main()
             FMA2(0, al.x, ba, bb) FMA2(1, al.y, ba, bb) FMA2(2, al.z, ba, bb)
             FMA2(3, al.w, ba, bb) FMA2(4, ah.x, ba, bb) FMA2(5, ah.y, ba, bb)
             FMA2(6, ah.z, ba, bb) FMA2(7, ah.w, ba, bb)
+        }
+#elif defined(GEMM_DW) && defined(DW_X)
+        // B from x itself: column n = (ci, ky) of tap column kx = workgroup z, stored at C
+        // column n*kw + kx (the engine sets scn = kw, scz = 1). Element (oy + ky - pad, ox +
+        // kx - pad) of channel ci: the vec4 for ox = 4kq.. is a window at shift s = d & 3 of
+        // texels q = kq + (d >> 2) and q + 1 of the row (d = kx - pad), so each column
+        // carries its last texel and fetches one per step. Taps outside x select 0: rows
+        // outside (per column), texels left of the row (before the first step) and right of
+        // it (steps from kend on).
+        int ry = int(p.ow >> 2), rx = int(p.iw >> 2);
+        int iy = int((p.oh * p.ow) >> 2), ix = int((p.ih * p.iw) >> 2);
+        int d = int(gl_WorkGroupID.z) - int(p.pad), q0 = d >> 2;
+        bool s1 = (d & 1) != 0, s2 = (d & 2) != 0;
+        int kend = clamp(rx - q0 - 1, 0, ry), tmax = textureSize(TB) - 1;
+#define XCOL(j)                                                                                \
+    uint ci##j = udiv(min(n0 + uint(j), p.N - 1u), p.kh);                                      \
+    int ky##j = int(min(n0 + uint(j), p.N - 1u) - ci##j * p.kh) - int(p.pad);                  \
+    int bc##j = int((p.b_off + ci##j * p.bcopy) >> 2) + ky##j * rx + q0;
+        FOR8(XCOL)
+#define XFIRST(j)                                                                              \
+    bool rv##j = uint(row + ky##j) < p.ih;                                                     \
+    vec4 pv##j = rv##j && q0 >= 0 ? texelFetch(TB, clamp(bc##j + bb, 0, tmax)) : vec4(0.0);
+#define XFETCH(j)                                                                              \
+    vec4 cu##j = rv##j ? texelFetch(TB, clamp(bc##j + bb + kq + 1, 0, tmax)) : vec4(0.0);
+#define XZERO(j) vec4 cu##j = vec4(0.0);
+#define XWIN(j)                                                                                \
+    vec4 u##j = s2 ? vec4(pv##j.zw, cu##j.xy) : pv##j;                                         \
+    float v##j = s2 ? cu##j.z : cu##j.x;                                                       \
+    vec4 b##j = s1 ? vec4(u##j.yzw, v##j) : u##j;                                              \
+    pv##j = cu##j;
+#define XDOT8(i)                                                                               \
+    {                                                                                          \
+        vec4 a = texelFetch(TA, ar##i + ab + kq);                                              \
+        e##i##L += vec4(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));                       \
+        e##i##R += vec4(dot(a, b4), dot(a, b5), dot(a, b6), dot(a, b7));                       \
+    }
+#define XACC(i) vec4 e##i##L = vec4(0.0), e##i##R = vec4(0.0);
+#define XADD(i)                                                                                \
+    c##i##L += e##i##L;                                                                        \
+    c##i##R += e##i##R;
+        for (int img = 0; img < int(p.nimg); img++) {
+            // per-image partial sums, added to the totals after each image: a fixed order,
+            // and less rounding than one running sum over the whole batch
+            FOR8(XACC)
+            for (int row = 0; row < int(p.oh); row++) {
+                int ab = img * iy + row * ry, bb = img * ix + row * rx;
+                FOR8(XFIRST)
+                for (int kq = 0; kq < kend; kq++) {
+                    FOR8(XFETCH)
+                    FOR8(XWIN)
+                    FOR8(XDOT8)
+                }
+                for (int kq = kend; kq < ry; kq++) {
+                    FOR8(XZERO)
+                    FOR8(XWIN)
+                    FOR8(XDOT8)
+                }
+            }
+            FOR8(XADD)
         }
 #elif defined(GEMM_DW)
         // texels per row and per image: dy (rows of ow, oh of them), the x frames (iw, ih)

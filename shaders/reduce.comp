@@ -30,6 +30,7 @@ layout(set = 0, binding = 8) uniform samplerBuffer TS;
 #if defined(OP_ROWSUM)
 layout(push_constant) uniform PC {
     uint rows, len, si, sj, so, accumulate, chunk, sc;
+    uint j0; // first j of this pass (CPU devices sum long rows in passes, see ops.c op_rowsum)
 } p;
 #endif
 
@@ -65,7 +66,7 @@ void main()
 {
     uint i = gl_GlobalInvocationID.x, ii = min(i, p.rows - 1u);
     float s = 0.0;
-    int at = int(ii * p.si), step = int(p.sj);
+    int at = int(ii * p.si + p.j0 * p.sj), step = int(p.sj);
     for (uint j = 0u; j < p.len; j++, at += step)
         s += texelFetch(TS, at).x;
     if (i < p.rows) {
@@ -84,8 +85,8 @@ void main()
     uint i = gl_GlobalInvocationID.x;
     if (i >= p.rows)
         return;
-    uint j0 = gl_WorkGroupID.y * p.chunk;
-    uint j1 = min(p.len, j0 + p.chunk);
+    uint j0 = p.j0 + gl_WorkGroupID.y * p.chunk;
+    uint j1 = min(p.j0 + p.len, j0 + p.chunk);
     float s = 0.0;
     uint base = i * p.si;
     for (uint j = j0; j < j1; j++)

@@ -126,8 +126,18 @@ static void test_gemm(void **state)
     /* M N K, extra row stride of A (sam = K + pad when A is not transposed): shapes that are
      * and are not multiples of the vec4 / 8x64 tiles of gemm_cpu (NN, NT, TN, scalar, k tails) */
     static const uint32_t shapes[][4] = {
-        {1, 1, 1, 0},    {7, 13, 5, 0},    {65, 70, 33, 0}, {130, 3, 200, 0}, {8, 64, 64, 0},
-        {10, 72, 12, 0}, {17, 130, 20, 0}, {9, 68, 13, 3},  {3, 200, 6, 2},   {12, 40, 7, 0}};
+        {1, 1, 1, 0},
+        {7, 13, 5, 0},
+        {65, 70, 33, 0},
+        {130, 3, 200, 0},
+        {8, 64, 64, 0},
+        {10, 72, 12, 0},
+        {17, 130, 20, 0},
+        {9, 68, 13, 3},
+        {3, 200, 6, 2},
+        {12, 40, 7, 0},
+        /* more k than an invocation may loop over on llvmpipe (ENG_CPU_LOOP_MAX): in parts */
+        {3, 9, 70001, 0}};
     /* shapes 0-2: gemm.comp kernels; 3: the CPU-device kernel gemm_cpu.comp */
     for (int shape = 0; shape < 4; shape++) {
         if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
@@ -146,6 +156,14 @@ static void test_gemm(void **state)
                     uint32_t flags = (uint32_t)((s + ta + tb) % 8);
                     if (shape == 3 && (s + ta) % 3 == 0)
                         flags = (flags & ~(uint32_t)ENG_EPI_MASK) | 8u;
+                    /* K in parts: on CPU devices (the mask, used with short K only, and the
+                     * parts' sums share the epilogue's binding); the GPU kernels loop over all
+                     * of K, past llvmpipe's bound */
+                    if (K > ENG_CPU_LOOP_MAX) {
+                        if (shape < 3)
+                            continue;
+                        flags &= ~(uint32_t)ENG_EPI_MASK;
+                    }
                     float *a = falloc((size_t)(ta ? K : M) * lda), *b = falloc((size_t)K * N);
                     float *bias = falloc(M), *mask = falloc((size_t)M * N);
                     th_fill(t, a, (size_t)(ta ? K : M) * lda, 1);
@@ -176,6 +194,11 @@ static void test_gemm(void **state)
                                 acc += term;
                                 absacc += fabs(term);
                             }
+                            /* accumulation into C first, then bias, ReLU, mask */
+                            if (flags & 8u) {
+                                acc += cinit[m * N + n];
+                                absacc += fabs(cinit[m * N + n]);
+                            }
                             if (flags & ENG_EPI_BIAS) {
                                 acc += bias[m];
                                 absacc += fabs(bias[m]);
@@ -186,11 +209,6 @@ static void test_gemm(void **state)
                                 acc = acc > 0 ? acc : 0;
                             if ((flags & ENG_EPI_MASK) && !(mask[m * N + n] > 0))
                                 acc = 0;
-                            if (flags & 8u) {
-                                acc += cinit[m * N + n];
-                                if (absacc + fabs(cinit[m * N + n]) > scale)
-                                    scale = absacc + fabs(cinit[m * N + n]);
-                            }
                             ref[m * N + n] = acc;
                         }
                     char what[96];
@@ -323,6 +341,9 @@ static void test_conv(void **state)
         {3, 16, 7, 12, 4, 1, 2, 0},
         /* a 7-wide kernel at stride 1 (seven shifted copies of the frames) */
         {2, 2, 9, 12, 3, 7, 1, 3},
+        /* images so large that a filter-gradient invocation could not loop over four of them
+         * within llvmpipe's loop bound (ENG_CPU_LOOP_MAX): chunks of images */
+        {4, 1, 256, 256, 2, 3, 1, 1},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
@@ -353,13 +374,19 @@ static void test_conv(void **state)
          * the whole batch; 4: CPU path with scratch for one image (chunked); 5: CPU path where
          * the GEMM gathers the input (GEMM_IMPL) and stride-1 filter gradients run from shifted
          * frames (GEMM_DW) for the shapes that allow it, im2col for the rest; 6: as 5 with
-         * scratch for one image */
-        for (int shape = 0; shape < 7; shape++) {
+         * scratch for one image; 7: as 5, filter gradients read x directly (DW_X) where the
+         * shape allows it */
+        for (int shape = 0; shape < 8; shape++) {
             if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
+                continue;
+            /* the GPU kernels' filter gradient loops over whole images in one invocation: past
+             * llvmpipe's loop bound (ENG_CPU_LOOP_MAX) they are for GPUs only */
+            if (shape < 3 && cv.oh * cv.ow >= ENG_CPU_LOOP_MAX / 2)
                 continue;
             t->d->cpu_kernels = shape >= 3;
             t->d->cpu_conv_gather = shape >= 5;
-            t->d->cpu_dw_shift = shape >= 5 ? 2 : 0; /* 2: wherever the stride allows */
+            /* 2: frames wherever the stride allows; 3: x read directly, else frames */
+            t->d->cpu_dw_shift = shape == 7 ? 3 : shape >= 5 ? 2 : 0;
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
             struct eng_conv one = cv;
@@ -829,6 +856,22 @@ static void test_bn(void **state)
         free(rmr);
         free(rvr);
     }
+    /* a channel longer than one invocation may loop over on llvmpipe (ENG_CPU_LOOP_MAX): the
+     * recording fails with CWT_ETOOBIG instead of summing part of it */
+    if (t->d->is_cpu) {
+        const uint32_t L = 2100001; /* odd: the scalar variant, 2 * L / 64 loop iterations */
+        struct eng_tref X = th_buf(t, NULL, L), S = th_buf(t, NULL, 2);
+        struct eng_tref RM = th_buf(t, NULL, 1), RV = th_buf(t, NULL, 1);
+        struct eng_rec r;
+        char e[CWT_ERRLEN];
+        assert_int_equal(eng_rec_init(t->d, &r, e, sizeof(e)), 0);
+        assert_int_equal(eng_rec_begin(&r, e, sizeof(e)), 0);
+        op_bn_stats(&r, 1, L, 1e-5f, 0.1f, X, S, RM, RV, 0);
+        assert_int_equal(eng_rec_run(&r, e, sizeof(e)), CWT_ETOOBIG);
+        assert_non_null(strstr(e, "batch norm"));
+        eng_rec_free(&r);
+        th_free_bufs(t);
+    }
 }
 
 /* ------------------------------------------------------------------ loss */
@@ -1008,7 +1051,7 @@ static void test_elementwise(void **state)
     const uint32_t d1[4] = {1, C, HW, N}, s1[4] = {0, N * HW, 1, HW};
     const uint32_t d2[4] = {1, C, N, HW}, s2[4] = {0, HW * N, 1, N};
     /* long rows (bias gradients): 4 rows of 3001, column-strided (sj = 4, si = 1) */
-    const uint32_t LR = 4, LL = 3001;
+    const uint32_t LR = 4, LL = 70001;
     float *lx = falloc(LR * LL);
     th_fill(t, lx, LR * LL, 1);
     double *lrs = dalloc(LR);
