@@ -168,10 +168,10 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
      * llvmpipe's bound: at most cap tiles per invocation */
     uint64_t tile;
     if (cv)
-        tile = 8 * ((uint64_t)cv->kh * (cv->kw + 1) + 1) + g->K / 4 + 2;
-    else if (dw)
+        tile = 8 * ((uint64_t)cv->kh * (cv->kw + 2) + 2) + g->K / 4 + 2;
+    else if (dw) /* per row: the row's vec4s, each loop's exit, the row loop */
         tile = (uint64_t)dw->frames.n *
-                   (dw->frames.oh * (dw->frames.ow / 4 + (dw->x_direct ? 3 : 1)) + 1) +
+                   (dw->frames.oh * (dw->frames.ow / 4 + (dw->x_direct ? 3 : 2)) + 1) +
                1;
     else
         tile = (vec4 && aligned ? kchunk / 4 : kchunk) + 2;
@@ -667,7 +667,7 @@ static uint32_t dw_shift_chunk(const struct eng_rec *r, const struct eng_conv *c
     uint64_t floats = r->col.bytes / 4, copy;
     uint32_t nc = cv->n;
     while (nc > 0 && (dw_shift_floats(r->d, cv, nc, &copy) > floats ||
-                      cv->kw * copy > r->d->max_texel_elements || nc > dw_loop_images(r->d, cv, 1)))
+                      cv->kw * copy > r->d->max_texel_elements || nc > dw_loop_images(r->d, cv, 2)))
         nc = shrink_chunk(nc);
     return nc;
 }
