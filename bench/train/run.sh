@@ -76,7 +76,7 @@ medians of each side and the median of the per-pair ratios, with their range.
 
 On CPU devices the engine uses the texel-fetch GEMM (shaders/gemm_cpu.comp): forward and
 stride-1 data-gradient convolutions gather their input inside it, stride-2 data gradients run
-by stride phase, filter gradients read shifted input frames or go through im2col (docs/engine.md);
+by stride phase, filter gradients read x or shifted input frames or go through im2col (docs/engine.md);
 the last two rows are the earlier implicit-GEMM kernels in the same run.
 
 GEMM (n x n x n, fp32), best engine kernel vs OpenBLAS sgemm (kernel=cpu is gemm_cpu.comp):
