@@ -745,8 +745,9 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
  * of C than the frames (one tile row per tap column: a 3-channel first layer's 9 columns would
  * fill 9 of 64) and the rows are at least 8 texels (each row starts with one more fetch per
  * column). Measured per filter gradient on resnet-8 at batch 64, three runs each, against the
- * frames: 64x64 16 -> 16 46-56 ms against 96-114; 32x32 32 -> 32 64-82 against 55-86 (six tile
- * rows against five); 16x16 64 -> 64 57-67 against 42-55; the 3-channel stem 45-51 against
+ * frames: 64x64 16 -> 16 58-62 ms against 94-103 (in chunks within the loop bound); without
+ * chunks (whole batch, which overran the bound): 32x32 32 -> 32 64-82 against 55-86 (six tile
+ * rows against five), 16x16 64 -> 64 57-67 against 42-55, the 3-channel stem 45-51 against
  * 20-28. */
 static int dw_x_direct_ok(const struct eng_device *d, const struct eng_conv *cv)
 {
