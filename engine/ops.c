@@ -1270,6 +1270,13 @@ void op_avgpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
 void op_avgpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
                     struct eng_tref dx)
 {
+    if (r->d->cpu_kernels && pl->kh == pl->ih && pl->kw == pl->iw && pl->pad == 0 &&
+        (pl->ih * pl->iw) % 4 == 0 && tex_fits(r, dy) && pool_tex(r, pl, dx)) {
+        /* global pooling on CPU devices: one vec4 store per four positions */
+        struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
+        pool_tex_dispatch(r, CWT_SPV_avgpool_bwd_global4, pl, 0, b, &dy, 1, pl->ih * pl->iw / 4);
+        return;
+    }
     struct eng_tref b[4] = {dy, NOBUF, NOBUF, dx};
     pool_dispatch(r, CWT_SPV_avgpool_bwd, pl, 0, b, 4, (uint64_t)pl->planes * pl->ih * pl->iw);
 }

@@ -583,9 +583,16 @@ static void test_pool(void **state)
     /* planes ih iw k stride pad; k == 0: global */
     /* 2x2 at stride 2: iw % 4 == 0 runs the two-window kernels on CPU devices (28, 8), other
      * even sizes the one-window ones (14) */
-    static const uint32_t geo[][6] = {{1, 1, 1, 1, 1, 0}, {6, 28, 28, 2, 2, 0}, {3, 7, 9, 3, 2, 1},
-                                      {5, 5, 5, 2, 2, 0}, {4, 6, 5, 0, 1, 0},   {2, 9, 9, 3, 1, 1},
-                                      {3, 4, 8, 2, 2, 0}, {2, 14, 14, 2, 2, 0}};
+    static const uint32_t geo[][6] = {{1, 1, 1, 1, 1, 0},
+                                      {6, 28, 28, 2, 2, 0},
+                                      {3, 7, 9, 3, 2, 1},
+                                      {5, 5, 5, 2, 2, 0},
+                                      {4, 6, 5, 0, 1, 0},
+                                      {2, 9, 9, 3, 1, 1},
+                                      {3, 4, 8, 2, 2, 0},
+                                      {2, 14, 14, 2, 2, 0},
+                                      /* global, planes of whole vec4s (avgpool_bwd_global4) */
+                                      {5, 8, 6, 0, 1, 0}};
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++)
         for (int max = 0; max < 2; max++) {
             const uint32_t *g = geo[gi];
