@@ -485,12 +485,12 @@ static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct 
     struct im2col_pc pc = {cv->cin,    cv->ih,  cv->iw, cv->oh, cv->ow, cv->kh, cv->kw,
                            cv->stride, cv->pad, cv->n,  img0,   ncols,  ld,     flags};
     if (id == CWT_SPV_im2col) {
-        /* stride 1 with output rows (or pairs of them) of whole vec4s: the vec4 variants */
+        /* output rows (or, at stride 1, pairs of them) of whole vec4s: the vec4 variants */
         uint32_t rows = ncols / cv->ow;
-        int v4 = cv->stride == 1 && cv->ow % 4 == 0 && ld % 4 == 0;
+        int v4 = cv->stride <= 2 && cv->ow % 4 == 0 && ld % 4 == 0;
         int v4r = cv->stride == 1 && cv->ow % 4 == 2 && rows % 2 == 0 && ld % 4 == 0;
         if (v4)
-            id = CWT_SPV_im2col4;
+            id = cv->stride == 1 ? CWT_SPV_im2col4 : CWT_SPV_im2col4s2;
         else if (v4r)
             id = CWT_SPV_im2col4r;
         struct eng_tref bufs[2] = {NOBUF, r->col};

@@ -5,7 +5,8 @@
 // Activations are CNHW (x[c][img][y][x], nimg images in total). A chunk is images
 // [img0, img0 + ncols / (oh*ow)); column j = (img - img0, oy, ox), row r = (c, ky, kx); rows
 // of col are ld floats apart (ld >= ncols, a multiple of 4 for the vec4 GEMM variants).
-//   OP_IM2COL  col[r][j] = x[c][img][oy*stride - pad + ky][ox*stride - pad + kx] (0 outside)
+//   OP_IM2COL  col[r][j] = x[c][img][oy*stride - pad + ky][ox*stride - pad + kx] (0 outside);
+//              OP_IM2COL4, OP_IM2COL4R (stride 1) and OP_IM2COL4S2 (stride 2) store vec4s
 //   OP_COL2IM  dx[c][img][iy][ix] = sum of col[(c,ky,kx)][(img-img0, oy, ox)] over the (ky,kx)
 //              with iy = oy*stride - pad + ky (same for x); flags 1: times (mask[dx index] > 0).
 //              A gather per output element: deterministic, no atomics.
@@ -41,7 +42,7 @@ layout(push_constant) uniform PC {
 
 layout(set = 0, binding = 8) uniform samplerBuffer SRC;
 
-#if defined(OP_IM2COL) || defined(OP_IM2COL4) || defined(OP_IM2COL4R)
+#if defined(OP_IM2COL) || defined(OP_IM2COL4) || defined(OP_IM2COL4R) || defined(OP_IM2COL4S2)
 // Tap (c, ky, kx) of im2col row r.
 void tap_of_row(uint r, out uint c, out uint ky, out uint kx)
 {
@@ -63,7 +64,7 @@ int src_row(uint qq, uint c, uint ky, out bool yok)
 }
 #endif
 
-#if defined(OP_IM2COL4) || defined(OP_IM2COL4R) || defined(OP_SHIFTPAD)
+#if defined(OP_IM2COL4) || defined(OP_IM2COL4R) || defined(OP_IM2COL4S2) || defined(OP_SHIFTPAD)
 // Element a split into an aligned texel t = floor(a / 4) and a shift sh = a - 4t.
 void split4(int a, out int t, out uint sh)
 {
@@ -145,6 +146,45 @@ void main()
     if (q < rows) {
         for (uint o4 = 0; o4 < (p.ow >> 2); o4++)
             COL4[dst + o4] = row_run4(t0, sh, o4, d, yok);
+    }
+}
+
+#elif defined(OP_IM2COL4S2)
+layout(std430, set = 0, binding = 1) buffer Buf1 { vec4 COL4[]; };
+
+// OP_IM2COL for stride 2 with ow and ld multiples of 4, SRC an rgba32f view: output columns
+// 4*o4 .. 4*o4 + 3 read every other source element from 8*o4 + d on, which lie in three
+// aligned texels at one shift for the whole row; selects pick them, then those outside the
+// image are zeroed. One vec4 store per four columns instead of four stores (each a loop over
+// the lanes on llvmpipe). Same matrix as OP_IM2COL.
+void main()
+{
+    uint q = gl_GlobalInvocationID.x; // (img - img0) * oh + oy
+    uint c, ky, kx;
+    tap_of_row(gl_WorkGroupID.y, c, ky, kx);
+    uint rows = udiv(p.ncols, p.ow);
+    uint qq = min(q, rows - 1u);
+    bool yok;
+    int d = int(kx) - int(p.pad); // input column of output column 0
+    int t0;
+    uint sh;
+    split4(src_row(qq, c, ky, yok) + d, t0, sh);
+    uint dst = (gl_WorkGroupID.y * p.ld + qq * p.ow) >> 2;
+    int last = textureSize(SRC) - 1; // texels outside the view hold only masked elements
+    if (q < rows) {
+        for (uint o4 = 0; o4 < (p.ow >> 2); o4++) {
+            int t = t0 + int(o4 * 2u);
+            vec4 lo = texelFetch(SRC, clamp(t, 0, last));
+            vec4 mid = texelFetch(SRC, clamp(t + 1, 0, last));
+            vec4 hi = texelFetch(SRC, clamp(t + 2, 0, last));
+            vec4 v = sh == 0u ? vec4(lo.xz, mid.xz)
+                   : sh == 1u ? vec4(lo.yw, mid.yw)
+                   : sh == 2u ? vec4(lo.z, mid.xz, hi.x)
+                              : vec4(lo.w, mid.yw, hi.y);
+            ivec4 x = ivec4(int(o4 * 8u) + d) + ivec4(0, 2, 4, 6);
+            bvec4 in_ = lessThan(uvec4(x), uvec4(p.iw));
+            COL4[dst + o4] = mix(vec4(0.0), v, yok ? in_ : bvec4(false));
+        }
     }
 }
 

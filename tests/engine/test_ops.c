@@ -339,6 +339,8 @@ static void test_conv(void **state)
         {2, 8, 8, 8, 16, 3, 2, 1},
         {3, 8, 9, 8, 8, 3, 2, 1},
         {3, 16, 7, 12, 4, 1, 2, 0},
+        /* stride-2 im2col of vec4s (im2col4s2) at every shift: rows of 17, no padding */
+        {2, 3, 9, 17, 4, 3, 2, 0},
         /* a 7-wide kernel at stride 1 (seven shifted copies of the frames) */
         {2, 2, 9, 12, 3, 7, 1, 3},
         /* images so large that a filter-gradient invocation could not loop over four of them
