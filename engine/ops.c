@@ -75,6 +75,10 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
         return CWT_SPV_gemm_cpu_conv_v;
     case CWT_SPV_gemm_cpu_conv_rd:
         return CWT_SPV_gemm_cpu_conv_rd_v;
+    case CWT_SPV_gemm_cpu_conv_sa:
+        return CWT_SPV_gemm_cpu_conv_sa_v;
+    case CWT_SPV_gemm_cpu_conv_sa_rd:
+        return CWT_SPV_gemm_cpu_conv_sa_rd_v;
     case CWT_SPV_gemm_cpu_dw:
         return CWT_SPV_gemm_cpu_dw_v;
     case CWT_SPV_gemm_cpu_dw_rd:
@@ -134,8 +138,12 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         id = rd ? CWT_SPV_gemm_cpu_tn_rd : CWT_SPV_gemm_cpu_tn;
     else
         vec4 = 0;
-    if (cv) /* B gathered from the convolution input; A as in NN (conv_gather_ok) */
-        id = rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv;
+    /* B gathered from the convolution input; A as in NN (conv_gather_ok), or as scalars where
+     * its rows are not whole vec4s */
+    int sa = cv && (g->sam % 4 != 0 || a_off % 4 != 0);
+    if (cv)
+        id = sa ? (rd ? CWT_SPV_gemm_cpu_conv_sa_rd : CWT_SPV_gemm_cpu_conv_sa)
+                : (rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv);
     if (dw) { /* A and B as in NT */
         id = dw->transposed ? (rd ? CWT_SPV_gemm_cpu_dwt_rd : CWT_SPV_gemm_cpu_dwt)
                             : (rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw);
@@ -168,7 +176,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
      * llvmpipe's bound: at most cap tiles per invocation */
     uint64_t tile;
     if (cv)
-        tile = 8 * ((uint64_t)cv->kh * (cv->kw + 2) + 2) + g->K / 4 + 2;
+        tile = 8 * ((uint64_t)cv->kh * (cv->kw + 2) + 2) + (sa ? g->K : g->K / 4) + 2;
     else if (dw) /* per row: the row's vec4s, each loop's exit, the row loop */
         tile = (uint64_t)dw->frames.n *
                    (dw->frames.oh * (dw->frames.ow / 4 + (dw->x_direct ? 3 : 2)) + 1) +
@@ -207,7 +215,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
     /* rgba32f views: A and B for NN/NT/TN, A only for the gathering convolution; the mask or C
      * for the vec4 stores */
-    uint32_t vec4_views = (cv ? 1u : vec4 ? 3u : 0u) | (vstore && rd ? 8u : 0u);
+    uint32_t vec4_views = (cv ? (sa ? 0u : 1u) : vec4 ? 3u : 0u) | (vstore && rd ? 8u : 0u);
     eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, vec4_views, &pc, sizeof(pc), gx,
                          ceil_div(tiles, ctiles), splits);
 }
@@ -507,7 +515,9 @@ static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct 
 static int tex_fits(const struct eng_rec *r, struct eng_tref t);
 
 /* Whether conv_fwd_cpu may gather B from x in the GEMM (GEMM_IMPL) rather than materialise
- * im2col: the vec4 rows of w (K a multiple of 4), the taps' validity bits in one uint
+ * im2col (rows of w as vec4s where K is a multiple of 4, else as scalars, IMPL_SA: a 3-channel
+ * 64x64 first layer 27-30 -> 14 ms, cnn-small's conv1 3.4-4.3 -> 3.2-3.8), the taps' validity
+ * bits in one uint
  * (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in texel views.
  * And at most 96 output channels: gathering costs the GEMM about 1.2x, while the im2col pass
  * it saves does not grow with cout; measured on lavapipe, gathering won up to 64 channels
@@ -516,10 +526,8 @@ static int tex_fits(const struct eng_rec *r, struct eng_tref t);
 static int conv_gather_ok(const struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x,
                           struct eng_tref w)
 {
-    uint32_t K = cv->cin * cv->kh * cv->kw;
-    return r->d->cpu_kernels && r->d->cpu_conv_gather && cv->cout <= 96 && K % 4 == 0 &&
-           cv->kh * cv->kw <= 32 && (uint64_t)cv->n * cv->oh * cv->ow < (1u << 24) &&
-           tex_fits(r, x) && tex_fits(r, w);
+    return r->d->cpu_kernels && r->d->cpu_conv_gather && cv->cout <= 96 && cv->kh * cv->kw <= 32 &&
+           (uint64_t)cv->n * cv->oh * cv->ow < (1u << 24) && tex_fits(r, x) && tex_fits(r, w);
 }
 
 /* y = conv(x, w) (+ epilogue): as one gathering GEMM where conv_gather_ok, else through im2col

@@ -28,7 +28,7 @@
 //                push constants ih..nimg; 16x8 register blocks (see its main). No im2col pass
 //                (on lavapipe that pass stored every element lane by lane): cnn-small's conv2
 //                forward 25.6 -> 16.4 ms with 16x4 blocks, 14 ms with 16x8.
-//                No split-K (kchunk = K).
+//                No split-K (kchunk = K). IMPL_SA: rows of A as scalars (K % 4 != 0).
 //   GEMM_DW      the filter gradient of a stride-1 convolution, dw = dy * im2col(x)^T, without
 //                the im2col matrix: A = dy, one row per output channel, k-contiguous, as oh
 //                rows of ow floats per image (ow a multiple of 4: dy itself, or dy widened to
@@ -153,7 +153,11 @@ void main()
     uint lane = gl_LocalInvocationID.x;
     uint m0 = gl_WorkGroupID.x * 16u;
     uint k1 = p.K;
+#if defined(IMPL_SA)
+#define AROW(i) int ar##i = int(p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam);
+#else
 #define AROW(i) int ar##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
+#endif
     FOR16(AROW)
     int cstride = int(p.nimg * p.ih * p.iw);
     for (uint t = 0; t < p.ctiles; t++) {
@@ -190,6 +194,16 @@ void main()
         kt = wy ? 0u : kt;                                                                     \
         off += wy ? cstride - int(p.kh * p.iw) : 0;                                            \
     }
+#if defined(IMPL_SA)
+        // rows of A as scalars (an r32f view): K need not be a multiple of 4 (a 3-channel
+        // first layer's 27); one fetch per row and k, four times the vec4 rows' fetches, still
+        // about twice as fast there as im2col + GEMM (ops.c conv_gather_ok)
+#define AFETCH1(i) vec4 a##i = vec4(texelFetch(TA, ar##i + int(k)).x);
+        for (uint k = 0u; k < k1; k++) {
+            FOR16(AFETCH1)
+            ISTEP(x)
+        }
+#else
 #define AFETCH(i) vec4 a##i = texelFetch(TA, ar##i + int(kq));
         for (uint kq = 0u; kq < kq1; kq++) {
             FOR16(AFETCH)
@@ -205,6 +219,7 @@ void main()
             if (krem > 2u)
                 ISTEP(z)
         }
+#endif
 #define STORE(i)                                                                               \
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \
