@@ -168,13 +168,15 @@ static void validation_run(uint32_t h, uint32_t w, const char *dw_shift)
 }
 
 /* 12x10 with the device's defaults; 16x16 with shifted-frame filter gradients everywhere the
- * stride allows, where resnet's stride-2 data gradients also run by stride phase on CPU devices
- * (rows of whole vec4s): every CPU convolution path under the layer. */
+ * stride allows, then read from x wherever the shape allows (rows of whole vec4s), where
+ * resnet's stride-2 data gradients also run by stride phase on CPU devices: every CPU
+ * convolution path under the layer. */
 static void test_validation_clean(void **state)
 {
     (void)state;
     validation_run(12, 10, NULL);
     validation_run(16, 16, "2");
+    validation_run(16, 16, "3");
 }
 
 static void read_all(struct eng_model *m, float **out, size_t *len)
