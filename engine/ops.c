@@ -98,6 +98,14 @@ struct dw_geo {
     int x_direct;   /* B read from x itself, one tap column per workgroup z (DW_X) */
 };
 
+/* Loop iterations of one image in a GEMM_DW invocation (gemm_cpu.comp), against llvmpipe's
+ * bound (ENG_CPU_LOOP_MAX): per output row its ry vec4 steps, each loop's exit and the row
+ * loop itself (DW_X: a second loop over the steps past the row's end), and the image loop. */
+static uint64_t dw_image_loops(uint32_t oh, uint32_t ry, int x_direct)
+{
+    return (uint64_t)oh * (ry + (x_direct ? 3 : 2)) + 1;
+}
+
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
  * variant the strides allow (see shaders/gemm_cpu.comp). The column tiles (64 wide) are grouped
  * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
@@ -177,10 +185,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     uint64_t tile;
     if (cv)
         tile = 8 * ((uint64_t)cv->kh * (cv->kw + 2) + 2) + (sa ? g->K : g->K / 4) + 2;
-    else if (dw) /* per row: the row's vec4s, each loop's exit, the row loop */
-        tile = (uint64_t)dw->frames.n *
-                   (dw->frames.oh * (dw->frames.ow / 4 + (dw->x_direct ? 3 : 2)) + 1) +
-               1;
+    else if (dw)
+        tile = dw->frames.n * dw_image_loops(dw->frames.oh, dw->frames.ow / 4, dw->x_direct) + 1;
     else
         tile = (vec4 && aligned ? kchunk / 4 : kchunk) + 2;
     uint64_t cap = tile + 2 > ENG_CPU_LOOP_MAX ? 0 : (ENG_CPU_LOOP_MAX - 1) / (tile + 1);
@@ -516,9 +522,9 @@ static int tex_fits(const struct eng_rec *r, struct eng_tref t);
 
 /* Whether conv_fwd_cpu may gather B from x in the GEMM (GEMM_IMPL) rather than materialise
  * im2col (rows of w as vec4s where K is a multiple of 4, else as scalars, IMPL_SA: a 3-channel
- * 64x64 first layer 27-30 -> 14 ms, cnn-small's conv1 3.4-4.3 -> 3.2-3.8), the taps' validity
- * bits in one uint
- * (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in texel views.
+ * 64x64 first layer 27-30 -> 14 ms, cnn-small's conv1 3.4-4.3 -> 3.2-3.8): the taps' validity
+ * bits in one uint (kh*kw <= 32), column indices that udiv() divides exactly (< 2^24), both in
+ * texel views.
  * And at most 96 output channels: gathering costs the GEMM about 1.2x, while the im2col pass
  * it saves does not grow with cout; measured on lavapipe, gathering won up to 64 channels
  * (about 2x at 16-32, 1.3-1.8x at 64) and lost up to 20% against im2col's best runs at
@@ -658,15 +664,12 @@ static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
-/* Images a GEMM_DW invocation may loop over within ENG_CPU_LOOP_MAX (gemm_cpu.comp: per image a
- * loop over the oh rows, per row over the row's vec4s, plus rows_extra loop entries; the
- * frames' rows when dy is widened to them). */
-static uint32_t dw_loop_images(const struct eng_device *d, const struct eng_conv *cv,
-                               uint32_t rows_extra)
+/* Images a GEMM_DW invocation may loop over within ENG_CPU_LOOP_MAX (dw_image_loops; dy's rows,
+ * or the frames' when dy is widened to them). */
+static uint32_t dw_loop_images(const struct eng_device *d, const struct eng_conv *cv, int x_direct)
 {
-    uint64_t ry = (dw_shift_dy_direct(d, cv) ? cv->ow : dw_frame_width(cv)) / 4;
-    uint64_t per = (uint64_t)cv->oh * (ry + rows_extra) + 1;
-    return (uint32_t)((ENG_CPU_LOOP_MAX - 4) / per);
+    uint32_t ry = (dw_shift_dy_direct(d, cv) ? cv->ow : dw_frame_width(cv)) / 4;
+    return (uint32_t)((ENG_CPU_LOOP_MAX - 4) / dw_image_loops(cv->oh, ry, x_direct));
 }
 
 /* Images per chunk of conv_bwd_filter_shift: its frames fit the scratch and one texel view. */
@@ -675,7 +678,7 @@ static uint32_t dw_shift_chunk(const struct eng_rec *r, const struct eng_conv *c
     uint64_t floats = r->col.bytes / 4, copy;
     uint32_t nc = cv->n;
     while (nc > 0 && (dw_shift_floats(r->d, cv, nc, &copy) > floats ||
-                      cv->kw * copy > r->d->max_texel_elements || nc > dw_loop_images(r->d, cv, 2)))
+                      cv->kw * copy > r->d->max_texel_elements || nc > dw_loop_images(r->d, cv, 0)))
         nc = shrink_chunk(nc);
     return nc;
 }
@@ -760,7 +763,7 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
 static int dw_x_direct_ok(const struct eng_device *d, const struct eng_conv *cv)
 {
     if (d->cpu_dw_shift == 2 || filter_grad_transposed(cv) || !dw_shift_dy_direct(d, cv) ||
-        cv->iw % 4 != 0 || cv->pad > 4 || cv->kw > cv->pad + 4 || dw_loop_images(d, cv, 3) == 0 ||
+        cv->iw % 4 != 0 || cv->pad > 4 || cv->kw > cv->pad + 4 || dw_loop_images(d, cv, 1) == 0 ||
         (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements)
         return 0;
     return d->cpu_dw_shift == 3 ||
@@ -777,7 +780,7 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
                               struct eng_tref x, struct eng_tref dw)
 {
     uint32_t K = cv->cin * cv->kh * cv->kw, ihw = cv->ih * cv->iw, ohw = cv->oh * cv->ow;
-    uint32_t most = dw_loop_images(r->d, cv, 3), parts = ceil_div(cv->n, most);
+    uint32_t most = dw_loop_images(r->d, cv, 1), parts = ceil_div(cv->n, most);
     uint32_t chunk = ceil_div(cv->n, parts); /* equal chunks */
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
