@@ -54,7 +54,9 @@ struct eng_device {
                                  workgroup-wide reductions). */
     int cpu_conv_gather;      /* with cpu_kernels: convolutions whose shape allows it gather
                                  their input in the GEMM (gemm_cpu.comp GEMM_IMPL) instead of
-                                 an im2col pass; 0: always im2col (tests, CWT_ENG_CONV_GATHER) */
+                                 an im2col pass, 3x3 stride-1 ones as texel windows (CONV_W3)
+                                 where their rows allow; 2: gathers without windows; 0: always
+                                 im2col (2, 0: tests, CWT_ENG_CONV_GATHER=0|1|2) */
     int cpu_dw_shift;         /* with cpu_kernels: filter gradients of stride-1 convolutions
                                  from shifted input frames or straight from x (gemm_cpu.comp
                                  GEMM_DW, DW_X) instead of im2col: 1 where estimated faster,

@@ -167,6 +167,69 @@ void main()
         uint n0 = nb + lane * 8u;
 #define ACC(i) vec4 c##i = vec4(0.0), d##i = vec4(0.0);
         FOR16(ACC)
+#if defined(CONV_W3)
+        // 3x3, stride 1, padding 1, ow = iw a multiple of 8, K a multiple of 12 (the engine's
+        // conv_window_ok). The lane's 8 columns are pixels ox..ox+7 (ox % 8 == 0) of one output
+        // row; for the k group (c, ky) the taps kx = 0, 1, 2 read floats ox-1 .. ox+8 of input
+        // row oy+ky-1: a window of texels q-1 .. q+2, 4 vec4 fetches for the 24 gathers of the
+        // general path, and each tap's 8 values are fixed components of it (no selects). Same
+        // k order and FMAs as the general path, so the same bits.
+        uint nn = min(n0, p.N - 8u), ohw = p.oh * p.ow;
+        uint img = udiv(nn, ohw), rr = nn - img * ohw;
+        uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+        int iw4 = int(p.iw >> 2), cs4 = int((p.nimg * p.ih * p.iw) >> 2);
+        // texel of pixel (oy - 1, ox) in channel 0: the window of group (0, ky = 0)
+        int tb = int((p.b_off + img * p.ih * p.iw + ox) >> 2) + (int(oy) - 1) * iw4;
+        bool lft = ox == 0u, rgt = ox + 8u == p.iw;
+        int tmax = textureSize(TB) - 1, toff = 0;
+        uint ky = 0u;
+#define WF(i, A, cm) c##i = fma(vec4(A##i.cm), b, c##i); d##i = fma(vec4(A##i.cm), b2, d##i);
+#define WTAP(A, cm)                                                                            \
+    WF(0, A, cm) WF(1, A, cm) WF(2, A, cm) WF(3, A, cm) WF(4, A, cm) WF(5, A, cm)              \
+    WF(6, A, cm) WF(7, A, cm) WF(8, A, cm) WF(9, A, cm) WF(10, A, cm) WF(11, A, cm)            \
+    WF(12, A, cm) WF(13, A, cm) WF(14, A, cm) WF(15, A, cm)
+        // one k group (c, ky): taps kx = 0, 1, 2 with the rows of A at components A0.c0, ...
+#define WGROUP(A0, c0, A1, c1, A2, c2)                                                         \
+    {                                                                                          \
+        bool rv = uint(int(oy) + int(ky) - 1) < p.ih;                                          \
+        int t = tb + toff;                                                                     \
+        vec4 w0 = texelFetch(TB, clamp(t - 1, 0, tmax)), w1 = texelFetch(TB, clamp(t, 0, tmax)); \
+        vec4 w2 = texelFetch(TB, clamp(t + 1, 0, tmax)), w3 = texelFetch(TB, clamp(t + 2, 0, tmax)); \
+        w1 = rv ? w1 : vec4(0.0);                                                              \
+        w2 = rv ? w2 : vec4(0.0);                                                              \
+        float el = rv && !lft ? w0.w : 0.0, er = rv && !rgt ? w3.x : 0.0;                      \
+        {                                                                                      \
+            vec4 b = vec4(el, w1.xyz), b2 = vec4(w1.w, w2.xyz);                                \
+            WTAP(A0, c0)                                                                       \
+        }                                                                                      \
+        {                                                                                      \
+            vec4 b = w1, b2 = w2;                                                              \
+            WTAP(A1, c1)                                                                       \
+        }                                                                                      \
+        {                                                                                      \
+            vec4 b = vec4(w1.yzw, w2.x), b2 = vec4(w2.yzw, er);                                \
+            WTAP(A2, c2)                                                                       \
+        }                                                                                      \
+        ky++;                                                                                  \
+        toff += iw4;                                                                           \
+        bool wy = ky == 3u;                                                                    \
+        ky = wy ? 0u : ky;                                                                     \
+        toff += wy ? cs4 - 3 * iw4 : 0;                                                        \
+    }
+#define AFX(i) vec4 ax##i = texelFetch(TA, ar##i + 3 * int(kb));
+#define AFY(i) vec4 ay##i = texelFetch(TA, ar##i + 3 * int(kb) + 1);
+#define AFZ(i) vec4 az##i = texelFetch(TA, ar##i + 3 * int(kb) + 2);
+        // 12 k (four groups) per step: the three texels of each row of A
+        for (uint kb = 0u; kb < k1 / 12u; kb++) {
+            FOR16(AFX)
+            WGROUP(ax, x, ax, y, ax, z)
+            FOR16(AFY)
+            WGROUP(ax, w, ay, x, ay, y)
+            FOR16(AFZ)
+            WGROUP(ay, z, ay, w, az, x)
+            WGROUP(az, y, az, z, az, w)
+        }
+#else
 #define CSET(j)                                                                                \
     int px##j;                                                                                 \
     uint vb##j;                                                                                \
@@ -220,6 +283,7 @@ void main()
                 ISTEP(z)
         }
 #endif
+#endif // CONV_W3
 #define STORE(i)                                                                               \
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \

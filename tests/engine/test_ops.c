@@ -343,6 +343,10 @@ static void test_conv(void **state)
         {2, 3, 9, 17, 4, 3, 2, 0},
         /* a 7-wide kernel at stride 1 (seven shifted copies of the frames) */
         {2, 2, 9, 12, 3, 7, 1, 3},
+        /* 3x3 stride-1 convolutions read as texel windows (CONV_W3): rows of 16 (tiles
+         * across rows and images), rows of 24 (a right edge inside a tile), odd heights */
+        {3, 8, 16, 16, 12, 3, 1, 1},
+        {2, 4, 5, 24, 20, 3, 1, 1},
         /* images so large that a filter-gradient invocation could not loop over four of them
          * within llvmpipe's loop bound (ENG_CPU_LOOP_MAX): chunks of images */
         {4, 1, 256, 256, 2, 3, 1, 1},
@@ -386,7 +390,8 @@ static void test_conv(void **state)
             if (shape < 3 && cv.oh * cv.ow >= ENG_CPU_LOOP_MAX / 2)
                 continue;
             t->d->cpu_kernels = shape >= 3;
-            t->d->cpu_conv_gather = shape >= 5;
+            /* 6: per-column gathers only; 5, 7: 3x3 stride-1 shapes as texel windows */
+            t->d->cpu_conv_gather = shape == 6 ? 2 : shape >= 5;
             /* 2: frames wherever the stride allows; 3: x read directly, else frames */
             t->d->cpu_dw_shift = shape == 7 ? 3 : shape >= 5 ? 2 : 0;
             if (shape < 3)
