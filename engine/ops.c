@@ -75,10 +75,6 @@ static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
         return CWT_SPV_gemm_cpu_conv_v;
     case CWT_SPV_gemm_cpu_conv_rd:
         return CWT_SPV_gemm_cpu_conv_rd_v;
-    case CWT_SPV_gemm_cpu_conv3:
-        return CWT_SPV_gemm_cpu_conv3_v;
-    case CWT_SPV_gemm_cpu_conv3_rd:
-        return CWT_SPV_gemm_cpu_conv3_rd_v;
     case CWT_SPV_gemm_cpu_conv_sa:
         return CWT_SPV_gemm_cpu_conv_sa_v;
     case CWT_SPV_gemm_cpu_conv_sa_rd:
@@ -115,17 +111,35 @@ static uint64_t dw_image_loops(uint32_t oh, uint32_t ry, int x_direct)
  * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
  * the per-workgroup cost stays small. cv: B gathered from that convolution's input (GEMM_IMPL);
  * dw: B from shifted input frames (GEMM_DW; g's strides of B unused). */
-/* Whether the gathering convolution cv (A = its weights, k-contiguous rows of K) may read its
- * input as texel windows (gemm_cpu.comp CONV_W3): 3x3, stride 1, padding 1, output rows of a
- * multiple of 8 pixels (each lane's 8 columns in one row, every row start a whole texel) and K
- * a multiple of 12 (four k groups per step: input channels a multiple of 4). Measured on
- * lavapipe: the general path's per-column gathers (vpgatherdd) were 12% of a resnet-8 step. */
-static int conv_window_ok(const struct eng_device *d, const struct eng_conv *cv,
-                          const struct eng_gemm *g, uint32_t b_off)
+/* The variant of the gathering convolution cv (A = its weights, k-contiguous rows of K) that
+ * reads its input as texel windows (gemm_cpu.comp CONV_WIN), or CWT_SPV_COUNT where none
+ * applies: stride 1 or 2 with iw = stride * ow, output rows of a multiple of 8 pixels (each
+ * lane's 8 columns in one row, every row start a whole texel), a kernel width and padding it
+ * was compiled for (3 with padding 1; at stride 1 also 2 and 1 with padding 0, the stride
+ * phases of strided data gradients; at stride 2 also 1x1), the same padding on y, K in whole
+ * steps (12 k for 3 taps, else 4), vec4 stores of C. Measured on lavapipe: the general path's
+ * per-column gathers (a vpgatherdd each) were 12% of a resnet-8 step. */
+static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const struct eng_conv *cv,
+                                           const struct eng_gemm *g, uint32_t b_off, int rd,
+                                           int vstore)
 {
-    return d->cpu_conv_gather == 1 && cv->stride == 1 && cv->kh == 3 && cv->kw == 3 &&
-           cv->pad == 1 && cv->oh == cv->ih && cv->ow == cv->iw && cv->ow % 8 == 0 &&
-           g->K % 12 == 0 && g->N % 8 == 0 && b_off % 4 == 0;
+    if (d->cpu_conv_gather != 1 || !vstore || cv->ow % 8 != 0 || cv->iw != cv->stride * cv->ow ||
+        g->N % 8 != 0 || b_off % 4 != 0 || g->K % (cv->kw == 3 ? 12 : 4) != 0 ||
+        (uint64_t)cv->kh * cv->kw > 32)
+        return CWT_SPV_COUNT;
+    if (cv->stride == 1 && cv->kw == 3 && cv->pad == 1)
+        return rd ? CWT_SPV_gemm_cpu_cw_s1k3_rd_v : CWT_SPV_gemm_cpu_cw_s1k3_v;
+    if (rd)
+        return CWT_SPV_COUNT;
+    if (cv->stride == 2 && cv->kw == 3 && cv->pad == 1)
+        return CWT_SPV_gemm_cpu_cw_s2k3_v;
+    if (cv->stride == 2 && cv->kw == 1 && cv->pad == 0)
+        return CWT_SPV_gemm_cpu_cw_s2k1_v;
+    if (cv->stride == 1 && cv->kw == 2 && cv->pad == 0)
+        return CWT_SPV_gemm_cpu_cw_s1k2_v;
+    if (cv->stride == 1 && cv->kw == 1 && cv->pad == 0)
+        return CWT_SPV_gemm_cpu_cw_s1k1_v;
+    return CWT_SPV_COUNT;
 }
 
 static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint32_t a_off,
@@ -166,11 +180,9 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     /* B gathered from the convolution input; A as in NN (conv_gather_ok), or as scalars where
      * its rows are not whole vec4s */
     int sa = cv && (g->sam % 4 != 0 || a_off % 4 != 0);
-    int win = cv && !sa && conv_window_ok(r->d, cv, g, b_off);
     if (cv)
-        id = sa    ? (rd ? CWT_SPV_gemm_cpu_conv_sa_rd : CWT_SPV_gemm_cpu_conv_sa)
-             : win ? (rd ? CWT_SPV_gemm_cpu_conv3_rd : CWT_SPV_gemm_cpu_conv3)
-                   : (rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv);
+        id = sa ? (rd ? CWT_SPV_gemm_cpu_conv_sa_rd : CWT_SPV_gemm_cpu_conv_sa)
+                : (rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv);
     if (dw) { /* A and B as in NT */
         id = dw->transposed ? (rd ? CWT_SPV_gemm_cpu_dwt_rd : CWT_SPV_gemm_cpu_dwt)
                             : (rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw);
@@ -183,8 +195,11 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     int vstore = g->scn == 1 && g->scm % 4 == 0 && c_off % 4 == 0 && g->N % 8 == 0 &&
                  (splits <= 1 || scz % 4 == 0) && id != CWT_SPV_gemm_cpu_tn &&
                  id != CWT_SPV_gemm_cpu_tn_rd;
+    enum cwt_spv_id wid =
+        cv && !sa ? conv_window_variant(r->d, cv, g, b_off, rd, vstore) : CWT_SPV_COUNT;
+    int win = wid != CWT_SPV_COUNT;
     if (vstore)
-        id = vstore_variant(id);
+        id = win ? wid : vstore_variant(id);
     /* tiles of C per workgroup: 8 rows x 64 columns, 16 x 64 for the gathering convolution */
     uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, cv ? 16 : 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
@@ -203,7 +218,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
      * llvmpipe's bound: at most cap tiles per invocation */
     uint64_t tile;
     if (win)
-        tile = g->K / 12 + 2;
+        tile = g->K / (cv->kw == 3 ? 12 : 4) + 2;
     else if (cv)
         tile = 8 * ((uint64_t)cv->kh * (cv->kw + 2) + 2) + (sa ? g->K : g->K / 4) + 2;
     else if (dw)

@@ -167,68 +167,111 @@ void main()
         uint n0 = nb + lane * 8u;
 #define ACC(i) vec4 c##i = vec4(0.0), d##i = vec4(0.0);
         FOR16(ACC)
-#if defined(CONV_W3)
-        // 3x3, stride 1, padding 1, ow = iw a multiple of 8, K a multiple of 12 (the engine's
-        // conv_window_ok). The lane's 8 columns are pixels ox..ox+7 (ox % 8 == 0) of one output
-        // row; for the k group (c, ky) the taps kx = 0, 1, 2 read floats ox-1 .. ox+8 of input
-        // row oy+ky-1: a window of texels q-1 .. q+2, 4 vec4 fetches for the 24 gathers of the
-        // general path, and each tap's 8 values are fixed components of it (no selects). Same
-        // k order and FMAs as the general path, so the same bits.
+#if defined(CONV_WIN)
+        // B as texel windows (the engine's conv_window_ok): stride CONV_S (1, 2), kernel width
+        // CONV_KW (1..3), padding CONV_PAD (0, 1) on the x axis, any kh (the same padding on y),
+        // ow a multiple of 8, iw = CONV_S * ow. The lane's 8 columns are pixels ox..ox+7
+        // (ox % 8 == 0) of one output row; for the k group (c, ky) tap kx of pixel ox + j reads
+        // input float CONV_S*(ox + j) + kx - CONV_PAD of row CONV_S*oy + ky - CONV_PAD, i.e.
+        // component r = CONV_S*j + kx - CONV_PAD of a window of WIN_N texels starting at input
+        // float CONV_S*ox + 4*WIN_T0. A few vec4 fetches per input row and channel replace
+        // 8*CONV_KW per-column gathers (a vpgatherdd each), and each tap's 8 values are fixed
+        // components (no selects). Same k order and FMAs as the general path, so the same bits.
+#if CONV_PAD > 0
+#define WIN_T0 (-1)
+#else
+#define WIN_T0 0
+#endif
+#define WIN_N ((7 * CONV_S + CONV_KW - 1 - CONV_PAD) / 4 + 1 - WIN_T0)
+#define WFETCH(q) win[q] = rv ? texelFetch(TB, clamp(tb + toff + q, 0, tmax)) : vec4(0.0);
+#if WIN_N == 2
+#define WFETCHES WFETCH(0) WFETCH(1)
+#elif WIN_N == 3
+#define WFETCHES WFETCH(0) WFETCH(1) WFETCH(2)
+#elif WIN_N == 4
+#define WFETCHES WFETCH(0) WFETCH(1) WFETCH(2) WFETCH(3)
+#else
+#define WFETCHES WFETCH(0) WFETCH(1) WFETCH(2) WFETCH(3) WFETCH(4)
+#endif
         uint nn = min(n0, p.N - 8u), ohw = p.oh * p.ow;
         uint img = udiv(nn, ohw), rr = nn - img * ohw;
         uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
         int iw4 = int(p.iw >> 2), cs4 = int((p.nimg * p.ih * p.iw) >> 2);
-        // texel of pixel (oy - 1, ox) in channel 0: the window of group (0, ky = 0)
-        int tb = int((p.b_off + img * p.ih * p.iw + ox) >> 2) + (int(oy) - 1) * iw4;
-        bool lft = ox == 0u, rgt = ox + 8u == p.iw;
+        int y0 = int(CONV_S * oy) - CONV_PAD; // input row of ky = 0
+        // first window texel of group (c = 0, ky = 0)
+        int tb = int((p.b_off + img * p.ih * p.iw + CONV_S * ox) >> 2) + y0 * iw4 + WIN_T0;
+        // floats left of the row (r < 0) exist only at ox = 0; right of it (r >= 8*CONV_S) only
+        // in the last 8 pixels of a row
+        bool lft = ox == 0u, rgt = ox + 8u == p.ow;
         int tmax = textureSize(TB) - 1, toff = 0;
         uint ky = 0u;
+        vec4 win[WIN_N];
+// component r (a constant, -4 <= r) of the window
+#define WV(r) win[((r) + 4) / 4 - 1 - WIN_T0][((r) + 4) % 4]
 #define WF(i, A, cm) c##i = fma(vec4(A##i.cm), b, c##i); d##i = fma(vec4(A##i.cm), b2, d##i);
-#define WTAP(A, cm)                                                                            \
-    WF(0, A, cm) WF(1, A, cm) WF(2, A, cm) WF(3, A, cm) WF(4, A, cm) WF(5, A, cm)              \
-    WF(6, A, cm) WF(7, A, cm) WF(8, A, cm) WF(9, A, cm) WF(10, A, cm) WF(11, A, cm)            \
-    WF(12, A, cm) WF(13, A, cm) WF(14, A, cm) WF(15, A, cm)
-        // one k group (c, ky): taps kx = 0, 1, 2 with the rows of A at components A0.c0, ...
-#define WGROUP(A0, c0, A1, c1, A2, c2)                                                         \
+#define WTAP(kx, A, cm)                                                                        \
     {                                                                                          \
-        bool rv = uint(int(oy) + int(ky) - 1) < p.ih;                                          \
-        int t = tb + toff;                                                                     \
-        vec4 w0 = texelFetch(TB, clamp(t - 1, 0, tmax)), w1 = texelFetch(TB, clamp(t, 0, tmax)); \
-        vec4 w2 = texelFetch(TB, clamp(t + 1, 0, tmax)), w3 = texelFetch(TB, clamp(t + 2, 0, tmax)); \
-        w1 = rv ? w1 : vec4(0.0);                                                              \
-        w2 = rv ? w2 : vec4(0.0);                                                              \
-        float el = rv && !lft ? w0.w : 0.0, er = rv && !rgt ? w3.x : 0.0;                      \
-        {                                                                                      \
-            vec4 b = vec4(el, w1.xyz), b2 = vec4(w1.w, w2.xyz);                                \
-            WTAP(A0, c0)                                                                       \
-        }                                                                                      \
-        {                                                                                      \
-            vec4 b = w1, b2 = w2;                                                              \
-            WTAP(A1, c1)                                                                       \
-        }                                                                                      \
-        {                                                                                      \
-            vec4 b = vec4(w1.yzw, w2.x), b2 = vec4(w2.yzw, er);                                \
-            WTAP(A2, c2)                                                                       \
-        }                                                                                      \
+        vec4 b = vec4(WV(kx - CONV_PAD), WV(CONV_S + kx - CONV_PAD),                           \
+                      WV(2 * CONV_S + kx - CONV_PAD), WV(3 * CONV_S + kx - CONV_PAD));         \
+        vec4 b2 = vec4(WV(4 * CONV_S + kx - CONV_PAD), WV(5 * CONV_S + kx - CONV_PAD),         \
+                       WV(6 * CONV_S + kx - CONV_PAD), WV(7 * CONV_S + kx - CONV_PAD));        \
+        WF(0, A, cm) WF(1, A, cm) WF(2, A, cm) WF(3, A, cm) WF(4, A, cm) WF(5, A, cm)          \
+        WF(6, A, cm) WF(7, A, cm) WF(8, A, cm) WF(9, A, cm) WF(10, A, cm) WF(11, A, cm)        \
+        WF(12, A, cm) WF(13, A, cm) WF(14, A, cm) WF(15, A, cm)                                \
+    }
+        // the window of the current group (rows outside the input read zeros), then the group's
+        // taps, then the next group (c, ky)
+#define WOPEN                                                                                  \
+    {                                                                                          \
+        bool rv = uint(y0 + int(ky)) < p.ih;                                                   \
+        WFETCHES                                                                               \
+        if (WIN_T0 < 0)                                                                        \
+            win[0] = lft ? vec4(0.0) : win[0];                                                 \
+        if (4 * (WIN_N - 1 + WIN_T0) >= 8 * CONV_S)                                            \
+            win[WIN_N - 1] = rgt ? vec4(0.0) : win[WIN_N - 1];                                 \
+    }
+#define WCLOSE                                                                                 \
+    {                                                                                          \
         ky++;                                                                                  \
         toff += iw4;                                                                           \
-        bool wy = ky == 3u;                                                                    \
+        bool wy = ky == p.kh;                                                                  \
         ky = wy ? 0u : ky;                                                                     \
-        toff += wy ? cs4 - 3 * iw4 : 0;                                                        \
+        toff += wy ? cs4 - int(p.kh) * iw4 : 0;                                                \
     }
-#define AFX(i) vec4 ax##i = texelFetch(TA, ar##i + 3 * int(kb));
-#define AFY(i) vec4 ay##i = texelFetch(TA, ar##i + 3 * int(kb) + 1);
-#define AFZ(i) vec4 az##i = texelFetch(TA, ar##i + 3 * int(kb) + 2);
-        // 12 k (four groups) per step: the three texels of each row of A
+#define AFX(i) vec4 ax##i = texelFetch(TA, ar##i + WIN_KT * int(kb));
+#define AFY(i) vec4 ay##i = texelFetch(TA, ar##i + WIN_KT * int(kb) + 1);
+#define AFZ(i) vec4 az##i = texelFetch(TA, ar##i + WIN_KT * int(kb) + 2);
+#if CONV_KW == 3
+        // 12 k (four groups) per step: three texels of each row of A
+#define WIN_KT 3
         for (uint kb = 0u; kb < k1 / 12u; kb++) {
             FOR16(AFX)
-            WGROUP(ax, x, ax, y, ax, z)
+            WOPEN WTAP(0, ax, x) WTAP(1, ax, y) WTAP(2, ax, z) WCLOSE
             FOR16(AFY)
-            WGROUP(ax, w, ay, x, ay, y)
+            WOPEN WTAP(0, ax, w) WTAP(1, ay, x) WTAP(2, ay, y) WCLOSE
             FOR16(AFZ)
-            WGROUP(ay, z, ay, w, az, x)
-            WGROUP(az, y, az, z, az, w)
+            WOPEN WTAP(0, ay, z) WTAP(1, ay, w) WTAP(2, az, x) WCLOSE
+            WOPEN WTAP(0, az, y) WTAP(1, az, z) WTAP(2, az, w) WCLOSE
         }
+#elif CONV_KW == 2
+        // 4 k (two groups) per step
+#define WIN_KT 1
+        for (uint kb = 0u; kb < k1 / 4u; kb++) {
+            FOR16(AFX)
+            WOPEN WTAP(0, ax, x) WTAP(1, ax, y) WCLOSE
+            WOPEN WTAP(0, ax, z) WTAP(1, ax, w) WCLOSE
+        }
+#else
+        // 4 k (four groups) per step
+#define WIN_KT 1
+        for (uint kb = 0u; kb < k1 / 4u; kb++) {
+            FOR16(AFX)
+            WOPEN WTAP(0, ax, x) WCLOSE
+            WOPEN WTAP(0, ax, y) WCLOSE
+            WOPEN WTAP(0, ax, z) WCLOSE
+            WOPEN WTAP(0, ax, w) WCLOSE
+        }
+#endif
 #else
 #define CSET(j)                                                                                \
     int px##j;                                                                                 \
@@ -283,7 +326,7 @@ void main()
                 ISTEP(z)
         }
 #endif
-#endif // CONV_W3
+#endif // CONV_WIN
 #define STORE(i)                                                                               \
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \
