@@ -264,6 +264,8 @@ static void query_info(struct eng_device *d)
         d->cpu_kernels = cg[0] == '1';
     const char *gat = getenv("CWT_ENG_CONV_GATHER");
     d->cpu_conv_gather = gat && gat[0] >= '0' && gat[0] <= '2' && gat[1] == '\0' ? gat[0] - '0' : 1;
+    const char *dwl = getenv("CWT_ENG_DW_LANES");
+    d->cpu_dw_lanes = !(dwl && strcmp(dwl, "0") == 0);
     const char *dws = getenv("CWT_ENG_DW_SHIFT");
     d->cpu_dw_shift = dws && dws[0] >= '0' && dws[0] <= '3' && dws[1] == '\0' ? dws[0] - '0' : 1;
 }

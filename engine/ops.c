@@ -835,10 +835,63 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
+/* Images per chunk of conv_bwd_filter_lanes (0: it does not apply): 3x3, stride 1, padding 1,
+ * rows of a multiple of 8 pixels with iw = ow, x and dy each in one texel view. A chunk has at
+ * most 65536 pixels or one image (each lane's running sum then has at most 1024 terms; the
+ * chunks are added in order), and its tiles of 64 pixels stay within llvmpipe's loop bound. */
+static uint32_t dw_lanes_chunk(const struct eng_device *d, const struct eng_conv *cv)
+{
+    if (!d->cpu_kernels || !d->cpu_dw_lanes || cv->stride != 1 || cv->kh != 3 || cv->kw != 3 ||
+        cv->pad != 1 || cv->ow % 8 != 0 || cv->iw != cv->ow || cv->ih != cv->oh ||
+        cv->cin > 65535 || (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements ||
+        !dw_shift_dy_direct(d, cv))
+        return 0;
+    uint64_t ohw = (uint64_t)cv->oh * cv->ow;
+    if ((ohw + 63) / 64 > ENG_CPU_LOOP_MAX - 8)
+        return 0;
+    uint64_t most = ohw >= 65536 ? 1 : 65536 / ohw;
+    return most >= cv->n ? cv->n : (uint32_t)most;
+}
+
+/* Filter gradient of a 3x3 stride-1 convolution with the lanes along the pixels (GEMM_DWL): a
+ * workgroup per 8 output channels and input channel, every operand fetch per lane, the lanes'
+ * sums added in shared memory at the end; image chunks within the loop bound, each added onto
+ * the last. Measured on lavapipe (resnet-8, batch 64, per step): see docs/engine.md. */
+static int conv_bwd_filter_lanes(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
+                                 struct eng_tref x, struct eng_tref dw)
+{
+    uint32_t most = dw_lanes_chunk(r->d, cv);
+    if (most == 0)
+        return 0;
+    uint32_t ohw = cv->oh * cv->ow, ihw = cv->ih * cv->iw, N = cv->cin * 9;
+    uint32_t parts = ceil_div(cv->n, most), chunk = ceil_div(cv->n, parts);
+    for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
+        uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk, K = nc * ohw;
+        struct gemm_cpu_pc pc = {
+            cv->cout,       N, K, cv->n * ohw,     1,          1,          0, N, 1,
+            img0 ? 8u : 0u, K, 0, ceil_div(K, 64), img0 * ohw, img0 * ihw, 0};
+        pc.ih = cv->ih;
+        pc.iw = cv->iw;
+        pc.oh = cv->oh;
+        pc.ow = cv->ow;
+        pc.kh = pc.kw = 3;
+        pc.stride = pc.pad = 1;
+        pc.nimg = cv->n;
+        pc.bcopy = cv->n * ihw;
+        struct eng_tref bufs[3] = {NOBUF, NOBUF, dw};
+        struct eng_tref tex[4] = {dy, x, dy, img0 ? dw : dy};
+        eng_rec_dispatch_tex(r, img0 ? CWT_SPV_gemm_cpu_dwl_rd : CWT_SPV_gemm_cpu_dwl, bufs, 3, tex,
+                             4, 3u, &pc, sizeof(pc), ceil_div(cv->cout, 8), cv->cin, 1);
+    }
+    return 1;
+}
+
 /* dw = dy col^T accumulated over chunks (no split-K: the chunks run in a fixed order). */
 static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref dy,
                                struct eng_tref x, struct eng_tref dw)
 {
+    if (conv_bwd_filter_lanes(r, cv, dy, x, dw))
+        return 1;
     if (dw_shift_ok(r->d, cv) && dw_x_direct_ok(r->d, cv)) {
         conv_bwd_filter_x(r, cv, dy, x, dw);
         return 1;

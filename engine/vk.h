@@ -63,6 +63,10 @@ struct eng_device {
                                  2 always from frames, 3 always from x where the shape allows
                                  it, else frames (2, 3: tests), 0 never
                                  (CWT_ENG_DW_SHIFT=0|1|2|3) */
+    int cpu_dw_lanes;         /* with cpu_kernels: filter gradients of 3x3 stride-1
+                                 convolutions whose rows allow it with the lanes along the pixels
+                                 (gemm_cpu.comp GEMM_DWL); 0: as cpu_dw_shift says (tests,
+                                 CWT_ENG_DW_LANES=0) */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */
     int validation;
     VkBuffer dummy; /* bound to unused binding slots */

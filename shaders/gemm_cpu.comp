@@ -138,7 +138,97 @@ void col_setup(uint n, out int px, out uint vb)
 }
 #endif
 
-#if defined(GEMM_IMPL)
+#if defined(GEMM_DWL)
+// The filter gradient of a 3x3, stride-1, padding-1 convolution with the lanes along the
+// pixels (the engine's conv_bwd_filter_lanes): dw[co][ci][ky][kx] = sum over pixels p of
+// dy[co][p] x[ci][p + (ky - 1, kx - 1)]. Workgroup (x, y) owns output channels m0..m0+7 and
+// input channel ci, all 9 taps: 72 sums. Each lane takes 8 consecutive pixels ox..ox+7 of one
+// row (ow a multiple of 8, iw = ow) of each 64-pixel tile of the chunk (K pixels from a_off in
+// dy, b_off in x), and per tile fetches dy's 8 rows (2 texels each) and, per ky, a window of 4
+// texels of x's row (as CONV_WIN): 28 vec4 fetches for 576 multiply-adds, all per lane, where
+// the GEMM forms (DW, DW_X) fetch a lane-uniform dy texel (about 40 instructions on llvmpipe)
+// per 32. At the end the lanes' partial sums meet in shared memory (one barrier) and are
+// added in lane order. Push constants: M = cout, N = cin*9, K pixels, sam = dy's channel
+// stride, bcopy = x's, ctiles = tiles of 64 pixels, flags 8 accumulates onto C (EPI_READ).
+shared float dwl_part[8][72];
+void main()
+{
+    uint lane = gl_LocalInvocationID.x;
+    uint m0 = gl_WorkGroupID.x * 8u, ci = gl_WorkGroupID.y;
+    uint ohw = p.oh * p.ow, ihw = p.ih * p.iw;
+    int iw4 = int(p.iw >> 2), tmax = textureSize(TB) - 1;
+#define DROW(i) int dr##i = int((p.a_off + min(m0 + uint(i), p.M - 1u) * p.sam) >> 2);
+    FOR8(DROW)
+    int xb = int((p.b_off + ci * p.bcopy) >> 2);
+#define DACC(i)                                                                                \
+    float s##i##_0 = 0.0, s##i##_1 = 0.0, s##i##_2 = 0.0, s##i##_3 = 0.0, s##i##_4 = 0.0,       \
+          s##i##_5 = 0.0, s##i##_6 = 0.0, s##i##_7 = 0.0, s##i##_8 = 0.0;
+    FOR8(DACC)
+    for (uint t = 0u; t < p.ctiles; t++) {
+        uint pix = t * 64u + lane * 8u;
+        bool pv = pix < p.K; // lanes past the chunk add zeros
+        uint nn = min(pix, p.K - 8u);
+        uint img = udiv(nn, ohw), rr = nn - img * ohw;
+        uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
+        int nn4 = int(nn >> 2);
+#define DFETCH(i)                                                                              \
+    vec4 dA##i = pv ? texelFetch(TA, dr##i + nn4) : vec4(0.0);                                 \
+    vec4 dB##i = pv ? texelFetch(TA, dr##i + nn4 + 1) : vec4(0.0);
+        FOR8(DFETCH)
+        // x's texel of pixel (oy - 1, ox) of this image, minus one: the window of ky = 0
+        int tb = xb + int((img * ihw + ox) >> 2) + (int(oy) - 1) * iw4 - 1;
+        bool lft = ox == 0u, rgt = ox + 8u == p.iw;
+#define DT1(i, T) s##i##_##T += dot(dA##i, b) + dot(dB##i, b2);
+#define DTAP(T) DT1(0, T) DT1(1, T) DT1(2, T) DT1(3, T) DT1(4, T) DT1(5, T) DT1(6, T) DT1(7, T)
+#define DKY(ky, T0, T1, T2)                                                                    \
+    {                                                                                          \
+        bool rv = uint(int(oy) + ky - 1) < p.ih;                                               \
+        int tq = tb + ky * iw4;                                                                \
+        vec4 w0 = texelFetch(TB, clamp(tq, 0, tmax)), w1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
+        vec4 w2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), w3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
+        w1 = rv ? w1 : vec4(0.0);                                                              \
+        w2 = rv ? w2 : vec4(0.0);                                                              \
+        float el = rv && !lft ? w0.w : 0.0, er = rv && !rgt ? w3.x : 0.0;                      \
+        {                                                                                      \
+            vec4 b = vec4(el, w1.xyz), b2 = vec4(w1.w, w2.xyz);                                \
+            DTAP(T0)                                                                           \
+        }                                                                                      \
+        {                                                                                      \
+            vec4 b = w1, b2 = w2;                                                              \
+            DTAP(T1)                                                                           \
+        }                                                                                      \
+        {                                                                                      \
+            vec4 b = vec4(w1.yzw, w2.x), b2 = vec4(w2.yzw, er);                                \
+            DTAP(T2)                                                                           \
+        }                                                                                      \
+    }
+        DKY(0, 0, 1, 2)
+        DKY(1, 3, 4, 5)
+        DKY(2, 6, 7, 8)
+    }
+#define DPUT(i)                                                                                \
+    dwl_part[lane][i * 9 + 0] = s##i##_0;                                                      \
+    dwl_part[lane][i * 9 + 1] = s##i##_1;                                                      \
+    dwl_part[lane][i * 9 + 2] = s##i##_2;                                                      \
+    dwl_part[lane][i * 9 + 3] = s##i##_3;                                                      \
+    dwl_part[lane][i * 9 + 4] = s##i##_4;                                                      \
+    dwl_part[lane][i * 9 + 5] = s##i##_5;                                                      \
+    dwl_part[lane][i * 9 + 6] = s##i##_6;                                                      \
+    dwl_part[lane][i * 9 + 7] = s##i##_7;                                                      \
+    dwl_part[lane][i * 9 + 8] = s##i##_8;
+    FOR8(DPUT)
+    barrier();
+    // lane l adds up outputs 9l .. 9l+8 (row m0 + l, the 9 taps of ci) over the lanes in order
+#define DSUM(j)                                                                                \
+    {                                                                                          \
+        uint o = lane * 9u + uint(j);                                                          \
+        float v = dwl_part[0][o] + dwl_part[1][o] + dwl_part[2][o] + dwl_part[3][o] +          \
+                  dwl_part[4][o] + dwl_part[5][o] + dwl_part[6][o] + dwl_part[7][o];           \
+        store(m0 + lane, ci * 9u + uint(j), v, 0.0);                                           \
+    }
+    DSUM(0) DSUM(1) DSUM(2) DSUM(3) DSUM(4) DSUM(5) DSUM(6) DSUM(7) DSUM(8)
+}
+#elif defined(GEMM_IMPL)
 // B(k, n) = x[c][image][y0 + ky][x0 + kx] for k = (c, ky, kx), gathered from the input (CNHW)
 // instead of an im2col matrix: one gather per column and k, taps outside the image select 0.
 // The k state (c, ky, kx; off = c*nimg*ih*iw + ky*iw + kx) advances by one per step without

@@ -309,7 +309,7 @@ static void test_conv(void **state)
     struct th *t = *state;
     const enum eng_gemm_shape shape0 = t->d->gemm_shape;
     const int cpu0 = t->d->cpu_kernels, gather0 = t->d->cpu_conv_gather;
-    const int shift0 = t->d->cpu_dw_shift;
+    const int shift0 = t->d->cpu_dw_shift, lanes0 = t->d->cpu_dw_lanes;
     /* n cin ih iw cout k stride pad */
     static const uint32_t geo[][8] = {
         {1, 1, 1, 1, 1, 1, 1, 0},
@@ -399,6 +399,9 @@ static void test_conv(void **state)
             t->d->cpu_conv_gather = shape == 6 ? 2 : shape >= 5;
             /* 2: frames wherever the stride allows; 3: x read directly, else frames */
             t->d->cpu_dw_shift = shape == 7 ? 3 : shape >= 5 ? 2 : 0;
+            /* 5: 3x3 stride-1 filter gradients with the lanes along the pixels where the
+             * shape allows it; 6: from frames; 7: from x */
+            t->d->cpu_dw_lanes = shape == 5;
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
             struct eng_conv one = cv;
@@ -458,6 +461,7 @@ static void test_conv(void **state)
     t->d->cpu_kernels = cpu0;
     t->d->cpu_conv_gather = gather0;
     t->d->cpu_dw_shift = shift0;
+    t->d->cpu_dw_lanes = lanes0;
 }
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
