@@ -298,16 +298,53 @@ void main()
         vec4 win[WIN_N];
 // component r (a constant, -4 <= r) of the window
 #define WV(r) win[((r) + 4) / 4 - 1 - WIN_T0][((r) + 4) % 4]
-#define WF(i, A, cm) c##i = fma(vec4(A##i.cm), b, c##i); d##i = fma(vec4(A##i.cm), b2, d##i);
-#define WTAP(kx, A, cm)                                                                        \
+// the 8 values of tap kx: columns 0-3 (wb) and 4-7 (we)
+#define WB(kx)                                                                                 \
+    vec4 wb##kx = vec4(WV(kx - CONV_PAD), WV(CONV_S + kx - CONV_PAD),                          \
+                       WV(2 * CONV_S + kx - CONV_PAD), WV(3 * CONV_S + kx - CONV_PAD));        \
+    vec4 we##kx = vec4(WV(4 * CONV_S + kx - CONV_PAD), WV(5 * CONV_S + kx - CONV_PAD),         \
+                       WV(6 * CONV_S + kx - CONV_PAD), WV(7 * CONV_S + kx - CONV_PAD));
+// Row i of a group, its taps one after another: each accumulator takes the group's
+// multiply-adds in a row (in k order, as the general path), so the spilled accumulators (16 x
+// 8 per lane) are loaded and stored once per group, not once per k.
+#define WR1(i, A0, c0)                                                                         \
+    c##i = fma(vec4(A0##i.c0), wb0, c##i);                                                     \
+    d##i = fma(vec4(A0##i.c0), we0, d##i);
+#define WR2(i, A0, c0, A1, c1)                                                                 \
+    c##i = fma(vec4(A1##i.c1), wb1, fma(vec4(A0##i.c0), wb0, c##i));                           \
+    d##i = fma(vec4(A1##i.c1), we1, fma(vec4(A0##i.c0), we0, d##i));
+#define WR3(i, A0, c0, A1, c1, A2, c2)                                                         \
+    c##i = fma(vec4(A2##i.c2), wb2, fma(vec4(A1##i.c1), wb1, fma(vec4(A0##i.c0), wb0, c##i))); \
+    d##i = fma(vec4(A2##i.c2), we2, fma(vec4(A1##i.c1), we1, fma(vec4(A0##i.c0), we0, d##i)));
+#define WG1(A0, c0)                                                                            \
     {                                                                                          \
-        vec4 b = vec4(WV(kx - CONV_PAD), WV(CONV_S + kx - CONV_PAD),                           \
-                      WV(2 * CONV_S + kx - CONV_PAD), WV(3 * CONV_S + kx - CONV_PAD));         \
-        vec4 b2 = vec4(WV(4 * CONV_S + kx - CONV_PAD), WV(5 * CONV_S + kx - CONV_PAD),         \
-                       WV(6 * CONV_S + kx - CONV_PAD), WV(7 * CONV_S + kx - CONV_PAD));        \
-        WF(0, A, cm) WF(1, A, cm) WF(2, A, cm) WF(3, A, cm) WF(4, A, cm) WF(5, A, cm)          \
-        WF(6, A, cm) WF(7, A, cm) WF(8, A, cm) WF(9, A, cm) WF(10, A, cm) WF(11, A, cm)        \
-        WF(12, A, cm) WF(13, A, cm) WF(14, A, cm) WF(15, A, cm)                                \
+        WB(0)                                                                                  \
+        WR1(0, A0, c0) WR1(1, A0, c0) WR1(2, A0, c0) WR1(3, A0, c0)                            \
+        WR1(4, A0, c0) WR1(5, A0, c0) WR1(6, A0, c0) WR1(7, A0, c0)                            \
+        WR1(8, A0, c0) WR1(9, A0, c0) WR1(10, A0, c0) WR1(11, A0, c0)                          \
+        WR1(12, A0, c0) WR1(13, A0, c0) WR1(14, A0, c0) WR1(15, A0, c0)                        \
+    }
+#define WG2(A0, c0, A1, c1)                                                                    \
+    {                                                                                          \
+        WB(0) WB(1)                                                                            \
+        WR2(0, A0, c0, A1, c1) WR2(1, A0, c0, A1, c1) WR2(2, A0, c0, A1, c1)                   \
+        WR2(3, A0, c0, A1, c1) WR2(4, A0, c0, A1, c1) WR2(5, A0, c0, A1, c1)                   \
+        WR2(6, A0, c0, A1, c1) WR2(7, A0, c0, A1, c1) WR2(8, A0, c0, A1, c1)                   \
+        WR2(9, A0, c0, A1, c1) WR2(10, A0, c0, A1, c1) WR2(11, A0, c0, A1, c1)                 \
+        WR2(12, A0, c0, A1, c1) WR2(13, A0, c0, A1, c1) WR2(14, A0, c0, A1, c1)                \
+        WR2(15, A0, c0, A1, c1)                                                                \
+    }
+#define WG3(A0, c0, A1, c1, A2, c2)                                                            \
+    {                                                                                          \
+        WB(0) WB(1) WB(2)                                                                      \
+        WR3(0, A0, c0, A1, c1, A2, c2) WR3(1, A0, c0, A1, c1, A2, c2)                          \
+        WR3(2, A0, c0, A1, c1, A2, c2) WR3(3, A0, c0, A1, c1, A2, c2)                          \
+        WR3(4, A0, c0, A1, c1, A2, c2) WR3(5, A0, c0, A1, c1, A2, c2)                          \
+        WR3(6, A0, c0, A1, c1, A2, c2) WR3(7, A0, c0, A1, c1, A2, c2)                          \
+        WR3(8, A0, c0, A1, c1, A2, c2) WR3(9, A0, c0, A1, c1, A2, c2)                          \
+        WR3(10, A0, c0, A1, c1, A2, c2) WR3(11, A0, c0, A1, c1, A2, c2)                        \
+        WR3(12, A0, c0, A1, c1, A2, c2) WR3(13, A0, c0, A1, c1, A2, c2)                        \
+        WR3(14, A0, c0, A1, c1, A2, c2) WR3(15, A0, c0, A1, c1, A2, c2)                        \
     }
         // the window of the current group (rows outside the input read zeros), then the group's
         // taps, then the next group (c, ky)
@@ -336,30 +373,30 @@ void main()
 #define WIN_KT 3
         for (uint kb = 0u; kb < k1 / 12u; kb++) {
             FOR16(AFX)
-            WOPEN WTAP(0, ax, x) WTAP(1, ax, y) WTAP(2, ax, z) WCLOSE
+            WOPEN WG3(ax, x, ax, y, ax, z) WCLOSE
             FOR16(AFY)
-            WOPEN WTAP(0, ax, w) WTAP(1, ay, x) WTAP(2, ay, y) WCLOSE
+            WOPEN WG3(ax, w, ay, x, ay, y) WCLOSE
             FOR16(AFZ)
-            WOPEN WTAP(0, ay, z) WTAP(1, ay, w) WTAP(2, az, x) WCLOSE
-            WOPEN WTAP(0, az, y) WTAP(1, az, z) WTAP(2, az, w) WCLOSE
+            WOPEN WG3(ay, z, ay, w, az, x) WCLOSE
+            WOPEN WG3(az, y, az, z, az, w) WCLOSE
         }
 #elif CONV_KW == 2
         // 4 k (two groups) per step
 #define WIN_KT 1
         for (uint kb = 0u; kb < k1 / 4u; kb++) {
             FOR16(AFX)
-            WOPEN WTAP(0, ax, x) WTAP(1, ax, y) WCLOSE
-            WOPEN WTAP(0, ax, z) WTAP(1, ax, w) WCLOSE
+            WOPEN WG2(ax, x, ax, y) WCLOSE
+            WOPEN WG2(ax, z, ax, w) WCLOSE
         }
 #else
         // 4 k (four groups) per step
 #define WIN_KT 1
         for (uint kb = 0u; kb < k1 / 4u; kb++) {
             FOR16(AFX)
-            WOPEN WTAP(0, ax, x) WCLOSE
-            WOPEN WTAP(0, ax, y) WCLOSE
-            WOPEN WTAP(0, ax, z) WCLOSE
-            WOPEN WTAP(0, ax, w) WCLOSE
+            WOPEN WG1(ax, x) WCLOSE
+            WOPEN WG1(ax, y) WCLOSE
+            WOPEN WG1(ax, z) WCLOSE
+            WOPEN WG1(ax, w) WCLOSE
         }
 #endif
 #else
