@@ -835,15 +835,17 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
-/* Images per chunk of conv_bwd_filter_lanes (0: it does not apply): 3x3, stride 1, padding 1,
- * rows of a multiple of 8 pixels with iw = ow, x and dy each in one texel view. A chunk has at
+/* Images per chunk of conv_bwd_filter_lanes (0: it does not apply): 3x3, stride 1 or 2, padding
+ * 1, output rows of a multiple of 8 pixels with iw = stride * ow (and ih = oh at stride 1), x
+ * and dy each in one texel view. A chunk has at
  * most 65536 pixels or one image (each lane's running sum then has at most 1024 terms; the
  * chunks are added in order), and its tiles of 64 pixels stay within llvmpipe's loop bound. */
 static uint32_t dw_lanes_chunk(const struct eng_device *d, const struct eng_conv *cv)
 {
-    if (!d->cpu_kernels || !d->cpu_dw_lanes || cv->stride != 1 || cv->kh != 3 || cv->kw != 3 ||
-        cv->pad != 1 || cv->ow % 8 != 0 || cv->iw != cv->ow || cv->ih != cv->oh ||
-        cv->cin > 65535 || (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements ||
+    if (!d->cpu_kernels || !d->cpu_dw_lanes || (cv->stride != 1 && cv->stride != 2) ||
+        cv->kh != 3 || cv->kw != 3 || cv->pad != 1 || cv->ow % 8 != 0 ||
+        cv->iw != cv->stride * cv->ow || (cv->stride == 1 && cv->ih != cv->oh) || cv->cin > 65535 ||
+        (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements ||
         !dw_shift_dy_direct(d, cv))
         return 0;
     uint64_t ohw = (uint64_t)cv->oh * cv->ow;
@@ -853,7 +855,7 @@ static uint32_t dw_lanes_chunk(const struct eng_device *d, const struct eng_conv
     return most >= cv->n ? cv->n : (uint32_t)most;
 }
 
-/* Filter gradient of a 3x3 stride-1 convolution with the lanes along the pixels (GEMM_DWL): a
+/* Filter gradient of a 3x3 convolution with the lanes along the pixels (GEMM_DWL): a
  * workgroup per 8 output channels and input channel, every operand fetch per lane, the lanes'
  * sums added in shared memory at the end; image chunks within the loop bound, each added onto
  * the last. Measured on lavapipe (resnet-8, batch 64, per step): see docs/engine.md. */
@@ -875,13 +877,17 @@ static int conv_bwd_filter_lanes(struct eng_rec *r, const struct eng_conv *cv, s
         pc.oh = cv->oh;
         pc.ow = cv->ow;
         pc.kh = pc.kw = 3;
-        pc.stride = pc.pad = 1;
+        pc.stride = cv->stride;
+        pc.pad = 1;
         pc.nimg = cv->n;
         pc.bcopy = cv->n * ihw;
         struct eng_tref bufs[3] = {NOBUF, NOBUF, dw};
         struct eng_tref tex[4] = {dy, x, dy, img0 ? dw : dy};
-        eng_rec_dispatch_tex(r, img0 ? CWT_SPV_gemm_cpu_dwl_rd : CWT_SPV_gemm_cpu_dwl, bufs, 3, tex,
-                             4, 3u, &pc, sizeof(pc), ceil_div(cv->cout, 8), cv->cin, 1);
+        enum cwt_spv_id id = cv->stride == 2
+                                 ? (img0 ? CWT_SPV_gemm_cpu_dwl2_rd : CWT_SPV_gemm_cpu_dwl2)
+                                 : (img0 ? CWT_SPV_gemm_cpu_dwl_rd : CWT_SPV_gemm_cpu_dwl);
+        eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, 3u, &pc, sizeof(pc), ceil_div(cv->cout, 8),
+                             cv->cin, 1);
     }
     return 1;
 }

@@ -139,17 +139,20 @@ void col_setup(uint n, out int px, out uint vb)
 #endif
 
 #if defined(GEMM_DWL)
-// The filter gradient of a 3x3, stride-1, padding-1 convolution with the lanes along the
-// pixels (the engine's conv_bwd_filter_lanes): dw[co][ci][ky][kx] = sum over pixels p of
-// dy[co][p] x[ci][p + (ky - 1, kx - 1)]. Workgroup (x, y) owns output channels m0..m0+7 and
+// The filter gradient of a 3x3, padding-1 convolution of stride DWL_S (1 or 2) with the lanes
+// along the output pixels (the engine's conv_bwd_filter_lanes): dw[co][ci][ky][kx] = sum over
+// output pixels p of dy[co][p] x[ci][DWL_S*p + (ky - 1, kx - 1)]. Workgroup (x, y) owns output channels m0..m0+7 and
 // input channel ci, all 9 taps: 72 sums. Each lane takes 8 consecutive pixels ox..ox+7 of one
-// row (ow a multiple of 8, iw = ow) of each 64-pixel tile of the chunk (K pixels from a_off in
-// dy, b_off in x), and per tile fetches dy's 8 rows (2 texels each) and, per ky, a window of 4
-// texels of x's row (as CONV_WIN): 28 vec4 fetches for 576 multiply-adds, all per lane, where
+// row (ow a multiple of 8, iw = DWL_S*ow) of each 64-pixel tile of the chunk (K pixels from a_off
+// in dy, b_off in x), and per tile fetches dy's 8 rows (2 texels each) and, per ky, a window of
+// 4 texels of x's row (as CONV_WIN; 5 at stride 2): 28 vec4 fetches for 576 multiply-adds, all per lane, where
 // the GEMM forms (DW, DW_X) fetch a lane-uniform dy texel (about 40 instructions on llvmpipe)
 // per 32. At the end the lanes' partial sums meet in shared memory (one barrier) and are
 // added in lane order. Push constants: M = cout, N = cin*9, K pixels, sam = dy's channel
 // stride, bcopy = x's, ctiles = tiles of 64 pixels, flags 8 accumulates onto C (EPI_READ).
+#if !defined(DWL_S)
+#define DWL_S 1
+#endif
 shared float dwl_part[8][72];
 void main()
 {
@@ -175,31 +178,51 @@ void main()
     vec4 dA##i = pv ? texelFetch(TA, dr##i + nn4) : vec4(0.0);                                 \
     vec4 dB##i = pv ? texelFetch(TA, dr##i + nn4 + 1) : vec4(0.0);
         FOR8(DFETCH)
-        // x's texel of pixel (oy - 1, ox) of this image, minus one: the window of ky = 0
-        int tb = xb + int((img * ihw + ox) >> 2) + (int(oy) - 1) * iw4 - 1;
-        bool lft = ox == 0u, rgt = ox + 8u == p.iw;
+        // x's texel of input pixel (S*oy - 1, S*ox) of this image, minus one: the window of
+        // ky = 0 (4 texels at stride 1, floats S*ox-4 .. S*ox+11; 5 at stride 2, to S*ox+15)
+        int tb = xb + int((img * ihw + DWL_S * ox) >> 2) + (DWL_S * int(oy) - 1) * iw4 - 1;
+        bool lft = ox == 0u, rgt = ox + 8u == p.ow;
 #define DT1(i, T) s##i##_##T += dot(dA##i, b) + dot(dB##i, b2);
 #define DTAP(T) DT1(0, T) DT1(1, T) DT1(2, T) DT1(3, T) DT1(4, T) DT1(5, T) DT1(6, T) DT1(7, T)
+#if DWL_S == 1
+#define DWIN                                                                                   \
+    vec4 w0 = texelFetch(TB, clamp(tq, 0, tmax)), w1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
+    vec4 w2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), w3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
+    w1 = rv ? w1 : vec4(0.0);                                                                  \
+    w2 = rv ? w2 : vec4(0.0);                                                                  \
+    float el = rv && !lft ? w0.w : 0.0, er = rv && !rgt ? w3.x : 0.0;
+#define DB0 vec4 b = vec4(el, w1.xyz), b2 = vec4(w1.w, w2.xyz);
+#define DB1 vec4 b = w1, b2 = w2;
+#define DB2 vec4 b = vec4(w1.yzw, w2.x), b2 = vec4(w2.yzw, er);
+#else
+// stride 2: tap kx of pixel ox + j is float 2j + kx - 1 of the window from S*ox; nothing lies
+// right of the row (iw = 2*ow)
+#define DWIN                                                                                   \
+    vec4 w0 = texelFetch(TB, clamp(tq, 0, tmax)), w1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
+    vec4 w2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), w3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
+    vec4 w4 = texelFetch(TB, clamp(tq + 4, 0, tmax));                                          \
+    w1 = rv ? w1 : vec4(0.0);                                                                  \
+    w2 = rv ? w2 : vec4(0.0);                                                                  \
+    w3 = rv ? w3 : vec4(0.0);                                                                  \
+    w4 = rv ? w4 : vec4(0.0);                                                                  \
+    float el = rv && !lft ? w0.w : 0.0;
+#define DB0 vec4 b = vec4(el, w1.y, w1.w, w2.y), b2 = vec4(w2.w, w3.y, w3.w, w4.y);
+#define DB1 vec4 b = vec4(w1.x, w1.z, w2.x, w2.z), b2 = vec4(w3.x, w3.z, w4.x, w4.z);
+#define DB2 vec4 b = vec4(w1.y, w1.w, w2.y, w2.w), b2 = vec4(w3.y, w3.w, w4.y, w4.w);
+#endif
 #define DKY(ky, T0, T1, T2)                                                                    \
     {                                                                                          \
-        bool rv = uint(int(oy) + ky - 1) < p.ih;                                               \
+        bool rv = uint(DWL_S * int(oy) + ky - 1) < p.ih;                                       \
         int tq = tb + ky * iw4;                                                                \
-        vec4 w0 = texelFetch(TB, clamp(tq, 0, tmax)), w1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
-        vec4 w2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), w3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
-        w1 = rv ? w1 : vec4(0.0);                                                              \
-        w2 = rv ? w2 : vec4(0.0);                                                              \
-        float el = rv && !lft ? w0.w : 0.0, er = rv && !rgt ? w3.x : 0.0;                      \
+        DWIN                                                                                   \
         {                                                                                      \
-            vec4 b = vec4(el, w1.xyz), b2 = vec4(w1.w, w2.xyz);                                \
-            DTAP(T0)                                                                           \
+            DB0 DTAP(T0)                                                                       \
         }                                                                                      \
         {                                                                                      \
-            vec4 b = w1, b2 = w2;                                                              \
-            DTAP(T1)                                                                           \
+            DB1 DTAP(T1)                                                                       \
         }                                                                                      \
         {                                                                                      \
-            vec4 b = vec4(w1.yzw, w2.x), b2 = vec4(w2.yzw, er);                                \
-            DTAP(T2)                                                                           \
+            DB2 DTAP(T2)                                                                       \
         }                                                                                      \
     }
         DKY(0, 0, 1, 2)

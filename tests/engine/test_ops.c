@@ -355,6 +355,8 @@ static void test_conv(void **state)
         /* images so large that a filter-gradient invocation could not loop over four of them
          * within llvmpipe's loop bound (ENG_CPU_LOOP_MAX): chunks of images */
         {4, 1, 256, 256, 2, 3, 1, 1},
+        /* and a stride-2 filter gradient with the lanes along the pixels in two chunks */
+        {2, 1, 512, 512, 2, 3, 2, 1},
     };
     for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
         const uint32_t *g = geo[gi];
