@@ -123,10 +123,16 @@ static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const str
                                            const struct eng_gemm *g, uint32_t b_off, int rd,
                                            int vstore)
 {
-    if (d->cpu_conv_gather != 1 || !vstore || cv->ow % 8 != 0 || cv->iw != cv->stride * cv->ow ||
-        g->N % 8 != 0 || b_off % 4 != 0 || g->K % (cv->kw == 3 ? 12 : 4) != 0 ||
-        (uint64_t)cv->kh * cv->kw > 32)
+    if (d->cpu_conv_gather != 1 || !vstore || cv->iw != cv->stride * cv->ow || g->N % 8 != 0 ||
+        b_off % 4 != 0 || g->K % (cv->kw == 3 ? 12 : 4) != 0 || (uint64_t)cv->kh * cv->kw > 32)
         return CWT_SPV_COUNT;
+    /* rows of another length: 3x3 stride 1 over the flattened pixels (each channel's plane a
+     * whole number of texels) */
+    if (cv->ow % 8 != 0)
+        return cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 &&
+                       cv->ih == cv->oh && ((uint64_t)cv->n * cv->ih * cv->iw) % 4 == 0
+                   ? (rd ? CWT_SPV_gemm_cpu_cw_flat_rd_v : CWT_SPV_gemm_cpu_cw_flat_v)
+                   : CWT_SPV_COUNT;
     if (cv->stride == 1 && cv->kw == 3 && cv->pad == 1)
         return rd ? CWT_SPV_gemm_cpu_cw_s1k3_rd_v : CWT_SPV_gemm_cpu_cw_s1k3_v;
     if (rd)

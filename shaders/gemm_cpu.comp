@@ -306,6 +306,62 @@ void main()
 #else
 #define WFETCHES WFETCH(0) WFETCH(1) WFETCH(2) WFETCH(3) WFETCH(4)
 #endif
+#if defined(CONV_FLAT)
+        // Rows of any length (3x3, stride 1, padding 1, iw = ow, ih = oh): the lane's 8
+        // columns are 8 consecutive pixels nn.. of the batch, which may span rows and images.
+        // Tap (ky, kx) of pixel q reads x at q + (ky - 1)*iw + kx - 1 in the channel, wherever
+        // the row ends, so each group reads 10 floats from a window of 4 texels at a shift s =
+        // ((ky - 1)*iw - 1) & 3 (two rounds of selects), and per-pixel masks zero the taps left
+        // or right of a pixel's row and the rows above or below its image.
+        uint nn = min(n0, p.N - 8u), ohw = p.oh * p.ow;
+        int cs4 = int((p.nimg * p.ih * p.iw) >> 2), iwi = int(p.iw);
+        int tb = int((p.b_off + nn) >> 2); // texel of pixel nn in channel 0
+        bool mL[8], mR[8], mT[8], mB[8];
+#define FPIX(j)                                                                                \
+    {                                                                                          \
+        uint q = nn + uint(j), im = udiv(q, ohw), rq = q - im * ohw;                           \
+        uint qy = udiv(rq, p.ow), qx = rq - qy * p.ow;                                         \
+        mL[j] = qx > 0u;                                                                       \
+        mR[j] = qx + 1u < p.iw;                                                                \
+        mT[j] = qy > 0u;                                                                       \
+        mB[j] = qy + 1u < p.ih;                                                                \
+    }
+        FOR8(FPIX)
+        int tmax = textureSize(TB) - 1, toff = 0;
+        uint ky = 0u;
+        float fu[10];
+        bool rm[8];
+#define FMASK0(j) (rm[j] && mL[j])
+#define FMASK1(j) rm[j]
+#define FMASK2(j) (rm[j] && mR[j])
+#define FM(kx, j) (FMASK##kx(j) ? fu[j + kx] : 0.0)
+#define WB(kx)                                                                                 \
+    vec4 wb##kx = vec4(FM(kx, 0), FM(kx, 1), FM(kx, 2), FM(kx, 3));                            \
+    vec4 we##kx = vec4(FM(kx, 4), FM(kx, 5), FM(kx, 6), FM(kx, 7));
+#define FSH2(i) fv[i] = s2 ? ff[i + 2] : ff[i];
+#define FSH1(i) fu[i] = s1 ? fv[i + 1] : fv[i];
+#define FROW(j) rm[j] = ky == 0u ? mT[j] : (ky == 2u ? mB[j] : true);
+#define WOPEN                                                                                  \
+    {                                                                                          \
+        int st = (int(ky) - 1) * iwi - 1, tq = tb + toff + (st >> 2);                          \
+        bool s1 = (st & 1) != 0, s2 = (st & 2) != 0;                                           \
+        vec4 f0 = texelFetch(TB, clamp(tq, 0, tmax)), f1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
+        vec4 f2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), f3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
+        float ff[16] = float[16](f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w, f2.x, f2.y,  \
+                                 f2.z, f2.w, f3.x, f3.y, f3.z, f3.w);                          \
+        float fv[11];                                                                          \
+        FSH2(0) FSH2(1) FSH2(2) FSH2(3) FSH2(4) FSH2(5) FSH2(6) FSH2(7) FSH2(8) FSH2(9) FSH2(10) \
+        FSH1(0) FSH1(1) FSH1(2) FSH1(3) FSH1(4) FSH1(5) FSH1(6) FSH1(7) FSH1(8) FSH1(9)         \
+        FOR8(FROW)                                                                             \
+    }
+#define WCLOSE                                                                                 \
+    {                                                                                          \
+        ky++;                                                                                  \
+        bool wy = ky == 3u;                                                                    \
+        ky = wy ? 0u : ky;                                                                     \
+        toff += wy ? cs4 : 0;                                                                  \
+    }
+#else
         uint nn = min(n0, p.N - 8u), ohw = p.oh * p.ow;
         uint img = udiv(nn, ohw), rr = nn - img * ohw;
         uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
@@ -327,6 +383,7 @@ void main()
                        WV(2 * CONV_S + kx - CONV_PAD), WV(3 * CONV_S + kx - CONV_PAD));        \
     vec4 we##kx = vec4(WV(4 * CONV_S + kx - CONV_PAD), WV(5 * CONV_S + kx - CONV_PAD),         \
                        WV(6 * CONV_S + kx - CONV_PAD), WV(7 * CONV_S + kx - CONV_PAD));
+#endif // CONV_FLAT
 // Row i of a group, its taps one after another: each accumulator takes the group's
 // multiply-adds in a row (in k order, as the general path), so the spilled accumulators (16 x
 // 8 per lane) are loaded and stored once per group, not once per k.
@@ -369,6 +426,7 @@ void main()
         WR3(12, A0, c0, A1, c1, A2, c2) WR3(13, A0, c0, A1, c1, A2, c2)                        \
         WR3(14, A0, c0, A1, c1, A2, c2) WR3(15, A0, c0, A1, c1, A2, c2)                        \
     }
+#if !defined(CONV_FLAT)
         // the window of the current group (rows outside the input read zeros), then the group's
         // taps, then the next group (c, ky)
 #define WOPEN                                                                                  \
@@ -388,6 +446,7 @@ void main()
         ky = wy ? 0u : ky;                                                                     \
         toff += wy ? cs4 - int(p.kh) * iw4 : 0;                                                \
     }
+#endif
 #define AFX(i) vec4 ax##i = texelFetch(TA, ar##i + WIN_KT * int(kb));
 #define AFY(i) vec4 ay##i = texelFetch(TA, ar##i + WIN_KT * int(kb) + 1);
 #define AFZ(i) vec4 az##i = texelFetch(TA, ar##i + WIN_KT * int(kb) + 2);

@@ -347,6 +347,10 @@ static void test_conv(void **state)
          * across rows and images), rows of 24 (a right edge inside a tile), odd heights */
         {3, 8, 16, 16, 12, 3, 1, 1},
         {2, 4, 5, 24, 20, 3, 1, 1},
+        /* rows of other lengths over the flattened pixels (CONV_FLAT): a lane's 8 pixels span
+         * rows and images */
+        {4, 4, 7, 6, 8, 3, 1, 1},
+        {2, 8, 14, 14, 12, 3, 1, 1},
         /* stride 2 as texel windows (3x3 and 1x1 forward), their data gradients' 2- and
          * 1-wide stride phases too; rows of 24 outputs from 48 inputs, an odd phase height */
         {2, 8, 16, 16, 8, 3, 2, 1},
