@@ -129,8 +129,8 @@ static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const str
     /* rows of another length: 3x3 stride 1 over the flattened pixels (each channel's plane a
      * whole number of texels) */
     if (cv->ow % 8 != 0)
-        return cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 &&
-                       cv->ih == cv->oh && ((uint64_t)cv->n * cv->ih * cv->iw) % 4 == 0
+        return cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 && cv->ih == cv->oh &&
+                       ((uint64_t)cv->n * cv->ih * cv->iw) % 4 == 0
                    ? (rd ? CWT_SPV_gemm_cpu_cw_flat_rd_v : CWT_SPV_gemm_cpu_cw_flat_v)
                    : CWT_SPV_COUNT;
     if (cv->stride == 1 && cv->kw == 3 && cv->pad == 1)
@@ -841,20 +841,29 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
+/* Whether conv_bwd_filter_lanes runs over the flattened pixels (DWL_FLAT): stride 1, rows not
+ * a multiple of 8, iw = ow, ih = oh, planes of whole texels. */
+static int dw_lanes_flat(const struct eng_conv *cv)
+{
+    return cv->stride == 1 && cv->ow % 8 != 0 && cv->iw == cv->ow && cv->ih == cv->oh &&
+           ((uint64_t)cv->oh * cv->ow) % 4 == 0;
+}
+
 /* Images per chunk of conv_bwd_filter_lanes (0: it does not apply): 3x3, stride 1 or 2, padding
- * 1, output rows of a multiple of 8 pixels with iw = stride * ow (and ih = oh at stride 1), x
- * and dy each in one texel view. A chunk has at
+ * 1, output rows of a multiple of 8 pixels with iw = stride * ow (and ih = oh at stride 1) or
+ * dw_lanes_flat, x and dy each in one texel view. A chunk has at
  * most 65536 pixels or one image (each lane's running sum then has at most 1024 terms; the
  * chunks are added in order), and its tiles of 64 pixels stay within llvmpipe's loop bound. */
 static uint32_t dw_lanes_chunk(const struct eng_device *d, const struct eng_conv *cv)
 {
-    if (!d->cpu_kernels || !d->cpu_dw_lanes || (cv->stride != 1 && cv->stride != 2) ||
-        cv->kh != 3 || cv->kw != 3 || cv->pad != 1 || cv->ow % 8 != 0 ||
-        cv->iw != cv->stride * cv->ow || (cv->stride == 1 && cv->ih != cv->oh) || cv->cin > 65535 ||
-        (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements ||
-        !dw_shift_dy_direct(d, cv))
-        return 0;
     uint64_t ohw = (uint64_t)cv->oh * cv->ow;
+    int rows =
+        cv->ow % 8 == 0 && cv->iw == cv->stride * cv->ow && (cv->stride == 2 || cv->ih == cv->oh);
+    if (!d->cpu_kernels || !d->cpu_dw_lanes || (cv->stride != 1 && cv->stride != 2) ||
+        cv->kh != 3 || cv->kw != 3 || cv->pad != 1 || (!rows && !dw_lanes_flat(cv)) ||
+        cv->cin > 65535 || (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements ||
+        (uint64_t)cv->cout * cv->n * ohw > d->max_texel_elements)
+        return 0;
     if ((ohw + 63) / 64 > ENG_CPU_LOOP_MAX - 8)
         return 0;
     uint64_t most = ohw >= 65536 ? 1 : 65536 / ohw;
@@ -889,9 +898,10 @@ static int conv_bwd_filter_lanes(struct eng_rec *r, const struct eng_conv *cv, s
         pc.bcopy = cv->n * ihw;
         struct eng_tref bufs[3] = {NOBUF, NOBUF, dw};
         struct eng_tref tex[4] = {dy, x, dy, img0 ? dw : dy};
-        enum cwt_spv_id id = cv->stride == 2
-                                 ? (img0 ? CWT_SPV_gemm_cpu_dwl2_rd : CWT_SPV_gemm_cpu_dwl2)
-                                 : (img0 ? CWT_SPV_gemm_cpu_dwl_rd : CWT_SPV_gemm_cpu_dwl);
+        enum cwt_spv_id id =
+            cv->stride == 2     ? (img0 ? CWT_SPV_gemm_cpu_dwl2_rd : CWT_SPV_gemm_cpu_dwl2)
+            : dw_lanes_flat(cv) ? (img0 ? CWT_SPV_gemm_cpu_dwl_flat_rd : CWT_SPV_gemm_cpu_dwl_flat)
+                                : (img0 ? CWT_SPV_gemm_cpu_dwl_rd : CWT_SPV_gemm_cpu_dwl);
         eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, 3u, &pc, sizeof(pc), ceil_div(cv->cout, 8),
                              cv->cin, 1);
     }

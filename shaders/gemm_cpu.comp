@@ -170,7 +170,11 @@ void main()
     for (uint t = 0u; t < p.ctiles; t++) {
         uint pix = t * 64u + lane * 8u;
         bool pv = pix < p.K; // lanes past the chunk add zeros
+#if defined(DWL_FLAT)
+        uint nn = pix; // K may end inside a lane's 8 pixels: per-pixel masks below
+#else
         uint nn = min(pix, p.K - 8u);
+#endif
         uint img = udiv(nn, ohw), rr = nn - img * ohw;
         uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
         int nn4 = int(nn >> 2);
@@ -178,10 +182,30 @@ void main()
     vec4 dA##i = pv ? texelFetch(TA, dr##i + nn4) : vec4(0.0);                                 \
     vec4 dB##i = pv ? texelFetch(TA, dr##i + nn4 + 1) : vec4(0.0);
         FOR8(DFETCH)
+#if defined(DWL_FLAT)
+        // rows of any length (iw = ow, ih = oh, planes of whole texels): as CONV_FLAT, the 8
+        // pixels may span rows and images; tap (ky, kx) of pixel q is x's float q + (ky-1)*iw +
+        // kx - 1, read from a window of 4 texels at a shift, with per-pixel masks (which also
+        // drop pixels past the chunk: dy's values there, another image's, are multiplied by 0)
+        bool mL[8], mR[8], mT[8], mB[8], mV[8];
+#define DPIX(j)                                                                                \
+    {                                                                                          \
+        uint q = nn + uint(j), im = udiv(q, ohw), rq = q - im * ohw;                           \
+        uint qy = udiv(rq, p.ow), qx = rq - qy * p.ow;                                         \
+        mV[j] = q < p.K;                                                                       \
+        mL[j] = qx > 0u;                                                                       \
+        mR[j] = qx + 1u < p.iw;                                                                \
+        mT[j] = qy > 0u && mV[j];                                                              \
+        mB[j] = qy + 1u < p.ih && mV[j];                                                       \
+    }
+        FOR8(DPIX)
+        int tb = xb + nn4;
+#else
         // x's texel of input pixel (S*oy - 1, S*ox) of this image, minus one: the window of
         // ky = 0 (4 texels at stride 1, floats S*ox-4 .. S*ox+11; 5 at stride 2, to S*ox+15)
         int tb = xb + int((img * ihw + DWL_S * ox) >> 2) + (DWL_S * int(oy) - 1) * iw4 - 1;
         bool lft = ox == 0u, rgt = ox + 8u == p.ow;
+#endif
 #define DT1(i, T) s##i##_##T += dot(dA##i, b) + dot(dB##i, b2);
 #define DTAP(T) DT1(0, T) DT1(1, T) DT1(2, T) DT1(3, T) DT1(4, T) DT1(5, T) DT1(6, T) DT1(7, T)
 #if DWL_S == 1
@@ -210,6 +234,41 @@ void main()
 #define DB1 vec4 b = vec4(w1.x, w1.z, w2.x, w2.z), b2 = vec4(w3.x, w3.z, w4.x, w4.z);
 #define DB2 vec4 b = vec4(w1.y, w1.w, w2.y, w2.w), b2 = vec4(w3.y, w3.w, w4.y, w4.w);
 #endif
+#if defined(DWL_FLAT)
+#define DRM0(j) mT[j]
+#define DRM1(j) mV[j]
+#define DRM2(j) mB[j]
+#define DCM0(j) mL[j]
+#define DCM1(j) true
+#define DCM2(j) mR[j]
+#define DFM(ky, kx, j) (DRM##ky(j) && DCM##kx(j) ? fu[j + kx] : 0.0)
+#define DFB(ky, kx)                                                                            \
+    vec4 b = vec4(DFM(ky, kx, 0), DFM(ky, kx, 1), DFM(ky, kx, 2), DFM(ky, kx, 3));             \
+    vec4 b2 = vec4(DFM(ky, kx, 4), DFM(ky, kx, 5), DFM(ky, kx, 6), DFM(ky, kx, 7));
+#define DSH2(i) fv[i] = s2 ? ff[i + 2] : ff[i];
+#define DSH1(i) fu[i] = s1 ? fv[i + 1] : fv[i];
+#define DKY(ky, T0, T1, T2)                                                                    \
+    {                                                                                          \
+        int st = (ky - 1) * int(p.iw) - 1, tq = tb + (st >> 2);                                \
+        bool s1 = (st & 1) != 0, s2 = (st & 2) != 0;                                           \
+        vec4 f0 = texelFetch(TB, clamp(tq, 0, tmax)), f1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
+        vec4 f2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), f3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
+        float ff[16] = float[16](f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w, f2.x, f2.y,  \
+                                 f2.z, f2.w, f3.x, f3.y, f3.z, f3.w);                          \
+        float fv[11], fu[10];                                                                  \
+        DSH2(0) DSH2(1) DSH2(2) DSH2(3) DSH2(4) DSH2(5) DSH2(6) DSH2(7) DSH2(8) DSH2(9) DSH2(10) \
+        DSH1(0) DSH1(1) DSH1(2) DSH1(3) DSH1(4) DSH1(5) DSH1(6) DSH1(7) DSH1(8) DSH1(9)         \
+        {                                                                                      \
+            DFB(ky, 0) DTAP(T0)                                                                \
+        }                                                                                      \
+        {                                                                                      \
+            DFB(ky, 1) DTAP(T1)                                                                \
+        }                                                                                      \
+        {                                                                                      \
+            DFB(ky, 2) DTAP(T2)                                                                \
+        }                                                                                      \
+    }
+#else
 #define DKY(ky, T0, T1, T2)                                                                    \
     {                                                                                          \
         bool rv = uint(DWL_S * int(oy) + ky - 1) < p.ih;                                       \
@@ -225,6 +284,7 @@ void main()
             DB2 DTAP(T2)                                                                       \
         }                                                                                      \
     }
+#endif
         DKY(0, 0, 1, 2)
         DKY(1, 3, 4, 5)
         DKY(2, 6, 7, 8)

@@ -351,6 +351,8 @@ static void test_conv(void **state)
          * rows and images */
         {4, 4, 7, 6, 8, 3, 1, 1},
         {2, 8, 14, 14, 12, 3, 1, 1},
+        /* and a flattened filter gradient in two chunks (planes of 66024 pixels) */
+        {2, 1, 262, 252, 2, 3, 1, 1},
         /* stride 2 as texel windows (3x3 and 1x1 forward), their data gradients' 2- and
          * 1-wide stride phases too; rows of 24 outputs from 48 inputs, an odd phase height */
         {2, 8, 16, 16, 8, 3, 2, 1},
