@@ -127,16 +127,21 @@ static double eval_acc(struct eng_model *m, const struct data *d, uint32_t batch
 }
 
 /* A few training steps, a prediction and tensor I/O for cnn-small and resnet at h x w under the
- * validation layer; dw_shift (if set) is CWT_ENG_DW_SHIFT while the device opens. */
+ * validation layer; dw_shift (if set) is CWT_ENG_DW_SHIFT while the device opens, and then the
+ * filter gradients' GEMM forms replace the lanes along the pixels (CWT_ENG_DW_LANES=0). */
 static void validation_run(uint32_t h, uint32_t w, const char *dw_shift)
 {
     struct eng_device *d;
     char err[CWT_ERRLEN];
-    if (dw_shift)
+    if (dw_shift) {
         assert_int_equal(setenv("CWT_ENG_DW_SHIFT", dw_shift, 1), 0);
+        assert_int_equal(setenv("CWT_ENG_DW_LANES", "0", 1), 0);
+    }
     int rc = eng_device_open(NULL, 1, &d, err, sizeof(err));
-    if (dw_shift)
+    if (dw_shift) {
         assert_int_equal(unsetenv("CWT_ENG_DW_SHIFT"), 0);
+        assert_int_equal(unsetenv("CWT_ENG_DW_LANES"), 0);
+    }
     if (rc != 0)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
@@ -167,14 +172,16 @@ static void validation_run(uint32_t h, uint32_t w, const char *dw_shift)
     assert_int_equal(msgs, 0);
 }
 
-/* 12x10 with the device's defaults; 16x16 with shifted-frame filter gradients everywhere the
- * stride allows, then read from x wherever the shape allows (rows of whole vec4s), where
- * resnet's stride-2 data gradients also run by stride phase on CPU devices: every CPU
- * convolution path under the layer. */
+/* With the device's defaults at 12x10 (on CPU devices convolutions and filter gradients over
+ * the flattened pixels, CONV_FLAT and DWL_FLAT) and 16x16 (rows of whole texel pairs: texel
+ * windows at strides 1 and 2 and in the stride phases, GEMM_DWL); at 16x16 with shifted-frame
+ * filter gradients everywhere the stride allows, then read from x wherever the shape allows:
+ * every CPU convolution path under the layer. */
 static void test_validation_clean(void **state)
 {
     (void)state;
     validation_run(12, 10, NULL);
+    validation_run(16, 16, NULL);
     validation_run(16, 16, "2");
     validation_run(16, 16, "3");
 }
