@@ -74,10 +74,12 @@ medians of each side and the median of the per-pair ratios, with their range.
 | cnn-small, implicit kernels (CWT_ENG_CPU_GEMM=0), one run | 28x28x1 | $cnn_old | $cnn_pt | $(ratio "$cnn_old" "$cnn_pt") | |
 | resnet-8, implicit kernels (CWT_ENG_CPU_GEMM=0), one run | 64x64x3 | $res_old | $res_pt | $(ratio "$res_old" "$res_pt") | |
 
-On CPU devices the engine uses the texel-fetch GEMM (shaders/gemm_cpu.comp): forward and
-stride-1 data-gradient convolutions gather their input inside it, stride-2 data gradients run
-by stride phase, filter gradients read x or shifted input frames or go through im2col (docs/engine.md);
-the last two rows are the earlier implicit-GEMM kernels in the same run.
+On CPU devices the engine uses the texel-fetch kernels of shaders/gemm_cpu.comp: convolutions
+read their input as texel windows (3x3 and 1x1, strides 1 and 2, and the stride phases of
+strided data gradients), 3x3 filter gradients run with the lanes along the pixels, other
+shapes gather inside the GEMM or go through im2col (docs/engine.md); the last two rows are the
+earlier implicit-GEMM kernels in the same run. PyTorch's speed here is bimodal (now and then a
+whole run at about twice its usual speed), hence the wide range of the pairs.
 
 GEMM (n x n x n, fp32), best engine kernel vs OpenBLAS sgemm (kernel=cpu is gemm_cpu.comp):
 
