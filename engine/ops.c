@@ -106,19 +106,15 @@ static uint64_t dw_image_loops(uint32_t oh, uint32_t ry, int x_direct)
     return (uint64_t)oh * (ry + (x_direct ? 3 : 2)) + 1;
 }
 
-/* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
- * variant the strides allow (see shaders/gemm_cpu.comp). The column tiles (64 wide) are grouped
- * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
- * the per-workgroup cost stays small. cv: B gathered from that convolution's input (GEMM_IMPL);
- * dw: B from shifted input frames (GEMM_DW; g's strides of B unused). */
 /* The variant of the gathering convolution cv (A = its weights, k-contiguous rows of K) that
  * reads its input as texel windows (gemm_cpu.comp CONV_WIN), or CWT_SPV_COUNT where none
  * applies: stride 1 or 2 with iw = stride * ow, output rows of a multiple of 8 pixels (each
  * lane's 8 columns in one row, every row start a whole texel), a kernel width and padding it
  * was compiled for (3 with padding 1; at stride 1 also 2 and 1 with padding 0, the stride
  * phases of strided data gradients; at stride 2 also 1x1), the same padding on y, K in whole
- * steps (12 k for 3 taps, else 4), vec4 stores of C. Measured on lavapipe: the general path's
- * per-column gathers (a vpgatherdd each) were 12% of a resnet-8 step. */
+ * steps (12 k for 3 taps, else 4), vec4 stores of C; 3x3 stride-1 convolutions with rows of
+ * another length over the flattened pixels (CONV_FLAT). Measured on lavapipe: the general
+ * path's per-column gathers (a vpgatherdd each) were 12% of a resnet-8 step. */
 static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const struct eng_conv *cv,
                                            const struct eng_gemm *g, uint32_t b_off, int rd,
                                            int vstore)
@@ -148,6 +144,11 @@ static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const str
     return CWT_SPV_COUNT;
 }
 
+/* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
+ * variant the strides allow (see shaders/gemm_cpu.comp). The column tiles (64 wide) are grouped
+ * so that there are about 256 workgroups: enough to balance the CPU threads, few enough that
+ * the per-workgroup cost stays small. cv: B gathered from that convolution's input (GEMM_IMPL);
+ * dw: B from shifted input frames (GEMM_DW; g's strides of B unused). */
 static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint32_t a_off,
                               uint32_t b_off, uint32_t c_off, uint32_t splits, uint32_t scz,
                               struct eng_tref a, struct eng_tref b, struct eng_tref c,
@@ -263,12 +264,11 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
     /* rgba32f views: A and B for NN/NT/TN and the windowed convolution, A only for the other
      * gathering convolutions; the mask or C for the vec4 stores */
-    uint32_t vec4_views = (cv     ? (sa    ? 0u
-                                     : win ? 3u
-                                           : 1u)
-                           : vec4 ? 3u
-                                  : 0u) |
-                          (vstore && rd ? 8u : 0u);
+    uint32_t vec4_views = vstore && rd ? 8u : 0u;
+    if (cv)
+        vec4_views |= sa ? 0u : win ? 3u : 1u;
+    else if (vec4)
+        vec4_views |= 3u;
     eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, vec4_views, &pc, sizeof(pc), gx,
                          ceil_div(tiles, ctiles), splits);
 }

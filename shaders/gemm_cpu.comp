@@ -12,8 +12,9 @@
 // rgba32f. So A and B are uniform texel buffers, and each
 // invocation owns an 8x8 register block. A workgroup is 8 invocations side by side along n
 // (one 256-bit vector): 8 rows x 64 columns, and walks ctiles such column tiles to amortise
-// the per-workgroup cost. No shared memory and no barriers (each barrier switches coroutines
-// on lavapipe). Workgroup x = row block, so consecutive workgroups share the B panel in cache.
+// the per-workgroup cost. No shared memory and no barriers in the GEMM forms (each barrier
+// switches coroutines on lavapipe; GEMM_DWL has one, at its end). Workgroup x = row block, so
+// consecutive workgroups share the B panel in cache.
 //
 // Operand fetch (one define):
 //   GEMM_SCALAR  r32f views, any strides: 16 fetches per k for 64 FMAs
@@ -39,6 +40,11 @@
 //                multiple of 4: hence kw copies. Image by image, row by row, no k tail.
 //                With DW_T, the transposed product dw^T = im2col(x) * dy^T (rows of A from
 //                the copies, columns of B the dy rows; ops.c filter_grad_transposed).
+//   CONV_WIN     GEMM_IMPL whose B is read as texel windows: a few aligned vec4 fetches per k
+//                group (ci, ky) hold all kw taps of a lane's 8 pixels (CONV_S, CONV_KW,
+//                CONV_PAD; CONV_FLAT: 3x3 stride 1 over the flattened pixels, any row length)
+//   GEMM_DWL     a 3x3 filter gradient (DWL_S 1 or 2; DWL_FLAT) with the lanes along the
+//                pixels: no lane-uniform operand; the lanes' sums meet in shared memory
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
