@@ -68,6 +68,21 @@ uint32_t le32(const Uint8 *p)
            static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
 }
 
+/* The encapsulated pixel sequence of ds for xfer, or NULL. The PixelData element is a
+ * DcmPixelData only where its VR made DCMTK create one: a file can give the tag another VR
+ * (found by tests/fuzz/fuzz_decode, where the cast below was then undefined behaviour). */
+DcmPixelSequence *encapsulated_pixels(DcmDataset *ds, E_TransferSyntax xfer)
+{
+    DcmElement *elem = NULL;
+    DcmPixelSequence *seq = NULL;
+
+    if (ds->findAndGetElement(DCM_PixelData, elem).bad() || elem == NULL ||
+        elem->ident() != EVR_PixelData ||
+        static_cast<DcmPixelData *>(elem)->getEncapsulatedRepresentation(xfer, NULL, seq).bad())
+        return NULL;
+    return seq;
+}
+
 /* DCMTK 3.6.7's RLE decoder trusts the segment offsets of a frame's 64-byte RLE header and
  * reads far past the fragment when one points beyond it (found by tests/fuzz/fuzz_decode).
  * Every RLE frame is exactly one fragment (PS3.5 A.4.2), so each fragment's header is
@@ -75,16 +90,11 @@ uint32_t le32(const Uint8 *p)
  * fragment's end. */
 int check_rle_headers(DcmDataset *ds, char *err, size_t errlen)
 {
-    DcmElement *elem = NULL;
-    DcmPixelSequence *seq = NULL;
+    DcmPixelSequence *seq;
 
     if (ds->getOriginalXfer() != EXS_RLELossless)
         return 0;
-    if (ds->findAndGetElement(DCM_PixelData, elem).bad() || elem == NULL ||
-        static_cast<DcmPixelData *>(elem)
-            ->getEncapsulatedRepresentation(EXS_RLELossless, NULL, seq)
-            .bad() ||
-        seq == NULL)
+    if ((seq = encapsulated_pixels(ds, EXS_RLELossless)) == NULL)
         return cwt_seterr(err, errlen, CWT_EDECODE, "RLE DICOM without encapsulated pixel data");
     /* Item 0 is the basic offset table. */
     for (unsigned long i = 1; i < seq->card(); i++) {
@@ -120,8 +130,7 @@ int check_rle_headers(DcmDataset *ds, char *err, size_t errlen)
 int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
 {
     E_TransferSyntax xfer = ds->getOriginalXfer();
-    DcmElement *elem = NULL;
-    DcmPixelSequence *seq = NULL;
+    DcmPixelSequence *seq;
     DcmPixelItem *item = NULL;
     Uint8 *frag = NULL;
     uint32_t flen, off = 0;
@@ -130,10 +139,9 @@ int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
      * progressive syntax (1.2.840.10008.1.2.4.55) hung the same way (fuzz/decode again) */
     if (xfer < EXS_JPEGProcess1 || xfer > EXS_JPEGProcess14SV1)
         return 0;
-    if (ds->findAndGetElement(DCM_PixelData, elem).bad() || elem == NULL ||
-        static_cast<DcmPixelData *>(elem)->getEncapsulatedRepresentation(xfer, NULL, seq).bad() ||
-        seq == NULL || seq->card() < 2 || seq->getItem(item, 1).bad() || item == NULL ||
-        item->getUint8Array(frag).bad() || frag == NULL)
+    if ((seq = encapsulated_pixels(ds, xfer)) == NULL || seq->card() < 2 ||
+        seq->getItem(item, 1).bad() || item == NULL || item->getUint8Array(frag).bad() ||
+        frag == NULL)
         return cwt_seterr(err, errlen, CWT_EDECODE, "JPEG DICOM without encapsulated pixel data");
     flen = item->getLength();
     while (off + 4 < flen) {
