@@ -144,6 +144,34 @@ void col_setup(uint n, out int px, out uint vb)
 }
 #endif
 
+#if defined(CONV_FLAT) || defined(DWL_FLAT)
+// Over the flattened pixels (CONV_FLAT, DWL_FLAT; 3x3, padding 1, iw = ow, ih = oh): which
+// neighbours of pixel q of the batch lie in its image: x left, y right, z the row above, w the
+// row below.
+bvec4 flat_taps(uint q)
+{
+    uint ohw = p.oh * p.ow, im = udiv(q, ohw), rq = q - im * ohw;
+    uint qy = udiv(rq, p.ow), qx = rq - qy * p.ow;
+    return bvec4(qx > 0u, qx + 1u < p.iw, qy > 0u, qy + 1u < p.ih);
+}
+
+#define FSH2(i) fv[i] = s2 ? ff[i + 2] : ff[i];
+#define FSH1(i) fu[i] = s1 ? fv[i + 1] : fv[i];
+// fu = the 10 floats of x from float 4*tq + (st & 3): the 4 texels from tq, shifted by two
+// rounds of selects (st & 3 is the same in all lanes)
+void flat_window(int tq, int st, int tmax, out float fu[10])
+{
+    bool s1 = (st & 1) != 0, s2 = (st & 2) != 0;
+    vec4 f0 = texelFetch(TB, clamp(tq, 0, tmax)), f1 = texelFetch(TB, clamp(tq + 1, 0, tmax));
+    vec4 f2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), f3 = texelFetch(TB, clamp(tq + 3, 0, tmax));
+    float ff[16] = float[16](f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w, f2.x, f2.y, f2.z,
+                             f2.w, f3.x, f3.y, f3.z, f3.w);
+    float fv[11];
+    FSH2(0) FSH2(1) FSH2(2) FSH2(3) FSH2(4) FSH2(5) FSH2(6) FSH2(7) FSH2(8) FSH2(9) FSH2(10)
+    FSH1(0) FSH1(1) FSH1(2) FSH1(3) FSH1(4) FSH1(5) FSH1(6) FSH1(7) FSH1(8) FSH1(9)
+}
+#endif
+
 #if defined(GEMM_DWL)
 // The filter gradient of a 3x3, padding-1 convolution of stride DWL_S (1 or 2) with the lanes
 // along the output pixels (the engine's conv_bwd_filter_lanes): dw[co][ci][ky][kx] = sum over
@@ -193,17 +221,11 @@ void main()
         // pixels may span rows and images; tap (ky, kx) of pixel q is x's float q + (ky-1)*iw +
         // kx - 1, read from a window of 4 texels at a shift, with per-pixel masks (which also
         // drop pixels past the chunk: dy's values there, another image's, are multiplied by 0)
-        bool mL[8], mR[8], mT[8], mB[8], mV[8];
+        bvec4 pm[8];
+        bool mV[8];
 #define DPIX(j)                                                                                \
-    {                                                                                          \
-        uint q = nn + uint(j), im = udiv(q, ohw), rq = q - im * ohw;                           \
-        uint qy = udiv(rq, p.ow), qx = rq - qy * p.ow;                                         \
-        mV[j] = q < p.K;                                                                       \
-        mL[j] = qx > 0u;                                                                       \
-        mR[j] = qx + 1u < p.iw;                                                                \
-        mT[j] = qy > 0u && mV[j];                                                              \
-        mB[j] = qy + 1u < p.ih && mV[j];                                                       \
-    }
+    pm[j] = flat_taps(nn + uint(j));                                                           \
+    mV[j] = nn + uint(j) < p.K;
         FOR8(DPIX)
         int tb = xb + nn4;
 #else
@@ -241,29 +263,21 @@ void main()
 #define DB2 vec4 b = vec4(w1.y, w1.w, w2.y, w2.w), b2 = vec4(w3.y, w3.w, w4.y, w4.w);
 #endif
 #if defined(DWL_FLAT)
-#define DRM0(j) mT[j]
+#define DRM0(j) (pm[j].z && mV[j])
 #define DRM1(j) mV[j]
-#define DRM2(j) mB[j]
-#define DCM0(j) mL[j]
+#define DRM2(j) (pm[j].w && mV[j])
+#define DCM0(j) pm[j].x
 #define DCM1(j) true
-#define DCM2(j) mR[j]
+#define DCM2(j) pm[j].y
 #define DFM(ky, kx, j) (DRM##ky(j) && DCM##kx(j) ? fu[j + kx] : 0.0)
 #define DFB(ky, kx)                                                                            \
     vec4 b = vec4(DFM(ky, kx, 0), DFM(ky, kx, 1), DFM(ky, kx, 2), DFM(ky, kx, 3));             \
     vec4 b2 = vec4(DFM(ky, kx, 4), DFM(ky, kx, 5), DFM(ky, kx, 6), DFM(ky, kx, 7));
-#define DSH2(i) fv[i] = s2 ? ff[i + 2] : ff[i];
-#define DSH1(i) fu[i] = s1 ? fv[i + 1] : fv[i];
 #define DKY(ky, T0, T1, T2)                                                                    \
     {                                                                                          \
-        int st = (ky - 1) * int(p.iw) - 1, tq = tb + (st >> 2);                                \
-        bool s1 = (st & 1) != 0, s2 = (st & 2) != 0;                                           \
-        vec4 f0 = texelFetch(TB, clamp(tq, 0, tmax)), f1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
-        vec4 f2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), f3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
-        float ff[16] = float[16](f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w, f2.x, f2.y,  \
-                                 f2.z, f2.w, f3.x, f3.y, f3.z, f3.w);                          \
-        float fv[11], fu[10];                                                                  \
-        DSH2(0) DSH2(1) DSH2(2) DSH2(3) DSH2(4) DSH2(5) DSH2(6) DSH2(7) DSH2(8) DSH2(9) DSH2(10) \
-        DSH1(0) DSH1(1) DSH1(2) DSH1(3) DSH1(4) DSH1(5) DSH1(6) DSH1(7) DSH1(8) DSH1(9)         \
+        int st = (ky - 1) * int(p.iw) - 1;                                                     \
+        float fu[10];                                                                          \
+        flat_window(tb + (st >> 2), st, tmax, fu);                                             \
         {                                                                                      \
             DFB(ky, 0) DTAP(T0)                                                                \
         }                                                                                      \
@@ -379,45 +393,28 @@ void main()
         // the row ends, so each group reads 10 floats from a window of 4 texels at a shift s =
         // ((ky - 1)*iw - 1) & 3 (two rounds of selects), and per-pixel masks zero the taps left
         // or right of a pixel's row and the rows above or below its image.
-        uint nn = min(n0, p.N - 8u), ohw = p.oh * p.ow;
+        uint nn = min(n0, p.N - 8u);
         int cs4 = int((p.nimg * p.ih * p.iw) >> 2), iwi = int(p.iw);
         int tb = int((p.b_off + nn) >> 2); // texel of pixel nn in channel 0
-        bool mL[8], mR[8], mT[8], mB[8];
-#define FPIX(j)                                                                                \
-    {                                                                                          \
-        uint q = nn + uint(j), im = udiv(q, ohw), rq = q - im * ohw;                           \
-        uint qy = udiv(rq, p.ow), qx = rq - qy * p.ow;                                         \
-        mL[j] = qx > 0u;                                                                       \
-        mR[j] = qx + 1u < p.iw;                                                                \
-        mT[j] = qy > 0u;                                                                       \
-        mB[j] = qy + 1u < p.ih;                                                                \
-    }
+        bvec4 pm[8];
+#define FPIX(j) pm[j] = flat_taps(nn + uint(j));
         FOR8(FPIX)
         int tmax = textureSize(TB) - 1, toff = 0;
         uint ky = 0u;
         float fu[10];
         bool rm[8];
-#define FMASK0(j) (rm[j] && mL[j])
+#define FMASK0(j) (rm[j] && pm[j].x)
 #define FMASK1(j) rm[j]
-#define FMASK2(j) (rm[j] && mR[j])
+#define FMASK2(j) (rm[j] && pm[j].y)
 #define FM(kx, j) (FMASK##kx(j) ? fu[j + kx] : 0.0)
 #define WB(kx)                                                                                 \
     vec4 wb##kx = vec4(FM(kx, 0), FM(kx, 1), FM(kx, 2), FM(kx, 3));                            \
     vec4 we##kx = vec4(FM(kx, 4), FM(kx, 5), FM(kx, 6), FM(kx, 7));
-#define FSH2(i) fv[i] = s2 ? ff[i + 2] : ff[i];
-#define FSH1(i) fu[i] = s1 ? fv[i + 1] : fv[i];
-#define FROW(j) rm[j] = ky == 0u ? mT[j] : (ky == 2u ? mB[j] : true);
+#define FROW(j) rm[j] = ky == 0u ? pm[j].z : (ky == 2u ? pm[j].w : true);
 #define WOPEN                                                                                  \
     {                                                                                          \
-        int st = (int(ky) - 1) * iwi - 1, tq = tb + toff + (st >> 2);                          \
-        bool s1 = (st & 1) != 0, s2 = (st & 2) != 0;                                           \
-        vec4 f0 = texelFetch(TB, clamp(tq, 0, tmax)), f1 = texelFetch(TB, clamp(tq + 1, 0, tmax)); \
-        vec4 f2 = texelFetch(TB, clamp(tq + 2, 0, tmax)), f3 = texelFetch(TB, clamp(tq + 3, 0, tmax)); \
-        float ff[16] = float[16](f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w, f2.x, f2.y,  \
-                                 f2.z, f2.w, f3.x, f3.y, f3.z, f3.w);                          \
-        float fv[11];                                                                          \
-        FSH2(0) FSH2(1) FSH2(2) FSH2(3) FSH2(4) FSH2(5) FSH2(6) FSH2(7) FSH2(8) FSH2(9) FSH2(10) \
-        FSH1(0) FSH1(1) FSH1(2) FSH1(3) FSH1(4) FSH1(5) FSH1(6) FSH1(7) FSH1(8) FSH1(9)         \
+        int st = (int(ky) - 1) * iwi - 1;                                                      \
+        flat_window(tb + toff + (st >> 2), st, tmax, fu);                                      \
         FOR8(FROW)                                                                             \
     }
 #define WCLOSE                                                                                 \
