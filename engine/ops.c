@@ -125,7 +125,7 @@ static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const str
     /* rows of another length: 3x3 stride 1 over the flattened pixels (each channel's plane a
      * whole number of texels) */
     if (cv->ow % 8 != 0)
-        return cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 && cv->ih == cv->oh &&
+        return cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 &&
                        ((uint64_t)cv->n * cv->ih * cv->iw) % 4 == 0
                    ? (rd ? CWT_SPV_gemm_cpu_cw_flat_rd_v : CWT_SPV_gemm_cpu_cw_flat_v)
                    : CWT_SPV_COUNT;
@@ -142,6 +142,20 @@ static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const str
     if (cv->stride == 1 && cv->kw == 1 && cv->pad == 0)
         return CWT_SPV_gemm_cpu_cw_s1k1_v;
     return CWT_SPV_COUNT;
+}
+
+/* The convolution geometry fields of pc (GEMM_IMPL, GEMM_DW, GEMM_DWL) from cv. */
+static void gemm_cpu_pc_geometry(struct gemm_cpu_pc *pc, const struct eng_conv *cv)
+{
+    pc->ih = cv->ih;
+    pc->iw = cv->iw;
+    pc->oh = cv->oh;
+    pc->ow = cv->ow;
+    pc->kh = cv->kh;
+    pc->kw = cv->kw;
+    pc->stride = cv->stride;
+    pc->pad = cv->pad;
+    pc->nimg = cv->n;
 }
 
 /* Records gemm_cpu over K split into `splits` slices (slice z at C + z*scz). Picks the vec4
@@ -245,17 +259,8 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     struct gemm_cpu_pc pc = {g->M,   g->N,     g->K,   g->sam, g->sak, g->sbk, g->sbn, g->scm,
                              g->scn, g->flags, kchunk, scz,    ctiles, a_off,  b_off,  c_off};
     const struct eng_conv *geo = dw ? &dw->frames : cv;
-    if (geo) {
-        pc.ih = geo->ih;
-        pc.iw = geo->iw;
-        pc.oh = geo->oh;
-        pc.ow = geo->ow;
-        pc.kh = geo->kh;
-        pc.kw = geo->kw;
-        pc.stride = geo->stride;
-        pc.pad = geo->pad;
-        pc.nimg = geo->n;
-    }
+    if (geo)
+        gemm_cpu_pc_geometry(&pc, geo);
     if (dw)
         pc.bcopy = dw->bcopy;
     /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
@@ -711,6 +716,13 @@ static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
+/* Images per chunk when n images run in chunks of at most most (>= 1): as few chunks as that
+ * allows, of equal size but the last. */
+static uint32_t equal_chunk(uint32_t n, uint32_t most)
+{
+    return ceil_div(n, ceil_div(n, most));
+}
+
 /* Images a GEMM_DW invocation may loop over within ENG_CPU_LOOP_MAX (dw_image_loops; dy's rows,
  * or the frames' when dy is widened to them). */
 static uint32_t dw_loop_images(const struct eng_device *d, const struct eng_conv *cv, int x_direct)
@@ -827,8 +839,7 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
                               struct eng_tref x, struct eng_tref dw)
 {
     uint32_t K = cv->cin * cv->kh * cv->kw, ihw = cv->ih * cv->iw, ohw = cv->oh * cv->ow;
-    uint32_t most = dw_loop_images(r->d, cv, 1), parts = ceil_div(cv->n, most);
-    uint32_t chunk = ceil_div(cv->n, parts); /* equal chunks */
+    uint32_t chunk = equal_chunk(cv->n, dw_loop_images(r->d, cv, 1));
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         struct dw_geo geo = {.frames = *cv, .bcopy = cv->n * ihw, .x_direct = 1};
@@ -841,24 +852,22 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
     }
 }
 
-/* Whether conv_bwd_filter_lanes runs over the flattened pixels (DWL_FLAT): stride 1, rows not
- * a multiple of 8, iw = ow, ih = oh, planes of whole texels. */
+/* Whether conv_bwd_filter_lanes (3x3, padding 1) runs over the flattened pixels (DWL_FLAT):
+ * stride 1 (so iw = ow, ih = oh), rows not a multiple of 8, planes of whole texels. */
 static int dw_lanes_flat(const struct eng_conv *cv)
 {
-    return cv->stride == 1 && cv->ow % 8 != 0 && cv->iw == cv->ow && cv->ih == cv->oh &&
-           ((uint64_t)cv->oh * cv->ow) % 4 == 0;
+    return cv->stride == 1 && cv->ow % 8 != 0 && ((uint64_t)cv->oh * cv->ow) % 4 == 0;
 }
 
 /* Images per chunk of conv_bwd_filter_lanes (0: it does not apply): 3x3, stride 1 or 2, padding
- * 1, output rows of a multiple of 8 pixels with iw = stride * ow (and ih = oh at stride 1) or
- * dw_lanes_flat, x and dy each in one texel view. A chunk has at
+ * 1, output rows of a multiple of 8 pixels with iw = stride * ow or dw_lanes_flat, x and dy
+ * each in one texel view. A chunk has at
  * most 65536 pixels or one image (each lane's running sum then has at most 1024 terms; the
  * chunks are added in order), and its tiles of 64 pixels stay within llvmpipe's loop bound. */
 static uint32_t dw_lanes_chunk(const struct eng_device *d, const struct eng_conv *cv)
 {
     uint64_t ohw = (uint64_t)cv->oh * cv->ow;
-    int rows =
-        cv->ow % 8 == 0 && cv->iw == cv->stride * cv->ow && (cv->stride == 2 || cv->ih == cv->oh);
+    int rows = cv->ow % 8 == 0 && cv->iw == cv->stride * cv->ow;
     if (!d->cpu_kernels || !d->cpu_dw_lanes || (cv->stride != 1 && cv->stride != 2) ||
         cv->kh != 3 || cv->kw != 3 || cv->pad != 1 || (!rows && !dw_lanes_flat(cv)) ||
         cv->cin > 65535 || (uint64_t)cv->cin * cv->n * cv->ih * cv->iw > d->max_texel_elements ||
@@ -881,20 +890,13 @@ static int conv_bwd_filter_lanes(struct eng_rec *r, const struct eng_conv *cv, s
     if (most == 0)
         return 0;
     uint32_t ohw = cv->oh * cv->ow, ihw = cv->ih * cv->iw, N = cv->cin * 9;
-    uint32_t parts = ceil_div(cv->n, most), chunk = ceil_div(cv->n, parts);
+    uint32_t chunk = equal_chunk(cv->n, most);
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk, K = nc * ohw;
         struct gemm_cpu_pc pc = {
             cv->cout,       N, K, cv->n * ohw,     1,          1,          0, N, 1,
             img0 ? 8u : 0u, K, 0, ceil_div(K, 64), img0 * ohw, img0 * ihw, 0};
-        pc.ih = cv->ih;
-        pc.iw = cv->iw;
-        pc.oh = cv->oh;
-        pc.ow = cv->ow;
-        pc.kh = pc.kw = 3;
-        pc.stride = cv->stride;
-        pc.pad = 1;
-        pc.nimg = cv->n;
+        gemm_cpu_pc_geometry(&pc, cv);
         pc.bcopy = cv->n * ihw;
         struct eng_tref bufs[3] = {NOBUF, NOBUF, dw};
         struct eng_tref tex[4] = {dy, x, dy, img0 ? dw : dy};

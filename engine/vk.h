@@ -54,8 +54,8 @@ struct eng_device {
                                  workgroup-wide reductions). */
     int cpu_conv_gather;      /* with cpu_kernels: convolutions whose shape allows it gather
                                  their input in the GEMM (gemm_cpu.comp GEMM_IMPL) instead of
-                                 an im2col pass, 3x3 stride-1 ones as texel windows (CONV_W3)
-                                 where their rows allow; 2: gathers without windows; 0: always
+                                 an im2col pass, as texel windows (CONV_WIN) where the shape
+                                 allows; 2: gathers without windows; 0: always
                                  im2col (2, 0: tests, CWT_ENG_CONV_GATHER=0|1|2) */
     int cpu_dw_shift;         /* with cpu_kernels: filter gradients of stride-1 convolutions
                                  from shifted input frames or straight from x (gemm_cpu.comp
@@ -63,8 +63,8 @@ struct eng_device {
                                  2 always from frames, 3 always from x where the shape allows
                                  it, else frames (2, 3: tests), 0 never
                                  (CWT_ENG_DW_SHIFT=0|1|2|3) */
-    int cpu_dw_lanes;         /* with cpu_kernels: filter gradients of 3x3 stride-1
-                                 convolutions whose rows allow it with the lanes along the pixels
+    int cpu_dw_lanes;         /* with cpu_kernels: filter gradients of 3x3 convolutions
+                                 whose shape allows it with the lanes along the pixels
                                  (gemm_cpu.comp GEMM_DWL); 0: as cpu_dw_shift says (tests,
                                  CWT_ENG_DW_LANES=0) */
     uint32_t validation_msgs; /* incremented by the debug messenger callback */

@@ -175,13 +175,13 @@ void flat_window(int tq, int st, int tmax, out float fu[10])
 #if defined(GEMM_DWL)
 // The filter gradient of a 3x3, padding-1 convolution of stride DWL_S (1 or 2) with the lanes
 // along the output pixels (the engine's conv_bwd_filter_lanes): dw[co][ci][ky][kx] = sum over
-// output pixels p of dy[co][p] x[ci][DWL_S*p + (ky - 1, kx - 1)]. Workgroup (x, y) owns output channels m0..m0+7 and
-// input channel ci, all 9 taps: 72 sums. Each lane takes 8 consecutive pixels ox..ox+7 of one
-// row (ow a multiple of 8, iw = DWL_S*ow) of each 64-pixel tile of the chunk (K pixels from a_off
-// in dy, b_off in x), and per tile fetches dy's 8 rows (2 texels each) and, per ky, a window of
-// 4 texels of x's row (as CONV_WIN; 5 at stride 2): 28 vec4 fetches for 576 multiply-adds, all per lane, where
-// the GEMM forms (DW, DW_X) fetch a lane-uniform dy texel (about 40 instructions on llvmpipe)
-// per 32. At the end the lanes' partial sums meet in shared memory (one barrier) and are
+// output pixels p of dy[co][p] x[ci][DWL_S*p + (ky - 1, kx - 1)]. Workgroup (x, y) owns output
+// channels m0..m0+7 and input channel ci, all 9 taps: 72 sums. Each lane takes 8 consecutive
+// pixels ox..ox+7 of one row (ow a multiple of 8, iw = DWL_S*ow; DWL_FLAT: any 8 consecutive
+// pixels) of each 64-pixel tile of the chunk (K pixels from a_off in dy, b_off in x), and per
+// tile fetches dy's 8 rows (2 texels each) and, per ky, a window of 4 texels of x's row (as
+// CONV_WIN; 5 at stride 2): 28 vec4 fetches for 576 multiply-adds, all per lane, where the GEMM
+// forms (DW, DW_X) fetch a lane-uniform dy texel (about 40 instructions on llvmpipe) per 32. At the end the lanes' partial sums meet in shared memory (one barrier) and are
 // added in lane order. Push constants: M = cout, N = cin*9, K pixels, sam = dy's channel
 // stride, bcopy = x's, ctiles = tiles of 64 pixels, flags 8 accumulates onto C (EPI_READ).
 #if !defined(DWL_S)
@@ -209,8 +209,6 @@ void main()
 #else
         uint nn = min(pix, p.K - 8u);
 #endif
-        uint img = udiv(nn, ohw), rr = nn - img * ohw;
-        uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
         int nn4 = int(nn >> 2);
 #define DFETCH(i)                                                                              \
     vec4 dA##i = pv ? texelFetch(TA, dr##i + nn4) : vec4(0.0);                                 \
@@ -229,6 +227,8 @@ void main()
         FOR8(DPIX)
         int tb = xb + nn4;
 #else
+        uint img = udiv(nn, ohw), rr = nn - img * ohw;
+        uint oy = udiv(rr, p.ow), ox = rr - oy * p.ow;
         // x's texel of input pixel (S*oy - 1, S*ox) of this image, minus one: the window of
         // ky = 0 (4 texels at stride 1, floats S*ox-4 .. S*ox+11; 5 at stride 2, to S*ox+15)
         int tb = xb + int((img * ihw + DWL_S * ox) >> 2) + (DWL_S * int(oy) - 1) * iw4 - 1;

@@ -343,7 +343,7 @@ static void test_conv(void **state)
         {2, 3, 9, 17, 4, 3, 2, 0},
         /* a 7-wide kernel at stride 1 (seven shifted copies of the frames) */
         {2, 2, 9, 12, 3, 7, 1, 3},
-        /* 3x3 stride-1 convolutions read as texel windows (CONV_W3): rows of 16 (tiles
+        /* 3x3 stride-1 convolutions read as texel windows (CONV_WIN): rows of 16 (tiles
          * across rows and images), rows of 24 (a right edge inside a tile), odd heights */
         {3, 8, 16, 16, 12, 3, 1, 1},
         {2, 4, 5, 24, 20, 3, 1, 1},
@@ -391,10 +391,12 @@ static void test_conv(void **state)
         fd_check(t, "conv ref dw", conv_f, &cc, wd, nw, ny, dyd, dw);
         /* shapes 0-2: implicit-GEMM kernels; 3: CPU path (im2col + gemm_cpu) with scratch for
          * the whole batch; 4: CPU path with scratch for one image (chunked); 5: CPU path where
-         * the GEMM gathers the input (GEMM_IMPL) and stride-1 filter gradients run from shifted
-         * frames (GEMM_DW) for the shapes that allow it, im2col for the rest; 6: as 5 with
-         * scratch for one image; 7: as 5, filter gradients read x directly (DW_X) where the
-         * shape allows it */
+         * convolutions read their input as texel windows (CONV_WIN) or gather it in the GEMM
+         * (GEMM_IMPL), 3x3 filter gradients run with the lanes along the pixels (GEMM_DWL) and
+         * other stride-1 ones from shifted frames (GEMM_DW), each where the shape allows it,
+         * im2col for the rest; 6: as 5 with scratch for one image, per-column gathers and
+         * frames; 7: scratch for the batch, texel windows, filter gradients read x directly
+         * (DW_X) where the shape allows it, else from frames */
         for (int shape = 0; shape < 8; shape++) {
             if (shape == ENG_GEMM_SG && t->d->info.subgroup_size != 8)
                 continue;
@@ -403,12 +405,12 @@ static void test_conv(void **state)
             if (shape < 3 && cv.oh * cv.ow >= ENG_CPU_LOOP_MAX / 2)
                 continue;
             t->d->cpu_kernels = shape >= 3;
-            /* 6: per-column gathers only; 5, 7: 3x3 stride-1 shapes as texel windows */
+            /* 6: per-column gathers only; 5, 7: texel windows where the shape allows */
             t->d->cpu_conv_gather = shape == 6 ? 2 : shape >= 5;
             /* 2: frames wherever the stride allows; 3: x read directly, else frames */
             t->d->cpu_dw_shift = shape == 7 ? 3 : shape >= 5 ? 2 : 0;
-            /* 5: 3x3 stride-1 filter gradients with the lanes along the pixels where the
-             * shape allows it; 6: from frames; 7: from x */
+            /* 5: 3x3 filter gradients with the lanes along the pixels where the shape allows
+             * it; 6: from frames; 7: from x */
             t->d->cpu_dw_lanes = shape == 5;
             if (shape < 3)
                 t->d->gemm_shape = (enum eng_gemm_shape)shape;
