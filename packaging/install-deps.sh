@@ -1,10 +1,15 @@
 #!/bin/sh
 # Installs the Debian 12 packages cwt needs to build, test and run its demo.
+# Every command, Python module and data file that the Makefile, scripts and tests use must come
+# from a package named here or one they depend on: scripts/check-deps.py (the ctest
+# deps/installed) checks that, so a tool installed by hand cannot hide a missing entry.
+# clang-format: make test's format check; llvm: llvm-symbolizer, which LeakSanitizer needs to
+# match tests/fuzz/lsan.supp's function names; procps: pgrep and ps in the daemon tests.
 # Idempotent and silent when everything is present; uses apt-get (and sudo when not root)
 # only when something is missing.
 set -eu
 
-PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format llvm git procps python3
 libsodium-dev liblmdb-dev lmdb-utils libconfig-dev libseccomp-dev libsystemd-dev
 libvulkan-dev vulkan-tools glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers
 libpng-dev libjpeg62-turbo-dev zlib1g-dev libdcmtk-dev dcmtk libcmocka-dev libopenblas-dev

@@ -5,6 +5,9 @@
 set -euo pipefail
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
 
+# The kills find a daemon's supervisor and trainer with pgrep: without it they would do nothing
+# and the test would pass without testing.
+command -v pgrep >/dev/null || die "pgrep is missing (package procps; 'make deps' installs it)"
 SITES=(a b c d)
 export FED_VISIT_STEPS=${FED_VISIT_STEPS:-24}
 ROOT="${CWT_TEST_TMP:-/tmp}/daemon_faults.$$"
@@ -12,7 +15,7 @@ mkdir -p "$ROOT"
 trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$ROOT"' EXIT
 
 run() {
-    local kills_wanted=$1 kills=0 s pid sup tr seed=$2
+    local kills_wanted=$1 kills=0 s pid sup tr seed=$2 found_sup=0
     CWT_TEST_TMP="$ROOT" daemon_setup "run$kills_wanted"
     RANDOM=$seed
     setup_federation "${SITES[@]}"
@@ -34,6 +37,7 @@ run() {
             s=${SITES[$((RANDOM % ${#SITES[@]}))]}
             pid=$(cat "$T/$s.pid")
             sup=$(pgrep -P "$pid" | head -n 1 || true)
+            [ -z "$sup" ] || found_sup=$((found_sup + 1))
             tr=""
             [ -n "$sup" ] && tr=$(pgrep -P "$sup" | head -n 1 || true)
             if [ $((RANDOM % 3)) = 0 ] && [ -n "$tr" ]; then
@@ -64,6 +68,10 @@ run() {
     done
     stop_courier
     [ "$kills" -ge "$kills_wanted" ] || die "only $kills kills before the end"
+    # A running cwtd always has its supervisor child; never finding one means the lookup is
+    # broken, and the trainer kills never happened.
+    [ "$kills_wanted" = 0 ] || [ "$found_sup" -gt 0 ] ||
+        die "pgrep found no supervisor under any cwtd in $kills kills"
     check_federation_end "${SITES[@]}" >"$ROOT/hash.$kills_wanted"
     check_nothing_lost "${SITES[@]}"
     daemon_cleanup

@@ -130,6 +130,12 @@ locked_build() {
 # the generated seed corpus, so that `run.sh corpus` never drops them.
 # SEED 0 is a random seed (libFuzzer's own choice).
 run() { # run HARNESS SECONDS SEED
+    # lsan.supp names libconfig's leaking functions; LeakSanitizer finds those names with
+    # llvm-symbolizer, and without it reports the known leaks as new ones.
+    command -v llvm-symbolizer >/dev/null 2>&1 || {
+        echo "tests/fuzz: llvm-symbolizer is missing (Debian package llvm; 'make deps' installs it): LeakSanitizer needs it to apply lsan.supp" >&2
+        exit 1
+    }
     mkdir -p "$OUT/corpus/$1"
     set -- "$1" "$2" "$3"
     [ -d "$SRC/tests/fuzz/regress/$1" ] && set -- "$1" "$2" "$3" "$SRC/tests/fuzz/regress/$1"
