@@ -15,6 +15,9 @@ set -euo pipefail
 
 [ "$(id -u)" = 0 ] || die "booting a container needs root"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
+# The unit's PrivateUsers= makes a user namespace, which the kernel refuses in a chroot.
+unshare --user true 2>/dev/null ||
+    die "this system refuses user namespaces (a chroot?), which cwtd.service's PrivateUsers= needs: run on a booted machine, in a container, or under scripts/fresh-root.sh"
 # The overlay's lower layer is the root file system alone; a separate /usr or /var would be
 # empty in the container.
 for d in /usr /var /etc; do
@@ -33,7 +36,7 @@ cleanup() {
     local pid1
     if [ -n "$nspawn_pid" ]; then
         pid1=$(pgrep -P "$nspawn_pid" | head -n 1 || true)
-        [ -z "$pid1" ] || nsenter -t "$pid1" -a -- systemctl poweroff >/dev/null 2>&1 || true
+        [ -z "$pid1" ] || nsenter -t "$pid1" -a --root --wd -- systemctl poweroff >/dev/null 2>&1 || true
         for _ in $(seq 1 100); do
             kill -0 "$nspawn_pid" 2>/dev/null || break
             sleep 0.2
@@ -143,13 +146,17 @@ systemd-nspawn -D "$ROOT" --keep-unit --register=no --private-network \
     >"$T/console.log" 2>&1 </dev/null &
 nspawn_pid=$!
 pid1=""
+# Every nsenter takes the container's root and working directory (--root --wd): entering its
+# mount namespace alone lands at that namespace's first root, which is the container's only on
+# a booted host; under a chroot (a build root, scripts/fresh-root.sh) it is the chroot's parent,
+# where systemctl finds itself in a chroot and reports "offline".
 booted() {
     kill -0 "$nspawn_pid" 2>/dev/null || {
         cat "$T/console.log" >&2
         die "systemd-nspawn exited"
     }
     pid1=$(pgrep -P "$nspawn_pid" | head -n 1) || return 1
-    case $(nsenter -t "$pid1" -a -- systemctl is-system-running 2>/dev/null) in
+    case $(nsenter -t "$pid1" -a --root --wd -- systemctl is-system-running 2>/dev/null) in
     running | degraded) return 0 ;;
     *) return 1 ;;
     esac
@@ -158,6 +165,6 @@ wait_for 120 booted || {
     tail -n 30 "$T/console.log" >&2
     die "the container did not boot"
 }
-echo "container booted (systemd $(nsenter -t "$pid1" -a -- systemctl --version | head -n 1 | awk '{print $2}'))"
-nsenter -t "$pid1" -a -- sh /srv/cwt-test/inside.sh || die "the service failed under systemd"
+echo "container booted (systemd $(nsenter -t "$pid1" -a --root --wd -- systemctl --version | head -n 1 | awk '{print $2}'))"
+nsenter -t "$pid1" -a --root --wd -- sh /srv/cwt-test/inside.sh || die "the service failed under systemd"
 echo "systemd_boot: ok"
