@@ -29,6 +29,11 @@ typedef int (*cli_cmd_fn)(int argc, char **argv, const struct cli_globals *g);
 /* Prints "cwtctl: <message>" on stderr and returns code (for `return cli_error(...)`). */
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The candidate closest to word by edit distance (insertions, deletions, substitutions and
+ * swaps of neighbours), if it is close enough to be a typo of it (at most 1 edit for words of
+ * up to 4 letters, 2 up to 8, else 3); NULL otherwise. cands: n strings. */
+const char *cli_closest(const char *word, const char *const *cands, size_t n);
+
 /* Loads the site configuration (and, if roster != NULL, its roster). Prints the error and
  * returns CLI_USAGE on failure, 0 on success. */
 int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cwt_roster *roster);

@@ -37,11 +37,36 @@ static const struct command commands[] = {
     {"stop", cmd_control, "stop the daemon"},
 };
 
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* Says that word is no command (or, starting with '-', no global option), with the closest
+ * name when it looks like a typo of one. Returns CLI_USAGE. */
+static int unknown_word(const char *word)
+{
+    static const char *const globals[] = {"--config", "--json", "--verbose", "--help", "--version"};
+    const char *names[NCOMMANDS];
+    const char *near;
+
+    if (word[0] == '-') {
+        near = cli_closest(word, globals, sizeof(globals) / sizeof(globals[0]));
+        if (near != NULL)
+            return cli_error(CLI_USAGE, "unknown option '%s'; did you mean '%s'?", word, near);
+        return cli_error(CLI_USAGE, "unknown option '%s' before the command; run 'cwtctl --help'",
+                         word);
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        names[i] = commands[i].name;
+    near = cli_closest(word, names, NCOMMANDS);
+    if (near != NULL)
+        return cli_error(CLI_USAGE, "unknown command '%s'; did you mean '%s'?", word, near);
+    return cli_error(CLI_USAGE, "unknown command '%s'; run 'cwtctl --help'", word);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl [-c FILE] [--json] [-v] COMMAND [ARGS...]\n\n"
                "Commands:\n");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f,
             "\nRun 'cwtctl COMMAND --help' for a command's options.\n"
@@ -105,9 +130,8 @@ int main(int argc, char **argv)
         printf("cwtctl %s\n", CWT_VERSION);
         return CLI_OK;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    for (size_t i = 0; i < NCOMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1, &g);
-    fprintf(stderr, "cwtctl: unknown command '%s'; run 'cwtctl --help'\n", argv[1]);
-    return CLI_USAGE;
+    return unknown_word(argv[1]);
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# usage.sh - a mistyped command or option fails fast with one sentence on stderr and exit 2,
+# naming the closest command or option when the word looks like a typo of one; a word that
+# resembles nothing points to --help instead.
+set -euo pipefail
+T="$CWT_TEST_TMP/usage.$$"
+rm -rf "$T"
+mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+export CWT_CONFIG="$T/no-such-site.conf"
+. "$CWT_SRC/tests/cli/helpers/expect.sh"
+
+one_line() { [ "$(wc -l <"$T/err")" -eq 1 ] || fail "more than one line: $(cat "$T/err")"; }
+
+expect 2 "unknown command 'stauts'; did you mean 'status'?" "$CWTCTL" stauts
+one_line
+expect 2 "unknown command 'ingset'; did you mean 'ingest'?" "$CWTCTL" ingset x
+expect 2 "unknown command 'simulte'; did you mean 'simulate'?" "$CWTCTL" simulte
+expect 2 "unknown command 'frobnicate'; run 'cwtctl --help'" "$CWTCTL" frobnicate
+one_line
+expect 2 "unknown option '--jsn'; did you mean '--json'?" "$CWTCTL" --jsn
+one_line
+expect 2 "unknown option '--verbos'; did you mean '--verbose'?" "$CWTCTL" --verbos status
+expect 2 "unknown option '-q' before the command" "$CWTCTL" -q
+echo "usage: ok"
