@@ -7,6 +7,7 @@
 #ifndef CWT_CLI_H
 #define CWT_CLI_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include "config/config.h"
@@ -33,6 +34,13 @@ int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * swaps of neighbours), if it is close enough to be a typo of it (at most 1 edit for words of
  * up to 4 letters, 2 up to 8, else 3); NULL otherwise. cands: n strings. */
 const char *cli_closest(const char *word, const char *const *cands, size_t n);
+
+/* getopt_long() for command cmd ("ingest", "bundle seal"), with getopt's own messages replaced
+ * by one sentence on stderr: an unknown option with the closest known one ("did you mean
+ * '--json'?"), or an option that lacks its value. Returns what getopt_long returns; '?' once
+ * the sentence is printed, and the caller then exits with CLI_USAGE. */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+               const char *cmd);
 
 /* Loads the site configuration (and, if roster != NULL, its roster). Prints the error and
  * returns CLI_USAGE on failure, 0 on success. */

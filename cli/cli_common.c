@@ -69,6 +69,64 @@ const char *cli_closest(const char *word, const char *const *cands, size_t n)
     return best;
 }
 
+/* The long option of longopts with this val, or NULL. */
+static const struct option *long_of(const struct option *longopts, int val)
+{
+    for (const struct option *o = longopts; o != NULL && o->name != NULL; o++)
+        if (o->val == val)
+            return o;
+    return NULL;
+}
+
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+               const char *cmd)
+{
+    /* Names as typed, with the global options every command also takes. */
+    static const char *const globals[] = {"--config", "--json", "--verbose"};
+    const char *names[96], *near, *arg;
+    char buf[96][48];
+    size_t n = 0;
+    int ch, missing;
+
+    opterr = 0;
+    ch = getopt_long(argc, argv, shortopts, longopts, NULL);
+    if (ch != '?' && ch != ':')
+        return ch;
+    arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+    /* getopt sets optopt for an option it knows that lacks its value ('?' or ':'), and for an
+     * unknown short option; an unknown long option leaves it 0. */
+    missing = ch == ':' || (optopt != 0 && (long_of(longopts, optopt) != NULL ||
+                                            (optopt != ':' && strchr(shortopts, optopt))));
+    if (missing) {
+        cli_error(CLI_USAGE, "%s: option '%s' needs a value", cmd, arg);
+        return '?';
+    }
+    if (optopt != 0) {
+        cli_error(CLI_USAGE, "%s: unknown option '-%c' (see 'cwtctl %s --help')", cmd, optopt, cmd);
+        return '?';
+    }
+    for (const struct option *o = longopts; o != NULL && o->name != NULL && n < 93; o++) {
+        snprintf(buf[n], sizeof(buf[n]), "--%s", o->name);
+        names[n] = buf[n];
+        n++;
+    }
+    for (size_t i = 0; i < sizeof(globals) / sizeof(globals[0]); i++)
+        names[n++] = globals[i];
+    {
+        char word[64];
+        size_t len = strcspn(arg, "=");
+        snprintf(word, sizeof(word), "%.*s", (int)(len < sizeof(word) ? len : sizeof(word) - 1),
+                 arg);
+        near = cli_closest(word, names, n);
+        if (near != NULL)
+            cli_error(CLI_USAGE, "%s: unknown option '%s'; did you mean '%s'?", cmd, word, near);
+        else
+            cli_error(CLI_USAGE, "%s: unknown option '%s' (see 'cwtctl %s --help')", cmd, word,
+                      cmd);
+    }
+    return '?';
+}
+
 int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cwt_roster *roster)
 {
     char err[CWT_ERRLEN];

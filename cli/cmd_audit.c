@@ -268,6 +268,7 @@ int cmd_audit(int argc, char **argv, const struct cli_globals *g)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *sub = argc > 1 ? argv[1] : "", *export_file = NULL, *key_line = NULL;
+    char name[32];
     struct cwt_config cfg;
     int ch, rc;
 
@@ -281,7 +282,8 @@ int cmd_audit(int argc, char **argv, const struct cli_globals *g)
     }
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc - 1, argv + 1, "+h", opts, NULL)) != -1) {
+    snprintf(name, sizeof(name), "audit %s", sub);
+    while ((ch = cli_getopt(argc - 1, argv + 1, "+h", opts, name)) != -1) {
         switch (ch) {
         case 'e':
             export_file = optarg;
@@ -293,10 +295,7 @@ int cmd_audit(int argc, char **argv, const struct cli_globals *g)
             audit_usage(stdout);
             return CLI_OK;
         default:
-            return cli_error(CLI_USAGE,
-                             "audit %s: unknown option or missing value (see "
-                             "'cwtctl audit --help')",
-                             sub);
+            return CLI_USAGE;
         }
     }
     optind++; /* getopt ran over argv + 1 */

@@ -140,7 +140,7 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
     memset(&keys, 0, sizeof(keys));
     h->kind = BUNDLE_KIND_CYCLE;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "o:h", opts, "bundle seal")) != -1) {
         switch (opt) {
         case 't':
             to = optarg;
@@ -176,7 +176,6 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
             rc = CLI_OK;
             goto out;
         default:
-            usage(stderr);
             rc = CLI_USAGE;
             goto out;
         }
@@ -302,7 +301,7 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
     int opt, rc;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "o:h", opts, "bundle open")) != -1) {
         switch (opt) {
         case 'o':
             outp = optarg;
@@ -314,7 +313,6 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }
@@ -433,7 +431,7 @@ static int bundle_verify_cmd(int argc, char **argv, const struct cli_globals *g)
     int opt, rc, failed = 0;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "h", opts, "bundle verify")) != -1) {
         switch (opt) {
         case 'r':
             roster_path = optarg;
@@ -442,7 +440,6 @@ static int bundle_verify_cmd(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }

@@ -150,7 +150,7 @@ static int chain_verify(int argc, char **argv, const struct cli_globals *g)
     int opt, rc;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "h", opts, "chain verify")) != -1) {
         switch (opt) {
         case 'r':
             roster_path = optarg;
@@ -159,7 +159,6 @@ static int chain_verify(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }

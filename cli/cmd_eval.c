@@ -225,7 +225,7 @@ int cmd_eval(int argc, char **argv, const struct cli_globals *g)
     int ch, rc, ensemble;
 
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((ch = cli_getopt(argc, argv, "h", opts, "eval")) != -1) {
         switch (ch) {
         case 's':
             if (store_split_parse(optarg, &split) != 0)
@@ -235,7 +235,6 @@ int cmd_eval(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }

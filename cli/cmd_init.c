@@ -82,7 +82,7 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
         return cli_error(CLI_FAIL, "out of memory");
     recipe_defaults(recipe);
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((ch = cli_getopt(argc, argv, "h", opts, "init")) != -1) {
         switch (ch) {
         case 's':
             site_id = optarg;
@@ -138,7 +138,6 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
             rc = CLI_OK;
             goto out;
         default:
-            init_usage(stderr);
             goto out;
         }
     }

@@ -170,6 +170,7 @@ int cmd_model(int argc, char **argv, const struct cli_globals *g)
         {NULL, 0, NULL, 0},
     };
     const char *output = NULL, *sub;
+    char name[32];
     struct model_run *r;
     int ch, rc;
 
@@ -186,7 +187,8 @@ int cmd_model(int argc, char **argv, const struct cli_globals *g)
     }
     /* Options after the subcommand: getopt sees argv[1..] with the subcommand as argv[0]. */
     optind = 0;
-    while ((ch = getopt_long(argc - 1, argv + 1, "o:h", opts, NULL)) != -1) {
+    snprintf(name, sizeof(name), "model %s", sub);
+    while ((ch = cli_getopt(argc - 1, argv + 1, "o:h", opts, name)) != -1) {
         switch (ch) {
         case 'o':
             output = optarg;
@@ -195,7 +197,6 @@ int cmd_model(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }

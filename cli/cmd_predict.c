@@ -202,13 +202,12 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
     int ch, rc, failed = 0;
 
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((ch = cli_getopt(argc, argv, "h", opts, "predict")) != -1) {
         switch (ch) {
         case 'h':
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }

@@ -164,7 +164,7 @@ static int parse_args(int argc, char **argv, struct train_args *a)
     a->resume = 0;
     a->ckpt_steps = DEFAULT_CKPT_STEPS;
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((ch = cli_getopt(argc, argv, "h", opts, "train")) != -1) {
         switch (ch) {
         case 'e':
             if (cwt_parse_i64(optarg, 1, 100000, &a->epochs) != 0)
@@ -181,7 +181,6 @@ static int parse_args(int argc, char **argv, struct train_args *a)
             usage(stdout);
             return -1;
         default:
-            usage(stderr);
             return CLI_USAGE;
         }
     }

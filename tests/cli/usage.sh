@@ -22,4 +22,19 @@ expect 2 "unknown option '--jsn'; did you mean '--json'?" "$CWTCTL" --jsn
 one_line
 expect 2 "unknown option '--verbos'; did you mean '--verbose'?" "$CWTCTL" --verbos status
 expect 2 "unknown option '-q' before the command" "$CWTCTL" -q
+
+# The commands' own options: one sentence, no usage text.
+expect 2 "bundle seal: unknown option '--outptu'; did you mean '--output'?" \
+    "$CWTCTL" bundle seal --outptu x
+one_line
+expect 2 "model export: unknown option '--ouput'; did you mean '--output'?" \
+    "$CWTCTL" model export --ouput f
+expect 2 "audit show: unknown option '--jsn'; did you mean '--json'?" "$CWTCTL" audit show --jsn
+expect 2 "eval: unknown option '--splt'; did you mean '--split'?" "$CWTCTL" eval --splt val
+one_line
+expect 2 "train: option '--epochs' needs a value" "$CWTCTL" train --epochs
+one_line
+expect 2 "init: unknown option '-x' (see 'cwtctl init --help')" "$CWTCTL" init -x
+expect 2 "chain verify: unknown option '--frob' (see 'cwtctl chain verify --help')" \
+    "$CWTCTL" chain verify --frob
 echo "usage: ok"
