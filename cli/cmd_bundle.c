@@ -455,6 +455,13 @@ static int bundle_verify_cmd(int argc, char **argv, const struct cli_globals *g)
             free(c);
             return cli_error(CLI_USAGE, "%s", err);
         }
+    } else if (access(g->config_path, F_OK) != 0 && errno == ENOENT) {
+        /* An auditor has the federation's roster, not a site: point there, not to 'init'. */
+        free(c);
+        return cli_error(CLI_USAGE,
+                         "bundle verify needs the federation's roster: pass --roster FILE "
+                         "(no site configuration at %s)",
+                         g->config_path);
     } else if ((rc = cli_load_site(g, &c->cfg, &c->roster)) != 0) {
         free(c);
         return rc;

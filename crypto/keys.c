@@ -195,9 +195,11 @@ static int read_secret_file(const char *path, const char *magic, uint8_t *secret
         goto close_fd;
     }
     if (sb.st_uid != geteuid()) {
+        /* Act as the keys' owner rather than take the keys: a chown would lock the service
+         * user out of its own keys. (No user-name lookup: the daemon's sandbox has no NSS.) */
         rc = cwt_seterr(err, errlen, CWT_EPERM,
-                        "%s is owned by uid %ld, not by the user loading it (uid %ld); "
-                        "run chown to give it to the service user",
+                        "%s is owned by uid %ld, not by the user loading it (uid %ld); run the "
+                        "command as that user (as root: runuser -u USER -- cwtctl ...)",
                         path, (long)sb.st_uid, (long)geteuid());
         goto close_fd;
     }

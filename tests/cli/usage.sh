@@ -37,4 +37,9 @@ one_line
 expect 2 "init: unknown option '-x' (see 'cwtctl init --help')" "$CWTCTL" init -x
 expect 2 "chain verify: unknown option '--frob' (see 'cwtctl chain verify --help')" \
     "$CWTCTL" chain verify --frob
+
+# An auditor without a site is told to pass the roster, not to create a site.
+expect 2 "bundle verify needs the federation's roster: pass --roster FILE" \
+    "$CWTCTL" bundle verify "$T/any.cwtb"
+one_line
 echo "usage: ok"
