@@ -35,7 +35,7 @@ static void init_usage(FILE *f)
             "--system (as root, for the Debian package) makes the site in %s (or DIR),\n"
             "owned by the service user %s (or USER), with this site alone in its starter\n"
             "roster, and writes the configuration to %s (or -c FILE), owner root, group\n"
-            "of the service user, mode 0640; then 'systemctl enable --now cwtd' starts it.\n"
+            "of the service user, mode 0640; systemd then starts it (cwtd.service).\n"
             "--dir DIR makes a site of your own: DIR/cwtd.conf, a starter DIR/roster.conf\n"
             "holding the training recipe and an empty site list.\n"
             "Both make the folders store/ inbox/ outbox/ keys/ and the site's signing and\n"
@@ -231,6 +231,14 @@ static int init_system(struct init_args *a, const char *user, const char *config
 
     /* The site folder: made here for the service user if tmpfiles.d has not made it. */
     if (stat(a->dir, &sb) != 0) {
+        /* Folders above it 0755: the service user must pass through them. */
+        snprintf(etc, sizeof(etc), "%s", a->dir);
+        slash = strrchr(etc, '/');
+        if (slash != NULL && slash != etc) {
+            *slash = '\0';
+            if (file_mkdir_p(etc, 0755, err, sizeof(err)) != 0)
+                return cli_error(CLI_FAIL, "%s", err);
+        }
         if (file_mkdir_p(a->dir, 0750, err, sizeof(err)) != 0)
             return cli_error(CLI_FAIL, "%s", err);
         if (chown(a->dir, pw->pw_uid, pw->pw_gid) != 0)
