@@ -92,6 +92,8 @@ cwtctl init --system --site-id hospital-a --federation fed-boot --input 16x16x1 
 [ -z "$(find /var/lib/cwt ! -user cwt)" ] || fail "not cwt's: $(find /var/lib/cwt ! -user cwt)"
 systemctl enable --now cwtd || fail "systemctl enable --now cwtd"
 wait_until 30 sh -c 'cwtctl status | grep -q "^state *idle"' || fail "no idle site after init: $(cwtctl status 2>&1)"
+cwtctl doctor >$D/doctor.log 2>&1 || { cat $D/doctor.log; fail "cwtctl doctor"; }
+grep -Eq "^ok +daemon " $D/doctor.log || fail "doctor does not see the running cwtd: $(cat $D/doctor.log)"
 # Steps 4-5: the coordinator (a) adds the other site after itself and restarts on the roster.
 cwtctl init --site-id hospital-b --dir $D/b --federation fed-boot --input 16x16x1 \
     --classes 3 >/dev/null || fail "init b"
