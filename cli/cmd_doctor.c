@@ -91,8 +91,17 @@ static void add(struct doctor *d, const char *name, enum status st, const char *
 static void check_config(struct doctor *d, const struct cli_globals *g)
 {
     char err[CWT_ERRLEN], fix[768];
-    int rc = config_load(g->config_path, &d->cfg, err, sizeof(err));
+    int rc;
 
+    /* The packaged configuration is root:cwt 0640: a user outside the group cannot read it,
+     * which is no fault of the file. */
+    if (access(g->config_path, R_OK) != 0 && errno == EACCES) {
+        add(d, "config", ST_FAIL,
+            "run 'cwtctl doctor' as root, or as a member of the group that owns the file",
+            "%s is not readable by this user", g->config_path);
+        return;
+    }
+    rc = config_load(g->config_path, &d->cfg, err, sizeof(err));
     if (rc == CWT_ENOENT) {
         add(d, "config", ST_FAIL,
             "run 'cwtctl init --system --site-id ID' as root, or give the site's file with -c "
