@@ -46,11 +46,19 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
  * returns CLI_USAGE on failure, 0 on success. */
 int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cwt_roster *roster);
 
-/* Writes s as a JSON string literal (quotes and escapes included). */
+/* The site id in the configuration against the one its keys carry (keys/site.pub). Returns 0
+ * when they agree or site.pub cannot be read (the caller's own key load says why); else fills
+ * msg with one sentence naming both ids and the line to change, and returns CWT_EINVAL. */
+int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen);
+
+/* Writes s as a JSON string literal (quotes and escapes included). The output is valid UTF-8
+ * whatever s holds: a byte that does not start a well-formed UTF-8 sequence (a file name in
+ * Latin-1) is written as U+FFFD. */
 void cli_json_string(FILE *f, const char *s);
 
 /* Command groups, one file each (cli/cmd_*.c). */
 int cmd_init(int argc, char **argv, const struct cli_globals *g);
+int cmd_doctor(int argc, char **argv, const struct cli_globals *g);
 int cmd_ingest(int argc, char **argv, const struct cli_globals *g);
 int cmd_data(int argc, char **argv, const struct cli_globals *g);
 int cmd_key(int argc, char **argv, const struct cli_globals *g);

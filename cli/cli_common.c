@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "crypto/keys.h"
 
 int cli_error(int code, const char *fmt, ...)
 {
@@ -145,21 +146,74 @@ int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cw
     return 0;
 }
 
+int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen)
+{
+    char err[CWT_ERRLEN];
+    struct site_keys k;
+
+    if (keys_load_public(cfg->keys_dir, &k, err, sizeof(err)) != 0 ||
+        strcmp(k.site_id, cfg->site_id) == 0)
+        return 0;
+    /* The keys are the site's identity (the roster and every bundle name it by them), so the
+     * configuration is what changes. */
+    snprintf(msg, msglen,
+             "the keys in %s belong to site %s but %s says site_id = \"%s\"; set site_id = "
+             "\"%s\" in %s",
+             cfg->keys_dir, k.site_id, cfg->path, cfg->site_id, k.site_id, cfg->path);
+    return CWT_EINVAL;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
 void cli_json_string(FILE *f, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s;
+
     fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
+    while (*p != '\0') {
+        unsigned char c = *p;
+        size_t n;
+
         if (c == '"' || c == '\\')
             fprintf(f, "\\%c", c);
         else if (c == '\n')
             fputs("\\n", f);
         else if (c == '\t')
             fputs("\\t", f);
-        else if (c < 0x20)
+        else if (c < 0x20 || c == 0x7f)
             fprintf(f, "\\u%04x", c);
-        else
+        else if (c >= 0x80) {
+            n = utf8_len(p);
+            if (n == 0) {
+                fputs("\\ufffd", f);
+                p++;
+            } else {
+                fwrite(p, 1, n, f);
+                p += n;
+            }
+            continue;
+        } else
             fputc(c, f);
+        p++;
     }
     fputc('"', f);
 }

@@ -17,14 +17,16 @@
 static void audit_usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl audit show [--json]\n"
-               "       cwtctl audit verify\n"
-               "       cwtctl audit export FILE\n"
-               "       cwtctl audit verify --export FILE [--key 'cwt-site-v1 SITE-ID BASE64']\n\n"
+               "       cwtctl audit verify [--json]\n"
+               "       cwtctl audit export [--json] FILE\n"
+               "       cwtctl audit verify [--json] --export FILE [--key 'cwt-site-v1 SITE-ID "
+               "BASE64']\n\n"
                "show    lists every record: sequence, time (UTC), event, details.\n"
                "verify  recomputes the hash chain; exit 1 names the first bad record.\n"
                "export  writes every record and its chain to FILE, signed with the site key.\n"
                "verify --export  checks an export's signature with the given public key line\n"
-               "        (default: this site's own), then its chain. Needs no secret key.\n");
+               "        (default: this site's own), then its chain. Needs no secret key.\n"
+               "--json  prints the records, or the result, as JSON\n");
 }
 
 static void format_time(int64_t t, char out[32])

@@ -1,23 +1,46 @@
 /*
  * cmd_init.c - `cwtctl init`: create a new site (configuration, starter roster, folders, keys).
+ *
+ * Two layouts. `init --dir DIR` makes a self-contained site owned by whoever runs it, with its
+ * configuration in DIR/cwtd.conf. `init --system` (root) makes the packaged site: the site
+ * folder (/var/lib/cwt) owned by the service user, made by a child process that has become
+ * that user, so that no file in it can end up root's; and the configuration in
+ * /etc/cwt/cwtd.conf, root:cwt 0640, which the daemon can read but not change.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/fileio.h"
 #include "crypto/keys.h"
 
+#define SYSTEM_DIR  "/var/lib/cwt"
+#define SYSTEM_USER "cwt"
+#define SYSTEM_SOCK "/run/cwt/cwtd.sock"
+
 static void init_usage(FILE *f)
 {
-    fprintf(f, "usage: cwtctl init --site-id ID --dir DIR [--input HxWxC] [--classes N | "
-               "--class-names a,b,...]\n"
-               "                   [--model cnn-small|resnet] [--federation ID] [--seed N]\n\n"
-               "Creates DIR/cwtd.conf, a starter DIR/roster.conf holding the training recipe and\n"
-               "an empty site list, the folders store/ inbox/ outbox/ keys/, and the site's\n"
-               "signing and encryption keys. Refuses to overwrite an existing site.\n");
+    fprintf(f,
+            "usage: cwtctl init --site-id ID (--system [--dir DIR] [--user USER] | --dir DIR)\n"
+            "                   [--input HxWxC] [--classes N | --class-names a,b,...]\n"
+            "                   [--model cnn-small|resnet] [--federation ID] [--seed N]\n\n"
+            "--system (as root, for the Debian package) makes the site in %s (or DIR),\n"
+            "owned by the service user %s (or USER), with this site alone in its starter\n"
+            "roster, and writes the configuration to %s (or -c FILE), owner root, group\n"
+            "of the service user, mode 0640; systemd then starts it (cwtd.service).\n"
+            "--dir DIR makes a site of your own: DIR/cwtd.conf, a starter DIR/roster.conf\n"
+            "holding the training recipe and an empty site list.\n"
+            "Both make the folders store/ inbox/ outbox/ keys/ and the site's signing and\n"
+            "encryption keys, and refuse to overwrite an existing site.\n",
+            SYSTEM_DIR, SYSTEM_USER, CWT_DEFAULT_CONFIG);
 }
 
 /* Parses "28x28x1". */
@@ -59,10 +82,211 @@ static int parse_class_names(const char *s, struct cwt_recipe *r)
     return 0;
 }
 
+struct init_args {
+    const char *site_id, *dir, *federation;
+    const struct cwt_recipe *recipe;
+    int add_self; /* put this site into its own starter roster */
+};
+
+/* Makes the site folder with its roster and keys, as the calling user. Prints the error and
+ * returns the exit code. */
+static int make_site(const struct init_args *a)
+{
+    char err[CWT_ERRLEN], path[PATH_MAX], keys_dir[PATH_MAX], line[CWT_KEYLINE_MAX + 1];
+    struct cwt_roster *r;
+    struct site_keys k;
+    int rc;
+
+    rc = site_init(a->dir, a->site_id, a->recipe, err, sizeof(err));
+    if (rc != 0)
+        return cli_error(rc == CWT_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err);
+    if (file_join(keys_dir, sizeof(keys_dir), a->dir, "keys") != 0 ||
+        file_join(path, sizeof(path), a->dir, "roster.conf") != 0)
+        return cli_error(CLI_FAIL, "%s: path too long", a->dir);
+    if (crypto_init() != 0 || keys_generate(keys_dir, a->site_id, err, sizeof(err)) != 0)
+        return cli_error(CLI_FAIL, "cannot make the site keys: %s", err);
+    if (a->federation == NULL && !a->add_self)
+        return CLI_OK;
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    rc = roster_load(path, r, err, sizeof(err));
+    if (rc == 0 && a->federation != NULL)
+        snprintf(r->federation, sizeof(r->federation), "%s", a->federation);
+    if (rc == 0 && a->add_self) {
+        rc = keys_load_public(keys_dir, &k, err, sizeof(err));
+        if (rc == 0)
+            rc = keyline_format(k.site_id, k.sign_pk, k.box_pk, line, sizeof(line), NULL);
+        if (rc == 0)
+            rc = keyline_parse(line, &r->sites[0], err, sizeof(err));
+        if (rc == 0)
+            r->n_sites = 1;
+    }
+    if (rc == 0)
+        rc = roster_save(path, r, err, sizeof(err));
+    free(r);
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "cannot write the starter roster %s: %s", path, err);
+    return CLI_OK;
+}
+
+/* The configuration of a packaged site (the layout of cwtd.conf.example). */
+static int system_config(const char *site_id, const char *dir, const char *user, const char *group,
+                         char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen,
+                     "# cwtd.conf - written by 'cwtctl init --system'; every key is described in\n"
+                     "# cwtd.conf(5). Owner root, group %s, mode 0640: the daemon reads it and\n"
+                     "# cannot change it.\n\n"
+                     "site_id = \"%s\";  # the id in %s/keys/site.pub and in the roster\n\n"
+                     "dirs = {\n"
+                     "  site = \"%s\";\n"
+                     "  store = \"store\";\n"
+                     "  keys = \"keys\";\n"
+                     "  inbox = \"inbox\";\n"
+                     "  outbox = \"outbox\";\n"
+                     "};\n\n"
+                     "socket = \"%s\";\n"
+                     "roster = \"roster.conf\";\n\n"
+                     "gpu = {\n"
+                     "  device = \"auto\";  # \"auto\", an index 0-63, or a name substring\n"
+                     "};\n\n"
+                     "daemon = {\n"
+                     "  user = \"%s\";\n"
+                     "  group = \"%s\";  # members may use the control socket\n"
+                     "  rescan_seconds = 30;\n"
+                     "};\n\n"
+                     "limits = {\n"
+                     "  store_max_gb = 16;\n"
+                     "  max_bundle_mb = 4096;\n"
+                     "};\n",
+                     group, site_id, dir, dir, SYSTEM_SOCK, user, group);
+
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* Runs make_site as user pw in a child process: every file of the site is the service user's
+ * from the start, with no chown afterwards that a crash could leave half done. */
+static int make_site_as(const struct init_args *a, const struct passwd *pw)
+{
+    int status;
+    pid_t pid;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0)
+        return cli_error(CLI_FAIL, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Groups first: after setuid there is no right left to change them. */
+        if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+            setuid(pw->pw_uid) != 0 || getuid() != pw->pw_uid || geteuid() != pw->pw_uid)
+            _exit(cli_error(CLI_FAIL, "cannot become user %s: %s", pw->pw_name, strerror(errno)));
+        umask(027);
+        _exit(make_site(a));
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return cli_error(CLI_FAIL, "waitpid: %s", strerror(errno));
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return cli_error(CLI_FAIL, "making the site as user %s died with signal %d", pw->pw_name,
+                     WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* init --system: the site as the service user, the configuration as root. */
+static int init_system(struct init_args *a, const char *user, const char *config_path)
+{
+    char err[CWT_ERRLEN], path[PATH_MAX], conf[2048], etc[PATH_MAX];
+    const struct passwd *pw;
+    const struct group *gr;
+    struct stat sb;
+    char *slash;
+    int rc;
+
+    if (geteuid() != 0)
+        return cli_error(CLI_USAGE,
+                         "init --system needs root (it makes files for user %s); run "
+                         "it as root, or make a site of your own with --dir DIR",
+                         user);
+    if ((pw = getpwnam(user)) == NULL)
+        return cli_error(CLI_USAGE,
+                         "user %s does not exist; install the cwt package (it makes the user) "
+                         "or name the service user with --user",
+                         user);
+    if ((gr = getgrgid(pw->pw_gid)) == NULL)
+        return cli_error(CLI_USAGE, "the group %u of user %s has no name", (unsigned)pw->pw_gid,
+                         user);
+    if (a->dir[0] != '/')
+        return cli_error(CLI_USAGE, "--dir %s: give an absolute path for a system site", a->dir);
+    if (stat(config_path, &sb) == 0)
+        return cli_error(CLI_FAIL, "%s exists already; refusing to overwrite an existing site",
+                         config_path);
+    if (file_join(path, sizeof(path), a->dir, "keys/site.pub") != 0)
+        return cli_error(CLI_USAGE, "%s: path too long", a->dir);
+    if (stat(path, &sb) == 0)
+        return cli_error(CLI_FAIL, "%s holds a site already (%s); refusing to overwrite it", a->dir,
+                         path);
+    if (system_config(a->site_id, a->dir, pw->pw_name, gr->gr_name, conf, sizeof(conf)) != 0)
+        return cli_error(CLI_FAIL, "configuration too long");
+
+    /* The site folder: made here for the service user if tmpfiles.d has not made it. */
+    if (stat(a->dir, &sb) != 0) {
+        /* Folders above it 0755: the service user must pass through them. */
+        snprintf(etc, sizeof(etc), "%s", a->dir);
+        slash = strrchr(etc, '/');
+        if (slash != NULL && slash != etc) {
+            *slash = '\0';
+            if (file_mkdir_p(etc, 0755, err, sizeof(err)) != 0)
+                return cli_error(CLI_FAIL, "%s", err);
+        }
+        if (file_mkdir_p(a->dir, 0750, err, sizeof(err)) != 0)
+            return cli_error(CLI_FAIL, "%s", err);
+        if (chown(a->dir, pw->pw_uid, pw->pw_gid) != 0)
+            return cli_error(CLI_FAIL, "cannot hand %s to user %s: %s", a->dir, user,
+                             strerror(errno));
+        if (stat(a->dir, &sb) != 0)
+            return cli_error(CLI_FAIL, "%s: %s", a->dir, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return cli_error(CLI_FAIL, "%s is not a folder", a->dir);
+    if (sb.st_uid != pw->pw_uid)
+        return cli_error(CLI_FAIL,
+                         "%s belongs to uid %u, not to user %s; run 'chown %s:%s %s' or choose "
+                         "another --dir",
+                         a->dir, (unsigned)sb.st_uid, user, user, gr->gr_name, a->dir);
+
+    a->add_self = 1;
+    if ((rc = make_site_as(a, pw)) != 0)
+        return rc;
+
+    /* The configuration folder (the package makes /etc/cwt), then the file itself. */
+    snprintf(etc, sizeof(etc), "%s", config_path);
+    slash = strrchr(etc, '/');
+    if (slash != NULL && slash != etc) {
+        *slash = '\0';
+        if (file_mkdir_p(etc, 0755, err, sizeof(err)) != 0)
+            return cli_error(CLI_FAIL, "%s", err);
+    }
+    if (file_write_new(config_path, conf, strlen(conf), 0640, err, sizeof(err)) != 0)
+        return cli_error(CLI_FAIL, "the site in %s is made, but its configuration is not: %s",
+                         a->dir, err);
+    if (chown(config_path, 0, pw->pw_gid) != 0)
+        return cli_error(CLI_FAIL, "cannot give %s to group %s: %s", config_path, gr->gr_name,
+                         strerror(errno));
+    /* init's own DIR/cwtd.conf would be a second, unused configuration: the one in use is
+     * config_path. */
+    if (file_join(path, sizeof(path), a->dir, "cwtd.conf") != 0 ||
+        (unlink(path) != 0 && errno != ENOENT))
+        return cli_error(CLI_FAIL, "cannot remove %s: %s", path, strerror(errno));
+    return CLI_OK;
+}
+
 int cmd_init(int argc, char **argv, const struct cli_globals *g)
 {
     static const struct option opts[] = {{"site-id", required_argument, NULL, 's'},
                                          {"dir", required_argument, NULL, 'd'},
+                                         {"system", no_argument, NULL, 'Y'},
+                                         {"user", required_argument, NULL, 'u'},
                                          {"input", required_argument, NULL, 'i'},
                                          {"classes", required_argument, NULL, 'k'},
                                          {"class-names", required_argument, NULL, 'n'},
@@ -71,10 +295,10 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
                                          {"seed", required_argument, NULL, 'S'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *site_id = NULL, *dir = NULL, *federation = NULL;
-    char err[CWT_ERRLEN], path[PATH_MAX], keys_dir[PATH_MAX];
+    const char *site_id = NULL, *dir = NULL, *federation = NULL, *user = NULL;
+    struct init_args a = {0};
     struct cwt_recipe *recipe;
-    int have_classes = 0, have_names = 0, ch, rc = CLI_USAGE;
+    int have_classes = 0, have_names = 0, sys = 0, ch, rc = CLI_USAGE;
     int64_t v;
 
     recipe = calloc(1, sizeof(*recipe));
@@ -89,6 +313,12 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
             break;
         case 'd':
             dir = optarg;
+            break;
+        case 'Y':
+            sys = 1;
+            break;
+        case 'u':
+            user = optarg;
             break;
         case 'f':
             federation = optarg;
@@ -141,8 +371,14 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
             goto out;
         }
     }
-    if (optind != argc || site_id == NULL || dir == NULL) {
-        cli_error(CLI_USAGE, "init needs --site-id ID and --dir DIR (see 'cwtctl init --help')");
+    if (optind != argc || site_id == NULL || (dir == NULL && !sys)) {
+        cli_error(CLI_USAGE, "init needs --site-id ID and --system or --dir DIR (see 'cwtctl "
+                             "init --help')");
+        goto out;
+    }
+    if (user != NULL && !sys) {
+        cli_error(CLI_USAGE, "--user goes with --system: a site made with --dir belongs to "
+                             "whoever runs init");
         goto out;
     }
     if (have_classes && have_names) {
@@ -154,53 +390,40 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
                   federation);
         goto out;
     }
-
-    rc = site_init(dir, site_id, recipe, err, sizeof(err));
-    if (rc == CWT_EINVAL) {
-        rc = cli_error(CLI_USAGE, "%s", err);
+    if (!cwt_valid_id(site_id)) {
+        cli_error(CLI_USAGE,
+                  "site id \"%s\" is not valid: use 1-63 letters, digits, '.', '_' "
+                  "or '-'",
+                  site_id);
         goto out;
     }
-    if (rc != 0) {
-        rc = cli_error(CLI_FAIL, "%s", err);
+    a.site_id = site_id;
+    a.dir = dir != NULL ? dir : SYSTEM_DIR;
+    a.federation = federation;
+    a.recipe = recipe;
+    rc = sys ? init_system(&a, user != NULL ? user : SYSTEM_USER, g->config_path) : make_site(&a);
+    if (rc != CLI_OK)
         goto out;
-    }
-    if (federation != NULL) {
-        struct cwt_roster *r = calloc(1, sizeof(*r));
-
-        if (r == NULL || file_join(path, sizeof(path), dir, "roster.conf") != 0 ||
-            roster_load(path, r, err, sizeof(err)) != 0) {
-            free(r);
-            rc = cli_error(CLI_FAIL, "cannot set the federation id: %s", err);
-            goto out;
-        }
-        snprintf(r->federation, sizeof(r->federation), "%s", federation);
-        rc = roster_save(path, r, err, sizeof(err));
-        free(r);
-        if (rc != 0) {
-            rc = cli_error(CLI_FAIL, "%s", err);
-            goto out;
-        }
-    }
-    if (file_join(keys_dir, sizeof(keys_dir), dir, "keys") != 0) {
-        rc = cli_error(CLI_FAIL, "%s: path too long", dir);
-        goto out;
-    }
-    if (crypto_init() != 0 || keys_generate(keys_dir, site_id, err, sizeof(err)) != 0) {
-        rc = cli_error(CLI_FAIL, "cannot make the site keys: %s", err);
-        goto out;
-    }
     if (g->json) {
         printf("{\"site_id\": ");
         cli_json_string(stdout, site_id);
         printf(", \"dir\": ");
-        cli_json_string(stdout, dir);
+        cli_json_string(stdout, a.dir);
+        if (sys) {
+            printf(", \"config\": ");
+            cli_json_string(stdout, g->config_path);
+        }
         printf("}\n");
+    } else if (sys) {
+        printf("Created site %s in %s, configuration %s\n", site_id, a.dir, g->config_path);
+        printf("  next: 'systemctl enable --now cwtd' starts it; 'cwtctl doctor' checks it;\n"
+               "        send 'cwtctl key show' to the coordinator and install the roster it\n"
+               "        sends back (admin guide, section 1)\n");
     } else {
-        printf("Created site %s in %s\n", site_id, dir);
-        printf("  next: share 'cwtctl -c %s/cwtd.conf key show' with the other sites,\n", dir);
+        printf("Created site %s in %s\n", site_id, a.dir);
+        printf("  next: share 'cwtctl -c %s/cwtd.conf key show' with the other sites,\n", a.dir);
         printf("        add theirs with 'cwtctl roster add', then compare 'cwtctl roster check'\n");
     }
-    rc = CLI_OK;
 out:
     free(recipe);
     return rc;

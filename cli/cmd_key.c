@@ -91,5 +91,11 @@ int cmd_key(int argc, char **argv, const struct cli_globals *g)
     }
     if ((rc = cli_load_site(g, &cfg, NULL)) != 0)
         return rc;
+    if (strcmp(argv[1], "check") == 0) {
+        char msg[2 * CWT_ERRLEN];
+
+        if (cli_site_id_mismatch(&cfg, msg, sizeof(msg)) != 0)
+            return cli_error(CLI_USAGE, "%s", msg);
+    }
     return strcmp(argv[1], "show") == 0 ? key_show(&cfg, g) : key_check(&cfg, g);
 }

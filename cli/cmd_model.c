@@ -16,15 +16,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cwtctl model export -o FILE.safetensors\n"
-               "       cwtctl model import FILE.safetensors\n"
-               "       cwtctl model fingerprint\n\n"
+    fprintf(f, "usage: cwtctl model export [--json] -o FILE.safetensors\n"
+               "       cwtctl model import [--json] FILE.safetensors\n"
+               "       cwtctl model fingerprint [--json]\n\n"
                "export  writes the site's model (weights, batch-norm buffers, normalisation\n"
                "        statistics and model description in __metadata__)\n"
                "import  replaces the site's model; the file must hold exactly the recipe's\n"
                "        model (fingerprint, tensor names and shapes)\n"
                "fingerprint  prints the fingerprint of the roster's model (architecture and\n"
-               "        tensor shapes) that every bundle of the federation must carry\n");
+               "        tensor shapes) that every bundle of the federation must carry\n"
+               "--json  prints the result as one JSON object\n");
 }
 
 struct model_run {

@@ -254,7 +254,7 @@ out:
 static int roster_problems(const struct cwt_roster *r, const struct cwt_config *cfg, int have_site,
                            const struct cli_globals *g)
 {
-    char err[CWT_ERRLEN];
+    char err[CWT_ERRLEN], msg[2 * CWT_ERRLEN];
     struct site_keys own;
     int problems = 0, at;
 
@@ -264,6 +264,11 @@ static int roster_problems(const struct cwt_roster *r, const struct cwt_config *
     }
     if (!have_site)
         return problems;
+    /* A configuration that names the site wrongly is the fault to report, not the roster. */
+    if (cli_site_id_mismatch(cfg, msg, sizeof(msg)) != 0) {
+        cli_error(CLI_FAIL, "%s", msg);
+        return problems + 1;
+    }
     at = roster_find_site(r, cfg->site_id);
     if (at < 0) {
         cli_error(CLI_FAIL,

@@ -17,6 +17,7 @@ struct command {
 
 static const struct command commands[] = {
     {"init", cmd_init, "create a new site: configuration, roster, store and keys"},
+    {"doctor", cmd_doctor, "check the site and say how to fix what is wrong"},
     {"ingest", cmd_ingest, "load images and labels into the site store"},
     {"data", cmd_data, "show the images in the store per split and label"},
     {"key", cmd_key, "show this site's public key line"},

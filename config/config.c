@@ -7,6 +7,7 @@
 #include "config/config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <libconfig.h>
 #include <libgen.h>
 #include <math.h>
@@ -920,6 +921,7 @@ int site_init(const char *dir, const char *site_id, const struct cwt_recipe *rec
 {
     static const char *const subdirs[] = {"store", "inbox", "outbox", "keys"};
     char path[PATH_MAX], conf[2048];
+    const char *group;
     struct cwt_roster *r;
     struct stat sb;
     int rc, n;
@@ -963,6 +965,10 @@ int site_init(const char *dir, const char *site_id, const struct cwt_recipe *rec
     if (rc != 0)
         return rc;
 
+    /* The control socket goes to group cwt where the package made that group; elsewhere
+     * (an unpackaged site) to no group, so that cwtd does not warn at every start about a group
+     * that does not exist. */
+    group = getgrnam("cwt") != NULL ? "cwt" : "";
     n = snprintf(conf, sizeof(conf),
                  "# cwtd.conf - site configuration (libconfig syntax). See cwtd.conf(5).\n"
                  "# Relative paths are relative to this file's folder.\n"
@@ -976,9 +982,9 @@ int site_init(const char *dir, const char *site_id, const struct cwt_recipe *rec
                  "socket = \"cwtd.sock\";\n"
                  "roster = \"roster.conf\";\n"
                  "gpu = { device = \"auto\"; };   # \"auto\", an index, or a name substring\n"
-                 "daemon = { user = \"\"; group = \"cwt\"; rescan_seconds = 30; };\n"
+                 "daemon = { user = \"\"; group = \"%s\"; rescan_seconds = 30; };\n"
                  "limits = { store_max_gb = 16; max_bundle_mb = 4096; };\n",
-                 site_id);
+                 site_id, group);
     if (n < 0 || (size_t)n >= sizeof(conf))
         return cwt_seterr(err, errlen, CWT_ETOOBIG, "configuration too long");
     if (file_join(path, sizeof(path), dir, "cwtd.conf") != 0)

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "config/config.h"
+#include "crypto/keys.h"
 #include "daemon/daemon.h"
 
 static void usage(FILE *f)
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
     };
     static struct cwt_config cfg;
     static struct cwt_roster roster;
+    struct site_keys pub = {0};
     const char *config_path = NULL;
     char err[CWT_ERRLEN];
     int foreground = 0, debug = 0, opt, sp[2];
@@ -128,17 +130,28 @@ int main(int argc, char **argv)
     }
     log_init("cwtd", debug);
     config_path = config_default_path(config_path);
+    /* Refusals to start are errors (priority err), exit 2: the configuration is at fault. */
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
-        log_warnx("%s", err);
+        log_errorx("%s", err);
         return 2;
     }
     if (roster_load(cfg.roster_path, &roster, err, sizeof(err)) != 0) {
-        log_warnx("%s", err);
+        log_errorx("%s", err);
+        return 2;
+    }
+    /* The keys name the site; a configuration that names it otherwise is what to fix, not the
+     * roster. An unreadable site.pub is reported when the keys are loaded. */
+    if (keys_load_public(cfg.keys_dir, &pub, err, sizeof(err)) == 0 &&
+        strcmp(pub.site_id, cfg.site_id) != 0) {
+        log_errorx("the keys in %s belong to site %s but %s says site_id = \"%s\"; set site_id "
+                   "= \"%s\" in %s",
+                   cfg.keys_dir, pub.site_id, cfg.path, cfg.site_id, pub.site_id, cfg.path);
         return 2;
     }
     if (roster_find_site(&roster, cfg.site_id) < 0) {
-        log_warnx("site %s is not in the roster %s; add it with 'cwtctl roster add'", cfg.site_id,
-                  cfg.roster_path);
+        log_errorx("site %s is not in the roster %s; add it with 'cwtctl roster add' and this "
+                   "site's 'cwtctl key show' line, or install the federation's roster",
+                   cfg.site_id, cfg.roster_path);
         return 2;
     }
     drop_privileges(&cfg);

@@ -42,9 +42,13 @@ install(FILES ${CWT_PKG_SRC}/cwtd.conf.example DESTINATION ${CWT_DOC_DIR}/exampl
         RENAME cwtd.conf)
 install(FILES ${CWT_PKG_SRC}/roster.conf.example DESTINATION ${CWT_DOC_DIR}/examples
         RENAME roster.conf)
+# The guides, and the format documents they cite (auditors check bundles, audit exports and
+# key lines against them on a machine that has only the package).
 install(FILES ${CMAKE_SOURCE_DIR}/docs/admin-guide.md ${CMAKE_SOURCE_DIR}/docs/auditor-guide.md
               ${CMAKE_SOURCE_DIR}/docs/threat-model.md
               ${CMAKE_SOURCE_DIR}/docs/systemd-hardening.md
+              ${CMAKE_SOURCE_DIR}/docs/bundle-format.md ${CMAKE_SOURCE_DIR}/docs/audit-format.md
+              ${CMAKE_SOURCE_DIR}/docs/keys.md
         DESTINATION ${CWT_DOC_DIR})
 install(FILES ${CWT_PKG_SRC}/bash-completion/cwtctl
         DESTINATION share/bash-completion/completions)

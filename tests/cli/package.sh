@@ -48,7 +48,8 @@ for page in man1/cwtctl.1 man8/cwtd.8 man5/cwtd.conf.5 man5/cwt-roster.5; do
 done
 expect -rw-r--r-- /usr/share/bash-completion/completions/cwtctl
 for f in copyright changelog.gz examples/cwtd.conf examples/roster.conf admin-guide.md \
-    auditor-guide.md threat-model.md systemd-hardening.md; do
+    auditor-guide.md threat-model.md systemd-hardening.md bundle-format.md audit-format.md \
+    keys.md; do
     expect -rw-r--r-- "/usr/share/doc/cwt/$f"
 done
 expect drwxr-xr-x /etc/cwt
@@ -95,6 +96,15 @@ if [[ -n ${CWTD:-} ]]; then
     [[ $("$R/usr/sbin/cwtd" --version) == "cwtd $(awk '{print $2}' <<<"$out")" ]] ||
         fail "cwtd --version differs from cwtctl's"
 fi
+
+# --- every document that a packaged document cites by name is in the package too
+for doc in "$R"/usr/share/doc/cwt/*.md; do
+    for cited in $(grep -o '[a-z-]*\.md' "$doc" | sort -u); do
+        [[ -f $CWT_SRC/docs/$cited ]] || continue # a name that is not one of ours
+        case $cited in design.md | engine.md | daemon.md | ingest.md | simulate.md | results.md | model-export.md) continue ;; esac
+        [[ -f $R/usr/share/doc/cwt/$cited ]] || fail "$(basename "$doc") cites $cited, which the package lacks"
+    done
+done
 
 # --- the example configuration is accepted as shipped
 EX=$R/usr/share/doc/cwt/examples

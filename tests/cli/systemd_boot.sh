@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The packaged service under a real systemd: a Debian 12 system (this machine's root, seen
 # through a throw-away overlay) boots in a systemd-nspawn container; the test installs the
-# .deb there, follows docs/admin-guide.md to set up a site, starts cwtd.service (Type=notify,
+# .deb there, follows docs/admin-guide.md to set up a site (`cwtctl init --system`, then
+# `systemctl enable --now cwtd` gives a running idle site), runs cwtd.service (Type=notify,
 # every hardening option of the unit in force), starts a federation of two sites and checks
 # that the hardened daemon seals a bundle into its outbox, accepts the answer from the second
 # site through its inbox, stops cleanly and comes back after a restart.
@@ -82,19 +83,28 @@ id cwt >/dev/null || fail "the package made no user cwt"
 systemctl is-enabled cwtd >/dev/null || fail "the package did not enable cwtd.service"
 systemctl is-active cwtd >/dev/null && fail "cwtd runs before the site has a configuration"
 
-# docs/admin-guide.md, steps 2-7, with a second site (b) whose daemon runs unconfined.
-runuser -u cwt -- cwtctl init --site-id hospital-a --dir /var/lib/cwt --federation fed-boot \
-    --input 16x16x1 --classes 3 >/dev/null || fail "init"
-install -o root -g cwt -m 0640 /usr/share/doc/cwt/examples/cwtd.conf /etc/cwt/cwtd.conf
-rm /var/lib/cwt/cwtd.conf
+# docs/admin-guide.md, section 1, with a second site (b) whose daemon runs unconfined.
+# Steps 2-3: one command makes the site, and the service starts on it.
+cwtctl init --system --site-id hospital-a --federation fed-boot --input 16x16x1 \
+    --classes 3 >/dev/null || fail "init --system"
+[ "$(stat -c '%U %G %a' /etc/cwt/cwtd.conf)" = "root cwt 640" ] ||
+    fail "/etc/cwt/cwtd.conf is $(stat -c '%U %G %a' /etc/cwt/cwtd.conf)"
+[ -z "$(find /var/lib/cwt ! -user cwt)" ] || fail "not cwt's: $(find /var/lib/cwt ! -user cwt)"
+systemctl enable --now cwtd || fail "systemctl enable --now cwtd"
+wait_until 30 sh -c 'cwtctl status | grep -q "^state *idle"' || fail "no idle site after init: $(cwtctl status 2>&1)"
+cwtctl doctor >$D/doctor.log 2>&1 || { cat $D/doctor.log; fail "cwtctl doctor"; }
+grep -Eq "^ok +daemon " $D/doctor.log || fail "doctor does not see the running cwtd: $(cat $D/doctor.log)"
+# Steps 4-5: the coordinator (a) adds the other site after itself and restarts on the roster.
 cwtctl init --site-id hospital-b --dir $D/b --federation fed-boot --input 16x16x1 \
     --classes 3 >/dev/null || fail "init b"
-runuser -u cwt -- cwtctl roster add "$(cwtctl key show | head -n 1)" >/dev/null
-runuser -u cwt -- cwtctl roster add "$(cwtctl -c $D/b/cwtd.conf key show | head -n 1)" >/dev/null
+runuser -u cwt -- cwtctl roster add "$(cwtctl -c $D/b/cwtd.conf key show | head -n 1)" >/dev/null ||
+    fail "roster add b"
 sed -i 's/^\( *visit_length = \).*;/\14;/; s/^\( *visit_unit = \).*;/\1"steps";/; s/^\( *cycles = \).*;/\11;/' \
     /var/lib/cwt/roster.conf
 cwtctl roster check >/dev/null || fail "roster check"
 cp /var/lib/cwt/roster.conf $D/b/roster.conf
+systemctl stop cwtd
+# Step 7: ingest.
 python3 $D/make_pngs.py $D/pngs 40 1 16
 chmod -R a+rX $D/pngs
 runuser -u cwt -- cwtctl ingest $D/pngs --val-fraction 0.2 --test-fraction 0.2 >/dev/null || fail "ingest"

@@ -1,0 +1,623 @@
+/*
+ * cmd_doctor.c - `cwtctl doctor`: checks that a site can run and says how to fix what is
+ * wrong, one sentence per problem.
+ *
+ * Every check ends "ok", "warn" or "fail". A failure is something that stops cwtd or breaks
+ * the federation (a secret key readable by others, a site id that is not the keys', an inbox
+ * the daemon cannot write); a warning is something to look at that does not (the daemon not
+ * running, little disk left). Exit 0 when nothing failed, 1 otherwise. Doctor reads and stats;
+ * it changes nothing, loads no secret key and writes no audit record, so anyone may run it.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <linux/landlock.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <linux/seccomp.h>
+
+#include "cli/cli.h"
+#include "common/fileio.h"
+#include "crypto/keys.h"
+#include "engine/engine.h"
+
+/* Below this much free space on the store's file system, a warning: one ingest or a few
+ * checkpoints of a resnet can take that. */
+#define DOCTOR_MIN_FREE (2ULL << 30)
+/* A clock before this year is unset (no RTC battery, no NTP); bundles would carry dates
+ * that expire or never expire wrongly. */
+#define DOCTOR_MIN_YEAR   2024
+#define DOCTOR_MAX_CHECKS 32
+/* Device indices tried when listing compute devices. */
+#define DOCTOR_MAX_DEVICES 8
+
+enum status { ST_OK = 0, ST_WARN, ST_FAIL };
+static const char *const status_names[] = {"ok", "warn", "fail"};
+
+struct check {
+    char name[32];
+    enum status status;
+    char message[1024];
+    char fix[768];
+};
+
+struct doctor {
+    struct check checks[DOCTOR_MAX_CHECKS];
+    int n;
+    struct cwt_config cfg;
+    struct cwt_roster *roster;
+    int have_cfg, have_roster;
+    /* The user cwtd runs as: daemon.user, else the owner of the site folder. */
+    int have_user;
+    uid_t uid;
+    gid_t gid;
+    char user[CWT_NAME_MAX + 1];
+    gid_t groups[256];
+    int ngroups;
+};
+
+/* Records a check. fix may be NULL (nothing to do). */
+static void add(struct doctor *d, const char *name, enum status st, const char *fix,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void add(struct doctor *d, const char *name, enum status st, const char *fix,
+                const char *fmt, ...)
+{
+    struct check *c;
+    va_list ap;
+
+    if (d->n >= DOCTOR_MAX_CHECKS)
+        return;
+    c = &d->checks[d->n++];
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->status = st;
+    va_start(ap, fmt);
+    vsnprintf(c->message, sizeof(c->message), fmt, ap);
+    va_end(ap);
+    snprintf(c->fix, sizeof(c->fix), "%s", fix != NULL ? fix : "");
+}
+
+static void check_config(struct doctor *d, const struct cli_globals *g)
+{
+    char err[CWT_ERRLEN], fix[768];
+    int rc;
+
+    /* The packaged configuration is root:cwt 0640: a user outside the group cannot read it,
+     * which is no fault of the file. */
+    if (access(g->config_path, R_OK) != 0 && errno == EACCES) {
+        add(d, "config", ST_FAIL,
+            "run 'cwtctl doctor' as root, or as a member of the group that owns the file",
+            "%s is not readable by this user", g->config_path);
+        return;
+    }
+    rc = config_load(g->config_path, &d->cfg, err, sizeof(err));
+    if (rc == CWT_ENOENT) {
+        add(d, "config", ST_FAIL,
+            "run 'cwtctl init --system --site-id ID' as root, or give the site's file with -c "
+            "FILE",
+            "no site configuration at %s", g->config_path);
+        return;
+    }
+    if (rc != 0) {
+        snprintf(fix, sizeof(fix), "correct the line named in %s (keys in cwtd.conf(5))",
+                 g->config_path);
+        add(d, "config", ST_FAIL, fix, "%s", err);
+        return;
+    }
+    d->have_cfg = 1;
+    add(d, "config", ST_OK, NULL, "%s parses (site %s)", d->cfg.path, d->cfg.site_id);
+    rc = roster_load(d->cfg.roster_path, d->roster, err, sizeof(err));
+    if (rc != 0) {
+        snprintf(fix, sizeof(fix),
+                 "correct the line named (keys in cwt-roster(5)), or install the federation's "
+                 "roster as %s",
+                 d->cfg.roster_path);
+        add(d, "roster", ST_FAIL, fix, "%s", err);
+        return;
+    }
+    d->have_roster = 1;
+    add(d, "roster", ST_OK, NULL, "%s parses: federation %s, %u sites", d->cfg.roster_path,
+        d->roster->federation, d->roster->n_sites);
+}
+
+/* The user cwtd runs as, and whether it exists. */
+static void check_user(struct doctor *d)
+{
+    const struct passwd *pw;
+    struct stat sb;
+    char fix[768];
+    int n = (int)(sizeof(d->groups) / sizeof(d->groups[0]));
+
+    if (d->cfg.user[0] != '\0') {
+        pw = getpwnam(d->cfg.user);
+        if (pw == NULL) {
+            snprintf(fix, sizeof(fix),
+                     "install the cwt package (it makes the user cwt), or set daemon.user in "
+                     "%s to the user that owns %s",
+                     d->cfg.path, d->cfg.dir);
+            add(d, "service-user", ST_FAIL, fix, "the service user %s does not exist", d->cfg.user);
+            return;
+        }
+        add(d, "service-user", ST_OK, NULL, "cwtd runs as %s (uid %u)", pw->pw_name,
+            (unsigned)pw->pw_uid);
+    } else {
+        if (stat(d->cfg.dir, &sb) != 0) {
+            add(d, "service-user", ST_FAIL, "run 'cwtctl init' to make the site",
+                "the site folder %s is missing (%s)", d->cfg.dir, strerror(errno));
+            return;
+        }
+        pw = getpwuid(sb.st_uid);
+        if (pw == NULL) {
+            add(d, "service-user", ST_WARN, "chown the site folder to the user that runs cwtd",
+                "the site folder %s belongs to uid %u, which has no user name", d->cfg.dir,
+                (unsigned)sb.st_uid);
+            return;
+        }
+        add(d, "service-user", ST_OK, NULL,
+            "daemon.user is empty: cwtd runs as whoever starts it, which should be %s, the "
+            "owner of %s",
+            pw->pw_name, d->cfg.dir);
+    }
+    d->have_user = 1;
+    d->uid = pw->pw_uid;
+    d->gid = pw->pw_gid;
+    snprintf(d->user, sizeof(d->user), "%s", pw->pw_name);
+    if (getgrouplist(pw->pw_name, pw->pw_gid, d->groups, &n) < 0)
+        n = (int)(sizeof(d->groups) / sizeof(d->groups[0]));
+    d->ngroups = n;
+}
+
+/* Whether the service user may write (and enter) a folder with this stat. */
+static int user_can_write(const struct doctor *d, const struct stat *sb)
+{
+    if (d->uid == 0)
+        return 1;
+    if (sb->st_uid == d->uid)
+        return (sb->st_mode & S_IWUSR) && (sb->st_mode & S_IXUSR);
+    for (int i = 0; i < d->ngroups; i++)
+        if (d->groups[i] == sb->st_gid)
+            return (sb->st_mode & S_IWGRP) && (sb->st_mode & S_IXGRP);
+    return (sb->st_mode & S_IWOTH) && (sb->st_mode & S_IXOTH);
+}
+
+static void check_site_id(struct doctor *d)
+{
+    char err[CWT_ERRLEN], msg[2 * CWT_ERRLEN], fix[768];
+    struct site_keys k;
+    int at;
+
+    if (keys_load_public(d->cfg.keys_dir, &k, err, sizeof(err)) != 0) {
+        add(d, "site-id", ST_FAIL,
+            "restore keys/ from the site's backup, or make a new site with 'cwtctl init'", "%s",
+            err);
+        return;
+    }
+    if (cli_site_id_mismatch(&d->cfg, msg, sizeof(msg)) != 0) {
+        snprintf(fix, sizeof(fix), "set site_id = \"%s\" in %s", k.site_id, d->cfg.path);
+        add(d, "site-id", ST_FAIL, fix,
+            "the keys in %s belong to site %s but the configuration says %s", d->cfg.keys_dir,
+            k.site_id, d->cfg.site_id);
+        return;
+    }
+    add(d, "site-id", ST_OK, NULL, "the configuration and the keys both name site %s", k.site_id);
+    if (!d->have_roster)
+        return;
+    at = roster_find_site(d->roster, d->cfg.site_id);
+    /* An empty roster is a site being set up, not a broken one. */
+    if (at < 0 && d->roster->n_sites == 0) {
+        snprintf(fix, sizeof(fix),
+                 "install the federation's roster as %s (coordinator: 'cwtctl roster add' each "
+                 "site's key line, this one's included); cwtd starts once this site is in it",
+                 d->cfg.roster_path);
+        add(d, "roster-site", ST_WARN, fix, "the roster %s lists no sites yet", d->cfg.roster_path);
+        return;
+    }
+    if (at < 0) {
+        snprintf(fix, sizeof(fix),
+                 "install the federation's roster as %s, or (coordinator) add this site with "
+                 "'cwtctl roster add' and its 'cwtctl key show' line",
+                 d->cfg.roster_path);
+        add(d, "roster-site", ST_FAIL, fix, "this site (%s) is not in the roster %s",
+            d->cfg.site_id, d->cfg.roster_path);
+        return;
+    }
+    if (memcmp(k.sign_pk, d->roster->sites[at].sign_pk, sizeof(k.sign_pk)) != 0 ||
+        memcmp(k.box_pk, d->roster->sites[at].box_pk, sizeof(k.box_pk)) != 0) {
+        add(d, "roster-site", ST_FAIL,
+            "send this site's 'cwtctl key show' line to the coordinator and install the "
+            "corrected roster",
+            "the roster's key for %s is not this site's key (%s/site.pub)", d->cfg.site_id,
+            d->cfg.keys_dir);
+        return;
+    }
+    {
+        uint8_t fp[32];
+        char text[96] = "";
+
+        if (roster_fingerprint(d->roster, fp) == 0)
+            roster_fingerprint_text(fp, text, sizeof(text));
+        add(d, "roster-site", ST_OK, NULL,
+            "this site is number %d of %u in the roster, with its own key; fingerprint %s", at + 1,
+            d->roster->n_sites, text);
+    }
+}
+
+/* The command that fixes a key file's mode (to mode) and owner, naming only what is wrong. */
+static void fix_mode_owner(const struct doctor *d, const struct stat *sb, const char *path,
+                           const char *mode, char *fix, size_t fixlen)
+{
+    int bad_mode = (sb->st_mode & 077) != 0, bad_owner = d->have_user && sb->st_uid != d->uid;
+
+    if (bad_mode && bad_owner)
+        snprintf(fix, fixlen, "run 'chown %s %s && chmod %s %s'", d->user, path, mode, path);
+    else if (bad_owner)
+        snprintf(fix, fixlen, "run 'chown %s %s'", d->user, path);
+    else
+        snprintf(fix, fixlen, "run 'chmod %s %s'", mode, path);
+}
+
+/* keys/ 0700 and the secret files 0600, all the service user's. */
+static void check_keys(struct doctor *d)
+{
+    static const char *const secrets[] = {"sign.key", "box.key"};
+    char path[PATH_MAX], fix[768];
+    struct stat sb;
+
+    if (stat(d->cfg.keys_dir, &sb) != 0) {
+        add(d, "keys", ST_FAIL, "restore keys/ from the site's backup",
+            "the keys folder %s is missing (%s)", d->cfg.keys_dir, strerror(errno));
+        return;
+    }
+    if ((sb.st_mode & 077) != 0 || (d->have_user && sb.st_uid != d->uid)) {
+        fix_mode_owner(d, &sb, d->cfg.keys_dir, "700", fix, sizeof(fix));
+        add(d, "keys", ST_FAIL, fix, "%s has mode %03o and owner uid %u; it must be 0700 and %s's",
+            d->cfg.keys_dir, (unsigned)(sb.st_mode & 0777), (unsigned)sb.st_uid,
+            d->have_user ? d->user : "the service user");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        if (file_join(path, sizeof(path), d->cfg.keys_dir, secrets[i]) != 0 ||
+            stat(path, &sb) != 0) {
+            add(d, "keys", ST_FAIL, "restore keys/ from the site's backup",
+                "the secret key %s/%s is missing", d->cfg.keys_dir, secrets[i]);
+            return;
+        }
+        if ((sb.st_mode & 077) != 0 || (d->have_user && sb.st_uid != d->uid)) {
+            fix_mode_owner(d, &sb, path, "600", fix, sizeof(fix));
+            add(d, "keys", ST_FAIL, fix,
+                "the secret key %s has mode %03o and owner uid %u; it must be 0600 and %s's "
+                "(cwtd refuses it otherwise)",
+                path, (unsigned)(sb.st_mode & 0777), (unsigned)sb.st_uid,
+                d->have_user ? d->user : "the service user");
+            return;
+        }
+    }
+    add(d, "keys", ST_OK, NULL, "%s is 0700, sign.key and box.key are 0600%s%s", d->cfg.keys_dir,
+        d->have_user ? ", all owned by " : "", d->have_user ? d->user : "");
+}
+
+/* The store folder and every file in it belong to the service user: an LMDB file that root
+ * made by accident (a command run as root) locks the daemon out. */
+static void check_store(struct doctor *d)
+{
+    char fix[768], bad[PATH_MAX] = "";
+    struct dirent *de;
+    struct stat sb;
+    DIR *dir;
+
+    if (stat(d->cfg.store_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        add(d, "store", ST_FAIL, "run 'cwtctl init' to make the site, or restore the store",
+            "the store folder %s is missing", d->cfg.store_dir);
+        return;
+    }
+    if (!d->have_user) {
+        add(d, "store", ST_OK, NULL, "%s exists", d->cfg.store_dir);
+        return;
+    }
+    if (sb.st_uid != d->uid || !user_can_write(d, &sb))
+        snprintf(bad, sizeof(bad), "%s", d->cfg.store_dir);
+    dir = opendir(d->cfg.store_dir);
+    while (bad[0] == '\0' && dir != NULL && (de = readdir(dir)) != NULL) {
+        char path[PATH_MAX];
+
+        if (de->d_name[0] == '.' || file_join(path, sizeof(path), d->cfg.store_dir, de->d_name))
+            continue;
+        if (lstat(path, &sb) == 0 && sb.st_uid != d->uid)
+            snprintf(bad, sizeof(bad), "%s", path);
+    }
+    if (dir != NULL)
+        closedir(dir);
+    if (bad[0] != '\0') {
+        snprintf(fix, sizeof(fix), "run 'chown -R %s: %s' (and run store commands as %s)", d->user,
+                 d->cfg.store_dir, d->user);
+        add(d, "store", ST_FAIL, fix, "%s does not belong to %s, who runs cwtd", bad, d->user);
+        return;
+    }
+    add(d, "store", ST_OK, NULL, "%s and its files belong to %s", d->cfg.store_dir, d->user);
+}
+
+static void check_box(struct doctor *d, const char *name, const char *path)
+{
+    char fix[768];
+    struct stat sb;
+
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(fix, sizeof(fix), "run 'install -d -o %s -m 0750 %s'",
+                 d->have_user ? d->user : "USER", path);
+        add(d, name, ST_FAIL, fix, "the %s folder %s is missing", name, path);
+        return;
+    }
+    if (sb.st_mode & S_IWOTH) {
+        snprintf(fix, sizeof(fix), "run 'chmod o-w %s'", path);
+        add(d, name, ST_FAIL, fix, "%s is writable by others (mode %03o); cwtd refuses it", path,
+            (unsigned)(sb.st_mode & 0777));
+        return;
+    }
+    if (d->have_user && !user_can_write(d, &sb)) {
+        if (sb.st_uid == d->uid)
+            snprintf(fix, sizeof(fix), "run 'chmod u+rwx %s'", path);
+        else
+            snprintf(fix, sizeof(fix), "run 'chown %s %s && chmod u+rwx %s'", d->user, path, path);
+        add(d, name, ST_FAIL, fix, "%s (mode %03o, uid %u) is not writable by %s, who runs cwtd",
+            path, (unsigned)(sb.st_mode & 0777), (unsigned)sb.st_uid, d->user);
+        return;
+    }
+    add(d, name, ST_OK, NULL, "%s is writable by %s", path, d->have_user ? d->user : "its owner");
+}
+
+/* Landlock and seccomp probed as cwtd would use them, without applying either. */
+static void check_sandbox(struct doctor *d)
+{
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+
+    if (abi >= 1)
+        add(d, "landlock", ST_OK, NULL, "Landlock ABI %ld is available", abi);
+    else if (errno == EPERM)
+        add(d, "landlock", ST_FAIL,
+            "allow landlock_create_ruleset, landlock_add_rule and landlock_restrict_self in the "
+            "container's system-call filter (systemd-nspawn --system-call-filter=)",
+            "a system-call filter around this system blocks Landlock, and cwtd refuses to start "
+            "without it");
+    else
+        add(d, "landlock", ST_WARN,
+            "boot a kernel of 5.13 or later with Landlock enabled (lsm=...,landlock)",
+            "Landlock is not available in this kernel (%s); cwtd runs without its file-system "
+            "sandbox",
+            strerror(errno));
+
+    /* A NULL filter program: EFAULT means filter mode exists, EINVAL that it does not. */
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL, 0, 0) == 0 || errno == EFAULT ||
+        errno == EACCES)
+        add(d, "seccomp", ST_OK, NULL, "seccomp filters are available");
+    else
+        add(d, "seccomp", ST_FAIL, "boot a kernel built with CONFIG_SECCOMP_FILTER",
+            "seccomp filters are not available in this kernel (%s); cwtd needs them",
+            strerror(errno));
+}
+
+/* The compute devices, through the engine: the one cwtd would use, then every device by
+ * index. Isolated here so that another backend only changes this function. */
+static void check_devices(struct doctor *d)
+{
+    char err[CWT_ERRLEN], list[1024] = "", fix[768];
+    struct eng_device_info info;
+    struct eng_device *dev;
+    size_t len = 0;
+    int rc;
+
+    rc = eng_device_open(d->cfg.gpu_device, 0, &dev, err, sizeof(err));
+    if (rc != 0) {
+        snprintf(fix, sizeof(fix),
+                 "install mesa-vulkan-drivers (lavapipe runs on the CPU) or the GPU's Vulkan "
+                 "driver, or set gpu.device in %s",
+                 d->cfg.path);
+        add(d, "device", ST_FAIL, fix, "gpu.device = \"%s\": %s", d->cfg.gpu_device, err);
+        return;
+    }
+    eng_device_get_info(dev, &info);
+    eng_device_close(dev);
+    /* With $CWT_VK_DEVICE set every index opens that one device: list only it. */
+    if (getenv("CWT_VK_DEVICE") == NULL) {
+        for (int i = 0; i < DOCTOR_MAX_DEVICES; i++) {
+            struct eng_device_info di;
+            char idx[8];
+            int n;
+
+            snprintf(idx, sizeof(idx), "%d", i);
+            if (eng_device_open(idx, 0, &dev, err, sizeof(err)) != 0)
+                continue;
+            eng_device_get_info(dev, &di);
+            eng_device_close(dev);
+            n = snprintf(list + len, sizeof(list) - len, "%s%u %s (%s)", len ? ", " : "", di.index,
+                         di.name, di.type);
+            if (n < 0 || (size_t)n >= sizeof(list) - len)
+                break;
+            len += (size_t)n;
+        }
+    }
+    add(d, "device", ST_OK, NULL, "cwtd would use device %u, %s (%s, %s)%s%s", info.index,
+        info.name, info.type, info.driver, len ? "; devices: " : "", list);
+}
+
+static void check_disk(struct doctor *d)
+{
+    struct statvfs vf;
+    unsigned long long avail;
+    char fix[768];
+
+    if (statvfs(d->cfg.store_dir, &vf) != 0) {
+        add(d, "disk", ST_WARN, NULL, "cannot read the free space of %s: %s", d->cfg.store_dir,
+            strerror(errno));
+        return;
+    }
+    avail = (unsigned long long)vf.f_bavail * vf.f_frsize;
+    if (avail < DOCTOR_MIN_FREE) {
+        snprintf(fix, sizeof(fix), "free space on the file system of %s", d->cfg.store_dir);
+        add(d, "disk", ST_WARN, fix, "%.1f GiB free for the store %s (less than %llu GiB)",
+            (double)avail / (1 << 30), d->cfg.store_dir, DOCTOR_MIN_FREE >> 30);
+        return;
+    }
+    add(d, "disk", ST_OK, NULL, "%.1f GiB free for the store", (double)avail / (1 << 30));
+}
+
+static void check_clock(struct doctor *d)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now == (time_t)-1 || gmtime_r(&now, &tm) == NULL || tm.tm_year + 1900 < DOCTOR_MIN_YEAR) {
+        add(d, "clock", ST_FAIL,
+            "set the clock ('timedatectl set-time', or an NTP server on the hospital network)",
+            "the system clock says %d, before %d: bundle dates and expiry would be wrong",
+            now == (time_t)-1 ? 0 : tm.tm_year + 1900, DOCTOR_MIN_YEAR);
+        return;
+    }
+    add(d, "clock", ST_OK, NULL, "the clock says %04d-%02d-%02d %02d:%02d UTC", tm.tm_year + 1900,
+        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+}
+
+/* Connects to the control socket and hangs up: no request is sent. */
+static void check_daemon(struct doctor *d)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char fix[768];
+    int fd, rc, e;
+
+    if (strlen(d->cfg.socket_path) >= sizeof(sa.sun_path)) {
+        add(d, "daemon", ST_FAIL, "choose a shorter socket path in the configuration",
+            "the socket path %s is too long for a Unix socket", d->cfg.socket_path);
+        return;
+    }
+    memcpy(sa.sun_path, d->cfg.socket_path, strlen(d->cfg.socket_path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        add(d, "daemon", ST_WARN, NULL, "cannot make a socket: %s", strerror(errno));
+        return;
+    }
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    e = errno;
+    close(fd);
+    if (rc == 0) {
+        add(d, "daemon", ST_OK, NULL, "cwtd answers on %s", d->cfg.socket_path);
+    } else if (e == EACCES || e == EPERM) {
+        snprintf(fix, sizeof(fix), "run doctor as root or as a member of group %s",
+                 d->cfg.group[0] ? d->cfg.group : d->user);
+        add(d, "daemon", ST_WARN, fix, "no permission to reach %s", d->cfg.socket_path);
+    } else {
+        add(d, "daemon", ST_WARN, "start it: 'systemctl enable --now cwtd' (or 'cwtd -c FILE')",
+            "cwtd is not running (%s: %s)", d->cfg.socket_path, strerror(e));
+    }
+}
+
+static void print_text(const struct doctor *d, int failed, int warned)
+{
+    for (int i = 0; i < d->n; i++) {
+        const struct check *c = &d->checks[i];
+
+        printf("%-5s %-13s %s\n",
+               c->status == ST_OK     ? "ok"
+               : c->status == ST_WARN ? "WARN"
+                                      : "FAIL",
+               c->name, c->message);
+        if (c->fix[0] != '\0' && c->status != ST_OK)
+            printf("      %-13s fix: %s\n", "", c->fix);
+    }
+    printf("doctor: %s (%d failed, %d warnings)\n", failed ? "problems found" : "site ok", failed,
+           warned);
+}
+
+static void print_json(const struct doctor *d, int failed)
+{
+    printf("{\"schema\": \"cwt.doctor/1\", \"ok\": %s, \"config\": ", failed ? "false" : "true");
+    cli_json_string(stdout, d->have_cfg ? d->cfg.path : "");
+    printf(", \"checks\": [");
+    for (int i = 0; i < d->n; i++) {
+        const struct check *c = &d->checks[i];
+
+        printf("%s{\"name\": ", i ? ", " : "");
+        cli_json_string(stdout, c->name);
+        printf(", \"status\": \"%s\", \"message\": ", status_names[c->status]);
+        cli_json_string(stdout, c->message);
+        printf(", \"fix\": ");
+        if (c->fix[0] != '\0')
+            cli_json_string(stdout, c->fix);
+        else
+            printf("null");
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+static void doctor_usage(FILE *f)
+{
+    fprintf(f, "usage: cwtctl doctor [--json]\n\n"
+               "Checks the site and says how to fix each problem: the configuration and roster,\n"
+               "the site id against the keys, this site in the roster, owners and modes of keys/,\n"
+               "the store, inbox and outbox, the service user, Landlock and seccomp, the compute\n"
+               "devices, free disk space, the clock, and whether cwtd answers. Changes nothing.\n"
+               "Exit 0 when nothing failed (warnings allowed), 1 otherwise.\n"
+               "--json prints {\"schema\": \"cwt.doctor/1\", \"ok\", \"checks\": [{\"name\",\n"
+               "\"status\" (ok, warn, fail), \"message\", \"fix\"}]}.\n");
+}
+
+int cmd_doctor(int argc, char **argv, const struct cli_globals *g)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    struct doctor *d;
+    int ch, failed = 0, warned = 0;
+
+    optind = 0;
+    while ((ch = cli_getopt(argc, argv, "h", opts, "doctor")) != -1) {
+        if (ch == 'h') {
+            doctor_usage(stdout);
+            return CLI_OK;
+        }
+        return CLI_USAGE;
+    }
+    if (optind != argc)
+        return cli_error(CLI_USAGE, "doctor takes no arguments (see 'cwtctl doctor --help')");
+    if ((d = calloc(1, sizeof(*d))) == NULL ||
+        (d->roster = calloc(1, sizeof(*d->roster))) == NULL) {
+        free(d);
+        return cli_error(CLI_FAIL, "out of memory");
+    }
+    check_config(d, g);
+    if (d->have_cfg) {
+        check_user(d);
+        check_site_id(d);
+        check_keys(d);
+        check_store(d);
+        check_box(d, "inbox", d->cfg.inbox_dir);
+        check_box(d, "outbox", d->cfg.outbox_dir);
+    }
+    check_sandbox(d);
+    if (d->have_cfg) {
+        check_devices(d);
+        check_disk(d);
+    }
+    check_clock(d);
+    if (d->have_cfg)
+        check_daemon(d);
+    for (int i = 0; i < d->n; i++) {
+        failed += d->checks[i].status == ST_FAIL;
+        warned += d->checks[i].status == ST_WARN;
+    }
+    if (g->json)
+        print_json(d, failed);
+    else
+        print_text(d, failed, warned);
+    free(d->roster);
+    free(d);
+    return failed ? CLI_FAIL : CLI_OK;
+}
