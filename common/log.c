@@ -20,12 +20,29 @@ void log_init(const char *progname, int verbose)
     log_verbose = verbose;
 }
 
+/* Control characters become "\xNN": a file name with a newline and a fake log line in it
+ * must not forge a line of the log (issue 18, L3). */
+static void escape_controls(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+
+    for (; *in != '\0' && o + 5 < outlen; in++) {
+        unsigned char ch = (unsigned char)*in;
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+}
+
 static void vlog(const char *level, int with_errno, const char *fmt, va_list ap)
 {
-    char msg[1024];
+    char raw[1024], msg[4 * sizeof(raw) + 1];
     int saved = errno;
 
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    escape_controls(raw, msg, sizeof(msg));
     if (with_errno)
         fprintf(stderr, "%s: %s%s: %s\n", log_progname, level, msg, strerror(saved));
     else

@@ -581,7 +581,7 @@ static int gen_proto(const char *dir)
             m.u.job.sched_total = 30;
             m.u.job.epochs_before = 4.5;
             snprintf(m.u.job.ckpt, sizeof(m.u.job.ckpt), "visit-2.1");
-            snprintf(m.u.job.history, sizeof(m.u.job.history), "site-a:1 site-b:1");
+            m.u.job.history = (struct cycle_history){.cur = 2, .n = 1, .sum = 0.5, .best = -1};
             break;
         case PROTO_PROGRESS:
             m.u.progress.step = 10;
