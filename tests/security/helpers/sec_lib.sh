@@ -53,3 +53,19 @@ sec_drop() {
     cp "$1" "$T/b/inbox/.drop.part"
     mv "$T/b/inbox/.drop.part" "$T/b/inbox/$2"
 }
+
+# sec_u8_bundle OUT [BYTES]: a bundle from a to b whose payload is one U8 tensor of BYTES
+# (default 16) under a header carrying the roster model's correct fingerprint (issue 18, M3).
+sec_u8_bundle() {
+    local out=$1 n=${2:-16} fp
+    fp=$("$CWTCTL" -c "$T/a/cwtd.conf" model fingerprint) || die "model fingerprint"
+    python3 - "$T/u8.safetensors" "$n" "$fp" <<'EOF'
+import json, struct, sys
+out, n, fp = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+h = json.dumps({"__metadata__": {"fingerprint": fp},
+                "x": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+open(out, "wb").write(struct.pack("<Q", len(h)) + h + bytes(i % 251 for i in range(n)))
+EOF
+    sec_seal "$T/u8.safetensors" "$out" --model-fp "$fp"
+}
