@@ -42,9 +42,18 @@
 int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t errlen);
 
 /* Whether the peer of connected socket fd may control the daemon: root, the daemon's own
- * uid, or a member (primary or supplementary) of gid. Returns 1 allowed, 0 refused (with
- * the peer's uid/gid in err), <0 on error. */
-int control_peer_allowed(int fd, gid_t gid, char *err, size_t errlen);
+ * uid, or a member (primary or supplementary, up to CONTROL_GROUPS_MAX groups) of gid.
+ * Returns 1 allowed, 0 refused (with the peer's uid/gid in err), <0 on error. *peer gets the
+ * peer's credentials (pid -1 and uid/gid (uid_t)-1 when they could not be read) for the
+ * audit records of what it asks. */
+#define CONTROL_GROUPS_MAX 65536 /* the kernel's NGROUPS_MAX */
+struct ucred;
+int control_peer_allowed(int fd, gid_t gid, struct ucred *peer, char *err, size_t errlen);
+
+/* The exit status of cwtd after `cwtctl stop` (EX_TEMPFAIL): not 0, so that systemd's
+ * Restart=on-failure starts the service again; an operator's stop is a restart, and only
+ * `systemctl stop` (SIGTERM, exit 0) stops the service for good. */
+#define CWTD_EXIT_STOP_REQUESTED 75
 
 /* Reads one request line from a connected client (at most CONTROL_LINE_MAX bytes, within
  * timeout_ms) and parses it: {"cmd":"NAME"} with NAME of [a-z] only. CWT_EFORMAT for

@@ -53,6 +53,7 @@
 #define CONTROL_TIMEOUT_MS  2000
 #define MAX_PAYLOAD_IN_META 65536
 #define INBOX_BACKOFF_MAX   60 /* seconds between retries after a local error */
+#define REFUSALS_PER_MINUTE 10 /* control-refused records (and log lines) per minute */
 
 #define UNREADABLE_MAX 8
 
@@ -90,6 +91,12 @@ struct monitor {
     /* A local error (EIO, ENOSPC, EFBIG, EDQUOT...) while handling an inbox file: the file is
      * held and retried with a growing pause; audited once per distinct error. */
     char inbox_error[CWT_ERRLEN];
+    /* The control client being served ("uid U pid P"), named in the audit records of what it
+     * asks; refusals are audited at most REFUSALS_PER_MINUTE times a minute. */
+    char ctl_who[64];
+    double refusal_window;
+    uint32_t refusals, refusals_dropped;
+    int exit_code;
     double inbox_retry_at;
     uint32_t inbox_backoff;
     /* The roster model's tensors (CWTD_MODEL_LAYOUT, from the trainer). */
@@ -1288,8 +1295,8 @@ static void cmd_start(struct monitor *m, int fd)
         reply_error(fd, "cannot save the state in the store");
         return;
     }
-    (void)audit_append(m->st, "cycle-started", "federation %s started by the control socket",
-                       m->roster->federation);
+    (void)audit_append(m->st, "cycle-started", "federation %s started by the control socket (%s)",
+                       m->roster->federation, m->ctl_who);
     start_job(m);
     reply_ok(fd, "started: training cycle 0");
 }
@@ -1319,7 +1326,7 @@ static void cmd_resend(struct monitor *m, int fd)
         m->cs.out_written = 1;
         state_save(m);
     }
-    (void)audit_append(m->st, "bundle-resent", "file %s", m->cs.out_name);
+    (void)audit_append(m->st, "bundle-resent", "file %s (%s)", m->cs.out_name, m->ctl_who);
     snprintf(msg, sizeof(msg), "%s is in the outbox again", m->cs.out_name);
     reply_ok(fd, msg);
 }
@@ -1328,14 +1335,34 @@ static void on_control(struct monitor *m)
 {
     char cmd[CONTROL_CMD_MAX + 1], err[CWT_ERRLEN];
     int fd = accept4(m->ctlfd, NULL, NULL, SOCK_CLOEXEC);
+    struct ucred peer;
     int allowed;
 
     if (fd < 0)
         return;
-    allowed = control_peer_allowed(fd, m->ctl_gid, err, sizeof(err));
+    allowed = control_peer_allowed(fd, m->ctl_gid, &peer, err, sizeof(err));
+    snprintf(m->ctl_who, sizeof(m->ctl_who), "uid %d pid %d", (int)peer.uid, (int)peer.pid);
     if (allowed != 1) {
-        log_warnx("control socket: %s", err);
-        (void)audit_append(m->st, "control-refused", "%s", err);
+        /* Each refusal used to write an audit record: 300 a second from a loop. A minute's
+         * first REFUSALS_PER_MINUTE are recorded, the rest counted into the next record. */
+        double now = cwt_monotonic();
+        if (now - m->refusal_window >= 60) {
+            m->refusal_window = now;
+            m->refusals = 0;
+        }
+        if (m->refusals < REFUSALS_PER_MINUTE) {
+            m->refusals++;
+            log_warnx("control socket: %s", err);
+            if (m->refusals_dropped > 0)
+                (void)audit_append(m->st, "control-refused",
+                                   "%s (and %u refusals not recorded before it)", err,
+                                   m->refusals_dropped);
+            else
+                (void)audit_append(m->st, "control-refused", "%s", err);
+            m->refusals_dropped = 0;
+        } else {
+            m->refusals_dropped++;
+        }
         reply_error(fd, "permission denied: this user may not control cwtd");
         close(fd);
         return;
@@ -1366,7 +1393,8 @@ static void on_control(struct monitor *m)
         }
         if (m->job_inflight)
             (void)proto_send(m->tsock, &msg);
-        (void)audit_append(m->st, "paused", "training paused by the control socket");
+        (void)audit_append(m->st, "paused", "training paused by the control socket (%s)",
+                           m->ctl_who);
         reply_ok(fd, "paused");
     } else if (strcmp(cmd, "resume") == 0) {
         struct proto_msg msg = {.type = PROTO_RESUME, .fd = -1};
@@ -1378,13 +1406,18 @@ static void on_control(struct monitor *m)
         }
         if (m->job_inflight)
             (void)proto_send(m->tsock, &msg);
-        (void)audit_append(m->st, "resumed", "training resumed by the control socket");
+        (void)audit_append(m->st, "resumed", "training resumed by the control socket (%s)",
+                           m->ctl_who);
         start_job(m);
         reply_ok(fd, "resumed");
     } else if (strcmp(cmd, "resend") == 0) {
         cmd_resend(m, fd);
     } else if (strcmp(cmd, "stop") == 0) {
+        (void)audit_append(m->st, "stop-requested",
+                           "stop asked by the control socket (%s); exit status %d", m->ctl_who,
+                           CWTD_EXIT_STOP_REQUESTED);
         m->stopping = 1;
+        m->exit_code = CWTD_EXIT_STOP_REQUESTED;
         reply_ok(fd, "stopping");
     } else {
         snprintf(err, sizeof(err), "unknown command '%s'", cmd);
@@ -1606,6 +1639,7 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
 {
     struct monitor *m = calloc(1, sizeof(*m));
     char status[128];
+    int rc;
 
     if (m == NULL)
         fatal("calloc");
@@ -1666,6 +1700,11 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
         ;
     store_close(m->st);
     keys_free(&m->keys);
+    rc = m->exit_code;
+    if (m->have_layout) {
+        st_free(&m->layout);
+        free(m->layout_blob);
+    }
     free(m);
-    return 0;
+    return rc;
 }

@@ -69,3 +69,14 @@ open(out, "wb").write(struct.pack("<Q", len(h)) + h + bytes(i % 251 for i in ran
 EOF
     sec_seal "$T/u8.safetensors" "$out" --model-fp "$fp"
 }
+
+# sec_client_conf SITE: a client configuration for SITE that any user can read (socket and
+# roster only), at $T/client/cwtd.conf, and the folders above the socket made searchable.
+sec_client_conf() {
+    mkdir -p "$T/client"
+    sed "s|^socket = .*|socket = \"$T/$1/cwtd.sock\";|; s|^roster = .*|roster = \"$T/client/roster.conf\";|" \
+        "$T/$1/cwtd.conf" >"$T/client/cwtd.conf"
+    cp "$T/$1/roster.conf" "$T/client/roster.conf"
+    chmod 755 "$T/client" && chmod 644 "$T/client/"*
+    chmod o+x "$CWT_TEST_TMP" "$T" "$T/$1"
+}
