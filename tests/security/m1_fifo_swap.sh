@@ -12,20 +12,29 @@ start_daemon b
 sec_u8_bundle "$T/u8.cwtb"
 mkfifo "$T/fifo"
 
-# The swapper: the same name is a regular file, a FIFO, a symlink to a FIFO, in turn.
-(
-    i=0
-    while :; do
-        i=$((i + 1))
-        cp "$T/u8.cwtb" "$T/b/inbox/.r.part" && mv "$T/b/inbox/.r.part" "$T/b/inbox/swap.cwtb"
-        mkfifo "$T/b/inbox/.f.part" && mv "$T/b/inbox/.f.part" "$T/b/inbox/swap.cwtb"
-        ln -s "$T/fifo" "$T/b/inbox/.l.part" && mv "$T/b/inbox/.l.part" "$T/b/inbox/swap.cwtb"
-        touch -d '1 minute ago' "$T/b/inbox/swap.cwtb" 2>/dev/null || true
-        sleep 0.05
-    done
-) &
+# The swapper: as fast as it can, the same name becomes a regular file (a hard link of a
+# real bundle), a FIFO, and a symlink to a FIFO, in turn; each rename is an inotify event.
+python3 - "$T/u8.cwtb" "$T/b/inbox" "$T/fifo" <<'EOF' &
+import os, sys, time
+src, inbox, fifo = sys.argv[1:4]
+dst, end, i = os.path.join(inbox, "swap.cwtb"), time.time() + 4, 0
+while time.time() < end:
+    i += 1
+    tmp = os.path.join(inbox, ".t%d.part" % (i % 3))
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    if i % 3 == 0:
+        os.link(src, tmp)
+    elif i % 3 == 1:
+        os.mkfifo(tmp)
+    else:
+        os.symlink(fifo, tmp)
+    os.rename(tmp, dst)
+EOF
 SWAP=$!
-for i in $(seq 1 15); do
+for i in $(seq 1 12); do
     timeout 5 "$CWTCTL" -c "$T/b/cwtd.conf" status >/dev/null 2>"$T/status.err" ||
         die "status did not answer while the inbox file was swapped (round $i): $(cat "$T/status.err")"
     sleep 0.2
