@@ -1200,9 +1200,17 @@ static void status_json(struct monitor *m, struct jbuf *j)
         }
         free(le);
     }
+    /* The outbox file is listed while it is there to be carried (or not written yet), never
+     * once a courier took it or a later bundle proved it arrived. */
     if (m->cs.has_out) {
-        jb_str(j, "outbox_file", m->cs.out_name);
-        jb_int(j, "outbox_written", m->cs.out_written);
+        char opath[PATH_MAX];
+        struct stat osb;
+        if (!m->cs.out_written ||
+            (file_join(opath, sizeof(opath), m->cfg->outbox_dir, m->cs.out_name) == 0 &&
+             lstat(opath, &osb) == 0)) {
+            jb_str(j, "outbox_file", m->cs.out_name);
+            jb_int(j, "outbox_written", m->cs.out_written);
+        }
     }
     if (m->outbox_error[0])
         jb_str(j, "outbox_error", m->outbox_error);

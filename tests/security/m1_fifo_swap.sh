@@ -39,7 +39,7 @@ for i in $(seq 1 12); do
         die "status did not answer while the inbox file was swapped (round $i): $(cat "$T/status.err")"
     sleep 0.2
 done
-kill "$SWAP"
+kill "$SWAP" 2>/dev/null || true
 wait "$SWAP" 2>/dev/null || true
 # A FIFO left in place is rejected as not a regular file, not waited on.
 rm -f "$T/b/inbox/swap.cwtb"
