@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "engine/train/train.h"
 #include "crypto/bundle.h"
+#include "daemon/cycle.h"
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
@@ -223,20 +224,24 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
         h->has_parent = 1;
         memcpy(h->parent_hash, c->parent.file_hash, 32);
         if (cycle < 0) {
-            /* The next visit of this site after the parent: the smallest sequence above it. */
-            uint64_t n = c->roster.n_sites, ps = c->parent.hdr.sequence;
-            cycle = (int64_t)(ps / n + ((uint64_t)me <= ps % n ? 1 : 0));
+            /* The next visit of this site after the parent (daemon/cycle.h, as cwtd). */
+            uint32_t next;
+            if (cycle_after(c->roster.n_sites, (uint32_t)me, c->parent.hdr.sequence, &next) != 0) {
+                rc = cli_error(CLI_FAIL, "the parent's sequence leaves no next cycle");
+                goto out;
+            }
+            cycle = next;
         }
     }
     h->cycle = cycle < 0 ? 0 : (uint32_t)cycle;
     if (parent != NULL && h->kind != BUNDLE_KIND_ENSEMBLE_MEMBER &&
-        (uint64_t)h->cycle * c->roster.n_sites + h->hop != c->parent.hdr.sequence + 1) {
+        cycle_sequence(c->roster.n_sites, h->cycle, h->hop) != c->parent.hdr.sequence + 1) {
         rc = cli_error(CLI_USAGE,
                        "the parent has sequence %llu, so this bundle needs %llu, but cycle %u "
                        "hop %u gives %llu",
                        (unsigned long long)c->parent.hdr.sequence,
                        (unsigned long long)c->parent.hdr.sequence + 1, h->cycle, h->hop,
-                       (unsigned long long)h->cycle * c->roster.n_sites + h->hop);
+                       (unsigned long long)cycle_sequence(c->roster.n_sites, h->cycle, h->hop));
         goto out;
     }
     summary_unmeasured(&h->summary);

@@ -167,6 +167,24 @@ int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_
     return 0;
 }
 
+uint64_t cycle_sequence(uint32_t n_sites, uint32_t cycle, uint32_t hop)
+{
+    return (uint64_t)cycle * n_sites + hop;
+}
+
+int cycle_after(uint32_t n_sites, uint32_t hop, uint64_t parent_seq, uint32_t *cycle_out)
+{
+    uint64_t c;
+
+    if (n_sites == 0 || hop >= n_sites)
+        return CWT_EINVAL;
+    c = parent_seq / n_sites + (hop <= parent_seq % n_sites ? 1 : 0);
+    if (c > UINT32_MAX)
+        return CWT_EINVAL;
+    *cycle_out = (uint32_t)c;
+    return 0;
+}
+
 uint64_t cycle_loader_seed(uint64_t roster_seed, uint32_t cycle, uint32_t hop)
 {
     /* SplitMix64 over the three inputs; any fixed mixing works as long as every site and

@@ -108,6 +108,12 @@ int cycle_should_stop(const struct cycle_history *h, uint32_t cycle, uint32_t cy
 int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_t cycle,
                      uint32_t *cycle_out, char *err, size_t errlen);
 
+/* The numbering rule (crypto/bundle.h): sequence = cycle * n_sites + hop. */
+uint64_t cycle_sequence(uint32_t n_sites, uint32_t cycle, uint32_t hop);
+/* The next visit of the site at hop after the bundle with sequence parent_seq: the cycle of
+ * the smallest sequence above parent_seq at that hop. CWT_EINVAL when out of range. */
+int cycle_after(uint32_t n_sites, uint32_t hop, uint64_t parent_seq, uint32_t *cycle_out);
+
 /* Seed of the data loader for a visit: a pure function of the roster seed, cycle and hop. */
 uint64_t cycle_loader_seed(uint64_t roster_seed, uint32_t cycle, uint32_t hop);
 

@@ -734,6 +734,9 @@ static void audit_opened(struct monitor *m, const struct bundle_info *info, cons
                        info->hdr.hop, info->hdr.sequence, name);
 }
 
+static int local_failure(int rc);
+static int hold_local(struct monitor *m, const char *name, const char *why);
+
 /* A file carrying the bundle the current state came from. If a crash came between the state
  * commit and the ledger record, the import is finished quietly; if the ledger has it already,
  * the file is a duplicate (a courier's second copy, or a replay) and is refused like any
@@ -746,6 +749,10 @@ static void finish_accepted(struct monitor *m, int fd, const char *path, const c
     int rc;
 
     rc = bundle_verify_fd(m->roster, fd, &info, err, sizeof(err));
+    if (rc != 0 && local_failure(rc)) {
+        (void)hold_local(m, name, err);
+        return;
+    }
     if (rc != 0) {
         reject(m, name, rc, err);
         return;
@@ -839,6 +846,7 @@ static int inbox_handle(struct monitor *m, const char *name)
 {
     struct stat sb;
     char path[PATH_MAX];
+    double retry_at;
     int fd, held;
 
     if (file_join(path, sizeof(path), m->cfg->inbox_dir, name) != 0)
@@ -888,8 +896,14 @@ static int inbox_handle(struct monitor *m, const char *name)
         reject(m, name, CWT_EB_FRAMING, "larger than the configured max_bundle_mb");
         return 0;
     }
+    retry_at = m->inbox_retry_at;
     held = inbox_handle_fd(m, fd, &sb, path, name);
     close(fd);
+    if (m->inbox_retry_at == retry_at) {
+        /* Handled without a local error: the next one starts the backoff afresh. */
+        m->inbox_backoff = 0;
+        m->inbox_error[0] = '\0';
+    }
     return held;
 }
 
