@@ -162,9 +162,14 @@ static void test_bad_payload_fields_are_refused(void **state)
     n = proto_encode(&m, buf, sizeof(buf));
     memcpy(buf + PROTO_HDR_LEN + 32, &inf, sizeof(inf));
     assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), CWT_EFORMAT);
-    /* Text without its NUL, and text with a control character. */
-    m = sample_job();
+    /* Text without its NUL (a result's message is its last field), and text with a control
+     * character. */
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_RESULT;
+    m.fd = -1;
+    strcpy(m.u.result.message, "fine");
     n = proto_encode(&m, buf, sizeof(buf));
+    assert_true(n > PROTO_TEXT_MAX + 1);
     memset(buf + n - (PROTO_TEXT_MAX + 1), 'a', PROTO_TEXT_MAX + 1);
     assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), CWT_EFORMAT);
     m = sample_job();
