@@ -138,6 +138,8 @@ static void state_load(struct monitor *m)
         cycle_history_init(&m->cs.history);
         m->cs.phase = CWTD_IDLE;
         m->cs.since = cwt_now();
+        /* Saved at once: "waiting for a bundle from X since T" keeps its T across restarts. */
+        (void)state_save(m);
         return;
     }
     if (rc != 0)
@@ -709,12 +711,14 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
         return;
     n = snprintf(text, sizeof(text), "file: %s\nrule: %s\nreason: %s\ntime: %" PRId64 "\n", name,
                  cwt_strerror(rc), reason, cwt_now());
-    if (file_write_atomic(rpath, text, (size_t)n, 0644, err, sizeof(err)) != 0)
-        log_warnx("%s", err);
+    /* The file leaves the inbox before its reason appears: whoever waits for the reason
+     * finds the inbox without it. */
     if (rename(src, dst) != 0) {
         log_warn("cannot move %s to %s", src, dst);
         (void)unlink(src); /* never process a rejected file twice */
     }
+    if (file_write_atomic(rpath, text, (size_t)n, 0644, err, sizeof(err)) != 0)
+        log_warnx("%s", err);
     (void)file_fsync_dir(m->cfg->inbox_dir);
     (void)audit_append(m->st, "bundle-rejected", "file %s rule \"%s\": %s", name, cwt_strerror(rc),
                        reason);
@@ -1681,8 +1685,6 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     }
     setup(m, foreground);
     state_load(m);
-    if (m->cs.phase == CWTD_IDLE && m->me != 0 && !is_ensemble(m))
-        m->cs.since = cwt_now();
     log_info("site %s (%u of %u) in federation %s: %s", cfg->site_id, m->me + 1, m->n,
              roster->federation, cycle_phase_name(m->cs.phase));
     notify_send(m->notifyfd, "READY=1");
