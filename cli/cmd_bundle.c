@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "engine/train/train.h"
 #include "crypto/bundle.h"
+#include "daemon/cycle.h"
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
@@ -222,20 +223,24 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
         h->has_parent = 1;
         memcpy(h->parent_hash, c->parent.file_hash, 32);
         if (cycle < 0) {
-            /* The next visit of this site after the parent: the smallest sequence above it. */
-            uint64_t n = c->roster.n_sites, ps = c->parent.hdr.sequence;
-            cycle = (int64_t)(ps / n + ((uint64_t)me <= ps % n ? 1 : 0));
+            /* The next visit of this site after the parent (daemon/cycle.h, as cwtd). */
+            uint32_t next;
+            if (cycle_after(c->roster.n_sites, (uint32_t)me, c->parent.hdr.sequence, &next) != 0) {
+                rc = cli_error(CLI_FAIL, "the parent's sequence leaves no next cycle");
+                goto out;
+            }
+            cycle = next;
         }
     }
     h->cycle = cycle < 0 ? 0 : (uint32_t)cycle;
     if (parent != NULL && h->kind != BUNDLE_KIND_ENSEMBLE_MEMBER &&
-        (uint64_t)h->cycle * c->roster.n_sites + h->hop != c->parent.hdr.sequence + 1) {
+        cycle_sequence(c->roster.n_sites, h->cycle, h->hop) != c->parent.hdr.sequence + 1) {
         rc = cli_error(CLI_USAGE,
                        "the parent has sequence %llu, so this bundle needs %llu, but cycle %u "
                        "hop %u gives %llu",
                        (unsigned long long)c->parent.hdr.sequence,
                        (unsigned long long)c->parent.hdr.sequence + 1, h->cycle, h->hop,
-                       (unsigned long long)h->cycle * c->roster.n_sites + h->hop);
+                       (unsigned long long)cycle_sequence(c->roster.n_sites, h->cycle, h->hop));
         goto out;
     }
     summary_unmeasured(&h->summary);
@@ -286,6 +291,43 @@ out:
     return rc;
 }
 
+/* The roster model's tensor table (names, dtypes, shapes, "fingerprint" metadata) as the
+ * trainer saves it with `flags`, and its fingerprint: what an opened payload must match.
+ * *blob backs *layout (free both). */
+static int roster_layout(const struct cwt_recipe *recipe, const char *device, int flags,
+                         uint8_t fp[32], uint8_t **blob, struct st_file *layout, char *err,
+                         size_t errlen)
+{
+    struct cwt_recipe one = *recipe;
+    struct eng_device *dev = NULL;
+    struct eng_model *m = NULL;
+    struct eng_model_spec spec;
+    struct eng_optim_spec os;
+    size_t len = 0;
+    int rc;
+
+    *blob = NULL;
+    one.batch_size = 1; /* the layout does not depend on it; keep the arena small */
+    if ((rc = train_specs_from_recipe(&one, &spec, &os, err, errlen)) != 0)
+        return rc;
+    if ((rc = eng_device_open(device, 0, &dev, err, errlen)) != 0)
+        return rc;
+    rc = train_model_from_recipe(dev, &one, &m, err, errlen);
+    if (rc == 0) {
+        eng_model_fingerprint(m, fp);
+        rc = train_state_save(m, &spec, NULL, &one, flags, NULL, 0, blob, &len, err, errlen);
+    }
+    if (rc == 0)
+        rc = st_parse(*blob, len, layout, err, errlen);
+    eng_model_free(m);
+    eng_device_close(dev);
+    if (rc != 0) {
+        free(*blob);
+        *blob = NULL;
+    }
+    return rc;
+}
+
 static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
 {
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
@@ -298,7 +340,10 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
     struct bundle_ctx *c;
     struct site_keys keys;
     struct store *st = NULL;
-    int opt, rc;
+    struct st_file layout, layout_all;
+    struct bundle_expect ex = {NULL, NULL, NULL};
+    uint8_t *layout_blob = NULL, *all_blob = NULL;
+    int opt, rc, fd;
 
     optind = 0;
     while ((opt = cli_getopt(argc, argv, "o:h", opts, "bundle open")) != -1) {
@@ -341,13 +386,29 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     (void)keys_audit_load(st, &keys, "bundle open");
-    /* Without --model-fp the roster's own model is the rule (DESIGN section 4). */
-    if (fp_hex == NULL &&
-        train_recipe_fingerprint(&c->roster.recipe, c->cfg.gpu_device, fp, err, sizeof(err)) != 0) {
-        rc = cli_error(CLI_FAIL, "cannot compute the roster model's fingerprint: %s", err);
+    /* Without --model-fp the roster's own model is the rule (DESIGN section 4): its
+     * fingerprint and its tensors (names, dtypes, shapes). */
+    if (fp_hex == NULL) {
+        /* The weights alone (an exported model), or with the optimizer state (what cwtd
+         * seals). */
+        if (roster_layout(&c->roster.recipe, c->cfg.gpu_device, TRAIN_SAVE_WEIGHTS, fp,
+                          &layout_blob, &layout, err, sizeof(err)) != 0 ||
+            roster_layout(&c->roster.recipe, c->cfg.gpu_device, TRAIN_SAVE_ALL, fp, &all_blob,
+                          &layout_all, err, sizeof(err)) != 0) {
+            rc = cli_error(CLI_FAIL, "cannot build the roster's model: %s", err);
+            goto out;
+        }
+        ex.layout = &layout;
+        ex.layout_alt = &layout_all;
+    }
+    ex.model_fp = fp;
+    fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = cli_error(CLI_FAIL, "%s: cannot open: %s", file, strerror(errno));
         goto out;
     }
-    rc = bundle_open(&keys, &c->roster, st, file, outp, fp, &c->info, err, sizeof(err));
+    rc = bundle_open_fd(&keys, &c->roster, st, fd, file, outp, &ex, &c->info, err, sizeof(err));
+    close(fd);
     if (rc == 0) {
         rc = bundle_accept(st, &c->info);
         if (rc != 0) {
@@ -382,6 +443,14 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
     }
     rc = CLI_OK;
 out:
+    if (layout_blob != NULL) {
+        st_free(&layout);
+        free(layout_blob);
+    }
+    if (all_blob != NULL) {
+        st_free(&layout_all);
+        free(all_blob);
+    }
     keys_free(&keys);
     if (st != NULL)
         store_close(st);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "daemon/cycle.h"
 #include "common/cwt.h"
 #include "crypto/bundle.h"
 #include "storage/store.h"
@@ -550,41 +551,34 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
             cli_json_string(f, device);
         }
         if (store_meta_get(st, "cwtd.state", state, sizeof(state) - 1, &len) == 0) {
+            static struct cycle_state cs;
             char detail[512] = "", phase[32] = "?", from[CWT_ID_MAX + 1] = "";
-            char final_hash[65] = "";
+            char final_hash[65] = "", serr[CWT_ERRLEN];
             unsigned cycle = 0;
             long long since = 0;
             int paused = 0;
+            static const uint8_t zero[32];
             state[len] = '\0';
-            /* The daemon's "key=value" lines: pick what status shows. */
-            for (char *line = strtok(state, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-                if (sscanf(line, "phase=%31s", phase) == 1 ||
-                    sscanf(line, "cycle=%u", &cycle) == 1 ||
-                    sscanf(line, "since=%lld", &since) == 1 ||
-                    sscanf(line, "paused=%d", &paused) == 1)
-                    continue;
-                if (strncmp(line, "waiting_from=", 13) == 0)
-                    snprintf(from, sizeof(from), "%s", line + 13);
-                else if (strncmp(line, "final=", 6) == 0 && strspn(line + 6, "0") != 64)
-                    snprintf(final_hash, sizeof(final_hash), "%s", line + 6);
-                else if (strncmp(line, "metrics=", 8) == 0 && line[8] != '\0') {
+            /* The daemon's own decoder (daemon/cycle.h): the same strict rules as cwtd. */
+            if (cycle_state_decode(state, len, &cs, serr, sizeof(serr)) != 0) {
+                fputs(",\"state_error\":", f);
+                cli_json_string(f, serr);
+            } else {
+                snprintf(phase, sizeof(phase), "%s", cycle_phase_name(cs.phase));
+                cycle = cs.cycle;
+                since = (long long)cs.since;
+                paused = cs.paused;
+                snprintf(from, sizeof(from), "%s", cs.waiting_from);
+                if (memcmp(cs.final_hash, zero, 32) != 0)
+                    cwt_hex(cs.final_hash, 32, final_hash);
+                if (cs.n_metrics > 0) {
                     fputs(",\"val_accuracy\":[", f);
-                    int first = 1;
-                    for (char *p = line + 8; *p != '\0';) {
-                        unsigned c;
-                        double a;
-                        int used = 0;
-                        if (sscanf(p, "%u:%lf%n", &c, &a, &used) != 2 || used <= 0)
-                            break;
-                        fprintf(f, "%s{\"cycle\":%u,\"value\":", first ? "" : ",", c);
-                        if (isfinite(a))
-                            fprintf(f, "%.6g}", a);
+                    for (uint32_t i = 0; i < cs.n_metrics; i++) {
+                        fprintf(f, "%s{\"cycle\":%u,\"value\":", i ? "," : "", cs.metrics[i].cycle);
+                        if (isfinite(cs.metrics[i].val_accuracy))
+                            fprintf(f, "%.6g}", cs.metrics[i].val_accuracy);
                         else
                             fputs("null}", f);
-                        first = 0;
-                        p += used;
-                        if (*p == ',')
-                            p++;
                     }
                     fputs("]", f);
                 }

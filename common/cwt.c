@@ -78,9 +78,11 @@ const char *cwt_strerror(int err)
     case CWT_EB_PAYLOAD:
         return "bundle payload hash does not match";
     case CWT_EB_MODEL:
-        return "bundle model fingerprint does not match the roster's model";
+        return "bundle model does not match the roster's model (fingerprint or tensors)";
     case CWT_EB_TENSORS:
         return "bundle tensors are malformed or not finite";
+    case CWT_EB_TIME:
+        return "bundle times are not plausible (created in the future or lives too long)";
     default:
         return "unknown error";
     }

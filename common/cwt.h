@@ -55,6 +55,7 @@ enum cwt_error {
     CWT_EB_PAYLOAD = -42,   /* payload hash mismatch */
     CWT_EB_MODEL = -43,     /* model fingerprint mismatch */
     CWT_EB_TENSORS = -44,   /* tensors not sane (NaN/Inf, bad safetensors) */
+    CWT_EB_TIME = -45,      /* created in the future, or a lifetime beyond the roster's TTL */
 };
 
 /* Returns a static, human-readable description of a CWT_E* code. Never NULL. */

@@ -254,7 +254,8 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
                                            "gpu",     "daemon", "limits", NULL};
     static const char *const dir_keys[] = {"site", "store", "keys", "inbox", "outbox", NULL};
     static const char *const gpu_keys[] = {"device", NULL};
-    static const char *const daemon_keys[] = {"user", "group", "rescan_seconds", NULL};
+    static const char *const daemon_keys[] = {"user",           "group",      "rescan_seconds",
+                                              "settle_seconds", "allow_root", NULL};
     static const char *const limit_keys[] = {"store_max_gb", "max_bundle_mb", NULL};
     struct ctx c = {path, err, errlen};
     /* NULL until read: the gpu lookup below also runs after an earlier error. */
@@ -285,6 +286,7 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     snprintf(cfg->gpu_device, sizeof(cfg->gpu_device), "auto");
     snprintf(cfg->group, sizeof(cfg->group), "cwt");
     cfg->rescan_seconds = 30;
+    cfg->settle_seconds = 30;
     cfg->max_bundle_mb = 4096;
 
     root = config_root_setting(&cf);
@@ -342,6 +344,10 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
         rc = get_string(&c, daemon, "daemon.", "group", 0, cfg->group, sizeof(cfg->group));
     if (rc == 0)
         rc = get_u32(&c, daemon, "daemon.", "rescan_seconds", 1, 86400, &cfg->rescan_seconds);
+    if (rc == 0)
+        rc = get_u32(&c, daemon, "daemon.", "settle_seconds", 1, 86400, &cfg->settle_seconds);
+    if (rc == 0)
+        rc = get_bool(&c, daemon, "daemon.", "allow_root", &cfg->allow_root);
 
     if (rc == 0)
         rc = get_group(&c, root, "", "limits", &limits);

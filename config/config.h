@@ -40,6 +40,8 @@ struct cwt_config {
     char group[CWT_NAME_MAX + 1];      /* group allowed on the control socket */
     uint64_t store_max_bytes;          /* LMDB map size */
     uint32_t rescan_seconds;           /* inbox rescan period */
+    uint32_t settle_seconds;           /* a short inbox file must stop growing this long */
+    int allow_root;                    /* run as root without daemon.user (audited) */
     uint32_t max_bundle_mb;            /* largest bundle accepted */
 };
 

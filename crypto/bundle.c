@@ -594,6 +594,7 @@ static int read_frame(struct frame *fr, struct bundle_info *info, char *err, siz
                           n, info->hdr.n_recipients);
     info->n_entries = n;
     want = expected_size(fr->header_len, n, info->hdr.payload_len);
+    info->declared_size = want;
     if (want != fr->size)
         return cwt_seterr(err, errlen, CWT_EB_FRAMING,
                           "file is %llu bytes but its header declares %llu (truncated, "
@@ -787,26 +788,34 @@ int bundle_verify(const struct cwt_roster *roster, const char *path, struct bund
     return rc;
 }
 
+int bundle_inspect_fd(int fd, struct bundle_info *out, char *err, size_t errlen)
+{
+    struct frame *fr;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->sender_index = -1;
+    fr = calloc(1, sizeof(*fr));
+    if (fr == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    fr->fd = fd;
+    rc = verify_frame(NULL, fr, out, err, errlen);
+    free(fr);
+    if (rc == 0 && lseek(fd, 0, SEEK_SET) == 0)
+        rc = hash_stream(fd, out->file_size, out->file_hash, err, errlen);
+    return rc;
+}
+
 int bundle_inspect(const char *path, struct bundle_info *out, char *err, size_t errlen)
 {
     char sub[CWT_ERRLEN];
-    struct frame *fr;
     int fd, rc;
 
     memset(out, 0, sizeof(*out));
     out->sender_index = -1;
     if ((rc = open_bundle_fd(path, &fd, err, errlen)) != 0)
         return rc;
-    fr = calloc(1, sizeof(*fr));
-    if (fr == NULL) {
-        close(fd);
-        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
-    }
-    fr->fd = fd;
-    rc = verify_frame(NULL, fr, out, sub, sizeof(sub));
-    free(fr);
-    if (rc == 0 && lseek(fd, 0, SEEK_SET) == 0)
-        rc = hash_stream(fd, out->file_size, out->file_hash, sub, sizeof(sub));
+    rc = bundle_inspect_fd(fd, out, sub, sizeof(sub));
     close(fd);
     if (rc != 0)
         cwt_seterr(err, errlen, rc, "%s: %s", path, sub);
@@ -1269,11 +1278,64 @@ out:
     return rc;
 }
 
+/* Rule "times": a sender's clock may be ahead of ours by BUNDLE_CLOCK_SKEW at most, and no
+ * bundle may live longer than the roster allows (a bundle created at 2^62 and expiring a
+ * second later was once accepted; issue 18, L5). */
+static int check_times(const struct cwt_roster *roster, const struct bundle_header *h, int64_t now,
+                       char *err, size_t errlen)
+{
+    int64_t days = roster->recipe.bundle_ttl_days ? roster->recipe.bundle_ttl_days : 30;
+    char when[32];
+
+    if (h->created > now + BUNDLE_CLOCK_SKEW)
+        return cwt_seterr(err, errlen, CWT_EB_TIME,
+                          "the bundle was created on %s, more than %d hours ahead of this "
+                          "site's clock",
+                          fmt_time(h->created, when, sizeof(when)), BUNDLE_CLOCK_SKEW / 3600);
+    if (h->expires - h->created > days * 86400 + BUNDLE_CLOCK_SKEW)
+        return cwt_seterr(err, errlen, CWT_EB_TIME,
+                          "the bundle lives %lld days, longer than the roster's bundle_ttl_days "
+                          "(%lld)",
+                          (long long)((h->expires - h->created) / 86400), (long long)days);
+    return 0;
+}
+
+/* The payload against the roster's model: its "fingerprint" metadata and its tensor table
+ * (names, dtypes, shapes). A payload of one 16-byte U8 tensor under a correct header
+ * fingerprint was once opened and recorded (issue 18, M3). */
+static int check_payload_model(int fd, const struct bundle_expect *ex, char *err, size_t errlen)
+{
+    struct st_file f;
+    char sub[CWT_ERRLEN], want[65];
+    const char *fp;
+    int rc;
+
+    if ((rc = st_header_fd(fd, &f, sub, sizeof(sub))) != 0)
+        return cwt_seterr(err, errlen, CWT_EB_TENSORS, "the payload is refused: %s", sub);
+    rc = 0;
+    if (ex->model_fp != NULL && ex->layout != NULL) {
+        cwt_hex(ex->model_fp, 32, want);
+        fp = st_meta_get(&f, "fingerprint");
+        if (fp == NULL || strcmp(fp, want) != 0)
+            rc = cwt_seterr(err, errlen, CWT_EB_MODEL,
+                            "the payload's \"fingerprint\" metadata is not the roster "
+                            "model's %.16s...",
+                            want);
+    }
+    if (rc == 0 && st_same_layout(ex->layout, &f, sub, sizeof(sub)) != 0 &&
+        (ex->layout_alt == NULL || st_same_layout(ex->layout_alt, &f, NULL, 0) != 0))
+        rc = cwt_seterr(err, errlen, CWT_EB_MODEL,
+                        "the payload's tensors are not the roster model's: %s", sub);
+    st_free(&f);
+    return rc;
+}
+
 static int open_checks(const struct site_keys *me, const struct cwt_roster *roster,
                        struct store *st, struct frame *fr, const char *payload_out_path,
-                       const uint8_t *expected_model_fp, struct bundle_info *info, char *err,
+                       const struct bundle_expect *ex, struct bundle_info *info, char *err,
                        size_t errlen)
 {
+    const uint8_t *expected_model_fp = ex != NULL ? ex->model_fp : NULL;
     const struct bundle_header *h = &info->hdr;
     uint8_t *key = NULL;
     char tmp[PATH_MAX], kid[2 * CWT_KEYID_LEN + 1], when[32], sub[CWT_ERRLEN];
@@ -1298,6 +1360,8 @@ static int open_checks(const struct site_keys *me, const struct cwt_roster *rost
     if (cwt_now() > h->expires)
         return cwt_seterr(err, errlen, CWT_EB_EXPIRED, "the bundle expired on %s",
                           fmt_time(h->expires, when, sizeof(when)));
+    if ((rc = check_times(roster, h, cwt_now(), err, errlen)) != 0)
+        return rc;
     if (st != NULL && (rc = check_ledger(st, info, err, errlen)) != 0)
         return rc;
     if (me->box_sk == NULL)
@@ -1330,6 +1394,8 @@ static int open_checks(const struct site_keys *me, const struct cwt_roster *rost
         rc = cwt_seterr(err, errlen, CWT_EB_TENSORS, "the payload is refused: %s", sub);
         goto out;
     }
+    if (ex != NULL && ex->layout != NULL && (rc = check_payload_model(fd, ex, err, errlen)) != 0)
+        goto out;
     rc = commit_temp(fd, tmp, payload_out_path, 0600, err, errlen);
     fd = -1;
 out:
@@ -1341,34 +1407,47 @@ out:
     return rc;
 }
 
-int bundle_open(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
-                const char *path, const char *payload_out_path, const uint8_t expected_model_fp[32],
-                struct bundle_info *out, char *err, size_t errlen)
+int bundle_open_fd(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
+                   int fd, const char *name, const char *payload_out_path,
+                   const struct bundle_expect *ex, struct bundle_info *out, char *err,
+                   size_t errlen)
 {
     struct bundle_info local;
     struct bundle_info *info = out ? out : &local;
     struct frame *fr;
     char sub[CWT_ERRLEN];
-    int fd, rc;
+    int rc;
 
     memset(info, 0, sizeof(*info));
     info->sender_index = -1;
     if (me == NULL || roster == NULL || payload_out_path == NULL)
         return cwt_seterr(err, errlen, CWT_EINVAL, "bundle_open: missing argument");
+    fr = calloc(1, sizeof(*fr));
+    if (fr == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    fr->fd = fd;
+    rc = open_checks(me, roster, st, fr, payload_out_path, ex, info, sub, sizeof(sub));
+    free(fr);
+    if (rc != 0)
+        cwt_seterr(err, errlen, rc, "%s: %s", name, sub);
+    return rc;
+}
+
+int bundle_open(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
+                const char *path, const char *payload_out_path, const uint8_t expected_model_fp[32],
+                struct bundle_info *out, char *err, size_t errlen)
+{
+    struct bundle_expect ex = {.model_fp = expected_model_fp, .layout = NULL};
+    int fd, rc;
+
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+        out->sender_index = -1;
+    }
     if ((rc = open_bundle_fd(path, &fd, err, errlen)) != 0)
         return rc;
-    fr = calloc(1, sizeof(*fr));
-    if (fr == NULL) {
-        close(fd);
-        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
-    }
-    fr->fd = fd;
-    rc = open_checks(me, roster, st, fr, payload_out_path, expected_model_fp, info, sub,
-                     sizeof(sub));
-    free(fr);
+    rc = bundle_open_fd(me, roster, st, fd, path, payload_out_path, &ex, out, err, errlen);
     close(fd);
-    if (rc != 0)
-        cwt_seterr(err, errlen, rc, "%s: %s", path, sub);
     return rc;
 }
 

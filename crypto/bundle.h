@@ -37,6 +37,7 @@
 #include "crypto/keys.h"
 
 struct store;
+struct st_file;
 
 #define BUNDLE_MAGIC       "CWTB"
 #define BUNDLE_VERSION     1
@@ -92,7 +93,8 @@ struct bundle_info {
     struct bundle_header hdr;
     uint16_t version, flags;
     uint64_t file_size;
-    uint8_t file_hash[32]; /* BLAKE2b-256 of the whole file: the next bundle's parent */
+    uint64_t declared_size; /* the size the header declares (0 when not read that far) */
+    uint8_t file_hash[32];  /* BLAKE2b-256 of the whole file: the next bundle's parent */
     uint8_t signer_key_id[CWT_KEYID_LEN];
     int sender_index;   /* sender's index in the roster, -1 when not checked/found */
     uint32_t n_chunks;  /* payload chunks, FINAL included */
@@ -143,6 +145,35 @@ int bundle_inspect(const char *path, struct bundle_info *out, char *err, size_t 
 int bundle_open(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
                 const char *path, const char *payload_out_path, const uint8_t expected_model_fp[32],
                 struct bundle_info *out, char *err, size_t errlen);
+
+/* What the payload of an opened bundle must be, beyond a strict finite safetensors file. */
+struct bundle_expect {
+    /* The roster model's fingerprint: the header's model fingerprint must equal it (NULL: not
+     * checked). */
+    const uint8_t *model_fp;
+    /* The roster model's tensors: the payload must hold exactly the names of layout (or of
+     * layout_alt, when not NULL: weights alone or with the optimizer state), each with its
+     * dtype and shape, and its "fingerprint" metadata must be model_fp (NULL: not checked;
+     * bundle_open() checks no layout). cwtd gets it from its trainer, cwtctl builds it. */
+    const struct st_file *layout;
+    const struct st_file *layout_alt;
+};
+
+/* Largest step of a sender's clock ahead of this site's that is accepted: a bundle created
+ * later than now + BUNDLE_CLOCK_SKEW is refused (CWT_EB_TIME), and so is one whose lifetime
+ * (expires - created) exceeds the roster's bundle_ttl_days (30 when unset) + the skew. */
+#define BUNDLE_CLOCK_SKEW (24 * 3600)
+
+/* bundle_open on a file the caller has opened (read with pread/lseek; not closed here), with
+ * the payload checks of ex (may be NULL). name is used in error sentences only. cwtd opens
+ * an inbox file once (O_NOFOLLOW|O_NONBLOCK, a regular file by fstat) and passes the fd on. */
+int bundle_open_fd(const struct site_keys *me, const struct cwt_roster *roster, struct store *st,
+                   int fd, const char *name, const char *payload_out_path,
+                   const struct bundle_expect *ex, struct bundle_info *out, char *err,
+                   size_t errlen);
+
+/* bundle_inspect on an open file (read with pread/lseek from offset 0; not closed here). */
+int bundle_inspect_fd(int fd, struct bundle_info *out, char *err, size_t errlen);
 
 /* Records an opened bundle in the ledger as received (one LMDB transaction): its id becomes a
  * replay, and for cycle/final kinds the federation's last sequence rises to its sequence.

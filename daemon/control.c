@@ -71,32 +71,54 @@ int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t e
     return 0;
 }
 
-int control_peer_allowed(int fd, gid_t gid, char *err, size_t errlen)
+/* Whether gid is among the peer's supplementary groups. The kernel fills the buffer only
+ * when it is large enough (ERANGE otherwise, with the size it needs in *len): a peer in more
+ * groups than the first buffer holds gets one retry with a buffer of the size asked for, and
+ * only what the kernel wrote is read. A peer with 300 groups once made the check read an
+ * uninitialised array (issue 18, L1). */
+static int peer_in_group(int fd, gid_t gid)
+{
+    gid_t small[64], *groups = small;
+    socklen_t glen = sizeof(small);
+    int found = 0;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) != 0) {
+        if (errno != ERANGE || glen == 0 || glen > CONTROL_GROUPS_MAX * sizeof(gid_t) ||
+            glen % sizeof(gid_t) != 0)
+            return 0;
+        groups = malloc(glen);
+        if (groups == NULL)
+            return 0;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) != 0) {
+            free(groups);
+            return 0; /* the groups changed in between: refuse, the client may retry */
+        }
+    }
+    for (size_t i = 0; i < glen / sizeof(gid_t); i++)
+        if (groups[i] == gid)
+            found = 1;
+    if (groups != small)
+        free(groups);
+    return found;
+}
+
+int control_peer_allowed(int fd, gid_t gid, struct ucred *peer, char *err, size_t errlen)
 {
     struct ucred cred;
     socklen_t len = sizeof(cred);
-    gid_t groups[256];
-    socklen_t glen = sizeof(groups);
 
+    memset(peer, 0, sizeof(*peer));
+    peer->pid = -1;
+    peer->uid = (uid_t)-1;
+    peer->gid = (gid_t)-1;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred))
         return cwt_seterr(err, errlen, CWT_EIO, "cannot read peer credentials: %s",
                           strerror(errno));
+    *peer = cred;
     if (cred.uid == 0 || cred.uid == geteuid())
         return 1;
-    if (gid != (gid_t)-1) {
-        if (cred.gid == gid)
-            return 1;
-        /* Supplementary groups; a peer in more than 256 groups is checked on those only. */
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0 ||
-            (errno == ERANGE && glen > 0)) {
-            size_t n = glen / sizeof(gid_t);
-            if (n > sizeof(groups) / sizeof(groups[0]))
-                n = sizeof(groups) / sizeof(groups[0]);
-            for (size_t i = 0; i < n; i++)
-                if (groups[i] == gid)
-                    return 1;
-        }
-    }
+    if (gid != (gid_t)-1 && (cred.gid == gid || peer_in_group(fd, gid)))
+        return 1;
     cwt_seterr(err, errlen, CWT_EPERM, "peer uid %u gid %u (pid %d) is not allowed",
                (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
     return 0;

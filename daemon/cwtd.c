@@ -34,18 +34,29 @@ static void usage(FILE *f)
             CWT_DEFAULT_CONFIG);
 }
 
-/* Started as root with a configured user: become that user (groups first) for good. */
+/* Started as root with a configured user: become that user (groups first) for good. Root
+ * without daemon.user (or with a daemon.user that is root) is a start-up error: it would run
+ * the bundle parser and the key holder with every capability and no sandbox over the
+ * supervisor (issue 18, L6). daemon.allow_root = true overrides it; the monitor audits that. */
 static void drop_privileges(const struct cwt_config *cfg)
 {
-    struct passwd *pw;
+    struct passwd *pw = NULL;
 
-    if (geteuid() != 0 || cfg->user[0] == '\0')
+    if (geteuid() != 0)
         return;
-    pw = getpwnam(cfg->user);
-    if (pw == NULL)
-        fatalx("user %s (daemon.user in %s) does not exist", cfg->user, cfg->path);
-    if (pw->pw_uid == 0)
+    if (cfg->user[0] != '\0') {
+        pw = getpwnam(cfg->user);
+        if (pw == NULL)
+            fatalx("user %s (daemon.user in %s) does not exist", cfg->user, cfg->path);
+    }
+    if (pw == NULL || pw->pw_uid == 0) {
+        if (!cfg->allow_root)
+            fatalx("cwtd refuses to run as root: set daemon.user in %s (the packaged service "
+                   "runs as cwt), or daemon.allow_root = true to run as root on purpose",
+                   cfg->path);
+        log_warnx("running as root: daemon.allow_root is set in %s", cfg->path);
         return;
+    }
     if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
         setuid(pw->pw_uid) != 0)
         fatal("cannot become user %s", cfg->user);
@@ -159,6 +170,9 @@ int main(int argc, char **argv)
     if (!foreground)
         daemonize();
     signal(SIGPIPE, SIG_IGN);
+    /* A write past RLIMIT_FSIZE must fail with EFBIG (a local error that holds the inbox
+     * file), not kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
 
     /* The trainer side is forked before any secret key is loaded. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/daemon.h"
+#include "daemon/cycle.h"
 
 /* Index = enum cwtd_phase. */
 static const char *const phase_names[] = {"idle", "waiting", "training", "sealing", "finished"};
@@ -23,47 +23,103 @@ const char *cycle_phase_name(enum cwtd_phase p)
 
 /* --------------------------------------------------------------- history / patience */
 
-struct history {
-    uint32_t cur, n, bestc;
-    double sum, best; /* best < 0: no full cycle yet */
-};
-
-static void history_parse(const char *in, struct history *h)
+void cycle_history_init(struct cycle_history *h)
 {
-    unsigned cur, n, bestc;
-    double sum, best;
-
-    h->cur = 0;
-    h->n = 0;
-    h->bestc = 0;
-    h->sum = 0;
+    memset(h, 0, sizeof(*h));
     h->best = -1;
-    if (in == NULL ||
-        sscanf(in, "cur=%u sum=%lf n=%u best=%lf bestc=%u", &cur, &sum, &n, &best, &bestc) != 5)
-        return;
-    if (!isfinite(sum) || !isfinite(best) || n > 1000000)
-        return;
-    h->cur = cur;
-    h->sum = sum;
-    h->n = n;
-    h->best = best;
-    h->bestc = bestc;
 }
 
-void cycle_history_update(const char *in, uint32_t cycle, double val, int last_hop, char *out,
-                          size_t outlen)
+int cycle_history_valid(const struct cycle_history *h)
 {
-    struct history h;
+    return h->n <= CWTD_HISTORY_NMAX && isfinite(h->sum) && h->sum >= 0 && h->sum <= (double)h->n &&
+           isfinite(h->best) && (h->best == -1 || (h->best >= 0 && h->best <= 1));
+}
 
-    history_parse(in, &h);
+/* Parses "NAME=" then a number up to the next space or the end; advances *p. */
+static int history_field(const char **p, const char *name, int is_double, double *d, uint32_t *u)
+{
+    char num[64];
+    size_t nl = strlen(name), len;
+
+    if (strncmp(*p, name, nl) != 0 || (*p)[nl] != '=')
+        return -1;
+    *p += nl + 1;
+    len = strcspn(*p, " ");
+    if (len == 0 || len >= sizeof(num))
+        return -1;
+    memcpy(num, *p, len);
+    num[len] = '\0';
+    *p += len;
+    if (is_double)
+        return cwt_parse_double(num, -1, 1e12, d) == 0 ? 0 : -1;
+    {
+        int64_t x;
+        if (cwt_parse_i64(num, 0, UINT32_MAX, &x) != 0)
+            return -1;
+        *u = (uint32_t)x;
+    }
+    return 0;
+}
+
+int cycle_history_parse(const char *text, struct cycle_history *h, char *err, size_t errlen)
+{
+    struct cycle_history v;
+    const char *p = text;
+
+    cycle_history_init(h);
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    cycle_history_init(&v);
+    for (const char *q = text; *q != '\0'; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "history text has a control character at byte %zu",
+                              (size_t)(q - text));
+    if (strlen(text) > CWTD_HISTORY_MAX || history_field(&p, "cur", 0, NULL, &v.cur) != 0 ||
+        *p++ != ' ' || history_field(&p, "sum", 1, &v.sum, NULL) != 0 || *p++ != ' ' ||
+        history_field(&p, "n", 0, NULL, &v.n) != 0 || *p++ != ' ' ||
+        history_field(&p, "best", 1, &v.best, NULL) != 0 || *p++ != ' ' ||
+        history_field(&p, "bestc", 0, NULL, &v.bestc) != 0 || *p != '\0')
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "history is not \"cur=C sum=S n=K best=B bestc=BC\"");
+    if (!cycle_history_valid(&v))
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "history values are out of range");
+    *h = v;
+    return 0;
+}
+
+int cycle_history_format(const struct cycle_history *h, char *out, size_t outlen)
+{
+    int n;
+
+    if (!cycle_history_valid(h))
+        return CWT_EINVAL;
+    n = snprintf(out, outlen, "cur=%u sum=%.17g n=%u best=%.17g bestc=%u", h->cur, h->sum, h->n,
+                 h->best, h->bestc);
+    if (n < 0 || (size_t)n >= outlen)
+        return CWT_ETOOBIG;
+    return 0;
+}
+
+void cycle_history_update(const struct cycle_history *in, uint32_t cycle, double val, int last_hop,
+                          struct cycle_history *out)
+{
+    struct cycle_history h;
+
+    if (in != NULL && cycle_history_valid(in))
+        h = *in;
+    else
+        cycle_history_init(&h);
     if (h.cur != cycle) {
         h.cur = cycle;
         h.sum = 0;
         h.n = 0;
     }
-    if (isfinite(val)) {
+    if (isfinite(val) && val >= 0 && val <= 1 && h.n < CWTD_HISTORY_NMAX) {
         h.sum += val;
         h.n++;
+        if (h.sum > (double)h.n)
+            h.sum = (double)h.n; /* rounding never leaves the valid range */
     }
     if (last_hop && h.n > 0) {
         double mean = h.sum / h.n;
@@ -73,22 +129,19 @@ void cycle_history_update(const char *in, uint32_t cycle, double val, int last_h
             h.bestc = cycle;
         }
     }
-    snprintf(out, outlen, "cur=%u sum=%.17g n=%u best=%.17g bestc=%u", h.cur, h.sum, h.n, h.best,
-             h.bestc);
+    *out = h;
 }
 
-int cycle_should_stop(const char *history, uint32_t cycle, uint32_t cycles, uint32_t patience)
+int cycle_should_stop(const struct cycle_history *h, uint32_t cycle, uint32_t cycles,
+                      uint32_t patience)
 {
-    struct history h;
-
     if (cycles > 0 && cycle + 1 >= cycles)
         return 1;
     if (patience == 0)
         return 0;
-    history_parse(history, &h);
-    if (h.best < 0)
+    if (h == NULL || !cycle_history_valid(h) || h->best < 0)
         return 0; /* no validation data anywhere: run every cycle */
-    return cycle >= h.bestc && cycle - h.bestc >= patience;
+    return cycle >= h->bestc && cycle - h->bestc >= patience;
 }
 
 int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_t cycle,
@@ -111,6 +164,24 @@ int cycle_next_visit(uint32_t n_sites, uint32_t me, uint32_t sender_hop, uint32_
     } else {
         *cycle_out = cycle;
     }
+    return 0;
+}
+
+uint64_t cycle_sequence(uint32_t n_sites, uint32_t cycle, uint32_t hop)
+{
+    return (uint64_t)cycle * n_sites + hop;
+}
+
+int cycle_after(uint32_t n_sites, uint32_t hop, uint64_t parent_seq, uint32_t *cycle_out)
+{
+    uint64_t c;
+
+    if (n_sites == 0 || hop >= n_sites)
+        return CWT_EINVAL;
+    c = parent_seq / n_sites + (hop <= parent_seq % n_sites ? 1 : 0);
+    if (c > UINT32_MAX)
+        return CWT_EINVAL;
+    *cycle_out = (uint32_t)c;
     return 0;
 }
 
@@ -164,22 +235,38 @@ static void addf(char *out, size_t outlen, size_t *pos, int *bad, const char *fm
     *pos += (size_t)n;
 }
 
+/* An outbox file name as cwtd makes them: printable, no slash, not hidden ("" = none). */
+static int valid_out_name(const char *v)
+{
+    if (strlen(v) > NAME_MAX || v[0] == '.')
+        return 0;
+    for (; *v != '\0'; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f || *v == '/')
+            return 0;
+    return 1;
+}
+
 int cycle_state_encode(const struct cycle_state *cs, char *out, size_t outlen)
 {
-    char hex[65];
+    char hex[65], history[CWTD_HISTORY_MAX + 1];
     size_t pos = 0;
     int bad = 0;
 
     if (outlen == 0)
         return CWT_ETOOBIG;
     out[0] = '\0';
+    /* Names are written only when they are what the decoder accepts; numbers are formatted. */
+    if ((cs->waiting_from[0] != '\0' && !cwt_valid_id(cs->waiting_from)) ||
+        !valid_out_name(cs->out_name) ||
+        cycle_history_format(&cs->history, history, sizeof(history)) != 0)
+        return CWT_EINVAL;
     addf(out, outlen, &pos, &bad, "version=1\nphase=%s\ncycle=%u\nhop=%u\nhas_input=%d\n",
          cycle_phase_name(cs->phase), cs->cycle, cs->hop, cs->has_input ? 1 : 0);
     cwt_hex(cs->parent_hash, 32, hex);
     addf(out, outlen, &pos, &bad, "has_parent=%d\nparent=%s\n", cs->has_parent ? 1 : 0, hex);
     cwt_hex(cs->in_bundle_id, 16, hex);
     addf(out, outlen, &pos, &bad, "in_bundle=%s\nepochs_before=%.17g\nhistory=%s\n", hex,
-         cs->epochs_before, cs->history);
+         cs->epochs_before, history);
     addf(out, outlen, &pos, &bad, "waiting_from=%s\nsince=%" PRId64 "\npaused=%d\n",
          cs->waiting_from, cs->since, cs->paused ? 1 : 0);
     addf(out, outlen, &pos, &bad,
@@ -296,7 +383,7 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
     if (strcmp(key, "epochs_before") == 0)
         return cwt_parse_double(v, 0, 1e15, &cs->epochs_before) == 0 ? 0 : -1;
     if (strcmp(key, "history") == 0)
-        return copy_field(cs->history, sizeof(cs->history), v);
+        return cycle_history_parse(v, &cs->history, NULL, 0) == 0 ? 0 : -1;
     if (strcmp(key, "waiting_from") == 0)
         return (v[0] == '\0' || cwt_valid_id(v))
                    ? copy_field(cs->waiting_from, sizeof(cs->waiting_from), v)
@@ -310,9 +397,7 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
         return 0;
     }
     if (strcmp(key, "out_name") == 0)
-        return (strchr(v, '/') == NULL && v[0] != '.')
-                   ? copy_field(cs->out_name, sizeof(cs->out_name), v)
-                   : -1;
+        return valid_out_name(v) ? copy_field(cs->out_name, sizeof(cs->out_name), v) : -1;
     if (strcmp(key, "out_kind") == 0) {
         if (cwt_parse_i64(v, 0, 255, &x) != 0)
             return -1;
@@ -350,11 +435,12 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
 int cycle_state_decode(const char *text, size_t len, struct cycle_state *cs, char *err,
                        size_t errlen)
 {
-    char line[CWTD_STATE_MAX];
+    char line[CWTD_STATE_MAX], seen[32][24];
     size_t pos = 0;
-    int lineno = 0;
+    int lineno = 0, n_seen = 0;
 
     memset(cs, 0, sizeof(*cs));
+    cycle_history_init(&cs->history);
     if (len >= CWTD_STATE_MAX)
         return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state of %zu bytes is too long", len);
     while (pos < len) {
@@ -370,10 +456,21 @@ int cycle_state_decode(const char *text, size_t len, struct cycle_state *cs, cha
         pos = end + 1;
         if (n == 0)
             continue;
-        if (memchr(line, '\0', n) != NULL || (eq = strchr(line, '=')) == NULL)
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+                return cwt_seterr(err, errlen, CWT_EFORMAT,
+                                  "daemon state line %d has a control character", lineno);
+        if ((eq = strchr(line, '=')) == NULL)
             return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state line %d is malformed",
                               lineno);
         *eq = '\0';
+        /* Each key once: a second "cycle=" line must not override the first. */
+        for (int i = 0; i < n_seen; i++)
+            if (strcmp(seen[i], line) == 0)
+                return cwt_seterr(err, errlen, CWT_EFORMAT,
+                                  "daemon state line %d repeats the key %s", lineno, line);
+        if (n_seen < (int)(sizeof(seen) / sizeof(seen[0])) && strlen(line) < sizeof(seen[0]))
+            snprintf(seen[n_seen++], sizeof(seen[0]), "%s", line);
         if (parse_line(cs, line, eq + 1) != 0)
             return cwt_seterr(err, errlen, CWT_EFORMAT, "daemon state line %d (%s) is invalid",
                               lineno, line);

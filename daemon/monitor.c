@@ -52,6 +52,8 @@
 #define RETRY_SECONDS       30 /* after a failed training or sealing */
 #define CONTROL_TIMEOUT_MS  2000
 #define MAX_PAYLOAD_IN_META 65536
+#define INBOX_BACKOFF_MAX   60 /* seconds between retries after a local error */
+#define REFUSALS_PER_MINUTE 10 /* control-refused records (and log lines) per minute */
 
 #define UNREADABLE_MAX 8
 
@@ -86,6 +88,22 @@ struct monitor {
     char outbox_error[CWT_ERRLEN];
     char last_error[CWT_ERRLEN];
     char held[CWT_ERRLEN];
+    /* A local error (EIO, ENOSPC, EFBIG, EDQUOT...) while handling an inbox file: the file is
+     * held and retried with a growing pause; audited once per distinct error. */
+    char inbox_error[CWT_ERRLEN];
+    /* The control client being served ("uid U pid P"), named in the audit records of what it
+     * asks; refusals are audited at most REFUSALS_PER_MINUTE times a minute. */
+    char ctl_who[64];
+    double refusal_window;
+    uint32_t refusals, refusals_dropped;
+    int exit_code;
+    double inbox_retry_at;
+    uint32_t inbox_backoff;
+    /* The roster model's tensors (CWTD_MODEL_LAYOUT, from the trainer). */
+    int have_layout;
+    struct st_file layout;
+    uint8_t *layout_blob;
+    size_t layout_len;
     /* Inbox files held because this user may not read them: each is logged once, and a
      * mode or owner change on one of them is handled at once. */
     char unreadable[UNREADABLE_MAX][NAME_MAX + 1];
@@ -100,7 +118,8 @@ static int state_save(struct monitor *m)
     int rc;
 
     if (len < 0)
-        fatalx("daemon state does not fit in %d bytes", CWTD_STATE_MAX);
+        fatalx("cannot encode the daemon state (%d bytes at most): %s", CWTD_STATE_MAX,
+               cwt_strerror(len));
     rc = store_meta_put(m->st, CWTD_META_STATE, text, (size_t)len);
     if (rc != 0)
         log_warnx("cannot save the daemon state: %s", cwt_strerror(rc));
@@ -116,8 +135,11 @@ static void state_load(struct monitor *m)
     rc = store_meta_get(m->st, CWTD_META_STATE, text, sizeof(text) - 1, &len);
     if (rc == CWT_ENOENT) {
         memset(&m->cs, 0, sizeof(m->cs));
+        cycle_history_init(&m->cs.history);
         m->cs.phase = CWTD_IDLE;
         m->cs.since = cwt_now();
+        /* Saved at once: "waiting for a bundle from X since T" keeps its T across restarts. */
+        (void)state_save(m);
         return;
     }
     if (rc != 0)
@@ -209,7 +231,7 @@ static void start_job(struct monitor *m)
                                 ? r->visit_length * (double)m->n * (double)r->cycles
                                 : 0;
     cycle_ckpt_name(m->cs.cycle, m->cs.hop, msg.u.job.ckpt, sizeof(msg.u.job.ckpt));
-    snprintf(msg.u.job.history, sizeof(msg.u.job.history), "%s", m->cs.history);
+    msg.u.job.history = m->cs.history;
     if (m->cs.has_input) {
         rc = store_model_get(m->st, CWTD_CKPT_INPUT, &blob, &len);
         if (rc == 0)
@@ -372,11 +394,15 @@ static void do_seal(struct monitor *m)
         hdr.has_parent = 0;
     } else {
         int last_hop = m->me + 1 == m->n;
+        struct cycle_history h;
         payload_meta(blob, len, "cwt.history", history, sizeof(history));
+        /* Our own trainer wrote it; one that does not parse counts as no history. */
+        if (cycle_history_parse(history, &h, err, sizeof(err)) != 0)
+            log_warnx("the visit result's cwt.history is ignored: %s", err);
         if (r->heuristic == CWT_H_SWT)
             stop = last_hop; /* one pass round the roster */
         else
-            stop = last_hop && cycle_should_stop(history, m->cs.cycle, r->cycles, r->patience);
+            stop = last_hop && cycle_should_stop(&h, m->cs.cycle, r->cycles, r->patience);
         hdr.kind = stop ? BUNDLE_KIND_FINAL : BUNDLE_KIND_CYCLE;
     }
     if (hdr.kind == BUNDLE_KIND_CYCLE) {
@@ -457,6 +483,38 @@ fail:
 }
 
 /* ------------------------------------------------------------------ trainer messages */
+
+/* Loads the roster model's tensor table that the trainer stored before its greeting; its
+ * "fingerprint" must be the one the trainer announced. Without it no bundle is opened. */
+static int load_layout(struct monitor *m)
+{
+    char err[CWT_ERRLEN], want[65];
+    const char *fp;
+    int rc;
+
+    if (m->have_layout) {
+        st_free(&m->layout);
+        free(m->layout_blob);
+        m->layout_blob = NULL;
+        m->have_layout = 0;
+    }
+    rc = store_model_get(m->st, CWTD_MODEL_LAYOUT, &m->layout_blob, &m->layout_len);
+    if (rc == 0)
+        rc = st_parse(m->layout_blob, m->layout_len, &m->layout, err, sizeof(err));
+    if (rc == 0) {
+        m->have_layout = 1;
+        cwt_hex(m->model_fp, 32, want);
+        fp = st_meta_get(&m->layout, "fingerprint");
+        if (fp != NULL && strcmp(fp, want) == 0)
+            return 0;
+        rc = CWT_EB_MODEL;
+    }
+    snprintf(m->last_error, sizeof(m->last_error),
+             "the trainer's model layout is missing or does not match its fingerprint: %s",
+             cwt_strerror(rc));
+    log_warnx("%s", m->last_error);
+    return rc;
+}
 
 static void on_result(struct monitor *m, struct proto_msg *msg)
 {
@@ -543,11 +601,13 @@ static void on_trainer_message(struct monitor *m)
         m->trainer_ready = 1;
         snprintf(m->device, sizeof(m->device), "%s", msg.u.hello.device);
         memcpy(m->model_fp, msg.u.hello.model_fp, 32);
-        m->have_model_fp = 1;
+        m->have_model_fp = load_layout(m) == 0;
         (void)store_meta_put(m->st, "cwtd.device", m->device, strlen(m->device));
         log_info("trainer %u ready on %s", msg.u.hello.pid, m->device);
         start_job(m);
         do_seal(m);
+        /* Files held while the trainer was starting are handled now, not at the next rescan. */
+        m->next_rescan = 0;
         break;
     case PROTO_PROGRESS:
         if (m->job_inflight && msg.job == m->job_id) {
@@ -651,12 +711,14 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
         return;
     n = snprintf(text, sizeof(text), "file: %s\nrule: %s\nreason: %s\ntime: %" PRId64 "\n", name,
                  cwt_strerror(rc), reason, cwt_now());
-    if (file_write_atomic(rpath, text, (size_t)n, 0644, err, sizeof(err)) != 0)
-        log_warnx("%s", err);
+    /* The file leaves the inbox before its reason appears: whoever waits for the reason
+     * finds the inbox without it. */
     if (rename(src, dst) != 0) {
         log_warn("cannot move %s to %s", src, dst);
         (void)unlink(src); /* never process a rejected file twice */
     }
+    if (file_write_atomic(rpath, text, (size_t)n, 0644, err, sizeof(err)) != 0)
+        log_warnx("%s", err);
     (void)file_fsync_dir(m->cfg->inbox_dir);
     (void)audit_append(m->st, "bundle-rejected", "file %s rule \"%s\": %s", name, cwt_strerror(rc),
                        reason);
@@ -676,18 +738,25 @@ static void audit_opened(struct monitor *m, const struct bundle_info *info, cons
                        info->hdr.hop, info->hdr.sequence, name);
 }
 
+static int local_failure(int rc);
+static int hold_local(struct monitor *m, const char *name, const char *why);
+
 /* A file carrying the bundle the current state came from. If a crash came between the state
  * commit and the ledger record, the import is finished quietly; if the ledger has it already,
  * the file is a duplicate (a courier's second copy, or a replay) and is refused like any
  * replay, which changes nothing. */
-static void finish_accepted(struct monitor *m, const char *path, const char *name)
+static void finish_accepted(struct monitor *m, int fd, const char *path, const char *name)
 {
     struct bundle_info info;
     struct ledger_entry le;
     char err[CWT_ERRLEN], idhex[33];
     int rc;
 
-    rc = bundle_verify(m->roster, path, &info, err, sizeof(err));
+    rc = bundle_verify_fd(m->roster, fd, &info, err, sizeof(err));
+    if (rc != 0 && local_failure(rc)) {
+        (void)hold_local(m, name, err);
+        return;
+    }
     if (rc != 0) {
         reject(m, name, rc, err);
         return;
@@ -712,67 +781,166 @@ static void finish_accepted(struct monitor *m, const char *path, const char *nam
     log_info("finished the import of %s after a restart", name);
 }
 
-/* Handles one file in the inbox. Returns 1 when it was held for later. */
+/* Whether rc is a local failure (the machine, not the bundle): EIO, ENOSPC, EFBIG, EDQUOT
+ * and the like come back as CWT_EIO; memory and the store as CWT_ENOMEM and CWT_ESTORE. Only
+ * a bundle rule (CWT_EB_*) or the cycle (CWT_ESTATE) rejects a file. */
+static int local_failure(int rc)
+{
+    return !(rc <= CWT_EB_FRAMING && rc >= CWT_EB_TIME) && rc != CWT_ESTATE;
+}
+
+/* A local error while handling name: held, shown in status, audited once per distinct error,
+ * retried after a pause that doubles up to INBOX_BACKOFF_MAX. */
+static int hold_local(struct monitor *m, const char *name, const char *why)
+{
+    char text[CWT_ERRLEN];
+
+    m->inbox_backoff = m->inbox_backoff == 0 ? 1 : m->inbox_backoff * 2;
+    if (m->inbox_backoff > INBOX_BACKOFF_MAX)
+        m->inbox_backoff = INBOX_BACKOFF_MAX;
+    m->inbox_retry_at = cwt_monotonic() + m->inbox_backoff;
+    snprintf(text, sizeof(text), "%s held: local error: %s (retry in %u s)", name, why,
+             m->inbox_backoff);
+    snprintf(m->held, sizeof(m->held), "%s", text);
+    if (strncmp(m->inbox_error, text, strcspn(text, "(")) != 0) {
+        log_warnx("%s", text);
+        (void)audit_append(m->st, "inbox-local-error", "file %s held: %s", name, why);
+    }
+    snprintf(m->inbox_error, sizeof(m->inbox_error), "%s", text);
+    return 1;
+}
+
+static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, const char *path,
+                           const char *name);
+
+/* A check on name failed with rc: a local failure holds the file (hold_local); a file that
+ * is shorter than its framing says while it was written to in the last settle_seconds is a
+ * copy in progress (a stalled copy once read as truncated: issue 18, L4) and is held too;
+ * anything else is the bundle's fault and rejects it. Returns 1 when held. */
+static int refuse(struct monitor *m, int fd, const struct stat *sb, const struct bundle_info *info,
+                  const char *name, int rc, const char *why)
+{
+    /* A bundle's preamble: magic, version 1, flags 0. */
+    static const uint8_t pre[8] = {'C', 'W', 'T', 'B', BUNDLE_VERSION, 0, 0, 0};
+    uint8_t got[8];
+    ssize_t n;
+
+    if (local_failure(rc))
+        return hold_local(m, name, why);
+    n = pread(fd, got, sizeof(got), 0);
+    if (rc == CWT_EB_FRAMING && cwt_now() - (int64_t)sb->st_mtime < m->cfg->settle_seconds &&
+        n >= 0 && memcmp(got, pre, (size_t)n) == 0 &&
+        (info->declared_size == 0 || info->declared_size > (uint64_t)sb->st_size)) {
+        snprintf(m->held, sizeof(m->held),
+                 "%s held: shorter than its framing says; waiting until it has not grown for "
+                 "%u s",
+                 name, m->cfg->settle_seconds);
+        return 1;
+    }
+    reject(m, name, rc, why);
+    return 0;
+}
+
+/* Handles one file in the inbox. Returns 1 when it was held for later.
+ *
+ * The file is opened once, O_NOFOLLOW|O_NONBLOCK (a FIFO or a symlink swapped in can neither
+ * block the monitor nor redirect it), must be a regular file by fstat, and that descriptor is
+ * what every check reads: nothing opens the path a second time (issue 18, M1). */
 static int inbox_handle(struct monitor *m, const char *name)
 {
-    const struct cwt_recipe *r = &m->roster->recipe;
-    struct bundle_info info;
     struct stat sb;
-    char path[PATH_MAX], payload[PATH_MAX], err[CWT_ERRLEN], idhex[33];
-    char history[CWTD_HISTORY_MAX + 1], epochs[64];
-    uint8_t *blob = NULL;
-    size_t len = 0;
-    uint32_t next_cycle = 0;
-    int rc, sender;
-    static const uint8_t zero_id[16];
+    char path[PATH_MAX];
+    double retry_at;
+    int fd, held;
 
     if (file_join(path, sizeof(path), m->cfg->inbox_dir, name) != 0)
         return 0;
-    if (lstat(path, &sb) != 0) {
-        unreadable_forget(m, name);
-        return 0; /* gone already */
+    if (cwt_monotonic() < m->inbox_retry_at) {
+        /* After a local error every file waits for the retry time. */
+        return 1;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        if (!S_ISDIR(sb.st_mode))
-            reject(m, name, CWT_EB_FRAMING, "not a regular file");
-        return 0;
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)m->cfg->max_bundle_mb << 20) {
-        reject(m, name, CWT_EB_FRAMING, "larger than the configured max_bundle_mb");
-        return 0;
-    }
-    /* A file this user may not read is not a bad bundle: an admin copied it as root with a
-     * private mode, or install(1) has not yet set its mode. Hold it; the chmod or chown that
-     * fixes it raises IN_ATTRIB, and the rescan retries anyway. */
-    {
-        /* O_NONBLOCK: a FIFO swapped in after the lstat must not block the monitor. */
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT) {
+            unreadable_forget(m, name);
+            return 0; /* gone already */
+        }
+        /* A file this user may not read is not a bad bundle: an admin copied it as root with
+         * a private mode, or install(1) has not yet set its mode. Hold it; the chmod or chown
+         * that fixes it raises IN_ATTRIB, and the rescan retries anyway. */
+        if (e == EACCES || e == EPERM) {
             snprintf(m->held, sizeof(m->held),
                      "%s held: cwtd cannot read it (make it readable by user or group cwt)", name);
             if (unreadable_add(m, name))
                 log_warnx("%s", m->held);
             return 1;
         }
-        if (fd >= 0)
-            (void)close(fd);
-        unreadable_forget(m, name);
+        if (e == ELOOP || e == ENXIO || e == EISDIR) {
+            if (e != EISDIR)
+                reject(m, name, CWT_EB_FRAMING, "not a regular file");
+            return 0;
+        }
+        return hold_local(m, name, strerror(e));
     }
+    unreadable_forget(m, name);
+    if (fstat(fd, &sb) != 0) {
+        held = hold_local(m, name, strerror(errno));
+        close(fd);
+        return held;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        if (!S_ISDIR(sb.st_mode))
+            reject(m, name, CWT_EB_FRAMING, "not a regular file");
+        return 0;
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)m->cfg->max_bundle_mb << 20) {
+        close(fd);
+        reject(m, name, CWT_EB_FRAMING, "larger than the configured max_bundle_mb");
+        return 0;
+    }
+    retry_at = m->inbox_retry_at;
+    held = inbox_handle_fd(m, fd, &sb, path, name);
+    close(fd);
+    if (m->inbox_retry_at == retry_at) {
+        /* Handled without a local error: the next one starts the backoff afresh. */
+        m->inbox_backoff = 0;
+        m->inbox_error[0] = '\0';
+    }
+    return held;
+}
+
+/* inbox_handle on the file open on fd (a regular file, sb its fstat). */
+static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, const char *path,
+                           const char *name)
+{
+    const struct cwt_recipe *r = &m->roster->recipe;
+    struct bundle_info info;
+    struct bundle_expect ex;
+    char payload[PATH_MAX], err[CWT_ERRLEN], idhex[33];
+    char history[CWTD_HISTORY_MAX + 1], epochs[64];
+    struct cycle_history hist;
+    double epochs_before = 0;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    uint32_t next_cycle = 0;
+    int rc, sender;
+    static const uint8_t zero_id[16];
+
     /* The bundle this site's current state came from, left behind by a crash. */
     if (memcmp(m->cs.in_bundle_id, zero_id, 16) != 0 &&
-        bundle_inspect(path, &info, err, sizeof(err)) == 0 &&
+        bundle_inspect_fd(fd, &info, err, sizeof(err)) == 0 &&
         memcmp(info.hdr.bundle_id, m->cs.in_bundle_id, 16) == 0) {
-        finish_accepted(m, path, name);
+        finish_accepted(m, fd, path, name);
         return 0;
     }
     if (!m->have_model_fp) {
         /* Without the model's fingerprint a bundle cannot be opened yet, but everything that
          * needs no secret and no model can be refused now. */
-        rc = bundle_verify(m->roster, path, &info, err, sizeof(err));
-        if (rc != 0) {
-            reject(m, name, rc, err);
-            return 0;
-        }
+        rc = bundle_verify_fd(m->roster, fd, &info, err, sizeof(err));
+        if (rc != 0)
+            return refuse(m, fd, sb, &info, name, rc, err);
         snprintf(m->held, sizeof(m->held), "%s held: waiting for the trainer to start", name);
         return 1;
     }
@@ -783,12 +951,13 @@ static int inbox_handle(struct monitor *m, const char *name)
     }
     if (private_path(m, "in.safetensors", payload, sizeof(payload)) != 0)
         return 0;
-    rc = bundle_open(&m->keys, m->roster, m->st, path, payload, m->model_fp, &info, err,
-                     sizeof(err));
-    if (rc != 0) {
-        reject(m, name, rc, err);
-        return 0;
-    }
+    ex.model_fp = m->model_fp;
+    ex.layout = m->have_layout ? &m->layout : NULL;
+    ex.layout_alt = NULL;
+    rc =
+        bundle_open_fd(&m->keys, m->roster, m->st, fd, name, payload, &ex, &info, err, sizeof(err));
+    if (rc != 0)
+        return refuse(m, fd, sb, &info, name, rc, err);
     sender =
         info.sender_index >= 0 ? info.sender_index : roster_find_site(m->roster, info.hdr.sender);
     cwt_hex(info.hdr.bundle_id, 16, idhex);
@@ -819,21 +988,31 @@ static int inbox_handle(struct monitor *m, const char *name)
     if (rc == 0) {
         rc = file_read_all(payload, (size_t)1 << 40, &blob, &len, err, sizeof(err));
         if (rc != 0) {
-            log_warnx("cannot read the opened payload: %s", err);
             (void)unlink(payload);
-            return 1; /* a local problem: try again later */
+            return hold_local(m, name, err);
         }
     }
     (void)unlink(payload);
+    /* The peer's bookkeeping text is parsed into numbers here, and only the numbers are kept:
+     * nothing a peer wrote is copied into the saved state (issue 18, H1). */
+    if (rc == 0 && info.hdr.kind == BUNDLE_KIND_CYCLE) {
+        char sub[CWT_ERRLEN];
+        payload_meta(blob, len, "cwt.history", history, sizeof(history));
+        payload_meta(blob, len, "cwt.epochs", epochs, sizeof(epochs));
+        if (cycle_history_parse(history, &hist, sub, sizeof(sub)) != 0)
+            rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
+                            "the payload metadata cwt.history is refused: %s", sub);
+        else if (epochs[0] != '\0' && cwt_parse_double(epochs, 0, 1e15, &epochs_before) != 0)
+            rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
+                            "the payload metadata cwt.epochs is not a number of epochs");
+    }
     if (rc != 0) {
-        reject(m, name, rc, err);
-        return 0;
+        free(blob);
+        return refuse(m, fd, sb, &info, name, rc, err);
     }
 
     /* Commit order: payload, then state, then ledger, then the inbox file goes. */
     if (info.hdr.kind == BUNDLE_KIND_CYCLE) {
-        payload_meta(blob, len, "cwt.history", history, sizeof(history));
-        payload_meta(blob, len, "cwt.epochs", epochs, sizeof(epochs));
         rc = store_model_put(m->st, CWTD_CKPT_INPUT, blob, len);
         if (rc != 0)
             goto local_fail;
@@ -843,9 +1022,8 @@ static int inbox_handle(struct monitor *m, const char *name)
         m->cs.has_input = 1;
         m->cs.has_parent = 1;
         memcpy(m->cs.parent_hash, info.file_hash, 32);
-        snprintf(m->cs.history, sizeof(m->cs.history), "%s", history);
-        if (cwt_parse_double(epochs, 0, 1e15, &m->cs.epochs_before) != 0)
-            m->cs.epochs_before = 0;
+        m->cs.history = hist;
+        m->cs.epochs_before = epochs_before;
         set_phase(m, CWTD_TRAINING);
     } else if (info.hdr.kind == BUNDLE_KIND_FINAL) {
         install_final(m, blob, len);
@@ -876,14 +1054,15 @@ static int inbox_handle(struct monitor *m, const char *name)
     if (info.hdr.kind != BUNDLE_KIND_ENSEMBLE_MEMBER)
         outbox_proven(m, info.hdr.sequence);
     m->held[0] = '\0';
+    m->inbox_error[0] = '\0';
+    m->inbox_backoff = 0;
     free(blob);
     start_job(m);
     return 0;
 local_fail:
     free(blob);
-    snprintf(m->last_error, sizeof(m->last_error), "cannot commit %s: %s", name, cwt_strerror(rc));
-    log_warnx("%s (will retry)", m->last_error);
-    return 1;
+    snprintf(err, sizeof(err), "cannot commit it: %s", cwt_strerror(rc));
+    return hold_local(m, name, err);
 }
 
 /* Looks at every file in the inbox; settle != 0 skips files modified in the last seconds
@@ -915,7 +1094,8 @@ static void inbox_scan(struct monitor *m, int settle)
     }
     closedir(d);
     qsort(names, (size_t)count, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
-    m->held[0] = '\0';
+    if (cwt_monotonic() >= m->inbox_retry_at)
+        m->held[0] = '\0';
     for (int i = 0; i < count && !m->stopping; i++)
         inbox_handle(m, names[i]);
 }
@@ -1038,9 +1218,17 @@ static void status_json(struct monitor *m, struct jbuf *j)
         }
         free(le);
     }
+    /* The outbox file is listed while it is there to be carried (or not written yet), never
+     * once a courier took it or a later bundle proved it arrived. */
     if (m->cs.has_out) {
-        jb_str(j, "outbox_file", m->cs.out_name);
-        jb_int(j, "outbox_written", m->cs.out_written);
+        char opath[PATH_MAX];
+        struct stat osb;
+        if (!m->cs.out_written ||
+            (file_join(opath, sizeof(opath), m->cfg->outbox_dir, m->cs.out_name) == 0 &&
+             lstat(opath, &osb) == 0)) {
+            jb_str(j, "outbox_file", m->cs.out_name);
+            jb_int(j, "outbox_written", m->cs.out_written);
+        }
     }
     if (m->outbox_error[0])
         jb_str(j, "outbox_error", m->outbox_error);
@@ -1048,6 +1236,8 @@ static void status_json(struct monitor *m, struct jbuf *j)
         jb_str(j, "last_error", m->last_error);
     if (m->held[0])
         jb_str(j, "held", m->held);
+    if (m->inbox_error[0])
+        jb_str(j, "inbox_error", m->inbox_error);
     if (memcmp(m->cs.final_hash, zero, 32) != 0) {
         cwt_hex(m->cs.final_hash, 32, hex);
         jb_str(j, "final_model", hex);
@@ -1125,14 +1315,14 @@ static void cmd_start(struct monitor *m, int fd)
     m->cs.has_input = 0;
     m->cs.has_parent = 0;
     m->cs.epochs_before = 0;
-    m->cs.history[0] = '\0';
+    cycle_history_init(&m->cs.history);
     set_phase(m, CWTD_TRAINING);
     if (state_save(m) != 0) {
         reply_error(fd, "cannot save the state in the store");
         return;
     }
-    (void)audit_append(m->st, "cycle-started", "federation %s started by the control socket",
-                       m->roster->federation);
+    (void)audit_append(m->st, "cycle-started", "federation %s started by the control socket (%s)",
+                       m->roster->federation, m->ctl_who);
     start_job(m);
     reply_ok(fd, "started: training cycle 0");
 }
@@ -1162,7 +1352,7 @@ static void cmd_resend(struct monitor *m, int fd)
         m->cs.out_written = 1;
         state_save(m);
     }
-    (void)audit_append(m->st, "bundle-resent", "file %s", m->cs.out_name);
+    (void)audit_append(m->st, "bundle-resent", "file %s (%s)", m->cs.out_name, m->ctl_who);
     snprintf(msg, sizeof(msg), "%s is in the outbox again", m->cs.out_name);
     reply_ok(fd, msg);
 }
@@ -1171,14 +1361,34 @@ static void on_control(struct monitor *m)
 {
     char cmd[CONTROL_CMD_MAX + 1], err[CWT_ERRLEN];
     int fd = accept4(m->ctlfd, NULL, NULL, SOCK_CLOEXEC);
+    struct ucred peer;
     int allowed;
 
     if (fd < 0)
         return;
-    allowed = control_peer_allowed(fd, m->ctl_gid, err, sizeof(err));
+    allowed = control_peer_allowed(fd, m->ctl_gid, &peer, err, sizeof(err));
+    snprintf(m->ctl_who, sizeof(m->ctl_who), "uid %d pid %d", (int)peer.uid, (int)peer.pid);
     if (allowed != 1) {
-        log_warnx("control socket: %s", err);
-        (void)audit_append(m->st, "control-refused", "%s", err);
+        /* Each refusal used to write an audit record: 300 a second from a loop. A minute's
+         * first REFUSALS_PER_MINUTE are recorded, the rest counted into the next record. */
+        double now = cwt_monotonic();
+        if (now - m->refusal_window >= 60) {
+            m->refusal_window = now;
+            m->refusals = 0;
+        }
+        if (m->refusals < REFUSALS_PER_MINUTE) {
+            m->refusals++;
+            log_warnx("control socket: %s", err);
+            if (m->refusals_dropped > 0)
+                (void)audit_append(m->st, "control-refused",
+                                   "%s (and %u refusals not recorded before it)", err,
+                                   m->refusals_dropped);
+            else
+                (void)audit_append(m->st, "control-refused", "%s", err);
+            m->refusals_dropped = 0;
+        } else {
+            m->refusals_dropped++;
+        }
         reply_error(fd, "permission denied: this user may not control cwtd");
         close(fd);
         return;
@@ -1209,7 +1419,8 @@ static void on_control(struct monitor *m)
         }
         if (m->job_inflight)
             (void)proto_send(m->tsock, &msg);
-        (void)audit_append(m->st, "paused", "training paused by the control socket");
+        (void)audit_append(m->st, "paused", "training paused by the control socket (%s)",
+                           m->ctl_who);
         reply_ok(fd, "paused");
     } else if (strcmp(cmd, "resume") == 0) {
         struct proto_msg msg = {.type = PROTO_RESUME, .fd = -1};
@@ -1221,13 +1432,18 @@ static void on_control(struct monitor *m)
         }
         if (m->job_inflight)
             (void)proto_send(m->tsock, &msg);
-        (void)audit_append(m->st, "resumed", "training resumed by the control socket");
+        (void)audit_append(m->st, "resumed", "training resumed by the control socket (%s)",
+                           m->ctl_who);
         start_job(m);
         reply_ok(fd, "resumed");
     } else if (strcmp(cmd, "resend") == 0) {
         cmd_resend(m, fd);
     } else if (strcmp(cmd, "stop") == 0) {
+        (void)audit_append(m->st, "stop-requested",
+                           "stop asked by the control socket (%s); exit status %d", m->ctl_who,
+                           CWTD_EXIT_STOP_REQUESTED);
         m->stopping = 1;
+        m->exit_code = CWTD_EXIT_STOP_REQUESTED;
         reply_ok(fd, "stopping");
     } else {
         snprintf(err, sizeof(err), "unknown command '%s'", cmd);
@@ -1366,6 +1582,12 @@ static void setup(struct monitor *m, int foreground)
                        "%02x%02x...)",
                        CWT_VERSION, cfg->site_id, m->keys.key_id[0], m->keys.key_id[1],
                        m->keys.key_id[2], m->keys.key_id[3]);
+    /* cwtd.c refuses root unless daemon.allow_root is set: the override is on the record. */
+    if (geteuid() == 0)
+        (void)audit_append(m->st, "running-as-root",
+                           "daemon.allow_root is set in %s: cwtd runs as root, not as a "
+                           "daemon.user",
+                           cfg->path);
 
     if (file_join(m->private_dir, sizeof(m->private_dir), cfg->store_dir, "cwtd-private") != 0 ||
         file_join(m->rejected_dir, sizeof(m->rejected_dir), cfg->inbox_dir, "rejected") != 0)
@@ -1443,6 +1665,7 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
 {
     struct monitor *m = calloc(1, sizeof(*m));
     char status[128];
+    int rc;
 
     if (m == NULL)
         fatal("calloc");
@@ -1462,8 +1685,6 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     }
     setup(m, foreground);
     state_load(m);
-    if (m->cs.phase == CWTD_IDLE && m->me != 0 && !is_ensemble(m))
-        m->cs.since = cwt_now();
     log_info("site %s (%u of %u) in federation %s: %s", cfg->site_id, m->me + 1, m->n,
              roster->federation, cycle_phase_name(m->cs.phase));
     notify_send(m->notifyfd, "READY=1");
@@ -1503,6 +1724,11 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
         ;
     store_close(m->st);
     keys_free(&m->keys);
+    rc = m->exit_code;
+    if (m->have_layout) {
+        st_free(&m->layout);
+        free(m->layout_blob);
+    }
     free(m);
-    return 0;
+    return rc;
 }

@@ -21,7 +21,7 @@
 /* Exact payload size of each type; index = type. */
 static const uint32_t payload_size[PROTO_TYPE_MAX + 1] = {
     [PROTO_HELLO] = 4 + 32 + TEXT_FIELD,
-    [PROTO_JOB] = 6 * 4 + 8 + 2 * 8 + CKPT_FIELD + TEXT_FIELD,
+    [PROTO_JOB] = 6 * 4 + 8 + 2 * 8 + CKPT_FIELD + 3 * 4 + 2 * 8,
     [PROTO_PROGRESS] = 3 * 8 + 2 * 8,
     [PROTO_RESULT] = 4 + 3 * 8 + 6 * 8 + TEXT_FIELD,
     [PROTO_PAUSE] = 0,
@@ -89,6 +89,12 @@ static void put_text(struct cursor *c, const char *s, size_t field)
         c->bad = 1;
         return;
     }
+    /* The decoder refuses control characters; the encoder never writes them either. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            c->bad = 1;
+            return;
+        }
     memset(c->w + c->pos, 0, field);
     memcpy(c->w + c->pos, s, n);
     c->pos += field;
@@ -195,7 +201,13 @@ int proto_encode(const struct proto_msg *msg, uint8_t *buf, size_t buflen)
         put_f64(&c, j->sched_total);
         put_f64(&c, j->epochs_before);
         put_text(&c, j->ckpt, CKPT_FIELD);
-        put_text(&c, j->history, TEXT_FIELD);
+        if (!cycle_history_valid(&j->history))
+            return CWT_EINVAL;
+        put_u32(&c, j->history.cur);
+        put_u32(&c, j->history.n);
+        put_u32(&c, j->history.bestc);
+        put_f64(&c, j->history.sum);
+        put_f64(&c, j->history.best);
         break;
     }
     case PROTO_PROGRESS:
@@ -285,10 +297,15 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
         j->sched_total = get_f64(&c);
         j->epochs_before = get_f64(&c);
         get_text(&c, j->ckpt, CKPT_FIELD);
-        get_text(&c, j->history, TEXT_FIELD);
+        j->history.cur = get_u32(&c);
+        j->history.n = get_u32(&c);
+        j->history.bestc = get_u32(&c);
+        j->history.sum = get_f64(&c);
+        j->history.best = get_f64(&c);
         if (!c.bad &&
-            (j->kind == 0 || j->kind > PROTO_JOB_KIND_MAX || j->resume > 1 || j->has_weights > 1 ||
-             !valid_ckpt_name(j->ckpt) || !(j->sched_total >= 0) || !(j->epochs_before >= 0)))
+            (!cycle_history_valid(&j->history) || j->kind == 0 || j->kind > PROTO_JOB_KIND_MAX ||
+             j->resume > 1 || j->has_weights > 1 || !valid_ckpt_name(j->ckpt) ||
+             !(j->sched_total >= 0) || !(j->epochs_before >= 0)))
             c.bad = 1;
         break;
     }

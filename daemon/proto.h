@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/cycle.h"
+
 #define PROTO_MAGIC       0x50545743u /* "CWTP" read as a little-endian u32 */
 #define PROTO_VERSION     1
 #define PROTO_HDR_LEN     16
@@ -51,16 +53,16 @@ struct proto_hello {
 };
 
 struct proto_job {
-    uint32_t kind;                    /* enum proto_job_kind */
-    uint32_t cycle, hop;              /* which visit this is */
-    uint32_t resume;                  /* 1: continue from checkpoint ckpt if it exists */
-    uint32_t has_weights;             /* 1: a descriptor with the input weights comes along */
-    uint32_t patience;                /* PLATEAU: epochs without improvement before stopping */
-    uint64_t loader_seed;             /* derived from the roster seed, cycle and hop */
-    double sched_total;               /* length of the whole schedule in epochs (0 = this visit) */
-    double epochs_before;             /* epochs trained before this visit: the schedule position */
-    char ckpt[64];                    /* checkpoint name in the store's models database */
-    char history[PROTO_TEXT_MAX + 1]; /* opaque text the trainer copies into the metadata */
+    uint32_t kind;                /* enum proto_job_kind */
+    uint32_t cycle, hop;          /* which visit this is */
+    uint32_t resume;              /* 1: continue from checkpoint ckpt if it exists */
+    uint32_t has_weights;         /* 1: a descriptor with the input weights comes along */
+    uint32_t patience;            /* PLATEAU: epochs without improvement before stopping */
+    uint64_t loader_seed;         /* derived from the roster seed, cycle and hop */
+    double sched_total;           /* length of the whole schedule in epochs (0 = this visit) */
+    double epochs_before;         /* epochs trained before this visit: the schedule position */
+    char ckpt[64];                /* checkpoint name in the store's models database */
+    struct cycle_history history; /* patience bookkeeping, typed (never peer text) */
 };
 
 struct proto_progress {

@@ -383,8 +383,13 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
             goto done;
     }
     last_hop = job->u.job.hop + 1 == t->roster->n_sites;
-    cycle_history_update(job->u.job.history, job->u.job.cycle, n_val > 0 ? met.accuracy : NAN,
-                         last_hop, history, sizeof(history));
+    {
+        struct cycle_history h;
+        cycle_history_update(&job->u.job.history, job->u.job.cycle, n_val > 0 ? met.accuracy : NAN,
+                             last_hop, &h);
+        if (cycle_history_format(&h, history, sizeof(history)) != 0)
+            fatalx("trainer: history out of range");
+    }
     snprintf(epochs_text, sizeof(epochs_text), "%.17g", job->u.job.epochs_before + epochs);
     {
         const struct train_kv extra[] = {{"cwt.history", history}, {"cwt.epochs", epochs_text}};
@@ -503,6 +508,22 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
         rc = train_model_from_recipe(t.dev, &roster->recipe, &t.model, err, sizeof(err));
     if (rc != 0)
         fatalx("trainer: %s", err);
+    /* The model's tensor table (names, dtypes, shapes and fingerprint, in the form every
+     * bundle of cwtd carries: weights and optimizer state) for the monitor, which holds every
+     * incoming payload against it before the bundle is recorded (the values are the seed's,
+     * not trained ones). */
+    {
+        uint8_t *img = NULL;
+        size_t imglen = 0;
+        rc = train_state_save(t.model, &t.spec, NULL, &roster->recipe, TRAIN_SAVE_ALL, NULL, 0,
+                              &img, &imglen, err, sizeof(err));
+        if (rc == 0)
+            rc = store_model_put(t.st, CWTD_MODEL_LAYOUT, img, imglen);
+        free(img);
+        if (rc != 0)
+            fatalx("trainer: cannot store the model layout: %s",
+                   err[0] != '\0' ? err : cwt_strerror(rc));
+    }
     /* Everything that reads driver files or compiles pipelines is done: confine. */
     {
         struct sandbox_paths paths;

@@ -1018,3 +1018,66 @@ int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *outlen)
     *outlen = total;
     return 0;
 }
+
+int st_header_fd(int fd, struct st_file *f, char *err, size_t errlen)
+{
+    struct stat sb;
+    uint8_t lenbuf[8], *buf;
+    uint64_t hlen, size;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return cwt_seterr(err, errlen, CWT_EIO, "safetensors: not a regular file");
+    size = (uint64_t)sb.st_size;
+    if (size < 8)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors: file of %llu bytes is too short",
+                          (unsigned long long)size);
+    if (pread_full(fd, lenbuf, 8, 0) != 0)
+        return cwt_seterr(err, errlen, CWT_EIO, "safetensors: cannot read: %s", strerror(errno));
+    hlen = rd_le64(lenbuf);
+    if (hlen > ST_MAX_HEADER || hlen > size - 8)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors: header length %llu is invalid",
+                          (unsigned long long)hlen);
+    buf = malloc(hlen > 0 ? (size_t)hlen : 1);
+    if (buf == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
+    if (pread_full(fd, buf, (size_t)hlen, 8) != 0) {
+        free(buf);
+        return cwt_seterr(err, errlen, CWT_EIO, "safetensors: cannot read: %s", strerror(errno));
+    }
+    rc = st_parse_header(buf, (size_t)hlen, size - 8 - hlen, f, err, errlen);
+    free(buf);
+    return rc;
+}
+
+const char *st_meta_get(const struct st_file *f, const char *key)
+{
+    for (uint32_t i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta[i].key, key) == 0)
+            return f->meta[i].value;
+    return NULL;
+}
+
+int st_same_layout(const struct st_file *want, const struct st_file *got, char *err, size_t errlen)
+{
+    if (got->n != want->n)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "%u tensors where the model has %u", got->n,
+                          want->n);
+    for (uint32_t i = 0; i < want->n; i++) {
+        const struct st_tensor *w = &want->tensors[i];
+        int j = st_find(got, w->name);
+        const struct st_tensor *g;
+        if (j < 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "tensor \"%s\" of the model is missing",
+                              w->name);
+        g = &got->tensors[j];
+        if (g->dtype != w->dtype)
+            return cwt_seterr(err, errlen, CWT_EFORMAT, "tensor \"%s\" is %s, not %s", w->name,
+                              st_dtype_name(g->dtype), st_dtype_name(w->dtype));
+        if (g->ndim != w->ndim || memcmp(g->shape, w->shape, sizeof(g->shape[0]) * w->ndim) != 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "tensor \"%s\" does not have the model's shape", w->name);
+    }
+    return 0;
+}

@@ -85,4 +85,17 @@ int st_parse_header(const uint8_t *json, size_t json_len, uint64_t data_len, str
 int st_check_fd(int fd, char *err, size_t errlen);
 int st_check_file(const char *path, char *err, size_t errlen);
 
+/* Parses just the header of the safetensors file open on fd (pread from offset 0; the data
+ * area is not read): tensor table and metadata, with every check of st_parse_header. Release
+ * with st_free(). Errors as st_parse_header, CWT_EIO when fd cannot be read. */
+int st_header_fd(int fd, struct st_file *f, char *err, size_t errlen);
+
+/* The value of metadata key in f, or NULL when absent. */
+const char *st_meta_get(const struct st_file *f, const char *key);
+
+/* Whether got holds exactly want's tensors: the same names (in any order), each with the same
+ * dtype and shape, and no other. 0, or CWT_EFORMAT with a sentence naming the first
+ * difference. */
+int st_same_layout(const struct st_file *want, const struct st_file *got, char *err, size_t errlen);
+
 #endif

@@ -25,18 +25,31 @@ expect() {
     cat out.txt err.txt | grep -- "$needle" >/dev/null || fail "$*: output lacks '$needle': $(cat err.txt)"
 }
 
-# A safetensors file with a float tensor and the trainer's "fingerprint" metadata.
+# Weights of the roster's model (cnn-small at the roster's input and classes: the tensors
+# `bundle open` holds every payload to) with the trainer's "fingerprint" metadata. N is
+# ignored (kept for the calls' readability); POISON puts a NaN in.
 mkweights() {
-    local out=$1 n=$2 poison=${3:-0} fp=${4:-$FP}
-    python3 - "$out" "$n" "$poison" "$fp" <<'EOF'
-import json, struct, sys
-out, n, poison, fp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-vals = [i * 0.001 for i in range(n)]
-if poison:
-    vals[n // 2] = float("nan")
-data = struct.pack("<%df" % n, *vals)
-hdr = {"__metadata__": {"fingerprint": fp},
-       "w": {"dtype": "F32", "shape": [n], "data_offsets": [0, len(data)]}}
+    local out=$1 poison=${3:-0} fp=${4:-$FP}
+    python3 - "$out" "$poison" "$fp" "$T/a/roster.conf" <<'EOF'
+import json, re, struct, sys
+out, poison, fp, roster = sys.argv[1], int(sys.argv[2]), sys.argv[3], open(sys.argv[4]).read()
+h, w, c = (int(x) for x in re.search(r"input = \[(\d+), (\d+), (\d+)\]", roster).groups())
+k = int(re.search(r"classes = (\d+)", roster).group(1))
+shapes = {"conv1.weight": [32, c, 3, 3], "conv1.bias": [32], "conv2.weight": [64, 32, 3, 3],
+          "conv2.bias": [64], "fc1.weight": [128, 64 * (h // 4) * (w // 4)], "fc1.bias": [128],
+          "fc2.weight": [k, 128], "fc2.bias": [k]}
+hdr, data, off = {"__metadata__": {"fingerprint": fp}}, b"", 0
+for name in sorted(shapes):
+    n = 1
+    for d in shapes[name]:
+        n *= d
+    vals = [(i % 1000) * 0.001 for i in range(n)]
+    if poison:
+        vals[n // 2] = float("nan")
+    blob = struct.pack("<%df" % n, *vals)
+    hdr[name] = {"dtype": "F32", "shape": shapes[name], "data_offsets": [off, off + len(blob)]}
+    data += blob
+    off += len(blob)
 h = json.dumps(hdr).encode()
 h += b" " * ((8 - (8 + len(h)) % 8) % 8)
 open(out, "wb").write(struct.pack("<Q", len(h)) + h + data)
@@ -61,7 +74,7 @@ cmp -s <("$CWTCTL" "${A[@]}" roster check | tail -n 1) <("$CWTCTL" "${B[@]}" ros
 FP=$("$CWTCTL" "${A[@]}" model fingerprint)
 [[ $FP =~ ^[0-9a-f]{64}$ ]] || fail "model fingerprint printed '$FP'"
 [ "$("$CWTCTL" "${B[@]}" model fingerprint)" = "$FP" ] || fail "sites disagree on the model fingerprint"
-mkweights w0.safetensors 600000 # 2.4 MB: three chunks
+mkweights w0.safetensors 0 # cnn-small at 28x28: two chunks
 
 # Site a seals sequence 0 for site b; the file travels by copy.
 "$CWTCTL" "${A[@]}" bundle seal --to site-b --weights w0.safetensors -o "$T/a/outbox/b0.cwtb" >/dev/null

@@ -171,7 +171,7 @@ if [[ -n ${CWTD:-} ]]; then
     key=$("$R/usr/bin/cwtctl" -c "$S/cwtd.conf" key show | head -1)
     # The shipped example, pointed at this scratch site; the user switch is the unit's job.
     sed -e "s|\"/var/lib/cwt\"|\"$S\"|; s|\"/run/cwt/cwtd.sock\"|\"$S/cwtd.sock\"|" \
-        -e 's|user = "cwt";|user = "";|' "$EX/cwtd.conf" >"$S/etc.conf"
+        -e 's|user = "cwt";|user = ""; allow_root = true;|' "$EX/cwtd.conf" >"$S/etc.conf"
     "$R/usr/bin/cwtctl" -c "$S/etc.conf" roster add "$key" >/dev/null
     python3 - "$T/notify" 120 >"$T/notify.log" 2>&1 <<'PY' &
 import socket, sys

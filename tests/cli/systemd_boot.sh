@@ -97,6 +97,9 @@ grep -Eq "^ok +daemon " $D/doctor.log || fail "doctor does not see the running c
 # Steps 4-5: the coordinator (a) adds the other site after itself and restarts on the roster.
 cwtctl init --site-id hospital-b --dir $D/b --federation fed-boot --input 16x16x1 \
     --classes 3 >/dev/null || fail "init b"
+# b's cwtd runs as root under systemd-run: on purpose, so it says so (daemon.allow_root).
+sed -i 's/rescan_seconds = \([0-9]*\);/rescan_seconds = \1; allow_root = true;/' $D/b/cwtd.conf
+grep -q "allow_root = true" $D/b/cwtd.conf || fail "cannot set daemon.allow_root for b"
 runuser -u cwt -- cwtctl roster add "$(cwtctl -c $D/b/cwtd.conf key show | head -n 1)" >/dev/null ||
     fail "roster add b"
 sed -i 's/^\( *visit_length = \).*;/\14;/; s/^\( *visit_unit = \).*;/\1"steps";/; s/^\( *cycles = \).*;/\11;/' \

@@ -20,6 +20,7 @@
 
 #include "common/fileio.h"
 #include "crypto/bundle.h"
+#include "daemon/cycle.h"
 #include "daemon/proto.h"
 #include "fuzz_common.h"
 #include "storage/safetensors.h"
@@ -553,6 +554,51 @@ static int gen_config(const char *dir)
 
 /* --- daemon: trainer messages and control requests --- */
 
+/* Saved daemon states (cycle_state_encode) and patience histories. */
+static int gen_state(const char *dir)
+{
+    static struct cycle_state cs;
+    char text[CWTD_STATE_MAX], hist[CWTD_HISTORY_MAX + 1];
+    struct cycle_history h = {.cur = 2, .n = 2, .bestc = 1, .sum = 1.25, .best = 0.625};
+    int n;
+
+    memset(&cs, 0, sizeof(cs));
+    cycle_history_init(&cs.history);
+    cs.since = 1700000000;
+    n = cycle_state_encode(&cs, text, sizeof(text));
+    if (n < 0 || save(dir, "state", "idle.txt", text, (size_t)n) != 0)
+        return -1;
+    cs.phase = CWTD_WAITING;
+    cs.cycle = 3;
+    cs.hop = 1;
+    cs.has_input = cs.has_parent = 1;
+    memset(cs.parent_hash, 0x5a, 32);
+    memset(cs.in_bundle_id, 0x11, 16);
+    cs.epochs_before = 4.5;
+    cs.history = h;
+    snprintf(cs.waiting_from, sizeof(cs.waiting_from), "site-a");
+    cs.has_out = 1;
+    cs.out_seq = 10;
+    snprintf(cs.out_name, sizeof(cs.out_name), "fed-c3-h1-cycle-to-site-c.cwtb");
+    cs.out_kind = 1;
+    cs.n_metrics = 2;
+    cs.metrics[0].cycle = 2;
+    cs.metrics[0].val_accuracy = 0.5;
+    cs.metrics[1].cycle = 3;
+    cs.metrics[1].val_accuracy = 0.75;
+    cs.sum_steps = 100;
+    cs.sum_epochs = 1.5;
+    cs.sum_train_loss = 0.25;
+    cs.sum_val_auc = NAN;
+    n = cycle_state_encode(&cs, text, sizeof(text));
+    if (n < 0 || save(dir, "state", "waiting.txt", text, (size_t)n) != 0)
+        return -1;
+    if (cycle_history_format(&h, hist, sizeof(hist)) != 0 ||
+        save_text(dir, "state", "history.txt", hist) != 0)
+        return -1;
+    return 0;
+}
+
 static int gen_proto(const char *dir)
 {
     struct proto_msg m;
@@ -581,7 +627,7 @@ static int gen_proto(const char *dir)
             m.u.job.sched_total = 30;
             m.u.job.epochs_before = 4.5;
             snprintf(m.u.job.ckpt, sizeof(m.u.job.ckpt), "visit-2.1");
-            snprintf(m.u.job.history, sizeof(m.u.job.history), "site-a:1 site-b:1");
+            m.u.job.history = (struct cycle_history){.cur = 2, .n = 1, .sum = 0.5, .best = -1};
             break;
         case PROTO_PROGRESS:
             m.u.progress.step = 10;
@@ -765,7 +811,8 @@ int main(int argc, char **argv)
     free(r);
     free(parent);
     if (gen_images(dir) != 0 || gen_csv(dir) != 0 || gen_idx(dir) != 0 || gen_config(dir) != 0 ||
-        gen_proto(dir) != 0 || gen_control(dir) != 0 || gen_audit(dir) != 0) {
+        gen_proto(dir) != 0 || gen_control(dir) != 0 || gen_audit(dir) != 0 ||
+        gen_state(dir) != 0) {
         fprintf(stderr, "gen_corpus: cannot write the parser seeds\n");
         return 1;
     }

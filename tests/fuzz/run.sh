@@ -11,7 +11,7 @@
 #
 # Harnesses: bundle, safetensors, roster, audit_export, config (libsodium, LMDB, libconfig
 # only); decode, csv, idx (also the cwtctl decoders: libpng, libjpeg, zlib, DCMTK in C++);
-# proto, control (the daemon's message and request parsers). New inputs go to a scratch corpus
+# proto, control, state (the daemon's message and request parsers and its saved-state codec). New inputs go to a scratch corpus
 # under the build folder, never into the repository; crashes are written to
 # $CWT_FUZZ_BUILD/artifacts/.
 set -eu
@@ -20,7 +20,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${CWT_FUZZ_BUILD:-$SRC/build-fuzz}
 CC=${CLANG:-clang}
 CXX=${CLANGXX:-${CC}++}
-HARNESSES="bundle safetensors roster audit_export config decode csv idx proto control"
+HARNESSES="bundle safetensors roster audit_export config decode csv idx proto control state"
 CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 CXXFLAGS="-std=c++17 -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
@@ -58,7 +58,7 @@ link() { # HARNESS: the decoders need C++ (DCMTK), the daemon's parsers their ob
         $CXX $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $cli_objs $objs \
             $IMAGE_LIBS $DCMTK_LIBS $LIBS -o "$OUT/fuzz_$1"
         ;;
-    proto | control)
+    proto | control | state)
         $CC $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $daemon_objs $objs \
             $LIBS -o "$OUT/fuzz_$1"
         ;;
@@ -94,11 +94,12 @@ build() {
     for src in "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c; do
         cli_objs="$cli_objs $(obj_of "$src")"
     done
-    daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c")"
+    daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c") $(obj_of "$SRC/daemon/cycle.c")"
     for h in $HARNESSES; do harness_objs="$harness_objs $(obj_of "$SRC/tests/fuzz/fuzz_$h.c")"; done
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c \
         "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c \
-        "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/tests/fuzz/fuzz_*.c; do
+        "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/daemon/cycle.c \
+        "$SRC"/tests/fuzz/fuzz_*.c; do
         if stale "$(obj_of "$src")" "$src"; then spawn compile "$src"; fi
     done
     wait_all
@@ -111,8 +112,9 @@ build() {
     wait_all
     # shellcheck disable=SC2086
     if stale "$OUT/gen_corpus" "$SRC/tests/fuzz/gen_corpus.c" "$SRC/tests/fuzz/fuzz_common.h" $objs \
-        "$SRC/daemon/proto.c"; then
-        $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" $objs $IMAGE_LIBS \
+        "$SRC/daemon/proto.c" "$SRC/daemon/cycle.c"; then
+        $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" "$SRC/daemon/cycle.c" \
+            $objs $IMAGE_LIBS \
             $LIBS -o "$OUT/gen_corpus"
     fi
 }

@@ -39,7 +39,8 @@ static struct proto_msg sample_job(void)
     m.u.job.sched_total = 7.5;
     m.u.job.epochs_before = 7.5;
     strcpy(m.u.job.ckpt, "cwtd.visit.3.2");
-    strcpy(m.u.job.history, "best=0.81@2 sum=1.6 n=2");
+    m.u.job.history =
+        (struct cycle_history){.cur = 3, .n = 2, .bestc = 2, .sum = 1.6, .best = 0.81};
     return m;
 }
 
@@ -80,7 +81,7 @@ static void test_every_type_round_trips(void **state)
     assert_int_equal(out.u.job.loader_seed, in[1].u.job.loader_seed);
     assert_true(out.u.job.sched_total == 7.5);
     assert_string_equal(out.u.job.ckpt, "cwtd.visit.3.2");
-    assert_string_equal(out.u.job.history, in[1].u.job.history);
+    assert_memory_equal(&out.u.job.history, &in[1].u.job.history, sizeof(out.u.job.history));
     n = proto_encode(&in[3], buf, sizeof(buf));
     assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), 0);
     assert_int_equal(out.u.result.status, CWT_ENUMERIC);
@@ -161,15 +162,24 @@ static void test_bad_payload_fields_are_refused(void **state)
     n = proto_encode(&m, buf, sizeof(buf));
     memcpy(buf + PROTO_HDR_LEN + 32, &inf, sizeof(inf));
     assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), CWT_EFORMAT);
-    /* Text without its NUL, and text with a control character. */
-    m = sample_job();
+    /* Text without its NUL (a result's message is its last field), and text with a control
+     * character. */
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_RESULT;
+    m.fd = -1;
+    strcpy(m.u.result.message, "fine");
     n = proto_encode(&m, buf, sizeof(buf));
+    assert_true(n > PROTO_TEXT_MAX + 1);
     memset(buf + n - (PROTO_TEXT_MAX + 1), 'a', PROTO_TEXT_MAX + 1);
     assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), CWT_EFORMAT);
     m = sample_job();
-    m.u.job.history[0] = '\n';
-    n = proto_encode(&m, buf, sizeof(buf));
-    assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), CWT_EFORMAT);
+    m.type = PROTO_RESULT;
+    memset(&m.u.result, 0, sizeof(m.u.result));
+    strcpy(m.u.result.message, "a\nb");
+    assert_int_equal(proto_encode(&m, buf, sizeof(buf)), CWT_EINVAL); /* never written */
+    m = sample_job();
+    m.u.job.history.sum = 3; /* more than n accuracies can add up to */
+    assert_int_equal(proto_encode(&m, buf, sizeof(buf)), CWT_EINVAL);
     /* A positive status in a result. */
     memset(&m, 0, sizeof(m));
     m.type = PROTO_RESULT;

@@ -46,6 +46,11 @@ make_site() {
         --federation fed-test --seed 7 "$@" >/dev/null || die "cwtctl init $name"
     sed -i 's/rescan_seconds = [0-9]*/rescan_seconds = 1/; s/group = "cwt"/group = ""/' \
         "$T/$name/cwtd.conf"
+    # cwtd refuses to run as root without daemon.user; tests run as root in CI on purpose.
+    if [ "$(id -u)" = 0 ]; then
+        sed -i 's/rescan_seconds = 1;/rescan_seconds = 1; allow_root = true;/' "$T/$name/cwtd.conf"
+        grep -q "allow_root = true" "$T/$name/cwtd.conf" || die "cannot set daemon.allow_root"
+    fi
 }
 
 # set_recipe NAME KEY VALUE: edits one recipe line of NAME's roster (before sites are added).
