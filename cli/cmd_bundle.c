@@ -14,7 +14,7 @@
 #include "cli/cli.h"
 #include "engine/train/train.h"
 #include "crypto/bundle.h"
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
@@ -223,7 +223,7 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
         h->has_parent = 1;
         memcpy(h->parent_hash, c->parent.file_hash, 32);
         if (cycle < 0) {
-            /* The next visit of this site after the parent (daemon/cycle.h, as cwtd). */
+            /* The next visit of this site after the parent (cycle/cycle.h, as cwtd). */
             uint32_t next;
             if (cycle_after(c->roster.n_sites, (uint32_t)me, c->parent.hdr.sequence, &next) != 0) {
                 rc = cli_error(CLI_FAIL, "the parent's sequence leaves no next cycle");

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 #include "common/cwt.h"
 #include "crypto/bundle.h"
 #include "storage/store.h"
@@ -559,7 +559,7 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
             int paused = 0;
             static const uint8_t zero[32];
             state[len] = '\0';
-            /* The daemon's own decoder (daemon/cycle.h): the same strict rules as cwtd. */
+            /* The daemon's own decoder (cycle/cycle.h): the same strict rules as cwtd. */
             if (cycle_state_decode(state, len, &cs, serr, sizeof(serr)) != 0) {
                 fputs(",\"state_error\":", f);
                 cli_json_string(f, serr);

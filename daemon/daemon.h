@@ -5,7 +5,7 @@
  *              the monitor
  *   monitor.c  the monitor: event loop, inbox, outbox, supervision of the trainer
  *   cycle.c    the cycle rules and the persistent cycle state (pure functions + codec;
- *              daemon/cycle.h, library cwt_cycle, shared with cwtctl)
+ *              cycle/cycle.h, library cwt_cycle, shared with cwtctl)
  *   control.c  the control socket: bind, peer check, one request line, one reply line
  *   trainer.c  the trainer supervisor and the trainer (engine, never a secret or a bundle)
  *   notify.c   sd_notify by hand over $NOTIFY_SOCKET
@@ -27,7 +27,7 @@
 #include "common/cwt.h"
 #include "config/config.h"
 
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 
 #define CWTD_CKPT_INPUT   "cwtd.input"
 #define CWTD_CKPT_RESULT  "cwtd.result"

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 
 #define PROTO_MAGIC       0x50545743u /* "CWTP" read as a little-endian u32 */
 #define PROTO_VERSION     1

@@ -1,6 +1,6 @@
 /*
  * fuzz_state.c - libFuzzer harness for the daemon's saved-state codec and the patience
- * history parser (daemon/cycle.h, issue 18 H1): cycle_state_decode on the input; a state it
+ * history parser (cycle/cycle.h, issue 18 H1): cycle_state_decode on the input; a state it
  * accepts must encode again, and that text must decode to a state that encodes to the same
  * text (the codec is a fixed point after one round). cycle_history_parse on the input as a C
  * string: an accepted history formats and parses back to the same numbers. Neither may
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "common/cwt.h"
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

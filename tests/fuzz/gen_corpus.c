@@ -20,7 +20,7 @@
 
 #include "common/fileio.h"
 #include "crypto/bundle.h"
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 #include "daemon/proto.h"
 #include "fuzz_common.h"
 #include "storage/safetensors.h"

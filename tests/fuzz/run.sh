@@ -94,11 +94,11 @@ build() {
     for src in "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c; do
         cli_objs="$cli_objs $(obj_of "$src")"
     done
-    daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c") $(obj_of "$SRC/daemon/cycle.c")"
+    daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c") $(obj_of "$SRC/cycle/cycle.c")"
     for h in $HARNESSES; do harness_objs="$harness_objs $(obj_of "$SRC/tests/fuzz/fuzz_$h.c")"; done
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c \
         "$SRC"/cli/decode*.c "$SRC"/cli/decode_dicom.cpp "$SRC"/cli/ingest.c \
-        "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/daemon/cycle.c \
+        "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/cycle/cycle.c \
         "$SRC"/tests/fuzz/fuzz_*.c; do
         if stale "$(obj_of "$src")" "$src"; then spawn compile "$src"; fi
     done
@@ -112,8 +112,8 @@ build() {
     wait_all
     # shellcheck disable=SC2086
     if stale "$OUT/gen_corpus" "$SRC/tests/fuzz/gen_corpus.c" "$SRC/tests/fuzz/fuzz_common.h" $objs \
-        "$SRC/daemon/proto.c" "$SRC/daemon/cycle.c"; then
-        $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" "$SRC/daemon/cycle.c" \
+        "$SRC/daemon/proto.c" "$SRC/cycle/cycle.c"; then
+        $CC $CFLAGS $SAN "$SRC/tests/fuzz/gen_corpus.c" "$SRC/daemon/proto.c" "$SRC/cycle/cycle.c" \
             $objs $IMAGE_LIBS \
             $LIBS -o "$OUT/gen_corpus"
     fi

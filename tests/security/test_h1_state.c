@@ -11,7 +11,7 @@
  */
 #include "tests/security/sec_fixture.h"
 
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 #include "daemon/proto.h"
 
 static void test_injected_history_does_not_parse(void **state)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/cycle.h"
+#include "cycle/cycle.h"
 
 /* Index = enum cwtd_phase. */
 static const char *const phase_names[] = {"idle", "waiting", "training", "sealing", "finished"};
