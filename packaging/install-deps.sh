@@ -4,7 +4,8 @@
 # from a package named here or one they depend on: scripts/check-deps.py (the ctest
 # deps/installed) checks that, so a tool installed by hand cannot hide a missing entry.
 # clang-format: make test's format check; llvm: llvm-symbolizer, which LeakSanitizer needs to
-# match tests/fuzz/lsan.supp's function names; procps: pgrep and ps in the daemon tests.
+# match tests/fuzz/lsan.supp's function names; procps: pgrep and ps in the daemon tests;
+# debootstrap: scripts/fresh-root.sh, the newcomer check.
 # Idempotent and silent when everything is present; uses apt-get (and sudo when not root)
 # only when something is missing.
 set -eu
@@ -14,7 +15,7 @@ libsodium-dev liblmdb-dev lmdb-utils libconfig-dev libseccomp-dev libsystemd-dev
 libvulkan-dev vulkan-tools glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers
 libpng-dev libjpeg62-turbo-dev zlib1g-dev libdcmtk-dev dcmtk libcmocka-dev libopenblas-dev
 dataset-fashion-mnist python3-pydicom python3-numpy python3-torch
-dpkg-dev fakeroot lintian systemd systemd-container bash-completion groff-base"
+dpkg-dev fakeroot lintian systemd systemd-container bash-completion groff-base debootstrap"
 
 missing=""
 for p in $PKGS; do
