@@ -27,8 +27,10 @@ static void usage(FILE *f)
             "\n"
             "  --sites N          virtual institutions (1-%d)\n"
             "  --partition P      iid (default), label-skew:ALPHA, size-skew:W1,...,WN\n"
-            "  --heuristics LIST  of central,single,ensemble,swt,cwt,cwt+ (default: all)\n"
-            "  --visits LIST      cwt/cwt+ visit lengths in local epochs (default 1)\n"
+            "  --heuristics LIST  of central,single,ensemble,swt,cwt,cwt+,fedavg,fedprox:MU\n"
+            "                     (default: the first six)\n"
+            "  --visits LIST      cwt/cwt+ visit lengths, fedavg/fedprox local epochs per\n"
+            "                     round, in local epochs (default 1)\n"
             "  --budget E         epochs of the pooled training data (default: recipe epochs);\n"
             "                     every heuristic gets round(E * ceil(N_train / batch)) steps\n"
             "  --seeds S          repetitions with seeds recipe.seed .. recipe.seed+S-1\n"
@@ -170,7 +172,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     if (s.sites == 0)
         return cli_error(CLI_USAGE, "simulate needs --sites N (see 'cwtctl simulate --help')");
     if (sim_part_rule_parse(partition, s.sites, &s.rule, err, sizeof(err)) != 0 ||
-        sim_heur_parse(heuristics, s.want, err, sizeof(err)) != 0 ||
+        sim_heur_parse(heuristics, s.want, &s.prox_mu, err, sizeof(err)) != 0 ||
         sim_parse_list(visits, 1000, s.visits, 16, &s.n_visits, err, sizeof(err)) != 0 ||
         sim_plus_parse(plus, &s.plus, err, sizeof(err)) != 0)
         return cli_error(CLI_USAGE, "%s", err);

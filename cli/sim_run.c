@@ -48,6 +48,7 @@ struct run_ctx {
     uint64_t seed;
     uint32_t seed_index;
     struct sim_fed *fed;
+    struct prox *prox; /* fedprox: the correction after every step; NULL otherwise */
     /* Progress line. */
     char label[64];
     uint64_t steps_before;
@@ -211,10 +212,16 @@ struct session_ctx {
     struct keep *keep;
 };
 
+static int prox_step(struct run_ctx *c, uint64_t step);
+
 static int on_progress(const struct train_progress *p, void *ctx)
 {
     struct run_ctx *c = ((struct session_ctx *)ctx)->c;
 
+    /* The session calls this after eng_train_end and before the next step begins, so the
+     * model is at rest and the step's parameters and momentum can be corrected in place. */
+    if (c->prox != NULL && prox_step(c, p->step) != 0)
+        return 1;
     if (c->s->progress)
         fprintf(stderr, "\r%-14s seed %u/%u  step %llu/%llu  loss %.4f  %.0f img/s\033[K", c->label,
                 c->seed_index + 1, c->s->n_seeds, (unsigned long long)(c->steps_before + p->step),
@@ -736,6 +743,302 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     return add_outcome(c, &o);
 }
 
+/* ------------------------------------------------------------ fedavg / fedprox */
+
+/* The tensors FedAvg averages (parameters and batch-norm running statistics, in engine
+ * order) laid out in one flat host array, and for FedProx each parameter's momentum tensor. */
+struct fed_tensors {
+    uint32_t n;
+    uint32_t *idx; /* engine tensor index */
+    size_t *off;   /* offset in the flat array */
+    size_t *numel; /* floats */
+    int *is_param; /* ENG_T_PARAM (else ENG_T_BUFFER) */
+    int64_t *mom;  /* engine index of optim.<name>.momentum, -1 if none */
+    size_t total;  /* floats of all n tensors */
+};
+
+static void fed_tensors_free(struct fed_tensors *t)
+{
+    free(t->idx);
+    free(t->off);
+    free(t->numel);
+    free(t->is_param);
+    free(t->mom);
+    memset(t, 0, sizeof(*t));
+}
+
+static int fed_tensors_init(struct run_ctx *c, struct fed_tensors *t)
+{
+    uint32_t count = eng_model_tensor_count(c->m);
+
+    memset(t, 0, sizeof(*t));
+    t->idx = calloc(count ? count : 1, sizeof(*t->idx));
+    t->off = calloc(count ? count : 1, sizeof(*t->off));
+    t->numel = calloc(count ? count : 1, sizeof(*t->numel));
+    t->is_param = calloc(count ? count : 1, sizeof(*t->is_param));
+    t->mom = calloc(count ? count : 1, sizeof(*t->mom));
+    if (t->idx == NULL || t->off == NULL || t->numel == NULL || t->is_param == NULL ||
+        t->mom == NULL) {
+        fed_tensors_free(t);
+        return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for fedavg");
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        struct eng_tensor_info info;
+        int rc = eng_model_tensor_info(c->m, i, &info);
+        if (rc != 0) {
+            fed_tensors_free(t);
+            return cwt_seterr(c->err, c->errlen, rc, "cannot list the model's tensors: %s",
+                              cwt_strerror(rc));
+        }
+        if (info.kind == ENG_T_OPTIM)
+            continue;
+        if (info.numel > (SIZE_MAX / sizeof(double) - t->total)) {
+            fed_tensors_free(t);
+            return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "the model is too large");
+        }
+        t->idx[t->n] = i;
+        t->off[t->n] = t->total;
+        t->numel[t->n] = (size_t)info.numel;
+        t->is_param[t->n] = info.kind == ENG_T_PARAM;
+        t->mom[t->n] = -1;
+        t->total += (size_t)info.numel;
+        t->n++;
+    }
+    /* Momentum buffers are named optim.<parameter>.momentum (engine/model.c). */
+    for (uint32_t k = 0; k < t->n; k++) {
+        struct eng_tensor_info pi;
+        char want[256];
+        if (!t->is_param[k] || eng_model_tensor_info(c->m, t->idx[k], &pi) != 0)
+            continue;
+        if ((size_t)snprintf(want, sizeof(want), "optim.%s.momentum", pi.name) >= sizeof(want))
+            continue;
+        for (uint32_t i = 0; i < count; i++) {
+            struct eng_tensor_info info;
+            if (eng_model_tensor_info(c->m, i, &info) == 0 && info.kind == ENG_T_OPTIM &&
+                strcmp(info.name, want) == 0 && info.numel == pi.numel)
+                t->mom[k] = i;
+        }
+    }
+    return 0;
+}
+
+/* Copies the averaged tensors between the model and flat (params_only: parameters only). */
+static int fed_read(struct run_ctx *c, const struct fed_tensors *t, float *flat, int params_only)
+{
+    for (uint32_t k = 0; k < t->n; k++) {
+        int rc;
+        if (params_only && !t->is_param[k])
+            continue;
+        if ((rc = eng_model_read_tensor(c->m, t->idx[k], flat + t->off[k])) != 0)
+            return cwt_seterr(c->err, c->errlen, rc, "cannot read the model's weights: %s",
+                              cwt_strerror(rc));
+    }
+    return 0;
+}
+
+static int fed_write(struct run_ctx *c, const struct fed_tensors *t, const float *flat,
+                     int params_only)
+{
+    for (uint32_t k = 0; k < t->n; k++) {
+        int rc;
+        if (params_only && !t->is_param[k])
+            continue;
+        if ((rc = eng_model_write_tensor(c->m, t->idx[k], flat + t->off[k])) != 0)
+            return cwt_seterr(c->err, c->errlen, rc, "cannot write the model's weights: %s",
+                              cwt_strerror(rc));
+    }
+    return 0;
+}
+
+/* FedProx state of one local run: the schedule as the session computes it (so the learning
+ * rate of every step is known exactly), the round's global weights, the weights before the
+ * step (after the previous correction) and scratch for the momentum buffers. */
+struct prox {
+    const struct fed_tensors *t;
+    const struct cwt_recipe *recipe;
+    double offset, total, spe;
+    float mu;
+    const float *glob;
+    float *prev, *cur, *buf;
+    int rc;
+};
+
+/* After step `step` (1-based) of the session: w and the momentum buffer become those of the
+ * SGD step with gradient g + mu (w_prev - w_glob). */
+static int prox_step(struct run_ctx *c, uint64_t step)
+{
+    struct prox *p = c->prox;
+    const struct fed_tensors *t = p->t;
+    /* The session's own formula for the step's learning rate (train_session.c). */
+    float lr = (float)train_lr_at(p->recipe, p->offset + (double)(step - 1) / p->spe, p->total);
+
+    for (uint32_t k = 0; k < t->n; k++) {
+        float *w = p->cur + t->off[k], *buf = NULL;
+        int rc;
+        if (!t->is_param[k])
+            continue;
+        if ((rc = eng_model_read_tensor(c->m, t->idx[k], w)) != 0)
+            goto fail;
+        if (t->mom[k] >= 0) {
+            buf = p->buf;
+            if ((rc = eng_model_read_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0)
+                goto fail;
+        }
+        sim_prox_correct(w, buf, p->prev + t->off[k], p->glob + t->off[k], t->numel[k], p->mu, lr,
+                         c->optim.momentum, c->optim.nesterov);
+        if ((rc = eng_model_write_tensor(c->m, t->idx[k], w)) != 0 ||
+            (buf != NULL && (rc = eng_model_write_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0))
+            goto fail;
+        memcpy(p->prev + t->off[k], w, t->numel[k] * sizeof(float));
+        continue;
+    fail:
+        p->rc = cwt_seterr(c->err, c->errlen, rc, "fedprox: cannot correct a step: %s",
+                           cwt_strerror(rc));
+        return p->rc;
+    }
+    return 0;
+}
+
+/* fedavg / fedprox: rounds in which every institution trains `visit` local epochs from the
+ * same global model (fresh optimizer state), then the global model becomes the sample-weighted
+ * mean of their parameters and batch-norm statistics; the model kept is the best global model
+ * by mean local validation accuracy after each round. mu > 0: FedProx. */
+static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double mu)
+{
+    const uint32_t n = c->s->sites;
+    struct fed_tensors t;
+    struct prox px;
+    struct sim_outcome o;
+    struct keep kept = {0};
+    uint64_t full[CWT_MAX_SITES], spe[CWT_MAX_SITES], steps[CWT_MAX_SITES], done = 0;
+    double clock[CWT_MAX_SITES], total[CWT_MAX_SITES], t0 = cwt_monotonic();
+    float *glob = NULL, *cur = NULL, *prev = NULL, *buf = NULL;
+    double *acc = NULL;
+    size_t max_numel = 1;
+    uint32_t round = 0;
+    int rc;
+
+    outcome_init(c, &o, heur, visit);
+    sim_outcome_label(&o, c->label, sizeof(c->label));
+    c->steps_before = 0;
+    memset(&px, 0, sizeof(px));
+    if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
+        return rc;
+    if ((rc = fed_tensors_init(c, &t)) != 0)
+        return rc;
+    for (uint32_t k = 0; k < t.n; k++)
+        max_numel = t.numel[k] > max_numel ? t.numel[k] : max_numel;
+    glob = malloc((t.total ? t.total : 1) * sizeof(float));
+    cur = malloc((t.total ? t.total : 1) * sizeof(float));
+    prev = malloc((t.total ? t.total : 1) * sizeof(float));
+    buf = malloc(max_numel * sizeof(float));
+    acc = malloc((t.total ? t.total : 1) * sizeof(double));
+    if (glob == NULL || cur == NULL || prev == NULL || buf == NULL || acc == NULL) {
+        rc = cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for %s", sim_heur_name(heur));
+        goto out;
+    }
+    /* v local epochs at every institution per round (McMahan et al.'s E), and each
+     * institution's schedule clock runs over its own local epochs across rounds. */
+    for (uint32_t i = 0; i < n; i++) {
+        full[i] = visit_steps(c, i, visit, 1);
+        spe[i] = train_loader_batches_per_epoch(c->local[i]);
+        clock[i] = total[i] = 0.0;
+        rewind_loader(c->local[i]);
+    }
+    for (uint64_t s = 0; s < c->budget;) {
+        sim_round_steps(full, n, c->budget - s, steps);
+        for (uint32_t i = 0; i < n; i++) {
+            total[i] += (double)steps[i] / (double)spe[i];
+            s += steps[i];
+        }
+    }
+    if ((rc = fed_read(c, &t, glob, 0)) != 0)
+        goto out;
+    kept.c = c;
+    kept.flags = TRAIN_SAVE_WEIGHTS;
+    px.t = &t;
+    px.recipe = &c->base;
+    px.mu = (float)mu;
+    px.glob = glob;
+    px.prev = prev;
+    px.cur = cur;
+    px.buf = buf;
+    while (done < c->budget && rc == 0) {
+        double wsum = 0.0, score;
+        o.cycles = round + 1;
+        sim_round_steps(full, n, c->budget - done, steps);
+        memset(acc, 0, t.total * sizeof(double));
+        for (uint32_t i = 0; i < n && rc == 0; i++) {
+            double weight = (double)sim_part_size(&c->train, i);
+            if (steps[i] == 0)
+                continue;
+            /* Every institution starts the round from the global model with the initial
+             * optimizer state (zero momentum / moments, step 0). */
+            if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0 ||
+                (rc = fed_write(c, &t, glob, 0)) != 0)
+                break;
+            if (mu > 0) {
+                memcpy(prev, glob, t.total * sizeof(float));
+                px.offset = clock[i];
+                px.total = total[i];
+                px.spe = (double)spe[i];
+                px.rc = 0;
+                c->prox = &px;
+            }
+            rc = train_steps(c, c->local[i], steps[i], &c->base, clock[i], total[i], NULL, 0, NULL,
+                             NULL);
+            c->prox = NULL;
+            if (px.rc != 0)
+                rc = cwt_seterr(c->err, c->errlen, px.rc, "fedprox: cannot correct a step: %s",
+                                cwt_strerror(px.rc));
+            if (rc != 0)
+                break;
+            clock[i] += (double)steps[i] / (double)spe[i];
+            done += steps[i];
+            if ((rc = fed_read(c, &t, cur, 0)) != 0)
+                break;
+            sim_avg_add(acc, cur, t.total, weight);
+            wsum += weight;
+        }
+        if (rc != 0)
+            break;
+        if (sim_avg_finish(acc, t.total, wsum, glob) != 0) {
+            rc = cwt_seterr(c->err, c->errlen, CWT_ESTATE, "a %s round trained nothing",
+                            sim_heur_name(heur));
+            break;
+        }
+        if ((rc = fed_write(c, &t, glob, 0)) != 0 || (rc = mean_local_val(c, &score)) != 0)
+            break;
+        if (isfinite(score)) {
+            if (sim_curve_add(&o.curve, done, score) != 0)
+                rc = cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for the results");
+            else if (kept.best == NULL || score > kept.kept_val)
+                rc = keep_now(&kept, done, score);
+        }
+        round++;
+    }
+    if (rc == 0)
+        rc = finish(c, &o, kept.best, kept.best_len, TRAIN_SAVE_WEIGHTS, NULL);
+    o.kept_step = kept.kept_step;
+    o.kept_val = kept.best != NULL ? kept.kept_val : NAN;
+    o.steps = done;
+    o.wall_s = cwt_monotonic() - t0;
+out:
+    c->prox = NULL;
+    keep_free(&kept);
+    fed_tensors_free(&t);
+    free(glob);
+    free(cur);
+    free(prev);
+    free(buf);
+    free(acc);
+    if (rc != 0) {
+        sim_curve_free(&o.curve);
+        return rc;
+    }
+    return add_outcome(c, &o);
+}
+
 /* ------------------------------------------------------------ per seed */
 
 static int new_loader(struct run_ctx *c, const uint64_t *ids, size_t n, uint64_t seed, int balanced,
@@ -850,6 +1153,12 @@ static int run_seed(struct run_ctx *c)
             if ((rc = run_cwt(c, s->visits[v], plus)) != 0)
                 return rc;
     }
+    for (uint32_t v = 0; s->want[SIM_FEDAVG] && v < s->n_visits; v++)
+        if ((rc = run_fed(c, s->visits[v], SIM_FEDAVG, 0.0)) != 0)
+            return rc;
+    for (uint32_t v = 0; s->want[SIM_FEDPROX] && v < s->n_visits; v++)
+        if ((rc = run_fed(c, s->visits[v], SIM_FEDPROX, s->prox_mu)) != 0)
+            return rc;
     return 0;
 }
 
@@ -875,6 +1184,15 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
         c->base.batch_size = 1;
     if ((rc = train_specs_from_recipe(&c->base, &c->spec, &c->optim, err, errlen)) != 0)
         goto out;
+    /* fedprox corrects SGD steps exactly (sim_prox_correct); Adam's update is not linear in
+     * the gradient, so a correction after the step cannot be exact. */
+    if (s->want[SIM_FEDPROX] && c->optim.kind != ENG_SGD) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "fedprox needs a recipe with optimizer \"sgd\" (this one has %s); use "
+                        "fedavg or an SGD recipe",
+                        c->optim.kind == ENG_ADAM ? "adam" : "adamw");
+        goto out;
+    }
     if ((rc = load_split(s->st, STORE_TRAIN, c->spec.classes, s->max_train, s->recipe.seed,
                          &c->train_all, err, errlen)) != 0 ||
         (rc = load_split(s->st, STORE_VAL, c->spec.classes, s->max_val, s->recipe.seed, &c->val_all,
@@ -903,6 +1221,7 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     snprintf(rep->model, sizeof(rep->model), "%s", s->recipe.model);
     sim_part_rule_format(&s->rule, rep->partition, sizeof(rep->partition));
     sim_plus_format(s->plus, rep->plus, sizeof(rep->plus));
+    rep->prox_mu = s->want[SIM_FEDPROX] ? s->prox_mu : 0.0;
     rep->sites = s->sites;
     rep->budget_epochs = s->budget_epochs;
     rep->budget_steps = c->budget;

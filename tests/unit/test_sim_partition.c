@@ -339,7 +339,7 @@ static void bad_arguments(void **state)
     char err[CWT_ERRLEN];
     int want[SIM_NHEUR];
     unsigned mods;
-    double v[16];
+    double v[16], mu;
     uint32_t n;
 
     (void)state;
@@ -352,12 +352,19 @@ static void bad_arguments(void **state)
     assert_int_equal(sim_part_rule_parse("dirichlet", 4, &r, err, sizeof(err)), CWT_EINVAL);
     assert_int_equal(sim_part_rule_parse("size-skew:1,2", 2, &r, err, sizeof(err)), 0);
     assert_int_equal(r.n_weights, 2);
-    assert_int_equal(sim_heur_parse("cwt,cwt+,central", want, err, sizeof(err)), 0);
+    assert_int_equal(sim_heur_parse("cwt,cwt+,central", want, &mu, err, sizeof(err)), 0);
     assert_true(want[SIM_CWT] && want[SIM_CWT_PLUS] && want[SIM_CENTRAL] && !want[SIM_SWT]);
-    assert_int_equal(sim_heur_parse("cwt,fedavg", want, err, sizeof(err)), CWT_EINVAL);
-    assert_non_null(strstr(err, "fedavg"));
-    assert_int_equal(sim_heur_parse("cwt,cwt", want, err, sizeof(err)), CWT_EINVAL);
-    assert_int_equal(sim_heur_parse("", want, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("cwt,fedavg,fedprox:0.01", want, &mu, err, sizeof(err)), 0);
+    assert_true(want[SIM_FEDAVG] && want[SIM_FEDPROX] && mu == 0.01);
+    assert_int_equal(sim_heur_parse("cwt,fedprox", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_non_null(strstr(err, "'fedprox' is not valid"));
+    assert_int_equal(sim_heur_parse("fedprox:0", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("fedprox:1,fedprox:2", want, &mu, err, sizeof(err)),
+                     CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("cwt,fedsgd", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_non_null(strstr(err, "fedsgd"));
+    assert_int_equal(sim_heur_parse("cwt,cwt", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("", want, &mu, err, sizeof(err)), CWT_EINVAL);
     assert_int_equal(sim_plus_parse("loss,clr", &mods, err, sizeof(err)), 0);
     assert_int_equal(mods, SIM_PLUS_LOSS | SIM_PLUS_CLR);
     assert_int_equal(sim_plus_parse("all", &mods, err, sizeof(err)), 0);
