@@ -17,7 +17,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: cwtctl simulate [-c SITE/cwtd.conf] --sites N [--partition P]\n"
+            "usage: cwtctl simulate [-c SITE/cwtd.conf] [--sites N] [--partition P]\n"
             "                       [--heuristics LIST] [--visits LIST] [--budget E]\n"
             "                       [--seeds S] [--through-bundles] [--out DIR] [--json]\n"
             "                       [--plus MODS] [--max-train N] [--max-val N] [--max-test N]\n"
@@ -25,8 +25,10 @@ static void usage(FILE *f)
             "Divides the store's train and val splits among N virtual institutions and trains\n"
             "the roster's model with each heuristic on the same budget; test stays pooled.\n"
             "\n"
-            "  --sites N          virtual institutions (1-%d)\n"
-            "  --partition P      iid (default), label-skew:ALPHA, size-skew:W1,...,WN\n"
+            "  --sites N          virtual institutions (1-%d); by-column: the column's values\n"
+            "  --partition P      iid (default), label-skew:ALPHA, size-skew:W1,...,WN,\n"
+            "                     by-column:NAME (one institution per value of a metadata\n"
+            "                     column of the ingest CSV)\n"
             "  --heuristics LIST  of central,single,ensemble,swt,cwt,cwt+,fedavg,fedprox:MU\n"
             "                     (default: the first six)\n"
             "  --visits LIST      cwt/cwt+ visit lengths, fedavg/fedprox local epochs per\n"
@@ -169,7 +171,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     }
     if (optind < argc)
         return cli_error(CLI_USAGE, "simulate: unexpected argument '%s'", argv[optind]);
-    if (s.sites == 0)
+    if (s.sites == 0 && strncmp(partition, "by-column:", 10) != 0)
         return cli_error(CLI_USAGE, "simulate needs --sites N (see 'cwtctl simulate --help')");
     if (sim_part_rule_parse(partition, s.sites, &s.rule, err, sizeof(err)) != 0 ||
         sim_heur_parse(heuristics, s.want, &s.prox_mu, err, sizeof(err)) != 0 ||
@@ -199,6 +201,21 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     s.st = st;
+    if (s.rule.kind == SIM_PART_COLUMN) {
+        /* Natural sites: the column's values decide the institutions. */
+        if ((rc = sim_column_values(st, &s.rule, err, sizeof(err))) != 0) {
+            rc = cli_error(rc == CWT_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err);
+            goto out;
+        }
+        if (s.sites != 0 && s.sites != s.rule.n_values) {
+            rc = cli_error(CLI_USAGE,
+                           "--sites %u but column '%s' has %u values (leave --sites out with "
+                           "by-column)",
+                           s.sites, s.rule.column, s.rule.n_values);
+            goto out;
+        }
+        s.sites = s.rule.n_values;
+    }
     if (file_mkdir_p(s.out_dir, 0755, err, sizeof(err)) != 0) {
         rc = cli_error(CLI_FAIL, "%s", err);
         goto out;

@@ -23,20 +23,32 @@
 #include "config/config.h"
 #include "crypto/bundle.h"
 #include "engine/train/train.h"
+#include "storage/store.h"
 
 /* ------------------------------------------------------------ partitions */
 
-enum sim_part_kind { SIM_PART_IID = 0, SIM_PART_LABEL_SKEW, SIM_PART_SIZE_SKEW };
+enum sim_part_kind {
+    SIM_PART_IID = 0,
+    SIM_PART_LABEL_SKEW,
+    SIM_PART_SIZE_SKEW,
+    SIM_PART_COLUMN /* natural sites: one institution per value of a metadata column */
+};
 
 struct sim_part_rule {
     enum sim_part_kind kind;
     double alpha;                  /* label-skew: Dirichlet concentration, > 0 */
     uint32_t n_weights;            /* size-skew: one weight per institution */
     double weights[CWT_MAX_SITES]; /* size-skew: positive, any scale */
+    /* by-column: the column, and its values in byte order (institution i = values[i]), set
+     * by sim_column_values. */
+    char column[STORE_IMETA_NAME_MAX + 1];
+    uint32_t n_values;
+    char values[CWT_MAX_SITES][STORE_IMETA_VALUE_MAX + 1];
 };
 
-/* Parses "iid", "label-skew:ALPHA" (0 < ALPHA <= 1e6) or "size-skew:W1,W2,..." (exactly
- * n_inst positive weights). CWT_EINVAL with a sentence in err. */
+/* Parses "iid", "label-skew:ALPHA" (0 < ALPHA <= 1e6), "size-skew:W1,W2,..." (exactly
+ * n_inst positive weights) or "by-column:NAME" (a metadata column name; n_inst is not
+ * checked, sim_column_values finds it). CWT_EINVAL with a sentence in err. */
 int sim_part_rule_parse(const char *text, uint32_t n_inst, struct sim_part_rule *out, char *err,
                         size_t errlen);
 
@@ -84,6 +96,24 @@ int sim_partition(const struct sim_part_rule *r, uint32_t n_inst, uint32_t class
                   const double *mix, const uint64_t *ids, const uint32_t *labels, size_t n,
                   uint64_t seed, uint64_t stream, struct sim_part *out, char *err, size_t errlen);
 void sim_part_free(struct sim_part *p);
+
+/* by-column: reads the column of every image of the train and val splits (in a snapshot of
+ * its own) and sets r->values / r->n_values to its distinct values in byte order. CWT_EINVAL
+ * with a sentence naming the image when one has no value, when there is only one value or
+ * more than CWT_MAX_SITES; store errors otherwise. */
+int sim_column_values(struct store *st, struct sim_part_rule *r, char *err, size_t errlen);
+
+/* by-column: inst[j] = the institution (index into r->values) of image ids[j], read inside a
+ * read snapshot the caller holds. CWT_EINVAL with a sentence for an image without a value or
+ * with a value not in r->values. */
+int sim_column_inst(struct store *st, const struct sim_part_rule *r, const uint64_t *ids, size_t n,
+                    uint32_t *inst, char *err, size_t errlen);
+
+/* A fixed partition: image j (ids ascending) goes to institution inst[j] < n_inst, keeping
+ * the order. Release with sim_part_free(). */
+int sim_partition_fixed(uint32_t n_inst, const uint64_t *ids, const uint32_t *labels,
+                        const uint32_t *inst, size_t n, struct sim_part *out, char *err,
+                        size_t errlen);
 
 /* Number of images of institution i. */
 size_t sim_part_size(const struct sim_part *p, uint32_t i);
@@ -171,6 +201,9 @@ struct sim_report {
     char partition[CWT_MAX_SITES * 16 + 32];
     char plus[64];
     double prox_mu; /* fedprox's MU; 0 when fedprox does not run */
+    /* by-column: the value of institution i (inst-i); n_names = 0 otherwise. */
+    uint32_t n_names;
+    char names[CWT_MAX_SITES][STORE_IMETA_VALUE_MAX + 1];
     double budget_epochs;
     uint64_t budget_steps;
     uint32_t batch;

@@ -180,6 +180,9 @@ void sim_report_table(const struct sim_report *r, FILE *f)
             r->through_bundles ? ", hand-overs through sealed bundles" : "");
     if (r->prox_mu > 0)
         fprintf(f, "fedprox: mu %g; fedavg/fedprox v = local epochs per round\n", r->prox_mu);
+    for (uint32_t i = 0; i < r->n_names; i++)
+        fprintf(f, "%sinst-%u = %s%s", i ? ", " : "institutions: ", i, r->names[i],
+                i + 1 == r->n_names ? "\n" : "");
     fprintf(f, "images: %llu train, %llu val (both divided among sites), %llu test (pooled)\n",
             (unsigned long long)r->n_train, (unsigned long long)r->n_val,
             (unsigned long long)r->n_test);
@@ -287,7 +290,19 @@ void sim_report_json(const struct sim_report *r, FILE *f)
             (unsigned long long)r->n_test);
     for (uint32_t i = 0; i < r->n_visits; i++)
         fprintf(f, "%s%.17g", i ? "," : "", r->visits[i]);
-    fputs("],\"institutions\":[", f);
+    fputs("],\"institution_names\":", f);
+    if (r->n_names > 0) {
+        fputc('[', f);
+        for (uint32_t i = 0; i < r->n_names; i++) {
+            if (i)
+                fputc(',', f);
+            cli_json_string(f, r->names[i]);
+        }
+        fputc(']', f);
+    } else {
+        fputs("null", f);
+    }
+    fputs(",\"institutions\":[", f);
     for (uint32_t s = 0; s < r->n_seeds && r->inst_train != NULL; s++) {
         fprintf(f, "%s{\"seed\":%llu,\"train\":[", s ? "," : "",
                 (unsigned long long)(r->first_seed + s));

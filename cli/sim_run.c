@@ -40,6 +40,7 @@ struct run_ctx {
     uint8_t *init;
     size_t init_len;
     struct pooled train_all, val_all, test_all;
+    uint32_t *train_inst, *val_inst; /* by-column: institution of each pooled image */
     struct sim_part train, val;
     struct train_loader *pooled;
     struct train_loader *local[CWT_MAX_SITES];
@@ -1103,11 +1104,19 @@ static int run_seed(struct run_ctx *c)
     if ((mix = calloc((size_t)n * classes, sizeof(double))) == NULL)
         return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory");
     sim_label_mix(&s->rule, n, classes, c->seed, mix);
-    rc = sim_partition(&s->rule, n, classes, mix, c->train_all.ids, c->train_all.labels,
-                       c->train_all.n, c->seed, TAG_TRAIN_PART, &c->train, c->err, c->errlen);
-    if (rc == 0)
-        rc = sim_partition(&s->rule, n, classes, mix, c->val_all.ids, c->val_all.labels,
-                           c->val_all.n, c->seed, TAG_VAL_PART, &c->val, c->err, c->errlen);
+    if (s->rule.kind == SIM_PART_COLUMN) {
+        rc = sim_partition_fixed(n, c->train_all.ids, c->train_all.labels, c->train_inst,
+                                 c->train_all.n, &c->train, c->err, c->errlen);
+        if (rc == 0)
+            rc = sim_partition_fixed(n, c->val_all.ids, c->val_all.labels, c->val_inst,
+                                     c->val_all.n, &c->val, c->err, c->errlen);
+    } else {
+        rc = sim_partition(&s->rule, n, classes, mix, c->train_all.ids, c->train_all.labels,
+                           c->train_all.n, c->seed, TAG_TRAIN_PART, &c->train, c->err, c->errlen);
+        if (rc == 0)
+            rc = sim_partition(&s->rule, n, classes, mix, c->val_all.ids, c->val_all.labels,
+                               c->val_all.n, c->seed, TAG_VAL_PART, &c->val, c->err, c->errlen);
+    }
     free(mix);
     if (rc != 0)
         return rc;
@@ -1200,6 +1209,28 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
         (rc = load_split(s->st, STORE_TEST, c->spec.classes, s->max_test, s->recipe.seed,
                          &c->test_all, err, errlen)) != 0)
         goto out;
+    if (s->rule.kind == SIM_PART_COLUMN) {
+        c->train_inst = calloc(c->train_all.n ? c->train_all.n : 1, sizeof(uint32_t));
+        c->val_inst = calloc(c->val_all.n ? c->val_all.n : 1, sizeof(uint32_t));
+        if (c->train_inst == NULL || c->val_inst == NULL) {
+            rc = cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+            goto out;
+        }
+        if ((rc = store_read_begin(s->st)) != 0) {
+            cwt_seterr(err, errlen, rc, "cannot read the store: %s", cwt_strerror(rc));
+            goto out;
+        }
+        rc = sim_column_inst(s->st, &s->rule, c->train_all.ids, c->train_all.n, c->train_inst, err,
+                             errlen);
+        if (rc == 0)
+            rc = sim_column_inst(s->st, &s->rule, c->val_all.ids, c->val_all.n, c->val_inst, err,
+                                 errlen);
+        store_read_end(s->st);
+        if (rc != 0)
+            goto out;
+        rep->n_names = s->rule.n_values;
+        memcpy(rep->names, s->rule.values, sizeof(rep->names));
+    }
     if (c->train_all.n == 0 || c->test_all.n == 0) {
         rc = cwt_seterr(err, errlen, CWT_ENOENT,
                         "the store has no %s images; ingest a train and a test split first",
@@ -1257,6 +1288,8 @@ out:
     pooled_free(&c->train_all);
     pooled_free(&c->val_all);
     pooled_free(&c->test_all);
+    free(c->train_inst);
+    free(c->val_inst);
     free(c);
     return rc;
 }

@@ -378,9 +378,37 @@ static void bad_arguments(void **state)
     assert_int_equal(sim_parse_list("1,1", 1000, v, 16, &n, err, sizeof(err)), CWT_EINVAL);
 }
 
+/* by-column: a fixed partition keeps every image with its institution, in id order. */
+static void fixed_partition(void **state)
+{
+    const uint64_t ids[6] = {3, 5, 8, 13, 21, 34};
+    const uint32_t labels[6] = {0, 1, 2, 0, 1, 2}, inst[6] = {2, 0, 2, 1, 0, 2};
+    const uint32_t bad[6] = {0, 0, 0, 0, 0, 3};
+    struct sim_part p;
+    struct sim_part_rule r;
+    char err[CWT_ERRLEN], text[64];
+
+    (void)state;
+    assert_int_equal(sim_partition_fixed(3, ids, labels, inst, 6, &p, err, sizeof(err)), 0);
+    assert_int_equal(sim_part_size(&p, 0), 2);
+    assert_int_equal(sim_part_size(&p, 1), 1);
+    assert_int_equal(sim_part_size(&p, 2), 3);
+    assert_true(p.ids[0] == 5 && p.ids[1] == 21 && p.ids[2] == 13);
+    assert_true(p.ids[3] == 3 && p.ids[4] == 8 && p.ids[5] == 34);
+    assert_true(p.labels[0] == 1 && p.labels[5] == 2);
+    sim_part_free(&p);
+    assert_int_equal(sim_partition_fixed(3, ids, labels, bad, 6, &p, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_part_rule_parse("by-column:site", 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.kind, SIM_PART_COLUMN);
+    sim_part_rule_format(&r, text, sizeof(text));
+    assert_string_equal(text, "by-column:site");
+    assert_int_equal(sim_part_rule_parse("by-column:", 0, &r, err, sizeof(err)), CWT_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fixed_partition),
         cmocka_unit_test(iid_equal_and_covering),
         cmocka_unit_test(size_skew_follows_weights),
         cmocka_unit_test(label_skew_follows_mix),
