@@ -6,6 +6,7 @@
 #   * the partition sizes add up to the pooled splits and follow size-skew weights;
 #   * the output files exist and parse (CSV, JSON, SVG as XML);
 #   * the same seed gives identical results (weights hashes, accuracies, curves);
+#   * cwt+ defaults to proportional,sampling,clr; --plus all turns on all four;
 #   * --through-bundles (every swt/cwt/cwt+ hand-over sealed, verified, opened) gives
 #     bit-identical weights to the in-memory run;
 #   * fedavg and fedprox:MU spend the budget in rounds and report; with one local step per
@@ -61,6 +62,7 @@ r = json.load(open(d + "/results.json"))
 n_train, batch = r["images"]["train"], r["batch"]
 budget = 2 * math.ceil(n_train / batch)
 assert r["budget_steps"] == budget, (r["budget_steps"], budget)
+assert r["cwt_plus"] == "proportional+sampling+clr", r["cwt_plus"]  # the default set
 labels = {x["label"] for x in r["runs"]}
 want = {"central", "single (mean)", "ensemble", "swt", "cwt v=0.5", "cwt v=1", "cwt+ v=0.5",
         "cwt+ v=1", "single inst-0", "single inst-1", "single inst-2"}
@@ -128,11 +130,12 @@ done
 [ -z "$(find "$T/c" -name '*.cwtb' -o -name '*.safetensors')" ] || fail "hand-over files left"
 
 # 5. size-skew: institution sizes follow the weights (within one image).
-"${SIM[@]}" --sites 3 --partition size-skew:1,2,3 --heuristics cwt --budget 1 \
+"${SIM[@]}" --sites 3 --partition size-skew:1,2,3 --heuristics cwt --budget 1 --plus all \
     --out "$T/d" --json >"$T/d.json" 2>/dev/null
 python3 - "$T/d.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert r["cwt_plus"] == "proportional+loss+sampling+clr", r["cwt_plus"]
 n = r["images"]["train"]
 sizes = r["institutions"][0]["train"]
 for w, s in zip((1, 2, 3), sizes):
