@@ -266,6 +266,11 @@ void sim_round_steps(const uint64_t *full, uint32_t n, uint64_t left, uint64_t *
 void sim_prox_correct(float *w, float *buf, const float *w_prev, const float *w_glob, size_t numel,
                       float mu, float lr, float momentum, int nesterov);
 
+/* Whole steps of the k-th (0-based) visit of length x steps (real-valued, x > 0) at one
+ * institution, carrying the fractions: round((k+1) x) - round(k x) for x >= 1, so k visits
+ * take round(k x) steps together; 1 for x < 1 (a visit is at least one step). */
+uint64_t sim_visit_steps(double x, uint64_t k);
+
 /* ------------------------------------------------------------ hand-over through bundles */
 
 struct sim_fed;

@@ -1,7 +1,8 @@
 /*
- * sim_fed.c - the engine-free arithmetic of `cwtctl simulate`'s fedavg and fedprox: the
- * sample-weighted average, a round cut to the budget, and the FedProx correction of an SGD
- * step (docs/simulate.md defines them; tests/unit/test_sim_fed.c checks them).
+ * sim_fed.c - the engine-free step arithmetic of `cwtctl simulate`: for fedavg and fedprox the
+ * sample-weighted average, a round cut to the budget and the FedProx correction of an SGD
+ * step; for cwt visits and fedavg rounds the whole steps of a fractional visit
+ * (docs/simulate.md defines them; tests/unit/test_sim_fed.c checks them).
  */
 #include <math.h>
 #include <string.h>
@@ -66,4 +67,16 @@ void sim_prox_correct(float *w, float *buf, const float *w_prev, const float *w_
             buf[j] += p;
         w[j] -= lr * k * p;
     }
+}
+
+uint64_t sim_visit_steps(double x, uint64_t k)
+{
+    double a, b;
+
+    if (!(x >= 1.0))
+        return 1;
+    /* Each end rounded on its own, so the sum over visits telescopes to round(k x). */
+    a = floor((double)k * x + 0.5);
+    b = floor((double)(k + 1) * x + 0.5);
+    return b > a ? (uint64_t)(b - a) : 1;
 }

@@ -637,13 +637,14 @@ static int run_swt(struct run_ctx *c)
     return add_outcome(c, &o);
 }
 
-/* Steps of one visit at institution i (docs/simulate.md, "cwt" and "proportional"). */
-static uint64_t visit_steps(const struct run_ctx *c, uint32_t i, double visit, int proportional)
+/* Real-valued steps of one visit at institution i (docs/simulate.md, "cwt" and
+ * "proportional"); sim_visit_steps turns the k-th visit into whole steps, carrying the
+ * remainder. */
+static double visit_length(const struct run_ctx *c, uint32_t i, double visit, int proportional)
 {
     double images = proportional ? (double)sim_part_size(&c->train, i)
                                  : (double)c->train.start[c->s->sites] / c->s->sites;
-    double steps = floor(visit * images / c->base.batch_size + 0.5);
-    return steps >= 1.0 ? (uint64_t)steps : 1;
+    return visit * images / c->base.batch_size;
 }
 
 static int make_balanced_loaders(struct run_ctx *c);
@@ -658,7 +659,8 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     struct train_loader **loaders = c->local;
     struct sim_outcome o;
     struct keep kept = {0};
-    uint64_t steps_of[CWT_MAX_SITES], spe[CWT_MAX_SITES], done = 0;
+    uint64_t spe[CWT_MAX_SITES], done = 0;
+    double len_of[CWT_MAX_SITES];
     double cycle_epochs = 0.0, total_epochs = 0.0, clock = 0.0, t0 = cwt_monotonic();
     uint32_t cycle = 0;
     int rc;
@@ -671,15 +673,17 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     if (mods & SIM_PLUS_SAMPLING)
         loaders = c->balanced;
     for (uint32_t i = 0; i < n; i++) {
-        steps_of[i] = visit_steps(c, i, visit, (mods & SIM_PLUS_PROPORTIONAL) != 0);
+        len_of[i] = visit_length(c, i, visit, (mods & SIM_PLUS_PROPORTIONAL) != 0);
         spe[i] = train_loader_batches_per_epoch(loaders[i]);
-        cycle_epochs += (double)steps_of[i] / (double)spe[i];
+        /* At least one step per visit (sim_visit_steps). */
+        cycle_epochs += (len_of[i] > 1.0 ? len_of[i] : 1.0) / (double)spe[i];
         rewind_loader(loaders[i]);
     }
     /* The schedule's clock counts local epochs across visits; its length is the whole run. */
-    for (uint64_t s = 0; s < c->budget;)
+    for (uint64_t s = 0, cy = 0; s < c->budget; cy++)
         for (uint32_t i = 0; i < n && s < c->budget; i++) {
-            uint64_t k = steps_of[i] < c->budget - s ? steps_of[i] : c->budget - s;
+            uint64_t want = sim_visit_steps(len_of[i], cy);
+            uint64_t k = want < c->budget - s ? want : c->budget - s;
             total_epochs += (double)k / (double)spe[i];
             s += k;
         }
@@ -702,7 +706,8 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
         double score;
         o.cycles = cycle + 1;
         for (uint32_t i = 0; i < n && done < c->budget && rc == 0; i++) {
-            uint64_t steps = steps_of[i] < c->budget - done ? steps_of[i] : c->budget - done;
+            uint64_t want = sim_visit_steps(len_of[i], cycle);
+            uint64_t steps = want < c->budget - done ? want : c->budget - done;
             struct train_epoch_result last;
             memset(&last, 0, sizeof(last));
             rc = train_steps(c, loaders[i], steps, &recipe, clock, total_epochs, NULL, 0, NULL,
@@ -912,7 +917,8 @@ static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double m
     struct sim_outcome o;
     struct keep kept = {0};
     uint64_t full[CWT_MAX_SITES], spe[CWT_MAX_SITES], steps[CWT_MAX_SITES], done = 0;
-    double clock[CWT_MAX_SITES], total[CWT_MAX_SITES], t0 = cwt_monotonic();
+    double len_of[CWT_MAX_SITES], clock[CWT_MAX_SITES], total[CWT_MAX_SITES];
+    double t0 = cwt_monotonic();
     float *glob = NULL, *cur = NULL, *prev = NULL, *buf = NULL;
     double *acc = NULL;
     size_t max_numel = 1;
@@ -941,12 +947,14 @@ static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double m
     /* v local epochs at every institution per round (McMahan et al.'s E), and each
      * institution's schedule clock runs over its own local epochs across rounds. */
     for (uint32_t i = 0; i < n; i++) {
-        full[i] = visit_steps(c, i, visit, 1);
+        len_of[i] = visit_length(c, i, visit, 1);
         spe[i] = train_loader_batches_per_epoch(c->local[i]);
         clock[i] = total[i] = 0.0;
         rewind_loader(c->local[i]);
     }
-    for (uint64_t s = 0; s < c->budget;) {
+    for (uint64_t s = 0, r = 0; s < c->budget; r++) {
+        for (uint32_t i = 0; i < n; i++)
+            full[i] = sim_visit_steps(len_of[i], r);
         sim_round_steps(full, n, c->budget - s, steps);
         for (uint32_t i = 0; i < n; i++) {
             total[i] += (double)steps[i] / (double)spe[i];
@@ -967,6 +975,8 @@ static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double m
     while (done < c->budget && rc == 0) {
         double wsum = 0.0, score;
         o.cycles = round + 1;
+        for (uint32_t i = 0; i < n; i++)
+            full[i] = sim_visit_steps(len_of[i], round);
         sim_round_steps(full, n, c->budget - done, steps);
         memset(acc, 0, t.total * sizeof(double));
         for (uint32_t i = 0; i < n && rc == 0; i++) {

@@ -143,9 +143,10 @@ for w, s in zip((1, 2, 3), sizes):
 assert r["runs"][0]["steps"] == r["budget_steps"]
 EOF
 # 6. fedavg and fedprox: the budget in rounds of v local epochs at every institution. 108
-# training images, 3 sites, batch 16: v=0.5 is one step per institution and round (so the
-# proximal term, mu * (w - w_global), is zero at the only step), v=1 two steps.
-"${SIM[@]}" --sites 3 --budget 2 --visits 0.5,1 --heuristics fedavg,fedprox:0.01 \
+# training images, 3 sites, batch 16: v=0.25 is 0.56 steps, so one step per institution and
+# round (the proximal term, mu * (w - w_global), is zero at the only step); v=1 is 2.25 steps,
+# two or three a round.
+"${SIM[@]}" --sites 3 --budget 2 --visits 0.25,1 --heuristics fedavg,fedprox:0.01 \
     --out "$T/f" --json >"$T/f.json" 2>"$T/f.err" || fail "fedavg run failed: $(cat "$T/f.err")"
 grep -q "best mean local val accuracy over institutions (after each round)" "$T/f/table.txt" ||
     fail "the table does not say how fedavg's model is chosen"
@@ -154,13 +155,13 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["fedprox_mu"] == 0.01, r["fedprox_mu"]
 runs = {x["label"]: x for x in r["runs"]}
-assert set(runs) == {"fedavg v=0.5", "fedavg v=1", "fedprox v=0.5", "fedprox v=1"}, set(runs)
+assert set(runs) == {"fedavg v=0.25", "fedavg v=1", "fedprox v=0.25", "fedprox v=1"}, set(runs)
 for x in runs.values():
     assert x["steps"] == r["budget_steps"], x
     assert 0.0 <= x["test_accuracy"] <= 1.0 and len(x["weights_blake2b"]) == 64
     assert len(x["curve"]) == x["cycles"] and x["cycles"] >= 2, x
     assert x["curve"][-1][0] == r["budget_steps"], x["curve"]
-a, p = runs["fedavg v=0.5"], runs["fedprox v=0.5"]
+a, p = runs["fedavg v=0.25"], runs["fedprox v=0.25"]
 assert a["final_blake2b"] == p["final_blake2b"], "fedprox with one step per round differs"
 assert runs["fedavg v=1"]["final_blake2b"] != runs["fedprox v=1"]["final_blake2b"]
 EOF

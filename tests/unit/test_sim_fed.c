@@ -159,12 +159,33 @@ static void prox_pulls_back(void **state)
     assert_true(fabsf(w[0] - 0.95f) < 1e-7f && fabsf(w[1] - -2.8f) < 1e-6f);
 }
 
+/* Fractional visits carry their remainder: k visits of x steps take round(k x) together;
+ * whole x gives x every time; under one step, every visit takes one. */
+static void visit_steps(void **state)
+{
+    const double xs[5] = {1.125, 1.95, 2.5, 7.0, 3.3333333333333335};
+
+    (void)state;
+    for (int v = 0; v < 5; v++) {
+        uint64_t sum = 0;
+        for (uint64_t k = 0; k < 1000; k++) {
+            uint64_t s = sim_visit_steps(xs[v], k);
+            assert_true(s >= 1 && (double)s <= xs[v] + 1);
+            sum += s;
+            assert_int_equal(sum, (uint64_t)floor((double)(k + 1) * xs[v] + 0.5));
+        }
+    }
+    assert_int_equal(sim_visit_steps(7.0, 12345), 7);
+    assert_int_equal(sim_visit_steps(0.3, 0), 1);
+    assert_int_equal(sim_visit_steps(0.3, 99), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(average_known),   cmocka_unit_test(average_random),
         cmocka_unit_test(round_steps),     cmocka_unit_test(prox_matches_gradient),
-        cmocka_unit_test(prox_pulls_back),
+        cmocka_unit_test(prox_pulls_back), cmocka_unit_test(visit_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
