@@ -933,8 +933,16 @@ static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double m
         return rc;
     if ((rc = fed_tensors_init(c, &t)) != 0)
         return rc;
-    for (uint32_t k = 0; k < t.n; k++)
+    for (uint32_t k = 0; k < t.n; k++) {
         max_numel = t.numel[k] > max_numel ? t.numel[k] : max_numel;
+        /* Without its momentum buffer the correction of a momentum step would not be exact. */
+        if (mu > 0 && t.is_param[k] && t.mom[k] < 0 && c->optim.momentum != 0.0f) {
+            rc = cwt_seterr(c->err, c->errlen, CWT_ESTATE,
+                            "fedprox: the engine shows no momentum buffer for parameter %u",
+                            t.idx[k]);
+            goto out;
+        }
+    }
     glob = malloc((t.total ? t.total : 1) * sizeof(float));
     cur = malloc((t.total ? t.total : 1) * sizeof(float));
     prev = malloc((t.total ? t.total : 1) * sizeof(float));
