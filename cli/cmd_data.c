@@ -11,12 +11,96 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl data [--json]\n\n"
-               "Shows the images in the site store per split and per label, the input size\n"
-               "and the store's size on disk. Works read-only, also while cwtd runs.\n");
+               "Shows the images in the site store per split and per label, the input size,\n"
+               "the store's size on disk and the images per value of each metadata column\n"
+               "(extra CSV columns of `cwtctl ingest`). Works read-only, also while cwtd runs.\n");
+}
+
+/* Images per value of each metadata column (store_imeta). Bounded, since values come from
+ * outside: at most META_COLS columns and META_VALUES distinct values per column are named;
+ * the rest are counted in `other_columns` / a column's `other`. */
+#define META_COLS   64
+#define META_VALUES 4096
+
+struct meta_value {
+    char value[STORE_IMETA_VALUE_MAX + 1];
+    uint64_t n;
+};
+
+struct meta_col {
+    char name[STORE_IMETA_NAME_MAX + 1];
+    struct meta_value *v; /* ascending by value */
+    size_t n, cap;
+    uint64_t images, other;
+};
+
+struct meta_counts {
+    struct meta_col col[META_COLS];
+    uint32_t ncols;
+    uint64_t other_columns; /* (image, column) pairs beyond META_COLS columns */
+};
+
+static int meta_count_one(uint64_t id, const struct store_imeta *m, void *ctx)
+{
+    struct meta_counts *mc = ctx;
+
+    (void)id;
+    for (uint32_t k = 0; k < m->n; k++) {
+        struct meta_col *c = NULL;
+        size_t lo = 0, hi;
+        for (uint32_t j = 0; j < mc->ncols && c == NULL; j++)
+            if (strcmp(mc->col[j].name, m->kv[k].name) == 0)
+                c = &mc->col[j];
+        if (c == NULL) {
+            if (mc->ncols == META_COLS) {
+                mc->other_columns++;
+                continue;
+            }
+            c = &mc->col[mc->ncols++];
+            snprintf(c->name, sizeof(c->name), "%s", m->kv[k].name);
+        }
+        c->images++;
+        hi = c->n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (strcmp(c->v[mid].value, m->kv[k].value) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < c->n && strcmp(c->v[lo].value, m->kv[k].value) == 0) {
+            c->v[lo].n++;
+            continue;
+        }
+        if (c->n == META_VALUES) {
+            c->other++;
+            continue;
+        }
+        if (c->n == c->cap) {
+            size_t ncap = c->cap ? c->cap * 2 : 16;
+            struct meta_value *grown = realloc(c->v, ncap * sizeof(*grown));
+            if (grown == NULL)
+                return CWT_ENOMEM;
+            c->v = grown;
+            c->cap = ncap;
+        }
+        memmove(&c->v[lo + 1], &c->v[lo], (c->n - lo) * sizeof(c->v[0]));
+        snprintf(c->v[lo].value, sizeof(c->v[lo].value), "%s", m->kv[k].value);
+        c->v[lo].n = 1;
+        c->n++;
+    }
+    return 0;
+}
+
+static void meta_counts_free(struct meta_counts *mc)
+{
+    for (uint32_t j = 0; j < mc->ncols; j++)
+        free(mc->col[j].v);
+    mc->ncols = 0;
 }
 
 static void print_json(uint64_t total, const uint32_t shape[3], uint32_t classes, uint32_t labels,
-                       uint64_t (*counts)[CWT_MAX_CLASSES])
+                       uint64_t (*counts)[CWT_MAX_CLASSES], const struct meta_counts *mc)
 {
     printf("{\"images\": %llu, \"input\": [%u, %u, %u], \"classes\": %u, \"splits\": {",
            (unsigned long long)total, shape[0], shape[1], shape[2], classes);
@@ -30,7 +114,26 @@ static void print_json(uint64_t total, const uint32_t shape[3], uint32_t classes
             printf("%s\"%u\": %llu", l ? ", " : "", l, (unsigned long long)counts[s][l]);
         printf("}}");
     }
-    printf("}}\n");
+    printf("}, \"metadata\": {");
+    for (uint32_t j = 0; j < mc->ncols; j++) {
+        const struct meta_col *c = &mc->col[j];
+        printf("%s", j ? ", " : "");
+        cli_json_string(stdout, c->name);
+        printf(": {\"values\": {");
+        for (size_t k = 0; k < c->n; k++) {
+            printf("%s", k ? ", " : "");
+            cli_json_string(stdout, c->v[k].value);
+            printf(": %llu", (unsigned long long)c->v[k].n);
+        }
+        printf("}, \"missing\": %llu", (unsigned long long)(total - c->images));
+        if (c->other > 0)
+            printf(", \"other\": %llu", (unsigned long long)c->other);
+        printf("}");
+    }
+    printf("}");
+    if (mc->other_columns > 0)
+        printf(", \"other_columns\": %llu", (unsigned long long)mc->other_columns);
+    printf("}\n");
 }
 
 static void print_table(uint64_t total, const uint32_t shape[3], uint32_t labels,
@@ -61,9 +164,23 @@ static void print_table(uint64_t total, const uint32_t shape[3], uint32_t labels
            (unsigned long long)sums[1], (unsigned long long)sums[2]);
 }
 
+static void print_meta_table(uint64_t total, const struct meta_counts *mc)
+{
+    for (uint32_t j = 0; j < mc->ncols; j++) {
+        const struct meta_col *c = &mc->col[j];
+        printf("\nmetadata column '%s' (%llu images without it)\n", c->name,
+               (unsigned long long)(total - c->images));
+        for (size_t k = 0; k < c->n; k++)
+            printf("  %-26s %10llu\n", c->v[k].value, (unsigned long long)c->v[k].n);
+        if (c->other > 0)
+            printf("  %-26s %10llu\n", "(other values)", (unsigned long long)c->other);
+    }
+}
+
 int cmd_data(int argc, char **argv, const struct cli_globals *g)
 {
     uint64_t(*counts)[CWT_MAX_CLASSES] = NULL;
+    struct meta_counts *mc = NULL;
     struct cwt_config cfg;
     struct cwt_roster *roster = NULL;
     struct store *st = NULL;
@@ -82,7 +199,8 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
     }
     roster = malloc(sizeof(*roster));
     counts = calloc(STORE_NSPLITS, sizeof(*counts));
-    if (roster == NULL || counts == NULL) {
+    mc = calloc(1, sizeof(*mc));
+    if (roster == NULL || counts == NULL || mc == NULL) {
         code = cli_error(CLI_FAIL, "out of memory");
         goto out;
     }
@@ -105,6 +223,10 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
         rc = store_counts(st, CWT_MAX_CLASSES, counts);
         if (rc == 0)
             rc = store_disk_bytes(st, &disk);
+        if (rc == 0 && (rc = store_read_begin(st)) == 0) {
+            rc = store_each_image_meta(st, meta_count_one, mc);
+            store_read_end(st);
+        }
         if (rc != 0) {
             code = cli_error(CLI_FAIL, "cannot read the store in %s: %s", cfg.store_dir,
                              cwt_strerror(rc));
@@ -121,12 +243,17 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
             if (counts[s][l] > 0 && l >= labels)
                 labels = l + 1;
         }
-    if (g->json)
-        print_json(total, shape, roster->recipe.classes, labels, counts);
-    else
+    if (g->json) {
+        print_json(total, shape, roster->recipe.classes, labels, counts, mc);
+    } else {
         print_table(total, shape, labels, counts, &roster->recipe, disk);
+        print_meta_table(total, mc);
+    }
 out:
     store_close(st);
+    if (mc != NULL)
+        meta_counts_free(mc);
+    free(mc);
     free(counts);
     free(roster);
     return code;

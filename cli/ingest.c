@@ -26,7 +26,7 @@
 
 #define CSV_MAX_BYTES  (1024u * 1024u * 1024u)
 #define CSV_LINE_MAX   8192
-#define CSV_MAX_FIELDS 3
+#define CSV_MAX_FIELDS (3 + STORE_IMETA_MAX) /* path, label, split, metadata columns */
 #define DIR_MAX_DEPTH  16
 #define IDX_DOMAIN     "cwt-idx-image-v1" /* separates IDX image hashes from file hashes */
 #define PROGRESS_EVERY 0.25               /* seconds between progress redraws */
@@ -40,7 +40,9 @@ struct item {
     char *path;   /* CSV, DIR: the file to read (malloc'd); NULL for IDX */
     uint64_t key; /* order for stratified splitting: independent of listing order */
     uint32_t label;
-    int split; /* enum store_split, or -1 until assigned */
+    int split;     /* enum store_split, or -1 until assigned */
+    uint8_t *meta; /* CSV: encoded metadata columns (store_imeta_encode), malloc'd; or NULL */
+    size_t meta_len;
 };
 
 struct item_list {
@@ -87,6 +89,8 @@ const char *ingest_reason_text(enum ingest_reason r)
         return "over the size limit";
     case INGEST_R_UNSUPPORTED:
         return "no usable pixel data";
+    case INGEST_R_META:
+        return "bad metadata value";
     default:
         return "rejected";
     }
@@ -162,8 +166,10 @@ static int list_add(struct item_list *l, char *path, uint64_t key, uint32_t labe
 
 static void list_free(struct item_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].path);
+        free(l->v[i].meta);
+    }
     free(l->v);
     memset(l, 0, sizeof(*l));
 }
@@ -258,9 +264,12 @@ static int batch_flush(struct run *r)
 
 /* Prepares and stores one decoded image. Returns 0 (stored or duplicate) or a store error. */
 static int store_one(struct run *r, const struct decoded_image *img, const uint8_t hash[32],
-                     uint32_t label, int split, const char *where)
+                     uint32_t label, int split, const uint8_t *meta, size_t meta_len,
+                     const char *where)
 {
     struct store_image_hdr hdr = {0};
+    struct store_imeta m;
+    uint64_t id;
     int rc;
 
     rc = image_prepare(img, r->recipe->input_h, r->recipe->input_w, r->recipe->input_c, r->pixels);
@@ -281,12 +290,16 @@ static int store_one(struct run *r, const struct decoded_image *img, const uint8
     hdr.w = (uint16_t)r->recipe->input_w;
     hdr.c = (uint16_t)r->recipe->input_c;
     memcpy(hdr.source_hash, hash, 32);
-    rc = store_put_image(r->batch, &hdr, r->pixels, NULL);
+    rc = store_put_image(r->batch, &hdr, r->pixels, &id);
     if (rc == CWT_EDUPLICATE) {
         r->sum->duplicates++; /* the same content twice in this run */
         return 0;
     }
     if (rc != 0)
+        return rc;
+    /* The list holds what csv_parse encoded and checked; decoding checks it once more. */
+    if (meta != NULL && ((rc = store_imeta_decode(meta, meta_len, &m)) != 0 ||
+                         (rc = store_put_image_meta(r->batch, id, &m)) != 0))
         return rc;
     r->sum->ingested++;
     if (++r->in_batch % r->batch_images == 0 &&
@@ -344,7 +357,7 @@ static int ingest_file(struct run *r, const struct item *it)
         reject(r, decode_reason(rc), it->path, "%s", msg);
         return 0;
     }
-    rc = store_one(r, &img, hash, it->label, it->split, it->path);
+    rc = store_one(r, &img, hash, it->label, it->split, it->meta, it->meta_len, it->path);
     decode_free(&img);
     return rc;
 }
@@ -461,23 +474,112 @@ static int csv_resolve(const char *base, const char *rel, char out[PATH_MAX],
     return 0;
 }
 
-static int csv_header_ok(char *line, int *has_split)
+/* The CSV's columns: path, label, then in any order an optional split column and metadata
+ * columns (every other name). */
+struct csv_head {
+    int ncols;
+    int split_col;                                       /* -1 without one */
+    char name[CSV_MAX_FIELDS][STORE_IMETA_NAME_MAX + 1]; /* metadata columns; "" otherwise */
+};
+
+#define CSV_HEADER_TEXT "'path,label', optionally followed by 'split' and metadata columns"
+
+/* Parses the header line. 0, or -1 with a sentence in msg. */
+static int csv_header_parse(char *line, struct csv_head *h, char *msg, size_t mlen)
 {
     char *fields[CSV_MAX_FIELDS];
-    int n;
+    int n, meta = 0;
 
+    memset(h, 0, sizeof(*h));
+    h->split_col = -1;
     if ((unsigned char)line[0] == 0xef && (unsigned char)line[1] == 0xbb &&
         (unsigned char)line[2] == 0xbf)
         line += 3; /* UTF-8 byte order mark */
     n = csv_fields(line, fields, CSV_MAX_FIELDS);
-    if (n < 2 || n > 3)
+    if (n < 2 || strcasecmp(trim(fields[0]), "path") != 0 ||
+        strcasecmp(trim(fields[1]), "label") != 0) {
+        snprintf(msg, mlen, "expected the header " CSV_HEADER_TEXT);
+        return -1;
+    }
+    if (n > CSV_MAX_FIELDS) {
+        snprintf(msg, mlen, "the header has %d columns; at most %d metadata columns are kept", n,
+                 STORE_IMETA_MAX);
+        return -1;
+    }
+    for (int j = 2; j < n; j++) {
+        const char *name = trim(fields[j]);
+        for (int k = 0; k < j; k++)
+            if (strcasecmp(trim(fields[k]), name) == 0) {
+                snprintf(msg, mlen, "column '%.64s' appears twice in the header", name);
+                return -1;
+            }
+        if (strcasecmp(name, "split") == 0) {
+            h->split_col = j;
+            continue;
+        }
+        if (!store_imeta_name_ok(name)) {
+            snprintf(msg, mlen,
+                     "column name '%.64s' is not valid (1 to %d letters, digits, '_', '.' or "
+                     "'-')",
+                     name, STORE_IMETA_NAME_MAX);
+            return -1;
+        }
+        if (++meta > STORE_IMETA_MAX) {
+            snprintf(msg, mlen, "more than %d metadata columns", STORE_IMETA_MAX);
+            return -1;
+        }
+        strcpy(h->name[j], name); /* length checked by store_imeta_name_ok */
+    }
+    h->ncols = n;
+    return 0;
+}
+
+/* The row's metadata fields (empty ones are absent) encoded into *out (malloc'd; NULL when
+ * there are none). 0, 1 with a sentence in msg for a bad value, or CWT_ENOMEM. */
+static int csv_row_meta(const struct csv_head *h, char **fields, int n, uint8_t **out,
+                        size_t *out_len, char *msg, size_t mlen)
+{
+    struct store_imeta m;
+    uint8_t enc[STORE_IMETA_BYTES_MAX];
+    size_t len;
+
+    *out = NULL;
+    *out_len = 0;
+    memset(&m, 0, sizeof(m));
+    for (int j = 2; j < n; j++) {
+        const char *v;
+        int rc;
+        if (h->name[j][0] == '\0')
+            continue;
+        v = trim(fields[j]);
+        if (*v == '\0')
+            continue;
+        rc = store_imeta_value_check(v);
+        if (rc == CWT_ETOOBIG) {
+            snprintf(msg, mlen, "column '%s': value longer than %d bytes", h->name[j],
+                     STORE_IMETA_VALUE_MAX);
+            return 1;
+        }
+        if (rc == CWT_EPERM) {
+            snprintf(msg, mlen, "column '%s': value contains a control character", h->name[j]);
+            return 1;
+        }
+        if (rc != 0 || store_imeta_set(&m, h->name[j], v) != 0) {
+            snprintf(msg, mlen, "column '%s': value is not valid UTF-8", h->name[j]);
+            return 1;
+        }
+    }
+    if (m.n == 0)
         return 0;
-    if (strcasecmp(trim(fields[0]), "path") != 0 || strcasecmp(trim(fields[1]), "label") != 0)
-        return 0;
-    if (n == 3 && strcasecmp(trim(fields[2]), "split") != 0)
-        return 0;
-    *has_split = n == 3;
-    return 1;
+    if (store_imeta_encode(&m, enc, sizeof(enc), &len) != 0) {
+        snprintf(msg, mlen, "the metadata cannot be encoded");
+        return 1;
+    }
+    if ((*out = malloc(len)) == NULL)
+        return CWT_ENOMEM;
+    memcpy(*out, enc, len);
+    *out_len = len;
+    return 0;
 }
 
 /* Lists the rows of CSV text buf (len bytes, with a NUL at buf[len]; changed in place) named
@@ -488,12 +590,15 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
     char where[PATH_MAX + 32], detail[PATH_MAX + 128], resolved[PATH_MAX], *p, *next, *end;
     unsigned long lineno = 0;
     uint64_t rejected_before = r->sum->rejected;
-    int rc, have_header = 0, has_split = 0;
+    struct csv_head head;
+    int rc, have_header = 0;
 
     for (p = buf, end = buf + len; p < end; p = next) {
         char *nl = memchr(p, '\n', (size_t)(end - p)), *line, *fields[CSV_MAX_FIELDS];
         size_t llen;
         uint32_t label;
+        uint8_t *meta = NULL;
+        size_t meta_len = 0;
         int n, split = -1;
         enum store_split sp;
         enum ingest_reason why;
@@ -517,8 +622,8 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
         if (*trim(line) == '\0')
             continue;
         if (!have_header) {
-            if (!csv_header_ok(line, &has_split))
-                goto bad_header;
+            if (csv_header_parse(line, &head, detail, sizeof(detail)) != 0)
+                return cwt_seterr(err, errlen, CWT_EINVAL, "%s:%lu: %s", csv, lineno, detail);
             have_header = 1;
             continue;
         }
@@ -532,13 +637,11 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
             continue;
         }
         if (n < 2) {
-            reject(r, INGEST_R_FIELDS, where, "too few fields (expected path,label%s)",
-                   has_split ? ",split" : "[,split]");
+            reject(r, INGEST_R_FIELDS, where, "too few fields (expected at least path,label)");
             continue;
         }
-        if (n > (has_split ? 3 : 2)) {
-            reject(r, INGEST_R_FIELDS, where, "too many fields (expected path,label%s)",
-                   has_split ? ",split" : "");
+        if (n > head.ncols) {
+            reject(r, INGEST_R_FIELDS, where, "too many fields (the header has %d)", head.ncols);
             continue;
         }
         if (recipe_label_index(r->recipe, trim(fields[1]), &label) != 0) {
@@ -546,38 +649,48 @@ static int csv_parse(struct run *r, const char *csv, const char *base, char *buf
                    trim(fields[1]));
             continue;
         }
-        if (n == 3 && *trim(fields[2]) != '\0') {
-            if (store_split_parse(trim(fields[2]), &sp) != 0) {
+        if (head.split_col >= 0 && n > head.split_col && *trim(fields[head.split_col]) != '\0') {
+            if (store_split_parse(trim(fields[head.split_col]), &sp) != 0) {
                 reject(r, INGEST_R_SPLIT, where, "split '%s' is not train, val or test",
-                       trim(fields[2]));
+                       trim(fields[head.split_col]));
                 continue;
             }
             split = (int)sp;
         }
+        rc = csv_row_meta(&head, fields, n, &meta, &meta_len, detail, sizeof(detail));
+        if (rc == CWT_ENOMEM)
+            return rc;
+        if (rc != 0) {
+            reject(r, INGEST_R_META, where, "%s", detail);
+            continue;
+        }
         if (csv_resolve(base, trim(fields[0]), resolved, &why, detail, sizeof(detail)) != 0) {
+            free(meta);
             reject(r, why, where, "%s", detail);
             continue;
         }
         char *path = strdup(resolved);
-        if (path == NULL)
+        if (path == NULL) {
+            free(meta);
             return CWT_ENOMEM;
+        }
         rc = list_add(l, path, name_key(r->opt->seed, trim(fields[0])), label, split);
         if (rc != 0) {
             free(path);
+            free(meta);
             return cwt_seterr(err, errlen, rc, "%s: too many rows", csv);
         }
+        l->v[l->n - 1].meta = meta;
+        l->v[l->n - 1].meta_len = meta_len;
     }
     /* Refused rows are items too; listed rows are counted with the list, as for folders. */
     r->sum->items += r->sum->rejected - rejected_before;
     if (!have_header)
         return cwt_seterr(err, errlen, CWT_EINVAL,
-                          "%s is empty (expected a header line "
-                          "'path,label' or 'path,label,split')",
-                          csv);
+                          "%s is empty (expected a header line " CSV_HEADER_TEXT ")", csv);
     return 0;
 bad_header:
-    return cwt_seterr(err, errlen, CWT_EINVAL,
-                      "%s:%lu: expected the header 'path,label' or 'path,label,split'", csv,
+    return cwt_seterr(err, errlen, CWT_EINVAL, "%s:%lu: expected the header " CSV_HEADER_TEXT, csv,
                       lineno);
 }
 
@@ -885,7 +998,7 @@ static int ingest_idx(struct run *r, const char *images, const char *labels, cha
             } else {
                 struct decoded_image img = {.h = rows, .w = cols, .c = 1, .pixels = pix};
                 snprintf(where, sizeof(where), "%s[%u]", images, i);
-                rc = store_one(r, &img, hash, l.v[i].label, l.v[i].split, where);
+                rc = store_one(r, &img, hash, l.v[i].label, l.v[i].split, NULL, 0, where);
                 if (rc != 0)
                     goto out;
             }

@@ -2,9 +2,11 @@
  * ingest.h - loading images and labels into the site store (cwtctl ingest).
  *
  * Sources:
- *   CSV   a file with the header "path,label" or "path,label,split"; paths are relative to
- *         the CSV's folder and must stay inside it (no absolute paths, no "..", no symlink
- *         leading out); label is a class index or a class name of the recipe.
+ *   CSV   a file with the header "path,label", optionally followed by a "split" column and
+ *         up to STORE_IMETA_MAX metadata columns (any other name: kept per image, see
+ *         store_imeta in storage/store.h); paths are relative to the CSV's folder and must
+ *         stay inside it (no absolute paths, no "..", no symlink leading out); label is a
+ *         class index or a class name of the recipe.
  *   DIR   a folder with one sub-folder per class, named by class name or index; files may be
  *         nested deeper inside a class folder.
  *   IDX   an images file (idx3-ubyte) and a labels file (idx1-ubyte), each optionally gzip'd.
@@ -55,6 +57,7 @@ enum ingest_reason {
     INGEST_R_CORRUPT,     /* corrupt or truncated image */
     INGEST_R_TOOBIG,      /* over the file size or pixel limit */
     INGEST_R_UNSUPPORTED, /* valid file without usable pixels (DICOM without pixel data) */
+    INGEST_R_META,        /* CSV metadata value too long, not UTF-8 or with a control char */
     INGEST_NREASONS
 };
 

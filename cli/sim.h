@@ -7,6 +7,8 @@
  *                    institutions (no engine: unit-tested without a GPU);
  *   sim_report.c     the results: table, CSV, JSON, and the two SVG plots;
  *   sim_bundle.c     virtual institutions' keys and roster, hand-over through sealed bundles;
+ *   sim_fed.c        fedavg/fedprox arithmetic: weighted mean, round cut, proximal step
+ *                    (no engine: unit-tested without a GPU);
  *   sim_run.c        the heuristics on the engine and training driver;
  *   cmd_simulate.c   the command line.
  */
@@ -21,20 +23,32 @@
 #include "config/config.h"
 #include "crypto/bundle.h"
 #include "engine/train/train.h"
+#include "storage/store.h"
 
 /* ------------------------------------------------------------ partitions */
 
-enum sim_part_kind { SIM_PART_IID = 0, SIM_PART_LABEL_SKEW, SIM_PART_SIZE_SKEW };
+enum sim_part_kind {
+    SIM_PART_IID = 0,
+    SIM_PART_LABEL_SKEW,
+    SIM_PART_SIZE_SKEW,
+    SIM_PART_COLUMN /* natural sites: one institution per value of a metadata column */
+};
 
 struct sim_part_rule {
     enum sim_part_kind kind;
     double alpha;                  /* label-skew: Dirichlet concentration, > 0 */
     uint32_t n_weights;            /* size-skew: one weight per institution */
     double weights[CWT_MAX_SITES]; /* size-skew: positive, any scale */
+    /* by-column: the column, and its values in byte order (institution i = values[i]), set
+     * by sim_column_values. */
+    char column[STORE_IMETA_NAME_MAX + 1];
+    uint32_t n_values;
+    char values[CWT_MAX_SITES][STORE_IMETA_VALUE_MAX + 1];
 };
 
-/* Parses "iid", "label-skew:ALPHA" (0 < ALPHA <= 1e6) or "size-skew:W1,W2,..." (exactly
- * n_inst positive weights). CWT_EINVAL with a sentence in err. */
+/* Parses "iid", "label-skew:ALPHA" (0 < ALPHA <= 1e6), "size-skew:W1,W2,..." (exactly
+ * n_inst positive weights) or "by-column:NAME" (a metadata column name; n_inst is not
+ * checked, sim_column_values finds it). CWT_EINVAL with a sentence in err. */
 int sim_part_rule_parse(const char *text, uint32_t n_inst, struct sim_part_rule *out, char *err,
                         size_t errlen);
 
@@ -83,6 +97,24 @@ int sim_partition(const struct sim_part_rule *r, uint32_t n_inst, uint32_t class
                   uint64_t seed, uint64_t stream, struct sim_part *out, char *err, size_t errlen);
 void sim_part_free(struct sim_part *p);
 
+/* by-column: reads the column of every image of the train and val splits (in a snapshot of
+ * its own) and sets r->values / r->n_values to its distinct values in byte order. CWT_EINVAL
+ * with a sentence naming the image when one has no value, when there is only one value or
+ * more than CWT_MAX_SITES; store errors otherwise. */
+int sim_column_values(struct store *st, struct sim_part_rule *r, char *err, size_t errlen);
+
+/* by-column: inst[j] = the institution (index into r->values) of image ids[j], read inside a
+ * read snapshot the caller holds. CWT_EINVAL with a sentence for an image without a value or
+ * with a value not in r->values. */
+int sim_column_inst(struct store *st, const struct sim_part_rule *r, const uint64_t *ids, size_t n,
+                    uint32_t *inst, char *err, size_t errlen);
+
+/* A fixed partition: image j (ids ascending) goes to institution inst[j] < n_inst, keeping
+ * the order. Release with sim_part_free(). */
+int sim_partition_fixed(uint32_t n_inst, const uint64_t *ids, const uint32_t *labels,
+                        const uint32_t *inst, size_t n, struct sim_part *out, char *err,
+                        size_t errlen);
+
 /* Number of images of institution i. */
 size_t sim_part_size(const struct sim_part *p, uint32_t i);
 
@@ -95,15 +127,21 @@ enum sim_heur {
     SIM_SWT,
     SIM_CWT,
     SIM_CWT_PLUS,
+    SIM_FEDAVG,
+    SIM_FEDPROX,
     SIM_NHEUR
 };
 
-/* "central", "single", "ensemble", "swt", "cwt", "cwt+". */
+/* "central", "single", "ensemble", "swt", "cwt", "cwt+", "fedavg", "fedprox". */
 const char *sim_heur_name(enum sim_heur h);
 
-/* Parses a comma-separated list of heuristic names into want[SIM_NHEUR] (1 = run it).
- * CWT_EINVAL naming the unknown entry. */
-int sim_heur_parse(const char *text, int want[SIM_NHEUR], char *err, size_t errlen);
+/* Largest FedProx MU accepted: beyond it lr * MU > 1 for any usual learning rate and the
+ * proximal step overshoots the global model. */
+#define SIM_PROX_MU_MAX 1000.0
+
+/* Parses a comma-separated list of heuristic names into want[SIM_NHEUR] (1 = run it);
+ * "fedprox:MU" (0 < MU <= SIM_PROX_MU_MAX) sets *mu. CWT_EINVAL naming the unknown entry. */
+int sim_heur_parse(const char *text, int want[SIM_NHEUR], double *mu, char *err, size_t errlen);
 
 /* The four cwt+ modifications (docs/simulate.md), as bits. */
 #define SIM_PLUS_PROPORTIONAL 0x1 /* local steps proportional to local sample count */
@@ -111,6 +149,9 @@ int sim_heur_parse(const char *text, int want[SIM_NHEUR], char *err, size_t errl
 #define SIM_PLUS_SAMPLING     0x4 /* class-balanced minibatch sampling per institution */
 #define SIM_PLUS_CLR          0x8 /* cyclical learning rate, one triangle per CWT cycle */
 #define SIM_PLUS_ALL          0xf
+
+/* cwt+ without --plus: the best set measured in docs/results.md. */
+#define SIM_PLUS_DEFAULT (SIM_PLUS_PROPORTIONAL | SIM_PLUS_SAMPLING | SIM_PLUS_CLR)
 
 /* Parses "all" or a comma-separated subset of "proportional,loss,sampling,clr". */
 int sim_plus_parse(const char *text, unsigned *mods, char *err, size_t errlen);
@@ -133,7 +174,8 @@ void sim_curve_free(struct sim_curve *c);
 /* One heuristic (one visit length for cwt/cwt+, one institution for single) on one seed. */
 struct sim_outcome {
     enum sim_heur heur;
-    double visit; /* cwt, cwt+: visit length in local epochs; 0 otherwise */
+    double visit; /* cwt, cwt+: visit length; fedavg, fedprox: local epochs per round;
+                     0 otherwise */
     int inst;     /* single: the institution; -1 for the heuristic as a whole */
     uint32_t seed_index;
     uint64_t seed;
@@ -141,7 +183,8 @@ struct sim_outcome {
     uint64_t steps;  /* optimizer steps taken */
     uint64_t budget; /* optimizer steps allowed */
     double wall_s;
-    uint32_t cycles;       /* cwt/cwt+: cycles started; swt: institutions visited */
+    uint32_t cycles;       /* cwt/cwt+: cycles started; swt: institutions visited;
+                              fedavg/fedprox: rounds started */
     uint64_t kept_step;    /* cumulative step at which the kept model was taken */
     double kept_val;       /* its validation score (see sim_selection_text) */
     char weights_hash[65]; /* BLAKE2b-256 (hex) of the kept model's weights; "" if none */
@@ -157,6 +200,10 @@ struct sim_report {
     uint32_t sites;
     char partition[CWT_MAX_SITES * 16 + 32];
     char plus[64];
+    double prox_mu; /* fedprox's MU; 0 when fedprox does not run */
+    /* by-column: the value of institution i (inst-i); n_names = 0 otherwise. */
+    uint32_t n_names;
+    char names[CWT_MAX_SITES][STORE_IMETA_VALUE_MAX + 1];
     double budget_epochs;
     uint64_t budget_steps;
     uint32_t batch;
@@ -195,6 +242,34 @@ void sim_svg_visits(const struct sim_report *r, FILE *f);
 /* Writes every file of the report into dir (results.csv, results.json, val-curves.svg,
  * cwt-visits.svg), each atomically. */
 int sim_report_write(const struct sim_report *r, const char *dir, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ federated averaging */
+
+/* Adds w * x[0..numel) to the double accumulator acc (FedAvg's sample-weighted sum). */
+void sim_avg_add(double *acc, const float *x, size_t numel, double w);
+
+/* out[j] = acc[j] / wsum, rounded once to float: with sim_avg_add over the models k in order,
+ * the sample-weighted mean sum_k w_k x_k / sum_k w_k. CWT_EINVAL unless wsum > 0. */
+int sim_avg_finish(const double *acc, size_t numel, double wsum, float *out);
+
+/* The steps of each institution in one FedAvg round: full[i] planned, `left` budget steps
+ * remaining. With sum(full) <= left, out = full; otherwise out[i] = floor(left * full[i] /
+ * sum(full)) and the steps still missing go one each to institutions 0, 1, ... (never above
+ * full[i]), so the round spends exactly `left`. */
+void sim_round_steps(const uint64_t *full, uint32_t n, uint64_t left, uint64_t *out);
+
+/* FedProx through a plain SGD step (docs/simulate.md, "fedprox"): after the engine took the
+ * step with gradient g, this turns it into the step with g + p, p = mu * (w_prev - w_glob):
+ * buf += p (momentum buffer; NULL without momentum) and w -= lr * k * p, k = 1 + momentum
+ * for Nesterov, else 1. w_prev: the weights before the step; w_glob: the round's global
+ * weights. Exact in real arithmetic because SGD with momentum is linear in the gradient. */
+void sim_prox_correct(float *w, float *buf, const float *w_prev, const float *w_glob, size_t numel,
+                      float mu, float lr, float momentum, int nesterov);
+
+/* Whole steps of the k-th (0-based) visit of length x steps (real-valued, x > 0) at one
+ * institution, carrying the fractions: round((k+1) x) - round(k x) for x >= 1, so k visits
+ * take round(k x) steps together; 1 for x < 1 (a visit is at least one step). */
+uint64_t sim_visit_steps(double x, uint64_t k);
 
 /* ------------------------------------------------------------ hand-over through bundles */
 
@@ -236,7 +311,8 @@ struct sim_setup {
     uint32_t n_visits;
     double budget_epochs;
     uint32_t n_seeds;
-    unsigned plus; /* SIM_PLUS_* bits of cwt+ */
+    unsigned plus;  /* SIM_PLUS_* bits of cwt+ */
+    double prox_mu; /* fedprox: MU of the proximal term */
     int through_bundles;
     const char *out_dir;                 /* bundles and keys go under it */
     size_t max_train, max_val, max_test; /* 0 = every image of the split */

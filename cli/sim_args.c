@@ -6,8 +6,8 @@
 
 #include "cli/sim.h"
 
-static const char *const heur_names[SIM_NHEUR] = {"central", "single", "ensemble",
-                                                  "swt",     "cwt",    "cwt+"};
+static const char *const heur_names[SIM_NHEUR] = {"central", "single", "ensemble", "swt",
+                                                  "cwt",     "cwt+",   "fedavg",   "fedprox"};
 
 const char *sim_heur_name(enum sim_heur h)
 {
@@ -28,6 +28,9 @@ const char *sim_selection_text(enum sim_heur h)
     case SIM_CWT:
     case SIM_CWT_PLUS:
         return "best mean local val accuracy over institutions (after each cycle)";
+    case SIM_FEDAVG:
+    case SIM_FEDPROX:
+        return "best mean local val accuracy over institutions (after each round)";
     default:
         return "";
     }
@@ -60,12 +63,27 @@ static int each_token(const char *text, const char *what, int (*fn)(const char *
     }
 }
 
-static int heur_token(const char *tok, void *ctx)
-{
-    int *want = ctx;
+struct heur_ctx {
+    int *want;
+    double *mu;
+};
 
+static int heur_token(const char *tok, void *vctx)
+{
+    struct heur_ctx *c = vctx;
+    int *want = c->want;
+
+    /* fedprox always names its MU: there is no default strength of the proximal term. */
+    if (strncmp(tok, "fedprox:", 8) == 0) {
+        if (cwt_parse_double(tok + 8, 1e-12, SIM_PROX_MU_MAX, c->mu) != 0)
+            return CWT_EINVAL;
+        if (want[SIM_FEDPROX])
+            return CWT_EEXIST;
+        want[SIM_FEDPROX] = 1;
+        return 0;
+    }
     for (int h = 0; h < SIM_NHEUR; h++)
-        if (strcmp(tok, heur_names[h]) == 0) {
+        if (h != SIM_FEDPROX && strcmp(tok, heur_names[h]) == 0) {
             if (want[h])
                 return CWT_EEXIST;
             want[h] = 1;
@@ -74,17 +92,21 @@ static int heur_token(const char *tok, void *ctx)
     return CWT_EINVAL;
 }
 
-int sim_heur_parse(const char *text, int want[SIM_NHEUR], char *err, size_t errlen)
+int sim_heur_parse(const char *text, int want[SIM_NHEUR], double *mu, char *err, size_t errlen)
 {
+    struct heur_ctx c = {want, mu};
     int rc;
 
     memset(want, 0, SIM_NHEUR * sizeof(int));
-    rc = each_token(text, "--heuristics", heur_token, want, err, errlen);
+    *mu = 0.0;
+    rc = each_token(text, "--heuristics", heur_token, &c, err, errlen);
     if (rc != 0) {
         size_t used = strlen(err);
         if (used + 1 < errlen)
             snprintf(err + used, errlen - used,
-                     "; choose from central,single,ensemble,swt,cwt,cwt+");
+                     "; choose from central,single,ensemble,swt,cwt,cwt+,fedavg,fedprox:MU "
+                     "(0 < MU <= %g)",
+                     SIM_PROX_MU_MAX);
     }
     return rc;
 }

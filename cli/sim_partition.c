@@ -57,8 +57,19 @@ int sim_part_rule_parse(const char *text, uint32_t n_inst, struct sim_part_rule 
                               out->n_weights, n_inst);
         return 0;
     }
+    if (strncmp(text, "by-column:", 10) == 0) {
+        out->kind = SIM_PART_COLUMN;
+        if (!store_imeta_name_ok(text + 10))
+            return cwt_seterr(err, errlen, CWT_EINVAL,
+                              "--partition %s: expected by-column:NAME with the name of a "
+                              "metadata column of the ingest CSV",
+                              text);
+        snprintf(out->column, sizeof(out->column), "%s", text + 10);
+        return 0;
+    }
     return cwt_seterr(err, errlen, CWT_EINVAL,
-                      "--partition %s: expected iid, label-skew:ALPHA or size-skew:W1,W2,...",
+                      "--partition %s: expected iid, label-skew:ALPHA, size-skew:W1,W2,... or "
+                      "by-column:NAME",
                       text);
 }
 
@@ -74,6 +85,9 @@ void sim_part_rule_format(const struct sim_part_rule *r, char *out, size_t len)
         used = (size_t)snprintf(out, len, "size-skew:");
         for (uint32_t i = 0; i < r->n_weights && used < len; i++)
             used += (size_t)snprintf(out + used, len - used, "%s%g", i ? "," : "", r->weights[i]);
+        return;
+    case SIM_PART_COLUMN:
+        snprintf(out, len, "by-column:%s", r->column);
         return;
     case SIM_PART_IID:
     default:
@@ -210,6 +224,151 @@ int sim_partition_targets(const struct sim_part_rule *r, uint32_t n_inst, uint32
         if (worst < 1e-9 * (total > 1.0 ? total : 1.0))
             break;
     }
+    return 0;
+}
+
+int sim_column_values(struct store *st, struct sim_part_rule *r, char *err, size_t errlen)
+{
+    struct store_imeta *m = malloc(sizeof(*m));
+    int rc;
+
+    if (m == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    r->n_values = 0;
+    if ((rc = store_read_begin(st)) != 0) {
+        free(m);
+        return cwt_seterr(err, errlen, rc, "cannot read the store: %s", cwt_strerror(rc));
+    }
+    /* The test split stays pooled, so only train and val images need an institution. */
+    for (int split = STORE_TRAIN; split <= STORE_VAL && rc == 0; split++) {
+        uint64_t *ids = NULL;
+        size_t n = 0;
+        if ((rc = store_list(st, (enum store_split)split, &ids, &n)) != 0) {
+            cwt_seterr(err, errlen, rc, "cannot list the %s split: %s",
+                       store_split_name((enum store_split)split), cwt_strerror(rc));
+            break;
+        }
+        for (size_t j = 0; j < n && rc == 0; j++) {
+            const char *v;
+            uint32_t at = 0;
+            if ((rc = store_get_image_meta(st, ids[j], m)) != 0) {
+                cwt_seterr(err, errlen, rc, "cannot read the metadata of image %llu: %s",
+                           (unsigned long long)ids[j], cwt_strerror(rc));
+                break;
+            }
+            if ((v = store_imeta_get(m, r->column)) == NULL) {
+                rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                                "image %llu (%s split) has no value in column '%s'; "
+                                "--partition by-column:%s needs one for every train and val "
+                                "image (see 'cwtctl data')",
+                                (unsigned long long)ids[j],
+                                store_split_name((enum store_split)split), r->column, r->column);
+                break;
+            }
+            while (at < r->n_values && strcmp(r->values[at], v) < 0)
+                at++;
+            if (at < r->n_values && strcmp(r->values[at], v) == 0)
+                continue;
+            if (r->n_values == CWT_MAX_SITES) {
+                rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                                "column '%s' has more than %d values; by-column makes one "
+                                "institution per value, at most %d",
+                                r->column, CWT_MAX_SITES, CWT_MAX_SITES);
+                break;
+            }
+            memmove(r->values[at + 1], r->values[at], (r->n_values - at) * sizeof(r->values[0]));
+            snprintf(r->values[at], sizeof(r->values[at]), "%s", v);
+            r->n_values++;
+        }
+        free(ids);
+    }
+    store_read_end(st);
+    free(m);
+    if (rc == 0 && r->n_values == 0)
+        rc = cwt_seterr(err, errlen, CWT_ENOENT,
+                        "the store has no train or val images to divide by column '%s'", r->column);
+    if (rc == 0 && r->n_values == 1)
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "column '%s' has only one value ('%s'); by-column needs at least two "
+                        "institutions",
+                        r->column, r->values[0]);
+    return rc;
+}
+
+int sim_column_inst(struct store *st, const struct sim_part_rule *r, const uint64_t *ids, size_t n,
+                    uint32_t *inst, char *err, size_t errlen)
+{
+    struct store_imeta *m = malloc(sizeof(*m));
+    int rc = 0;
+
+    if (m == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        const char *v;
+        uint32_t lo = 0, hi = r->n_values;
+        if ((rc = store_get_image_meta(st, ids[j], m)) != 0) {
+            cwt_seterr(err, errlen, rc, "cannot read the metadata of image %llu: %s",
+                       (unsigned long long)ids[j], cwt_strerror(rc));
+            break;
+        }
+        if ((v = store_imeta_get(m, r->column)) == NULL) {
+            rc = cwt_seterr(err, errlen, CWT_EINVAL, "image %llu has no value in column '%s'",
+                            (unsigned long long)ids[j], r->column);
+            break;
+        }
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (strcmp(r->values[mid], v) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == r->n_values || strcmp(r->values[lo], v) != 0)
+            rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                            "image %llu has value '%s' in column '%s', which was not there when "
+                            "the institutions were made",
+                            (unsigned long long)ids[j], v, r->column);
+        inst[j] = lo;
+    }
+    free(m);
+    return rc;
+}
+
+int sim_partition_fixed(uint32_t n_inst, const uint64_t *ids, const uint32_t *labels,
+                        const uint32_t *inst, size_t n, struct sim_part *out, char *err,
+                        size_t errlen)
+{
+    size_t *pos;
+
+    memset(out, 0, sizeof(*out));
+    out->n_inst = n_inst;
+    out->start = calloc((size_t)n_inst + 1, sizeof(*out->start));
+    out->ids = calloc(n > 0 ? n : 1, sizeof(*out->ids));
+    out->labels = calloc(n > 0 ? n : 1, sizeof(*out->labels));
+    pos = calloc(n_inst > 0 ? n_inst : 1, sizeof(*pos));
+    if (out->start == NULL || out->ids == NULL || out->labels == NULL || pos == NULL) {
+        free(pos);
+        sim_part_free(out);
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for the partition");
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (inst[j] >= n_inst) {
+            free(pos);
+            sim_part_free(out);
+            return cwt_seterr(err, errlen, CWT_EINVAL, "image %llu has no institution",
+                              (unsigned long long)ids[j]);
+        }
+        out->start[inst[j] + 1]++;
+    }
+    for (uint32_t i = 0; i < n_inst; i++) {
+        out->start[i + 1] += out->start[i];
+        pos[i] = out->start[i];
+    }
+    for (size_t j = 0; j < n; j++) {
+        out->ids[pos[inst[j]]] = ids[j];
+        out->labels[pos[inst[j]]++] = labels[j];
+    }
+    free(pos);
     return 0;
 }
 

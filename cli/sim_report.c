@@ -67,7 +67,8 @@ void sim_report_free(struct sim_report *r)
 
 void sim_outcome_label(const struct sim_outcome *o, char *out, size_t len)
 {
-    if (o->heur == SIM_CWT || o->heur == SIM_CWT_PLUS)
+    if (o->heur == SIM_CWT || o->heur == SIM_CWT_PLUS || o->heur == SIM_FEDAVG ||
+        o->heur == SIM_FEDPROX)
         snprintf(out, len, "%s v=%g", sim_heur_name(o->heur), o->visit);
     else if (o->heur == SIM_SINGLE && o->inst >= 0)
         snprintf(out, len, "single inst-%d", o->inst);
@@ -177,6 +178,11 @@ void sim_report_table(const struct sim_report *r, FILE *f)
             r->sites, r->partition, r->model, r->budget_epochs, (unsigned long long)r->budget_steps,
             r->batch, r->n_seeds, r->n_seeds == 1 ? "" : "s", (unsigned long long)r->first_seed,
             r->through_bundles ? ", hand-overs through sealed bundles" : "");
+    if (r->prox_mu > 0)
+        fprintf(f, "fedprox: mu %g; fedavg/fedprox v = local epochs per round\n", r->prox_mu);
+    for (uint32_t i = 0; i < r->n_names; i++)
+        fprintf(f, "%sinst-%u = %s%s", i ? ", " : "institutions: ", i, r->names[i],
+                i + 1 == r->n_names ? "\n" : "");
     fprintf(f, "images: %llu train, %llu val (both divided among sites), %llu test (pooled)\n",
             (unsigned long long)r->n_train, (unsigned long long)r->n_val,
             (unsigned long long)r->n_test);
@@ -269,6 +275,8 @@ void sim_report_json(const struct sim_report *r, FILE *f)
     cli_json_string(f, r->partition);
     fputs(",\"cwt_plus\":", f);
     cli_json_string(f, r->plus);
+    fputs(",\"fedprox_mu\":", f);
+    jnum(f, r->prox_mu > 0 ? r->prox_mu : NAN);
     fprintf(f,
             ",\"budget_epochs\":%.17g,\"budget_steps\":%llu,\"batch\":%u,\"seeds\":%u,"
             "\"first_seed\":%llu,\"through_bundles\":%s,\"model\":",
@@ -282,7 +290,19 @@ void sim_report_json(const struct sim_report *r, FILE *f)
             (unsigned long long)r->n_test);
     for (uint32_t i = 0; i < r->n_visits; i++)
         fprintf(f, "%s%.17g", i ? "," : "", r->visits[i]);
-    fputs("],\"institutions\":[", f);
+    fputs("],\"institution_names\":", f);
+    if (r->n_names > 0) {
+        fputc('[', f);
+        for (uint32_t i = 0; i < r->n_names; i++) {
+            if (i)
+                fputc(',', f);
+            cli_json_string(f, r->names[i]);
+        }
+        fputc(']', f);
+    } else {
+        fputs("null", f);
+    }
+    fputs(",\"institutions\":[", f);
     for (uint32_t s = 0; s < r->n_seeds && r->inst_train != NULL; s++) {
         fprintf(f, "%s{\"seed\":%llu,\"train\":[", s ? "," : "",
                 (unsigned long long)(r->first_seed + s));

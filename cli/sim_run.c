@@ -40,6 +40,7 @@ struct run_ctx {
     uint8_t *init;
     size_t init_len;
     struct pooled train_all, val_all, test_all;
+    uint32_t *train_inst, *val_inst; /* by-column: institution of each pooled image */
     struct sim_part train, val;
     struct train_loader *pooled;
     struct train_loader *local[CWT_MAX_SITES];
@@ -48,6 +49,7 @@ struct run_ctx {
     uint64_t seed;
     uint32_t seed_index;
     struct sim_fed *fed;
+    struct prox *prox; /* fedprox: the correction after every step; NULL otherwise */
     /* Progress line. */
     char label[64];
     uint64_t steps_before;
@@ -211,10 +213,16 @@ struct session_ctx {
     struct keep *keep;
 };
 
+static int prox_step(struct run_ctx *c, uint64_t step);
+
 static int on_progress(const struct train_progress *p, void *ctx)
 {
     struct run_ctx *c = ((struct session_ctx *)ctx)->c;
 
+    /* The session calls this after eng_train_end and before the next step begins, so the
+     * model is at rest and the step's parameters and momentum can be corrected in place. */
+    if (c->prox != NULL && prox_step(c, p->step) != 0)
+        return 1;
     if (c->s->progress)
         fprintf(stderr, "\r%-14s seed %u/%u  step %llu/%llu  loss %.4f  %.0f img/s\033[K", c->label,
                 c->seed_index + 1, c->s->n_seeds, (unsigned long long)(c->steps_before + p->step),
@@ -629,13 +637,14 @@ static int run_swt(struct run_ctx *c)
     return add_outcome(c, &o);
 }
 
-/* Steps of one visit at institution i (docs/simulate.md, "cwt" and "proportional"). */
-static uint64_t visit_steps(const struct run_ctx *c, uint32_t i, double visit, int proportional)
+/* Real-valued steps of one visit at institution i (docs/simulate.md, "cwt" and
+ * "proportional"); sim_visit_steps turns the k-th visit into whole steps, carrying the
+ * remainder. */
+static double visit_length(const struct run_ctx *c, uint32_t i, double visit, int proportional)
 {
     double images = proportional ? (double)sim_part_size(&c->train, i)
                                  : (double)c->train.start[c->s->sites] / c->s->sites;
-    double steps = floor(visit * images / c->base.batch_size + 0.5);
-    return steps >= 1.0 ? (uint64_t)steps : 1;
+    return visit * images / c->base.batch_size;
 }
 
 static int make_balanced_loaders(struct run_ctx *c);
@@ -650,7 +659,8 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     struct train_loader **loaders = c->local;
     struct sim_outcome o;
     struct keep kept = {0};
-    uint64_t steps_of[CWT_MAX_SITES], spe[CWT_MAX_SITES], done = 0;
+    uint64_t spe[CWT_MAX_SITES], done = 0;
+    double len_of[CWT_MAX_SITES];
     double cycle_epochs = 0.0, total_epochs = 0.0, clock = 0.0, t0 = cwt_monotonic();
     uint32_t cycle = 0;
     int rc;
@@ -663,15 +673,17 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     if (mods & SIM_PLUS_SAMPLING)
         loaders = c->balanced;
     for (uint32_t i = 0; i < n; i++) {
-        steps_of[i] = visit_steps(c, i, visit, (mods & SIM_PLUS_PROPORTIONAL) != 0);
+        len_of[i] = visit_length(c, i, visit, (mods & SIM_PLUS_PROPORTIONAL) != 0);
         spe[i] = train_loader_batches_per_epoch(loaders[i]);
-        cycle_epochs += (double)steps_of[i] / (double)spe[i];
+        /* At least one step per visit (sim_visit_steps). */
+        cycle_epochs += (len_of[i] > 1.0 ? len_of[i] : 1.0) / (double)spe[i];
         rewind_loader(loaders[i]);
     }
     /* The schedule's clock counts local epochs across visits; its length is the whole run. */
-    for (uint64_t s = 0; s < c->budget;)
+    for (uint64_t s = 0, cy = 0; s < c->budget; cy++)
         for (uint32_t i = 0; i < n && s < c->budget; i++) {
-            uint64_t k = steps_of[i] < c->budget - s ? steps_of[i] : c->budget - s;
+            uint64_t want = sim_visit_steps(len_of[i], cy);
+            uint64_t k = want < c->budget - s ? want : c->budget - s;
             total_epochs += (double)k / (double)spe[i];
             s += k;
         }
@@ -694,7 +706,8 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
         double score;
         o.cycles = cycle + 1;
         for (uint32_t i = 0; i < n && done < c->budget && rc == 0; i++) {
-            uint64_t steps = steps_of[i] < c->budget - done ? steps_of[i] : c->budget - done;
+            uint64_t want = sim_visit_steps(len_of[i], cycle);
+            uint64_t steps = want < c->budget - done ? want : c->budget - done;
             struct train_epoch_result last;
             memset(&last, 0, sizeof(last));
             rc = train_steps(c, loaders[i], steps, &recipe, clock, total_epochs, NULL, 0, NULL,
@@ -729,6 +742,315 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     keep_free(&kept);
     o.steps = done;
     o.wall_s = cwt_monotonic() - t0;
+    if (rc != 0) {
+        sim_curve_free(&o.curve);
+        return rc;
+    }
+    return add_outcome(c, &o);
+}
+
+/* ------------------------------------------------------------ fedavg / fedprox */
+
+/* The tensors FedAvg averages (parameters and batch-norm running statistics, in engine
+ * order) laid out in one flat host array, and for FedProx each parameter's momentum tensor. */
+struct fed_tensors {
+    uint32_t n;
+    uint32_t *idx; /* engine tensor index */
+    size_t *off;   /* offset in the flat array */
+    size_t *numel; /* floats */
+    int *is_param; /* ENG_T_PARAM (else ENG_T_BUFFER) */
+    int64_t *mom;  /* engine index of optim.<name>.momentum, -1 if none */
+    size_t total;  /* floats of all n tensors */
+};
+
+static void fed_tensors_free(struct fed_tensors *t)
+{
+    free(t->idx);
+    free(t->off);
+    free(t->numel);
+    free(t->is_param);
+    free(t->mom);
+    memset(t, 0, sizeof(*t));
+}
+
+static int fed_tensors_init(struct run_ctx *c, struct fed_tensors *t)
+{
+    uint32_t count = eng_model_tensor_count(c->m);
+
+    memset(t, 0, sizeof(*t));
+    t->idx = calloc(count ? count : 1, sizeof(*t->idx));
+    t->off = calloc(count ? count : 1, sizeof(*t->off));
+    t->numel = calloc(count ? count : 1, sizeof(*t->numel));
+    t->is_param = calloc(count ? count : 1, sizeof(*t->is_param));
+    t->mom = calloc(count ? count : 1, sizeof(*t->mom));
+    if (t->idx == NULL || t->off == NULL || t->numel == NULL || t->is_param == NULL ||
+        t->mom == NULL) {
+        fed_tensors_free(t);
+        return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for fedavg");
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        struct eng_tensor_info info;
+        int rc = eng_model_tensor_info(c->m, i, &info);
+        if (rc != 0) {
+            fed_tensors_free(t);
+            return cwt_seterr(c->err, c->errlen, rc, "cannot list the model's tensors: %s",
+                              cwt_strerror(rc));
+        }
+        if (info.kind == ENG_T_OPTIM)
+            continue;
+        if (info.numel > (SIZE_MAX / sizeof(double) - t->total)) {
+            fed_tensors_free(t);
+            return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "the model is too large");
+        }
+        t->idx[t->n] = i;
+        t->off[t->n] = t->total;
+        t->numel[t->n] = (size_t)info.numel;
+        t->is_param[t->n] = info.kind == ENG_T_PARAM;
+        t->mom[t->n] = -1;
+        t->total += (size_t)info.numel;
+        t->n++;
+    }
+    /* Momentum buffers are named optim.<parameter>.momentum (engine/model.c). */
+    for (uint32_t k = 0; k < t->n; k++) {
+        struct eng_tensor_info pi;
+        char want[256];
+        if (!t->is_param[k] || eng_model_tensor_info(c->m, t->idx[k], &pi) != 0)
+            continue;
+        if ((size_t)snprintf(want, sizeof(want), "optim.%s.momentum", pi.name) >= sizeof(want))
+            continue;
+        for (uint32_t i = 0; i < count; i++) {
+            struct eng_tensor_info info;
+            if (eng_model_tensor_info(c->m, i, &info) == 0 && info.kind == ENG_T_OPTIM &&
+                strcmp(info.name, want) == 0 && info.numel == pi.numel)
+                t->mom[k] = i;
+        }
+    }
+    return 0;
+}
+
+/* Copies the averaged tensors between the model and flat (params_only: parameters only). */
+static int fed_read(struct run_ctx *c, const struct fed_tensors *t, float *flat, int params_only)
+{
+    for (uint32_t k = 0; k < t->n; k++) {
+        int rc;
+        if (params_only && !t->is_param[k])
+            continue;
+        if ((rc = eng_model_read_tensor(c->m, t->idx[k], flat + t->off[k])) != 0)
+            return cwt_seterr(c->err, c->errlen, rc, "cannot read the model's weights: %s",
+                              cwt_strerror(rc));
+    }
+    return 0;
+}
+
+static int fed_write(struct run_ctx *c, const struct fed_tensors *t, const float *flat,
+                     int params_only)
+{
+    for (uint32_t k = 0; k < t->n; k++) {
+        int rc;
+        if (params_only && !t->is_param[k])
+            continue;
+        if ((rc = eng_model_write_tensor(c->m, t->idx[k], flat + t->off[k])) != 0)
+            return cwt_seterr(c->err, c->errlen, rc, "cannot write the model's weights: %s",
+                              cwt_strerror(rc));
+    }
+    return 0;
+}
+
+/* FedProx state of one local run: the schedule as the session computes it (so the learning
+ * rate of every step is known exactly), the round's global weights, the weights before the
+ * step (after the previous correction) and scratch for the momentum buffers. */
+struct prox {
+    const struct fed_tensors *t;
+    const struct cwt_recipe *recipe;
+    double offset, total, spe;
+    float mu;
+    const float *glob;
+    float *prev, *cur, *buf;
+    int rc;
+};
+
+/* After step `step` (1-based) of the session: w and the momentum buffer become those of the
+ * SGD step with gradient g + mu (w_prev - w_glob). */
+static int prox_step(struct run_ctx *c, uint64_t step)
+{
+    struct prox *p = c->prox;
+    const struct fed_tensors *t = p->t;
+    /* The session's own formula for the step's learning rate (train_session.c). */
+    float lr = (float)train_lr_at(p->recipe, p->offset + (double)(step - 1) / p->spe, p->total);
+
+    for (uint32_t k = 0; k < t->n; k++) {
+        float *w = p->cur + t->off[k], *buf = NULL;
+        int rc;
+        if (!t->is_param[k])
+            continue;
+        if ((rc = eng_model_read_tensor(c->m, t->idx[k], w)) != 0)
+            goto fail;
+        if (t->mom[k] >= 0) {
+            buf = p->buf;
+            if ((rc = eng_model_read_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0)
+                goto fail;
+        }
+        sim_prox_correct(w, buf, p->prev + t->off[k], p->glob + t->off[k], t->numel[k], p->mu, lr,
+                         c->optim.momentum, c->optim.nesterov);
+        if ((rc = eng_model_write_tensor(c->m, t->idx[k], w)) != 0 ||
+            (buf != NULL && (rc = eng_model_write_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0))
+            goto fail;
+        memcpy(p->prev + t->off[k], w, t->numel[k] * sizeof(float));
+        continue;
+    fail:
+        p->rc = cwt_seterr(c->err, c->errlen, rc, "fedprox: cannot correct a step: %s",
+                           cwt_strerror(rc));
+        return p->rc;
+    }
+    return 0;
+}
+
+/* fedavg / fedprox: rounds in which every institution trains `visit` local epochs from the
+ * same global model (fresh optimizer state), then the global model becomes the sample-weighted
+ * mean of their parameters and batch-norm statistics; the model kept is the best global model
+ * by mean local validation accuracy after each round. mu > 0: FedProx. */
+static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double mu)
+{
+    const uint32_t n = c->s->sites;
+    struct fed_tensors t;
+    struct prox px;
+    struct sim_outcome o;
+    struct keep kept = {0};
+    uint64_t full[CWT_MAX_SITES], spe[CWT_MAX_SITES], steps[CWT_MAX_SITES], done = 0;
+    double len_of[CWT_MAX_SITES], clock[CWT_MAX_SITES], total[CWT_MAX_SITES];
+    double t0 = cwt_monotonic();
+    float *glob = NULL, *cur = NULL, *prev = NULL, *buf = NULL;
+    double *acc = NULL;
+    size_t max_numel = 1;
+    uint32_t round = 0;
+    int rc;
+
+    outcome_init(c, &o, heur, visit);
+    sim_outcome_label(&o, c->label, sizeof(c->label));
+    c->steps_before = 0;
+    memset(&px, 0, sizeof(px));
+    if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
+        return rc;
+    if ((rc = fed_tensors_init(c, &t)) != 0)
+        return rc;
+    for (uint32_t k = 0; k < t.n; k++) {
+        max_numel = t.numel[k] > max_numel ? t.numel[k] : max_numel;
+        /* Without its momentum buffer the correction of a momentum step would not be exact. */
+        if (mu > 0 && t.is_param[k] && t.mom[k] < 0 && c->optim.momentum != 0.0f) {
+            rc = cwt_seterr(c->err, c->errlen, CWT_ESTATE,
+                            "fedprox: the engine shows no momentum buffer for parameter %u",
+                            t.idx[k]);
+            goto out;
+        }
+    }
+    glob = malloc((t.total ? t.total : 1) * sizeof(float));
+    cur = malloc((t.total ? t.total : 1) * sizeof(float));
+    prev = malloc((t.total ? t.total : 1) * sizeof(float));
+    buf = malloc(max_numel * sizeof(float));
+    acc = malloc((t.total ? t.total : 1) * sizeof(double));
+    if (glob == NULL || cur == NULL || prev == NULL || buf == NULL || acc == NULL) {
+        rc = cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for %s", sim_heur_name(heur));
+        goto out;
+    }
+    /* v local epochs at every institution per round (McMahan et al.'s E), and each
+     * institution's schedule clock runs over its own local epochs across rounds. */
+    for (uint32_t i = 0; i < n; i++) {
+        len_of[i] = visit_length(c, i, visit, 1);
+        spe[i] = train_loader_batches_per_epoch(c->local[i]);
+        clock[i] = total[i] = 0.0;
+        rewind_loader(c->local[i]);
+    }
+    for (uint64_t s = 0, r = 0; s < c->budget; r++) {
+        for (uint32_t i = 0; i < n; i++)
+            full[i] = sim_visit_steps(len_of[i], r);
+        sim_round_steps(full, n, c->budget - s, steps);
+        for (uint32_t i = 0; i < n; i++) {
+            total[i] += (double)steps[i] / (double)spe[i];
+            s += steps[i];
+        }
+    }
+    if ((rc = fed_read(c, &t, glob, 0)) != 0)
+        goto out;
+    kept.c = c;
+    kept.flags = TRAIN_SAVE_WEIGHTS;
+    px.t = &t;
+    px.recipe = &c->base;
+    px.mu = (float)mu;
+    px.glob = glob;
+    px.prev = prev;
+    px.cur = cur;
+    px.buf = buf;
+    while (done < c->budget && rc == 0) {
+        double wsum = 0.0, score;
+        o.cycles = round + 1;
+        for (uint32_t i = 0; i < n; i++)
+            full[i] = sim_visit_steps(len_of[i], round);
+        sim_round_steps(full, n, c->budget - done, steps);
+        memset(acc, 0, t.total * sizeof(double));
+        for (uint32_t i = 0; i < n && rc == 0; i++) {
+            double weight = (double)sim_part_size(&c->train, i);
+            if (steps[i] == 0)
+                continue;
+            /* Every institution starts the round from the global model with the initial
+             * optimizer state (zero momentum / moments, step 0). */
+            if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0 ||
+                (rc = fed_write(c, &t, glob, 0)) != 0)
+                break;
+            if (mu > 0) {
+                memcpy(prev, glob, t.total * sizeof(float));
+                px.offset = clock[i];
+                px.total = total[i];
+                px.spe = (double)spe[i];
+                px.rc = 0;
+                c->prox = &px;
+            }
+            rc = train_steps(c, c->local[i], steps[i], &c->base, clock[i], total[i], NULL, 0, NULL,
+                             NULL);
+            c->prox = NULL;
+            if (px.rc != 0)
+                rc = cwt_seterr(c->err, c->errlen, px.rc, "fedprox: cannot correct a step: %s",
+                                cwt_strerror(px.rc));
+            if (rc != 0)
+                break;
+            clock[i] += (double)steps[i] / (double)spe[i];
+            done += steps[i];
+            if ((rc = fed_read(c, &t, cur, 0)) != 0)
+                break;
+            sim_avg_add(acc, cur, t.total, weight);
+            wsum += weight;
+        }
+        if (rc != 0)
+            break;
+        if (sim_avg_finish(acc, t.total, wsum, glob) != 0) {
+            rc = cwt_seterr(c->err, c->errlen, CWT_ESTATE, "a %s round trained nothing",
+                            sim_heur_name(heur));
+            break;
+        }
+        if ((rc = fed_write(c, &t, glob, 0)) != 0 || (rc = mean_local_val(c, &score)) != 0)
+            break;
+        if (isfinite(score)) {
+            if (sim_curve_add(&o.curve, done, score) != 0)
+                rc = cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for the results");
+            else if (kept.best == NULL || score > kept.kept_val)
+                rc = keep_now(&kept, done, score);
+        }
+        round++;
+    }
+    if (rc == 0)
+        rc = finish(c, &o, kept.best, kept.best_len, TRAIN_SAVE_WEIGHTS, NULL);
+    o.kept_step = kept.kept_step;
+    o.kept_val = kept.best != NULL ? kept.kept_val : NAN;
+    o.steps = done;
+    o.wall_s = cwt_monotonic() - t0;
+out:
+    c->prox = NULL;
+    keep_free(&kept);
+    fed_tensors_free(&t);
+    free(glob);
+    free(cur);
+    free(prev);
+    free(buf);
+    free(acc);
     if (rc != 0) {
         sim_curve_free(&o.curve);
         return rc;
@@ -800,11 +1122,19 @@ static int run_seed(struct run_ctx *c)
     if ((mix = calloc((size_t)n * classes, sizeof(double))) == NULL)
         return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory");
     sim_label_mix(&s->rule, n, classes, c->seed, mix);
-    rc = sim_partition(&s->rule, n, classes, mix, c->train_all.ids, c->train_all.labels,
-                       c->train_all.n, c->seed, TAG_TRAIN_PART, &c->train, c->err, c->errlen);
-    if (rc == 0)
-        rc = sim_partition(&s->rule, n, classes, mix, c->val_all.ids, c->val_all.labels,
-                           c->val_all.n, c->seed, TAG_VAL_PART, &c->val, c->err, c->errlen);
+    if (s->rule.kind == SIM_PART_COLUMN) {
+        rc = sim_partition_fixed(n, c->train_all.ids, c->train_all.labels, c->train_inst,
+                                 c->train_all.n, &c->train, c->err, c->errlen);
+        if (rc == 0)
+            rc = sim_partition_fixed(n, c->val_all.ids, c->val_all.labels, c->val_inst,
+                                     c->val_all.n, &c->val, c->err, c->errlen);
+    } else {
+        rc = sim_partition(&s->rule, n, classes, mix, c->train_all.ids, c->train_all.labels,
+                           c->train_all.n, c->seed, TAG_TRAIN_PART, &c->train, c->err, c->errlen);
+        if (rc == 0)
+            rc = sim_partition(&s->rule, n, classes, mix, c->val_all.ids, c->val_all.labels,
+                               c->val_all.n, c->seed, TAG_VAL_PART, &c->val, c->err, c->errlen);
+    }
     free(mix);
     if (rc != 0)
         return rc;
@@ -850,6 +1180,12 @@ static int run_seed(struct run_ctx *c)
             if ((rc = run_cwt(c, s->visits[v], plus)) != 0)
                 return rc;
     }
+    for (uint32_t v = 0; s->want[SIM_FEDAVG] && v < s->n_visits; v++)
+        if ((rc = run_fed(c, s->visits[v], SIM_FEDAVG, 0.0)) != 0)
+            return rc;
+    for (uint32_t v = 0; s->want[SIM_FEDPROX] && v < s->n_visits; v++)
+        if ((rc = run_fed(c, s->visits[v], SIM_FEDPROX, s->prox_mu)) != 0)
+            return rc;
     return 0;
 }
 
@@ -875,6 +1211,15 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
         c->base.batch_size = 1;
     if ((rc = train_specs_from_recipe(&c->base, &c->spec, &c->optim, err, errlen)) != 0)
         goto out;
+    /* fedprox corrects SGD steps exactly (sim_prox_correct); Adam's update is not linear in
+     * the gradient, so a correction after the step cannot be exact. */
+    if (s->want[SIM_FEDPROX] && c->optim.kind != ENG_SGD) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "fedprox needs a recipe with optimizer \"sgd\" (this one has %s); use "
+                        "fedavg or an SGD recipe",
+                        c->optim.kind == ENG_ADAM ? "adam" : "adamw");
+        goto out;
+    }
     if ((rc = load_split(s->st, STORE_TRAIN, c->spec.classes, s->max_train, s->recipe.seed,
                          &c->train_all, err, errlen)) != 0 ||
         (rc = load_split(s->st, STORE_VAL, c->spec.classes, s->max_val, s->recipe.seed, &c->val_all,
@@ -882,6 +1227,28 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
         (rc = load_split(s->st, STORE_TEST, c->spec.classes, s->max_test, s->recipe.seed,
                          &c->test_all, err, errlen)) != 0)
         goto out;
+    if (s->rule.kind == SIM_PART_COLUMN) {
+        c->train_inst = calloc(c->train_all.n ? c->train_all.n : 1, sizeof(uint32_t));
+        c->val_inst = calloc(c->val_all.n ? c->val_all.n : 1, sizeof(uint32_t));
+        if (c->train_inst == NULL || c->val_inst == NULL) {
+            rc = cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+            goto out;
+        }
+        if ((rc = store_read_begin(s->st)) != 0) {
+            cwt_seterr(err, errlen, rc, "cannot read the store: %s", cwt_strerror(rc));
+            goto out;
+        }
+        rc = sim_column_inst(s->st, &s->rule, c->train_all.ids, c->train_all.n, c->train_inst, err,
+                             errlen);
+        if (rc == 0)
+            rc = sim_column_inst(s->st, &s->rule, c->val_all.ids, c->val_all.n, c->val_inst, err,
+                                 errlen);
+        store_read_end(s->st);
+        if (rc != 0)
+            goto out;
+        rep->n_names = s->rule.n_values;
+        memcpy(rep->names, s->rule.values, sizeof(rep->names));
+    }
     if (c->train_all.n == 0 || c->test_all.n == 0) {
         rc = cwt_seterr(err, errlen, CWT_ENOENT,
                         "the store has no %s images; ingest a train and a test split first",
@@ -903,6 +1270,7 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     snprintf(rep->model, sizeof(rep->model), "%s", s->recipe.model);
     sim_part_rule_format(&s->rule, rep->partition, sizeof(rep->partition));
     sim_plus_format(s->plus, rep->plus, sizeof(rep->plus));
+    rep->prox_mu = s->want[SIM_FEDPROX] ? s->prox_mu : 0.0;
     rep->sites = s->sites;
     rep->budget_epochs = s->budget_epochs;
     rep->budget_steps = c->budget;
@@ -938,6 +1306,8 @@ out:
     pooled_free(&c->train_all);
     pooled_free(&c->val_all);
     pooled_free(&c->test_all);
+    free(c->train_inst);
+    free(c->val_inst);
     free(c);
     return rc;
 }

@@ -8,6 +8,8 @@
 #               compare with the published ResNet-18), fmnist-label-skew-6k (3x the data; central, cwt, cwt+),
 #               retina-plus-ablation, fmnist-plus-ablation (cwt+ one modification at a time),
 #               retina-label-skew-visits (cwt and cwt+ with visits 0.25 and 5),
+#               retina-fed-iid, retina-fed-label-skew (fedavg and fedprox:0.01),
+#               fmnist-label-skew-fed (cwt, cwt+, fedavg, fedprox:0.01 under label skew),
 #               quick-retina-iid, quick-fmnist-label-skew
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
@@ -96,6 +98,20 @@ for name in "$@"; do
                 --partition label-skew:0.5 --plus "$mods" ;;
             esac
         done
+        ;;
+    retina-fed-iid | retina-fed-label-skew)
+        # fedavg and fedprox beside the retina-iid / retina-label-skew tables (same budget,
+        # seeds and partitions; one local epoch per round).
+        part=iid
+        [ "$name" = retina-fed-label-skew ] && part=label-skew:0.5
+        setup_retina && run "$name" retina --sites 4 --heuristics fedavg,fedprox:0.01 \
+            --seeds 3 --budget 10 --visits 1 --partition "$part"
+        ;;
+    fmnist-label-skew-fed)
+        # cwt, cwt+ (its default), fedavg and fedprox on the fmnist-label-skew setting.
+        setup_fmnist && run "$name" fmnist --sites 4 --heuristics cwt,cwt+,fedavg,fedprox:0.01 \
+            --seeds 3 --budget 5 --visits 0.25,1,5 --max-train 2000 --max-val 500 \
+            --max-test 2000 --partition label-skew:0.5
         ;;
     quick-retina-iid) setup_retina && run "$name" retina $QUICK --visits 1 --budget 3 ;;
     quick-fmnist-label-skew)

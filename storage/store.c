@@ -123,13 +123,15 @@ static int no_store_yet(const char *dir, char *err, size_t errlen)
     return cwt_seterr(err, errlen, CWT_ENOENT, "no store in %s (nothing ingested yet)", dir);
 }
 
-/* Opens the seven named databases; in a read-only store they must exist already. */
+/* Opens the eight named databases; in a read-only store they must exist already, except
+ * `imeta` (per-image metadata, added later): a read-only store without it is an older store
+ * whose images have no metadata, and stays readable. Opening read-write creates it. */
 static int open_databases(struct store *st, char *err, size_t errlen)
 {
     static const char *const names[STORE_MAX_DBS] = {"images", "index",  "sources", "meta",
-                                                     "models", "ledger", "audit"};
+                                                     "models", "ledger", "audit",   "imeta"};
     MDB_dbi *handles[STORE_MAX_DBS] = {&st->images, &st->index,  &st->sources, &st->meta,
-                                       &st->models, &st->ledger, &st->audit};
+                                       &st->models, &st->ledger, &st->audit,   &st->imeta};
     int rdonly = (st->flags & STORE_RDONLY) != 0;
     MDB_txn *txn;
     int rc;
@@ -140,6 +142,10 @@ static int open_databases(struct store *st, char *err, size_t errlen)
                           mdb_strerror(rc));
     for (int i = 0; i < STORE_MAX_DBS; i++) {
         rc = mdb_dbi_open(txn, names[i], rdonly ? 0 : MDB_CREATE, handles[i]);
+        if (rc == MDB_NOTFOUND && rdonly && handles[i] == &st->imeta && mdb_txn_id(txn) != 0)
+            continue;
+        if (rc == 0 && handles[i] == &st->imeta)
+            st->has_imeta = 1;
         if (rc != 0) {
             /* This snapshot predates every commit: the store's creator is creating it right
              * now, or was killed before its first commit. Empty, like a store that does not
@@ -567,6 +573,34 @@ fail:
     /* LMDB may have modified pages: only abort is safe from here on. */
     b->failed = store_mdb_err(rc);
     return b->failed;
+}
+
+int store_put_image_meta(struct store_batch *b, uint64_t id, const struct store_imeta *m)
+{
+    uint8_t idkey[8], enc[STORE_IMETA_BYTES_MAX];
+    MDB_val k, v;
+    size_t len;
+    int rc;
+
+    if (b == NULL || m == NULL)
+        return CWT_EINVAL;
+    if (b->failed)
+        return CWT_ESTATE;
+    if (m->n == 0)
+        return 0;
+    if ((rc = store_imeta_encode(m, enc, sizeof(enc), &len)) != 0)
+        return rc;
+    store_be64(idkey, id);
+    k.mv_data = idkey;
+    k.mv_size = sizeof(idkey);
+    v.mv_data = enc;
+    v.mv_size = len;
+    rc = mdb_put(b->txn, b->st->imeta, &k, &v, 0);
+    if (rc != 0) {
+        b->failed = store_mdb_err(rc);
+        return b->failed;
+    }
+    return 0;
 }
 
 static void batch_free(struct store_batch *b)

@@ -9,6 +9,8 @@
  *   models   checkpoint name -> checkpoint record (store_models.c)
  *   ledger   bundle records and last sequence per federation (store_ledger.c)
  *   audit    u64 sequence (BE) -> hash-chained audit record (store_audit.c)
+ *   imeta    image id (u64 BE) -> the image's metadata columns (store_imeta.c); absent in
+ *            stores made before it, which read as images without metadata
  *
  * Lifetimes: a struct store is used by one thread. Pointers returned by read functions
  * point into the LMDB map and stay valid until the matching store_read_end().
@@ -91,6 +93,55 @@ int store_counts(struct store *st, uint32_t max_labels, uint64_t (*counts)[CWT_M
 
 /* Bytes the environment uses on disk. */
 int store_disk_bytes(struct store *st, uint64_t *out);
+
+/* --- per-image metadata (store_imeta.c): short text columns from the ingest CSV --- */
+
+#define STORE_IMETA_MAX       16  /* columns per image */
+#define STORE_IMETA_NAME_MAX  64  /* bytes of a column name */
+#define STORE_IMETA_VALUE_MAX 128 /* bytes of a value */
+/* Encoded: for each column, u8 name length, name, u8 value length, value (names ascending,
+ * distinct; both non-empty). */
+#define STORE_IMETA_BYTES_MAX (STORE_IMETA_MAX * (2 + STORE_IMETA_NAME_MAX + STORE_IMETA_VALUE_MAX))
+
+struct store_imeta {
+    uint32_t n;
+    struct {
+        char name[STORE_IMETA_NAME_MAX + 1];
+        char value[STORE_IMETA_VALUE_MAX + 1];
+    } kv[STORE_IMETA_MAX];
+};
+
+/* 1 if name is a valid column name: 1..STORE_IMETA_NAME_MAX bytes of [A-Za-z0-9_.-]. */
+int store_imeta_name_ok(const char *name);
+/* 0 if value is a valid value: 1..STORE_IMETA_VALUE_MAX bytes of well-formed UTF-8 without
+ * control characters (C0, DEL, C1); else CWT_ETOOBIG (too long), CWT_EINVAL (empty),
+ * CWT_EFORMAT (not UTF-8) or CWT_EPERM (a control character). */
+int store_imeta_value_check(const char *value);
+
+/* Adds (name, value) to m, keeping names ascending. CWT_EEXIST for a name given twice,
+ * CWT_ETOOBIG beyond STORE_IMETA_MAX, CWT_EINVAL for a bad name or value. */
+int store_imeta_set(struct store_imeta *m, const char *name, const char *value);
+/* The value of column name in m, or NULL. */
+const char *store_imeta_get(const struct store_imeta *m, const char *name);
+
+/* Encodes m into out (cap >= STORE_IMETA_BYTES_MAX is always enough), *len bytes. Decodes
+ * back, checking every rule above (CWT_ESTORE when malformed). */
+int store_imeta_encode(const struct store_imeta *m, uint8_t *out, size_t cap, size_t *len);
+int store_imeta_decode(const uint8_t *buf, size_t len, struct store_imeta *out);
+
+/* Stores the metadata of image id (just added in this batch with store_put_image); m->n == 0
+ * stores nothing. Errors as store_put_image. */
+int store_put_image_meta(struct store_batch *b, uint64_t id, const struct store_imeta *m);
+
+/* Metadata of image id inside a read snapshot (store_read_begin); out->n == 0 when the
+ * image has none (also in a store without the imeta database). */
+int store_get_image_meta(struct store *st, uint64_t id, struct store_imeta *out);
+
+/* Calls fn for every image with metadata, in id order, inside a read snapshot; a non-zero
+ * return from fn stops and is returned. Store errors as CWT_ESTORE. */
+int store_each_image_meta(struct store *st,
+                          int (*fn)(uint64_t id, const struct store_imeta *m, void *ctx),
+                          void *ctx);
 
 /* --- meta --- */
 

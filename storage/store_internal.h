@@ -18,7 +18,7 @@
 #include "storage/store.h"
 
 #define STORE_DEFAULT_MAP_BYTES (16ull << 30)
-#define STORE_MAX_DBS           7
+#define STORE_MAX_DBS           8
 
 struct store {
     MDB_env *env;
@@ -29,6 +29,8 @@ struct store {
     MDB_dbi models;  /* store_models.c */
     MDB_dbi ledger;  /* store_ledger.c */
     MDB_dbi audit;   /* store_audit.c */
+    MDB_dbi imeta;   /* store_imeta.c: u64 BE id -> encoded per-image metadata */
+    int has_imeta;   /* 0: a read-only store made before per-image metadata existed */
     int flags;       /* STORE_RDONLY / STORE_CREATE as opened */
     char dir[PATH_MAX];
     MDB_txn *snapshot;         /* open between store_read_begin and store_read_end */

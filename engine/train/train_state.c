@@ -279,6 +279,10 @@ int train_state_export(const uint8_t *buf, size_t len, uint8_t **out, size_t *ou
         size_t p = prefix_len(t->name, BN_RUNNING_MEAN);
         char name[ST_NAME_MAX + 1];
 
+        /* Optimizer state (the daemon's final model is a full bundle payload) is training
+         * state, not model: an export holds weights and buffers only (docs/model-export.md). */
+        if (strncmp(t->name, "optim.", 6) == 0)
+            continue;
         rc = st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, f.data + t->begin);
         if (rc == 0 && p > 0 && (rc = layer_tensor_name(name, t->name, p, BN_COUNTER)) == 0)
             rc = st_writer_add(w, name, ST_I64, 0, NULL, counter);

@@ -6,8 +6,12 @@
 #   * the partition sizes add up to the pooled splits and follow size-skew weights;
 #   * the output files exist and parse (CSV, JSON, SVG as XML);
 #   * the same seed gives identical results (weights hashes, accuracies, curves);
+#   * cwt+ defaults to proportional,sampling,clr; --plus all turns on all four;
 #   * --through-bundles (every swt/cwt/cwt+ hand-over sealed, verified, opened) gives
-#     bit-identical weights to the in-memory run.
+#     bit-identical weights to the in-memory run;
+#   * fedavg and fedprox:MU spend the budget in rounds and report; with one local step per
+#     round the proximal term is zero and fedprox equals fedavg bit for bit; fedprox refuses
+#     a recipe whose optimizer is not SGD.
 set -euo pipefail
 
 T="$CWT_TEST_TMP/simulate.$$"
@@ -28,7 +32,9 @@ expect 2 "from 1 to 64" "${SIM[@]}" --sites 0
 expect 2 "2 weights for 4 sites" "${SIM[@]}" --sites 4 --partition size-skew:1,2
 expect 2 "ALPHA" "${SIM[@]}" --sites 4 --partition label-skew:-1
 expect 2 "expected iid" "${SIM[@]}" --sites 4 --partition quantity
-expect 2 "'fedavg' is not valid" "${SIM[@]}" --sites 4 --heuristics cwt,fedavg
+expect 2 "'fedprox' is not valid" "${SIM[@]}" --sites 4 --heuristics cwt,fedprox
+expect 2 "'fedprox:0' is not valid" "${SIM[@]}" --sites 4 --heuristics fedprox:0
+expect 2 "'fedsgd' is not valid" "${SIM[@]}" --sites 4 --heuristics cwt,fedsgd
 expect 2 "'0' is not valid" "${SIM[@]}" --sites 4 --visits 0.5,0
 expect 2 "budget" "${SIM[@]}" --sites 4 --budget -1
 expect 2 "seeds" "${SIM[@]}" --sites 4 --seeds 0
@@ -56,6 +62,7 @@ r = json.load(open(d + "/results.json"))
 n_train, batch = r["images"]["train"], r["batch"]
 budget = 2 * math.ceil(n_train / batch)
 assert r["budget_steps"] == budget, (r["budget_steps"], budget)
+assert r["cwt_plus"] == "proportional+sampling+clr", r["cwt_plus"]  # the default set
 labels = {x["label"] for x in r["runs"]}
 want = {"central", "single (mean)", "ensemble", "swt", "cwt v=0.5", "cwt v=1", "cwt+ v=0.5",
         "cwt+ v=1", "single inst-0", "single inst-1", "single inst-2"}
@@ -123,15 +130,42 @@ done
 [ -z "$(find "$T/c" -name '*.cwtb' -o -name '*.safetensors')" ] || fail "hand-over files left"
 
 # 5. size-skew: institution sizes follow the weights (within one image).
-"${SIM[@]}" --sites 3 --partition size-skew:1,2,3 --heuristics cwt --budget 1 \
+"${SIM[@]}" --sites 3 --partition size-skew:1,2,3 --heuristics cwt --budget 1 --plus all \
     --out "$T/d" --json >"$T/d.json" 2>/dev/null
 python3 - "$T/d.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert r["cwt_plus"] == "proportional+loss+sampling+clr", r["cwt_plus"]
 n = r["images"]["train"]
 sizes = r["institutions"][0]["train"]
 for w, s in zip((1, 2, 3), sizes):
     assert abs(s - n * w / 6) <= 1, (sizes, n)
 assert r["runs"][0]["steps"] == r["budget_steps"]
 EOF
+# 6. fedavg and fedprox: the budget in rounds of v local epochs at every institution. 108
+# training images, 3 sites, batch 16: v=0.25 is 0.56 steps, so one step per institution and
+# round (the proximal term, mu * (w - w_global), is zero at the only step); v=1 is 2.25 steps,
+# two or three a round.
+"${SIM[@]}" --sites 3 --budget 2 --visits 0.25,1 --heuristics fedavg,fedprox:0.01 \
+    --out "$T/f" --json >"$T/f.json" 2>"$T/f.err" || fail "fedavg run failed: $(cat "$T/f.err")"
+grep -q "best mean local val accuracy over institutions (after each round)" "$T/f/table.txt" ||
+    fail "the table does not say how fedavg's model is chosen"
+python3 - "$T/f.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["fedprox_mu"] == 0.01, r["fedprox_mu"]
+runs = {x["label"]: x for x in r["runs"]}
+assert set(runs) == {"fedavg v=0.25", "fedavg v=1", "fedprox v=0.25", "fedprox v=1"}, set(runs)
+for x in runs.values():
+    assert x["steps"] == r["budget_steps"], x
+    assert 0.0 <= x["test_accuracy"] <= 1.0 and len(x["weights_blake2b"]) == 64
+    assert len(x["curve"]) == x["cycles"] and x["cycles"] >= 2, x
+    assert x["curve"][-1][0] == r["budget_steps"], x["curve"]
+a, p = runs["fedavg v=0.25"], runs["fedprox v=0.25"]
+assert a["final_blake2b"] == p["final_blake2b"], "fedprox with one step per round differs"
+assert runs["fedavg v=1"]["final_blake2b"] != runs["fedprox v=1"]["final_blake2b"]
+EOF
+sed -i -e 's/optimizer = "sgd";/optimizer = "adam";/' "$T/site/roster.conf"
+expect 2 'fedprox needs a recipe with optimizer "sgd"' "${SIM[@]}" --sites 3 \
+    --heuristics fedprox:0.1 --out "$T/g"
 echo "simulate: ok"

@@ -413,6 +413,16 @@ static int gen_csv(const char *dir)
 {
     if (save_text(dir, "csv", "simple.csv", "path,label\na.png,0\nsub/b.jpg,benign\n") != 0)
         return -1;
+    /* Metadata columns around the split column: UTF-8, an empty value, a short row, a
+     * control character and bytes that are not UTF-8. */
+    if (save_text(dir, "csv", "meta.csv",
+                  "path,label,site,split,scanner\n"
+                  "a.png,0,Z\xc3\xbcrich,train,X1\n"
+                  "sub/b.jpg,1,north,,\n"
+                  "a.png,2,south\n"
+                  "a.png,0,a\tb,val,X\n"
+                  "a.png,0,\xff\xfe,test,X\n") != 0)
+        return -1;
     /* Byte order mark, CRLF, quoting, and one row for each reason a row is refused. */
     return save_text(dir, "csv", "mixed.csv",
                      "\xef\xbb\xbfpath,label,split\r\n"

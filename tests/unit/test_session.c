@@ -576,6 +576,24 @@ static void test_state_load_is_strict(void **state)
         assert_int_equal(train_state_export(img, 20, &exp, &elen, err, sizeof(err)), CWT_EFORMAT);
         assert_null(exp);
     }
+    /* A full image (weights and optimizer state, as the daemon installs a bundle payload)
+     * exports without the optimizer state, and loads as weights. */
+    {
+        uint8_t *full = NULL, *exp = NULL;
+        size_t flen = 0, elen = 0;
+        m->b[1] = 0.5f;
+        assert_int_equal(train_state_save(m, &spec, &norm, &fx->recipe, TRAIN_SAVE_ALL, NULL, 0,
+                                          &full, &flen, err, sizeof(err)),
+                         0);
+        assert_true(flen > len);
+        assert_int_equal(train_state_export(full, flen, &exp, &elen, err, sizeof(err)), 0);
+        assert_null(memmem(exp, elen, "optim.", 6));
+        assert_int_equal(train_state_load(m, exp, elen, TRAIN_SAVE_WEIGHTS, NULL, err, sizeof(err)),
+                         0);
+        assert_float_equal(m->b[1], 0.5f, 0);
+        free(full);
+        free(exp);
+    }
     /* Weights-only images lack the optimizer state a full load needs. */
     assert_int_equal(train_state_load(m, img, len, TRAIN_SAVE_ALL, NULL, err, sizeof(err)),
                      CWT_EFORMAT);

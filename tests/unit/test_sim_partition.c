@@ -339,7 +339,7 @@ static void bad_arguments(void **state)
     char err[CWT_ERRLEN];
     int want[SIM_NHEUR];
     unsigned mods;
-    double v[16];
+    double v[16], mu;
     uint32_t n;
 
     (void)state;
@@ -352,12 +352,19 @@ static void bad_arguments(void **state)
     assert_int_equal(sim_part_rule_parse("dirichlet", 4, &r, err, sizeof(err)), CWT_EINVAL);
     assert_int_equal(sim_part_rule_parse("size-skew:1,2", 2, &r, err, sizeof(err)), 0);
     assert_int_equal(r.n_weights, 2);
-    assert_int_equal(sim_heur_parse("cwt,cwt+,central", want, err, sizeof(err)), 0);
+    assert_int_equal(sim_heur_parse("cwt,cwt+,central", want, &mu, err, sizeof(err)), 0);
     assert_true(want[SIM_CWT] && want[SIM_CWT_PLUS] && want[SIM_CENTRAL] && !want[SIM_SWT]);
-    assert_int_equal(sim_heur_parse("cwt,fedavg", want, err, sizeof(err)), CWT_EINVAL);
-    assert_non_null(strstr(err, "fedavg"));
-    assert_int_equal(sim_heur_parse("cwt,cwt", want, err, sizeof(err)), CWT_EINVAL);
-    assert_int_equal(sim_heur_parse("", want, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("cwt,fedavg,fedprox:0.01", want, &mu, err, sizeof(err)), 0);
+    assert_true(want[SIM_FEDAVG] && want[SIM_FEDPROX] && mu == 0.01);
+    assert_int_equal(sim_heur_parse("cwt,fedprox", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_non_null(strstr(err, "'fedprox' is not valid"));
+    assert_int_equal(sim_heur_parse("fedprox:0", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("fedprox:1,fedprox:2", want, &mu, err, sizeof(err)),
+                     CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("cwt,fedsgd", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_non_null(strstr(err, "fedsgd"));
+    assert_int_equal(sim_heur_parse("cwt,cwt", want, &mu, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_heur_parse("", want, &mu, err, sizeof(err)), CWT_EINVAL);
     assert_int_equal(sim_plus_parse("loss,clr", &mods, err, sizeof(err)), 0);
     assert_int_equal(mods, SIM_PLUS_LOSS | SIM_PLUS_CLR);
     assert_int_equal(sim_plus_parse("all", &mods, err, sizeof(err)), 0);
@@ -371,9 +378,37 @@ static void bad_arguments(void **state)
     assert_int_equal(sim_parse_list("1,1", 1000, v, 16, &n, err, sizeof(err)), CWT_EINVAL);
 }
 
+/* by-column: a fixed partition keeps every image with its institution, in id order. */
+static void fixed_partition(void **state)
+{
+    const uint64_t ids[6] = {3, 5, 8, 13, 21, 34};
+    const uint32_t labels[6] = {0, 1, 2, 0, 1, 2}, inst[6] = {2, 0, 2, 1, 0, 2};
+    const uint32_t bad[6] = {0, 0, 0, 0, 0, 3};
+    struct sim_part p;
+    struct sim_part_rule r;
+    char err[CWT_ERRLEN], text[64];
+
+    (void)state;
+    assert_int_equal(sim_partition_fixed(3, ids, labels, inst, 6, &p, err, sizeof(err)), 0);
+    assert_int_equal(sim_part_size(&p, 0), 2);
+    assert_int_equal(sim_part_size(&p, 1), 1);
+    assert_int_equal(sim_part_size(&p, 2), 3);
+    assert_true(p.ids[0] == 5 && p.ids[1] == 21 && p.ids[2] == 13);
+    assert_true(p.ids[3] == 3 && p.ids[4] == 8 && p.ids[5] == 34);
+    assert_true(p.labels[0] == 1 && p.labels[5] == 2);
+    sim_part_free(&p);
+    assert_int_equal(sim_partition_fixed(3, ids, labels, bad, 6, &p, err, sizeof(err)), CWT_EINVAL);
+    assert_int_equal(sim_part_rule_parse("by-column:site", 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.kind, SIM_PART_COLUMN);
+    sim_part_rule_format(&r, text, sizeof(text));
+    assert_string_equal(text, "by-column:site");
+    assert_int_equal(sim_part_rule_parse("by-column:", 0, &r, err, sizeof(err)), CWT_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fixed_partition),
         cmocka_unit_test(iid_equal_and_covering),
         cmocka_unit_test(size_skew_follows_weights),
         cmocka_unit_test(label_skew_follows_mix),

@@ -1,6 +1,7 @@
 /*
  * test_store.c - the store core: image round trips, the split/label index, counts, meta,
- * the input shape, idempotent sources, batches that abort, and read-only reopening.
+ * the input shape, idempotent sources, batches that abort, read-only reopening, and per-image
+ * metadata (round trip, value rules, stores made before it stay readable).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -312,6 +313,115 @@ static void test_reopen_read_only(void **state)
     assert_null(missing);
 }
 
+static int count_meta(uint64_t id, const struct store_imeta *m, void *ctx)
+{
+    uint64_t *n = ctx;
+    assert_true(id % 2 == 1);
+    assert_string_equal(store_imeta_get(m, "site"), id % 4 == 1 ? "north" : "süd");
+    (*n)++;
+    return 0;
+}
+
+static void test_image_meta(void **state)
+{
+    struct fixture *fx = *state;
+    struct store *st = open_store(fx, STORE_CREATE), *ro;
+    struct store_batch *b;
+    struct store_image_hdr hdr;
+    struct store_imeta m, got;
+    uint8_t px[H * W * C], enc[STORE_IMETA_BYTES_MAX];
+    const uint8_t *pixels;
+    char long_value[STORE_IMETA_VALUE_MAX + 2];
+    size_t len;
+    uint64_t id, n = 0;
+
+    /* Value and name rules. */
+    memset(long_value, 'x', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = '\0';
+    assert_int_equal(store_imeta_value_check("Zürich 3"), 0);
+    assert_int_equal(store_imeta_value_check(long_value), CWT_ETOOBIG);
+    long_value[STORE_IMETA_VALUE_MAX] = '\0';
+    assert_int_equal(store_imeta_value_check(long_value), 0);
+    assert_int_equal(store_imeta_value_check(""), CWT_EINVAL);
+    assert_int_equal(store_imeta_value_check("a\tb"), CWT_EPERM);
+    assert_int_equal(store_imeta_value_check("a\x7f"), CWT_EPERM);
+    assert_int_equal(store_imeta_value_check("a\xc2\x85"), CWT_EPERM); /* C1 NEL */
+    assert_int_equal(store_imeta_value_check("\xff"), CWT_EFORMAT);
+    assert_int_equal(store_imeta_value_check("\xc0\xaf"), CWT_EFORMAT);     /* overlong */
+    assert_int_equal(store_imeta_value_check("\xed\xa0\x80"), CWT_EFORMAT); /* surrogate */
+    assert_int_equal(store_imeta_value_check("\xe2\x82"), CWT_EFORMAT);     /* truncated */
+    assert_true(store_imeta_name_ok("site_id-2.b"));
+    assert_false(store_imeta_name_ok("site id"));
+    assert_false(store_imeta_name_ok(""));
+
+    /* Encoding: names sorted, a round trip, malformed buffers refused. */
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(store_imeta_set(&m, "site", "north"), 0);
+    assert_int_equal(store_imeta_set(&m, "scanner", "X1"), 0);
+    assert_int_equal(store_imeta_set(&m, "site", "again"), CWT_EEXIST);
+    assert_string_equal(m.kv[0].name, "scanner");
+    assert_int_equal(store_imeta_encode(&m, enc, sizeof(enc), &len), 0);
+    assert_int_equal(store_imeta_decode(enc, len, &got), 0);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(store_imeta_get(&got, "site"), "north");
+    assert_int_equal(store_imeta_decode(enc, len - 1, &got), CWT_ESTORE);
+    enc[0] = 0;
+    assert_int_equal(store_imeta_decode(enc, len, &got), CWT_ESTORE);
+
+    /* Odd images get a site; even ones none. */
+    assert_int_equal(store_set_shape(st, H, W, C), 0);
+    assert_int_equal(store_batch_begin(st, &b), 0);
+    for (uint32_t i = 0; i < 8; i++) {
+        make_image(i, &hdr, px);
+        assert_int_equal(store_put_image(b, &hdr, px, &id), 0);
+        memset(&m, 0, sizeof(m));
+        if (id % 2 == 1)
+            assert_int_equal(store_imeta_set(&m, "site", id % 4 == 1 ? "north" : "süd"), 0);
+        assert_int_equal(store_put_image_meta(b, id, &m), 0);
+    }
+    assert_int_equal(store_batch_commit(b), 0);
+    store_close(st);
+    ro = open_store(fx, STORE_RDONLY);
+    assert_int_equal(store_read_begin(ro), 0);
+    assert_int_equal(store_get_image_meta(ro, 3, &got), 0);
+    assert_string_equal(store_imeta_get(&got, "site"), "süd");
+    assert_int_equal(store_get_image_meta(ro, 2, &got), 0);
+    assert_int_equal(got.n, 0);
+    assert_int_equal(store_each_image_meta(ro, count_meta, &n), 0);
+    assert_int_equal(n, 4);
+    store_read_end(ro);
+    store_close(ro);
+
+    /* A store made before metadata existed (no imeta database) opens read-only, its images
+     * without metadata; opening it read-write adds the database. */
+    {
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+        assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
+        assert_int_equal(mdb_env_open(env, fx->dir, 0, 0600), 0);
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "imeta", 0, &dbi), 0);
+        assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+    }
+    ro = open_store(fx, STORE_RDONLY);
+    assert_int_equal(store_read_begin(ro), 0);
+    assert_int_equal(store_get_image(ro, 3, &hdr, &pixels), 0);
+    assert_int_equal(store_get_image_meta(ro, 3, &got), 0);
+    assert_int_equal(got.n, 0);
+    n = 0;
+    assert_int_equal(store_each_image_meta(ro, count_meta, &n), 0);
+    assert_int_equal(n, 0);
+    store_read_end(ro);
+    store_close(ro);
+    st = open_store(fx, STORE_CREATE);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_stores_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shape_and_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_meta, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
