@@ -194,8 +194,16 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         }
-        usage(stderr);
-        return cli_error(CLI_USAGE, "unexpected argument '%s'", argv[i]);
+        if (argv[i][0] == '-') {
+            static const char *const known[] = {"--help", "--json", "--config", "--verbose"};
+            const char *near = cli_closest(argv[i], known, sizeof(known) / sizeof(known[0]));
+            if (near != NULL)
+                return cli_error(CLI_USAGE, "data: unknown option '%s'; did you mean '%s'?",
+                                 argv[i], near);
+            return cli_error(CLI_USAGE, "data: unknown option '%s' (see 'cwtctl data --help')",
+                             argv[i]);
+        }
+        return cli_error(CLI_USAGE, "data: unexpected argument '%s'", argv[i]);
     }
     roster = malloc(sizeof(*roster));
     counts = calloc(STORE_NSPLITS, sizeof(*counts));

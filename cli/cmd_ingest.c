@@ -91,7 +91,7 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
 
     optind = 0;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((ch = cli_getopt(argc, argv, "h", longopts, "ingest")) != -1) {
         switch (ch) {
         case 's':
             if (store_split_parse(optarg, &opt.split) != 0)
@@ -122,8 +122,7 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
             usage(stdout);
             return CLI_OK;
         default:
-            usage(stderr);
-            return cli_error(CLI_USAGE, "unknown or incomplete option '%s'", argv[optind - 1]);
+            return CLI_USAGE;
         }
     }
     if (have_split && have_frac)

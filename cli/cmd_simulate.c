@@ -105,7 +105,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     s.out_dir = DEFAULT_OUT;
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(argc, argv, "+:", opts, "simulate")) != -1) {
         switch (opt) {
         case OPT_SITES:
             if (parse_count("--sites", optarg, 1, CWT_MAX_SITES, &v) != 0)
@@ -160,14 +160,8 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         case OPT_HELP:
             usage(stdout);
             return CLI_OK;
-        case ':':
-            return cli_error(CLI_USAGE,
-                             "simulate: option %s needs a value (see 'cwtctl simulate --help')",
-                             argv[optind - 1]);
         default:
-            return cli_error(CLI_USAGE,
-                             "simulate: unknown option %s (see 'cwtctl simulate --help')",
-                             argv[optind - 1]);
+            return CLI_USAGE;
         }
     }
     if (optind < argc)

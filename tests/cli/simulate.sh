@@ -39,7 +39,7 @@ expect 2 "'0' is not valid" "${SIM[@]}" --sites 4 --visits 0.5,0
 expect 2 "budget" "${SIM[@]}" --sites 4 --budget -1
 expect 2 "seeds" "${SIM[@]}" --sites 4 --seeds 0
 expect 2 "'momentum' is not valid" "${SIM[@]}" --sites 4 --plus momentum
-expect 2 "unknown option --frobnicate" "${SIM[@]}" --sites 4 --frobnicate
+expect 2 "simulate: unknown option '--frobnicate'" "${SIM[@]}" --sites 4 --frobnicate
 expect 2 "unexpected argument" "${SIM[@]}" --sites 4 extra
 expect 2 "no site configuration" "$CWTCTL" -c "$T/none/cwtd.conf" simulate --sites 4
 # 64 institutions where one holds nearly everything: the others get no training image.

@@ -37,6 +37,12 @@ one_line
 expect 2 "init: unknown option '-x' (see 'cwtctl init --help')" "$CWTCTL" init -x
 expect 2 "chain verify: unknown option '--frob' (see 'cwtctl chain verify --help')" \
     "$CWTCTL" chain verify --frob
+expect 2 "ingest: unknown option '--val-fracton'; did you mean '--val-fraction'?" \
+    "$CWTCTL" ingest --val-fracton 0.2 x
+expect 2 "simulate: unknown option '--heurstics'; did you mean '--heuristics'?" \
+    "$CWTCTL" simulate --heurstics cwt
+expect 2 "simulate: option '--sites' needs a value" "$CWTCTL" simulate --sites
+expect 2 "data: unknown option '--jsno'; did you mean '--json'?" "$CWTCTL" data --jsno
 
 # An auditor without a site is told to pass the roster, not to create a site.
 expect 2 "bundle verify needs the federation's roster: pass --roster FILE" \
