@@ -20,6 +20,7 @@
 
 #include "common/fileio.h"
 #include "crypto/bundle.h"
+#include "crypto/keyops.h"
 #include "cycle/cycle.h"
 #include "daemon/proto.h"
 #include "fuzz_common.h"
@@ -685,10 +686,13 @@ static int gen_audit(const char *dir)
     uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES], box[32] = {7};
     uint8_t key_id[CWT_KEYID_LEN], *out = NULL;
     struct audit_record recs[3];
+    struct site_keys k = {.sign_sk = sk};
+    struct key_ops ops;
     char key_line[CWT_KEYLINE_MAX + 1], err[CWT_ERRLEN], name[32];
     size_t len;
 
     crypto_sign_seed_keypair(pk, sk, seed);
+    keyops_local(&k, &ops);
     if (keyline_format("site-a", pk, box, key_line, sizeof(key_line), key_id) != 0)
         return -1;
     memset(recs, 0, sizeof(recs));
@@ -703,8 +707,8 @@ static int gen_audit(const char *dir)
             return -1;
     }
     for (size_t n = 0; n <= 3; n += 3) {
-        if (audit_export_encode(recs, n, key_line, sk, 1700000500, &out, &len, err, sizeof(err)) !=
-            0) {
+        if (audit_export_encode(recs, n, key_line, &ops, 1700000500, &out, &len, err,
+                                sizeof(err)) != 0) {
             fprintf(stderr, "gen_corpus: %s\n", err);
             return -1;
         }
