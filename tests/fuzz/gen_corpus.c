@@ -810,6 +810,31 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/bundle/ensemble.cwtb", dir);
     if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
         goto fail;
+    /* The same three at a fixed creation time, for fuzz_bundle_open (whose clock is fixed). */
+    h.hop = 0;
+    h.kind = BUNDLE_KIND_CYCLE;
+    h.n_recipients = 1;
+    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-b");
+    h.created = FUZZ_BUNDLE_TIME;
+    snprintf(path, sizeof(path), "%s/bundle_open/seq0.cwtb", dir);
+    if (bundle_seal(&keys[0], r, &h, weights, path, parent, err, sizeof(err)) != 0)
+        goto fail;
+    h.hop = 1;
+    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-c");
+    h.has_parent = 1;
+    memcpy(h.parent_hash, parent->file_hash, 32);
+    snprintf(path, sizeof(path), "%s/bundle_open/seq1.cwtb", dir);
+    if (bundle_seal(&keys[1], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
+        goto fail;
+    h.hop = 2;
+    h.kind = BUNDLE_KIND_ENSEMBLE_MEMBER;
+    h.has_parent = 0;
+    h.n_recipients = 2;
+    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-a");
+    snprintf(h.recipients[1], sizeof(h.recipients[1]), "site-b");
+    snprintf(path, sizeof(path), "%s/bundle_open/ensemble.cwtb", dir);
+    if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
+        goto fail;
     for (int i = 0; i < FUZZ_SITES; i++)
         keys_free(&keys[i]);
     free(r);
