@@ -1267,6 +1267,9 @@ static void status_json(struct monitor *m, struct jbuf *j)
         jb_close(j, '}');
     }
     jb_int(j, "trainer_restarts", m->trainer_restarts);
+    /* Requests answered by the key process since start (it logs each signature too). */
+    jb_int(j, "key_signatures", (int64_t)m->kp.n_sign);
+    jb_int(j, "key_content_keys", (int64_t)m->kp.n_open);
     jb_close(j, '}');
 }
 

@@ -82,6 +82,7 @@ wait_for 120 sh -c "ls '$T'/a/outbox/*.cwtb >/dev/null 2>&1" || die "a sealed no
 B=$(ls "$T"/a/outbox/*.cwtb | head -n 1)
 "$CWTCTL" -c "$T/b/cwtd.conf" bundle verify "$B" >/dev/null || die "cwtd's bundle does not verify"
 grep -q "key process: signature 1 (bundle)" "$T/a.log" || die "the signature is not counted in the log"
+[ "$(status_field a key_signatures)" = 1 ] || die "status does not count the signature"
 
 # --- a crash of the key process stops cwtd clearly ----------------------------------------
 kill -KILL "$KP"
