@@ -825,7 +825,8 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
 static int refuse(struct monitor *m, int fd, const struct stat *sb, const struct bundle_info *info,
                   const char *name, int rc, const char *why)
 {
-    /* A bundle's preamble: magic, version 1, flags 0. */
+    /* A bundle's preamble: magic, a version this build reads (compared as BUNDLE_VERSION),
+     * flags 0. */
     static const uint8_t pre[8] = {'C', 'W', 'T', 'B', BUNDLE_VERSION, 0, 0, 0};
     uint8_t got[8];
     ssize_t n;
@@ -833,6 +834,8 @@ static int refuse(struct monitor *m, int fd, const struct stat *sb, const struct
     if (local_failure(rc))
         return hold_local(m, name, why);
     n = pread(fd, got, sizeof(got), 0);
+    if (n > 4 && got[4] >= BUNDLE_VERSION_MIN && got[4] <= BUNDLE_VERSION)
+        got[4] = BUNDLE_VERSION;
     if (rc == CWT_EB_FRAMING && cwt_now() - (int64_t)sb->st_mtime < m->cfg->settle_seconds &&
         n >= 0 && memcmp(got, pre, (size_t)n) == 0 &&
         (info->declared_size == 0 || info->declared_size > (uint64_t)sb->st_size)) {
