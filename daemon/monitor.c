@@ -1,8 +1,8 @@
 /*
  * monitor.c - the monitor process: store, inbox, outbox, bundles, control socket, and
- * supervision of the trainer, in one event loop. It holds no secret key: signatures and
- * content keys come from the key process (daemon/keyproc.h) through m->kops (epoll over signalfd,
- * inotify, timerfd, the control socket and the trainer socket).
+ * supervision of the trainer, in one event loop (epoll over signalfd, inotify, timerfd, the
+ * control socket and the trainer socket). It holds no secret key: signatures and content keys
+ * come from the key process (daemon/keyproc.h) through m->kops.
  *
  * Crash safety (DESIGN section 7) rests on the order of commits:
  *   incoming: payload -> models[cwtd.input], then the state (training, in_bundle = its id),
