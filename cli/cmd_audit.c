@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "common/fileio.h"
 #include "crypto/keys.h"
+#include "crypto/keyops.h"
 #include "storage/store.h"
 #include "storage/store_audit.h"
 
@@ -210,6 +211,7 @@ static int audit_export(const struct cwt_config *cfg, const char *file, const st
     struct audit_record *recs = NULL;
     struct store *st = NULL;
     struct site_keys k;
+    struct key_ops ops;
     uint8_t *out = NULL;
     size_t n = 0, len = 0;
     int rc, chain_ok;
@@ -231,9 +233,9 @@ static int audit_export(const struct cwt_config *cfg, const char *file, const st
         rc = cli_error(CLI_FAIL, "cannot read the audit log: %s", cwt_strerror(rc));
         goto out;
     }
+    keyops_local(&k, &ops);
     if (keyline_format(k.site_id, k.sign_pk, k.box_pk, line, sizeof(line), NULL) != 0 ||
-        audit_export_encode(recs, n, line, k.sign_sk, cwt_now(), &out, &len, err, sizeof(err)) !=
-            0 ||
+        audit_export_encode(recs, n, line, &ops, cwt_now(), &out, &len, err, sizeof(err)) != 0 ||
         file_write_atomic(file, out, len, 0644, err, sizeof(err)) != 0) {
         rc = cli_error(CLI_FAIL, "audit export failed: %s", err);
         goto out;

@@ -12,11 +12,15 @@
 static void key_usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl key show [--json]\n"
-               "       cwtctl key check\n\n"
+               "       cwtctl key check\n"
+               "       cwtctl key rotate [--json]\n\n"
                "show   prints the site's public key line (give it to the other sites and the\n"
                "       auditors) and its key id; it reads only keys/site.pub.\n"
                "check  loads the secret keys: refuses files readable by others and checks that\n"
-               "       they belong to keys/site.pub. The load is recorded in the audit log.\n");
+               "       they belong to keys/site.pub. The load is recorded in the audit log.\n"
+               "rotate makes a new key pair for this site; the old files stay as *.old. Prints\n"
+               "       the new key line: every site (this one too) replaces the old key with\n"
+               "       'cwtctl roster replace-key' (docs/keys.md). Audited.\n");
 }
 
 static int key_show(const struct cwt_config *cfg, const struct cli_globals *g)
@@ -76,6 +80,59 @@ static int key_check(const struct cwt_config *cfg, const struct cli_globals *g)
     return CLI_OK;
 }
 
+static int key_rotate(const struct cwt_config *cfg, const struct cli_globals *g)
+{
+    char err[CWT_ERRLEN], line[CWT_KEYLINE_MAX + 1], old_id[2 * CWT_KEYID_LEN + 1];
+    char new_id[2 * CWT_KEYID_LEN + 1];
+    struct site_keys before, after;
+    struct store *st = NULL;
+    int rc;
+
+    /* The store first: a rotation that cannot be audited does not happen. */
+    if (store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &st, err, sizeof(err)) != 0)
+        return cli_error(CLI_FAIL, "%s", err);
+    if (keys_load_public(cfg->keys_dir, &before, err, sizeof(err)) != 0) {
+        store_close(st);
+        return cli_error(CLI_FAIL, "%s", err);
+    }
+    if ((rc = keys_rotate(cfg->keys_dir, before.site_id, err, sizeof(err))) != 0) {
+        (void)audit_append(st, "key-rotate-refused", "%s", err);
+        store_close(st);
+        return cli_error(CLI_FAIL, "%s", err);
+    }
+    if (keys_load_public(cfg->keys_dir, &after, err, sizeof(err)) != 0 ||
+        keyline_format(after.site_id, after.sign_pk, after.box_pk, line, sizeof(line), NULL) != 0) {
+        store_close(st);
+        return cli_error(CLI_FAIL, "the new key was written but cannot be read back: %s", err);
+    }
+    keys_id_hex(before.key_id, old_id);
+    keys_id_hex(after.key_id, new_id);
+    rc = audit_append(st, "key-rotate",
+                      "site %s: key %s replaces key %s (kept as *.old in %s); the roster still "
+                      "lists the old key until 'roster replace-key'",
+                      after.site_id, new_id, old_id, cfg->keys_dir);
+    store_close(st);
+    if (rc != 0)
+        return cli_error(CLI_FAIL, "the key was rotated but the audit log could not record it: %s",
+                         cwt_strerror(rc));
+    if (g->json) {
+        printf("{\"site_id\": ");
+        cli_json_string(stdout, after.site_id);
+        printf(", \"key_line\": ");
+        cli_json_string(stdout, line);
+        printf(", \"key_id\": \"%s\", \"old_key_id\": \"%s\"}\n", new_id, old_id);
+    } else {
+        /* The key line first and alone, as `key show` prints it. */
+        printf("%s\nkey id: %s (was %s)\n"
+               "send this line to the coordinator; every site, this one too, runs\n"
+               "  cwtctl roster replace-key %s '<the line>'\n"
+               "then compares the new key id and roster fingerprint by phone, and cwtd is\n"
+               "restarted here (it still holds the old key until then).\n",
+               line, new_id, old_id, after.site_id);
+    }
+    return CLI_OK;
+}
+
 int cmd_key(int argc, char **argv, const struct cli_globals *g)
 {
     struct cwt_config cfg;
@@ -85,17 +142,20 @@ int cmd_key(int argc, char **argv, const struct cli_globals *g)
         key_usage(stdout);
         return CLI_OK;
     }
-    if (argc != 2 || (strcmp(argv[1], "show") != 0 && strcmp(argv[1], "check") != 0)) {
+    if (argc != 2 || (strcmp(argv[1], "show") != 0 && strcmp(argv[1], "check") != 0 &&
+                      strcmp(argv[1], "rotate") != 0)) {
         key_usage(stderr);
         return CLI_USAGE;
     }
     if ((rc = cli_load_site(g, &cfg, NULL)) != 0)
         return rc;
-    if (strcmp(argv[1], "check") == 0) {
+    if (strcmp(argv[1], "check") == 0 || strcmp(argv[1], "rotate") == 0) {
         char msg[2 * CWT_ERRLEN];
 
         if (cli_site_id_mismatch(&cfg, msg, sizeof(msg)) != 0)
             return cli_error(CLI_USAGE, "%s", msg);
     }
+    if (strcmp(argv[1], "rotate") == 0)
+        return key_rotate(&cfg, g);
     return strcmp(argv[1], "show") == 0 ? key_show(&cfg, g) : key_check(&cfg, g);
 }

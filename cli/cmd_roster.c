@@ -13,10 +13,15 @@
 static void roster_usage(FILE *f)
 {
     fprintf(f, "usage: cwtctl roster add 'cwt-site-v1 SITE-ID BASE64'\n"
+               "       cwtctl roster replace-key SITE-ID 'cwt-site-v1 SITE-ID BASE64'\n"
                "       cwtctl roster show [--json] [FILE]\n"
                "       cwtctl roster check [--json] [FILE]\n\n"
                "add    appends a site to the cycle order (refuses a known id or key); the\n"
                "       change is recorded in the audit log.\n"
+               "replace-key  gives a listed site a new key (after a rotation, or when its key\n"
+               "       was stolen: docs/keys.md); the site keeps its place, the fingerprint\n"
+               "       changes and bundles signed with the old key are refused from then on.\n"
+               "       Audited.\n"
                "show   lists the federation, the sites in order with their key ids, the recipe\n"
                "       and the fingerprint.\n"
                "check  validates the roster (this site's own roster, or FILE) and prints the\n"
@@ -140,6 +145,98 @@ static int roster_add(int argc, char **argv, const struct cli_globals *g)
     } else {
         printf("added %s (key id %s) as site %u of %u\nroster fingerprint: %s\n", site.id, id_hex,
                r->n_sites, r->n_sites, grouped);
+    }
+    rc = CLI_OK;
+out:
+    store_close(st);
+    free(r);
+    return rc;
+}
+
+/* Replaces the key of a listed site. Refuses a line that names another site (exit 1: the
+ * wrong line was pasted), a malformed line (exit 2), a site that is not listed and a key that
+ * is listed already (exit 1), and writes nothing on failure. */
+static int roster_replace_key(int argc, char **argv, const struct cli_globals *g)
+{
+    char err[CWT_ERRLEN], why[CWT_ERRLEN], old_hex[2 * CWT_KEYID_LEN + 1];
+    char new_hex[2 * CWT_KEYID_LEN + 1], hex[65], grouped[GROUPED_LEN];
+    struct cwt_roster_site site;
+    struct cwt_roster *r = NULL;
+    struct cwt_config cfg;
+    struct store *st = NULL;
+    int rc, idx = -1;
+
+    if (argc != 4)
+        return cli_error(CLI_USAGE, "roster replace-key needs a site id and one quoted key line: "
+                                    "cwtctl roster replace-key SITE-ID 'cwt-site-v1 SITE-ID "
+                                    "BASE64'");
+    if (keyline_parse(argv[3], &site, why, sizeof(why)) != 0)
+        return cli_error(CLI_USAGE, "not a valid key line: %s", why);
+    if (strcmp(site.id, argv[2]) != 0)
+        return cli_error(CLI_FAIL,
+                         "the key line is for site %s, not %s; refusing to give %s another "
+                         "site's key",
+                         site.id, argv[2], argv[2]);
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    if ((rc = cli_load_site(g, &cfg, r)) != 0)
+        goto out;
+    for (uint32_t i = 0; i < r->n_sites; i++)
+        if (strcmp(r->sites[i].id, site.id) == 0)
+            idx = (int)i;
+    if (idx < 0) {
+        rc = cli_error(CLI_FAIL, "site %s is not in the roster; add it with 'cwtctl roster add'",
+                       site.id);
+        goto out;
+    }
+    for (uint32_t i = 0; i < r->n_sites; i++) {
+        if (memcmp(r->sites[i].sign_pk, site.sign_pk, sizeof(site.sign_pk)) == 0 ||
+            memcmp(r->sites[i].box_pk, site.box_pk, sizeof(site.box_pk)) == 0) {
+            rc = cli_error(CLI_FAIL,
+                           (int)i == idx ? "site %s has this key already; nothing to replace"
+                                         : "this key is in the roster already, as site %s; "
+                                           "refusing to give it to another site",
+                           r->sites[i].id);
+            goto out;
+        }
+    }
+    /* Open the store before changing anything, so the change can be audited. */
+    if (store_open(cfg.store_dir, STORE_CREATE, cfg.store_max_bytes, &st, err, sizeof(err)) != 0) {
+        rc = cli_error(CLI_FAIL, "%s", err);
+        goto out;
+    }
+    keys_id_hex(r->sites[idx].key_id, old_hex);
+    r->sites[idx] = site;
+    if (roster_save(cfg.roster_path, r, err, sizeof(err)) != 0) {
+        rc = cli_error(CLI_FAIL, "%s", err);
+        goto out;
+    }
+    keys_id_hex(site.key_id, new_hex);
+    if (fingerprint_texts(r, hex, grouped) != 0) {
+        rc = cli_error(CLI_FAIL, "cannot compute the roster fingerprint");
+        goto out;
+    }
+    rc = audit_append(st, "config-change",
+                      "roster: replaced the key of site %s at position %d: key %s replaces "
+                      "key %s; fingerprint %s",
+                      site.id, idx + 1, new_hex, old_hex, hex);
+    if (rc != 0) {
+        rc = cli_error(CLI_FAIL, "the roster was saved but the audit log could not record it: %s",
+                       cwt_strerror(rc));
+        goto out;
+    }
+    if (g->json) {
+        printf("{\"replaced\": ");
+        cli_json_string(stdout, site.id);
+        printf(", \"position\": %d, \"old_key_id\": \"%s\", \"key_id\": \"%s\", "
+               "\"fingerprint\": \"%s\"}\n",
+               idx + 1, old_hex, new_hex, hex);
+    } else {
+        printf("replaced the key of %s (site %d of %u): key id %s, was %s\n"
+               "roster fingerprint: %s\n"
+               "bundles signed with the old key are refused from now on; compare the new key "
+               "id and fingerprint with the other sites (docs/keys.md)\n",
+               site.id, idx + 1, r->n_sites, new_hex, old_hex, grouped);
     }
     rc = CLI_OK;
 out:
@@ -340,6 +437,8 @@ int cmd_roster(int argc, char **argv, const struct cli_globals *g)
     }
     if (strcmp(sub, "add") == 0)
         return roster_add(argc, argv, g);
+    if (strcmp(sub, "replace-key") == 0)
+        return roster_replace_key(argc, argv, g);
     if ((strcmp(sub, "show") == 0 || strcmp(sub, "check") == 0) && argc <= 3) {
         const char *file = argc == 3 ? argv[2] : NULL;
 

@@ -21,6 +21,7 @@
 
 #include "common/fileio.h"
 #include "crypto/bundle_pipe.h"
+#include "crypto/keyops.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
 
@@ -563,14 +564,16 @@ static int read_frame(struct frame *fr, struct bundle_info *info, char *err, siz
                           "not a cwt bundle: the file does not start with \"CWTB\"");
     info->version = get_le16(pre + 4);
     info->flags = get_le16(pre + 6);
-    if (info->version != BUNDLE_VERSION)
+    /* Version 1 differs only in what its signature covers (the bare digest): it is still
+     * read, so bundles sealed before the signature contexts keep verifying. */
+    if (info->version < BUNDLE_VERSION_MIN || info->version > BUNDLE_VERSION)
         return cwt_seterr(err, errlen, CWT_EB_MAGIC,
-                          "bundle format version %u is not supported (this build reads %d)",
-                          info->version, BUNDLE_VERSION);
+                          "bundle format version %u is not supported (this build reads %d to %d)",
+                          info->version, BUNDLE_VERSION_MIN, BUNDLE_VERSION);
     if (info->flags != 0)
         return cwt_seterr(err, errlen, CWT_EB_MAGIC,
-                          "bundle flags 0x%04x are not defined in version %d", info->flags,
-                          BUNDLE_VERSION);
+                          "bundle flags 0x%04x are not defined in version %u", info->flags,
+                          info->version);
     fr->header_len = get_le32(pre + 8);
     if (fr->header_len == 0 || fr->header_len > BUNDLE_HEADER_MAX)
         return cwt_seterr(err, errlen, CWT_EB_FRAMING, "header length %u is outside 1..%u",
@@ -673,8 +676,10 @@ static int hash_and_check_signature(struct frame *fr, const struct cwt_roster_si
         crypto_generichash_final(&pipe->st[0], digest, sizeof(digest));
         crypto_generichash_update(&pipe->st[1], sig, SIG_LEN);
         crypto_generichash_final(&pipe->st[1], info->file_hash, 32);
-        if (crypto_sign_ed25519_verify_detached(sig, digest, sizeof(digest), signer->sign_pk) !=
-            0) {
+        /* Version 2 signs under the bundle context (crypto/keyops.h), so no audit export
+         * signature verifies here; version 1 signed the bare digest. */
+        uint8_t context = info->version == 1 ? KEYOPS_CTX_LEGACY : KEYOPS_CTX_BUNDLE;
+        if (keyops_verify(context, digest, sig, signer->sign_pk) != 0) {
             key_id_hex(signer->key_id, kid);
             rc = cwt_seterr(err, errlen, CWT_EB_SIGNATURE,
                             "the signature does not verify against key %s of %s", kid, signer->id);
@@ -896,8 +901,6 @@ static int seal_header(const struct site_keys *sender, const struct cwt_roster *
 {
     int me = roster_find_site(roster, sender->site_id);
 
-    if (sender->sign_sk == NULL)
-        return cwt_seterr(err, errlen, CWT_EINVAL, "sealing needs the site's secret signing key");
     if (me < 0 || memcmp(roster->sites[me].key_id, sender->key_id, CWT_KEYID_LEN) != 0)
         return cwt_seterr(err, errlen, CWT_ECONFIG,
                           "this site (%s) is not in the roster with its current key",
@@ -977,6 +980,21 @@ static size_t seal_prefix(const struct cwt_roster *roster, const struct bundle_h
 int bundle_seal(const struct site_keys *sender, const struct cwt_roster *roster,
                 const struct bundle_header *hdr, const char *payload_path, const char *out_path,
                 struct bundle_info *out, char *err, size_t errlen)
+{
+    struct key_ops ops;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (sender == NULL || sender->sign_sk == NULL)
+        return cwt_seterr(err, errlen, CWT_EINVAL, "sealing needs the site's secret signing key");
+    keyops_local(sender, &ops);
+    return bundle_seal_ops(&ops, sender, roster, hdr, payload_path, out_path, out, err, errlen);
+}
+
+int bundle_seal_ops(const struct key_ops *ops, const struct site_keys *sender,
+                    const struct cwt_roster *roster, const struct bundle_header *hdr,
+                    const char *payload_path, const char *out_path, struct bundle_info *out,
+                    char *err, size_t errlen)
 {
     static const size_t outlen[2] = {crypto_generichash_BYTES_MAX, 32};
     struct bundle_info *info = NULL;
@@ -1086,7 +1104,11 @@ int bundle_seal(const struct site_keys *sender, const struct cwt_roster *roster,
     }
     hash_pipe_finish(pipe);
     crypto_generichash_final(&pipe->st[0], digest, sizeof(digest));
-    crypto_sign_ed25519_detached(sig, NULL, digest, sizeof(digest), sender->sign_sk);
+    if ((rc = ops->sign(ops->ctx, KEYOPS_CTX_BUNDLE, digest, sig)) != 0) {
+        rc = cwt_seterr(err, errlen, rc == CWT_EIO ? CWT_EIO : CWT_ECRYPTO,
+                        "the bundle could not be signed (%s)", cwt_strerror(rc));
+        goto out;
+    }
     crypto_generichash_update(&pipe->st[1], sig, SIG_LEN);
     crypto_generichash_final(&pipe->st[1], info->file_hash, 32);
     if (write_full(fd, sig, SIG_LEN) != 0)
@@ -1330,10 +1352,10 @@ static int check_payload_model(int fd, const struct bundle_expect *ex, char *err
     return rc;
 }
 
-static int open_checks(const struct site_keys *me, const struct cwt_roster *roster,
-                       struct store *st, struct frame *fr, const char *payload_out_path,
-                       const struct bundle_expect *ex, struct bundle_info *info, char *err,
-                       size_t errlen)
+static int open_checks(const struct key_ops *ops, const struct site_keys *me,
+                       const struct cwt_roster *roster, struct store *st, struct frame *fr,
+                       const char *payload_out_path, const struct bundle_expect *ex,
+                       struct bundle_info *info, char *err, size_t errlen)
 {
     const uint8_t *expected_model_fp = ex != NULL ? ex->model_fp : NULL;
     const struct bundle_header *h = &info->hdr;
@@ -1364,16 +1386,20 @@ static int open_checks(const struct site_keys *me, const struct cwt_roster *rost
         return rc;
     if (st != NULL && (rc = check_ledger(st, info, err, errlen)) != 0)
         return rc;
-    if (me->box_sk == NULL)
-        return cwt_seterr(err, errlen, CWT_EINVAL, "opening needs the site's secret box key");
-    key = sodium_malloc(32);
+    key = sodium_malloc(KEYOPS_KEY_LEN);
     if (key == NULL)
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
-    if (crypto_box_seal_open(key, fr->entries[r] + CWT_KEYID_LEN, crypto_box_SEALBYTES + 32,
-                             me->box_pk, me->box_sk) != 0) {
+    rc = ops->open_key(ops->ctx, fr->entries[r] + CWT_KEYID_LEN, key);
+    if (rc == CWT_EB_DECRYPT) {
         rc = cwt_seterr(err, errlen, CWT_EB_DECRYPT,
                         "the content key sealed for %s does not open with this site's key",
                         me->site_id);
+        goto out;
+    }
+    if (rc != 0) {
+        /* The key holder failed, not the bundle: a local error the caller retries. */
+        rc = cwt_seterr(err, errlen, rc == CWT_EINVAL ? CWT_EINVAL : CWT_EIO,
+                        "the content key could not be opened (%s)", cwt_strerror(rc));
         goto out;
     }
     if ((rc = make_temp(payload_out_path, tmp, sizeof(tmp), &fd, err, errlen)) != 0)
@@ -1412,6 +1438,25 @@ int bundle_open_fd(const struct site_keys *me, const struct cwt_roster *roster, 
                    const struct bundle_expect *ex, struct bundle_info *out, char *err,
                    size_t errlen)
 {
+    struct key_ops ops;
+
+    if (me == NULL || me->box_sk == NULL) {
+        if (out != NULL) {
+            memset(out, 0, sizeof(*out));
+            out->sender_index = -1;
+        }
+        return cwt_seterr(err, errlen, CWT_EINVAL, "opening needs the site's secret box key");
+    }
+    keyops_local(me, &ops);
+    return bundle_open_fd_ops(&ops, me, roster, st, fd, name, payload_out_path, ex, out, err,
+                              errlen);
+}
+
+int bundle_open_fd_ops(const struct key_ops *ops, const struct site_keys *me,
+                       const struct cwt_roster *roster, struct store *st, int fd, const char *name,
+                       const char *payload_out_path, const struct bundle_expect *ex,
+                       struct bundle_info *out, char *err, size_t errlen)
+{
     struct bundle_info local;
     struct bundle_info *info = out ? out : &local;
     struct frame *fr;
@@ -1420,13 +1465,13 @@ int bundle_open_fd(const struct site_keys *me, const struct cwt_roster *roster, 
 
     memset(info, 0, sizeof(*info));
     info->sender_index = -1;
-    if (me == NULL || roster == NULL || payload_out_path == NULL)
+    if (ops == NULL || me == NULL || roster == NULL || payload_out_path == NULL)
         return cwt_seterr(err, errlen, CWT_EINVAL, "bundle_open: missing argument");
     fr = calloc(1, sizeof(*fr));
     if (fr == NULL)
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
     fr->fd = fd;
-    rc = open_checks(me, roster, st, fr, payload_out_path, ex, info, sub, sizeof(sub));
+    rc = open_checks(ops, me, roster, st, fr, payload_out_path, ex, info, sub, sizeof(sub));
     free(fr);
     if (rc != 0)
         cwt_seterr(err, errlen, rc, "%s: %s", name, sub);

@@ -38,9 +38,13 @@
 
 struct store;
 struct st_file;
+struct key_ops;
 
-#define BUNDLE_MAGIC       "CWTB"
-#define BUNDLE_VERSION     1
+#define BUNDLE_MAGIC "CWTB"
+/* Version 2 signs under the bundle signature context (crypto/keyops.h); version 1 signed the
+ * bare digest and is still read. bundle_seal writes version 2. */
+#define BUNDLE_VERSION     2
+#define BUNDLE_VERSION_MIN 1
 #define BUNDLE_CHUNK       (1u << 20)   /* plaintext bytes per chunk (the last may be less) */
 #define BUNDLE_HEADER_MAX  16384u       /* bytes of header TLV */
 #define BUNDLE_PAYLOAD_MAX (1ull << 40) /* 1 TiB of payload */
@@ -118,6 +122,15 @@ int bundle_seal(const struct site_keys *sender, const struct cwt_roster *roster,
                 const struct bundle_header *hdr, const char *payload_path, const char *out_path,
                 struct bundle_info *out, char *err, size_t errlen);
 
+/* bundle_seal with the signature made by ops (crypto/keyops.h) under KEYOPS_CTX_BUNDLE:
+ * sender needs only its public keys and site id (cwtd's monitor holds no secret key; its ops
+ * ask the key process). A failed signature is CWT_EIO when the key holder could not be
+ * reached, CWT_ECRYPTO otherwise. */
+int bundle_seal_ops(const struct key_ops *ops, const struct site_keys *sender,
+                    const struct cwt_roster *roster, const struct bundle_header *hdr,
+                    const char *payload_path, const char *out_path, struct bundle_info *out,
+                    char *err, size_t errlen);
+
 /* Auditor's check with public keys only: size and framing, magic and version, header syntax,
  * roster fingerprint, signer in roster and equal to the named sender, signature, then the
  * header's consistency with the roster (recipients and their key ids, hop, sequence). Returns
@@ -171,6 +184,14 @@ int bundle_open_fd(const struct site_keys *me, const struct cwt_roster *roster, 
                    int fd, const char *name, const char *payload_out_path,
                    const struct bundle_expect *ex, struct bundle_info *out, char *err,
                    size_t errlen);
+
+/* bundle_open_fd with the content key opened by ops->open_key (crypto/keyops.h): me needs
+ * only its public keys and site id. A key holder that cannot be reached gives CWT_EIO (a
+ * local error: the file is kept and retried), a key that does not open CWT_EB_DECRYPT. */
+int bundle_open_fd_ops(const struct key_ops *ops, const struct site_keys *me,
+                       const struct cwt_roster *roster, struct store *st, int fd, const char *name,
+                       const char *payload_out_path, const struct bundle_expect *ex,
+                       struct bundle_info *out, char *err, size_t errlen);
 
 /* bundle_inspect on an open file (read with pread/lseek from offset 0; not closed here). */
 int bundle_inspect_fd(int fd, struct bundle_info *out, char *err, size_t errlen);

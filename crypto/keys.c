@@ -352,3 +352,46 @@ int keys_audit_load(struct store *st, const struct site_keys *k, const char *pur
     return audit_append(st, "key-load", "site %s key %s loaded%s for %s", k->site_id, id,
                         k->sign_sk != NULL ? " with secret keys" : " (public only)", purpose);
 }
+
+int keys_rotate(const char *keys_dir, const char *site_id, char *err, size_t errlen)
+{
+    static const char *const names[3] = {SIGN_KEY_FILE, BOX_KEY_FILE, PUB_KEY_FILE};
+    char cur[3][PATH_MAX], old[3][PATH_MAX], sub[CWT_ERRLEN];
+    struct stat sb;
+    int moved = 0, rc = 0;
+
+    for (int i = 0; i < 3; i++) {
+        if ((rc = key_path(cur[i], sizeof(cur[i]), keys_dir, names[i], err, errlen)) != 0)
+            return rc;
+        if (snprintf(old[i], sizeof(old[i]), "%s.old", cur[i]) >= (int)sizeof(old[i]))
+            return cwt_seterr(err, errlen, CWT_ETOOBIG, "%s: path too long", keys_dir);
+        /* One generation of old keys at a time: an earlier rotation's are never overwritten. */
+        if (lstat(old[i], &sb) == 0)
+            return cwt_seterr(err, errlen, CWT_EEXIST,
+                              "%s exists from an earlier rotation; move it out of %s first", old[i],
+                              keys_dir);
+        if (lstat(cur[i], &sb) != 0 || !S_ISREG(sb.st_mode))
+            return cwt_seterr(err, errlen, CWT_ENOENT, "%s is missing; nothing to rotate", cur[i]);
+    }
+    for (; moved < 3; moved++)
+        if (rename(cur[moved], old[moved]) != 0) {
+            rc = cwt_seterr(err, errlen, CWT_EIO, "cannot move %s aside: %s", cur[moved],
+                            strerror(errno));
+            break;
+        }
+    if (rc == 0) {
+        rc = keys_generate(keys_dir, site_id, sub, sizeof(sub));
+        if (rc != 0) {
+            cwt_seterr(err, errlen, rc, "%s", sub);
+            /* Remove what was half written, so the old keys can come back under their names. */
+            for (int i = 0; i < 3; i++)
+                (void)unlink(cur[i]);
+        }
+    }
+    if (rc != 0)
+        for (int i = moved - 1; i >= 0; i--)
+            (void)rename(old[i], cur[i]);
+    if (file_fsync_dir(keys_dir) != 0 && rc == 0)
+        rc = cwt_seterr(err, errlen, CWT_EIO, "cannot sync %s: %s", keys_dir, strerror(errno));
+    return rc;
+}

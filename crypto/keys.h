@@ -31,6 +31,14 @@ int crypto_init(void);
  * (CWT_EEXIST). */
 int keys_generate(const char *keys_dir, const char *site_id, char *err, size_t errlen);
 
+/* Rotation: moves sign.key, box.key and site.pub to sign.key.old, box.key.old and
+ * site.pub.old (kept for reading what was sealed to the old key, and as evidence), then
+ * generates new pairs for site_id as keys_generate() does. Refuses (CWT_EEXIST) while an
+ * earlier rotation's *.old files are still there, CWT_ENOENT when a current file is missing;
+ * on any failure the old files are back under their names. The roster still lists the old key:
+ * the new key line goes to every site (cwtctl roster replace-key, docs/keys.md). */
+int keys_rotate(const char *keys_dir, const char *site_id, char *err, size_t errlen);
+
 /* Loads the public and secret keys. Refuses (CWT_EPERM) a secret key file that is readable or
  * writable by group or others, or not owned by the caller, with a sentence naming the file, its
  * mode and the chmod to run. CWT_ECRYPTO if a secret key does not belong to site.pub,

@@ -21,6 +21,7 @@
 #include "config/config.h"
 #include "crypto/keys.h"
 #include "daemon/daemon.h"
+#include "daemon/keyproc.h"
 
 static void usage(FILE *f)
 {
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
     static struct cwt_config cfg;
     static struct cwt_roster roster;
     struct site_keys pub = {0};
+    struct keyproc_client kp;
     const char *config_path = NULL;
     char err[CWT_ERRLEN];
     int foreground = 0, debug = 0, opt, sp[2];
@@ -185,5 +187,8 @@ int main(int argc, char **argv)
         trainer_supervisor_main(&cfg, &roster, sp[1]);
     }
     close(sp[1]);
-    return monitor_main(&cfg, &roster, sp[0], pid, foreground);
+    /* The key process is forked after the trainer supervisor, so that no trainer ever holds
+     * a descriptor to it, and it alone loads the secret keys. */
+    keyproc_start(&cfg, &kp);
+    return monitor_main(&cfg, &roster, sp[0], pid, &kp, foreground);
 }

@@ -1,8 +1,9 @@
 /*
  * daemon.h - internal contracts between the files of cwtd (not a public module header).
  *
- *   cwtd.c     main: options, checks, privilege drop, fork of the trainer supervisor, then
- *              the monitor
+ *   cwtd.c     main: options, checks, privilege drop, fork of the trainer supervisor, fork
+ *              of the key process, then the monitor
+ *   keyproc.c  the key process: the only holder of the secret keys (daemon/keyproc.h)
  *   monitor.c  the monitor: event loop, inbox, outbox, supervision of the trainer
  *   cycle.c    the cycle rules and the persistent cycle state (pure functions + codec;
  *              cycle/cycle.h, library cwt_cycle, shared with cwtctl)
@@ -99,9 +100,11 @@ void notify_send(int fd, const char *msg);
 void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_roster *roster,
                              int sock) __attribute__((noreturn));
 
-/* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end) and
- * supervisor (its pid). Returns the process exit code. */
+/* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end),
+ * supervisor (its pid) and the key process kp (daemon/keyproc.h). Returns the process exit
+ * code. */
+struct keyproc_client;
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
-                 pid_t supervisor, int foreground);
+                 pid_t supervisor, const struct keyproc_client *kp, int foreground);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * monitor.c - the monitor process: keys, store, inbox, outbox, bundles, control socket, and
+ * monitor.c - the monitor process: store, inbox, outbox, bundles, control socket, and
  * supervision of the trainer, in one event loop (epoll over signalfd, inotify, timerfd, the
- * control socket and the trainer socket).
+ * control socket and the trainer socket). It holds no secret key: signatures and content keys
+ * come from the key process (daemon/keyproc.h) through m->kops.
  *
  * Crash safety (DESIGN section 7) rests on the order of commits:
  *   incoming: payload -> models[cwtd.input], then the state (training, in_bundle = its id),
@@ -41,6 +42,7 @@
 #include "crypto/bundle.h"
 #include "crypto/keys.h"
 #include "daemon/daemon.h"
+#include "daemon/keyproc.h"
 #include "daemon/proto.h"
 #include "daemon/sandbox.h"
 #include "engine/train/train.h"
@@ -62,7 +64,9 @@ struct monitor {
     const struct cwt_roster *roster;
     uint32_t n, me;
     uint8_t roster_fp[32];
-    struct site_keys keys;
+    struct site_keys keys; /* public keys only (keys_load_public) */
+    struct keyproc_client kp;
+    struct key_ops kops; /* keyproc_ops(&kp): sign and open_key in the key process */
     struct store *st;
     char private_dir[PATH_MAX];
     char rejected_dir[PATH_MAX];
@@ -425,7 +429,8 @@ static void do_seal(struct monitor *m)
         rc = cwt_seterr(err, sizeof(err), CWT_ETOOBIG, "bundle name too long");
         goto fail;
     }
-    rc = bundle_seal(&m->keys, m->roster, &hdr, payload, out, &info, err, sizeof(err));
+    rc =
+        bundle_seal_ops(&m->kops, &m->keys, m->roster, &hdr, payload, out, &info, err, sizeof(err));
     if (rc != 0)
         goto fail;
     rc = bundle_record_sent(m->st, &info);
@@ -820,7 +825,8 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
 static int refuse(struct monitor *m, int fd, const struct stat *sb, const struct bundle_info *info,
                   const char *name, int rc, const char *why)
 {
-    /* A bundle's preamble: magic, version 1, flags 0. */
+    /* A bundle's preamble: magic, a version this build reads (compared as BUNDLE_VERSION),
+     * flags 0. */
     static const uint8_t pre[8] = {'C', 'W', 'T', 'B', BUNDLE_VERSION, 0, 0, 0};
     uint8_t got[8];
     ssize_t n;
@@ -828,6 +834,8 @@ static int refuse(struct monitor *m, int fd, const struct stat *sb, const struct
     if (local_failure(rc))
         return hold_local(m, name, why);
     n = pread(fd, got, sizeof(got), 0);
+    if (n > 4 && got[4] >= BUNDLE_VERSION_MIN && got[4] <= BUNDLE_VERSION)
+        got[4] = BUNDLE_VERSION;
     if (rc == CWT_EB_FRAMING && cwt_now() - (int64_t)sb->st_mtime < m->cfg->settle_seconds &&
         n >= 0 && memcmp(got, pre, (size_t)n) == 0 &&
         (info->declared_size == 0 || info->declared_size > (uint64_t)sb->st_size)) {
@@ -954,8 +962,8 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
     ex.model_fp = m->model_fp;
     ex.layout = m->have_layout ? &m->layout : NULL;
     ex.layout_alt = NULL;
-    rc =
-        bundle_open_fd(&m->keys, m->roster, m->st, fd, name, payload, &ex, &info, err, sizeof(err));
+    rc = bundle_open_fd_ops(&m->kops, &m->keys, m->roster, m->st, fd, name, payload, &ex, &info,
+                            err, sizeof(err));
     if (rc != 0)
         return refuse(m, fd, sb, &info, name, rc, err);
     sender =
@@ -1262,6 +1270,9 @@ static void status_json(struct monitor *m, struct jbuf *j)
         jb_close(j, '}');
     }
     jb_int(j, "trainer_restarts", m->trainer_restarts);
+    /* Requests answered by the key process since start (it logs each signature too). */
+    jb_int(j, "key_signatures", (int64_t)m->kp.n_sign);
+    jb_int(j, "key_content_keys", (int64_t)m->kp.n_open);
     jb_close(j, '}');
 }
 
@@ -1514,6 +1525,14 @@ static void on_signal(struct monitor *m)
             fatalx("the trainer supervisor exited (status %d); stopping so that the service "
                    "manager restarts cwtd",
                    status);
+        /* The keys are not reloaded in a running daemon: a key process that died takes cwtd
+         * down, and a restart loads them again (from files the monitor cannot read). */
+        if (waitpid(m->kp.pid, &status, WNOHANG) == m->kp.pid) {
+            (void)audit_append(m->st, "key-process-exited", "status %d", status);
+            fatalx("the key process exited (status %d); stopping so that the service manager "
+                   "restarts cwtd",
+                   status);
+        }
         break;
     }
     case SIGHUP:
@@ -1560,9 +1579,13 @@ static void setup(struct monitor *m, int foreground)
     check_inbox(cfg);
     if (crypto_init() != 0)
         fatalx("cannot initialise libsodium");
-    rc = keys_load(cfg->keys_dir, &m->keys, err, sizeof(err));
+    /* The monitor reads only site.pub; the secret keys are the key process's. */
+    rc = keys_load_public(cfg->keys_dir, &m->keys, err, sizeof(err));
+    if (rc == 0)
+        rc = keyproc_handshake(&m->kp, &m->keys, err, sizeof(err));
     if (rc != 0)
         fatalx("%s", err);
+    keyproc_ops(&m->kp, &m->kops);
     if (roster_find_site(m->roster, cfg->site_id) < 0)
         fatalx("site %s is not in the roster %s", cfg->site_id, m->roster->path);
     rc = store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &m->st, err, sizeof(err));
@@ -1578,10 +1601,10 @@ static void setup(struct monitor *m, int foreground)
     if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
         fatalx("another cwtd is running on the store %s", cfg->store_dir);
     (void)audit_append(m->st, "key-load",
-                       "cwtd %s started; keys of %s loaded (key id %02x%02x"
-                       "%02x%02x...)",
-                       CWT_VERSION, cfg->site_id, m->keys.key_id[0], m->keys.key_id[1],
-                       m->keys.key_id[2], m->keys.key_id[3]);
+                       "cwtd %s started; keys of %s loaded by the key process %ld (key id "
+                       "%02x%02x%02x%02x...)",
+                       CWT_VERSION, cfg->site_id, (long)m->kp.pid, m->keys.key_id[0],
+                       m->keys.key_id[1], m->keys.key_id[2], m->keys.key_id[3]);
     /* cwtd.c refuses root unless daemon.allow_root is set: the override is on the record. */
     if (geteuid() == 0)
         (void)audit_append(m->st, "running-as-root",
@@ -1652,7 +1675,8 @@ static void setup(struct monitor *m, int foreground)
     {
         struct sandbox_paths paths = {
             .read_write = {cfg->store_dir, cfg->inbox_dir, cfg->outbox_dir},
-            .read_only = {cfg->keys_dir, cfg->roster_path, cfg->path},
+            /* Not the keys folder: once confined the monitor cannot read a secret key. */
+            .read_only = {cfg->roster_path, cfg->path},
         };
         rc = sandbox_apply(SANDBOX_MONITOR, &paths, err, sizeof(err));
         if (rc != 0)
@@ -1661,7 +1685,7 @@ static void setup(struct monitor *m, int foreground)
 }
 
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
-                 pid_t supervisor, int foreground)
+                 pid_t supervisor, const struct keyproc_client *kp, int foreground)
 {
     struct monitor *m = calloc(1, sizeof(*m));
     char status[128];
@@ -1674,6 +1698,7 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     m->n = roster->n_sites;
     m->tsock = sock;
     m->supervisor = supervisor;
+    m->kp = *kp;
     m->notifyfd = -1;
     if (roster_fingerprint(roster, m->roster_fp) != 0)
         fatalx("cannot compute the roster fingerprint");
@@ -1721,6 +1746,9 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     (void)audit_append(m->st, "stop", "cwtd stopped");
     kill(m->supervisor, SIGTERM);
     while (waitpid(m->supervisor, NULL, 0) < 0 && errno == EINTR)
+        ;
+    close(m->kp.sock); /* the key process exits when its socket closes */
+    while (waitpid(m->kp.pid, NULL, 0) < 0 && errno == EINTR)
         ;
     store_close(m->st);
     keys_free(&m->keys);

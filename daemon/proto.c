@@ -27,6 +27,10 @@ static const uint32_t payload_size[PROTO_TYPE_MAX + 1] = {
     [PROTO_PAUSE] = 0,
     [PROTO_RESUME] = 0,
     [PROTO_DIED] = 8,
+    [PROTO_KEY_SIGN] = 4 + 64,
+    [PROTO_KEY_SIGNATURE] = 4 + 64,
+    [PROTO_KEY_OPEN] = 80,
+    [PROTO_KEY_CONTENT] = 4 + 32,
 };
 
 /* A bounded little-endian writer and reader over a byte buffer. */
@@ -236,6 +240,18 @@ int proto_encode(const struct proto_msg *msg, uint8_t *buf, size_t buflen)
         put_u32(&c, (uint32_t)msg->u.died.wait_status);
         put_u32(&c, msg->u.died.pid);
         break;
+    case PROTO_KEY_SIGN:
+        put_u32(&c, msg->u.key_sign.context);
+        put_bytes(&c, msg->u.key_sign.digest, 64);
+        break;
+    case PROTO_KEY_OPEN:
+        put_bytes(&c, msg->u.key_open.entry, 80);
+        break;
+    case PROTO_KEY_SIGNATURE:
+    case PROTO_KEY_CONTENT:
+        put_u32(&c, (uint32_t)msg->u.key_reply.status);
+        put_bytes(&c, msg->u.key_reply.bytes, msg->type == PROTO_KEY_CONTENT ? 32 : 64);
+        break;
     default:
         break;
     }
@@ -337,6 +353,23 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
         msg->u.died.wait_status = (int32_t)get_u32(&c);
         msg->u.died.pid = get_u32(&c);
         break;
+    case PROTO_KEY_SIGN:
+        /* Contexts 1 and 2 (crypto/keyops.h): the legacy context 0 is never signed. */
+        msg->u.key_sign.context = get_u32(&c);
+        get_bytes(&c, msg->u.key_sign.digest, 64);
+        if (!c.bad && (msg->u.key_sign.context == 0 || msg->u.key_sign.context > 2))
+            c.bad = 1;
+        break;
+    case PROTO_KEY_OPEN:
+        get_bytes(&c, msg->u.key_open.entry, 80);
+        break;
+    case PROTO_KEY_SIGNATURE:
+    case PROTO_KEY_CONTENT:
+        msg->u.key_reply.status = (int32_t)get_u32(&c);
+        get_bytes(&c, msg->u.key_reply.bytes, type == PROTO_KEY_CONTENT ? 32 : 64);
+        if (!c.bad && (msg->u.key_reply.status > 0 || msg->u.key_reply.status < -100))
+            c.bad = 1;
+        break;
     default:
         break;
     }
@@ -378,11 +411,11 @@ int proto_send(int sock, const struct proto_msg *msg)
     }
     for (;;) {
         ssize_t sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
-        if (sent == n)
-            return 0;
         if (sent < 0 && errno == EINTR)
             continue;
-        return CWT_EIO;
+        /* Content keys travel in PROTO_KEY_CONTENT: no copy stays on the stack. */
+        explicit_bzero(buf, sizeof(buf));
+        return sent == n ? 0 : CWT_EIO;
     }
 }
 
@@ -450,6 +483,7 @@ int proto_recv(int sock, struct proto_msg *msg, char *err, size_t errlen)
         return cwt_seterr(err, errlen, CWT_EFORMAT, "message carries %d descriptors", nfds);
     }
     rc = proto_decode(buf, (size_t)n, msg, err, errlen);
+    explicit_bzero(buf, sizeof(buf)); /* it may have held a content key */
     if (rc == 0 && fd >= 0 && msg->type != PROTO_JOB && msg->type != PROTO_RESULT)
         rc = cwt_seterr(err, errlen, CWT_EFORMAT, "message type %u carries a descriptor",
                         (unsigned)msg->type);

@@ -1,5 +1,6 @@
 /*
- * proto.h - messages between the monitor and the trainer (imsg-like framing).
+ * proto.h - messages between the monitor and the trainer, and between the monitor and the key
+ * process (imsg-like framing; daemon/keyproc.h).
  *
  * Transport: an AF_UNIX SOCK_SEQPACKET socketpair, so one send is one message and a process
  * killed mid-send never leaves half a message behind (the trainer supervisor reports a dead
@@ -37,7 +38,12 @@ enum proto_type {
     PROTO_PAUSE = 5,    /* monitor -> trainer: hold between steps */
     PROTO_RESUME = 6,   /* monitor -> trainer: go on */
     PROTO_DIED = 7,     /* supervisor -> monitor: the trainer died; a new one is starting */
-    PROTO_TYPE_MAX = 7,
+    /* The key process's socket carries these four and nothing else (daemon/keyproc.h). */
+    PROTO_KEY_SIGN = 8,      /* monitor -> key process: sign a digest under a context */
+    PROTO_KEY_SIGNATURE = 9, /* key process -> monitor: the signature, or an error status */
+    PROTO_KEY_OPEN = 10,     /* monitor -> key process: open a sealed content key */
+    PROTO_KEY_CONTENT = 11,  /* key process -> monitor: the content key, or an error status */
+    PROTO_TYPE_MAX = 11,
 };
 
 enum proto_job_kind {
@@ -82,6 +88,23 @@ struct proto_died {
     uint32_t pid;
 };
 
+struct proto_key_sign {
+    uint32_t context;   /* enum keyops_context, 1..KEYOPS_CTX_MAX (never legacy) */
+    uint8_t digest[64]; /* BLAKE2b-512 of the signed file */
+};
+
+struct proto_key_open {
+    uint8_t entry[80]; /* a recipient entry's crypto_box_seal of the content key */
+};
+
+/* PROTO_KEY_SIGNATURE (64 bytes) and PROTO_KEY_CONTENT (the first 32 bytes; a content key,
+ * which sender and receiver wipe after use). status: 0 or a negative CWT_E* code, with the
+ * bytes zero. */
+struct proto_key_reply {
+    int32_t status;
+    uint8_t bytes[64];
+};
+
 /* A decoded message. fd is the descriptor that came with it (-1 if none); the receiver owns
  * it and must close it. */
 struct proto_msg {
@@ -94,6 +117,9 @@ struct proto_msg {
         struct proto_progress progress;
         struct proto_result result;
         struct proto_died died;
+        struct proto_key_sign key_sign;
+        struct proto_key_open key_open;
+        struct proto_key_reply key_reply;
     } u;
 };
 

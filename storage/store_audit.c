@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/keyops.h"
 #include "storage/store_internal.h"
 
 #define EVENT_MAX   (sizeof(((struct audit_record *)0)->event) - 1)
@@ -430,7 +431,7 @@ static int valid_key_line(const char *line)
 }
 
 int audit_export_encode(const struct audit_record *recs, size_t n, const char *key_line,
-                        const uint8_t sign_sk[64], int64_t created, uint8_t **out, size_t *outlen,
+                        const struct key_ops *ops, int64_t created, uint8_t **out, size_t *outlen,
                         char *err, size_t errlen)
 {
     uint8_t digest[DIGEST_LEN], sig[crypto_sign_BYTES];
@@ -465,11 +466,13 @@ int audit_export_encode(const struct audit_record *recs, size_t n, const char *k
         free(text);
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for the audit export");
     }
-    /* Sign BLAKE2b-512 of everything before the signature line, as bundles do. */
+    /* Sign BLAKE2b-512 of everything before the signature line under the audit-export
+     * context: a bundle signature over the same digest would not verify here. */
     crypto_generichash(digest, sizeof(digest), (const uint8_t *)text, len, NULL, 0);
-    if (crypto_sign_detached(sig, NULL, digest, sizeof(digest), sign_sk) != 0) {
+    if ((ok = ops->sign(ops->ctx, KEYOPS_CTX_AUDIT_EXPORT, digest, sig)) != 0) {
         free(text);
-        return cwt_seterr(err, errlen, CWT_ECRYPTO, "signing the audit export failed");
+        return cwt_seterr(err, errlen, ok == CWT_EIO ? CWT_EIO : CWT_ECRYPTO,
+                          "signing the audit export failed (%s)", cwt_strerror(ok));
     }
     cwt_hex(sig, sizeof(sig), sig_hex);
     {
@@ -598,7 +601,8 @@ int audit_export_verify(const uint8_t *buf, size_t len, const uint8_t sign_pk[32
                         char *err, size_t errlen)
 {
     uint8_t digest[DIGEST_LEN], sig[crypto_sign_BYTES];
-    const char *text = (const char *)buf, *line;
+    const char *text = (const char *)buf, *line, *magic;
+    int v2;
     struct audit_record *list = NULL;
     struct line_reader lr;
     char field[AUDIT_KEYLINE_MAX + 1];
@@ -627,8 +631,18 @@ int audit_export_verify(const uint8_t *buf, size_t len, const uint8_t sign_pk[32
     field[SIG_HEX_LEN] = '\0';
     if (cwt_unhex(field, sig, sizeof(sig)) != 0)
         return cwt_seterr(err, errlen, CWT_EFORMAT, "the audit export's signature is not hex");
+    /* The magic line says which signed message to check; it is itself signed. */
+    if (signed_len > strlen(AUDIT_EXPORT_MAGIC) &&
+        memcmp(buf, AUDIT_EXPORT_MAGIC "\n", strlen(AUDIT_EXPORT_MAGIC) + 1) == 0)
+        magic = AUDIT_EXPORT_MAGIC, v2 = 1;
+    else if (signed_len > strlen(AUDIT_EXPORT_MAGIC_V1) &&
+             memcmp(buf, AUDIT_EXPORT_MAGIC_V1 "\n", strlen(AUDIT_EXPORT_MAGIC_V1) + 1) == 0)
+        magic = AUDIT_EXPORT_MAGIC_V1, v2 = 0;
+    else
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "the export does not start with '%s'",
+                          AUDIT_EXPORT_MAGIC);
     crypto_generichash(digest, sizeof(digest), buf, signed_len, NULL, 0);
-    if (crypto_sign_verify_detached(sig, digest, sizeof(digest), sign_pk) != 0)
+    if (keyops_verify(v2 ? KEYOPS_CTX_AUDIT_EXPORT : KEYOPS_CTX_LEGACY, digest, sig, sign_pk) != 0)
         return cwt_seterr(err, errlen, CWT_EB_SIGNATURE,
                           "the audit export's signature does not verify with the given key (it "
                           "was altered or signed by another key)");
@@ -636,10 +650,9 @@ int audit_export_verify(const uint8_t *buf, size_t len, const uint8_t sign_pk[32
     lr.p = text;
     lr.end = text + signed_len;
     lr.lineno = 0;
-    if (!next_line(&lr, &line, &line_len) || line_len != strlen(AUDIT_EXPORT_MAGIC) ||
-        memcmp(line, AUDIT_EXPORT_MAGIC, line_len) != 0)
-        return cwt_seterr(err, errlen, CWT_EFORMAT, "the export does not start with '%s'",
-                          AUDIT_EXPORT_MAGIC);
+    if (!next_line(&lr, &line, &line_len) || line_len != strlen(magic) ||
+        memcmp(line, magic, line_len) != 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "the export does not start with '%s'", magic);
     if (!next_line(&lr, &line, &line_len) ||
         line_field(line, line_len, "key ", info->key_line, sizeof(info->key_line)) != 0 ||
         !valid_key_line(info->key_line))

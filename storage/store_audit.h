@@ -12,9 +12,12 @@
 
 #include "storage/store.h"
 
-#define AUDIT_EXPORT_MAGIC "cwt-audit-export-v1"
-#define AUDIT_EXPORT_MAX   (1024u * 1024u * 1024u) /* largest export a verifier reads */
-#define AUDIT_KEYLINE_MAX  255
+/* v2 signs under the audit-export signature context (crypto/keyops.h); v1 signed the bare
+ * digest and still verifies. audit_export_encode writes v2. */
+#define AUDIT_EXPORT_MAGIC    "cwt-audit-export-v2"
+#define AUDIT_EXPORT_MAGIC_V1 "cwt-audit-export-v1"
+#define AUDIT_EXPORT_MAX      (1024u * 1024u * 1024u) /* largest export a verifier reads */
+#define AUDIT_KEYLINE_MAX     255
 
 /* What a verified export says about itself. */
 struct audit_export_info {
@@ -34,15 +37,18 @@ int audit_record_hash(const struct audit_record *r, uint8_t out[32]);
  * one. 0, or CWT_EFORMAT with the first bad sequence named in err. */
 int audit_chain_check(const struct audit_record *recs, size_t n, char *err, size_t errlen);
 
-/* Encodes recs[0..n) as a signed export (text, docs/audit-format.md): key_line is the site's
- * public key line, sign_sk its 64-byte Ed25519 secret key. *out is malloc'd (caller frees).
- * CWT_EINVAL for a bad key line or record, CWT_ENOMEM, CWT_ECRYPTO. */
+/* Encodes recs[0..n) as a signed export (text, docs/audit-format.md, v2): key_line is the
+ * site's public key line; ops (crypto/keyops.h) signs under KEYOPS_CTX_AUDIT_EXPORT. *out is
+ * malloc'd (caller frees). CWT_EINVAL for a bad key line or record, CWT_ENOMEM, CWT_ECRYPTO
+ * (or the error ops->sign returned). */
+struct key_ops;
 int audit_export_encode(const struct audit_record *recs, size_t n, const char *key_line,
-                        const uint8_t sign_sk[64], int64_t created, uint8_t **out, size_t *outlen,
+                        const struct key_ops *ops, int64_t created, uint8_t **out, size_t *outlen,
                         char *err, size_t errlen);
 
 /* Verifies an export read from a file: framing, the Ed25519 signature with sign_pk (the key the
- * auditor trusts, not the one written in the file), then the record chain. On success fills
+ * auditor trusts, not the one written in the file; v1 exports under their bare-digest
+ * signature, v2 under the audit-export context), then the record chain. On success fills
  * *info and, if recs != NULL, a malloc'd copy of the records (*recs, *n; caller frees).
  * Errors: CWT_EFORMAT (malformed, or chain broken: the first bad sequence is named),
  * CWT_EB_SIGNATURE (the signature does not verify with sign_pk), CWT_ETOOBIG, CWT_ENOMEM. */

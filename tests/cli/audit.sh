@@ -41,7 +41,7 @@ grep -q '"seq": 1, .*"prev_hash": "0\{64\}"' "$T/json" || fail "first prev_hash 
 
 # Export, signed by the site key; the export's own key load is record 4.
 "$CWTCTL" "${A[@]}" audit export "$T/a.export" | grep 'exported 4 audit records' >/dev/null || fail "export"
-head -n 1 "$T/a.export" | grep -x 'cwt-audit-export-v1' >/dev/null || fail "export magic"
+head -n 1 "$T/a.export" | grep -x 'cwt-audit-export-v2' >/dev/null || fail "export magic"
 tail -n 1 "$T/a.export" | grep -Eq '^signature [0-9a-f]{128}$' || fail "export signature line"
 "$CWTCTL" "${A[@]}" audit show | grep 'audit-export .*exported records 1-4' >/dev/null || fail "export audited"
 

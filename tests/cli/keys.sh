@@ -80,6 +80,6 @@ expect 1 "site.pub: key line for site-a: the key is not 64 bytes of base64" "$CW
 
 # Usage and configuration errors exit 2.
 expect 2 "usage: cwtctl key show" "$CWTCTL" "${A[@]}" key
-expect 2 "usage: cwtctl key show" "$CWTCTL" "${A[@]}" key rotate
+expect 2 "usage: cwtctl key show" "$CWTCTL" "${A[@]}" key revoke
 expect 2 "no site configuration at $T/no-such-site.conf" "$CWTCTL" key show
 echo "keys.sh: ok"

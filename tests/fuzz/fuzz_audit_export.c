@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/keyops.h"
 #include "storage/store_audit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -32,7 +33,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)audit_export_verify(data, size, pk, &info, NULL, NULL, err, sizeof(err));
 
     crypto_generichash(digest, sizeof(digest), data, size, NULL, 0);
-    crypto_sign_detached(sig, NULL, digest, sizeof(digest), sk);
+    /* Sign as the file's magic line asks (v2: the audit-export context; otherwise the bare
+     * digest of v1), so the parser after the signature check is reached in both formats. */
+    if (size > strlen(AUDIT_EXPORT_MAGIC) &&
+        memcmp(data, AUDIT_EXPORT_MAGIC "\n", strlen(AUDIT_EXPORT_MAGIC) + 1) == 0) {
+        if (keyops_sign_sk(sk, KEYOPS_CTX_AUDIT_EXPORT, digest, sig) != 0)
+            return 0;
+    } else {
+        crypto_sign_detached(sig, NULL, digest, sizeof(digest), sk);
+    }
     cwt_hex(sig, sizeof(sig), sig_hex);
     total = size + strlen("signature ") + sizeof(sig_hex);
     if ((buf = malloc(total)) == NULL)

@@ -15,6 +15,11 @@
 
 #define FUZZ_SITES 3
 
+/* fuzz_bundle_open's seeds are created at FUZZ_BUNDLE_TIME and its clock reads
+ * FUZZ_BUNDLE_NOW, an hour later: within every bundle's lifetime. */
+#define FUZZ_BUNDLE_TIME 1700000000
+#define FUZZ_BUNDLE_NOW  (FUZZ_BUNDLE_TIME + 3600)
+
 /* Deterministic keys for site i (sign_sk and box_sk in sodium_malloc memory). */
 static inline int fuzz_site_keys(int i, struct site_keys *k)
 {

@@ -20,6 +20,7 @@
 
 #include "common/fileio.h"
 #include "crypto/bundle.h"
+#include "crypto/keyops.h"
 #include "cycle/cycle.h"
 #include "daemon/proto.h"
 #include "fuzz_common.h"
@@ -695,10 +696,13 @@ static int gen_audit(const char *dir)
     uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES], box[32] = {7};
     uint8_t key_id[CWT_KEYID_LEN], *out = NULL;
     struct audit_record recs[3];
+    struct site_keys k = {.sign_sk = sk};
+    struct key_ops ops;
     char key_line[CWT_KEYLINE_MAX + 1], err[CWT_ERRLEN], name[32];
     size_t len;
 
     crypto_sign_seed_keypair(pk, sk, seed);
+    keyops_local(&k, &ops);
     if (keyline_format("site-a", pk, box, key_line, sizeof(key_line), key_id) != 0)
         return -1;
     memset(recs, 0, sizeof(recs));
@@ -713,8 +717,8 @@ static int gen_audit(const char *dir)
             return -1;
     }
     for (size_t n = 0; n <= 3; n += 3) {
-        if (audit_export_encode(recs, n, key_line, sk, 1700000500, &out, &len, err, sizeof(err)) !=
-            0) {
+        if (audit_export_encode(recs, n, key_line, &ops, 1700000500, &out, &len, err,
+                                sizeof(err)) != 0) {
             fprintf(stderr, "gen_corpus: %s\n", err);
             return -1;
         }
@@ -814,6 +818,31 @@ int main(int argc, char **argv)
     snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-a");
     snprintf(h.recipients[1], sizeof(h.recipients[1]), "site-b");
     snprintf(path, sizeof(path), "%s/bundle/ensemble.cwtb", dir);
+    if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
+        goto fail;
+    /* The same three at a fixed creation time, for fuzz_bundle_open (whose clock is fixed). */
+    h.hop = 0;
+    h.kind = BUNDLE_KIND_CYCLE;
+    h.n_recipients = 1;
+    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-b");
+    h.created = FUZZ_BUNDLE_TIME;
+    snprintf(path, sizeof(path), "%s/bundle_open/seq0.cwtb", dir);
+    if (bundle_seal(&keys[0], r, &h, weights, path, parent, err, sizeof(err)) != 0)
+        goto fail;
+    h.hop = 1;
+    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-c");
+    h.has_parent = 1;
+    memcpy(h.parent_hash, parent->file_hash, 32);
+    snprintf(path, sizeof(path), "%s/bundle_open/seq1.cwtb", dir);
+    if (bundle_seal(&keys[1], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
+        goto fail;
+    h.hop = 2;
+    h.kind = BUNDLE_KIND_ENSEMBLE_MEMBER;
+    h.has_parent = 0;
+    h.n_recipients = 2;
+    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-a");
+    snprintf(h.recipients[1], sizeof(h.recipients[1]), "site-b");
+    snprintf(path, sizeof(path), "%s/bundle_open/ensemble.cwtb", dir);
     if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
         goto fail;
     for (int i = 0; i < FUZZ_SITES; i++)

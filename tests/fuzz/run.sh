@@ -9,7 +9,8 @@
 #                                      seeds: make fuzz
 #   tests/fuzz/run.sh corpus           regenerate the seed corpus (then commit it)
 #
-# Harnesses: bundle, safetensors, roster, audit_export, config (libsodium, LMDB, libconfig
+# Harnesses: bundle, bundle_open (re-signs each input, so opening is fuzzed past the
+# signature), safetensors, roster, audit_export, config (libsodium, LMDB, libconfig
 # only); decode, csv, idx (also the cwtctl decoders: libpng, libjpeg, zlib, DCMTK in C++);
 # proto, control, state (the daemon's message and request parsers and its saved-state codec). New inputs go to a scratch corpus
 # under the build folder, never into the repository; crashes are written to
@@ -20,7 +21,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${CWT_FUZZ_BUILD:-$SRC/build-fuzz}
 CC=${CLANG:-clang}
 CXX=${CLANGXX:-${CC}++}
-HARNESSES="bundle safetensors roster audit_export config decode csv idx proto control state"
+HARNESSES="bundle bundle_open safetensors roster audit_export config decode csv idx proto control state"
 CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 CXXFLAGS="-std=c++17 -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
@@ -57,6 +58,10 @@ link() { # HARNESS: the decoders need C++ (DCMTK), the daemon's parsers their ob
     decode | csv | idx)
         $CXX $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $cli_objs $objs \
             $IMAGE_LIBS $DCMTK_LIBS $LIBS -o "$OUT/fuzz_$1"
+        ;;
+    bundle_open) # its clock is fixed: cwt_now() calls go to the harness's __wrap_cwt_now
+        $CC $SAN -fsanitize=fuzzer -Wl,--wrap=cwt_now "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" \
+            $objs $LIBS -o "$OUT/fuzz_$1"
         ;;
     proto | control | state)
         $CC $SAN -fsanitize=fuzzer "$(obj_of "$SRC/tests/fuzz/fuzz_$1.c")" $daemon_objs $objs \

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "crypto/keyops.h"
 #include "storage/store.h"
 #include "storage/store_audit.h"
 #include "storage/store_internal.h"
@@ -312,6 +313,19 @@ static void test_malformed_value_named(void **state)
 
 /* --- export --- */
 
+/* An audit export signer over a bare Ed25519 secret key (the in-process key operations). */
+static int sk_sign(void *ctx, uint8_t context, const uint8_t digest[KEYOPS_DIGEST_LEN],
+                   uint8_t sig[KEYOPS_SIG_LEN])
+{
+    return keyops_sign_sk(ctx, context, digest, sig);
+}
+
+static struct key_ops sk_ops(uint8_t *sk)
+{
+    struct key_ops ops = {.ctx = sk, .sign = sk_sign, .open_key = NULL};
+    return ops;
+}
+
 static void make_export(struct fixture *fx, uint8_t pk[32], uint8_t sk[64], uint8_t **out,
                         size_t *len)
 {
@@ -319,10 +333,12 @@ static void make_export(struct fixture *fx, uint8_t pk[32], uint8_t sk[64], uint
     char err[CWT_ERRLEN];
     size_t n;
 
+    struct key_ops ops = sk_ops(sk);
+
     crypto_sign_keypair(pk, sk);
     assert_int_equal(audit_list(fx->st, &recs, &n), 0);
     assert_int_equal(
-        audit_export_encode(recs, n, KEY_LINE, sk, 1700000000, out, len, err, sizeof(err)), 0);
+        audit_export_encode(recs, n, KEY_LINE, &ops, 1700000000, out, len, err, sizeof(err)), 0);
     free(recs);
 }
 
@@ -332,6 +348,7 @@ static void test_export_round_trip(void **state)
     struct audit_record *orig, *recs;
     struct audit_export_info info;
     uint8_t pk[32], sk[64], *buf;
+    struct key_ops ops = sk_ops(sk);
     char err[CWT_ERRLEN];
     size_t len, n, on;
 
@@ -358,7 +375,7 @@ static void test_export_round_trip(void **state)
     free(buf);
 
     /* An empty log exports and verifies too. */
-    assert_int_equal(audit_export_encode(NULL, 0, KEY_LINE, sk, 1, &buf, &len, err, sizeof(err)),
+    assert_int_equal(audit_export_encode(NULL, 0, KEY_LINE, &ops, 1, &buf, &len, err, sizeof(err)),
                      0);
     assert_int_equal(audit_export_verify(buf, len, pk, &info, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(info.n_records, 0);
@@ -433,12 +450,14 @@ static void test_signed_broken_chain_fails(void **state)
     char err[CWT_ERRLEN];
     size_t len, n;
 
+    struct key_ops ops = sk_ops(sk);
+
     /* A site that exports an edited log signs the evidence of the edit: verification must
      * still name the record even though the signature is good. */
     crypto_sign_keypair(pk, sk);
     assert_int_equal(audit_list(fx->st, &recs, &n), 0);
     recs[1].details[0] = 'C';
-    assert_int_equal(audit_export_encode(recs, n, KEY_LINE, sk, 1, &buf, &len, err, sizeof(err)),
+    assert_int_equal(audit_export_encode(recs, n, KEY_LINE, &ops, 1, &buf, &len, err, sizeof(err)),
                      0);
     assert_int_equal(audit_export_verify(buf, len, pk, &info, NULL, NULL, err, sizeof(err)),
                      CWT_EFORMAT);
@@ -449,7 +468,7 @@ static void test_signed_broken_chain_fails(void **state)
     memmove(&recs[2], &recs[3], (n - 3) * sizeof(*recs));
     recs[1].details[0] = 'c';
     assert_int_equal(
-        audit_export_encode(recs, n - 1, KEY_LINE, sk, 1, &buf, &len, err, sizeof(err)), 0);
+        audit_export_encode(recs, n - 1, KEY_LINE, &ops, 1, &buf, &len, err, sizeof(err)), 0);
     assert_int_equal(audit_export_verify(buf, len, pk, &info, NULL, NULL, err, sizeof(err)),
                      CWT_EFORMAT);
     assert_non_null(strstr(err, "audit record 3 is missing"));

@@ -26,6 +26,7 @@
 
 #include "common/fileio.h"
 #include "crypto/bundle.h"
+#include "crypto/keyops.h"
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
@@ -231,14 +232,15 @@ static void spit(const char *path, const uint8_t *buf, size_t len)
     assert_int_equal(file_write_atomic(path, buf, len, 0644, NULL, 0), 0);
 }
 
-/* Re-signs a (modified) image in place with signer: new key id and signature. */
+/* Re-signs a (modified, version 2) image in place with signer under the bundle context: new
+ * key id and signature. */
 static void resign(uint8_t *buf, size_t len, const struct site_keys *signer)
 {
     uint8_t digest[64];
 
     memcpy(buf + len - 72, signer->key_id, 8);
     crypto_generichash(digest, 64, buf, len - 64, NULL, 0);
-    crypto_sign_ed25519_detached(buf + len - 64, NULL, digest, 64, signer->sign_sk);
+    assert_int_equal(keyops_sign_sk(signer->sign_sk, KEYOPS_CTX_BUNDLE, digest, buf + len - 64), 0);
 }
 
 static void put16(uint8_t *p, uint16_t v)
@@ -294,7 +296,7 @@ static void craft(const char *path, const struct bundle_header *h, const uint8_t
     img = malloc(total);
     assert_non_null(img);
     memcpy(img, "CWTB", 4);
-    put16(img + 4, 1);
+    put16(img + 4, 2); /* version 2: signed under the bundle context */
     put16(img + 6, 0);
     put32(img + 8, (uint32_t)hlen);
     memcpy(img + 12, hdr, hlen);
@@ -600,10 +602,13 @@ static void test_header_syntax(void **state)
     spit(path, img, len);
     expect_open_fails(fx, path, CWT_EB_MAGIC, "not a cwt bundle");
     img[0] = 'C';
-    img[4] = 2;
+    img[4] = 3;
     spit(path, img, len);
-    expect_open_fails(fx, path, CWT_EB_MAGIC, "version 2");
-    img[4] = 1;
+    expect_open_fails(fx, path, CWT_EB_MAGIC, "version 3");
+    img[4] = 0;
+    spit(path, img, len);
+    expect_open_fails(fx, path, CWT_EB_MAGIC, "version 0");
+    img[4] = BUNDLE_VERSION;
     img[6] = 1;
     spit(path, img, len);
     expect_open_fails(fx, path, CWT_EB_MAGIC, "flags");
