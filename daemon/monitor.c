@@ -42,7 +42,7 @@
 #include "crypto/keys.h"
 #include "daemon/daemon.h"
 #include "daemon/proto.h"
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 #include "engine/train/train.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"

@@ -28,7 +28,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/proto.h"
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 #include "engine/engine.h"
 #include "engine/train/train.h"
 #include "storage/safetensors.h"

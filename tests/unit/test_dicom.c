@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "cli/decode.h"
+#include "decode/decode.h"
 #include "common/cwt.h"
 #include "common/fileio.h"
 

@@ -23,7 +23,7 @@
 
 #include "common/cwt.h"
 #include "common/fileio.h"
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 /* Bits a child sets in its exit status, one per broken expectation. */
 #define BAD_SANDBOX   (1 << 0) /* sandbox_apply failed */

@@ -2,7 +2,7 @@
  * sandbox.c - composes the mechanisms of sandbox.h: Landlock first (it needs open(O_PATH)
  * on the allowed paths), seccomp last.
  */
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 #include "common/cwt.h"
 #include "common/log.h"
@@ -12,6 +12,13 @@ int sandbox_apply(enum sandbox_role role, const struct sandbox_paths *paths, cha
 {
     int rc;
 
+    if (role == SANDBOX_DECODER) {
+        /* No rule: every file access is denied. A kernel without Landlock (or a filter
+         * around cwtctl that blocks it) leaves seccomp, which has no open, as the wall. */
+        static const struct sandbox_paths none;
+        (void)sandbox_landlock_apply(&none, err, errlen);
+        return sandbox_seccomp_apply(role, err, errlen);
+    }
     if (paths != NULL) {
         rc = sandbox_landlock_apply(paths, err, errlen);
         if (rc == CWT_EUNSUPPORTED)

@@ -4,7 +4,7 @@
  * so files can be renamed into inbox/rejected/, TRUNCATE (ABI 3), and from ABI 4 every TCP
  * bind/connect is denied as well, a second wall behind the seccomp socket-family rule.
  */
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
