@@ -90,6 +90,9 @@ void jb_close(struct jbuf *j, char bracket);
 int notify_open(void);
 /* Sends "READY=1", "STATUS=...", "STOPPING=1" ... ; ignores failures. */
 void notify_send(int fd, const char *msg);
+/* Seconds between "WATCHDOG=1" pings: half of $WATCHDOG_USEC when systemd set it for this
+ * process ($WATCHDOG_PID unset or ours), else 0 (no watchdog). Read before the sandbox. */
+double notify_watchdog_interval(void);
 
 /* ------------------------------------------------------------------ processes */
 

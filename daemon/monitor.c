@@ -71,6 +71,7 @@ struct monitor {
     dev_t inbox_dev, outbox_dev;
     ino_t inbox_ino, outbox_ino;
     int epfd, sigfd, inofd, timerfd, ctlfd, tsock, notifyfd;
+    double watchdog_every, next_watchdog; /* systemd's WatchdogSec=, halved; 0: none */
     pid_t supervisor;
     gid_t ctl_gid;
     struct cycle_state cs;
@@ -1485,6 +1486,12 @@ static void on_tick(struct monitor *m)
 
     if (read(m->timerfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
         log_warn("timerfd");
+    /* The event loop is alive: a monitor stuck anywhere stops these, and systemd restarts
+     * it after WatchdogSec=. */
+    if (m->watchdog_every > 0 && cwt_monotonic() >= m->next_watchdog) {
+        notify_send(m->notifyfd, "WATCHDOG=1");
+        m->next_watchdog = cwt_monotonic() + m->watchdog_every;
+    }
     outbox_flush(m);
     start_job(m);
     do_seal(m);
@@ -1635,6 +1642,7 @@ static void setup(struct monitor *m, int foreground)
     add_fd(m, m->ctlfd);
     add_fd(m, m->tsock);
     m->notifyfd = notify_open();
+    m->watchdog_every = notify_watchdog_interval();
     tzset();
 
     {
