@@ -1662,7 +1662,16 @@ static void setup(struct monitor *m, int foreground)
             .read_write = {cfg->store_dir, cfg->inbox_dir, cfg->outbox_dir},
             .read_only = {cfg->keys_dir, cfg->roster_path, cfg->path},
         };
-        rc = sandbox_apply(SANDBOX_MONITOR, &paths, err, sizeof(err));
+        /* Without Landlock cwtd refuses to start unless the configuration says otherwise;
+         * then the override is on the audit record (issue 18, M5). */
+        if (!sandbox_landlock_available() && cfg->allow_no_landlock)
+            (void)audit_append(m->st, "no-landlock",
+                               "daemon.allow_no_landlock is set in %s and this kernel offers "
+                               "no Landlock: file access is not confined",
+                               cfg->path);
+        rc =
+            sandbox_apply(SANDBOX_MONITOR, &paths,
+                          cfg->allow_no_landlock ? SANDBOX_ALLOW_NO_LANDLOCK : 0, err, sizeof(err));
         if (rc != 0)
             fatalx("sandbox: %s", err);
     }

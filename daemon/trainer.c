@@ -529,7 +529,9 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
         struct sandbox_paths paths;
         char cache[PATH_MAX];
         trainer_sandbox_paths(cfg, &paths, cache, sizeof(cache));
-        rc = sandbox_apply(SANDBOX_TRAINER, &paths, err, sizeof(err));
+        rc =
+            sandbox_apply(SANDBOX_TRAINER, &paths,
+                          cfg->allow_no_landlock ? SANDBOX_ALLOW_NO_LANDLOCK : 0, err, sizeof(err));
     }
     if (rc != 0)
         fatalx("trainer: %s", err);
@@ -572,6 +574,14 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
         fatal("trainer supervisor: prctl");
     if (prctl(PR_SET_NAME, "cwtd-trainer") != 0)
         log_warn("trainer supervisor: cannot set the process name");
+    /* The supervisor only forks and reaps; it needs no capability (its trainers drop theirs
+     * again in sandbox_apply). Seccomp cannot narrow it as the monitor is narrowed: filters
+     * are inherited across fork, and the trainer needs executable memory. */
+    {
+        char err[CWT_ERRLEN];
+        if (sandbox_drop_capabilities(err, sizeof(err)) != 0)
+            fatalx("trainer supervisor: %s", err);
+    }
     for (;;) {
         double started = cwt_monotonic();
         int status;

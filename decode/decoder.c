@@ -210,7 +210,7 @@ int decoder_confine(char *err, size_t errlen)
     if (rc == 0)
         rc = sandbox_rlimit_apply(&lim, err, errlen);
     if (rc == 0)
-        rc = sandbox_apply(SANDBOX_DECODER, NULL, err, errlen);
+        rc = sandbox_apply(SANDBOX_DECODER, NULL, 0, err, errlen);
     return rc;
 }
 

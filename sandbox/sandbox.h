@@ -41,6 +41,14 @@ int sandbox_seccomp_apply(enum sandbox_role role, char *err, size_t errlen);
  * instance a path that does not exist). */
 int sandbox_landlock_apply(const struct sandbox_paths *paths, char *err, size_t errlen);
 
+/* 1 when the kernel offers Landlock to this process, else 0 (no Landlock, or a filter
+ * around the process that blocks it). */
+int sandbox_landlock_available(void);
+
+/* Drops every capability: effective, permitted, inheritable, ambient, and the bounding set
+ * where CAP_SETPCAP allows. Returns 0, or CWT_EIO with a sentence in err. */
+int sandbox_drop_capabilities(char *err, size_t errlen);
+
 /* Resource limits of a confined decoder: address space (skipped in sanitizer builds, whose
  * shadow memory needs terabytes of it), stack, file size 0, a few descriptors, no core
  * dumps, and not dumpable (no ptrace by the same uid, no /proc/PID/mem). */
@@ -59,11 +67,16 @@ int sandbox_rlimit_apply(const struct sandbox_limits *lim, char *err, size_t err
  * SIGKILL, end a decode that spins). Returns 0, or CWT_EIO with a sentence in err. */
 int sandbox_rlimit_cpu(unsigned seconds, char *err, size_t errlen);
 
-/* The whole sandbox of a role: Landlock when paths != NULL (logged, not fatal, when the
- * kernel lacks it), then seccomp. The decoder gets no Landlock rule at all: no file can be
- * opened, and its seccomp list has no open either. Returns 0 or the first fatal error with
+/* sandbox_apply() flags. */
+#define SANDBOX_ALLOW_NO_LANDLOCK 0x1 /* a kernel without Landlock is logged, not refused */
+
+/* The whole sandbox of a role: every capability dropped, Landlock when paths != NULL, then
+ * seccomp. A kernel without Landlock fails closed (CWT_EUNSUPPORTED, with a sentence that
+ * names the override) unless flags has SANDBOX_ALLOW_NO_LANDLOCK (cwtd's
+ * daemon.allow_no_landlock, which the monitor audits). The decoder gets no Landlock rule at
+ * all and needs none: its seccomp list has no open. Returns 0 or the first fatal error with
  * err filled. */
-int sandbox_apply(enum sandbox_role role, const struct sandbox_paths *paths, char *err,
+int sandbox_apply(enum sandbox_role role, const struct sandbox_paths *paths, int flags, char *err,
                   size_t errlen);
 
 #endif

@@ -127,3 +127,8 @@ int sandbox_landlock_apply(const struct sandbox_paths *paths, char *err, size_t 
     close(ruleset);
     return rc;
 }
+
+int sandbox_landlock_available(void)
+{
+    return syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) > 0;
+}

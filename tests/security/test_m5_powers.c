@@ -10,6 +10,8 @@
  *     terminal ioctl (TIOCSTI, also with high bits set), while other ioctls (as GPU drivers
  *     issue) reach the kernel, threads start and executable memory (JIT) works.
  *   monitor (sandbox_apply(SANDBOX_MONITOR)): cannot mmap or mprotect executable memory.
+ *   every role: no capability left (root's bounding set emptied too); a kernel without
+ *     Landlock is refused unless SANDBOX_ALLOW_NO_LANDLOCK (daemon.allow_no_landlock).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <seccomp.h>
+#include <sys/prctl.h>
 
 #include "common/cwt.h"
 #include "common/fileio.h"
@@ -213,7 +217,7 @@ static int trainer_body(void)
     int marker = 1, bad = 0, fd;
     char c = 'x';
 
-    if (sandbox_apply(SANDBOX_TRAINER, NULL, err, sizeof(err)) != 0) {
+    if (sandbox_apply(SANDBOX_TRAINER, NULL, 0, err, sizeof(err)) != 0) {
         fprintf(stderr, "sandbox_apply: %s\n", err);
         return P_CONFINE;
     }
@@ -246,11 +250,90 @@ static int monitor_body(void)
 {
     char err[CWT_ERRLEN];
 
-    if (sandbox_apply(SANDBOX_MONITOR, NULL, err, sizeof(err)) != 0) {
+    if (sandbox_apply(SANDBOX_MONITOR, NULL, 0, err, sizeof(err)) != 0) {
         fprintf(stderr, "sandbox_apply: %s\n", err);
         return P_CONFINE;
     }
     return can_exec_memory() ? P_EXECMEM : 0;
+}
+
+/* Confined as the monitor, as root or not: no capability left in any set (read from
+ * /proc/self/status: capget itself is not on the monitor's list). */
+static int caps_body(void)
+{
+    char err[CWT_ERRLEN], line[256];
+    int was_root = geteuid() == 0, bad = 0, seen = 0;
+    FILE *f;
+
+    if (sandbox_apply(SANDBOX_MONITOR, NULL, 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sandbox_apply: %s\n", err);
+        return P_CONFINE;
+    }
+    f = fopen("/proc/self/status", "re");
+    if (f == NULL)
+        return P_CONFINE;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned long long v;
+        char name[16];
+        if (sscanf(line, "Cap%15[^:]: %llx", name, &v) != 2)
+            continue;
+        seen++;
+        /* Root held CAP_SETPCAP, so its bounding set is empty too. */
+        if (v != 0 && (strcmp(name, "Bnd") != 0 || was_root)) {
+            fprintf(stderr, "Cap%s: %llx\n", name, v);
+            bad = P_KILL;
+        }
+    }
+    fclose(f);
+    return seen >= 4 ? bad : P_CONFINE;
+}
+
+/* A kernel without Landlock, as a filter that answers ENOSYS makes it look: the monitor's
+ * sandbox refuses (naming the override), and applies with SANDBOX_ALLOW_NO_LANDLOCK. Bit 0:
+ * refused as it must be; bit 1: applied with the override. */
+static int no_landlock_body(void)
+{
+    static const char *const calls[] = {"landlock_create_ruleset", "landlock_add_rule",
+                                        "landlock_restrict_self"};
+    struct sandbox_paths paths = {.read_write = {scratch}};
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    char err[CWT_ERRLEN] = "";
+    int bits = 0, rc;
+    pid_t pid;
+
+    if (ctx == NULL || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), seccomp_syscall_resolve_name(calls[i]),
+                             0) != 0)
+            return -1;
+    if (seccomp_load(ctx) != 0)
+        return -1;
+    seccomp_release(ctx);
+    if (sandbox_landlock_available())
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        rc = sandbox_apply(SANDBOX_MONITOR, &paths, 0, err, sizeof(err));
+        _exit(rc == CWT_EUNSUPPORTED && strstr(err, "daemon.allow_no_landlock") != NULL ? 0 : 1);
+    }
+    if (pid > 0 && waitpid(pid, &rc, 0) == pid && WIFEXITED(rc) && WEXITSTATUS(rc) == 0)
+        bits |= 1;
+    if (sandbox_apply(SANDBOX_MONITOR, &paths, SANDBOX_ALLOW_NO_LANDLOCK, err, sizeof(err)) == 0)
+        bits |= 2;
+    return bits;
+}
+
+static void test_sandbox_drops_every_capability(void **state)
+{
+    (void)state;
+    assert_int_equal(run(caps_body), 0);
+}
+
+static void test_no_landlock_fails_closed_unless_allowed(void **state)
+{
+    (void)state;
+    assert_int_equal(run(no_landlock_body), 3);
 }
 
 static void test_decoder_cannot_open_files_or_reach_out(void **state)
@@ -277,6 +360,8 @@ int main(void)
         cmocka_unit_test(test_decoder_cannot_open_files_or_reach_out),
         cmocka_unit_test(test_trainer_cannot_signal_fork_or_tiocsti),
         cmocka_unit_test(test_monitor_has_no_executable_memory),
+        cmocka_unit_test(test_sandbox_drops_every_capability),
+        cmocka_unit_test(test_no_landlock_fails_closed_unless_allowed),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -147,7 +147,7 @@ static int run_child(const struct fixture *fx, enum sandbox_role role, int landl
         char inside[PATH_MAX + 32];
         int bad = 0, rc, fd;
 
-        rc = sandbox_apply(role, landlock ? &paths : NULL, err, sizeof(err));
+        rc = sandbox_apply(role, landlock ? &paths : NULL, 0, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "sandbox_apply: %s\n", err);
             _exit(BAD_SANDBOX);
@@ -198,7 +198,7 @@ static int run_thread_child(enum sandbox_role role)
         int marker = 1, bad = 0;
         pid_t grandchild;
 
-        if (sandbox_apply(role, NULL, err, sizeof(err)) != 0)
+        if (sandbox_apply(role, NULL, 0, err, sizeof(err)) != 0)
             _exit(2);
         if (pthread_create(&th, NULL, thread_body, &marker) != 0 || pthread_join(th, &ret) != 0 ||
             ret != &marker)
