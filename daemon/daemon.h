@@ -96,6 +96,12 @@ double notify_watchdog_interval(void);
 
 /* ------------------------------------------------------------------ processes */
 
+struct sandbox_paths;
+/* The folders and device nodes the trainer's Landlock ruleset allows (see trainer.c), with
+ * the Mesa shader cache folder written into cache. Public for tests/security. */
+void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths, char *cache,
+                           size_t cachelen);
+
 /* The trainer supervisor: forked before any secret is loaded. It forks the trainer, restarts
  * it when it dies (reporting PROTO_DIED on sock first) with a growing pause, and exits when
  * the monitor goes away. Never returns. */

@@ -452,11 +452,13 @@ static void add_existing(const char **list, const char *path)
         list[i] = path;
 }
 
-/* What the trainer may touch once it is confined: its store (data loader, checkpoints), the
- * device nodes of GPU drivers, the Mesa shader cache, and read-only the system folders a
- * driver may still load from. Not the keys, the inbox, the outbox or the configuration. */
-static void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths,
-                                  char *cache, size_t cachelen)
+/* What the trainer may open once it is confined: the device nodes of GPU drivers (DRM render
+ * nodes, NVIDIA's nodes), /dev/null, the Mesa shader cache, and read-only the system folders
+ * a driver may still load from. Not the store folder: the store is open already (LMDB keeps
+ * its descriptors and maps), so no ledger, audit, state or cwtd-private file can be opened
+ * anew; not the keys, the inbox, the outbox or the configuration. */
+void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths, char *cache,
+                           size_t cachelen)
 {
     const char *env;
 
@@ -468,9 +470,21 @@ static void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_p
         snprintf(cache, cachelen, "%s", env);
     else if ((env = getenv("HOME")) != NULL)
         snprintf(cache, cachelen, "%s/.cache", env);
-    add_existing(paths->read_write, cfg->store_dir);
-    add_existing(paths->read_write, "/dev");
+    (void)cfg;
+    add_existing(paths->read_write, "/dev/dri");
+    add_existing(paths->read_write, "/dev/null");
+    add_existing(paths->read_write, "/dev/nvidiactl");
+    add_existing(paths->read_write, "/dev/nvidia-uvm");
+    add_existing(paths->read_write, "/dev/nvidia-uvm-tools");
+    add_existing(paths->read_write, "/dev/nvidia-modeset");
+    for (int i = 0; i < 8; i++) {
+        static const char *const gpus[] = {"/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2",
+                                           "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia5",
+                                           "/dev/nvidia6", "/dev/nvidia7"};
+        add_existing(paths->read_write, gpus[i]);
+    }
     add_existing(paths->read_write, cache);
+    add_existing(paths->read_only, "/dev/nvidia-caps");
     add_existing(paths->read_only, "/usr");
     add_existing(paths->read_only, "/proc");
     add_existing(paths->read_only, "/sys");

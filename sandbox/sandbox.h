@@ -20,7 +20,7 @@ enum sandbox_role {
     SANDBOX_DECODER,     /* image decoder: read/write on descriptors it was given, nothing else */
 };
 
-#define SANDBOX_MAX_PATHS 8
+#define SANDBOX_MAX_PATHS 24
 
 /* Folders and files the monitor may touch once Landlock is on. Unused slots are NULL. */
 struct sandbox_paths {

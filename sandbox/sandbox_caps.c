@@ -27,6 +27,16 @@ int sandbox_drop_capabilities(char *err, size_t errlen)
     memset(data, 0, sizeof(data));
     if (syscall(SYS_capget, &hdr, data) != 0)
         return cwt_seterr(err, errlen, CWT_EIO, "capget: %s", strerror(errno));
+    /* Nothing held (the packaged service's case): nothing to drop, and nothing to call.
+     * The ambient set is a subset of permitted and inheritable, so it is empty too; capset
+     * itself may be filtered (cwtd.service blocks @privileged, which has capset). */
+    {
+        int held = 0;
+        for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+            held |= data[i].effective != 0 || data[i].permitted != 0 || data[i].inheritable != 0;
+        if (!held)
+            return 0;
+    }
     setpcap = (data[CAP_TO_INDEX(CAP_SETPCAP)].effective & CAP_TO_MASK(CAP_SETPCAP)) != 0;
     /* The bounding set first, while CAP_SETPCAP is still held; without it (an unprivileged
      * user) the bounding set cannot change and matters only across exec, which seccomp and

@@ -8,7 +8,9 @@
  *     descriptor it holds and answer on its socket.
  *   trainer (sandbox_apply(SANDBOX_TRAINER)): cannot signal its parent, fork, or issue a
  *     terminal ioctl (TIOCSTI, also with high bits set), while other ioctls (as GPU drivers
- *     issue) reach the kernel, threads start and executable memory (JIT) works.
+ *     issue) reach the kernel, threads start and executable memory (JIT) works; under its
+ *     Landlock rules (trainer_sandbox_paths) it cannot open a file of the store folder
+ *     (ledger, audit, state in data.mdb; cwtd-private) or a key.
  *   monitor (sandbox_apply(SANDBOX_MONITOR)): cannot mmap or mprotect executable memory.
  *   every role: no capability left (root's bounding set emptied too); a kernel without
  *     Landlock is refused unless SANDBOX_ALLOW_NO_LANDLOCK (daemon.allow_no_landlock).
@@ -40,6 +42,8 @@
 
 #include "common/cwt.h"
 #include "common/fileio.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
 #include "decode/decoder.h"
 #include "sandbox/sandbox.h"
 
@@ -82,6 +86,12 @@ static int teardown(void **state)
     snprintf(made, sizeof(made), "%s/made", scratch);
     unlink(made);
     unlink(secret);
+    snprintf(made, sizeof(made), "%s/store/data.mdb", scratch);
+    unlink(made);
+    snprintf(made, sizeof(made), "%s/store/cwtd-private", scratch);
+    rmdir(made);
+    snprintf(made, sizeof(made), "%s/store", scratch);
+    rmdir(made);
     rmdir(scratch);
     return 0;
 }
@@ -246,6 +256,60 @@ static int trainer_body(void)
     return bad;
 }
 
+/* The trainer's Landlock ruleset (trainer_sandbox_paths, as cwtd builds it): no file of the
+ * store folder (data.mdb holds the ledger, audit and state; cwtd-private the monitor's
+ * staged bundles) can be opened, for writing or reading, nor a key; /dev/null still can. */
+static int trainer_files_body(void)
+{
+    static struct cwt_config cfg;
+    struct sandbox_paths paths;
+    char err[CWT_ERRLEN], cache[PATH_MAX], path[PATH_MAX + 64];
+    int bad = 0, fd;
+
+    if (!sandbox_landlock_available())
+        return 0; /* nothing to test; cwtd itself would refuse to start */
+    snprintf(cfg.store_dir, sizeof(cfg.store_dir), "%s/store", scratch);
+    snprintf(path, sizeof(path), "%s/cwtd-private", cfg.store_dir);
+    if (file_mkdir_p(path, 0700, NULL, 0) != 0)
+        return P_CONFINE;
+    snprintf(path, sizeof(path), "%s/data.mdb", cfg.store_dir);
+    if (file_write_atomic(path, "x", 1, 0600, NULL, 0) != 0)
+        return P_CONFINE;
+    trainer_sandbox_paths(&cfg, &paths, cache, sizeof(cache));
+    if (sandbox_apply(SANDBOX_TRAINER, &paths, 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sandbox_apply: %s\n", err);
+        return P_CONFINE;
+    }
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0 || errno != EACCES) {
+        bad |= P_OPEN;
+        if (fd >= 0)
+            close(fd);
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        bad |= P_OPEN;
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "%s/cwtd-private/out.cwtb", cfg.store_dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        bad |= P_CREATE;
+        close(fd);
+    }
+    fd = open(secret, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        bad |= P_OPEN;
+        close(fd);
+    }
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        bad |= P_READFD;
+    else
+        close(fd);
+    return bad;
+}
+
 static int monitor_body(void)
 {
     char err[CWT_ERRLEN];
@@ -348,6 +412,12 @@ static void test_trainer_cannot_signal_fork_or_tiocsti(void **state)
     assert_int_equal(run(trainer_body), 0);
 }
 
+static void test_trainer_cannot_open_store_files(void **state)
+{
+    (void)state;
+    assert_int_equal(run(trainer_files_body), 0);
+}
+
 static void test_monitor_has_no_executable_memory(void **state)
 {
     (void)state;
@@ -359,6 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decoder_cannot_open_files_or_reach_out),
         cmocka_unit_test(test_trainer_cannot_signal_fork_or_tiocsti),
+        cmocka_unit_test(test_trainer_cannot_open_store_files),
         cmocka_unit_test(test_monitor_has_no_executable_memory),
         cmocka_unit_test(test_sandbox_drops_every_capability),
         cmocka_unit_test(test_no_landlock_fails_closed_unless_allowed),
