@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@
 struct dec_request {
     uint32_t magic;
     uint32_t h, w, c;
+    uint64_t len; /* bytes of the image from offset 0; 0: the whole file */
 };
 
 struct dec_reply {
@@ -44,8 +46,10 @@ struct dec_reply {
 };
 
 struct decoder {
-    pid_t pid; /* the child, or -1 */
-    int sock;  /* the parent's end, or -1 */
+    pid_t pid;     /* the child, or -1 */
+    int sock;      /* the parent's end, or -1 */
+    int stage;     /* memfd for decoder_decode_memory(), reused: its pages stay allocated */
+    size_t staged; /* bytes the memfd holds (its size never shrinks) */
 };
 
 /* --- the child --- */
@@ -68,7 +72,7 @@ static int write_all(int fd, const void *buf, size_t len)
 }
 
 /* Reads the whole regular file fd (at most DECODE_MAX_FILE bytes) into a malloc'd buffer. */
-static int read_fd(int fd, uint8_t **out, size_t *outlen, char *err, size_t errlen)
+static int read_fd(int fd, uint64_t want, uint8_t **out, size_t *outlen, char *err, size_t errlen)
 {
     struct stat sb;
     uint8_t *buf;
@@ -82,6 +86,8 @@ static int read_fd(int fd, uint8_t **out, size_t *outlen, char *err, size_t errl
         return cwt_seterr(err, errlen, CWT_ETOOBIG, "file is larger than %u bytes",
                           DECODE_MAX_FILE);
     len = (size_t)sb.st_size;
+    if (want > 0 && want < len)
+        len = (size_t)want; /* a reused staging memfd is longer than this image */
     buf = malloc(len > 0 ? len : 1);
     if (buf == NULL)
         return cwt_seterr(err, errlen, CWT_ETOOBIG, "file of %zu bytes does not fit in memory",
@@ -108,7 +114,7 @@ static int child_decode(int fd, const struct dec_request *rq, uint8_t *pixels, c
     size_t len = 0;
     int rc;
 
-    rc = read_fd(fd, &buf, &len, err, errlen);
+    rc = read_fd(fd, rq->len, &buf, &len, err, errlen);
     if (rc != 0)
         return rc;
     rc = decode_memory_fd(buf, len, fd, &img, err, errlen);
@@ -206,6 +212,10 @@ int decoder_confine(char *err, size_t errlen)
     /* DECODER_MAX_AS on top of what the parent had mapped; without /proc, no limit rather
      * than one that the inherited mappings alone might exceed. */
     lim.address_space = mapped > 0 ? mapped + DECODER_MAX_AS : 0;
+    /* Buffers of a few hundred KiB come and go with every image: from the heap and kept
+     * there, they are faulted in once rather than mapped and zeroed per file. */
+    (void)mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
     rc = decode_dicom_warm_up(err, errlen);
     if (rc == 0)
         rc = sandbox_rlimit_apply(&lim, err, errlen);
@@ -248,6 +258,7 @@ int decoder_open(struct decoder **out)
         return CWT_ENOMEM;
     d->pid = -1;
     d->sock = -1;
+    d->stage = -1;
     *out = d;
     return 0;
 }
@@ -387,10 +398,11 @@ static int reply_code(int32_t rc)
     }
 }
 
-int decoder_decode_fd(struct decoder *d, int fd, const char *name, uint32_t h, uint32_t w,
-                      uint32_t c, uint8_t *out, char *err, size_t errlen)
+/* decoder_decode_fd() of the first len bytes of fd (0: all of it). */
+static int decode_fd_len(struct decoder *d, int fd, uint64_t len, const char *name, uint32_t h,
+                         uint32_t w, uint32_t c, uint8_t *out, char *err, size_t errlen)
 {
-    struct dec_request rq = {DEC_MAGIC, h, w, c};
+    struct dec_request rq = {DEC_MAGIC, h, w, c, len};
     struct dec_reply rp;
     char how[64];
     size_t want;
@@ -444,32 +456,44 @@ int decoder_decode_fd(struct decoder *d, int fd, const char *name, uint32_t h, u
     return cwt_seterr(err, errlen, reply_code(rp.rc), "%s", rp.msg);
 }
 
+int decoder_decode_fd(struct decoder *d, int fd, const char *name, uint32_t h, uint32_t w,
+                      uint32_t c, uint8_t *out, char *err, size_t errlen)
+{
+    return decode_fd_len(d, fd, 0, name, h, w, c, out, err, errlen);
+}
+
 int decoder_decode_memory(struct decoder *d, const uint8_t *buf, size_t len, const char *name,
                           uint32_t h, uint32_t w, uint32_t c, uint8_t *out, char *err,
                           size_t errlen)
 {
     size_t done = 0;
-    int fd, rc;
 
-    fd = memfd_create("cwt-image", MFD_CLOEXEC);
-    if (fd < 0)
-        return cwt_seterr(err, errlen, CWT_EIO, "cannot stage %s for the decoder: %s", name,
-                          strerror(errno));
+    if (d == NULL || (buf == NULL && len > 0))
+        return cwt_seterr(err, errlen, CWT_EINVAL, "bad decode request for %s", name);
+    if (len == 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "empty file");
+    if (d->stage < 0) {
+        d->stage = memfd_create("cwt-image", MFD_CLOEXEC);
+        if (d->stage < 0)
+            return cwt_seterr(err, errlen, CWT_EIO, "cannot stage %s for the decoder: %s", name,
+                              strerror(errno));
+    }
+    /* Overwritten in place, never truncated: the child is told how many bytes are this
+     * image's. */
     while (done < len) {
-        ssize_t n = write(fd, buf + done, len - done);
+        ssize_t n = pwrite(d->stage, buf + done, len - done, (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             int saved = errno;
-            close(fd);
+            close(d->stage);
+            d->stage = -1;
             return cwt_seterr(err, errlen, CWT_EIO, "cannot stage %s for the decoder: %s", name,
                               n < 0 ? strerror(saved) : "short write");
         }
         done += (size_t)n;
     }
-    rc = decoder_decode_fd(d, fd, name, h, w, c, out, err, errlen);
-    close(fd);
-    return rc;
+    return decode_fd_len(d, d->stage, len, name, h, w, c, out, err, errlen);
 }
 
 int decoder_decode_file(struct decoder *d, const char *path, uint32_t h, uint32_t w, uint32_t c,
@@ -503,5 +527,7 @@ void decoder_close(struct decoder *d)
         return;
     /* The child exits when its socket closes; SIGKILL covers one stuck in a decode. */
     reap(d, 1, NULL, 0);
+    if (d->stage >= 0)
+        close(d->stage);
     free(d);
 }
