@@ -21,7 +21,7 @@ OUT=${CWT_FUZZ_BUILD:-$SRC/build-fuzz}
 CC=${CLANG:-clang}
 CXX=${CLANGXX:-${CC}++}
 HARNESSES="bundle safetensors roster audit_export config decode csv idx proto control state"
-CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
+CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra -Wno-missing-field-initializers"
 CXXFLAGS="-std=c++17 -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 LIBS="$(pkg-config --libs libsodium lmdb libconfig) -lpthread -lm"
