@@ -224,28 +224,63 @@ int decoder_confine(char *err, size_t errlen)
     return rc;
 }
 
-/* In the new child: keep the socket (as CHILD_FD), stderr (sanitizer reports) and nothing
- * else the parent held (its store, its terminal on stdin and stdout), then confine. */
-static void __attribute__((noreturn)) child_main(int sock)
+/* Set once by decoder_main() at the top of main(), read-only afterwards: children are then
+ * started by executing the program anew rather than as a copy of the parent. */
+static int exec_self;
+
+/* Confines the child and serves on fd. Never returns. */
+static void __attribute__((noreturn)) child_run(int fd)
 {
     char err[CWT_ERRLEN];
-    int null;
 
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-        _exit(4);
     signal(SIGPIPE, SIG_DFL);
-    null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
-        _exit(4);
-    if (sock != CHILD_FD && dup2(sock, CHILD_FD) < 0)
-        _exit(4);
-    if (close_range(CHILD_FD + 1, ~0u, 0) != 0)
-        _exit(4);
     if (decoder_confine(err, sizeof(err)) != 0) {
         fprintf(stderr, "cwtctl: decoder: %s\n", err);
         _exit(5);
     }
-    child_serve(CHILD_FD);
+    child_serve(fd);
+}
+
+/* In the new child: keep the socket (as CHILD_FD), stderr (sanitizer reports) and nothing
+ * else the parent held (its store, its terminal on stdin and stdout); then, in a program that
+ * called decoder_main(), execute it anew, so that the decoder starts with an address space of
+ * its own instead of a copy of the parent's (its store map, its GPU driver). */
+static void __attribute__((noreturn)) child_main(int sock)
+{
+    int high, null;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        _exit(4);
+    /* Out of the way of 0-3 first: a parent started with stdin closed has its socket there. */
+    high = fcntl(sock, F_DUPFD_CLOEXEC, CHILD_FD + 1);
+    null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (high < 0 || null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0 ||
+        dup2(high, CHILD_FD) < 0)
+        _exit(4);
+    if (close_range(CHILD_FD + 1, ~0u, 0) != 0)
+        _exit(4);
+    if (exec_self) {
+        /* dup2 left CHILD_FD without FD_CLOEXEC: it is the one descriptor that survives.
+         * PR_SET_PDEATHSIG survives too. */
+        char *const argv[] = {"cwtctl-decoder", DECODER_CHILD_ARG, NULL};
+        execv("/proc/self/exe", argv);
+        /* No /proc, or the program was replaced on disk: go on in this copy. */
+    }
+    child_run(CHILD_FD);
+}
+
+void decoder_main(int argc, char **argv)
+{
+    struct stat sb;
+
+    if (argc == 2 && strcmp(argv[1], DECODER_CHILD_ARG) == 0) {
+        if (fstat(CHILD_FD, &sb) != 0 || !S_ISSOCK(sb.st_mode)) {
+            fprintf(stderr, "%s: %s is for cwtctl's own use\n", argv[0], DECODER_CHILD_ARG);
+            _exit(2);
+        }
+        child_run(CHILD_FD);
+    }
+    exec_self = 1;
 }
 
 /* --- the parent --- */

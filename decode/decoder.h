@@ -3,10 +3,10 @@
  *
  * PNG, JPEG and DICOM parsers are large and see files from outside; a bug in one (DCMTK
  * recursing through thousands of nested sequences, say) must cost one rejected file, never
- * the ingest or the user's keys. The parent keeps one long-lived child per decoder and hands
- * it each image as a file descriptor over a socketpair; the child reads it, decodes it,
- * prepares it to the asked shape (decode_memory() then image_prepare()) and writes the pixels
- * back. The child is confined before it receives anything (decoder_confine()): no file can be
+ * the ingest or the user's keys. The parent keeps one long-lived child per decoder (forked,
+ * then executed anew where the program called decoder_main()) and hands it each image as a
+ * file descriptor over a socketpair; the child reads it, decodes it, prepares it to the
+ * asked shape (decode_memory() then image_prepare()) and writes the pixels back. The child is confined before it receives anything (decoder_confine()): no file can be
  * opened (seccomp has no open, Landlock has no rule), no socket, no fork, no exec, no
  * executable memory, an address-space, stack and per-file CPU limit, file size 0. A crash or
  * timeout of the child is one rejected file; the next file gets a fresh child.
@@ -56,6 +56,17 @@ int decoder_decode_memory(struct decoder *d, const uint8_t *buf, size_t len, con
 /* As decoder_decode_fd() for a path (opened here, in the parent). */
 int decoder_decode_file(struct decoder *d, const char *path, uint32_t h, uint32_t w, uint32_t c,
                         uint8_t *out, char *err, size_t errlen);
+
+/* The argument with which a program that called decoder_main() is executed as a decoder
+ * child. */
+#define DECODER_CHILD_ARG "--decoder-child"
+
+/* Call first thing in main(). When argv is {name, DECODER_CHILD_ARG} and descriptor 3 is a
+ * socket, this process is a decoder child that decoder_start() executed: it confines itself
+ * and serves on descriptor 3, and never returns. Otherwise it records that this program may
+ * be executed anew for each child (an address space of its own rather than a copy of the
+ * parent's) and returns. Programs that do not call it (tests) get forked children. */
+void decoder_main(int argc, char **argv);
 
 /* Stops the child (closing its socket ends it) and frees d. NULL is fine. */
 void decoder_close(struct decoder *d);
