@@ -6,10 +6,11 @@
  * the ingest or the user's keys. The parent keeps one long-lived child per decoder (forked,
  * then executed anew where the program called decoder_main()) and hands it each image as a
  * file descriptor over a socketpair; the child reads it, decodes it, prepares it to the
- * asked shape (decode_memory() then image_prepare()) and writes the pixels back. The child is confined before it receives anything (decoder_confine()): no file can be
- * opened (seccomp has no open, Landlock has no rule), no socket, no fork, no exec, no
- * executable memory, an address-space, stack and per-file CPU limit, file size 0. A crash or
- * timeout of the child is one rejected file; the next file gets a fresh child.
+ * asked shape (decode_memory() then image_prepare()) and writes the pixels back. The child
+ * is confined before it receives anything (decoder_confine()): no file can be opened
+ * (seccomp has no open, Landlock has no rule), no socket, no fork, no exec, no executable
+ * memory, an address-space, stack and per-file CPU limit, file size 0. A crash or timeout of
+ * the child is one rejected file; the next file gets a fresh child.
  */
 #ifndef CWT_DECODER_H
 #define CWT_DECODER_H
