@@ -390,10 +390,11 @@ static void check_sandbox(struct doctor *d)
             "a system-call filter around this system blocks Landlock, and cwtd refuses to start "
             "without it");
     else
-        add(d, "landlock", ST_WARN,
-            "boot a kernel of 5.13 or later with Landlock enabled (lsm=...,landlock)",
-            "Landlock is not available in this kernel (%s); cwtd runs without its file-system "
-            "sandbox",
+        add(d, "landlock", ST_FAIL,
+            "boot a kernel of 5.13 or later with Landlock enabled (lsm=...,landlock), or set "
+            "daemon.allow_no_landlock = true in cwtd.conf to run without it (audited)",
+            "Landlock is not available in this kernel (%s), and cwtd refuses to start without "
+            "its file-system sandbox",
             strerror(errno));
 
     /* A NULL filter program: EFAULT means filter mode exists, EINVAL that it does not. */

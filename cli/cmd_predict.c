@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/decode.h"
+#include "decode/decoder.h"
 #include "cli/ensemble.h"
 #include "engine/train/train.h"
 
@@ -70,6 +70,7 @@ struct predict_run {
     struct store *st;
     struct eng_device *dev;
     struct eng_model *model;
+    struct decoder *dec; /* the sandboxed decoder child */
     uint8_t *pixels;
     float *probs;
     double *sum;     /* ensemble: summed probabilities of a chunk */
@@ -83,6 +84,7 @@ struct predict_run {
 static void predict_cleanup(struct predict_run *r)
 {
     eng_model_free(r->model);
+    decoder_close(r->dec);
     if (r->dev != NULL)
         eng_device_close(r->dev);
     if (r->st != NULL)
@@ -94,22 +96,16 @@ static void predict_cleanup(struct predict_run *r)
     free(r);
 }
 
-/* Decodes argv[i] into pixels (the model's input shape); 0, or an error printed already. */
-static int load_image(const char *path, const struct eng_model_spec *spec, uint8_t *pixels)
+/* Decodes argv[i] into pixels (the model's input shape) in the decoder child; 0, or an error
+ * printed already. */
+static int load_image(struct decoder *dec, const char *path, const struct eng_model_spec *spec,
+                      uint8_t *pixels)
 {
-    struct decoded_image img;
     char err[CWT_ERRLEN];
     int rc;
 
-    memset(&img, 0, sizeof(img));
-    rc = decode_file(path, &img, err, sizeof(err));
-    if (rc == 0) {
-        rc = image_prepare(&img, spec->in_h, spec->in_w, spec->in_c, pixels);
-        if (rc != 0)
-            cwt_seterr(err, sizeof(err), rc, "%s: cannot convert the image: %s", path,
-                       cwt_strerror(rc));
-    }
-    decode_free(&img);
+    rc = decoder_decode_file(dec, path, spec->in_h, spec->in_w, spec->in_c, pixels, err,
+                             sizeof(err));
     if (rc != 0)
         cli_error(CLI_FAIL, "%s", err);
     return rc;
@@ -166,7 +162,7 @@ static int predict_ensemble(struct predict_run *r, const struct cli_globals *g,
         size_t cells;
 
         for (int i = start; i < end; i++) {
-            if (load_image(argv[i], &spec, r->pixels + (size_t)count * image_bytes) != 0) {
+            if (load_image(r->dec, argv[i], &spec, r->pixels + (size_t)count * image_bytes) != 0) {
                 *failed = 1;
                 continue;
             }
@@ -221,8 +217,15 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
         free(r);
         return CLI_USAGE;
     }
-    rc = store_open(r->cfg.store_dir, STORE_RDONLY, r->cfg.store_max_bytes, &r->st, err,
-                    sizeof(err));
+    /* The decoder child is forked first, before the store and the GPU driver are open. */
+    if (decoder_open(&r->dec) != 0) {
+        free(r);
+        return cli_error(CLI_FAIL, "out of memory");
+    }
+    rc = decoder_start(r->dec, err, sizeof(err));
+    if (rc == 0)
+        rc = store_open(r->cfg.store_dir, STORE_RDONLY, r->cfg.store_max_bytes, &r->st, err,
+                        sizeof(err));
     if (rc == 0)
         rc = eng_device_open(r->cfg.gpu_device, 0, &r->dev, err, sizeof(err));
     if (rc == 0 && r->roster.recipe.heuristic == CWT_H_ENSEMBLE) {
@@ -252,16 +255,8 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
     }
     /* One file at a time: a bad file is reported and the others still get an answer. */
     for (int i = optind; i < argc; i++) {
-        struct decoded_image img;
-        memset(&img, 0, sizeof(img));
-        rc = decode_file(argv[i], &img, err, sizeof(err));
-        if (rc == 0) {
-            rc = image_prepare(&img, spec.in_h, spec.in_w, spec.in_c, r->pixels);
-            if (rc != 0)
-                cwt_seterr(err, sizeof(err), rc, "%s: cannot convert the image: %s", argv[i],
-                           cwt_strerror(rc));
-        }
-        decode_free(&img);
+        rc = decoder_decode_file(r->dec, argv[i], spec.in_h, spec.in_w, spec.in_c, r->pixels, err,
+                                 sizeof(err));
         if (rc == 0) {
             rc = train_predict_images(r->model, &spec, &norm, r->pixels, 1, 1, r->probs);
             if (rc != 0)

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/log.h"
+#include "decode/decoder.h"
 
 struct command {
     const char *name;
@@ -109,6 +110,8 @@ int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
 
+    /* A decoder child executed by ingest or predict never returns from here. */
+    decoder_main(argc, argv);
     argc = take_globals(argc, argv, &g);
     if (argc < 0) {
         fprintf(stderr, "cwtctl: option -c needs a file name\n");

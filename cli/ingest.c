@@ -20,7 +20,8 @@
 #include <sodium.h>
 #include <zlib.h>
 
-#include "cli/decode.h"
+#include "decode/decode.h"
+#include "decode/decoder.h"
 #include "cli/ingest.h"
 #include "common/fileio.h"
 
@@ -55,6 +56,7 @@ struct run {
     const struct cwt_recipe *recipe;
     const struct ingest_options *opt;
     struct ingest_summary *sum;
+    struct decoder *dec; /* the sandboxed decoder child of image files */
     struct store_batch *batch;
     uint32_t in_batch, batch_images;
     int fixed_batch; /* --batch N: commit every N images exactly */
@@ -323,10 +325,11 @@ static enum ingest_reason decode_reason(int rc)
     }
 }
 
-/* Reads, hashes, decodes and stores one image file. */
+/* Reads, hashes, decodes (in the decoder child, to the recipe's shape) and stores one image
+ * file. */
 static int ingest_file(struct run *r, const struct item *it)
 {
-    struct decoded_image img;
+    struct decoded_image img = {r->recipe->input_h, r->recipe->input_w, r->recipe->input_c, NULL};
     char msg[CWT_ERRLEN];
     uint8_t hash[32];
     uint8_t *buf = NULL;
@@ -349,9 +352,16 @@ static int ingest_file(struct run *r, const struct item *it)
         r->sum->duplicates++;
         return 0;
     }
-    rc = decode_memory(buf, len, &img, msg, sizeof(msg));
+    img.pixels = malloc(r->pixel_bytes);
+    if (img.pixels == NULL) {
+        free(buf);
+        return CWT_ENOMEM;
+    }
+    rc = decoder_decode_memory(r->dec, buf, len, it->path, img.h, img.w, img.c, img.pixels, msg,
+                               sizeof(msg));
     free(buf);
     if (rc != 0) {
+        decode_free(&img);
         if (rc == CWT_ENOMEM)
             return rc;
         reject(r, decode_reason(rc), it->path, "%s", msg);
@@ -1070,8 +1080,10 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
     r.fixed_batch = opt->batch_images != 0;
     r.pixel_bytes = (size_t)recipe->input_h * recipe->input_w * recipe->input_c;
     r.pixels = malloc(r.pixel_bytes);
-    if (r.pixels == NULL)
+    if (r.pixels == NULL || decoder_open(&r.dec) != 0) {
+        free(r.pixels);
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
+    }
     r.t0 = cwt_monotonic();
 
     if (ninputs == 2) {
@@ -1125,6 +1137,7 @@ finish:
         progress_draw(&r, 1);
     progress_clear(&r);
     sum->seconds = cwt_monotonic() - r.t0;
+    decoder_close(r.dec);
     free(r.pixels);
     list_free(&l);
     return rc;

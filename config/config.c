@@ -254,8 +254,9 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
                                            "gpu",     "daemon", "limits", NULL};
     static const char *const dir_keys[] = {"site", "store", "keys", "inbox", "outbox", NULL};
     static const char *const gpu_keys[] = {"device", NULL};
-    static const char *const daemon_keys[] = {"user",           "group",      "rescan_seconds",
-                                              "settle_seconds", "allow_root", NULL};
+    static const char *const daemon_keys[] = {
+        "user", "group", "rescan_seconds", "settle_seconds", "allow_root", "allow_no_landlock",
+        NULL};
     static const char *const limit_keys[] = {"store_max_gb", "max_bundle_mb", NULL};
     struct ctx c = {path, err, errlen};
     /* NULL until read: the gpu lookup below also runs after an earlier error. */
@@ -348,6 +349,8 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
         rc = get_u32(&c, daemon, "daemon.", "settle_seconds", 1, 86400, &cfg->settle_seconds);
     if (rc == 0)
         rc = get_bool(&c, daemon, "daemon.", "allow_root", &cfg->allow_root);
+    if (rc == 0)
+        rc = get_bool(&c, daemon, "daemon.", "allow_no_landlock", &cfg->allow_no_landlock);
 
     if (rc == 0)
         rc = get_group(&c, root, "", "limits", &limits);

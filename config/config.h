@@ -42,6 +42,7 @@ struct cwt_config {
     uint32_t rescan_seconds;           /* inbox rescan period */
     uint32_t settle_seconds;           /* a short inbox file must stop growing this long */
     int allow_root;                    /* run as root without daemon.user (audited) */
+    int allow_no_landlock;             /* run on a kernel without Landlock (audited) */
     uint32_t max_bundle_mb;            /* largest bundle accepted */
 };
 

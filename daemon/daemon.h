@@ -91,8 +91,17 @@ void jb_close(struct jbuf *j, char bracket);
 int notify_open(void);
 /* Sends "READY=1", "STATUS=...", "STOPPING=1" ... ; ignores failures. */
 void notify_send(int fd, const char *msg);
+/* Seconds between "WATCHDOG=1" pings: half of $WATCHDOG_USEC when systemd set it for this
+ * process ($WATCHDOG_PID unset or ours), else 0 (no watchdog). Read before the sandbox. */
+double notify_watchdog_interval(void);
 
 /* ------------------------------------------------------------------ processes */
+
+struct sandbox_paths;
+/* The folders and device nodes the trainer's Landlock ruleset allows (see trainer.c), with
+ * the Mesa shader cache folder written into cache. Public for tests/security. */
+void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths, char *cache,
+                           size_t cachelen);
 
 /* The trainer supervisor: forked before any secret is loaded. It forks the trainer, restarts
  * it when it dies (reporting PROTO_DIED on sock first) with a growing pause, and exits when

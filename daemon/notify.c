@@ -2,6 +2,7 @@
  * notify.c - systemd readiness notification (Type=notify) without libsystemd: one datagram
  * per message to the AF_UNIX socket named in $NOTIFY_SOCKET ('@' = abstract namespace).
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,4 +44,26 @@ void notify_send(int fd, const char *msg)
 {
     if (fd >= 0)
         (void)send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+double notify_watchdog_interval(void)
+{
+    const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    unsigned long long v;
+    char *end;
+
+    if (usec == NULL)
+        return 0;
+    if (pid != NULL) {
+        errno = 0;
+        v = strtoull(pid, &end, 10);
+        if (errno != 0 || *end != '\0' || v != (unsigned long long)getpid())
+            return 0;
+    }
+    errno = 0;
+    v = strtoull(usec, &end, 10);
+    if (errno != 0 || *end != '\0' || v == 0)
+        return 0;
+    /* Half the period, as sd_watchdog_enabled(3) advises: a late tick is not a dead monitor. */
+    return (double)v / 2e6;
 }

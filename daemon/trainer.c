@@ -28,7 +28,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/proto.h"
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 #include "engine/engine.h"
 #include "engine/train/train.h"
 #include "storage/safetensors.h"
@@ -452,11 +452,13 @@ static void add_existing(const char **list, const char *path)
         list[i] = path;
 }
 
-/* What the trainer may touch once it is confined: its store (data loader, checkpoints), the
- * device nodes of GPU drivers, the Mesa shader cache, and read-only the system folders a
- * driver may still load from. Not the keys, the inbox, the outbox or the configuration. */
-static void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths,
-                                  char *cache, size_t cachelen)
+/* What the trainer may open once it is confined: the device nodes of GPU drivers (DRM render
+ * nodes, NVIDIA's nodes), /dev/null, the Mesa shader cache, and read-only the system folders
+ * a driver may still load from. Not the store folder: the store is open already (LMDB keeps
+ * its descriptors and maps), so no ledger, audit, state or cwtd-private file can be opened
+ * anew; not the keys, the inbox, the outbox or the configuration. */
+void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths, char *cache,
+                           size_t cachelen)
 {
     const char *env;
 
@@ -468,9 +470,21 @@ static void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_p
         snprintf(cache, cachelen, "%s", env);
     else if ((env = getenv("HOME")) != NULL)
         snprintf(cache, cachelen, "%s/.cache", env);
-    add_existing(paths->read_write, cfg->store_dir);
-    add_existing(paths->read_write, "/dev");
+    (void)cfg;
+    add_existing(paths->read_write, "/dev/dri");
+    add_existing(paths->read_write, "/dev/null");
+    add_existing(paths->read_write, "/dev/nvidiactl");
+    add_existing(paths->read_write, "/dev/nvidia-uvm");
+    add_existing(paths->read_write, "/dev/nvidia-uvm-tools");
+    add_existing(paths->read_write, "/dev/nvidia-modeset");
+    for (int i = 0; i < 8; i++) {
+        static const char *const gpus[] = {"/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2",
+                                           "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia5",
+                                           "/dev/nvidia6", "/dev/nvidia7"};
+        add_existing(paths->read_write, gpus[i]);
+    }
     add_existing(paths->read_write, cache);
+    add_existing(paths->read_only, "/dev/nvidia-caps");
     add_existing(paths->read_only, "/usr");
     add_existing(paths->read_only, "/proc");
     add_existing(paths->read_only, "/sys");
@@ -529,7 +543,9 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
         struct sandbox_paths paths;
         char cache[PATH_MAX];
         trainer_sandbox_paths(cfg, &paths, cache, sizeof(cache));
-        rc = sandbox_apply(SANDBOX_TRAINER, &paths, err, sizeof(err));
+        rc =
+            sandbox_apply(SANDBOX_TRAINER, &paths,
+                          cfg->allow_no_landlock ? SANDBOX_ALLOW_NO_LANDLOCK : 0, err, sizeof(err));
     }
     if (rc != 0)
         fatalx("trainer: %s", err);
@@ -572,6 +588,14 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
         fatal("trainer supervisor: prctl");
     if (prctl(PR_SET_NAME, "cwtd-trainer") != 0)
         log_warn("trainer supervisor: cannot set the process name");
+    /* The supervisor only forks and reaps; it needs no capability (its trainers drop theirs
+     * again in sandbox_apply). Seccomp cannot narrow it as the monitor is narrowed: filters
+     * are inherited across fork, and the trainer needs executable memory. */
+    {
+        char err[CWT_ERRLEN];
+        if (sandbox_drop_capabilities(err, sizeof(err)) != 0)
+            fatalx("trainer supervisor: %s", err);
+    }
     for (;;) {
         double started = cwt_monotonic();
         int status;

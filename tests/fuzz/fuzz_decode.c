@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "cli/decode.h"
+#include "decode/decode.h"
 #include "common/cwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -17,7 +17,7 @@
 #include <jpeglib.h>
 #include <zlib.h>
 
-#include "cli/decode.h"
+#include "decode/decode.h"
 #include "common/cwt.h"
 #include "common/fileio.h"
 

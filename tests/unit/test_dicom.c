@@ -16,7 +16,10 @@
 
 #include <cmocka.h>
 
-#include "cli/decode.h"
+#include <dirent.h>
+
+#include "decode/decode.h"
+#include "decode/decode_internal.h"
 #include "common/cwt.h"
 #include "common/fileio.h"
 
@@ -276,12 +279,86 @@ static void test_bad_dicom_is_refused(void **state)
     assert_null(img.pixels);
 }
 
+/* A Part 10 file (explicit VR little endian) whose data set is depth nested undefined-length
+ * sequences; *len gets its size. Caller frees. */
+static uint8_t *nested(unsigned depth, size_t *len)
+{
+    static const uint8_t meta[] = {/* (0002,0010) UI "1.2.840.10008.1.2.1\0" */
+                                   0x02, 0x00, 0x10, 0x00, 'U', 'I', 20,  0,   '1', '.',
+                                   '2',  '.',  '8',  '4',  '0', '.', '1', '0', '0', '0',
+                                   '8',  '.',  '1',  '.',  '2', '.', '1', 0};
+    static const uint8_t open_level[] = {0x08, 0x00, 0x15, 0x11, 'S',  'Q',  0,
+                                         0,    0xff, 0xff, 0xff, 0xff, 0xfe, 0xff,
+                                         0x00, 0xe0, 0xff, 0xff, 0xff, 0xff};
+    static const uint8_t close_level[] = {0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0,
+                                          0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0};
+    size_t n = 132 + sizeof(meta) + depth * (sizeof(open_level) + sizeof(close_level));
+    uint8_t *b = calloc(1, n), *p;
+
+    assert_non_null(b);
+    memcpy(b + 128, "DICM", 4);
+    memcpy(b + 132, meta, sizeof(meta));
+    p = b + 132 + sizeof(meta);
+    for (unsigned i = 0; i < depth; i++, p += sizeof(open_level))
+        memcpy(p, open_level, sizeof(open_level));
+    for (unsigned i = 0; i < depth; i++, p += sizeof(close_level))
+        memcpy(p, close_level, sizeof(close_level));
+    *len = n;
+    return b;
+}
+
+/* Issue 18, M4: nesting over DECODE_MAX_DICOM_DEPTH is refused before DCMTK parses it (6000
+ * levels crashed it), nesting up to it is not, and no real file is refused. */
+static void test_deep_nesting_is_refused_before_dcmtk(void **state)
+{
+    struct decoded_image img;
+    char err[CWT_ERRLEN], path[1024];
+    struct dirent *e;
+    size_t len;
+    uint8_t *b;
+    DIR *dir;
+    int files = 0;
+
+    (void)state;
+    b = nested(DECODE_MAX_DICOM_DEPTH, &len);
+    assert_int_equal(decode_dicom_scan(b, len, DECODE_MAX_DICOM_DEPTH, err, sizeof(err)), 0);
+    free(b);
+    b = nested(DECODE_MAX_DICOM_DEPTH + 1, &len);
+    assert_int_equal(decode_dicom_scan(b, len, DECODE_MAX_DICOM_DEPTH, err, sizeof(err)),
+                     CWT_EDECODE);
+    free(b);
+    b = nested(6000, &len);
+    assert_int_equal(decode_memory(b, len, &img, err, sizeof(err)), CWT_EDECODE);
+    assert_non_null(strstr(err, "nest deeper than 32 levels"));
+    assert_null(img.pixels);
+    free(b);
+
+    dir = opendir(PYDICOM_FILES);
+    assert_non_null(dir);
+    while ((e = readdir(dir)) != NULL) {
+        size_t n = strlen(e->d_name);
+        uint8_t *buf = NULL;
+        if (n < 4 || strcmp(e->d_name + n - 4, ".dcm") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", PYDICOM_FILES, e->d_name);
+        if (file_read_all(path, DECODE_MAX_FILE, &buf, &len, NULL, 0) != 0)
+            continue;
+        if (decode_dicom_scan(buf, len, DECODE_MAX_DICOM_DEPTH, err, sizeof(err)) != 0)
+            fail_msg("%s refused: %s", path, err);
+        free(buf);
+        files++;
+    }
+    closedir(dir);
+    assert_true(files > 50);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transfer_syntaxes_match_dcm2pnm),
         cmocka_unit_test(test_monochrome1_is_inverted),
         cmocka_unit_test(test_bad_dicom_is_refused),
+        cmocka_unit_test(test_deep_nesting_is_refused_before_dcmtk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,7 +23,7 @@
 
 #include "common/cwt.h"
 #include "common/fileio.h"
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 /* Bits a child sets in its exit status, one per broken expectation. */
 #define BAD_SANDBOX   (1 << 0) /* sandbox_apply failed */
@@ -147,7 +147,7 @@ static int run_child(const struct fixture *fx, enum sandbox_role role, int landl
         char inside[PATH_MAX + 32];
         int bad = 0, rc, fd;
 
-        rc = sandbox_apply(role, landlock ? &paths : NULL, err, sizeof(err));
+        rc = sandbox_apply(role, landlock ? &paths : NULL, 0, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "sandbox_apply: %s\n", err);
             _exit(BAD_SANDBOX);
@@ -198,7 +198,7 @@ static int run_thread_child(enum sandbox_role role)
         int marker = 1, bad = 0;
         pid_t grandchild;
 
-        if (sandbox_apply(role, NULL, err, sizeof(err)) != 0)
+        if (sandbox_apply(role, NULL, 0, err, sizeof(err)) != 0)
             _exit(2);
         if (pthread_create(&th, NULL, thread_body, &marker) != 0 || pthread_join(th, &ret) != 0 ||
             ret != &marker)

@@ -1,14 +1,18 @@
 /*
- * sandbox_seccomp.c - the seccomp allow-lists of the monitor and the trainer (libseccomp).
+ * sandbox_seccomp.c - the seccomp allow-lists of the monitor, the trainer (libseccomp) and
+ * cwtctl's decoder child.
  *
- * Both processes: only AF_UNIX sockets, no exec, no ptrace, no mount, no io_uring, no
- * keyctl, no bpf - anything not listed fails with EPERM. The trainer's list is a superset:
- * GPU drivers issue ioctls on their device nodes, Mesa's lavapipe starts threads and JIT-
- * compiles shaders into executable memory.
+ * Monitor and trainer: only AF_UNIX sockets, no exec, no ptrace, no mount, no io_uring, no
+ * keyctl, no bpf, threads but no new processes - anything not listed fails with EPERM. The
+ * trainer adds what GPU drivers need: ioctls on their device nodes (but no terminal ioctl),
+ * executable memory for the JIT of Mesa's lavapipe and oneDNN; it may signal only itself.
+ * The monitor has no executable memory. The decoder has a list of its own, much shorter: it
+ * reads the descriptor it was handed and writes pixels to its socket.
  */
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <string.h>
@@ -17,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <termios.h>
+#include <unistd.h>
 
 #include "common/cwt.h"
 
@@ -75,8 +80,7 @@ static const char *const monitor_calls[] = {
     "getcwd",
     "copy_file_range",
     "sendfile",
-    /* memory: sodium_malloc guards and locks pages; mprotect is narrowed below */
-    "mmap",
+    /* memory: sodium_malloc guards and locks pages; mmap and mprotect are narrowed below */
     "munmap",
     "mremap",
     "madvise",
@@ -131,11 +135,7 @@ static const char *const monitor_calls[] = {
     "recvfrom",
     "shutdown",
     "memfd_create",
-    /* processes and signals: reaping and stopping the trainer supervisor */
-    "wait4",
-    "waitid",
-    "kill",
-    "tgkill",
+    /* signals (kill and wait are per role, below) */
     "exit",
     "exit_group",
     "rt_sigprocmask",
@@ -159,12 +159,17 @@ static const char *const monitor_calls[] = {
     "uname",
 };
 
-/* What a Vulkan driver needs on top: device ioctls, threads, executable JIT memory, NUMA
- * hints, thread names and priorities. */
+/* The monitor alone reaps and stops the trainer supervisor. */
+static const char *const monitor_extra_calls[] = {
+    "wait4",
+    "waitid",
+    "kill",
+    "tgkill",
+};
+
+/* What a Vulkan driver needs on top: NUMA hints, thread names and priorities (ioctl, clone,
+ * kill and executable memory are narrowed in add_trainer_rules). */
 static const char *const trainer_extra_calls[] = {
-    "ioctl",
-    "clone",
-    "clone3",
     "set_tid_address",
     "prctl",
     "mbind",
@@ -187,6 +192,20 @@ static const char *const trainer_extra_calls[] = {
     "process_mrelease",
 };
 
+/* The decoder child: I/O on descriptors it holds (its socket, the image it was handed, a
+ * memfd that DCMTK reads), memory without PROT_EXEC (narrowed below), time and the C
+ * library's signal and exit paths. No open, no socket, no fork, no exec. */
+static const char *const decoder_calls[] = {
+    "read",        "write",        "readv",          "writev",          "pread64",
+    "lseek",       "close",        "fstat",          "fcntl",           "dup",
+    "ftruncate",   "memfd_create", "recvmsg",        "sendmsg",         "recvfrom",
+    "sendto",      "munmap",       "mremap",         "madvise",         "brk",
+    "futex",       "getrandom",    "clock_gettime",  "clock_getres",    "gettimeofday",
+    "time",        "sched_yield",  "rseq",           "set_robust_list", "restart_syscall",
+    "exit",        "exit_group",   "rt_sigprocmask", "rt_sigaction",    "rt_sigreturn",
+    "sigaltstack", "getpid",       "gettid",         "getrusage",       "getrlimit",
+};
+
 static int add_calls(scmp_filter_ctx ctx, const char *const *names, size_t n, char *err,
                      size_t errlen)
 {
@@ -205,9 +224,84 @@ static int add_calls(scmp_filter_ctx ctx, const char *const *names, size_t n, ch
     return 0;
 }
 
+/* mmap and mprotect without PROT_EXEC (OpenSSH's SC_MMAP): no process that does not JIT
+ * can make memory executable, so injected code has nowhere to run. */
+static int add_no_exec_memory(scmp_filter_ctx ctx)
+{
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc = rc ? rc
+            : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    return rc;
+}
+
+/* Threads but no new processes. clone is allowed only with CLONE_THREAD in its flags (the
+ * first argument on every architecture cwt builds for); clone3 passes its flags in memory
+ * that seccomp cannot read, so it fails with ENOSYS and the C library falls back to clone. */
+static int add_threads_only(scmp_filter_ctx ctx)
+{
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    return rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+}
+
+/* Signals to the calling process only (abort() and raise() use tgkill on themselves). */
+static int add_signal_self(scmp_filter_ctx ctx)
+{
+    scmp_datum_t self = (scmp_datum_t)getpid();
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, self));
+    return rc ? rc
+              : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                                 SCMP_A0(SCMP_CMP_EQ, self));
+}
+
+/* The decoder: its own short list; fstat only on a descriptor (glibc's fstat is
+ * newfstatat(fd, "", AT_EMPTY_PATH)); prlimit64 only on itself (the per-file CPU limit). */
+static int add_decoder_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+    int rc = add_calls(ctx, decoder_calls, sizeof(decoder_calls) / sizeof(decoder_calls[0]), err,
+                       errlen);
+    if (rc != 0)
+        return rc;
+    rc = add_no_exec_memory(ctx);
+    rc = rc ? rc : add_signal_self(ctx);
+    rc = rc ? rc
+            : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), 1,
+                               SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH));
+    rc =
+        rc ? rc
+           : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    if (rc != 0)
+        return cwt_seterr(err, errlen, CWT_EIO, "seccomp: decoder rules: %s", strerror(-rc));
+    return 0;
+}
+
+/* The trainer's ioctls: any but a terminal's. Terminal ioctls have type 'T' (0x54) in bits
+ * 8-15 of the request (TIOCSTI, which pushes keystrokes into a terminal, is 0x5412); GPU
+ * drivers use other types ('d' for DRM, 'F' for NVIDIA, '>' for sync files). seccomp has no
+ * "masked not equal", so one rule per bit allows a request whose type differs from 0x54 in
+ * that bit; a 'T' request matches none and fails with EPERM. Only bits 8-15 are compared, so
+ * high bits set in the 64-bit argument (the kernel reads an unsigned int) change nothing. */
+static int add_trainer_ioctls(scmp_filter_ctx ctx)
+{
+    int rc = 0;
+
+    for (unsigned bit = 8; rc == 0 && bit < 16; bit++) {
+        scmp_datum_t mask = (scmp_datum_t)1 << bit;
+        scmp_datum_t want = ((scmp_datum_t)0x5400 & mask) ^ mask;
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                              SCMP_A1(SCMP_CMP_MASKED_EQ, mask, want));
+    }
+    return rc;
+}
+
 static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, size_t errlen)
 {
     int rc;
+
+    if (role == SANDBOX_DECODER)
+        return add_decoder_rules(ctx, err, errlen);
 
     rc = add_calls(ctx, monitor_calls, sizeof(monitor_calls) / sizeof(monitor_calls[0]), err,
                    errlen);
@@ -229,10 +323,13 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, siz
         return cwt_seterr(err, errlen, CWT_EIO, "seccomp: socket rules: %s", strerror(-rc));
 
     if (role == SANDBOX_MONITOR) {
+        rc = add_calls(ctx, monitor_extra_calls,
+                       sizeof(monitor_extra_calls) / sizeof(monitor_extra_calls[0]), err, errlen);
+        if (rc != 0)
+            return rc;
         /* The monitor never needs executable memory (no JIT), and the only ioctls it makes
          * are isatty() and FIONREAD on its own descriptors. */
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+        rc = add_no_exec_memory(ctx);
         rc = rc ? rc
                 : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                                    SCMP_A1(SCMP_CMP_EQ, TCGETS));
@@ -242,20 +339,19 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, siz
         rc = rc ? rc
                 : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                    SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
-        /* Threads but no new processes: bundle sealing and opening hash on helper threads
-         * (crypto/bundle_pipe.c). clone is allowed only with CLONE_THREAD in its flags (the
-         * first argument on every architecture cwt builds for); clone3 passes its flags in
-         * memory that seccomp cannot read, so it fails with ENOSYS and the C library falls
-         * back to clone. */
-        rc = rc ? rc
-                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                                   SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
-        rc = rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+        /* Bundle sealing and opening hash on helper threads (crypto/bundle_pipe.c). */
+        rc = rc ? rc : add_threads_only(ctx);
         if (rc != 0)
             return cwt_seterr(err, errlen, CWT_EIO, "seccomp: monitor rules: %s", strerror(-rc));
         return 0;
     }
-    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 0);
+    /* The trainer: executable memory (JIT), threads (Mesa, oneDNN, OpenMP) but no process,
+     * signals to itself only, device ioctls but no terminal ioctl. */
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 0);
+    rc = rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 0);
+    rc = rc ? rc : add_threads_only(ctx);
+    rc = rc ? rc : add_signal_self(ctx);
+    rc = rc ? rc : add_trainer_ioctls(ctx);
     if (rc != 0)
         return cwt_seterr(err, errlen, CWT_EIO, "seccomp: trainer rules: %s", strerror(-rc));
     return add_calls(ctx, trainer_extra_calls,
@@ -267,7 +363,7 @@ int sandbox_seccomp_apply(enum sandbox_role role, char *err, size_t errlen)
     scmp_filter_ctx ctx;
     int rc;
 
-    if (role != SANDBOX_MONITOR && role != SANDBOX_TRAINER)
+    if (role != SANDBOX_MONITOR && role != SANDBOX_TRAINER && role != SANDBOX_DECODER)
         return cwt_seterr(err, errlen, CWT_EINVAL, "seccomp: unknown sandbox role %d", role);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         return cwt_seterr(err, errlen, CWT_EIO, "cannot set no_new_privs: %s", strerror(errno));

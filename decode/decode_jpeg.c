@@ -12,7 +12,7 @@
 
 #include <jpeglib.h>
 
-#include "cli/decode_internal.h"
+#include "decode/decode_internal.h"
 
 /* Progressive files can hold thousands of tiny scans that cost minutes to decode; real
  * encoders write about ten. */

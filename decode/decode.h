@@ -16,6 +16,9 @@
 #define DECODE_MAX_FILE   (1024u * 1024u * 1024u)
 /* One uncompressed DICOM frame: 64 Mpixel at 16-bit grey or 8-bit RGB fit. */
 #define DECODE_MAX_FRAME_BYTES (4ull * DECODE_MAX_PIXELS)
+/* DICOM sequences nested deeper than this are refused before DCMTK parses them: real images
+ * nest a handful of levels, DCMTK recurses once per level. */
+#define DECODE_MAX_DICOM_DEPTH 32
 
 /* A decoded image, 8-bit, interleaved HWC. pixels is malloc'd; free with decode_free(). */
 struct decoded_image {
@@ -30,6 +33,10 @@ struct decoded_image {
 int decode_file(const char *path, struct decoded_image *out, char *err, size_t errlen);
 int decode_memory(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
                   size_t errlen);
+/* As decode_memory(), with fd a descriptor that holds the same bytes from offset 0 (or -1):
+ * DICOM is then read through it rather than staged in a new memfd. */
+int decode_memory_fd(const uint8_t *buf, size_t len, int fd, struct decoded_image *out, char *err,
+                     size_t errlen);
 void decode_free(struct decoded_image *img);
 
 /* Converts to c_out channels (grey <-> RGB, ITU-R BT.601 luma) and resizes to h_out x w_out

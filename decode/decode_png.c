@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/decode_internal.h"
+#include "decode/decode_internal.h"
 
 /* Everything the error path must free lives here, not in locals that setjmp would clobber. */
 struct png_ctx {

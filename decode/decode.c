@@ -10,13 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/decode_internal.h"
+#include "decode/decode_internal.h"
 #include "common/fileio.h"
 
 static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 int decode_memory(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
                   size_t errlen)
+{
+    return decode_memory_fd(buf, len, -1, out, err, errlen);
+}
+
+int decode_memory_fd(const uint8_t *buf, size_t len, int fd, struct decoded_image *out, char *err,
+                     size_t errlen)
 {
     if (out == NULL || (buf == NULL && len > 0))
         return cwt_seterr(err, errlen, CWT_EINVAL, "no image buffer");
@@ -31,8 +37,10 @@ int decode_memory(const uint8_t *buf, size_t len, struct decoded_image *out, cha
     if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
         return decode_jpeg(buf, len, out, err, errlen);
     /* DICOM Part 10: a 128-byte preamble, then "DICM". */
-    if (len >= 132 && memcmp(buf + 128, "DICM", 4) == 0)
-        return decode_dicom(buf, len, out, err, errlen);
+    if (len >= 132 && memcmp(buf + 128, "DICM", 4) == 0) {
+        int rc = decode_dicom_scan(buf, len, DECODE_MAX_DICOM_DEPTH, err, errlen);
+        return rc != 0 ? rc : decode_dicom_fd(buf, len, fd, out, err, errlen);
+    }
     return cwt_seterr(err, errlen, CWT_EFORMAT, "not a PNG, JPEG or DICOM image");
 }
 

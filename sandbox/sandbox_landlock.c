@@ -4,7 +4,7 @@
  * so files can be renamed into inbox/rejected/, TRUNCATE (ABI 3), and from ABI 4 every TCP
  * bind/connect is denied as well, a second wall behind the seccomp socket-family rule.
  */
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,4 +126,9 @@ int sandbox_landlock_apply(const struct sandbox_paths *paths, char *err, size_t 
                         strerror(errno));
     close(ruleset);
     return rc;
+}
+
+int sandbox_landlock_available(void)
+{
+    return syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) > 0;
 }

@@ -12,6 +12,9 @@
 #include "dcmtk/config/osconfig.h"
 
 #include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcdict.h"
+#include "dcmtk/dcmdata/dcerror.h"
+#include "dcmtk/dcmdata/dcistrma.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcpixel.h"
 #include "dcmtk/dcmdata/dcpixseq.h"
@@ -33,7 +36,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "cli/decode_internal.h"
+#include "decode/decode_internal.h"
 
 namespace
 {
@@ -50,6 +53,125 @@ void dicom_setup()
         DJLSDecoderRegistration::registerCodecs();
         DcmRLEDecoderRegistration::registerCodecs();
     });
+}
+
+/* DCMTK reads the file through a descriptor, never by path: the decoder child may not open
+ * anything (decode/decoder.h). The producer reads with pread at its own position, so any
+ * number of streams on one descriptor (DCMTK opens one per value it loads lazily) never
+ * disturb each other. */
+class FdProducer : public DcmProducer
+{
+  public:
+    FdProducer(int fd, offile_off_t size, offile_off_t pos) : fd_(fd), size_(size), pos_(pos)
+    {
+        if (pos_ > size_)
+            status_ = EC_InvalidStream;
+    }
+    OFBool good() const override
+    {
+        return status_.good();
+    }
+    OFCondition status() const override
+    {
+        return status_;
+    }
+    OFBool eos() override
+    {
+        return pos_ >= size_;
+    }
+    offile_off_t avail() override
+    {
+        return status_.good() ? size_ - pos_ : 0;
+    }
+    offile_off_t read(void *buf, offile_off_t buflen) override
+    {
+        offile_off_t want = buflen < avail() ? buflen : avail(), got = 0;
+        while (got < want) {
+            ssize_t n = pread(fd_, static_cast<char *>(buf) + got, static_cast<size_t>(want - got),
+                              static_cast<off_t>(pos_ + got));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                status_ = EC_InvalidStream;
+                break;
+            }
+            got += n;
+        }
+        pos_ += got;
+        return got;
+    }
+    offile_off_t skip(offile_off_t skiplen) override
+    {
+        offile_off_t n = skiplen < avail() ? skiplen : avail();
+        pos_ += n;
+        return n;
+    }
+    void putback(offile_off_t num) override
+    {
+        if (num > pos_)
+            status_ = EC_PutbackFailed;
+        else
+            pos_ -= num;
+    }
+
+  private:
+    int fd_;
+    offile_off_t size_, pos_;
+    OFCondition status_ = EC_Normal;
+};
+
+class FdInputStream : public DcmInputStream
+{
+  public:
+    /* The producer is a member built after the base; the base only stores its address
+     * (as DcmInputFileStream does). */
+    FdInputStream(int fd, offile_off_t size, offile_off_t start)
+        : DcmInputStream(&producer_), producer_(fd, size, start), fd_(fd), size_(size),
+          start_(start)
+    {
+    }
+    DcmInputStreamFactory *newFactory() const override;
+
+  private:
+    FdProducer producer_;
+    int fd_;
+    offile_off_t size_, start_;
+};
+
+/* Re-creates a stream at a saved position, for values DCMTK loads when they are used. */
+class FdStreamFactory : public DcmInputStreamFactory
+{
+  public:
+    FdStreamFactory(int fd, offile_off_t size, offile_off_t pos) : fd_(fd), size_(size), pos_(pos)
+    {
+    }
+    DcmInputStream *create() const override
+    {
+        return new FdInputStream(fd_, size_, pos_);
+    }
+    DcmInputStreamFactory *clone() const override
+    {
+        return new FdStreamFactory(*this);
+    }
+    /* DCMTK looks at the type only when it saves a file over the one it read; cwt never
+     * saves. */
+    DcmInputStreamFactoryType ident() const override
+    {
+        return DFT_DcmInputFileStreamFactory;
+    }
+
+  private:
+    int fd_;
+    offile_off_t size_, pos_;
+};
+
+DcmInputStreamFactory *FdInputStream::newFactory() const
+{
+    /* With a filter installed (deflated transfer syntax) positions are not file offsets:
+     * DCMTK then loads every value at once, as for any stream without a factory. */
+    if (currentProducer() != &producer_)
+        return NULL;
+    return new FdStreamFactory(fd_, size_, start_ + tell());
 }
 
 /* The memfd that holds the file while DCMTK reads it; closed when it goes out of scope. */
@@ -199,35 +321,45 @@ int check_pixel_module(DcmDataset *ds, Uint16 rows, Uint16 cols, char *err, size
     return 0;
 }
 
-int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err, size_t errlen)
+int render(const uint8_t *buf, size_t len, int fd, struct decoded_image *out, char *err,
+           size_t errlen)
 {
     /* DCMTK allocates a value's declared length before reading it. Reading from a file, it
      * first checks that length against the bytes left and loads values over maxReadLength only
      * when they are used; from a buffer stream it must load every value at once, so a few
      * bytes declaring a 3 GB value would allocate 3 GB. The buffer is therefore handed to
-     * DCMTK as a file: a memfd, opened by path. Declared first, so it outlives the readers. */
+     * DCMTK as a file: a memfd read through FdInputStream. Declared first, so it outlives the
+     * readers. */
     staged_file staged;
-    char path[64];
     size_t done = 0;
 
-    staged.fd = memfd_create("cwt-dicom", MFD_CLOEXEC);
-    if (staged.fd < 0)
-        return cwt_seterr(err, errlen, CWT_EIO, "cannot stage the DICOM file: %s",
-                          std::strerror(errno));
-    while (done < len) {
-        ssize_t n = write(staged.fd, buf + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
+    /* A caller that holds the file as a descriptor already (the decoder child, which may not
+     * write files: RLIMIT_FSIZE is 0) passes it; otherwise the buffer is staged. */
+    if (fd < 0) {
+        staged.fd = memfd_create("cwt-dicom", MFD_CLOEXEC);
+        if (staged.fd < 0)
             return cwt_seterr(err, errlen, CWT_EIO, "cannot stage the DICOM file: %s",
-                              n < 0 ? std::strerror(errno) : "short write");
-        done += static_cast<size_t>(n);
+                              std::strerror(errno));
+        while (done < len) {
+            ssize_t n = write(staged.fd, buf + done, len - done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return cwt_seterr(err, errlen, CWT_EIO, "cannot stage the DICOM file: %s",
+                                  n < 0 ? std::strerror(errno) : "short write");
+            done += static_cast<size_t>(n);
+        }
+        fd = staged.fd;
     }
-    std::snprintf(path, sizeof(path), "/proc/self/fd/%d", staged.fd);
 
     DcmFileFormat file;
-    OFCondition cond =
-        file.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+    FdInputStream stream(fd, static_cast<offile_off_t>(len), 0);
+    OFCondition cond = stream.status();
+    if (cond.good()) {
+        file.transferInit();
+        cond = file.read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+        file.transferEnd();
+    }
     if (cond.bad())
         return cwt_seterr(err, errlen, CWT_EDECODE, "corrupt or truncated DICOM: %s", cond.text());
 
@@ -289,14 +421,34 @@ int render(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
 
 } // namespace
 
+extern "C" int decode_dicom_warm_up(char *err, size_t errlen)
+{
+    try {
+        dicom_setup();
+        /* The data dictionary is read from disk on first use: now, before the decoder child
+         * loses the right to open files. */
+        if (!dcmDataDict.isDictionaryLoaded())
+            return cwt_seterr(err, errlen, CWT_EIO, "DCMTK cannot load its data dictionary");
+        return 0;
+    } catch (...) {
+        return cwt_seterr(err, errlen, CWT_EIO, "DCMTK cannot be set up");
+    }
+}
+
 extern "C" int decode_dicom(const uint8_t *buf, size_t len, struct decoded_image *out, char *err,
                             size_t errlen)
+{
+    return decode_dicom_fd(buf, len, -1, out, err, errlen);
+}
+
+extern "C" int decode_dicom_fd(const uint8_t *buf, size_t len, int fd, struct decoded_image *out,
+                               char *err, size_t errlen)
 {
     std::memset(out, 0, sizeof(*out));
     /* No C++ exception may cross into C. */
     try {
         dicom_setup();
-        return render(buf, len, out, err, errlen);
+        return render(buf, len, fd, out, err, errlen);
     } catch (const std::bad_alloc &) {
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory decoding DICOM");
     } catch (...) {
