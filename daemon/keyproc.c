@@ -17,7 +17,7 @@
 #include "common/cwt.h"
 #include "common/log.h"
 #include "daemon/proto.h"
-#include "daemon/sandbox.h"
+#include "sandbox/sandbox.h"
 
 /* The descriptor the key process keeps: its end of the socketpair. */
 #define KEYPROC_FD 3
@@ -71,6 +71,9 @@ static void keyproc_confine(void)
     char err[CWT_ERRLEN];
     int rc;
 
+    /* No capability, like every other process of cwtd. */
+    if (sandbox_drop_capabilities(err, sizeof(err)) != 0)
+        fatalx("key process: %s", err);
     /* Landlock with no rule: no file of any kind can be opened from here on. */
     rc = sandbox_landlock_apply(&none, err, sizeof(err));
     if (rc == CWT_EUNSUPPORTED)
