@@ -127,7 +127,7 @@ static int state_save(struct monitor *m)
                cwt_strerror(len));
     rc = store_meta_put(m->st, CWTD_META_STATE, text, (size_t)len);
     if (rc != 0)
-        log_warnx("cannot save the daemon state: %s", cwt_strerror(rc));
+        log_errorx("cannot save the daemon state: %s", cwt_strerror(rc));
     return rc;
 }
 
@@ -257,7 +257,7 @@ static void start_job(struct monitor *m)
     if (fd >= 0)
         close(fd);
     if (rc != 0) {
-        log_warn("cannot send a job to the trainer");
+        log_error("cannot send a job to the trainer");
         return;
     }
     m->job_id = msg.job;
@@ -551,7 +551,7 @@ static void on_result(struct monitor *m, struct proto_msg *msg)
     }
     rc = proto_weights_from_fd(msg->fd, PROTO_MAX_WEIGHTS, &blob, &len, err, sizeof(err));
     if (rc != 0) {
-        log_warnx("cannot read the trainer's weights: %s", err);
+        log_errorx("cannot read the trainer's weights: %s", err);
         m->retry_at = cwt_monotonic() + RETRY_SECONDS;
         return;
     }
@@ -599,7 +599,7 @@ static void on_trainer_message(struct monitor *m)
     if (rc == CWT_EIO && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
     if (rc != 0) {
-        log_warnx("bad message from the trainer: %s", rc == CWT_EIO ? strerror(errno) : err);
+        log_errorx("bad message from the trainer: %s", rc == CWT_EIO ? strerror(errno) : err);
         return;
     }
     switch (msg.type) {
@@ -642,7 +642,7 @@ static void on_trainer_message(struct monitor *m)
         break;
     }
     default:
-        log_warnx("unexpected message type %u from the trainer", (unsigned)msg.type);
+        log_errorx("unexpected message type %u from the trainer", (unsigned)msg.type);
         break;
     }
     if (msg.fd >= 0)
@@ -701,7 +701,7 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
     if (file_join(src, sizeof(src), m->cfg->inbox_dir, name) != 0 ||
         file_join(dst, sizeof(dst), m->rejected_dir, name) != 0)
         return;
-    log_warnx("rejected %s: %s", name, reason);
+    log_errorx("rejected %s: %s", name, reason);
     if (file_mkdir_p(m->rejected_dir, 0700, err, sizeof(err)) != 0) {
         log_warnx("%s", err);
         return;
@@ -720,7 +720,7 @@ static void reject(struct monitor *m, const char *name, int rc, const char *reas
     /* The file leaves the inbox before its reason appears: whoever waits for the reason
      * finds the inbox without it. */
     if (rename(src, dst) != 0) {
-        log_warn("cannot move %s to %s", src, dst);
+        log_error("cannot move %s to %s", src, dst);
         (void)unlink(src); /* never process a rejected file twice */
     }
     if (file_write_atomic(rpath, text, (size_t)n, 0644, err, sizeof(err)) != 0)
@@ -779,7 +779,7 @@ static void finish_accepted(struct monitor *m, int fd, const char *path, const c
     audit_opened(m, &info, name);
     rc = bundle_accept(m->st, &info);
     if (rc != 0 && rc != CWT_EB_REPLAY) {
-        log_warnx("cannot finish the import of %s: %s", name, cwt_strerror(rc));
+        log_errorx("cannot finish the import of %s: %s", name, cwt_strerror(rc));
         return;
     }
     if (unlink(path) == 0)
@@ -1056,7 +1056,7 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
     if (rc != 0 && rc != CWT_EB_REPLAY)
         fatalx("cannot record bundle %s in the ledger: %s", idhex, cwt_strerror(rc));
     if (unlink(path) != 0)
-        log_warn("cannot remove %s from the inbox", path);
+        log_error("cannot remove %s from the inbox", path);
     (void)file_fsync_dir(m->cfg->inbox_dir);
     log_info("accepted %s: %s from %s (cycle %u, hop %u)", name, bundle_kind_name(info.hdr.kind),
              info.hdr.sender, info.hdr.cycle, info.hdr.hop);
@@ -1085,7 +1085,7 @@ static void inbox_scan(struct monitor *m, int settle)
     int64_t now = cwt_now();
 
     if (d == NULL) {
-        log_warn("cannot read the inbox %s", m->cfg->inbox_dir);
+        log_error("cannot read the inbox %s", m->cfg->inbox_dir);
         return;
     }
     /* Collect first (sorted handling, and the directory changes while we work). */
@@ -1496,7 +1496,7 @@ static void on_tick(struct monitor *m)
     uint64_t expirations;
 
     if (read(m->timerfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
-        log_warn("timerfd");
+        log_error("timerfd");
     /* The event loop is alive: a monitor stuck anywhere stops these, and systemd restarts
      * it after WatchdogSec=. */
     if (m->watchdog_every > 0 && cwt_monotonic() >= m->next_watchdog) {

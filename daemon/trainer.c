@@ -424,7 +424,7 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
              job->u.job.hop, (unsigned long long)res.u.result.steps, res.u.result.val_accuracy);
 done:
     if (rc != 0) {
-        log_warnx("trainer: job failed: %s", err[0] ? err : cwt_strerror(rc));
+        log_errorx("trainer: job failed: %s", err[0] ? err : cwt_strerror(rc));
         send_result_error(t, rc, err[0] ? err : cwt_strerror(rc));
     }
     if (fd >= 0)
@@ -573,7 +573,7 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
         if (m.type == PROTO_JOB)
             run_job(&t, &m);
         else if (m.type != PROTO_PAUSE && m.type != PROTO_RESUME)
-            log_warnx("trainer: unexpected message type %u", (unsigned)m.type);
+            log_errorx("trainer: unexpected message type %u", (unsigned)m.type);
         if (m.fd >= 0)
             close(m.fd);
     }
@@ -605,7 +605,7 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
             _exit(0);
         pid = fork();
         if (pid < 0) {
-            log_warn("trainer supervisor: fork");
+            log_error("trainer supervisor: fork");
             sleep(5);
             continue;
         }

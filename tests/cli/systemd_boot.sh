@@ -141,6 +141,15 @@ wait_until 60 taken || fail "the answer stayed in the inbox: $(cwtctl status)"
 [ -z "$(ls /var/lib/cwt/inbox/rejected 2>/dev/null)" ] || fail "rejected: $(cat /var/lib/cwt/inbox/rejected/*.reason)"
 cwtctl status | grep -q "^last in .*hospital-b" || fail "status lacks the bundle from b: $(cwtctl status)"
 
+# The journal has priorities: a file that is no bundle is rejected at priority err, so
+# `journalctl -p err` (and -p warning) finds it, and the info lines stay out of it.
+printf 'not a bundle' >/var/lib/cwt/inbox/junk.cwtb
+chown cwt:cwt /var/lib/cwt/inbox/junk.cwtb
+wait_until 60 sh -c 'journalctl -u cwtd -p err --no-pager | grep -q "error: rejected junk.cwtb"' ||
+    fail "the rejection is not in journalctl -p err: $(journalctl -u cwtd --no-pager | tail -n 5)"
+journalctl -u cwtd -p warning --no-pager | grep -q "sealed" &&
+    fail "info lines reach journalctl -p warning"
+
 # Stop and restart: a clean exit, and the state survives.
 state=$(cwtctl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 systemctl stop cwtd
