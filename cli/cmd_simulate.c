@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/sim.h"
+#include "sim/sim.h"
 #include "common/fileio.h"
 #include "storage/store.h"
 

@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 #include "storage/store.h"
 
 /* Stream tags of the per-seed random choices. */

@@ -1,6 +1,7 @@
 /*
- * sim.h - `cwtctl simulate`: the paper's experiment with virtual institutions on one machine
- * (docs/simulate.md defines every partition rule, heuristic and modification exactly).
+ * sim.h - library cwt_sim behind `cwtctl simulate`: the paper's experiment with virtual
+ * institutions on one machine (docs/simulate.md defines every partition rule, heuristic and
+ * modification exactly).
  *
  * Layers, bottom-up:
  *   sim_partition.c  partition rules, Gamma/Dirichlet sampling, dividing a split among
@@ -10,7 +11,7 @@
  *   sim_fed.c        fedavg/fedprox arithmetic: weighted mean, round cut, proximal step
  *                    (no engine: unit-tested without a GPU);
  *   sim_run.c        the heuristics on the engine and training driver;
- *   cmd_simulate.c   the command line.
+ *   cli/cmd_simulate.c  the command line (stays in cli/ with the other commands).
  */
 #ifndef CWT_SIM_H
 #define CWT_SIM_H
