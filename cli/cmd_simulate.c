@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "sim/sim.h"
 #include "common/fileio.h"
 #include "storage/store.h"
@@ -54,6 +55,19 @@ static int parse_count(const char *opt, const char *arg, int64_t lo, int64_t hi,
     return 0;
 }
 
+/* "run k/N <heuristic>, step s/S, ETA mm:ss": the ETA is over all runs, from the steps done. */
+static void show_progress(const struct sim_progress *p, void *ctx)
+{
+    struct progress *prog = ctx;
+
+    if (p->finished) {
+        progress_clear(prog);
+        return;
+    }
+    progress_draw(prog, 0, p->done, p->total, "run %u/%u %s, step %llu/%llu", p->run, p->runs,
+                  p->label, (unsigned long long)p->step, (unsigned long long)p->steps);
+}
+
 int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
 {
     enum {
@@ -90,6 +104,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     const char *partition = "iid", *heuristics = "central,single,ensemble,swt,cwt,cwt+";
     const char *visits = "1", *plus = NULL;
     struct sim_setup s;
+    struct progress prog;
     struct sim_report rep;
     struct cwt_config *cfg = NULL;
     struct cwt_roster *roster = NULL;
@@ -192,7 +207,9 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         rc = cli_error(CLI_USAGE, "the recipe has no epochs; give --budget E");
         goto out;
     }
-    s.progress = g->tty && !g->json;
+    progress_start(&prog, g->tty && !g->json);
+    s.on_progress = show_progress;
+    s.progress_ctx = &prog;
     s.verbose = g->verbose;
     if (store_open(cfg->store_dir, STORE_RDONLY, cfg->store_max_bytes, &st, err, sizeof(err)) !=
         0) {
@@ -224,7 +241,9 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     s.dev = dev;
-    if ((rc = sim_run(&s, &rep, err, sizeof(err))) != 0) {
+    rc = sim_run(&s, &rep, err, sizeof(err));
+    progress_clear(&prog);
+    if (rc != 0) {
         rc = cli_error(rc == CWT_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err);
         goto out;
     }

@@ -22,6 +22,7 @@
 
 #include "cli/decode.h"
 #include "cli/ingest.h"
+#include "cli/progress.h"
 #include "common/fileio.h"
 
 #define CSV_MAX_BYTES  (1024u * 1024u * 1024u)
@@ -29,7 +30,6 @@
 #define CSV_MAX_FIELDS (3 + STORE_IMETA_MAX) /* path, label, split, metadata columns */
 #define DIR_MAX_DEPTH  16
 #define IDX_DOMAIN     "cwt-idx-image-v1" /* separates IDX image hashes from file hashes */
-#define PROGRESS_EVERY 0.25               /* seconds between progress redraws */
 /* Default batching: a commit costs two fsyncs, which on slow disks is most of the time of a
  * 512-image batch of small images. So without --batch, a batch grows in steps of 512 until
  * it holds half a second of work or 64 MiB of pixels; a crash still loses at most that. */
@@ -61,9 +61,8 @@ struct run {
     double batch_t0; /* when the open batch began */
     uint8_t *pixels; /* one prepared image */
     size_t pixel_bytes;
-    double t0, last_draw;
+    struct progress prog; /* "images i/N, ETA" on a terminal */
     size_t done, total;
-    int drawn; /* a progress line is on screen */
 };
 
 const char *ingest_reason_text(enum ingest_reason r)
@@ -96,30 +95,10 @@ const char *ingest_reason_text(enum ingest_reason r)
     }
 }
 
-static void progress_clear(struct run *r)
+static void draw(struct run *r, int force)
 {
-    if (r->drawn) {
-        fputs("\r\033[K", stderr);
-        r->drawn = 0;
-    }
-}
-
-static void progress_draw(struct run *r, int force)
-{
-    double now, rate, eta;
-
-    if (!r->opt->progress || r->total == 0)
-        return;
-    now = cwt_monotonic();
-    if (!force && now - r->last_draw < PROGRESS_EVERY)
-        return;
-    r->last_draw = now;
-    rate = now > r->t0 ? (double)r->done / (now - r->t0) : 0.0;
-    eta = rate > 0 ? (double)(r->total - r->done) / rate : 0.0;
-    fprintf(stderr, "\r\033[Kingest: %zu/%zu  %.0f images/s  ETA %d:%02d", r->done, r->total, rate,
-            (int)(eta / 60), (int)fmod(eta, 60));
-    fflush(stderr);
-    r->drawn = 1;
+    if (r->total > 0)
+        progress_draw(&r->prog, force, r->done, r->total, "images %zu/%zu", r->done, r->total);
 }
 
 static void reject(struct run *r, enum ingest_reason why, const char *where, const char *fmt, ...)
@@ -135,7 +114,7 @@ static void reject(struct run *r, enum ingest_reason why, const char *where, con
     if (r->opt->report == NULL)
         return;
     if (r->opt->report == stderr)
-        progress_clear(r);
+        progress_clear(&r->prog);
     fprintf(r->opt->report, "cwtctl: rejected %s: ", where);
     va_start(ap, fmt);
     vfprintf(r->opt->report, fmt, ap);
@@ -1004,7 +983,7 @@ static int ingest_idx(struct run *r, const char *images, const char *labels, cha
             }
         }
         r->done++;
-        progress_draw(r, 0);
+        draw(r, 0);
     }
     rc = 0;
 out:
@@ -1072,7 +1051,7 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
     r.pixels = malloc(r.pixel_bytes);
     if (r.pixels == NULL)
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
-    r.t0 = cwt_monotonic();
+    progress_start(&r.prog, opt->progress);
 
     if (ninputs == 2) {
         rc = ingest_idx(&r, inputs[0], inputs[1], err, errlen);
@@ -1101,7 +1080,7 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
         for (size_t i = 0; i < l.n && rc == 0; i++) {
             rc = ingest_file(&r, &l.v[i]);
             r.done++;
-            progress_draw(&r, 0);
+            draw(&r, 0);
         }
     }
 finish:
@@ -1121,10 +1100,9 @@ finish:
         else
             cwt_seterr(err, errlen, rc, "ingest failed: %s", cwt_strerror(rc));
     }
-    if (r.opt->progress && r.total > 0)
-        progress_draw(&r, 1);
-    progress_clear(&r);
-    sum->seconds = cwt_monotonic() - r.t0;
+    draw(&r, 1);
+    progress_clear(&r.prog);
+    sum->seconds = progress_elapsed(&r.prog);
     free(r.pixels);
     list_free(&l);
     return rc;

@@ -300,6 +300,20 @@ int sim_fed_handover(struct sim_fed *f, struct eng_model *m, const struct eng_mo
 
 /* ------------------------------------------------------------ running the experiment */
 
+/* Where the experiment stands, for a progress line. The ETA counts steps: every run of a
+ * heuristic has the same budget (single's institutions share one), so steps done over steps
+ * planned is the fraction of the work done. */
+struct sim_progress {
+    uint32_t run, runs;   /* 1-based run in progress, runs in all (seeds included) */
+    const char *label;    /* the run: "central", "single 2", "cwt+ x1" */
+    uint32_t seed_index;  /* 0-based */
+    uint64_t step, steps; /* in this run */
+    uint64_t done, total; /* steps over all runs */
+    double loss;          /* mean training loss so far in the epoch */
+    int finished;         /* the run just ended (the caller clears its line) */
+};
+typedef void (*sim_progress_fn)(const struct sim_progress *p, void *ctx);
+
 /* What cmd_simulate decided; sim_run reads it only. */
 struct sim_setup {
     struct store *st; /* the site store, opened read-only */
@@ -317,8 +331,9 @@ struct sim_setup {
     int through_bundles;
     const char *out_dir;                 /* bundles and keys go under it */
     size_t max_train, max_val, max_test; /* 0 = every image of the split */
-    int progress;                        /* progress line on stderr (a terminal) */
-    int verbose;                         /* one line per finished run on stderr */
+    sim_progress_fn on_progress;         /* after every step and run; NULL = none */
+    void *progress_ctx;
+    int verbose; /* one line per finished run on stderr */
 };
 
 /* Runs every requested heuristic for every seed and fills rep (release with

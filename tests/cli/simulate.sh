@@ -11,7 +11,8 @@
 #     bit-identical weights to the in-memory run;
 #   * fedavg and fedprox:MU spend the budget in rounds and report; with one local step per
 #     round the proximal term is zero and fedprox equals fedavg bit for bit; fedprox refuses
-#     a recipe whose optimizer is not SGD.
+#     a recipe whose optimizer is not SGD;
+#   * piped (stderr not a terminal), no progress line is drawn: no ETA, no carriage return.
 set -euo pipefail
 
 T="$CWT_TEST_TMP/simulate.$$"
@@ -165,6 +166,12 @@ a, p = runs["fedavg v=0.25"], runs["fedprox v=0.25"]
 assert a["final_blake2b"] == p["final_blake2b"], "fedprox with one step per round differs"
 assert runs["fedavg v=1"]["final_blake2b"] != runs["fedprox v=1"]["final_blake2b"]
 EOF
+# 7. Piped: no progress line, the summary only.
+"${SIM[@]}" --sites 3 --heuristics central,single --budget 1 --out "$T/p" >"$T/p.out" 2>"$T/p.err"
+grep -q "results in" "$T/p.out" || fail "no summary line: $(cat "$T/p.out")"
+if grep -q "ETA" "$T/p.out" "$T/p.err" || grep -q $'\r' "$T/p.out" "$T/p.err"; then
+    fail "a progress line was written to a pipe"
+fi
 sed -i -e 's/optimizer = "sgd";/optimizer = "adam";/' "$T/site/roster.conf"
 expect 2 'fedprox needs a recipe with optimizer "sgd"' "${SIM[@]}" --sites 3 \
     --heuristics fedprox:0.1 --out "$T/g"
