@@ -55,6 +55,63 @@ static int parse_count(const char *opt, const char *arg, int64_t lo, int64_t hi,
     return 0;
 }
 
+/* Appends word to out (capacity len, used *n), single-quoted when a shell would split or
+ * expand it, so the line can be pasted back. Stops (with "...") when full. */
+static void append_word(char *out, size_t len, size_t *n, const char *word)
+{
+    int plain = word[0] != '\0';
+    size_t need;
+
+    for (const char *p = word; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_./:=,+-@%", *p) != NULL))
+            plain = 0;
+    need = strlen(word) + (plain ? 1 : 3);
+    if (*n + need + 4 >= len) {
+        if (*n + 4 < len)
+            *n += (size_t)snprintf(out + *n, len - *n, " ...");
+        return;
+    }
+    if (*n > 0)
+        out[(*n)++] = ' ';
+    if (!plain)
+        out[(*n)++] = '\'';
+    for (const char *p = word; *p; p++) {
+        /* A single quote inside single quotes: close, escaped quote, reopen. */
+        if (*p == '\'') {
+            if (*n + 8 >= len)
+                break;
+            memcpy(out + *n, "'\\''", 4);
+            *n += 4;
+        } else if (*n + 4 < len) {
+            out[(*n)++] = *p;
+        }
+    }
+    if (!plain)
+        out[(*n)++] = '\'';
+    out[*n] = '\0';
+}
+
+/* The command as run, for the results' provenance: the site's configuration file, the global
+ * options, and simulate's own arguments. */
+static void command_line(int argc, char **argv, const struct cli_globals *g, char *out, size_t len)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    append_word(out, len, &n, "cwtctl");
+    if (g->config_path != NULL) {
+        append_word(out, len, &n, "-c");
+        append_word(out, len, &n, g->config_path);
+    }
+    if (g->json)
+        append_word(out, len, &n, "--json");
+    if (g->verbose)
+        append_word(out, len, &n, "-v");
+    for (int i = 0; i < argc; i++)
+        append_word(out, len, &n, argv[i]);
+}
+
 /* "run k/N <heuristic>, step s/S, ETA mm:ss": the ETA is over all runs, from the steps done. */
 static void show_progress(const struct sim_progress *p, void *ctx)
 {
@@ -116,6 +173,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
 
     memset(&s, 0, sizeof(s));
     memset(&rep, 0, sizeof(rep));
+    command_line(argc, argv, g, rep.command, sizeof(rep.command));
     s.n_seeds = 1;
     s.out_dir = DEFAULT_OUT;
     optind = 0;
@@ -242,6 +300,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     }
     s.dev = dev;
     rc = sim_run(&s, &rep, err, sizeof(err));
+    snprintf(rep.heuristics, sizeof(rep.heuristics), "%s", heuristics);
     progress_clear(&prog);
     if (rc != 0) {
         rc = cli_error(rc == CWT_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err);

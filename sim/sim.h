@@ -220,6 +220,10 @@ struct sim_report {
     uint32_t n_visits;
     size_t n, cap;
     struct sim_outcome *o;
+    /* Provenance, printed in every plot and file. */
+    char recipe_text[256]; /* "cnn-small, sgd lr 0.01 momentum 0.9, batch 16, 16x16x1, 3 classes" */
+    char heuristics[128];  /* the --heuristics asked for, as given */
+    char command[2048];    /* the command line, arguments shell-quoted where needed */
 };
 
 /* Appends a copy of *o (the curve's ownership moves into the report). */
@@ -235,6 +239,16 @@ void sim_report_table(const struct sim_report *r, FILE *f);
  * summary rows. Both written to f. */
 void sim_report_csv(const struct sim_report *r, FILE *f);
 void sim_report_json(const struct sim_report *r, FILE *f);
+/* Round axis ticks over [lo, hi]: the step is 1, 2 or 5 times a power of ten, the first that
+ * needs at most max_ticks ticks (max_ticks >= 2, at most 64); integer_steps keeps the step at
+ * least 1. The axis widens to the ticks around the range: *lo_out and *hi_out are the first
+ * and last tick. Returns the number of ticks written to ticks. */
+size_t sim_nice_ticks(double lo, double hi, size_t max_ticks, int integer_steps, double *ticks,
+                      double *lo_out, double *hi_out);
+
+/* cwt's version and the git commit it was built from ("unknown" outside a git checkout). */
+const char *sim_build_commit(void);
+
 /* Validation score against cumulative steps, one line per heuristic (first seed), and CWT
  * test accuracy against visit length (mean +- sd over seeds). */
 void sim_svg_curves(const struct sim_report *r, FILE *f);

@@ -380,15 +380,47 @@ void sim_report_json(const struct sim_report *r, FILE *f)
 /* ------------------------------------------------------------ SVG */
 
 #define SVG_W   760
-#define SVG_H   440
+#define SVG_H   480
 #define PLOT_X0 70
 #define PLOT_Y0 40
 #define PLOT_W  470
 #define PLOT_H  340
+#define DODGE   5.0 /* px: cwt's error bars left of the visit, cwt+'s right, so both show */
 
-static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                                      "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
+#ifndef CWT_GIT_COMMIT
+#define CWT_GIT_COMMIT "unknown"
+#endif
+
+const char *sim_build_commit(void)
+{
+    return CWT_GIT_COMMIT;
+}
+
+/* Okabe-Ito: distinguishable with every common colour-vision deficiency. Yellow, faint on
+ * white, comes last. Series also differ in dash and marker, so that a grey-scale print
+ * still tells them apart. */
+static const char *const palette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                                      "#E69F00", "#56B4E9", "#000000", "#F0E442"};
 #define PALETTE_N (sizeof(palette) / sizeof(palette[0]))
+static const char *const dashes[] = {"none", "8,4", "2,3", "8,3,2,3", "14,4"};
+#define DASHES_N (sizeof(dashes) / sizeof(dashes[0]))
+enum marker { MK_CIRCLE = 0, MK_SQUARE, MK_TRIANGLE, MK_DIAMOND, MK_CROSS, MK_N };
+static const char *const marker_names[] = {"circle", "square", "triangle", "diamond", "cross"};
+
+struct style {
+    const char *color, *dash;
+    enum marker marker;
+};
+
+/* Series i: the colour cycles through the palette; dash and marker together never repeat in
+ * the first DASHES_N * MK_N (25) series (the marker moves on by one each time the dashes
+ * start over), so a grey-scale print tells those apart too. */
+static struct style series_style(size_t i)
+{
+    struct style st = {palette[i % PALETTE_N], dashes[i % DASHES_N],
+                       (enum marker)((i + i / DASHES_N) % MK_N)};
+    return st;
+}
 
 static void svg_text(FILE *f, const char *s)
 {
@@ -399,9 +431,78 @@ static void svg_text(FILE *f, const char *s)
             fputs("&gt;", f);
         else if (*s == '&')
             fputs("&amp;", f);
+        else if (*s == '"')
+            fputs("&quot;", f);
         else
             fputc(*s, f);
     }
+}
+
+/* At most max bytes of s, cut at a UTF-8 boundary, with "..." when cut. */
+static void svg_text_cut(FILE *f, const char *s, size_t max)
+{
+    char buf[256];
+    size_t n = strlen(s);
+
+    if (max >= sizeof(buf) - 4)
+        max = sizeof(buf) - 4;
+    if (n <= max) {
+        svg_text(f, s);
+        return;
+    }
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(buf, s, n);
+    memcpy(buf + n, "...", 4);
+    svg_text(f, buf);
+}
+
+size_t sim_nice_ticks(double lo, double hi, size_t max_ticks, int integer_steps, double *ticks,
+                      double *lo_out, double *hi_out)
+{
+    static const double mult[] = {1.0, 2.0, 5.0};
+    double span, mag, step = 1.0, a, b;
+    size_t n = 2;
+
+    if (max_ticks < 2)
+        max_ticks = 2;
+    if (max_ticks > 64)
+        max_ticks = 64;
+    if (!isfinite(lo) || !isfinite(hi) || hi < lo) {
+        lo = 0.0;
+        hi = 1.0;
+    }
+    span = hi - lo;
+    if (span <= 0.0)
+        span = lo != 0.0 ? fabs(lo) * 0.1 : 1.0;
+    mag = pow(10.0, floor(log10(span / (double)(max_ticks - 1))));
+    /* 1, 2, 5, 10, 20, 50, ... times mag: the first that fits (the rounding out to whole
+     * steps can add a tick, so a larger magnitude may be needed). */
+    for (int i = 0; i < 3 * 40; i++) {
+        step = mult[i % 3] * mag * pow(10.0, (double)(i / 3));
+        if (integer_steps && step < 1.0)
+            step = 1.0;
+        a = floor(lo / step + 1e-9);
+        b = ceil(hi / step - 1e-9);
+        if (b <= a)
+            b = a + 1.0;
+        if (b - a + 1.0 <= (double)max_ticks)
+            break;
+    }
+    n = (size_t)(b - a) + 1;
+    if (n > max_ticks)
+        n = max_ticks;
+    for (size_t k = 0; k < n; k++) {
+        /* The tick as a multiple of the step rounded to the step's digits: 0.3, not
+         * 0.30000000000000004. */
+        double t = (a + (double)k) * step;
+        double q = step < 1.0 ? pow(10.0, ceil(-log10(step)) + 1.0) : 1.0;
+        ticks[k] = round(t * q) / q + 0.0;
+    }
+    *lo_out = ticks[0];
+    *hi_out = ticks[n - 1];
+    return n;
 }
 
 struct axes {
@@ -421,62 +522,126 @@ static double py(const struct axes *a, double y)
     return PLOT_Y0 + PLOT_H - (y - a->y0) / (a->y1 - a->y0) * PLOT_H;
 }
 
-static void svg_begin(FILE *f, const char *title, const char *xlabel, const char *ylabel)
+static void svg_marker(FILE *f, enum marker m, double x, double y, const char *color)
 {
+    switch (m) {
+    case MK_SQUARE:
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"6\" height=\"6\" fill=\"%s\"/>\n", x - 3,
+                y - 3, color);
+        break;
+    case MK_TRIANGLE:
+        fprintf(f, "<polygon points=\"%.1f,%.1f %.1f,%.1f %.1f,%.1f\" fill=\"%s\"/>\n", x, y - 4,
+                x - 4, y + 3, x + 4, y + 3, color);
+        break;
+    case MK_DIAMOND:
+        fprintf(f, "<polygon points=\"%.1f,%.1f %.1f,%.1f %.1f,%.1f %.1f,%.1f\" fill=\"%s\"/>\n", x,
+                y - 4, x + 4, y, x, y + 4, x - 4, y, color);
+        break;
+    case MK_CROSS:
+        fprintf(f,
+                "<path d=\"M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f\" stroke=\"%s\" "
+                "stroke-width=\"2\"/>\n",
+                x - 4, y - 4, x + 4, y + 4, x - 4, y + 4, x + 4, y - 4, color);
+        break;
+    default:
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", x, y, color);
+        break;
+    }
+}
+
+/* Opens a series' polyline; the class and data- attributes name its style for tests and
+ * for anyone restyling the file. */
+static void series_open(FILE *f, const struct style *st, const char *label)
+{
+    fputs("<polyline class=\"series\" data-label=\"", f);
+    svg_text(f, label);
+    fprintf(f,
+            "\" data-marker=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+            "stroke-dasharray=\"%s\" points=\"",
+            marker_names[st->marker], st->color, st->dash);
+}
+
+/* The title, axis labels, and the provenance: <title>/<desc> for tools, a two-line footer
+ * for readers (version, commit, recipe, budget; the command line). */
+static void svg_begin(FILE *f, const struct sim_report *r, const char *title, const char *xlabel,
+                      const char *ylabel)
+{
+    char line[512];
+
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n<title>",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    svg_text(f, title);
+    fprintf(f, "</title>\n<desc>cwt %s, commit %s; recipe: ", CWT_VERSION, sim_build_commit());
+    svg_text(f, r->recipe_text);
+    fputs("; command: ", f);
+    svg_text(f, r->command);
+    fprintf(f,
+            "</desc>\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
             "<text x=\"%d\" y=\"22\" font-size=\"14\">",
-            SVG_W, SVG_H, SVG_W, SVG_H, PLOT_X0);
+            PLOT_X0);
     svg_text(f, title);
     fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", PLOT_X0 + PLOT_W / 2,
-            SVG_H - 12);
+            PLOT_Y0 + PLOT_H + 34);
     svg_text(f, xlabel);
     fprintf(f,
             "</text>\n<text x=\"16\" y=\"%d\" text-anchor=\"middle\" "
             "transform=\"rotate(-90 16 %d)\">",
             PLOT_Y0 + PLOT_H / 2, PLOT_Y0 + PLOT_H / 2);
     svg_text(f, ylabel);
-    fputs("</text>\n", f);
+    snprintf(line, sizeof(line), "cwt %s (%s); %s; budget %.4g epochs = %llu steps; %u seed%s",
+             CWT_VERSION, sim_build_commit(), r->recipe_text, r->budget_epochs,
+             (unsigned long long)r->budget_steps, r->n_seeds, r->n_seeds == 1 ? "" : "s");
+    fprintf(
+        f,
+        "</text>\n<g class=\"provenance\" font-size=\"10\" fill=\"#444\">\n<text x=\"8\" y=\"%d\">",
+        SVG_H - 22);
+    svg_text_cut(f, line, 140);
+    fprintf(f, "</text>\n<text x=\"8\" y=\"%d\">", SVG_H - 8);
+    snprintf(line, sizeof(line), "%s", r->command);
+    svg_text_cut(f, line, 140);
+    fputs("</text>\n</g>\n", f);
 }
 
-static void svg_axes(FILE *f, const struct axes *a, const double *xticks, size_t nx)
+static void svg_axes(FILE *f, const struct axes *a, const double *xticks, size_t nx,
+                     const double *yticks, size_t ny)
 {
     fprintf(f,
             "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
             "stroke=\"#444\"/>\n",
             PLOT_X0, PLOT_Y0, PLOT_W, PLOT_H);
-    for (int i = 0; i <= 5; i++) {
-        double y = a->y0 + (a->y1 - a->y0) * i / 5.0;
+    for (size_t i = 0; i < ny; i++)
         fprintf(f,
                 "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n",
-                PLOT_X0, py(a, y), PLOT_X0 + PLOT_W, py(a, y), PLOT_X0 - 6, py(a, y) + 4, y);
-    }
+                "<text class=\"ytick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+                PLOT_X0, py(a, yticks[i]), PLOT_X0 + PLOT_W, py(a, yticks[i]), PLOT_X0 - 6,
+                py(a, yticks[i]) + 4, yticks[i]);
     for (size_t i = 0; i < nx; i++)
         fprintf(f,
                 "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
-                "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n",
+                "<text class=\"xtick\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n",
                 px(a, xticks[i]), PLOT_Y0, px(a, xticks[i]), PLOT_Y0 + PLOT_H, px(a, xticks[i]),
                 PLOT_Y0 + PLOT_H + 16, xticks[i]);
 }
 
-static void svg_legend(FILE *f, size_t i, const char *color, const char *label, int dashed)
+static void svg_legend(FILE *f, size_t i, const struct style *st, const char *label, int marker)
 {
     double y = PLOT_Y0 + 10 + 18.0 * (double)i;
     fprintf(f,
             "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"%s\" "
-            "stroke-width=\"2\"%s/><text x=\"%d\" y=\"%.1f\">",
-            PLOT_X0 + PLOT_W + 12, y, PLOT_X0 + PLOT_W + 36, y, color,
-            dashed ? " stroke-dasharray=\"5,4\"" : "", PLOT_X0 + PLOT_W + 42, y + 4);
+            "stroke-width=\"2\" stroke-dasharray=\"%s\"/>",
+            PLOT_X0 + PLOT_W + 12, y, PLOT_X0 + PLOT_W + 40, y, st->color, st->dash);
+    if (marker)
+        svg_marker(f, st->marker, PLOT_X0 + PLOT_W + 26, y, st->color);
+    fprintf(f, "<text x=\"%d\" y=\"%.1f\">", PLOT_X0 + PLOT_W + 46, y + 4);
     svg_text(f, label);
     fputs("</text>\n", f);
 }
 
-/* y range over the values shown, padded, within [0, 1]. */
-static void y_range(double lo, double hi, struct axes *a)
+/* y axis over the values shown, padded, on round ticks within [0, 1]. */
+static size_t y_axis(double lo, double hi, struct axes *a, double *ticks)
 {
     double pad;
 
@@ -484,19 +649,18 @@ static void y_range(double lo, double hi, struct axes *a)
         lo = 0.0;
         hi = 1.0;
     }
-    pad = (hi - lo) * 0.08 + 0.01;
-    a->y0 = lo - pad < 0.0 ? 0.0 : lo - pad;
-    a->y1 = hi + pad > 1.0 ? 1.0 : hi + pad;
-    if (a->y1 - a->y0 < 1e-6)
-        a->y1 = a->y0 + 0.01;
+    pad = (hi - lo) * 0.05 + 0.005;
+    lo = lo - pad < 0.0 ? 0.0 : lo - pad;
+    hi = hi + pad > 1.0 ? 1.0 : hi + pad;
+    return sim_nice_ticks(lo, hi, 7, 0, ticks, &a->y0, &a->y1);
 }
 
 void sim_svg_curves(const struct sim_report *r, FILE *f)
 {
     struct axes a = {0};
-    double lo = INFINITY, hi = -INFINITY, xt[6];
+    double lo = INFINITY, hi = -INFINITY, xt[16], yt[16];
     uint64_t xmax = 1;
-    size_t shown = 0;
+    size_t shown = 0, nx, ny;
     char title[160];
 
     for (size_t i = 0; i < r->n; i++) {
@@ -511,23 +675,21 @@ void sim_svg_curves(const struct sim_report *r, FILE *f)
             xmax = o->curve.step[k] > xmax ? o->curve.step[k] : xmax;
         }
     }
-    a.x0 = 0;
-    a.x1 = (double)xmax;
-    y_range(lo, hi, &a);
-    for (int i = 0; i < 6; i++)
-        xt[i] = floor(a.x1 * i / 5.0);
+    nx = sim_nice_ticks(0.0, (double)xmax, 7, 1, xt, &a.x0, &a.x1);
+    ny = y_axis(lo, hi, &a, yt);
     snprintf(title, sizeof(title), "Validation accuracy, %u sites, %s (seed %llu)", r->sites,
              r->partition, (unsigned long long)r->first_seed);
-    svg_begin(f, title, "cumulative optimizer steps",
+    svg_begin(f, r, title, "cumulative optimizer steps",
               "validation accuracy used for model selection");
-    svg_axes(f, &a, xt, 6);
+    svg_axes(f, &a, xt, nx, yt, ny);
     for (size_t i = 0; i < r->n; i++) {
         const struct sim_outcome *o = &r->o[i];
-        const char *color = palette[shown % PALETTE_N];
+        struct style st = series_style(shown);
         char label[64];
         if (o->seed_index != 0 || o->inst >= 0 || o->curve.n == 0)
             continue;
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+        sim_outcome_label(o, label, sizeof(label));
+        series_open(f, &st, label);
         for (size_t k = 0; k < o->curve.n; k++)
             if (isfinite(o->curve.value[k]))
                 fprintf(f, "%.1f,%.1f ", px(&a, (double)o->curve.step[k]),
@@ -535,10 +697,9 @@ void sim_svg_curves(const struct sim_report *r, FILE *f)
         fputs("\"/>\n", f);
         for (size_t k = 0; k < o->curve.n; k++)
             if (isfinite(o->curve.value[k]))
-                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
-                        px(&a, (double)o->curve.step[k]), py(&a, o->curve.value[k]), color);
-        sim_outcome_label(o, label, sizeof(label));
-        svg_legend(f, shown, color, label, 0);
+                svg_marker(f, st.marker, px(&a, (double)o->curve.step[k]),
+                           py(&a, o->curve.value[k]), st.color);
+        svg_legend(f, shown, &st, label, 1);
         shown++;
     }
     fputs("</svg>\n", f);
@@ -548,8 +709,10 @@ void sim_svg_visits(const struct sim_report *r, FILE *f)
 {
     struct axes a = {0};
     double lo = INFINITY, hi = -INFINITY, central = NAN, vmin = INFINITY, vmax = -INFINITY;
+    double yt[16];
     struct row_stats *rows = calloc(r->n ? r->n : 1, sizeof(*rows));
-    size_t nrows = rows ? collect_rows(r, rows) : 0, legend = 0;
+    size_t nrows = rows ? collect_rows(r, rows) : 0, legend = 0, ny;
+    const struct style central_style = {"#555555", "4,4", MK_CIRCLE};
     char title[160];
 
     for (size_t i = 0; i < nrows; i++) {
@@ -573,28 +736,31 @@ void sim_svg_visits(const struct sim_report *r, FILE *f)
     a.xlog = 1;
     a.x0 = vmin / 2.0;
     a.x1 = vmax * 2.0;
-    y_range(lo, hi, &a);
+    ny = y_axis(lo, hi, &a, yt);
     snprintf(title, sizeof(title), "CWT test accuracy vs visit length, %u sites, %s", r->sites,
              r->partition);
-    svg_begin(f, title, "visit length (local epochs, log scale)",
+    svg_begin(f, r, title, "visit length (local epochs, log scale)",
               r->n_seeds > 1 ? "test accuracy (mean ± sd over seeds)" : "test accuracy");
-    svg_axes(f, &a, r->visits, r->n_visits);
+    /* The x ticks are the visit lengths run: the values a reader asked for. */
+    svg_axes(f, &a, r->visits, r->n_visits, yt, ny);
     if (isfinite(central)) {
         fprintf(f,
-                "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#444\" "
-                "stroke-width=\"2\" stroke-dasharray=\"5,4\"/>\n",
-                PLOT_X0, py(&a, central), PLOT_X0 + PLOT_W, py(&a, central));
-        svg_legend(f, legend++, "#444", "central", 1);
+                "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"%s\" "
+                "stroke-width=\"2\" stroke-dasharray=\"%s\"/>\n",
+                PLOT_X0, py(&a, central), PLOT_X0 + PLOT_W, py(&a, central), central_style.color,
+                central_style.dash);
+        svg_legend(f, legend++, &central_style, "central", 0);
     }
     for (int h = SIM_CWT; h <= SIM_CWT_PLUS; h++) {
-        const char *color = palette[h == SIM_CWT ? 0 : 1];
+        struct style st = series_style(h == SIM_CWT ? 0 : 1);
+        double dx = h == SIM_CWT ? -DODGE : DODGE;
         int any = 0;
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+        series_open(f, &st, sim_heur_name((enum sim_heur)h));
         for (uint32_t v = 0; v < r->n_visits; v++)
             for (size_t i = 0; i < nrows; i++)
                 if ((int)rows[i].first->heur == h && rows[i].first->visit == r->visits[v] &&
                     isfinite(rows[i].acc_mean)) {
-                    fprintf(f, "%.1f,%.1f ", px(&a, r->visits[v]), py(&a, rows[i].acc_mean));
+                    fprintf(f, "%.1f,%.1f ", px(&a, r->visits[v]) + dx, py(&a, rows[i].acc_mean));
                     any = 1;
                 }
         fputs("\"/>\n", f);
@@ -603,18 +769,22 @@ void sim_svg_visits(const struct sim_report *r, FILE *f)
             double x;
             if ((int)row->first->heur != h || !isfinite(row->acc_mean))
                 continue;
-            x = px(&a, row->first->visit);
-            if (isfinite(row->acc_sd))
+            x = px(&a, row->first->visit) + dx;
+            /* mean +- sd can pass the axis (accuracy is at most 1): the bar stops at it. */
+            if (isfinite(row->acc_sd)) {
+                double b0 = row->acc_mean - row->acc_sd, b1 = row->acc_mean + row->acc_sd;
+                b0 = b0 < a.y0 ? a.y0 : b0;
+                b1 = b1 > a.y1 ? a.y1 : b1;
                 fprintf(f,
-                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-                        "stroke=\"%s\"/>\n",
-                        x, py(&a, row->acc_mean - row->acc_sd), x,
-                        py(&a, row->acc_mean + row->acc_sd), color);
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x,
-                    py(&a, row->acc_mean), color);
+                        "<path class=\"errorbar\" d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f "
+                        "%.1fH%.1f\" stroke=\"%s\" stroke-width=\"1.5\"/>\n",
+                        x, py(&a, b0), py(&a, b1), x - 3, py(&a, b0), x + 3, x - 3, py(&a, b1),
+                        x + 3, st.color);
+            }
+            svg_marker(f, st.marker, x, py(&a, row->acc_mean), st.color);
         }
         if (any)
-            svg_legend(f, legend++, color, sim_heur_name((enum sim_heur)h), 0);
+            svg_legend(f, legend++, &st, sim_heur_name((enum sim_heur)h), 1);
     }
     fputs("</svg>\n", f);
     free(rows);

@@ -421,6 +421,21 @@ static int add_outcome(struct run_ctx *c, struct sim_outcome *o)
     return 0;
 }
 
+/* One line a reader of a plot needs to know what was trained: model, optimizer, rate,
+ * batch, input and classes. */
+static void recipe_text(const struct cwt_recipe *r, char *out, size_t len)
+{
+    static const char *const opt[] = {"sgd", "adam", "adamw"};
+    const char *o = (unsigned)r->optimizer < 3 ? opt[r->optimizer] : "?";
+
+    if (r->optimizer == CWT_OPT_SGD)
+        snprintf(out, len, "%s, sgd lr %g momentum %g, batch %u, %ux%ux%u, %u classes", r->model,
+                 r->lr, r->momentum, r->batch_size, r->input_h, r->input_w, r->input_c, r->classes);
+    else
+        snprintf(out, len, "%s, %s lr %g, batch %u, %ux%ux%u, %u classes", r->model, o, r->lr,
+                 r->batch_size, r->input_h, r->input_w, r->input_c, r->classes);
+}
+
 /* Runs and steps the requested heuristics take over all seeds: single's institutions are one
  * run each and share one budget; every other run has the whole budget. */
 static void count_runs(struct run_ctx *c)
@@ -1325,6 +1340,7 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     eng_device_get_info(s->dev, &info);
     snprintf(rep->device, sizeof(rep->device), "%s (%s)", info.name, info.driver);
     snprintf(rep->model, sizeof(rep->model), "%s", s->recipe.model);
+    recipe_text(&s->recipe, rep->recipe_text, sizeof(rep->recipe_text));
     sim_part_rule_format(&s->rule, rep->partition, sizeof(rep->partition));
     sim_plus_format(s->plus, rep->plus, sizeof(rep->plus));
     rep->prox_mu = s->want[SIM_FEDPROX] ? s->prox_mu : 0.0;

@@ -4,7 +4,8 @@
 #   * every heuristic gets the same budget: budget_steps = E * ceil(N_train / batch), and the
 #     step counts in --json equal it (swt: at most it; single: the shares add up to it);
 #   * the partition sizes add up to the pooled splits and follow size-skew weights;
-#   * the output files exist and parse (CSV, JSON, SVG as XML);
+#   * the output files exist and parse (CSV, JSON, SVG as XML); the plots have round ticks,
+#     series of distinct styles, and name the version and command (helpers/check_svg.py);
 #   * the same seed gives identical results (weights hashes, accuracies, curves);
 #   * cwt+ defaults to proportional,sampling,clr; --plus all turns on all four;
 #   * --through-bundles (every swt/cwt/cwt+ hand-over sealed, verified, opened) gives
@@ -94,6 +95,8 @@ for f in ("val-curves.svg", "cwt-visits.svg"):
 summary = {s["label"]: s for s in r["summary"]}
 assert summary["central"]["seeds"] == 2 and summary["central"]["test_accuracy_sd"] is not None
 EOF
+python3 "$CWT_SRC/tests/cli/helpers/check_svg.py" "$T/a/val-curves.svg" "$T/a/cwt-visits.svg" ||
+    fail "the plots are not readable"
 grep -q "best mean local val accuracy over institutions (after each cycle)" "$T/a/table.txt" ||
     fail "the table does not say how cwt's model is chosen"
 
