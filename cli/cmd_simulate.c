@@ -311,7 +311,10 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     if (g->json) {
-        sim_report_json(&rep, stdout);
+        if (sim_report_json(&rep, stdout) != 0) {
+            rc = cli_error(CLI_FAIL, "cannot write the results as JSON (out of memory)");
+            goto out;
+        }
     } else {
         sim_report_table(&rep, stdout);
         printf("results in %s/ (results.csv, results.json, table.txt, val-curves.svg, "

@@ -220,7 +220,9 @@ struct sim_report {
     uint32_t n_visits;
     size_t n, cap;
     struct sim_outcome *o;
-    /* Provenance, printed in every plot and file. */
+    /* Provenance, printed in every plot and file. recipe is borrowed from the sim_setup
+     * (valid while it lives; NULL leaves the recipe's fields out of results.json). */
+    const struct cwt_recipe *recipe;
     char recipe_text[256]; /* "cnn-small, sgd lr 0.01 momentum 0.9, batch 16, 16x16x1, 3 classes" */
     char heuristics[128];  /* the --heuristics asked for, as given */
     char command[2048];    /* the command line, arguments shell-quoted where needed */
@@ -238,7 +240,12 @@ void sim_report_table(const struct sim_report *r, FILE *f);
 /* results.csv: one line per outcome. results.json: settings, partition sizes, outcomes,
  * summary rows. Both written to f. */
 void sim_report_csv(const struct sim_report *r, FILE *f);
-void sim_report_json(const struct sim_report *r, FILE *f);
+/* results.json (schema SIM_RESULTS_SCHEMA, docs/simulate.md) as one line of JSON text; the
+ * caller frees it. NULL when out of memory. sim_report_json writes it and a newline to f:
+ * 0, CWT_ENOMEM, or CWT_EIO when f fails. */
+#define SIM_RESULTS_SCHEMA "cwt.simulate-results/1"
+char *sim_report_json_text(const struct sim_report *r);
+int sim_report_json(const struct sim_report *r, FILE *f);
 /* Round axis ticks over [lo, hi]: the step is 1, 2 or 5 times a power of ten, the first that
  * needs at most max_ticks ticks (max_ticks >= 2, at most 64); integer_steps keeps the step at
  * least 1. The axis widens to the ticks around the range: *lo_out and *hi_out are the first

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include <jansson.h>
+
 #include "sim/sim.h"
 #include "common/fileio.h"
 
@@ -258,123 +259,254 @@ void sim_report_csv(const struct sim_report *r, FILE *f)
     }
 }
 
-static void jnum(FILE *f, double v)
+/* A string; bytes that are not UTF-8 (a metadata value from a CSV) become '?' rather than
+ * losing the whole file. */
+static json_t *jstr(const char *s)
 {
-    if (isfinite(v))
-        fprintf(f, "%.17g", v);
-    else
-        fputs("null", f);
+    json_t *v = json_string(s);
+    char *copy;
+
+    if (v != NULL || s == NULL)
+        return v;
+    if ((copy = strdup(s)) == NULL)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
 }
 
-void sim_report_json(const struct sim_report *r, FILE *f)
+/* Sets key to v in o; a NULL v (out of memory, or a non-finite real) marks the object failed
+ * so one check at the end covers every field. */
+static void put(json_t *o, const char *key, json_t *v, int *bad)
+{
+    if (v == NULL || json_object_set_new(o, key, v) != 0)
+        *bad = 1;
+}
+
+static void add(json_t *a, json_t *v, int *bad)
+{
+    if (v == NULL || json_array_append_new(a, v) != 0)
+        *bad = 1;
+}
+
+/* A real, or null where it is not finite (JSON has no NaN). */
+static json_t *jreal(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *jint(uint64_t v)
+{
+    /* Counts here are steps, images and seeds: far below 2^63. */
+    return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+static json_t *recipe_json(const struct cwt_recipe *rc, const char *text, int *bad)
+{
+    static const char *const opt[] = {"sgd", "adam", "adamw"};
+    json_t *o = json_object(), *in = json_array();
+
+    if (o == NULL || in == NULL) {
+        json_decref(o);
+        json_decref(in);
+        *bad = 1;
+        return NULL;
+    }
+    put(o, "text", jstr(text), bad);
+    if (rc != NULL) {
+        put(o, "model", jstr(rc->model), bad);
+        add(in, json_integer(rc->input_h), bad);
+        add(in, json_integer(rc->input_w), bad);
+        add(in, json_integer(rc->input_c), bad);
+        put(o, "input", json_incref(in), bad);
+        put(o, "classes", json_integer(rc->classes), bad);
+        put(o, "optimizer", jstr((unsigned)rc->optimizer < 3 ? opt[rc->optimizer] : "unknown"),
+            bad);
+        put(o, "lr", jreal(rc->lr), bad);
+        put(o, "momentum", jreal(rc->momentum), bad);
+        put(o, "weight_decay", jreal(rc->weight_decay), bad);
+        put(o, "batch", json_integer(rc->batch_size), bad);
+        put(o, "epochs", json_integer(rc->epochs), bad);
+        put(o, "seed", jint(rc->seed), bad);
+    }
+    json_decref(in);
+    return o;
+}
+
+static json_t *curve_json(const struct sim_curve *c, int *bad)
+{
+    json_t *a = json_array();
+
+    if (a == NULL) {
+        *bad = 1;
+        return NULL;
+    }
+    for (size_t k = 0; k < c->n; k++) {
+        json_t *p = json_array();
+        if (p == NULL) {
+            *bad = 1;
+            break;
+        }
+        add(p, jint(c->step[k]), bad);
+        add(p, jreal(c->value[k]), bad);
+        add(a, p, bad);
+    }
+    return a;
+}
+
+char *sim_report_json_text(const struct sim_report *r)
 {
     struct row_stats *rows = calloc(r->n ? r->n : 1, sizeof(*rows));
     size_t nrows = rows ? collect_rows(r, rows) : 0;
+    json_t *o = json_object(), *a;
+    int bad = rows == NULL || o == NULL;
+    char *text = NULL;
 
-    fprintf(f, "{\"sites\":%u,\"partition\":", r->sites);
-    cli_json_string(f, r->partition);
-    fputs(",\"cwt_plus\":", f);
-    cli_json_string(f, r->plus);
-    fputs(",\"fedprox_mu\":", f);
-    jnum(f, r->prox_mu > 0 ? r->prox_mu : NAN);
-    fprintf(f,
-            ",\"budget_epochs\":%.17g,\"budget_steps\":%llu,\"batch\":%u,\"seeds\":%u,"
-            "\"first_seed\":%llu,\"through_bundles\":%s,\"model\":",
-            r->budget_epochs, (unsigned long long)r->budget_steps, r->batch, r->n_seeds,
-            (unsigned long long)r->first_seed, r->through_bundles ? "true" : "false");
-    cli_json_string(f, r->model);
-    fputs(",\"device\":", f);
-    cli_json_string(f, r->device);
-    fprintf(f, ",\"images\":{\"train\":%llu,\"val\":%llu,\"test\":%llu},\"visits\":[",
-            (unsigned long long)r->n_train, (unsigned long long)r->n_val,
-            (unsigned long long)r->n_test);
-    for (uint32_t i = 0; i < r->n_visits; i++)
-        fprintf(f, "%s%.17g", i ? "," : "", r->visits[i]);
-    fputs("],\"institution_names\":", f);
+    if (bad)
+        goto out;
+    put(o, "schema", jstr(SIM_RESULTS_SCHEMA), &bad);
+    put(o, "version", jstr(CWT_VERSION), &bad);
+    put(o, "commit", jstr(sim_build_commit()), &bad);
+    put(o, "command", jstr(r->command), &bad);
+    put(o, "recipe", recipe_json(r->recipe, r->recipe_text, &bad), &bad);
+    put(o, "heuristics_asked", jstr(r->heuristics), &bad);
+    a = json_array();
+    for (size_t i = 0; a != NULL && i < nrows; i++) {
+        /* Rows come in run order, one per heuristic and visit: each name once. */
+        const char *name = sim_heur_name(rows[i].first->heur);
+        int seen = 0;
+        for (size_t k = 0; k < json_array_size(a); k++)
+            seen |= strcmp(json_string_value(json_array_get(a, k)), name) == 0;
+        if (!seen)
+            add(a, jstr(name), &bad);
+    }
+    put(o, "heuristics", a, &bad);
+    put(o, "sites", json_integer(r->sites), &bad);
+    put(o, "partition", jstr(r->partition), &bad);
+    put(o, "cwt_plus", jstr(r->plus), &bad);
+    put(o, "fedprox_mu", r->prox_mu > 0 ? json_real(r->prox_mu) : json_null(), &bad);
+    put(o, "budget_epochs", jreal(r->budget_epochs), &bad);
+    put(o, "budget_steps", jint(r->budget_steps), &bad);
+    put(o, "batch", json_integer(r->batch), &bad);
+    put(o, "seeds", json_integer(r->n_seeds), &bad);
+    put(o, "first_seed", jint(r->first_seed), &bad);
+    a = json_array();
+    for (uint32_t s = 0; a != NULL && s < r->n_seeds; s++)
+        add(a, jint(r->first_seed + s), &bad);
+    put(o, "seed_values", a, &bad);
+    put(o, "through_bundles", json_boolean(r->through_bundles), &bad);
+    put(o, "model", jstr(r->model), &bad);
+    put(o, "device", jstr(r->device), &bad);
+    put(o, "images",
+        json_pack("{s:I,s:I,s:I}", "train", (json_int_t)r->n_train, "val", (json_int_t)r->n_val,
+                  "test", (json_int_t)r->n_test),
+        &bad);
+    a = json_array();
+    for (uint32_t i = 0; a != NULL && i < r->n_visits; i++)
+        add(a, json_real(r->visits[i]), &bad);
+    put(o, "visits", a, &bad);
     if (r->n_names > 0) {
-        fputc('[', f);
-        for (uint32_t i = 0; i < r->n_names; i++) {
-            if (i)
-                fputc(',', f);
-            cli_json_string(f, r->names[i]);
-        }
-        fputc(']', f);
+        a = json_array();
+        for (uint32_t i = 0; a != NULL && i < r->n_names; i++)
+            add(a, jstr(r->names[i]), &bad);
+        put(o, "institution_names", a, &bad);
     } else {
-        fputs("null", f);
+        put(o, "institution_names", json_null(), &bad);
     }
-    fputs(",\"institutions\":[", f);
-    for (uint32_t s = 0; s < r->n_seeds && r->inst_train != NULL; s++) {
-        fprintf(f, "%s{\"seed\":%llu,\"train\":[", s ? "," : "",
-                (unsigned long long)(r->first_seed + s));
-        for (uint32_t i = 0; i < r->sites; i++)
-            fprintf(f, "%s%llu", i ? "," : "",
-                    (unsigned long long)r->inst_train[(size_t)s * r->sites + i]);
-        fputs("],\"val\":[", f);
-        for (uint32_t i = 0; i < r->sites; i++)
-            fprintf(f, "%s%llu", i ? "," : "",
-                    (unsigned long long)r->inst_val[(size_t)s * r->sites + i]);
-        fputs("]}", f);
-    }
-    fputs("],\"runs\":[", f);
-    for (size_t i = 0; i < r->n; i++) {
-        const struct sim_outcome *o = &r->o[i];
-        char label[64];
-        sim_outcome_label(o, label, sizeof(label));
-        fputs(i ? ",{\"label\":" : "{\"label\":", f);
-        cli_json_string(f, label);
-        fprintf(f, ",\"heuristic\":\"%s\",\"visit\":", sim_heur_name(o->heur));
-        if (o->visit > 0)
-            fprintf(f, "%.17g", o->visit);
-        else
-            fputs("null", f);
-        fputs(",\"institution\":", f);
-        if (o->inst >= 0)
-            fprintf(f, "%d", o->inst);
-        else
-            fputs("null", f);
-        fprintf(f, ",\"seed\":%llu,\"test_accuracy\":", (unsigned long long)o->seed);
-        jnum(f, o->test_accuracy);
-        fputs(",\"test_auc\":", f);
-        jnum(f, o->test_auc);
-        fprintf(f,
-                ",\"steps\":%llu,\"budget\":%llu,\"wall_s\":%.3f,\"cycles\":%u,"
-                "\"kept_step\":%llu,\"kept_val\":",
-                (unsigned long long)o->steps, (unsigned long long)o->budget, o->wall_s, o->cycles,
-                (unsigned long long)o->kept_step);
-        jnum(f, o->kept_val);
-        fputs(",\"selection\":", f);
-        cli_json_string(f, sim_selection_text(o->heur));
-        fprintf(f, ",\"weights_blake2b\":\"%s\",\"final_blake2b\":\"%s\",\"curve\":[",
-                o->weights_hash, o->final_hash);
-        for (size_t k = 0; k < o->curve.n; k++) {
-            fprintf(f, "%s[%llu,", k ? "," : "", (unsigned long long)o->curve.step[k]);
-            jnum(f, o->curve.value[k]);
-            fputc(']', f);
+    a = json_array();
+    for (uint32_t s = 0; a != NULL && s < r->n_seeds && r->inst_train != NULL; s++) {
+        json_t *e = json_object(), *tr = json_array(), *va = json_array();
+        for (uint32_t i = 0; tr != NULL && va != NULL && i < r->sites; i++) {
+            add(tr, jint(r->inst_train[(size_t)s * r->sites + i]), &bad);
+            add(va, jint(r->inst_val[(size_t)s * r->sites + i]), &bad);
         }
-        fputs("]}", f);
+        if (e == NULL) {
+            json_decref(tr);
+            json_decref(va);
+            bad = 1;
+            continue;
+        }
+        put(e, "seed", jint(r->first_seed + s), &bad);
+        put(e, "train", tr, &bad);
+        put(e, "val", va, &bad);
+        add(a, e, &bad);
     }
-    fputs("],\"summary\":[", f);
-    for (size_t i = 0; i < nrows; i++) {
-        const struct row_stats *row = &rows[i];
+    put(o, "institutions", a, &bad);
+    a = json_array();
+    for (size_t i = 0; a != NULL && i < r->n; i++) {
+        const struct sim_outcome *x = &r->o[i];
+        json_t *e = json_object();
         char label[64];
-        sim_outcome_label(row->first, label, sizeof(label));
-        fputs(i ? ",{\"label\":" : "{\"label\":", f);
-        cli_json_string(f, label);
-        fprintf(f, ",\"heuristic\":\"%s\",\"seeds\":%u,\"test_accuracy_mean\":",
-                sim_heur_name(row->first->heur), row->n);
-        jnum(f, row->acc_mean);
-        fputs(",\"test_accuracy_sd\":", f);
-        jnum(f, row->acc_sd);
-        fputs(",\"test_auc_mean\":", f);
-        jnum(f, row->auc_mean);
-        fputs(",\"test_auc_sd\":", f);
-        jnum(f, row->auc_sd);
-        fprintf(f, ",\"steps_min\":%llu,\"steps_max\":%llu,\"budget\":%llu,\"wall_s_mean\":%.3f}",
-                (unsigned long long)row->steps_min, (unsigned long long)row->steps_max,
-                (unsigned long long)row->budget, row->wall_mean);
+        if (e == NULL) {
+            bad = 1;
+            break;
+        }
+        sim_outcome_label(x, label, sizeof(label));
+        put(e, "label", jstr(label), &bad);
+        put(e, "heuristic", jstr(sim_heur_name(x->heur)), &bad);
+        put(e, "visit", x->visit > 0 ? json_real(x->visit) : json_null(), &bad);
+        put(e, "institution", x->inst >= 0 ? json_integer(x->inst) : json_null(), &bad);
+        put(e, "seed", jint(x->seed), &bad);
+        put(e, "test_accuracy", jreal(x->test_accuracy), &bad);
+        put(e, "test_auc", jreal(x->test_auc), &bad);
+        put(e, "steps", jint(x->steps), &bad);
+        put(e, "budget", jint(x->budget), &bad);
+        put(e, "wall_s", jreal(round(x->wall_s * 1000.0) / 1000.0), &bad);
+        put(e, "cycles", json_integer(x->cycles), &bad);
+        put(e, "kept_step", jint(x->kept_step), &bad);
+        put(e, "kept_val", jreal(x->kept_val), &bad);
+        put(e, "selection", jstr(sim_selection_text(x->heur)), &bad);
+        put(e, "weights_blake2b", jstr(x->weights_hash), &bad);
+        put(e, "final_blake2b", jstr(x->final_hash), &bad);
+        put(e, "curve", curve_json(&x->curve, &bad), &bad);
+        add(a, e, &bad);
     }
-    fputs("]}\n", f);
+    put(o, "runs", a, &bad);
+    a = json_array();
+    for (size_t i = 0; a != NULL && i < nrows; i++) {
+        const struct row_stats *row = &rows[i];
+        json_t *e = json_object();
+        char label[64];
+        if (e == NULL) {
+            bad = 1;
+            break;
+        }
+        sim_outcome_label(row->first, label, sizeof(label));
+        put(e, "label", jstr(label), &bad);
+        put(e, "heuristic", jstr(sim_heur_name(row->first->heur)), &bad);
+        put(e, "seeds", json_integer(row->n), &bad);
+        put(e, "test_accuracy_mean", jreal(row->acc_mean), &bad);
+        put(e, "test_accuracy_sd", jreal(row->acc_sd), &bad);
+        put(e, "test_auc_mean", jreal(row->auc_mean), &bad);
+        put(e, "test_auc_sd", jreal(row->auc_sd), &bad);
+        put(e, "steps_min", jint(row->steps_min), &bad);
+        put(e, "steps_max", jint(row->steps_max), &bad);
+        put(e, "budget", jint(row->budget), &bad);
+        put(e, "wall_s_mean", jreal(round(row->wall_mean * 1000.0) / 1000.0), &bad);
+        add(a, e, &bad);
+    }
+    put(o, "summary", a, &bad);
+    if (!bad)
+        text = json_dumps(o, JSON_COMPACT);
+out:
+    json_decref(o);
     free(rows);
+    return text;
+}
+
+int sim_report_json(const struct sim_report *r, FILE *f)
+{
+    char *text = sim_report_json_text(r);
+
+    if (text == NULL)
+        return CWT_ENOMEM;
+    fputs(text, f);
+    fputc('\n', f);
+    free(text);
+    return ferror(f) ? CWT_EIO : 0;
 }
 
 /* ------------------------------------------------------------ SVG */
@@ -814,6 +946,32 @@ static int write_one(const struct sim_report *r, const char *dir, const char *na
     return rc;
 }
 
+static int write_json(const struct sim_report *r, const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    char *text;
+    int rc;
+
+    if (file_join(path, sizeof(path), dir, "results.json") != 0)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG, "output folder name is too long");
+    if ((text = sim_report_json_text(r)) == NULL)
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for results.json");
+    /* The same bytes as `--json` prints: the text and a newline. */
+    {
+        size_t n = strlen(text);
+        char *line = realloc(text, n + 2);
+        if (line == NULL) {
+            free(text);
+            return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory for results.json");
+        }
+        line[n] = '\n';
+        line[n + 1] = '\0';
+        rc = file_write_atomic(path, line, n + 1, 0644, err, errlen);
+        free(line);
+    }
+    return rc;
+}
+
 int sim_report_write(const struct sim_report *r, const char *dir, char *err, size_t errlen)
 {
     int rc;
@@ -821,7 +979,7 @@ int sim_report_write(const struct sim_report *r, const char *dir, char *err, siz
     if ((rc = file_mkdir_p(dir, 0755, err, errlen)) != 0)
         return rc;
     if ((rc = write_one(r, dir, "results.csv", sim_report_csv, err, errlen)) != 0 ||
-        (rc = write_one(r, dir, "results.json", sim_report_json, err, errlen)) != 0 ||
+        (rc = write_json(r, dir, err, errlen)) != 0 ||
         (rc = write_one(r, dir, "val-curves.svg", sim_svg_curves, err, errlen)) != 0 ||
         (rc = write_one(r, dir, "cwt-visits.svg", sim_svg_visits, err, errlen)) != 0)
         return rc;

@@ -1341,6 +1341,7 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     snprintf(rep->device, sizeof(rep->device), "%s (%s)", info.name, info.driver);
     snprintf(rep->model, sizeof(rep->model), "%s", s->recipe.model);
     recipe_text(&s->recipe, rep->recipe_text, sizeof(rep->recipe_text));
+    rep->recipe = &s->recipe;
     sim_part_rule_format(&s->rule, rep->partition, sizeof(rep->partition));
     sim_plus_format(s->plus, rep->plus, sizeof(rep->plus));
     rep->prox_mu = s->want[SIM_FEDPROX] ? s->prox_mu : 0.0;

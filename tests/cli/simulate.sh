@@ -65,6 +65,13 @@ n_train, batch = r["images"]["train"], r["batch"]
 budget = 2 * math.ceil(n_train / batch)
 assert r["budget_steps"] == budget, (r["budget_steps"], budget)
 assert r["cwt_plus"] == "proportional+sampling+clr", r["cwt_plus"]  # the default set
+assert r["schema"] == "cwt.simulate-results/1", r["schema"]
+assert r["version"] and r["commit"], (r["version"], r["commit"])
+assert " simulate --sites 3 --budget 2 " in r["command"], r["command"]
+assert r["recipe"]["model"] == r["model"] and r["recipe"]["batch"] == batch, r["recipe"]
+assert r["recipe"]["input"] == [16, 16, 1] and r["recipe"]["classes"] == 3, r["recipe"]
+assert r["heuristics"] == ["central", "single", "ensemble", "swt", "cwt", "cwt+"], r["heuristics"]
+assert r["seed_values"] == [1, 2], r["seed_values"]
 labels = {x["label"] for x in r["runs"]}
 want = {"central", "single (mean)", "ensemble", "swt", "cwt v=0.5", "cwt v=1", "cwt+ v=0.5",
         "cwt+ v=1", "single inst-0", "single inst-1", "single inst-2"}
