@@ -1335,6 +1335,17 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     spe = (c->train_all.n + c->base.batch_size - 1) / c->base.batch_size;
     b = floor(s->budget_epochs * (double)spe + 0.5);
     c->budget = b >= 1.0 ? (uint64_t)b : 1;
+    /* single, ensemble and swt divide the budget among the institutions: each share must be
+     * at least one step, or an institution would have a run of length 0. */
+    if ((s->want[SIM_SINGLE] || s->want[SIM_ENSEMBLE] || s->want[SIM_SWT]) &&
+        c->budget < s->sites) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "--budget %g is %llu optimizer steps, fewer than the %u institutions "
+                        "that single, ensemble and swt share it among (each needs at least one "
+                        "step); give a larger --budget or fewer --sites",
+                        s->budget_epochs, (unsigned long long)c->budget, s->sites);
+        goto out;
+    }
     count_runs(c);
 
     eng_device_get_info(s->dev, &info);

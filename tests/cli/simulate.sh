@@ -49,6 +49,10 @@ W=$(python3 -c 'print(",".join(["1000000"] + ["1"] * 63))')
 expect 2 "gets no training images" "${SIM[@]}" --sites 64 --partition "size-skew:$W" \
     --heuristics cwt --out "$T/none"
 
+# 7 steps (108 training images, batch 16) cannot be shared among 10 single runs.
+expect 2 "7 optimizer steps, fewer than the 10 institutions" "${SIM[@]}" --sites 10 \
+    --heuristics single --budget 1 --out "$T/none"
+
 # 2. Every heuristic, two visit lengths, two seeds.
 # shellcheck disable=SC2054 # the commas are inside one argument
 RUN=(--sites 3 --budget 2 --visits 0.5,1 --seeds 2)
