@@ -55,8 +55,10 @@ jpeg() { # jpeg PATH W H SEED: a baseline JPEG made with DCMTK from a BMP
     >/dev/null
 export CWT_CONFIG="$T/site/cwtd.conf"
 
-# --- an empty store reads as zeros ---
-expect_eq "$(json 'd["images"], d["input"], d["classes"]')" "0 [16, 16, 1] 3" "empty store"
+# --- no store yet: data says so and exits 2 (zeros would read as lost data) ---
+expect_rc 2 "$CWTCTL" data --json
+expect_in "$T/err" "there is no store in"
+expect_in "$T/err" "nothing has been ingested"
 
 # --- class folders: names and an index, PNG grey/RGB/RGBA, JPEG, DICOM ---
 mkdir -p "$T/tree/cat" "$T/tree/dog/deeper" "$T/tree/2"
