@@ -105,25 +105,49 @@ struct dup_counts {
     uint64_t conflicts, label, split;
 };
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Each conflict is counted once however often the same copy was ingested again: records are
+ * compared on what they say up to " kept=" (what differs, the hash, both labels and splits). */
 static int count_conflicts(struct store *st, struct dup_counts *d)
 {
     struct audit_record *rec = NULL;
-    size_t n = 0;
+    const char **key = NULL;
+    size_t n = 0, k = 0;
     int rc;
 
     memset(d, 0, sizeof(*d));
     if ((rc = audit_list(st, &rec, &n)) != 0)
         return rc;
+    if (n > 0 && (key = calloc(n, sizeof(*key))) == NULL) {
+        free(rec);
+        return CWT_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
+        char *cut;
         if (strcmp(rec[i].event, INGEST_CONFLICT_EVENT) != 0)
             continue;
+        rec[i].details[sizeof(rec[i].details) - 1] = '\0';
+        if ((cut = strstr(rec[i].details, " kept=")) != NULL)
+            *cut = '\0';
+        key[k++] = rec[i].details;
+    }
+    if (k > 0)
+        qsort(key, k, sizeof(*key), cmp_str);
+    for (size_t i = 0; i < k; i++) {
+        if (i > 0 && strcmp(key[i], key[i - 1]) == 0)
+            continue;
         d->conflicts++;
-        if (strncmp(rec[i].details, "differs=label", 13) == 0)
+        if (strncmp(key[i], "differs=label", 13) == 0)
             d->label++;
-        if (strncmp(rec[i].details, "differs=split", 13) == 0 ||
-            strncmp(rec[i].details, "differs=label+split", 19) == 0)
+        if (strncmp(key[i], "differs=split", 13) == 0 ||
+            strncmp(key[i], "differs=label+split", 19) == 0)
             d->split++;
     }
+    free(key);
     free(rec);
     return 0;
 }
@@ -381,7 +405,7 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
         print_meta_table(total, mc);
         if (dups.conflicts > 0)
             printf("\nduplicates with another label or split: %llu (label %llu, split %llu; "
-                   "'cwtctl audit' lists them)\n",
+                   "'cwtctl audit show' lists them)\n",
                    (unsigned long long)dups.conflicts, (unsigned long long)dups.label,
                    (unsigned long long)dups.split);
     }
