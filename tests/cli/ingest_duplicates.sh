@@ -60,9 +60,17 @@ has "$T/err" "img/b.png (label 0, val) has the same image bytes as the stored im
 run 0 skip ingest "$T/csv/later.csv"
 [ "$(data skip 'd["duplicates"]')" = "{'conflicts': 2, 'label': 1, 'split': 2}" ] ||
     fail "skip, later: $(cat "$T/data.json")"
+# The stored images are read while this run's first batch is open (e.png stored first).
+$MK png "$T/csv/img/e.png" 16 16 1 13
+printf 'path,label,split\nimg/e.png,cat,train\nimg/b.png,bird,train\n' >"$T/csv/mid.csv"
+run 0 skip ingest "$T/csv/mid.csv"
+has "$T/out" "ingested 1, skipped as duplicate 1, rejected 0"
+has "$T/err" "img/b.png (label 2, train) has the same image bytes as the stored image"
 run 0 skip ingest --json "$T/csv/later.csv"
 [ "$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["schema"], d["conflicts"])' "$T/out")" = \
     "cwt.ingest/1 1" ] || fail "ingest --json: $(cat "$T/out")"
+[ "$(data skip 'd["duplicates"]')" = "{'conflicts': 3, 'label': 2, 'split': 2}" ] ||
+    fail "skip, mid-batch: $(cat "$T/data.json")"
 
 # keep: b is stored too (under its own source), c is still a plain duplicate; again: nothing new.
 run 0 keep ingest --duplicates keep "$T/csv/data.csv"
