@@ -37,8 +37,8 @@ $MK png "$T/csv/img/a.png" 16 16 1 11
 $MK png "$T/csv/img/d.png" 16 16 1 12
 cp "$T/csv/img/a.png" "$T/csv/img/b.png"
 cp "$T/csv/img/a.png" "$T/csv/img/c.png"
-printf 'path,label,split\nimg/a.png,cat,train\nimg/b.png,dog,test\nimg/c.png,cat,train\nimg/d.png,dog,train\n' \
-    >"$T/csv/data.csv"
+printf 'path,label,split\nimg/a.png,cat,train\nimg/b.png,dog,test\n' >"$T/csv/data.csv"
+printf 'img/c.png,cat,train\nimg/d.png,dog,train\n' >>"$T/csv/data.csv"
 for s in skip keep refuse; do
     "$CWTCTL" init --site-id "$s" --dir "$T/$s" --input 16x16x1 --class-names cat,dog,bird \
         >/dev/null
@@ -67,8 +67,9 @@ run 0 skip ingest "$T/csv/mid.csv"
 has "$T/out" "ingested 1, skipped as duplicate 1, rejected 0"
 has "$T/err" "img/b.png (label 2, train) has the same image bytes as the stored image"
 run 0 skip ingest --json "$T/csv/later.csv"
-[ "$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["schema"], d["conflicts"])' "$T/out")" = \
-    "cwt.ingest/1 1" ] || fail "ingest --json: $(cat "$T/out")"
+summary=$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(d["schema"], d["conflicts"])' "$T/out")
+[ "$summary" = "cwt.ingest/1 1" ] || fail "ingest --json: $(cat "$T/out")"
 [ "$(data skip 'd["duplicates"]')" = "{'conflicts': 3, 'label': 2, 'split': 2}" ] ||
     fail "skip, mid-batch: $(cat "$T/data.json")"
 

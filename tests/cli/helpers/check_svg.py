@@ -53,8 +53,10 @@ for path in sys.argv[1:]:
     if len(set(plain)) != len(plain):
         fail(f"{path}: two series differ in colour only: {styles}")
     desc = doc.getElementsByTagName("desc")
-    if not desc or "cwt " not in desc[0].firstChild.data or "simulate" not in desc[0].firstChild.data:
+    d = desc[0].firstChild.data if desc else ""
+    if "cwt " not in d or "simulate" not in d:
         fail(f"{path}: <desc> does not name the version and the command")
-    footer = " ".join(t.firstChild.data for t in texts if t.parentNode.getAttribute("class") == "provenance")
+    footer = " ".join(t.firstChild.data for t in texts
+                      if t.parentNode.getAttribute("class") == "provenance")
     if "cwt " not in footer or "simulate" not in footer:
         fail(f"{path}: the footer does not name the version and the command: {footer}")
