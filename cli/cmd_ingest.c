@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -230,7 +231,7 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
     } else if (have_split) {
         opt.split_mode = INGEST_SPLIT_FIXED;
     }
-    opt.progress = g->tty;
+    opt.progress = isatty(STDERR_FILENO);
     opt.report = stderr;
     opt.on_conflict = collect_conflict;
     opt.conflict_ctx = &cs;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
@@ -265,7 +266,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         rc = cli_error(CLI_USAGE, "the recipe has no epochs; give --budget E");
         goto out;
     }
-    progress_start(&prog, g->tty && !g->json);
+    progress_start(&prog, isatty(STDERR_FILENO));
     s.on_progress = show_progress;
     s.progress_ctx = &prog;
     s.verbose = g->verbose;
