@@ -5,8 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli/cli.h"
+#include "cli/ingest.h"
 #include "storage/store.h"
+
+/* The version of `data --json`'s document (docs/ingest.md). */
+#define DATA_SCHEMA "cwt.data/1"
 
 static void usage(FILE *f)
 {
@@ -92,6 +98,60 @@ static int meta_count_one(uint64_t id, const struct store_imeta *m, void *ctx)
     return 0;
 }
 
+/* Duplicates whose label or split differed from the stored copy: `cwtctl ingest` records each
+ * as an audit record (event INGEST_CONFLICT_EVENT, details starting "differs=label",
+ * "differs=split" or "differs=label+split"). Stores written before that have none: 0. */
+struct dup_counts {
+    uint64_t conflicts, label, split;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Each conflict is counted once however often the same copy was ingested again: records are
+ * compared on what they say up to " kept=" (what differs, the hash, both labels and splits). */
+static int count_conflicts(struct store *st, struct dup_counts *d)
+{
+    struct audit_record *rec = NULL;
+    const char **key = NULL;
+    size_t n = 0, k = 0;
+    int rc;
+
+    memset(d, 0, sizeof(*d));
+    if ((rc = audit_list(st, &rec, &n)) != 0)
+        return rc;
+    if (n > 0 && (key = calloc(n, sizeof(*key))) == NULL) {
+        free(rec);
+        return CWT_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *cut;
+        if (strcmp(rec[i].event, INGEST_CONFLICT_EVENT) != 0)
+            continue;
+        rec[i].details[sizeof(rec[i].details) - 1] = '\0';
+        if ((cut = strstr(rec[i].details, " kept=")) != NULL)
+            *cut = '\0';
+        key[k++] = rec[i].details;
+    }
+    if (k > 0)
+        qsort(key, k, sizeof(*key), cmp_str);
+    for (size_t i = 0; i < k; i++) {
+        if (i > 0 && strcmp(key[i], key[i - 1]) == 0)
+            continue;
+        d->conflicts++;
+        if (strncmp(key[i], "differs=label", 13) == 0)
+            d->label++;
+        if (strncmp(key[i], "differs=split", 13) == 0 ||
+            strncmp(key[i], "differs=label+split", 19) == 0)
+            d->split++;
+    }
+    free(key);
+    free(rec);
+    return 0;
+}
+
 static void meta_counts_free(struct meta_counts *mc)
 {
     for (uint32_t j = 0; j < mc->ncols; j++)
@@ -99,41 +159,116 @@ static void meta_counts_free(struct meta_counts *mc)
     mc->ncols = 0;
 }
 
-static void print_json(uint64_t total, const uint32_t shape[3], uint32_t classes, uint32_t labels,
-                       uint64_t (*counts)[CWT_MAX_CLASSES], const struct meta_counts *mc)
+/* Sets key to v in o; a NULL v marks the document failed, so one check covers every field. */
+static void put(json_t *o, const char *key, json_t *v, int *bad)
 {
-    printf("{\"images\": %llu, \"input\": [%u, %u, %u], \"classes\": %u, \"splits\": {",
-           (unsigned long long)total, shape[0], shape[1], shape[2], classes);
-    for (int s = 0; s < STORE_NSPLITS; s++) {
-        uint64_t sum = 0;
-        for (uint32_t l = 0; l < labels; l++)
-            sum += counts[s][l];
-        printf("%s\"%s\": {\"total\": %llu, \"labels\": {", s ? ", " : "",
-               store_split_name((enum store_split)s), (unsigned long long)sum);
-        for (uint32_t l = 0; l < labels; l++)
-            printf("%s\"%u\": %llu", l ? ", " : "", l, (unsigned long long)counts[s][l]);
-        printf("}}");
+    if (v == NULL || json_object_set_new(o, key, v) != 0)
+        *bad = 1;
+}
+
+/* A string; bytes that are not UTF-8 (metadata values come from CSV files) become '?'. */
+static json_t *jstr(const char *s)
+{
+    json_t *v = json_string(s);
+    char *copy;
+
+    if (v != NULL)
+        return v;
+    if ((copy = strdup(s)) == NULL)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
+static json_t *jcount(uint64_t v)
+{
+    return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+/* `data --json`: schema DATA_SCHEMA (docs/ingest.md). Returns 0 or CWT_ENOMEM / CWT_EIO. */
+static int print_json(uint64_t total, const uint32_t shape[3], uint32_t classes, uint32_t labels,
+                      uint64_t (*counts)[CWT_MAX_CLASSES], const struct meta_counts *mc,
+                      const struct dup_counts *dups)
+{
+    json_t *o = json_object(), *splits = json_object(), *meta = json_object();
+    int bad = o == NULL || splits == NULL || meta == NULL, rc;
+
+    if (bad) {
+        json_decref(o);
+        json_decref(splits);
+        json_decref(meta);
+        return CWT_ENOMEM;
     }
-    printf("}, \"metadata\": {");
+    put(o, "schema", json_string(DATA_SCHEMA), &bad);
+    put(o, "images", jcount(total), &bad);
+    put(o, "input", json_pack("[i,i,i]", (int)shape[0], (int)shape[1], (int)shape[2]), &bad);
+    put(o, "classes", json_integer(classes), &bad);
+    for (int s = 0; s < STORE_NSPLITS; s++) {
+        json_t *sp = json_object(), *lab = json_object();
+        uint64_t sum = 0;
+        if (sp == NULL || lab == NULL) {
+            json_decref(sp);
+            json_decref(lab);
+            bad = 1;
+            break;
+        }
+        for (uint32_t l = 0; l < labels; l++) {
+            char key[16];
+            snprintf(key, sizeof(key), "%u", l);
+            sum += counts[s][l];
+            put(lab, key, jcount(counts[s][l]), &bad);
+        }
+        put(sp, "total", jcount(sum), &bad);
+        put(sp, "labels", lab, &bad);
+        put(splits, store_split_name((enum store_split)s), sp, &bad);
+    }
+    put(o, "splits", splits, &bad);
     for (uint32_t j = 0; j < mc->ncols; j++) {
         const struct meta_col *c = &mc->col[j];
-        printf("%s", j ? ", " : "");
-        cli_json_string(stdout, c->name);
-        printf(": {\"values\": {");
-        for (size_t k = 0; k < c->n; k++) {
-            printf("%s", k ? ", " : "");
-            cli_json_string(stdout, c->v[k].value);
-            printf(": %llu", (unsigned long long)c->v[k].n);
+        json_t *col = json_object(), *vals = json_object();
+        if (col == NULL || vals == NULL) {
+            json_decref(col);
+            json_decref(vals);
+            bad = 1;
+            break;
         }
-        printf("}, \"missing\": %llu", (unsigned long long)(total - c->images));
+        for (size_t k = 0; k < c->n; k++) {
+            json_t *key = jstr(c->v[k].value);
+            if (key == NULL)
+                bad = 1;
+            else
+                put(vals, json_string_value(key), jcount(c->v[k].n), &bad);
+            json_decref(key);
+        }
+        put(col, "values", vals, &bad);
+        put(col, "missing", jcount(total - c->images), &bad);
         if (c->other > 0)
-            printf(", \"other\": %llu", (unsigned long long)c->other);
-        printf("}");
+            put(col, "other", jcount(c->other), &bad);
+        {
+            json_t *name = jstr(c->name);
+            if (name == NULL)
+                bad = 1;
+            else
+                put(meta, json_string_value(name), col, &bad);
+            json_decref(name);
+        }
     }
-    printf("}");
+    put(o, "metadata", meta, &bad);
     if (mc->other_columns > 0)
-        printf(", \"other_columns\": %llu", (unsigned long long)mc->other_columns);
-    printf("}\n");
+        put(o, "other_columns", jcount(mc->other_columns), &bad);
+    put(o, "duplicates",
+        json_pack("{s:I,s:I,s:I}", "conflicts", (json_int_t)dups->conflicts, "label",
+                  (json_int_t)dups->label, "split", (json_int_t)dups->split),
+        &bad);
+    rc = bad ? CWT_ENOMEM : json_dumpf(o, stdout, JSON_COMPACT) != 0 ? CWT_EIO : 0;
+    if (rc == 0 && putchar('\n') == EOF)
+        rc = CWT_EIO;
+    json_decref(o);
+    return rc;
 }
 
 static void print_table(uint64_t total, const uint32_t shape[3], uint32_t labels,
@@ -186,6 +321,7 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
     struct store *st = NULL;
     char err[CWT_ERRLEN];
     uint32_t shape[3], labels;
+    struct dup_counts dups;
     uint64_t total = 0, disk = 0;
     int rc, code = CLI_OK;
 
@@ -235,12 +371,22 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
             rc = store_each_image_meta(st, meta_count_one, mc);
             store_read_end(st);
         }
+        if (rc == 0)
+            rc = count_conflicts(st, &dups);
         if (rc != 0) {
             code = cli_error(CLI_FAIL, "cannot read the store in %s: %s", cfg.store_dir,
                              cwt_strerror(rc));
             goto out;
         }
-    } else if (rc != CWT_ENOENT) { /* no store yet: nothing ingested, all counts zero */
+    } else if (rc == CWT_ENOENT) {
+        /* Zeros here would read as "the data is gone"; no store means nothing was ingested
+         * into this folder, which is a different thing to tell a data steward. */
+        code = cli_error(CLI_USAGE,
+                         "there is no store in %s yet (nothing has been ingested; see "
+                         "'cwtctl ingest --help')",
+                         cfg.store_dir);
+        goto out;
+    } else {
         code = cli_error(CLI_FAIL, "%s", err);
         goto out;
     }
@@ -252,10 +398,16 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
                 labels = l + 1;
         }
     if (g->json) {
-        print_json(total, shape, roster->recipe.classes, labels, counts, mc);
+        if ((rc = print_json(total, shape, roster->recipe.classes, labels, counts, mc, &dups)) != 0)
+            code = cli_error(CLI_FAIL, "cannot write the JSON: %s", cwt_strerror(rc));
     } else {
         print_table(total, shape, labels, counts, &roster->recipe, disk);
         print_meta_table(total, mc);
+        if (dups.conflicts > 0)
+            printf("\nduplicates with another label or split: %llu (label %llu, split %llu; "
+                   "'cwtctl audit show' lists them)\n",
+                   (unsigned long long)dups.conflicts, (unsigned long long)dups.label,
+                   (unsigned long long)dups.split);
     }
 out:
     store_close(st);

@@ -2,12 +2,23 @@
  * cmd_ingest.c - `cwtctl ingest`: load images and labels into the site store.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
 
 #include "cli/cli.h"
 #include "cli/ingest.h"
+
+/* The version of `ingest --json`'s summary (docs/ingest.md). */
+#define INGEST_SCHEMA "cwt.ingest/1"
+/* Conflicts recorded one by one in the audit log; a data set with more has a deeper problem
+ * than a list can show, and the rest are counted in the ingest record. */
+#define CONFLICTS_AUDITED 10000
 
 static void usage(FILE *f)
 {
@@ -24,7 +35,10 @@ static void usage(FILE *f)
             "  --seed N                  seed of the stratified split (default: the "
             "recipe's)\n"
             "  --batch N                 images per committed batch (default: a multiple of %d,\n"
-            "                            about half a second of work)\n\n"
+            "                            about half a second of work)\n"
+            "  --duplicates skip|keep|refuse\n"
+            "                            a copy of a stored image with another label or split:\n"
+            "                            report and skip it (default), store it too, or stop\n\n"
             "Exit status: 0 all stored or skipped as duplicates, 1 something was rejected "
             "or failed, 2 usage or configuration error.\n",
             INGEST_BATCH_DEFAULT);
@@ -43,30 +57,82 @@ static void print_summary(const struct ingest_summary *s, const struct cli_globa
     double rate = s->seconds > 0 ? (double)s->ingested / s->seconds : 0.0;
 
     if (g->json) {
-        int first = 1;
-        printf("{\"items\": %llu, \"ingested\": %llu, \"duplicates\": %llu, \"rejected\": %llu, "
-               "\"reasons\": {",
-               (unsigned long long)s->items, (unsigned long long)s->ingested,
-               (unsigned long long)s->duplicates, (unsigned long long)s->rejected);
-        for (int r = 0; r < INGEST_NREASONS; r++) {
-            if (s->reasons[r] == 0)
-                continue;
-            printf("%s", first ? "" : ", ");
-            cli_json_string(stdout, ingest_reason_text((enum ingest_reason)r));
-            printf(": %llu", (unsigned long long)s->reasons[r]);
-            first = 0;
-        }
-        printf("}, \"seconds\": %.3f}\n", s->seconds);
+        json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:{},s:f}", "schema", INGEST_SCHEMA,
+                              "items", (json_int_t)s->items, "ingested", (json_int_t)s->ingested,
+                              "duplicates", (json_int_t)s->duplicates, "conflicts",
+                              (json_int_t)s->conflicts, "rejected", (json_int_t)s->rejected,
+                              "reasons", "seconds", round(s->seconds * 1000.0) / 1000.0);
+        json_t *reasons = o != NULL ? json_object_get(o, "reasons") : NULL;
+        int bad = o == NULL;
+        for (int r = 0; !bad && r < INGEST_NREASONS; r++)
+            if (s->reasons[r] > 0)
+                bad = json_object_set_new(reasons, ingest_reason_text((enum ingest_reason)r),
+                                          json_integer((json_int_t)s->reasons[r])) != 0;
+        if (bad || json_dumpf(o, stdout, JSON_COMPACT) != 0)
+            fprintf(stderr, "cwtctl: cannot write the summary as JSON\n");
+        else
+            putchar('\n');
+        json_decref(o);
         return;
     }
     printf("ingested %llu, skipped as duplicate %llu, rejected %llu (%llu items in %.1f s, "
            "%.0f images/s)\n",
            (unsigned long long)s->ingested, (unsigned long long)s->duplicates,
            (unsigned long long)s->rejected, (unsigned long long)s->items, s->seconds, rate);
+    if (s->conflicts > 0)
+        printf("  duplicates with another label or split: %llu (listed above; "
+               "'cwtctl data' counts them)\n",
+               (unsigned long long)s->conflicts);
     for (int r = 0; r < INGEST_NREASONS; r++)
         if (s->reasons[r] > 0)
             printf("  rejected: %llu %s\n", (unsigned long long)s->reasons[r],
                    ingest_reason_text((enum ingest_reason)r));
+}
+
+/* Conflicts to record in the audit log once the ingest's batches are committed (an audit
+ * record is a write transaction of its own and cannot happen inside a batch). */
+struct conflicts {
+    char **line;
+    size_t n, cap;
+    int oom;
+};
+
+/* "differs=label+split hash=HEX new_label=L new_split=S stored_label=L stored_split=S
+ * new=PATH stored=PATH": differs first, since `cwtctl data` counts by it; paths last, since
+ * a long one is cut at the record's 511 bytes. */
+static void collect_conflict(const struct ingest_conflict *c, void *ctx)
+{
+    struct conflicts *cs = ctx;
+    char hex[65], *line = NULL;
+    int dl = c->label != c->stored_label, ds = c->split != c->stored_split;
+
+    if (cs->n == CONFLICTS_AUDITED)
+        return;
+    if (cs->n == cs->cap) {
+        size_t cap = cs->cap ? 2 * cs->cap : 16;
+        char **grown = realloc(cs->line, cap * sizeof(*grown));
+        if (grown == NULL) {
+            cs->oom = 1;
+            return;
+        }
+        cs->line = grown;
+        cs->cap = cap;
+    }
+    sodium_bin2hex(hex, sizeof(hex), c->hash, 32);
+    if (asprintf(&line,
+                 "differs=%s hash=%s new_label=%u new_split=%s stored_label=%u "
+                 "stored_split=%s kept=%s new=%s stored=%s",
+                 dl && ds ? "label+split"
+                 : dl     ? "label"
+                          : "split",
+                 hex, c->label, store_split_name((enum store_split)c->split), c->stored_label,
+                 store_split_name((enum store_split)c->stored_split), c->kept ? "yes" : "no",
+                 c->where, c->stored_where != NULL ? c->stored_where : "(earlier ingest)") < 0) {
+        cs->oom = 1;
+        return;
+    }
+    one_line(line);
+    cs->line[cs->n++] = line;
 }
 
 int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
@@ -77,11 +143,13 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
         {"test-fraction", required_argument, NULL, 'T'},
         {"seed", required_argument, NULL, 'S'},
         {"batch", required_argument, NULL, 'b'},
+        {"duplicates", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct ingest_options opt = {0};
     struct ingest_summary sum;
+    struct conflicts cs = {0};
     struct cwt_config cfg;
     struct cwt_roster *roster = NULL;
     struct store *st = NULL;
@@ -118,6 +186,17 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
                 return cli_error(CLI_USAGE, "--batch must be an integer in 1..1000000");
             opt.batch_images = (uint32_t)num;
             break;
+        case 'D':
+            if (strcmp(optarg, "skip") == 0)
+                opt.duplicates = INGEST_DUP_SKIP;
+            else if (strcmp(optarg, "keep") == 0)
+                opt.duplicates = INGEST_DUP_KEEP;
+            else if (strcmp(optarg, "refuse") == 0)
+                opt.duplicates = INGEST_DUP_REFUSE;
+            else
+                return cli_error(CLI_USAGE, "--duplicates must be skip, keep or refuse, not '%s'",
+                                 optarg);
+            break;
         case 'h':
             usage(stdout);
             return CLI_OK;
@@ -152,8 +231,10 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
     } else if (have_split) {
         opt.split_mode = INGEST_SPLIT_FIXED;
     }
-    opt.progress = g->tty;
+    opt.progress = isatty(STDERR_FILENO);
     opt.report = stderr;
+    opt.on_conflict = collect_conflict;
+    opt.conflict_ctx = &cs;
 
     rc = store_open(cfg.store_dir, STORE_CREATE, cfg.store_max_bytes, &st, err, sizeof(err));
     if (rc != 0) {
@@ -187,15 +268,31 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
     snprintf(source, sizeof(source), "%s%s%s", argv[optind], argc - optind == 2 ? " " : "",
              argc - optind == 2 ? argv[optind + 1] : "");
     one_line(source);
-    if (audit_append(st, "ingest", "source=%s ingested=%llu duplicates=%llu rejected=%llu%s",
+    for (size_t i = 0; i < cs.n; i++)
+        if (audit_append(st, INGEST_CONFLICT_EVENT, "%s", cs.line[i]) != 0) {
+            fprintf(stderr, "cwtctl: warning: a conflicting duplicate could not be recorded in "
+                            "the audit log\n");
+            break;
+        }
+    if (cs.oom || sum.conflicts > cs.n)
+        fprintf(stderr,
+                "cwtctl: warning: %llu of %llu conflicting duplicates are recorded one by one "
+                "in the audit log\n",
+                (unsigned long long)cs.n, (unsigned long long)sum.conflicts);
+    if (audit_append(st, "ingest",
+                     "source=%s ingested=%llu duplicates=%llu conflicts=%llu rejected=%llu%s",
                      source, (unsigned long long)sum.ingested, (unsigned long long)sum.duplicates,
-                     (unsigned long long)sum.rejected, rc != 0 ? " incomplete" : "") != 0)
+                     (unsigned long long)sum.conflicts, (unsigned long long)sum.rejected,
+                     rc != 0 ? " incomplete" : "") != 0)
         fprintf(stderr, "cwtctl: warning: the ingest could not be recorded in the audit log\n");
     if (rc != 0)
         code = cli_error(CLI_FAIL, "%s", err);
     else
         code = sum.rejected > 0 ? CLI_FAIL : CLI_OK;
 out:
+    for (size_t i = 0; i < cs.n; i++)
+        free(cs.line[i]);
+    free(cs.line);
     store_close(st);
     free(roster);
     return code;

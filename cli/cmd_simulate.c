@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/sim.h"
+#include "cli/progress.h"
+#include "sim/sim.h"
 #include "common/fileio.h"
 #include "storage/store.h"
 
@@ -54,6 +56,76 @@ static int parse_count(const char *opt, const char *arg, int64_t lo, int64_t hi,
     return 0;
 }
 
+/* Appends word to out (capacity len, used *n), single-quoted when a shell would split or
+ * expand it, so the line can be pasted back. Stops (with "...") when full. */
+static void append_word(char *out, size_t len, size_t *n, const char *word)
+{
+    int plain = word[0] != '\0';
+    size_t need;
+
+    for (const char *p = word; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_./:=,+-@%", *p) != NULL))
+            plain = 0;
+    need = strlen(word) + (plain ? 1 : 3);
+    if (*n + need + 4 >= len) {
+        if (*n + 4 < len)
+            *n += (size_t)snprintf(out + *n, len - *n, " ...");
+        return;
+    }
+    if (*n > 0)
+        out[(*n)++] = ' ';
+    if (!plain)
+        out[(*n)++] = '\'';
+    for (const char *p = word; *p; p++) {
+        /* A single quote inside single quotes: close, escaped quote, reopen. */
+        if (*p == '\'') {
+            if (*n + 8 >= len)
+                break;
+            memcpy(out + *n, "'\\''", 4);
+            *n += 4;
+        } else if (*n + 4 < len) {
+            out[(*n)++] = *p;
+        }
+    }
+    if (!plain)
+        out[(*n)++] = '\'';
+    out[*n] = '\0';
+}
+
+/* The command as run, for the results' provenance: the site's configuration file, the global
+ * options, and simulate's own arguments. */
+static void command_line(int argc, char **argv, const struct cli_globals *g, char *out, size_t len)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    append_word(out, len, &n, "cwtctl");
+    if (g->config_path != NULL) {
+        append_word(out, len, &n, "-c");
+        append_word(out, len, &n, g->config_path);
+    }
+    if (g->json)
+        append_word(out, len, &n, "--json");
+    if (g->verbose)
+        append_word(out, len, &n, "-v");
+    for (int i = 0; i < argc; i++)
+        append_word(out, len, &n, argv[i]);
+}
+
+/* "run k/N <heuristic>, step s/S, ETA mm:ss": the ETA is over all runs, from the steps done. */
+static void show_progress(const struct sim_progress *p, void *ctx)
+{
+    struct progress *prog = ctx;
+
+    if (p->finished) {
+        progress_clear(prog);
+        return;
+    }
+    progress_draw(prog, 0, p->done, p->total, "run %u/%u %s, step %llu/%llu", p->run, p->runs,
+                  p->label, (unsigned long long)p->step, (unsigned long long)p->steps);
+}
+
 int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
 {
     enum {
@@ -90,6 +162,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     const char *partition = "iid", *heuristics = "central,single,ensemble,swt,cwt,cwt+";
     const char *visits = "1", *plus = NULL;
     struct sim_setup s;
+    struct progress prog;
     struct sim_report rep;
     struct cwt_config *cfg = NULL;
     struct cwt_roster *roster = NULL;
@@ -101,6 +174,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
 
     memset(&s, 0, sizeof(s));
     memset(&rep, 0, sizeof(rep));
+    command_line(argc, argv, g, rep.command, sizeof(rep.command));
     s.n_seeds = 1;
     s.out_dir = DEFAULT_OUT;
     optind = 0;
@@ -192,7 +266,9 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         rc = cli_error(CLI_USAGE, "the recipe has no epochs; give --budget E");
         goto out;
     }
-    s.progress = g->tty && !g->json;
+    progress_start(&prog, isatty(STDERR_FILENO));
+    s.on_progress = show_progress;
+    s.progress_ctx = &prog;
     s.verbose = g->verbose;
     if (store_open(cfg->store_dir, STORE_RDONLY, cfg->store_max_bytes, &st, err, sizeof(err)) !=
         0) {
@@ -224,7 +300,10 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     s.dev = dev;
-    if ((rc = sim_run(&s, &rep, err, sizeof(err))) != 0) {
+    rc = sim_run(&s, &rep, err, sizeof(err));
+    snprintf(rep.heuristics, sizeof(rep.heuristics), "%s", heuristics);
+    progress_clear(&prog);
+    if (rc != 0) {
         rc = cli_error(rc == CWT_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err);
         goto out;
     }
@@ -233,7 +312,10 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     if (g->json) {
-        sim_report_json(&rep, stdout);
+        if (sim_report_json(&rep, stdout) != 0) {
+            rc = cli_error(CLI_FAIL, "cannot write the results as JSON (out of memory)");
+            goto out;
+        }
     } else {
         sim_report_table(&rep, stdout);
         printf("results in %s/ (results.csv, results.json, table.txt, val-curves.svg, "

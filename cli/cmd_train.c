@@ -16,20 +16,19 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "engine/train/train.h"
 
 #define DEFAULT_CKPT_STEPS 200
-#define LIVE_INTERVAL_S    0.25
 /* Tags the loader's seed so that shuffling is independent of the weight initialisation. */
 #define LOADER_SEED_TAG 0x6c6f61646572ull /* "loader" */
 
 struct train_ui {
     const struct cli_globals *g;
-    int live;         /* draw the live line on stderr */
-    int line_drawn;   /* the live line is on screen and must be cleared */
-    double last_draw; /* cwt_monotonic() of the last live line */
-    uint64_t spe;     /* steps per epoch, for the epoch count */
-    uint64_t epochs;  /* planned */
+    struct progress prog; /* "epoch e/E, step s/S, loss x, ETA" on a terminal */
+    int seen_step;        /* prog.base is set */
+    uint64_t spe;         /* steps per epoch, for the epoch count */
+    uint64_t epochs;      /* planned */
     sigset_t stop_signals;
 };
 
@@ -47,24 +46,9 @@ static void usage(FILE *f)
             DEFAULT_CKPT_STEPS);
 }
 
-static void format_duration(double s, char *out, size_t len)
-{
-    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
-
-    if (t >= 3600)
-        snprintf(out, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60)
-        snprintf(out, len, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(out, len, "%lds", t);
-}
-
 static void clear_live_line(struct train_ui *ui)
 {
-    if (ui->line_drawn) {
-        fputs("\r\033[K", stderr);
-        ui->line_drawn = 0;
-    }
+    progress_clear(&ui->prog);
 }
 
 /* Stops the run (checkpoint first) on SIGINT/SIGTERM: they are blocked and polled here, so no
@@ -73,18 +57,16 @@ static int on_progress(const struct train_progress *p, void *ctx)
 {
     struct train_ui *ui = ctx;
     sigset_t pending;
-    char eta[32];
 
-    if (ui->live && (p->step == p->steps || cwt_monotonic() - ui->last_draw >= LIVE_INTERVAL_S)) {
-        ui->last_draw = cwt_monotonic();
-        format_duration(p->eta_s, eta, sizeof(eta));
-        fprintf(stderr, "\r\033[Kepoch %llu/%llu  step %llu/%llu  loss %.4f  %.0f images/s  ETA %s",
-                (unsigned long long)p->epoch, (unsigned long long)ui->epochs,
-                (unsigned long long)p->step, (unsigned long long)p->steps, p->loss, p->images_per_s,
-                eta);
-        fflush(stderr);
-        ui->line_drawn = 1;
+    /* A resumed run's first report sets the base: steps done before it do not count in the
+     * rate. */
+    if (!ui->seen_step) {
+        ui->prog.base = p->step > 0 ? p->step - 1 : 0;
+        ui->seen_step = 1;
     }
+    progress_draw(&ui->prog, 0, p->step, p->steps, "epoch %llu/%llu, step %llu/%llu, loss %.4f",
+                  (unsigned long long)p->epoch, (unsigned long long)ui->epochs,
+                  (unsigned long long)p->step, (unsigned long long)p->steps, p->loss);
     if (sigpending(&pending) == 0 &&
         (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1))
         return 1;
@@ -280,7 +262,7 @@ int cmd_train(int argc, char **argv, const struct cli_globals *g)
     rec = &r->roster.recipe;
     memset(&ui, 0, sizeof(ui));
     ui.g = g;
-    ui.live = isatty(STDERR_FILENO);
+    progress_start(&ui.prog, isatty(STDERR_FILENO));
     sigemptyset(&ui.stop_signals);
     sigaddset(&ui.stop_signals, SIGINT);
     sigaddset(&ui.stop_signals, SIGTERM);

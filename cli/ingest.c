@@ -23,6 +23,7 @@
 #include "decode/decode.h"
 #include "decode/decoder.h"
 #include "cli/ingest.h"
+#include "cli/progress.h"
 #include "common/fileio.h"
 
 #define CSV_MAX_BYTES  (1024u * 1024u * 1024u)
@@ -30,7 +31,6 @@
 #define CSV_MAX_FIELDS (3 + STORE_IMETA_MAX) /* path, label, split, metadata columns */
 #define DIR_MAX_DEPTH  16
 #define IDX_DOMAIN     "cwt-idx-image-v1" /* separates IDX image hashes from file hashes */
-#define PROGRESS_EVERY 0.25               /* seconds between progress redraws */
 /* Default batching: a commit costs two fsyncs, which on slow disks is most of the time of a
  * 512-image batch of small images. So without --batch, a batch grows in steps of 512 until
  * it holds half a second of work or 64 MiB of pixels; a crash still loses at most that. */
@@ -63,9 +63,13 @@ struct run {
     double batch_t0; /* when the open batch began */
     uint8_t *pixels; /* one prepared image */
     size_t pixel_bytes;
-    double t0, last_draw;
+    struct progress prog; /* "images i/N, ETA" on a terminal */
     size_t done, total;
-    int drawn; /* a progress line is on screen */
+    struct seen *seen; /* duplicates: what each stored source was (see on_duplicate) */
+    size_t seen_cap, seen_n;
+    int store_scanned; /* earlier runs' images are in seen */
+    char *err;         /* ingest_run's: the sentence of a refused conflict */
+    size_t errlen;
 };
 
 const char *ingest_reason_text(enum ingest_reason r)
@@ -98,30 +102,10 @@ const char *ingest_reason_text(enum ingest_reason r)
     }
 }
 
-static void progress_clear(struct run *r)
+static void draw(struct run *r, int force)
 {
-    if (r->drawn) {
-        fputs("\r\033[K", stderr);
-        r->drawn = 0;
-    }
-}
-
-static void progress_draw(struct run *r, int force)
-{
-    double now, rate, eta;
-
-    if (!r->opt->progress || r->total == 0)
-        return;
-    now = cwt_monotonic();
-    if (!force && now - r->last_draw < PROGRESS_EVERY)
-        return;
-    r->last_draw = now;
-    rate = now > r->t0 ? (double)r->done / (now - r->t0) : 0.0;
-    eta = rate > 0 ? (double)(r->total - r->done) / rate : 0.0;
-    fprintf(stderr, "\r\033[Kingest: %zu/%zu  %.0f images/s  ETA %d:%02d", r->done, r->total, rate,
-            (int)(eta / 60), (int)fmod(eta, 60));
-    fflush(stderr);
-    r->drawn = 1;
+    if (r->total > 0)
+        progress_draw(&r->prog, force, r->done, r->total, "images %zu/%zu", r->done, r->total);
 }
 
 static void reject(struct run *r, enum ingest_reason why, const char *where, const char *fmt, ...)
@@ -137,7 +121,7 @@ static void reject(struct run *r, enum ingest_reason why, const char *where, con
     if (r->opt->report == NULL)
         return;
     if (r->opt->report == stderr)
-        progress_clear(r);
+        progress_clear(&r->prog);
     fprintf(r->opt->report, "cwtctl: rejected %s: ", where);
     va_start(ap, fmt);
     vfprintf(r->opt->report, fmt, ap);
@@ -250,6 +234,200 @@ static int assign_splits(struct item_list *l, const struct ingest_options *opt, 
     return 0;
 }
 
+/* --- duplicates --- */
+
+/* Images stored in this run (with where they came from) and, once a duplicate needs them,
+ * those of earlier runs (where unknown): what a duplicate's label and split are compared
+ * with. Open addressing on the first 8 bytes of the BLAKE2b hash, which are uniform. */
+struct seen {
+    uint8_t hash[32];
+    uint32_t label;
+    int split;
+    char *where; /* path or "FILE[i]"; NULL for an image of an earlier run */
+    int used;
+};
+
+static uint64_t seen_slot(const uint8_t hash[32], size_t cap)
+{
+    uint64_t k;
+
+    memcpy(&k, hash, sizeof(k));
+    return k & (cap - 1);
+}
+
+static struct seen *seen_find(struct run *r, const uint8_t hash[32])
+{
+    if (r->seen_cap == 0)
+        return NULL;
+    for (uint64_t i = seen_slot(hash, r->seen_cap);; i = (i + 1) & (r->seen_cap - 1)) {
+        struct seen *s = &r->seen[i];
+        if (!s->used)
+            return NULL;
+        if (memcmp(s->hash, hash, 32) == 0)
+            return s;
+    }
+}
+
+static int seen_add(struct run *r, const uint8_t hash[32], uint32_t label, int split,
+                    const char *where)
+{
+    struct seen *s;
+
+    /* Kept at most half full so that probes stay short. */
+    if (2 * (r->seen_n + 1) > r->seen_cap) {
+        size_t cap = r->seen_cap ? 2 * r->seen_cap : 1024;
+        struct seen *old = r->seen, *grown;
+        if (cap > SIZE_MAX / sizeof(*grown) || (grown = calloc(cap, sizeof(*grown))) == NULL)
+            return CWT_ENOMEM;
+        for (size_t i = 0; i < r->seen_cap; i++) {
+            uint64_t j;
+            if (!old[i].used)
+                continue;
+            for (j = seen_slot(old[i].hash, cap); grown[j].used; j = (j + 1) & (cap - 1))
+                ;
+            grown[j] = old[i];
+        }
+        free(old);
+        r->seen = grown;
+        r->seen_cap = cap;
+    }
+    if (seen_find(r, hash) != NULL)
+        return 0;
+    for (uint64_t i = seen_slot(hash, r->seen_cap);; i = (i + 1) & (r->seen_cap - 1)) {
+        s = &r->seen[i];
+        if (!s->used)
+            break;
+    }
+    memcpy(s->hash, hash, 32);
+    s->label = label;
+    s->split = split;
+    s->where = NULL;
+    if (where != NULL && (s->where = strdup(where)) == NULL)
+        return CWT_ENOMEM;
+    s->used = 1;
+    r->seen_n++;
+    return 0;
+}
+
+static void seen_free(struct run *r)
+{
+    for (size_t i = 0; i < r->seen_cap; i++)
+        free(r->seen[i].where);
+    free(r->seen);
+    r->seen = NULL;
+    r->seen_cap = r->seen_n = 0;
+}
+
+/* Adds the images of earlier runs (committed before this one began or in its earlier
+ * batches; those of this run are there already). Done once, at the first duplicate. */
+static int seen_load_store(struct run *r)
+{
+    int rc;
+
+    r->store_scanned = 1;
+    if ((rc = store_read_begin(r->st)) != 0)
+        return rc;
+    for (int sp = 0; sp < STORE_NSPLITS && rc == 0; sp++) {
+        uint64_t *ids = NULL;
+        size_t n = 0;
+        if ((rc = store_list(r->st, (enum store_split)sp, &ids, &n)) != 0)
+            break;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            struct store_image_hdr hdr;
+            const uint8_t *px;
+            if ((rc = store_get_image(r->st, ids[i], &hdr, &px)) == 0 &&
+                seen_find(r, hdr.source_hash) == NULL)
+                rc = seen_add(r, hdr.source_hash, hdr.label, hdr.split, NULL);
+        }
+        free(ids);
+    }
+    store_read_end(r->st);
+    return rc;
+}
+
+/* The source hash a kept conflicting copy is stored under: the content hash bound to its
+ * label and split, so the store's one-image-per-source rule still holds for it. */
+static void conflict_hash(const uint8_t hash[32], uint32_t label, int split, uint8_t out[32])
+{
+    static const char domain[] = "cwt ingest conflicting copy";
+    crypto_generichash_state hs;
+    uint8_t ls[5] = {(uint8_t)label, (uint8_t)(label >> 8), (uint8_t)(label >> 16),
+                     (uint8_t)(label >> 24), (uint8_t)split};
+
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    crypto_generichash_update(&hs, (const uint8_t *)domain, sizeof(domain));
+    crypto_generichash_update(&hs, hash, 32);
+    crypto_generichash_update(&hs, ls, sizeof(ls));
+    crypto_generichash_final(&hs, out, 32);
+}
+
+/* A source whose bytes are stored already arrived as (label, split) from where. A copy that
+ * agrees with the stored one is skipped silently, as before. One that differs in label or
+ * split is a data-quality problem: reported, passed to opt->on_conflict, and then skipped
+ * (0), kept (1: store it under *alt), or refused (CWT_EDUPLICATE with a sentence in r->err). */
+static int on_duplicate(struct run *r, const uint8_t hash[32], uint32_t label, int split,
+                        const char *where, uint8_t alt[32])
+{
+    struct ingest_conflict c;
+    struct seen *s = seen_find(r, hash);
+    char stored[96], hex[17];
+    int rc;
+
+    if (s == NULL && !r->store_scanned) {
+        if ((rc = seen_load_store(r)) != 0)
+            return rc;
+        s = seen_find(r, hash);
+    }
+    if (s == NULL || (s->label == label && s->split == split)) {
+        r->sum->duplicates++;
+        return 0;
+    }
+    r->sum->conflicts++;
+    memset(&c, 0, sizeof(c));
+    c.where = where;
+    c.stored_where = s->where;
+    memcpy(c.hash, hash, 32);
+    c.label = label;
+    c.split = split;
+    c.stored_label = s->label;
+    c.stored_split = s->split;
+    sodium_bin2hex(hex, sizeof(hex), hash, 8);
+    if (s->where != NULL)
+        snprintf(stored, sizeof(stored), "%s", s->where);
+    else
+        snprintf(stored, sizeof(stored), "the stored image %s...", hex);
+    if (r->opt->duplicates == INGEST_DUP_KEEP) {
+        conflict_hash(hash, label, split, alt);
+        rc = seen_find(r, alt) != NULL ? 1 : store_has_source(r->st, alt);
+        if (rc < 0)
+            return rc;
+        c.kept = rc == 0;
+    }
+    if (r->opt->report != NULL) {
+        if (r->opt->report == stderr)
+            progress_clear(&r->prog);
+        fprintf(r->opt->report,
+                "cwtctl: %s (label %u, %s) has the same image bytes as %s (label %u, %s); %s\n",
+                where, label, store_split_name((enum store_split)split), stored, s->label,
+                store_split_name((enum store_split)s->split),
+                r->opt->duplicates == INGEST_DUP_REFUSE ? "stopping"
+                : c.kept                                ? "stored it too"
+                                                        : "skipped");
+    }
+    if (r->opt->on_conflict != NULL)
+        r->opt->on_conflict(&c, r->opt->conflict_ctx);
+    if (r->opt->duplicates == INGEST_DUP_REFUSE)
+        return cwt_seterr(r->err, r->errlen, CWT_EDUPLICATE,
+                          "%s (label %u, %s) has the same image bytes as %s (label %u, %s); "
+                          "nothing after it was ingested (--duplicates refuse)",
+                          where, label, store_split_name((enum store_split)split), stored, s->label,
+                          store_split_name((enum store_split)s->split));
+    if (c.kept)
+        return 1;
+    r->sum->duplicates++;
+    return 0;
+}
+
 /* --- storing --- */
 
 static int batch_flush(struct run *r)
@@ -294,10 +472,20 @@ static int store_one(struct run *r, const struct decoded_image *img, const uint8
     memcpy(hdr.source_hash, hash, 32);
     rc = store_put_image(r->batch, &hdr, r->pixels, &id);
     if (rc == CWT_EDUPLICATE) {
-        r->sum->duplicates++; /* the same content twice in this run */
-        return 0;
+        /* The same content earlier in this batch. */
+        uint8_t alt[32];
+        if ((rc = on_duplicate(r, hash, label, split, where, alt)) != 1)
+            return rc;
+        memcpy(hdr.source_hash, alt, 32);
+        rc = store_put_image(r->batch, &hdr, r->pixels, &id);
+        if (rc == CWT_EDUPLICATE) {
+            r->sum->duplicates++;
+            return 0;
+        }
     }
     if (rc != 0)
+        return rc;
+    if ((rc = seen_add(r, hdr.source_hash, label, split, where)) != 0)
         return rc;
     /* The list holds what csv_parse encoded and checked; decoding checks it once more. */
     if (meta != NULL && ((rc = store_imeta_decode(meta, meta_len, &m)) != 0 ||
@@ -345,12 +533,20 @@ static int ingest_file(struct run *r, const struct item *it)
     }
     crypto_generichash(hash, sizeof(hash), buf, len, NULL, 0);
     rc = store_has_source(r->st, hash);
+    if (rc == 1) {
+        uint8_t alt[32];
+        rc = on_duplicate(r, hash, it->label, it->split, it->path, alt);
+        if (rc == 1) {
+            memcpy(hash, alt, 32); /* --duplicates keep: stored as its own source */
+            rc = 0;
+        } else {
+            free(buf);
+            return rc;
+        }
+    }
     if (rc != 0) {
         free(buf);
-        if (rc < 0)
-            return rc;
-        r->sum->duplicates++;
-        return 0;
+        return rc;
     }
     img.pixels = malloc(r->pixel_bytes);
     if (img.pixels == NULL) {
@@ -1004,7 +1200,17 @@ static int ingest_idx(struct run *r, const char *images, const char *labels, cha
             if (rc < 0)
                 goto out;
             if (rc == 1) {
-                r->sum->duplicates++;
+                uint8_t alt[32];
+                snprintf(where, sizeof(where), "%s[%u]", images, i);
+                rc = on_duplicate(r, hash, l.v[i].label, l.v[i].split, where, alt);
+                if (rc < 0)
+                    goto out;
+                if (rc == 1) {
+                    struct decoded_image img = {.h = rows, .w = cols, .c = 1, .pixels = pix};
+                    rc = store_one(r, &img, alt, l.v[i].label, l.v[i].split, NULL, 0, where);
+                    if (rc != 0)
+                        goto out;
+                }
             } else {
                 struct decoded_image img = {.h = rows, .w = cols, .c = 1, .pixels = pix};
                 snprintf(where, sizeof(where), "%s[%u]", images, i);
@@ -1014,7 +1220,7 @@ static int ingest_idx(struct run *r, const char *images, const char *labels, cha
             }
         }
         r->done++;
-        progress_draw(r, 0);
+        draw(r, 0);
     }
     rc = 0;
 out:
@@ -1076,6 +1282,8 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
     r.recipe = recipe;
     r.opt = opt;
     r.sum = sum;
+    r.err = err;
+    r.errlen = errlen;
     r.batch_images = opt->batch_images ? opt->batch_images : INGEST_BATCH_DEFAULT;
     r.fixed_batch = opt->batch_images != 0;
     r.pixel_bytes = (size_t)recipe->input_h * recipe->input_w * recipe->input_c;
@@ -1084,7 +1292,7 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
         free(r.pixels);
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory");
     }
-    r.t0 = cwt_monotonic();
+    progress_start(&r.prog, opt->progress);
 
     if (ninputs == 2) {
         rc = ingest_idx(&r, inputs[0], inputs[1], err, errlen);
@@ -1113,7 +1321,7 @@ int ingest_run(struct store *st, const struct cwt_recipe *recipe, const char *co
         for (size_t i = 0; i < l.n && rc == 0; i++) {
             rc = ingest_file(&r, &l.v[i]);
             r.done++;
-            progress_draw(&r, 0);
+            draw(&r, 0);
         }
     }
 finish:
@@ -1133,10 +1341,10 @@ finish:
         else
             cwt_seterr(err, errlen, rc, "ingest failed: %s", cwt_strerror(rc));
     }
-    if (r.opt->progress && r.total > 0)
-        progress_draw(&r, 1);
-    progress_clear(&r);
-    sum->seconds = cwt_monotonic() - r.t0;
+    draw(&r, 1);
+    progress_clear(&r.prog);
+    sum->seconds = progress_elapsed(&r.prog);
+    seen_free(&r);
     decoder_close(r.dec);
     free(r.pixels);
     list_free(&l);

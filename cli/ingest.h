@@ -34,6 +34,28 @@ enum ingest_split_mode {
     INGEST_SPLIT_STRATIFIED,  /* seeded per-label shuffle: val, test, rest train */
 };
 
+/* What ingest does with a duplicate (the same image bytes as a stored image) whose label or
+ * split differs from the stored copy's: a conflict the data steward must see. Duplicates that
+ * agree are always skipped. */
+enum ingest_dup_mode {
+    INGEST_DUP_SKIP = 0, /* report it, store nothing (the default, as before) */
+    INGEST_DUP_KEEP,     /* report it and store the conflicting copy too */
+    INGEST_DUP_REFUSE    /* stop at the first, CWT_EDUPLICATE with a sentence in err */
+};
+
+/* The audit event of one conflict (cwtctl ingest appends them, cwtctl data counts them). */
+#define INGEST_CONFLICT_EVENT "ingest-conflict"
+
+/* One conflicting duplicate, as reported. */
+struct ingest_conflict {
+    const char *where;        /* the new copy: its path, or "FILE[i]" for IDX */
+    const char *stored_where; /* the stored copy's path if ingested in this run, else NULL */
+    uint8_t hash[32];         /* BLAKE2b-256 of the source bytes (the stored copy's too) */
+    uint32_t label, stored_label;
+    int split, stored_split; /* enum store_split */
+    int kept;                /* INGEST_DUP_KEEP: the new copy was stored too */
+};
+
 struct ingest_options {
     enum ingest_split_mode split_mode;
     enum store_split split;             /* INGEST_SPLIT_FIXED */
@@ -43,6 +65,11 @@ struct ingest_options {
                                            INGEST_BATCH_DEFAULT, at least 0.5 s of work */
     int progress;                       /* a progress line on stderr, redrawn with \r */
     FILE *report;                       /* one line per rejected item; NULL = silent */
+    enum ingest_dup_mode duplicates;    /* conflicting duplicates */
+    /* Called for each conflicting duplicate (the pointers live only during the call);
+     * NULL = none. */
+    void (*on_conflict)(const struct ingest_conflict *c, void *ctx);
+    void *conflict_ctx;
 };
 
 /* Why an item was rejected; each is counted in the summary. */
@@ -65,6 +92,7 @@ struct ingest_summary {
     uint64_t items;      /* rows, files or IDX images seen */
     uint64_t ingested;   /* newly stored */
     uint64_t duplicates; /* skipped: content already in the store */
+    uint64_t conflicts;  /* duplicates whose label or split differed (skipped or kept) */
     uint64_t rejected;   /* reported and not stored */
     uint64_t reasons[INGEST_NREASONS];
     double seconds;

@@ -55,8 +55,10 @@ jpeg() { # jpeg PATH W H SEED: a baseline JPEG made with DCMTK from a BMP
     >/dev/null
 export CWT_CONFIG="$T/site/cwtd.conf"
 
-# --- an empty store reads as zeros ---
-expect_eq "$(json 'd["images"], d["input"], d["classes"]')" "0 [16, 16, 1] 3" "empty store"
+# --- no store yet: data says so and exits 2 (zeros would read as lost data) ---
+expect_rc 2 "$CWTCTL" data --json
+expect_in "$T/err" "there is no store in"
+expect_in "$T/err" "nothing has been ingested"
 
 # --- class folders: names and an index, PNG grey/RGB/RGBA, JPEG, DICOM ---
 mkdir -p "$T/tree/cat" "$T/tree/dog/deeper" "$T/tree/2"
@@ -66,6 +68,10 @@ $MK png "$T/tree/dog/deeper/d4.png" 40 40 4 20
 for i in 1 2; do jpeg "$T/tree/2/b$i.jpg" 48 32 "$((30 + i))"; done
 cp "$DICOM/MR_small.dcm" "$DICOM/CT_small.dcm" "$T/tree/2/"
 expect_rc 0 "$CWTCTL" ingest "$T/tree"
+# Piped, no progress line is drawn: no ETA, no carriage return.
+if grep -q "ETA" "$T/out" "$T/err" || grep -q $'\r' "$T/out" "$T/err"; then
+    fail "ingest wrote a progress line to a pipe"
+fi
 expect_in "$T/out" "ingested 12, skipped as duplicate 0, rejected 0"
 expect_eq "$(json 'd["images"], d["splits"]["train"]["labels"]')" \
     "12 {'0': 4, '1': 4, '2': 4}" "class folders"

@@ -26,9 +26,10 @@ BATCH=64
 for s in crashed clean; do
     "$CWTCTL" init --site-id "$s" --dir "$T/$s" >/dev/null
 done
-images() { # images SITE: the number of images in the site's store
-    "$CWTCTL" -c "$T/$1/cwtd.conf" data --json |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["images"])'
+images() { # images SITE: the number of images in the site's store (0 before it exists)
+    local out
+    out=$("$CWTCTL" -c "$T/$1/cwtd.conf" data --json 2>/dev/null) || { echo 0; return; }
+    "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["images"])' "$out"
 }
 ARGS=(ingest --batch $BATCH --val-fraction 0.1 --test-fraction 0.1 --seed 42
     "$T/img-idx3-ubyte" "$T/lab-idx1-ubyte")

@@ -4,14 +4,16 @@
 #   * every heuristic gets the same budget: budget_steps = E * ceil(N_train / batch), and the
 #     step counts in --json equal it (swt: at most it; single: the shares add up to it);
 #   * the partition sizes add up to the pooled splits and follow size-skew weights;
-#   * the output files exist and parse (CSV, JSON, SVG as XML);
+#   * the output files exist and parse (CSV, JSON, SVG as XML); the plots have round ticks,
+#     series of distinct styles, and name the version and command (helpers/check_svg.py);
 #   * the same seed gives identical results (weights hashes, accuracies, curves);
 #   * cwt+ defaults to proportional,sampling,clr; --plus all turns on all four;
 #   * --through-bundles (every swt/cwt/cwt+ hand-over sealed, verified, opened) gives
 #     bit-identical weights to the in-memory run;
 #   * fedavg and fedprox:MU spend the budget in rounds and report; with one local step per
 #     round the proximal term is zero and fedprox equals fedavg bit for bit; fedprox refuses
-#     a recipe whose optimizer is not SGD.
+#     a recipe whose optimizer is not SGD;
+#   * piped (stderr not a terminal), no progress line is drawn: no ETA, no carriage return.
 set -euo pipefail
 
 T="$CWT_TEST_TMP/simulate.$$"
@@ -47,6 +49,10 @@ W=$(python3 -c 'print(",".join(["1000000"] + ["1"] * 63))')
 expect 2 "gets no training images" "${SIM[@]}" --sites 64 --partition "size-skew:$W" \
     --heuristics cwt --out "$T/none"
 
+# 7 steps (108 training images, batch 16) cannot be shared among 10 single runs.
+expect 2 "7 optimizer steps, fewer than the 10 institutions" "${SIM[@]}" --sites 10 \
+    --heuristics single --budget 1 --out "$T/none"
+
 # 2. Every heuristic, two visit lengths, two seeds.
 # shellcheck disable=SC2054 # the commas are inside one argument
 RUN=(--sites 3 --budget 2 --visits 0.5,1 --seeds 2)
@@ -63,6 +69,13 @@ n_train, batch = r["images"]["train"], r["batch"]
 budget = 2 * math.ceil(n_train / batch)
 assert r["budget_steps"] == budget, (r["budget_steps"], budget)
 assert r["cwt_plus"] == "proportional+sampling+clr", r["cwt_plus"]  # the default set
+assert r["schema"] == "cwt.simulate-results/1", r["schema"]
+assert r["version"] and r["commit"], (r["version"], r["commit"])
+assert " simulate --sites 3 --budget 2 " in r["command"], r["command"]
+assert r["recipe"]["model"] == r["model"] and r["recipe"]["batch"] == batch, r["recipe"]
+assert r["recipe"]["input"] == [16, 16, 1] and r["recipe"]["classes"] == 3, r["recipe"]
+assert r["heuristics"] == ["central", "single", "ensemble", "swt", "cwt", "cwt+"], r["heuristics"]
+assert r["seed_values"] == [1, 2], r["seed_values"]
 labels = {x["label"] for x in r["runs"]}
 want = {"central", "single (mean)", "ensemble", "swt", "cwt v=0.5", "cwt v=1", "cwt+ v=0.5",
         "cwt+ v=1", "single inst-0", "single inst-1", "single inst-2"}
@@ -93,6 +106,8 @@ for f in ("val-curves.svg", "cwt-visits.svg"):
 summary = {s["label"]: s for s in r["summary"]}
 assert summary["central"]["seeds"] == 2 and summary["central"]["test_accuracy_sd"] is not None
 EOF
+python3 "$CWT_SRC/tests/cli/helpers/check_svg.py" "$T/a/val-curves.svg" "$T/a/cwt-visits.svg" ||
+    fail "the plots are not readable"
 grep -q "best mean local val accuracy over institutions (after each cycle)" "$T/a/table.txt" ||
     fail "the table does not say how cwt's model is chosen"
 
@@ -165,6 +180,12 @@ a, p = runs["fedavg v=0.25"], runs["fedprox v=0.25"]
 assert a["final_blake2b"] == p["final_blake2b"], "fedprox with one step per round differs"
 assert runs["fedavg v=1"]["final_blake2b"] != runs["fedprox v=1"]["final_blake2b"]
 EOF
+# 7. Piped: no progress line, the summary only.
+"${SIM[@]}" --sites 3 --heuristics central,single --budget 1 --out "$T/p" >"$T/p.out" 2>"$T/p.err"
+grep -q "results in" "$T/p.out" || fail "no summary line: $(cat "$T/p.out")"
+if grep -q "ETA" "$T/p.out" "$T/p.err" || grep -q $'\r' "$T/p.out" "$T/p.err"; then
+    fail "a progress line was written to a pipe"
+fi
 sed -i -e 's/optimizer = "sgd";/optimizer = "adam";/' "$T/site/roster.conf"
 expect 2 'fedprox needs a recipe with optimizer "sgd"' "${SIM[@]}" --sites 3 \
     --heuristics fedprox:0.1 --out "$T/g"

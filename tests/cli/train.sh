@@ -41,6 +41,10 @@ expect 1 "no trained model" "$CWTCTL" "${A[@]}" model export -o "$T/none.safeten
     fail "training failed: $(cat "$T/run1.err")"
 [ "$(wc -l <"$T/run1.json")" -eq $EPOCHS ] || fail "expected $EPOCHS JSON lines"
 grep -q "device:" "$T/run1.err" || fail "the device is not named"
+# Piped stderr: no progress line (no ETA, no carriage return).
+if grep -q "ETA" "$T/run1.err" || grep -q $'\r' "$T/run1.err"; then
+    fail "train wrote a progress line to a pipe"
+fi
 python3 - "$T/run1.json" <<'EOF'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]

@@ -94,15 +94,17 @@ build() {
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c; do
         objs="$objs $(obj_of "$src")"
     done
-    # Only the decoders (decode/, with the sandbox of their child) and the ingest engine of
-    # cli/ (the rest needs the engine), and only the daemon's parsers.
-    for src in "$SRC"/decode/*.c "$SRC"/decode/*.cpp "$SRC"/sandbox/*.c "$SRC"/cli/ingest.c; do
+    # Only the decoders (decode/, with the sandbox of their child), the ingest engine of cli/
+    # and its progress line (the rest needs the engine), and only the daemon's parsers.
+    for src in "$SRC"/decode/*.c "$SRC"/decode/*.cpp "$SRC"/sandbox/*.c "$SRC"/cli/ingest.c \
+        "$SRC"/cli/progress.c; do
         cli_objs="$cli_objs $(obj_of "$src")"
     done
     daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c") $(obj_of "$SRC/cycle/cycle.c")"
     for h in $HARNESSES; do harness_objs="$harness_objs $(obj_of "$SRC/tests/fuzz/fuzz_$h.c")"; done
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c \
         "$SRC"/decode/*.c "$SRC"/decode/*.cpp "$SRC"/sandbox/*.c "$SRC"/cli/ingest.c \
+        "$SRC"/cli/progress.c \
         "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/cycle/cycle.c \
         "$SRC"/tests/fuzz/fuzz_*.c; do
         if stale "$(obj_of "$src")" "$src"; then spawn compile "$src"; fi

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 
 /* Three models with weights 10, 30, 60: the mean of known values, exact in float. */
 static void average_known(void **state)

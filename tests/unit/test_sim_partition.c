@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 
 #define N_CLASSES 10
 

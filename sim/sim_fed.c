@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 
 void sim_avg_add(double *acc, const float *x, size_t numel, double w)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 
 /* Stream tag of the label-mix draws, so they never share random numbers with the shuffles. */
 #define STREAM_MIX 0x6d69782d64697231ull /* "mix-dir1" */

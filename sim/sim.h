@@ -1,6 +1,7 @@
 /*
- * sim.h - `cwtctl simulate`: the paper's experiment with virtual institutions on one machine
- * (docs/simulate.md defines every partition rule, heuristic and modification exactly).
+ * sim.h - library cwt_sim behind `cwtctl simulate`: the paper's experiment with virtual
+ * institutions on one machine (docs/simulate.md defines every partition rule, heuristic and
+ * modification exactly).
  *
  * Layers, bottom-up:
  *   sim_partition.c  partition rules, Gamma/Dirichlet sampling, dividing a split among
@@ -10,7 +11,7 @@
  *   sim_fed.c        fedavg/fedprox arithmetic: weighted mean, round cut, proximal step
  *                    (no engine: unit-tested without a GPU);
  *   sim_run.c        the heuristics on the engine and training driver;
- *   cmd_simulate.c   the command line.
+ *   cli/cmd_simulate.c  the command line (stays in cli/ with the other commands).
  */
 #ifndef CWT_SIM_H
 #define CWT_SIM_H
@@ -219,6 +220,12 @@ struct sim_report {
     uint32_t n_visits;
     size_t n, cap;
     struct sim_outcome *o;
+    /* Provenance, printed in every plot and file. recipe is borrowed from the sim_setup
+     * (valid while it lives; NULL leaves the recipe's fields out of results.json). */
+    const struct cwt_recipe *recipe;
+    char recipe_text[256]; /* "cnn-small, sgd lr 0.01 momentum 0.9, batch 16, 16x16x1, 3 classes" */
+    char heuristics[128];  /* the --heuristics asked for, as given */
+    char command[2048];    /* the command line, arguments shell-quoted where needed */
 };
 
 /* Appends a copy of *o (the curve's ownership moves into the report). */
@@ -233,7 +240,22 @@ void sim_report_table(const struct sim_report *r, FILE *f);
 /* results.csv: one line per outcome. results.json: settings, partition sizes, outcomes,
  * summary rows. Both written to f. */
 void sim_report_csv(const struct sim_report *r, FILE *f);
-void sim_report_json(const struct sim_report *r, FILE *f);
+/* results.json (schema SIM_RESULTS_SCHEMA, docs/simulate.md) as one line of JSON text; the
+ * caller frees it. NULL when out of memory. sim_report_json writes it and a newline to f:
+ * 0, CWT_ENOMEM, or CWT_EIO when f fails. */
+#define SIM_RESULTS_SCHEMA "cwt.simulate-results/1"
+char *sim_report_json_text(const struct sim_report *r);
+int sim_report_json(const struct sim_report *r, FILE *f);
+/* Round axis ticks over [lo, hi]: the step is 1, 2 or 5 times a power of ten, the first that
+ * needs at most max_ticks ticks (max_ticks >= 2, at most 64); integer_steps keeps the step at
+ * least 1. The axis widens to the ticks around the range: *lo_out and *hi_out are the first
+ * and last tick. Returns the number of ticks written to ticks. */
+size_t sim_nice_ticks(double lo, double hi, size_t max_ticks, int integer_steps, double *ticks,
+                      double *lo_out, double *hi_out);
+
+/* cwt's version and the git commit it was built from ("unknown" outside a git checkout). */
+const char *sim_build_commit(void);
+
 /* Validation score against cumulative steps, one line per heuristic (first seed), and CWT
  * test accuracy against visit length (mean +- sd over seeds). */
 void sim_svg_curves(const struct sim_report *r, FILE *f);
@@ -299,6 +321,20 @@ int sim_fed_handover(struct sim_fed *f, struct eng_model *m, const struct eng_mo
 
 /* ------------------------------------------------------------ running the experiment */
 
+/* Where the experiment stands, for a progress line. The ETA counts steps: every run of a
+ * heuristic has the same budget (single's institutions share one), so steps done over steps
+ * planned is the fraction of the work done. */
+struct sim_progress {
+    uint32_t run, runs;   /* 1-based run in progress, runs in all (seeds included) */
+    const char *label;    /* the run: "central", "single 2", "cwt+ x1" */
+    uint32_t seed_index;  /* 0-based */
+    uint64_t step, steps; /* in this run */
+    uint64_t done, total; /* steps over all runs */
+    double loss;          /* mean training loss so far in the epoch */
+    int finished;         /* the run just ended (the caller clears its line) */
+};
+typedef void (*sim_progress_fn)(const struct sim_progress *p, void *ctx);
+
 /* What cmd_simulate decided; sim_run reads it only. */
 struct sim_setup {
     struct store *st; /* the site store, opened read-only */
@@ -316,8 +352,9 @@ struct sim_setup {
     int through_bundles;
     const char *out_dir;                 /* bundles and keys go under it */
     size_t max_train, max_val, max_test; /* 0 = every image of the split */
-    int progress;                        /* progress line on stderr (a terminal) */
-    int verbose;                         /* one line per finished run on stderr */
+    sim_progress_fn on_progress;         /* after every step and run; NULL = none */
+    void *progress_ctx;
+    int verbose; /* one line per finished run on stderr */
 };
 
 /* Runs every requested heuristic for every seed and fills rep (release with

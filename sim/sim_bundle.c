@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 #include "common/fileio.h"
 #include "crypto/keys.h"
 

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 
 static const char *const heur_names[SIM_NHEUR] = {"central", "single", "ensemble", "swt",
                                                   "cwt",     "cwt+",   "fedavg",   "fedprox"};

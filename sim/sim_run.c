@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "cli/sim.h"
+#include "sim/sim.h"
 #include "storage/store.h"
 
 /* Stream tags of the per-seed random choices. */
@@ -53,6 +53,11 @@ struct run_ctx {
     /* Progress line. */
     char label[64];
     uint64_t steps_before;
+    uint32_t run_no, runs;   /* 1-based run in progress, runs in all */
+    uint64_t run_budget;     /* steps planned for the run in progress */
+    uint64_t run_steps;      /* steps done in the run in progress */
+    uint64_t steps_finished; /* steps of the runs before it */
+    uint64_t steps_total;    /* planned over all runs */
     char *err;
     size_t errlen;
 };
@@ -215,6 +220,38 @@ struct session_ctx {
 
 static int prox_step(struct run_ctx *c, uint64_t step);
 
+static void tell(struct run_ctx *c, uint64_t step, double loss, int finished)
+{
+    struct sim_progress p;
+
+    if (c->s->on_progress == NULL)
+        return;
+    p.run = c->run_no;
+    p.runs = c->runs;
+    p.label = c->label;
+    p.seed_index = c->seed_index;
+    p.step = step;
+    p.steps = c->run_budget;
+    p.done = c->steps_finished + step;
+    p.total = c->steps_total;
+    /* A run may end a few steps off its budget (whole visits); the line never says done early. */
+    if (p.done >= p.total)
+        p.done = p.total > 0 ? p.total - 1 : 0;
+    p.loss = loss;
+    p.finished = finished;
+    c->s->on_progress(&p, c->s->progress_ctx);
+}
+
+/* Starts the count of a new run (after c->label is set). */
+static void begin_run(struct run_ctx *c, uint64_t budget)
+{
+    c->steps_finished += c->run_steps;
+    c->run_steps = 0;
+    c->run_no++;
+    c->run_budget = budget;
+    c->steps_before = 0;
+}
+
 static int on_progress(const struct train_progress *p, void *ctx)
 {
     struct run_ctx *c = ((struct session_ctx *)ctx)->c;
@@ -223,10 +260,8 @@ static int on_progress(const struct train_progress *p, void *ctx)
      * model is at rest and the step's parameters and momentum can be corrected in place. */
     if (c->prox != NULL && prox_step(c, p->step) != 0)
         return 1;
-    if (c->s->progress)
-        fprintf(stderr, "\r%-14s seed %u/%u  step %llu/%llu  loss %.4f  %.0f img/s\033[K", c->label,
-                c->seed_index + 1, c->s->n_seeds, (unsigned long long)(c->steps_before + p->step),
-                (unsigned long long)c->budget, p->loss, p->images_per_s);
+    c->run_steps = c->steps_before + p->step;
+    tell(c, c->run_steps, p->loss, 0);
     return 0;
 }
 
@@ -234,9 +269,8 @@ static void report_done(struct run_ctx *c, const struct sim_outcome *o)
 {
     char label[64];
 
-    if (c->s->progress)
-        fputs("\r\033[K", stderr);
-    if (!c->s->progress && !c->s->verbose)
+    tell(c, c->run_steps, NAN, 1);
+    if (!c->s->verbose)
         return;
     sim_outcome_label(o, label, sizeof(label));
     fprintf(stderr, "seed %u/%u  %-16s test acc %.4f  AUC %.4f  steps %llu  %.1f s\n",
@@ -387,6 +421,43 @@ static int add_outcome(struct run_ctx *c, struct sim_outcome *o)
     return 0;
 }
 
+/* One line a reader of a plot needs to know what was trained: model, optimizer, rate,
+ * batch, input and classes. */
+static void recipe_text(const struct cwt_recipe *r, char *out, size_t len)
+{
+    static const char *const opt[] = {"sgd", "adam", "adamw"};
+    const char *o = (unsigned)r->optimizer < 3 ? opt[r->optimizer] : "?";
+
+    if (r->optimizer == CWT_OPT_SGD)
+        snprintf(out, len, "%s, sgd lr %g momentum %g, batch %u, %ux%ux%u, %u classes", r->model,
+                 r->lr, r->momentum, r->batch_size, r->input_h, r->input_w, r->input_c, r->classes);
+    else
+        snprintf(out, len, "%s, %s lr %g, batch %u, %ux%ux%u, %u classes", r->model, o, r->lr,
+                 r->batch_size, r->input_h, r->input_w, r->input_c, r->classes);
+}
+
+/* Runs and steps the requested heuristics take over all seeds: single's institutions are one
+ * run each and share one budget; every other run has the whole budget. */
+static void count_runs(struct run_ctx *c)
+{
+    const struct sim_setup *s = c->s;
+    uint64_t units = 0;
+    uint32_t runs = 0;
+
+    if (s->want[SIM_CENTRAL])
+        runs++, units++;
+    if (s->want[SIM_SINGLE] || s->want[SIM_ENSEMBLE])
+        runs += s->sites, units++;
+    if (s->want[SIM_SWT])
+        runs++, units++;
+    for (int h = 0; h < SIM_NHEUR; h++)
+        if (s->want[h] &&
+            (h == SIM_CWT || h == SIM_CWT_PLUS || h == SIM_FEDAVG || h == SIM_FEDPROX))
+            runs += s->n_visits, units += s->n_visits;
+    c->runs = runs * s->n_seeds;
+    c->steps_total = units * s->n_seeds * c->budget;
+}
+
 static uint64_t share_of_budget(const struct run_ctx *c, uint32_t i)
 {
     return c->budget / c->s->sites + (i < c->budget % c->s->sites ? 1 : 0);
@@ -402,7 +473,7 @@ static int run_central(struct run_ctx *c)
 
     outcome_init(c, &o, SIM_CENTRAL, 0);
     snprintf(c->label, sizeof(c->label), "central");
-    c->steps_before = 0;
+    begin_run(c, c->budget);
     if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
         return rc;
     rewind_loader(c->pooled);
@@ -455,7 +526,7 @@ static int run_single(struct run_ctx *c, int report_single, int report_ensemble)
         o.inst = (int)i;
         o.budget = share_of_budget(c, i);
         snprintf(c->label, sizeof(c->label), "single %u", i);
-        c->steps_before = 0;
+        begin_run(c, o.budget);
         if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
             break;
         rewind_loader(c->local[i]);
@@ -557,7 +628,7 @@ static int run_swt(struct run_ctx *c)
 
     outcome_init(c, &o, SIM_SWT, 0);
     snprintf(c->label, sizeof(c->label), "swt");
-    c->steps_before = 0;
+    begin_run(c, c->budget);
     if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
         return rc;
     if (c->fed != NULL)
@@ -667,7 +738,7 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
 
     outcome_init(c, &o, plus ? SIM_CWT_PLUS : SIM_CWT, visit);
     sim_outcome_label(&o, c->label, sizeof(c->label));
-    c->steps_before = 0;
+    begin_run(c, c->budget);
     if ((mods & SIM_PLUS_SAMPLING) && (rc = make_balanced_loaders(c)) != 0)
         return rc;
     if (mods & SIM_PLUS_SAMPLING)
@@ -927,7 +998,7 @@ static int run_fed(struct run_ctx *c, double visit, enum sim_heur heur, double m
 
     outcome_init(c, &o, heur, visit);
     sim_outcome_label(&o, c->label, sizeof(c->label));
-    c->steps_before = 0;
+    begin_run(c, c->budget);
     memset(&px, 0, sizeof(px));
     if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
         return rc;
@@ -1264,10 +1335,24 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     spe = (c->train_all.n + c->base.batch_size - 1) / c->base.batch_size;
     b = floor(s->budget_epochs * (double)spe + 0.5);
     c->budget = b >= 1.0 ? (uint64_t)b : 1;
+    /* single, ensemble and swt divide the budget among the institutions: each share must be
+     * at least one step, or an institution would have a run of length 0. */
+    if ((s->want[SIM_SINGLE] || s->want[SIM_ENSEMBLE] || s->want[SIM_SWT]) &&
+        c->budget < s->sites) {
+        rc = cwt_seterr(err, errlen, CWT_EINVAL,
+                        "--budget %g is %llu optimizer steps, fewer than the %u institutions "
+                        "that single, ensemble and swt share it among (each needs at least one "
+                        "step); give a larger --budget or fewer --sites",
+                        s->budget_epochs, (unsigned long long)c->budget, s->sites);
+        goto out;
+    }
+    count_runs(c);
 
     eng_device_get_info(s->dev, &info);
     snprintf(rep->device, sizeof(rep->device), "%s (%s)", info.name, info.driver);
     snprintf(rep->model, sizeof(rep->model), "%s", s->recipe.model);
+    recipe_text(&s->recipe, rep->recipe_text, sizeof(rep->recipe_text));
+    rep->recipe = &s->recipe;
     sim_part_rule_format(&s->rule, rep->partition, sizeof(rep->partition));
     sim_plus_format(s->plus, rep->plus, sizeof(rep->plus));
     rep->prox_mu = s->want[SIM_FEDPROX] ? s->prox_mu : 0.0;
@@ -1300,8 +1385,6 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
         free_seed(c);
     }
 out:
-    if (s->progress)
-        fputs("\r\033[K", stderr);
     sim_fed_close(c->fed);
     pooled_free(&c->train_all);
     pooled_free(&c->val_all);
