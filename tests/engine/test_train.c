@@ -137,7 +137,7 @@ static void validation_run(uint32_t h, uint32_t w, const char *dw_shift)
         assert_int_equal(setenv("CWT_ENG_DW_SHIFT", dw_shift, 1), 0);
         assert_int_equal(setenv("CWT_ENG_DW_LANES", "0", 1), 0);
     }
-    int rc = eng_device_open(NULL, 1, &d, err, sizeof(err));
+    int rc = eng_device_open("vulkan", 1, &d, err, sizeof(err));
     if (dw_shift) {
         assert_int_equal(unsetenv("CWT_ENG_DW_SHIFT"), 0);
         assert_int_equal(unsetenv("CWT_ENG_DW_LANES"), 0);
@@ -369,7 +369,7 @@ static void test_profile(void **state)
     struct eng_device *d;
     char err[CWT_ERRLEN];
     assert_int_equal(setenv("CWT_ENG_PROFILE", "1", 1), 0);
-    int rc = eng_device_open(NULL, 0, &d, err, sizeof(err));
+    int rc = eng_device_open("vulkan", 0, &d, err, sizeof(err));
     assert_int_equal(unsetenv("CWT_ENG_PROFILE"), 0);
     if (rc != 0)
         fprintf(stderr, "%s\n", err);
@@ -411,7 +411,7 @@ static int setup(void **state)
     memset(&t, 0, sizeof(t));
     t.seed = th_seed();
     eng_rng_seed(&t.rng, t.seed);
-    if (eng_device_open(NULL, 0, &t.d, err, sizeof(err)) != 0) {
+    if (eng_device_open("vulkan", 0, &t.d, err, sizeof(err)) != 0) {
         fprintf(stderr, "cannot open a Vulkan device: %s\n", err);
         return -1;
     }
