@@ -20,6 +20,9 @@ struct cpu_device {
     int threads; /* OpenMP threads oneDNN and the loops use */
 };
 
+/* Releases the oneDNN engine and stream (the backend's device_close). */
+void cpu_device_close(struct eng_device *d);
+
 /* Sets a sentence for a failed oneDNN call; returns CWT_EUNSUPPORTED or CWT_ENOMEM. */
 int cpu_dnnl_err(dnnl_status_t st, const char *what, char *err, size_t errlen);
 

@@ -62,7 +62,7 @@ static void cpu_model_name(char *out, size_t len)
     fclose(f);
 }
 
-static void cpu_device_close(struct eng_device *d)
+void cpu_device_close(struct eng_device *d)
 {
     struct cpu_device *c = d->cpu;
     if (!c)
@@ -118,10 +118,4 @@ int cpu_device_open(struct eng_device **out, char *err, size_t errlen)
     in->max_storage_buffer_range = UINT64_MAX;
     *out = d;
     return 0;
-}
-
-/* Used by cpu_model.c's backend table. */
-void cpu_device_close_fn(struct eng_device *d)
-{
-    cpu_device_close(d);
 }

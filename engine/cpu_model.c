@@ -28,8 +28,6 @@
 #define CPU_MAX_STEPS (12 * ENG_MAX_LAYERS)
 #define CPU_MAX_ARGS  12
 
-void cpu_device_close_fn(struct eng_device *d);
-
 /* One step of a plan: a oneDNN primitive or a plain C loop over count floats. */
 enum cop {
     C_PRIM = 0,
@@ -1191,7 +1189,7 @@ static int cpu_write_tensor(struct eng_model *m, uint32_t i, const float *src)
 
 const struct eng_backend eng_backend_cpu = {
     .name = "cpu",
-    .device_close = cpu_device_close_fn,
+    .device_close = cpu_device_close,
     .model_init = cpu_model_init,
     .model_free = cpu_model_free,
     .train_begin = cpu_train_begin,
