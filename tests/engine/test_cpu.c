@@ -18,7 +18,6 @@
  *   - tensors written are read back unchanged; cnn-small learns the synthetic set to >= 99%.
  * Needs a Vulkan device (lavapipe without a GPU); nothing is skipped.
  */
-#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +29,7 @@
 #include "common/cwt.h"
 #include "engine/engine.h"
 #include "engine/rng.h"
+#include "harness.h"
 #include "models.h"
 
 struct fix {
@@ -288,11 +288,7 @@ static int setup(void **state)
     clock_gettime(CLOCK_REALTIME, &ts);
     f.seed = s && *s ? strtoull(s, NULL, 0) : (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
     char err[CWT_ERRLEN];
-    /* LeakSanitizer: with OpenMP's threads about, lavapipe leaves a 128-byte block that is
-     * reported after the Vulkan loader has unloaded it, with no module to name (so lsan.supp's
-     * libvulkan_lvp.so rule cannot match). Keeping the driver loaded (RTLD_NODELETE) lets the
-     * rule see it. No effect where lavapipe is not installed. */
-    (void)dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
+    th_keep_lavapipe_loaded();
     if (eng_device_open("cpu", 0, &f.cpu, err, sizeof(err)) != 0 ||
         eng_device_open("vulkan", 0, &f.vk, err, sizeof(err)) != 0) {
         fprintf(stderr, "test_cpu: %s\n", err);

@@ -1210,6 +1210,7 @@ static int setup(void **state)
     char err[CWT_ERRLEN];
     memset(&t, 0, sizeof(t));
     t.seed = th_seed();
+    th_keep_lavapipe_loaded();
     eng_rng_seed(&t.rng, t.seed);
     if (eng_device_open("vulkan", 0, &t.d, err, sizeof(err)) != 0) {
         fprintf(stderr, "cannot open a Vulkan device: %s\n", err);
