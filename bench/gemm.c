@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     }
     char err[CWT_ERRLEN];
     struct eng_device *d;
-    if (eng_device_open(NULL, 0, &d, err, sizeof(err)) != 0) {
+    if (eng_device_open("vulkan", 0, &d, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_gemm: %s\n", err);
         return 1;
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/cwt.h"
+#include "engine/model.h"
 #include "engine/vk.h"
 
 #define VKCHECK(call, what)                                                                        \
@@ -156,8 +157,9 @@ static int create_instance(struct eng_device *d, int validation, char *err, size
     return 0;
 }
 
-/* Picks a physical device by choice ("auto", index, or name substring). */
-static int pick_device(struct eng_device *d, const char *choice, char *err, size_t errlen)
+/* Picks a physical device: the best of any type, the best GPU, or by index or name substring. */
+static int pick_device(struct eng_device *d, const char *choice, enum eng_vk_pick pick, char *err,
+                       size_t errlen)
 {
     uint32_t n = 0;
     VKCHECK(vkEnumeratePhysicalDevices(d->instance, &n, NULL), "vkEnumeratePhysicalDevices");
@@ -172,7 +174,7 @@ static int pick_device(struct eng_device *d, const char *choice, char *err, size
         return cwt_seterr(err, errlen, CWT_EVULKAN, "vkEnumeratePhysicalDevices failed (%d)",
                           (int)vr);
     int best = -1, best_rank = -1;
-    int is_auto = choice == NULL || *choice == '\0' || strcmp(choice, "auto") == 0;
+    int is_auto = pick != ENG_VK_NAMED;
     int64_t idx = -1;
     if (!is_auto && cwt_parse_i64(choice, 0, 63, &idx) != 0)
         idx = -1;
@@ -184,6 +186,8 @@ static int pick_device(struct eng_device *d, const char *choice, char *err, size
         if (!usable)
             continue;
         if (is_auto) {
+            if (pick == ENG_VK_GPU && type_rank(pr.deviceType) < 3)
+                continue; /* not a GPU */
             if (type_rank(pr.deviceType) > best_rank) {
                 best_rank = type_rank(pr.deviceType);
                 best = (int)i;
@@ -198,7 +202,10 @@ static int pick_device(struct eng_device *d, const char *choice, char *err, size
     if (best < 0)
         return cwt_seterr(err, errlen, CWT_ENOENT,
                           "no usable Vulkan 1.1 compute device matches \"%s\" (%u devices)",
-                          is_auto ? "auto" : choice, n);
+                          pick == ENG_VK_GPU ? "gpu"
+                          : is_auto          ? "vulkan"
+                                             : choice,
+                          n);
     d->phys = pds[best];
     d->info.index = (uint32_t)best;
     return 0;
@@ -327,20 +334,18 @@ static int create_logical(struct eng_device *d, char *err, size_t errlen)
     return 0;
 }
 
-int eng_device_open(const char *choice, int validation, struct eng_device **out, char *err,
-                    size_t errlen)
+int vk_device_open(const char *choice, enum eng_vk_pick pick, int validation,
+                   struct eng_device **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct eng_device *d = calloc(1, sizeof(*d));
     if (!d)
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory opening the Vulkan device");
+    d->be = &eng_backend_vulkan;
     d->validation = validation != 0;
-    const char *env = getenv("CWT_VK_DEVICE");
-    if (env && *env)
-        choice = env;
     int rc = create_instance(d, d->validation, err, errlen);
     if (rc == 0)
-        rc = pick_device(d, choice, err, errlen);
+        rc = pick_device(d, choice, pick, err, errlen);
     if (rc == 0) {
         query_info(d);
         rc = create_logical(d, err, errlen);
@@ -354,9 +359,11 @@ int eng_device_open(const char *choice, int validation, struct eng_device **out,
         }
     }
     if (rc != 0) {
-        eng_device_close(d);
+        vk_device_close(d);
+        free(d);
         return rc;
     }
+    snprintf(d->info.backend, sizeof(d->info.backend), "vulkan");
     *out = d;
     return 0;
 }
@@ -390,10 +397,8 @@ static void print_profile(const struct eng_device *d)
     fprintf(stderr, "profile: total %.1f ms of device time\n", total / 1e6);
 }
 
-void eng_device_close(struct eng_device *d)
+void vk_device_close(struct eng_device *d)
 {
-    if (!d)
-        return;
     if (d->profile)
         print_profile(d);
     if (d->dev) {
@@ -424,17 +429,6 @@ void eng_device_close(struct eng_device *d)
     }
     if (d->instance)
         vkDestroyInstance(d->instance, NULL);
-    free(d);
-}
-
-void eng_device_get_info(const struct eng_device *d, struct eng_device_info *info)
-{
-    *info = d->info;
-}
-
-uint32_t eng_device_validation_errors(const struct eng_device *d)
-{
-    return d->validation_msgs;
 }
 
 /* ------------------------------------------------------------------ buffers */

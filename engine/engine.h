@@ -1,5 +1,6 @@
 /*
- * engine.h - the Vulkan training engine: device, models, training steps, inference.
+ * engine.h - the training engine: device, models, training steps, inference. Two backends
+ * run behind it: Vulkan compute shaders and the CPU (oneDNN).
  *
  * The engine knows nothing of crypto, bundles or the daemon. It takes batches of normalised
  * float images and labels, and exposes the model's tensors by name so callers can save them
@@ -29,13 +30,20 @@ struct eng_device_info {
     uint32_t max_shared_memory;
     uint32_t max_workgroup_invocations;
     uint64_t max_storage_buffer_range;
-    uint32_t index; /* physical device index */
+    uint32_t index;   /* physical device index (Vulkan) */
+    char backend[16]; /* "vulkan" or "cpu" (oneDNN) */
 };
 
-/* Opens a Vulkan compute device. choice: NULL or "auto" (discrete > integrated > virtual >
- * CPU), a decimal index, or a substring of the device name; $CWT_VK_DEVICE overrides it.
- * validation != 0 enables VK_LAYER_KHRONOS_validation and makes any message an error.
- * Release with eng_device_close(). CWT_EVULKAN / CWT_ENOENT with a sentence in err. */
+/* Opens a compute device. choice ($CWT_VK_DEVICE overrides it):
+ *   NULL, "" or "auto"  a Vulkan GPU (discrete > integrated) if there is one, else "cpu"
+ *   "cpu"               the CPU backend (oneDNN; threads: $CWT_CPU_THREADS, default all cores)
+ *   "vulkan"            the best Vulkan device of any type (discrete > integrated > virtual >
+ *                       CPU), lavapipe when there is no GPU
+ *   "lavapipe"          Vulkan on llvmpipe (Mesa's CPU driver)
+ *   a decimal index or a substring of a Vulkan device name
+ * validation != 0 enables VK_LAYER_KHRONOS_validation on Vulkan and makes any message an error
+ * (no effect on the CPU backend). Release with eng_device_close(). CWT_EVULKAN / CWT_ENOENT /
+ * CWT_ENOMEM with a sentence in err. */
 int eng_device_open(const char *choice, int validation, struct eng_device **out, char *err,
                     size_t errlen);
 void eng_device_close(struct eng_device *dev);

@@ -1,10 +1,13 @@
 /*
- * model.h - internal: the model structure shared by model.c (graph, arena, recording) and
- * train.c (steps, tensors by name). Not part of the public contract.
+ * model.h - internal: the model structure. Its description part (spec, tensors, activations,
+ * layers; built by graph.c) is shared by both backends; the arena, staging ring and
+ * recordings are the Vulkan backend's (model.c, train.c); the CPU backend keeps its state
+ * behind `cpu` (cpu_model.c). Not part of the public contract.
  */
 #ifndef CWT_ENGINE_MODEL_H
 #define CWT_ENGINE_MODEL_H
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 
 #define ENG_MAX_TENSORS     320
@@ -13,6 +16,8 @@
 #define ENG_MAX_RECS        6
 #define ENG_SLOTS           2          /* staging ring depth */
 #define ENG_COL_CHUNK_BYTES (4u << 20) /* target im2col chunk of the CPU path (cache-sized) */
+#define ENG_BN_EPS          1e-5f      /* PyTorch BatchNorm2d defaults */
+#define ENG_BN_MOMENTUM     0.1f
 
 /* Arena regions: parameters, their gradients and optimizer state share offsets, so one
  * optimizer dispatch covers every parameter. */
@@ -24,7 +29,8 @@ struct mtensor {
     uint32_t ndim, shape[4];
     uint64_t numel;
     enum eng_region region;
-    VkDeviceSize off; /* bytes into the region */
+    VkDeviceSize off; /* bytes into the region (Vulkan backend) */
+    int param;        /* ENG_T_OPTIM: the parameter it belongs to */
 };
 
 /* An activation in CNHW layout (c channels of n*h*w), with its gradient. */
@@ -93,7 +99,25 @@ struct eng_model {
     struct rec_entry recs[ENG_MAX_RECS];
     uint64_t clock;
     uint8_t fingerprint[32];
+
+    struct cpu_model *cpu; /* CPU backend state (cpu_model.c); NULL on Vulkan */
 };
+
+/* graph.c: builds the description of m->spec / m->opt (tensors in their final order, optimizer
+ * state last, activations, layers) and the fingerprint. Nothing is allocated. */
+int eng_graph_build(struct eng_model *m, char *err, size_t errlen);
+/* graph.c: writes every tensor's initial value through eng_model_write_tensor (He init from
+ * spec.seed, drawn in tensor order). */
+int eng_graph_init(struct eng_model *m, char *err, size_t errlen);
+
+/* The Vulkan backend's entry points (device.c, train.c). */
+void vk_device_close(struct eng_device *d);
+int vk_train_begin(struct eng_model *m, const float *x, const uint32_t *labels, uint32_t n,
+                   const float *class_weights, float lr);
+int vk_train_end(struct eng_model *m, float *loss, uint32_t *correct);
+int vk_predict(struct eng_model *m, const float *x, uint32_t n, float *probs);
+int vk_read_tensor(struct eng_model *m, uint32_t i, float *dst);
+int vk_write_tensor(struct eng_model *m, uint32_t i, const float *src);
 
 /* Records the training step (predict = 0) or inference (predict = 1) for batch size n,
  * reading from staging slot `slot`. */

@@ -1,6 +1,6 @@
 /*
- * train.c - training steps, inference and tensor access on a model: the host side of the
- * staging ring and the cache of recorded command buffers.
+ * train.c - the Vulkan backend's training steps, inference and tensor access: the host side of
+ * the staging ring and the cache of recorded command buffers.
  */
 #include <math.h>
 #include <string.h>
@@ -96,19 +96,10 @@ static void put_input(const struct eng_model *m, float *dst, const float *x, uin
                    hw * sizeof(float));
 }
 
-int eng_train_begin(struct eng_model *m, const float *x, const uint32_t *labels, uint32_t n,
-                    const float *class_weights, float lr)
+int vk_train_begin(struct eng_model *m, const float *x, const uint32_t *labels, uint32_t n,
+                   const float *class_weights, float lr)
 {
-    if (!x || !labels || n == 0 || n > m->max_batch || !isfinite(lr))
-        return CWT_EINVAL;
     uint32_t K = m->spec.classes;
-    for (uint32_t i = 0; i < n; i++)
-        if (labels[i] >= K)
-            return CWT_EINVAL;
-    if (class_weights)
-        for (uint32_t k = 0; k < K; k++)
-            if (!isfinite(class_weights[k]) || class_weights[k] < 0.0f)
-                return CWT_EINVAL;
     int slot = (m->cur + 1) % ENG_SLOTS;
     if (m->pending[slot]) {
         int rc = wait_slot(m, slot);
@@ -150,7 +141,7 @@ int eng_train_begin(struct eng_model *m, const float *x, const uint32_t *labels,
     return 0;
 }
 
-int eng_train_end(struct eng_model *m, float *loss, uint32_t *correct)
+int vk_train_end(struct eng_model *m, float *loss, uint32_t *correct)
 {
     int slot = m->cur;
     if (!m->pending[slot])
@@ -166,10 +157,8 @@ int eng_train_end(struct eng_model *m, float *loss, uint32_t *correct)
     return isfinite(res[0]) ? 0 : CWT_ENUMERIC;
 }
 
-int eng_predict(struct eng_model *m, const float *x, uint32_t n, float *probs)
+int vk_predict(struct eng_model *m, const float *x, uint32_t n, float *probs)
 {
-    if (!x || !probs || n == 0 || n > m->max_batch)
-        return CWT_EINVAL;
     int rc = eng_model_sync(m);
     if (rc != 0)
         return rc;
@@ -192,31 +181,10 @@ int eng_predict(struct eng_model *m, const float *x, uint32_t n, float *probs)
 
 /* ------------------------------------------------------------------ tensors */
 
-uint32_t eng_model_tensor_count(const struct eng_model *m)
-{
-    return m->nt;
-}
-
-int eng_model_tensor_info(const struct eng_model *m, uint32_t i, struct eng_tensor_info *info)
-{
-    if (i >= m->nt)
-        return CWT_ENOENT;
-    const struct mtensor *t = &m->t[i];
-    info->name = t->name;
-    info->kind = t->kind;
-    info->ndim = t->ndim;
-    memset(info->shape, 0, sizeof(info->shape));
-    memcpy(info->shape, t->shape, t->ndim * sizeof(uint32_t));
-    info->numel = t->numel;
-    return 0;
-}
-
 /* Copies between host memory and a tensor: directly when the region is mapped (unified
  * memory), else through a temporary host buffer and a one-off copy command. */
 static int xfer(struct eng_model *m, uint32_t i, float *host, int to_device)
 {
-    if (i >= m->nt)
-        return CWT_ENOENT;
     int rc = eng_model_sync(m);
     if (rc != 0)
         return rc;
@@ -256,22 +224,12 @@ static int xfer(struct eng_model *m, uint32_t i, float *host, int to_device)
     return rc;
 }
 
-int eng_model_read_tensor(struct eng_model *m, uint32_t i, float *dst)
+int vk_read_tensor(struct eng_model *m, uint32_t i, float *dst)
 {
     return xfer(m, i, dst, 0);
 }
 
-int eng_model_write_tensor(struct eng_model *m, uint32_t i, const float *src)
+int vk_write_tensor(struct eng_model *m, uint32_t i, const float *src)
 {
     return xfer(m, i, (float *)(uintptr_t)src, 1);
-}
-
-uint64_t eng_model_step(const struct eng_model *m)
-{
-    return m->step;
-}
-
-void eng_model_set_step(struct eng_model *m, uint64_t step)
-{
-    m->step = step;
 }

@@ -29,7 +29,11 @@
 /* GEMM kernel shapes (see shaders/gemm.comp). */
 enum eng_gemm_shape { ENG_GEMM_REG = 0, ENG_GEMM_SG, ENG_GEMM_TILE };
 
+/* A device of either backend (backend.h): be says which. The Vulkan handles and settings below
+ * are the Vulkan backend's (zero on the CPU backend); cpu holds the CPU backend's state. */
 struct eng_device {
+    const struct eng_backend *be;
+    struct cpu_device *cpu;
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger; /* VK_NULL_HANDLE without validation */
     VkPhysicalDevice phys;

@@ -83,7 +83,8 @@ def main():
     steps = int(a[5]) if len(a) > 5 else 20
     depth = int(a[6]) if len(a) > 6 else 8
     dev = a[7] if len(a) > 7 else "cpu"
-    torch.set_num_threads(os.cpu_count())
+    # CWT_BENCH_THREADS (bench/train/run.sh) sets both sides' threads; default all cores
+    torch.set_num_threads(int(os.environ.get("CWT_BENCH_THREADS", "0")) or os.cpu_count())
     torch.manual_seed(1)
     model = CnnSmall(c, h, w, 10) if arch == "cnn-small" else ResNet(depth, c, h, w, 10)
     model = model.to(dev)

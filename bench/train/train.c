@@ -3,8 +3,12 @@
  *
  * Usage: bench_train ARCH H W C BATCH [STEPS] [DEPTH]
  *   e.g. bench_train cnn-small 28 28 1 64 30     bench_train resnet 64 64 3 64 10 8
- * Optimizer: SGD, momentum 0.9, lr 0.01 (what bench/train/torch_bench.py uses). Prints one
- * line "images_per_s=<x>" after a warm-up step (pipeline compile, command buffer recording).
+ * The device is eng_device_open's "auto" unless CWT_VK_DEVICE names one (cpu, lavapipe,
+ * vulkan, an index or a name); CWT_CPU_THREADS sets the CPU backend's threads.
+ * Optimizer: SGD, momentum 0.9, lr 0.01 (what bench/train/torch_bench.py uses). Prints
+ * "backend=", then "images_per_s=<x>" after a warm-up step (pipeline compile, command buffer
+ * recording, oneDNN plans) and "gflop_per_s=<x>": 3x the forward pass's multiply-adds of the
+ * convolutions and dense layers (x2 flops each), the usual estimate of a training step.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 
 #include "common/cwt.h"
 #include "engine/engine.h"
+#include "engine/model.h"
 
 int main(int argc, char **argv)
 {
@@ -40,7 +45,8 @@ int main(int argc, char **argv)
     }
     struct eng_device_info info;
     eng_device_get_info(d, &info);
-    printf("device=%s type=%s driver=%s\n", info.name, info.type, info.driver);
+    printf("device=%s type=%s driver=%s\nbackend=%s\n", info.name, info.type, info.driver,
+           info.backend);
     if (eng_model_create(d, &spec, &opt, batch, &m, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_train: %s\n", err);
         eng_device_close(d);
@@ -71,8 +77,17 @@ int main(int argc, char **argv)
     double t = cwt_monotonic() - t0;
     if (rc != 0)
         fprintf(stderr, "bench_train: step failed: %s\n", cwt_strerror(rc));
-    printf("loss=%.4f steps=%d seconds=%.3f\nimages_per_s=%.1f\n", loss, steps, t,
-           steps * (double)batch / t);
+    double flop = 0; /* per image, forward */
+    for (uint32_t i = 0; i < m->nl; i++) {
+        const struct layer *l = &m->layers[i];
+        const struct act *a = &m->acts[l->in], *o = &m->acts[l->out];
+        if (l->t == L_CONV)
+            flop += 2.0 * o->c * o->h * o->w * a->c * l->k * l->k;
+        else if (l->t == L_DENSE)
+            flop += 2.0 * o->c * a->c * a->h * a->w;
+    }
+    printf("loss=%.4f steps=%d seconds=%.3f\nimages_per_s=%.1f\ngflop_per_s=%.1f\n", loss, steps, t,
+           steps * (double)batch / t, 3.0 * flop * steps * batch / t / 1e9);
     free(x);
     free(y);
     eng_model_free(m);

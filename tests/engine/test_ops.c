@@ -1,7 +1,8 @@
 /*
  * test_ops.c - every engine op, forward and backward, against a plain C reference on fresh
  * random inputs, and every reference backward against central finite differences of the
- * reference forward. Runs on whatever device eng_device_open picks (lavapipe without a GPU);
+ * reference forward. Runs on the Vulkan device eng_device_open("vulkan") picks (lavapipe without
+ * a GPU); the CPU backend's ops are checked through whole steps in test_cpu.c.
  * GEMM-based ops run with every kernel shape the device supports.
  *
  * Error bounds (relative to the output's largest magnitude, fp32 on the device vs double
@@ -1209,9 +1210,15 @@ static int setup(void **state)
     char err[CWT_ERRLEN];
     memset(&t, 0, sizeof(t));
     t.seed = th_seed();
+    th_keep_lavapipe_loaded();
     eng_rng_seed(&t.rng, t.seed);
-    if (eng_device_open(NULL, 0, &t.d, err, sizeof(err)) != 0) {
+    if (eng_device_open("vulkan", 0, &t.d, err, sizeof(err)) != 0) {
         fprintf(stderr, "cannot open a Vulkan device: %s\n", err);
+        return -1;
+    }
+    if (strcmp(t.d->info.backend, "vulkan") != 0) {
+        fprintf(stderr, "test_ops needs a Vulkan device (CWT_VK_DEVICE names another)\n");
+        eng_device_close(t.d);
         return -1;
     }
     fprintf(stderr, "test_ops: device %s, seed 0x%llx (CWT_TEST_SEED repeats a run)\n",
