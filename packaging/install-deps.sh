@@ -5,7 +5,7 @@
 # deps/installed) checks that, so a tool installed by hand cannot hide a missing entry.
 # clang-format: make test's format check; llvm: llvm-symbolizer, which LeakSanitizer needs to
 # match tests/fuzz/lsan.supp's function names; procps: pgrep and ps in the daemon tests;
-# debootstrap: scripts/fresh-root.sh, the newcomer check.
+# debootstrap: scripts/fresh-root.sh, the newcomer check; iproute2: ss in the key process test.
 # Idempotent and silent when everything is present; uses apt-get (and sudo when not root)
 # only when something is missing.
 set -eu
@@ -16,7 +16,7 @@ libvulkan-dev libdnnl-dev vulkan-tools glslang-tools spirv-tools mesa-vulkan-dri
 libpng-dev libjpeg62-turbo-dev zlib1g-dev libdcmtk-dev dcmtk libcmocka-dev libopenblas-dev
 libjansson-dev
 dataset-fashion-mnist python3-pydicom python3-numpy python3-torch
-dpkg-dev fakeroot lintian systemd systemd-container bash-completion groff-base debootstrap"
+dpkg-dev fakeroot lintian systemd systemd-container bash-completion groff-base debootstrap iproute2"
 
 missing=""
 for p in $PKGS; do
