@@ -11,7 +11,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format llvm git procps python3
-libsodium-dev liblmdb-dev lmdb-utils libconfig-dev libseccomp-dev libsystemd-dev
+libsodium-dev liblmdb-dev libjansson-dev python3-jsonschema lmdb-utils libconfig-dev libseccomp-dev libsystemd-dev
 libvulkan-dev vulkan-tools glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers
 libpng-dev libjpeg62-turbo-dev zlib1g-dev libdcmtk-dev dcmtk libcmocka-dev libopenblas-dev
 dataset-fashion-mnist python3-pydicom python3-numpy python3-torch
