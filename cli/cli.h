@@ -59,7 +59,7 @@ int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen)
 /* Writes s as a JSON string literal (quotes and escapes included). The output is valid UTF-8
  * whatever s holds: a byte that does not start a well-formed UTF-8 sequence (a file name in
  * Latin-1) is written as U+FFFD. */
-void cli_json_string(FILE *f, const char *s);
+void cli_json_string(FILE *f, const char *s); /* on stdout: cli_json_mark_emitted() */
 
 /* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
  * nothing above U+10FFFF), or 0 when s does not start one. s is NUL-terminated. */
@@ -71,6 +71,9 @@ size_t cli_utf8_len(const unsigned char *s);
 void cli_json_set_mode(int on);
 /* Whether this run is under --json. */
 int cli_json_mode(void);
+/* Records that a JSON document went to stdout (cli_json_emit and cli_json_string do it), so
+ * that a later failure prints no second document. For writers that print JSON by hand. */
+void cli_json_mark_emitted(void);
 
 /* Prints "cwtctl: <message>" on stderr and returns code. Under --json it also prints, once,
  * {"schema":"cwt.error/1","ok":false,"error":errcode,"message":"<message>"} on stdout, unless
@@ -101,9 +104,9 @@ int cli_json_set_str(json_t *obj, const char *key, const char *s);
 /* A new object {"schema": schema, "ok": ok} to which a command adds its members; NULL when out
  * of memory. schema is "cwt.NAME/VERSION". */
 json_t *cli_json_doc(const char *schema, int ok);
-/* Prints doc on stdout, compact on one line or indented (indent != 0), keys in insertion order,
- * non-ASCII as UTF-8, one trailing newline; then drops the reference. doc may be NULL (out of
- * memory). Returns 0, or CLI_FAIL with a sentence on stderr. */
+/* Prints doc on stdout, on one line ({"a": 1, "b": 2}) or indented (indent != 0), keys in insertion
+ * order, non-ASCII as UTF-8, one trailing newline; then drops the reference. doc may be NULL (out
+ * of memory). Returns 0, or CLI_FAIL with a sentence on stderr. */
 int cli_json_emit(json_t *doc, int indent);
 
 /* Command groups, one file each (cli/cmd_*.c). */

@@ -190,6 +190,9 @@ void cli_json_string(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
 
+    /* A hand-built document has begun: a failure after it must not print cwt.error/1 too. */
+    if (f == stdout)
+        cli_json_mark_emitted();
     fputc('"', f);
     while (*p != '\0') {
         unsigned char c = *p;

@@ -24,6 +24,11 @@ static int json_mode;
 /* A document went to stdout already: a later failure must not print a second one. */
 static int json_emitted;
 
+void cli_json_mark_emitted(void)
+{
+    json_emitted = 1;
+}
+
 void cli_json_set_mode(int on)
 {
     json_mode = on;
@@ -124,7 +129,7 @@ json_t *cli_json_doc(const char *schema, int ok)
 
 int cli_json_emit(json_t *doc, int indent)
 {
-    size_t flags = JSON_PRESERVE_ORDER | (indent ? JSON_INDENT(2) : JSON_COMPACT);
+    size_t flags = JSON_PRESERVE_ORDER | (indent ? JSON_INDENT(2) : 0);
     char *text;
     int rc = 0;
 
