@@ -7,24 +7,14 @@ set -euo pipefail
 
 daemon_setup json_schemas
 trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-SCHEMAS="$CWT_SRC/docs/schemas"
 
 # check SCHEMA_FILE EXPECTED_RC RC OUTPUT_FILE: exactly one line, strict UTF-8, one JSON object
 # that validates against the schema.
 check() {
     local schema=$1 want=$2 got=$3 out=$4
     [ "$got" = "$want" ] || die "exit $got, expected $want, for $schema: $(cat "$out")"
-    python3 - "$SCHEMAS/$schema.json" "$out" <<'PY' || die "$out does not match $1: $(cat "$out")"
-import json, sys
-import jsonschema
-schema = json.load(open(sys.argv[1]))
-raw = open(sys.argv[2], "rb").read()
-text = raw.decode("utf-8")  # strict: invalid UTF-8 fails the test
-assert text.endswith("\n") and text.count("\n") == 1, "not one line"
-doc = json.loads(text)
-jsonschema.Draft202012Validator.check_schema(schema)
-jsonschema.Draft202012Validator(schema).validate(doc)
-PY
+    python3 "$CWT_SRC/tests/cli/helpers/json_check.py" "$schema" "$out" ||
+        die "$out does not match $schema: $(cat "$out")"
 }
 
 # run SCHEMA EXPECTED_RC ARGS...: runs cwtctl --json ARGS and checks its output.
