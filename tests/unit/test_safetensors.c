@@ -47,6 +47,25 @@ static void expect_bad(const char *json, size_t data_len, int code, const char *
     free(buf);
 }
 
+/* A header of many tiny values is refused before a JSON tree is built for it: the reader's
+ * memory stays bounded by the number of tensors it accepts, not by the header's size. */
+static void test_value_bound(void **state)
+{
+    size_t n = 200000;
+    char *json = malloc(n + 3);
+
+    (void)state;
+    assert_non_null(json);
+    json[0] = '{';
+    memset(json + 1, '[', n);
+    json[n + 1] = '}';
+    json[n + 2] = '\0';
+    expect_bad(json, 0, CWT_ETOOBIG, "JSON values");
+    /* Separators inside strings do not count. */
+    expect_bad("{\"__metadata__\":{\"k\":\"[[[,,,:::{{{\"}}", 0, 0, "");
+    free(json);
+}
+
 static void test_round_trip(void **state)
 {
     struct st_writer *w;
@@ -197,6 +216,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_value_bound),
         cmocka_unit_test(test_finite),
     };
 
