@@ -82,6 +82,9 @@ void cli_json_mark_emitted(void);
 int cli_fail(int code, const char *errcode, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int cli_vfail(int code, const char *errcode, const char *fmt, va_list ap);
+/* Prints "cwtctl: <message>" on stderr only: one of several problems that the command's own
+ * document reports (under --json no error object follows). */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A malloc'd copy of s in which every byte that does not start a well-formed UTF-8 sequence is
  * replaced by U+FFFD. NULL when out of memory. The caller frees it. */

@@ -187,3 +187,14 @@ int cli_fail(int code, const char *errcode, const char *fmt, ...)
     va_end(ap);
     return rc;
 }
+
+void cli_note(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("cwtctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}

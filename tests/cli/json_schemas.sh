@@ -39,6 +39,20 @@ run error 2 "${A[@]}" status --bogus
 grep -q '"error": "no-config"' "$T/out.2" || die "no-config: $(cat "$T/out.2")"
 grep -q '"error": "bad-option"' "$T/out.3" || die "bad-option: $(cat "$T/out.3")"
 
+# roster: show, check (a clean roster, then a site's roster without this site), add.
+run roster 0 "${A[@]}" roster show
+run roster-check 0 "${A[@]}" roster check
+"$CWTCTL" init --site-id c --dir "$T/c" >/dev/null || die "init c"
+run roster-check 1 -c "$T/c/cwtd.conf" roster check "$T/a/roster.conf"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] is False and d["problems"] > 0, d' "$T/out.$n" ||
+    die "roster check of a roster without this site: $(cat "$T/out.$n")"
+run roster-add 0 -c "$T/c/cwtd.conf" roster add "$(cat "$T/c/keys/site.pub")"
+run error 1 -c "$T/c/cwtd.conf" roster add "$(cat "$T/c/keys/site.pub")"
+
+# doctor: a fresh site with its daemon down (a warning: exit 0), and no configuration at all.
+run doctor 0 "${A[@]}" doctor
+run doctor 1 -c "$T/none.conf" doctor
+
 # key show / key check.
 run key 0 "${A[@]}" key show
 run key-check 0 "${A[@]}" key check
