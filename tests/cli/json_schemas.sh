@@ -53,6 +53,13 @@ run error 1 -c "$T/c/cwtd.conf" roster add "$(cat "$T/c/keys/site.pub")"
 run doctor 0 "${A[@]}" doctor
 run doctor 1 -c "$T/none.conf" doctor
 
+# audit: show, verify, export, verify of the export.
+run audit 0 "${A[@]}" audit show
+run audit-verify 0 "${A[@]}" audit verify
+run audit-export 0 "${A[@]}" audit export "$T/a.export"
+run audit-export-verify 0 audit verify --export "$T/a.export" --key "$(cat "$T/a/keys/site.pub")"
+run error 1 audit verify --export "$T/a.export" --key "$(cat "$T/c/keys/site.pub")"
+
 # key show / key check.
 run key 0 "${A[@]}" key show
 run key-check 0 "${A[@]}" key check
