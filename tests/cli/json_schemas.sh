@@ -60,6 +60,11 @@ run audit-export 0 "${A[@]}" audit export "$T/a.export"
 run audit-export-verify 0 audit verify --export "$T/a.export" --key "$(cat "$T/a/keys/site.pub")"
 run error 1 audit verify --export "$T/a.export" --key "$(cat "$T/c/keys/site.pub")"
 
+# init (a new site, then the same folder again: refused), model fingerprint.
+run init 0 init --site-id d --dir "$T/d"
+run error 1 init --site-id d --dir "$T/d"
+run model-fingerprint 0 "${A[@]}" model fingerprint
+
 # key show / key check.
 run key 0 "${A[@]}" key show
 run key-check 0 "${A[@]}" key check
