@@ -114,6 +114,21 @@ static void summary_unmeasured(struct bundle_summary *s)
     s->val_loss = s->val_accuracy = s->val_auc = NAN;
 }
 
+/* cwt.bundle/1: what inspect, seal and open print under --json. op names the command. */
+static int emit_bundle(const char *op, const char *file, const struct bundle_info *info,
+                       const struct cwt_roster *roster)
+{
+    json_t *o = cli_json_doc("cwt.bundle/1", 1);
+
+    if (o != NULL && (cli_json_set(o, "command", json_string(op)) != 0 ||
+                      cli_json_set_str(o, "file", file) != 0 ||
+                      cli_json_set(o, "bundle", bundle_json(info, roster)) != 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return cli_json_emit(o, 0);
+}
+
 static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
 {
     static const struct option opts[] = {
@@ -273,8 +288,8 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     if (g->json) {
-        bundle_print(stdout, &c->info, &c->roster, 1);
-        fputc('\n', stdout);
+        rc = emit_bundle("seal", outp, &c->info, &c->roster);
+        goto out;
     } else {
         printf("sealed %s: bundle %s, sequence %llu (cycle %u, hop %u), %s, for %s\n"
                "bundle hash %s\n",
@@ -432,8 +447,8 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     if (g->json) {
-        bundle_print(stdout, &c->info, &c->roster, 1);
-        fputc('\n', stdout);
+        rc = emit_bundle("open", file, &c->info, &c->roster);
+        goto out;
     } else {
         printf("opened %s: bundle %s from %s, sequence %llu (cycle %u, hop %u), %s\n"
                "weights written to %s (%llu bytes)\n",
@@ -480,11 +495,13 @@ static int bundle_inspect_cmd(int argc, char **argv, const struct cli_globals *g
         free(info);
         return cli_error(CLI_FAIL, "%s", err);
     }
-    bundle_print(stdout, info, NULL, g->json);
-    if (g->json)
-        fputc('\n', stdout);
-    else
-        printf("(header as written: 'cwtctl bundle verify' checks the signature)\n");
+    if (g->json) {
+        rc = emit_bundle("inspect", argv[1], info, NULL);
+        free(info);
+        return rc;
+    }
+    bundle_print(stdout, info, NULL, 0);
+    printf("(header as written: 'cwtctl bundle verify' checks the signature)\n");
     free(info);
     return CLI_OK;
 }

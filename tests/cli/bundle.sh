@@ -98,7 +98,9 @@ python3 "$CWT_SRC/tests/cli/helpers/json_check.py" bundle-verify verify-bad.json
     fail "verify schema (failure)"
 grep -q '"error": "bundle-framing"' verify-bad.json || fail "verify error name: $(cat verify-bad.json)"
 "$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "sender *site-a" >/dev/null || fail "inspect"
-"$CWTCTL" --json bundle inspect "$T/b/inbox/b0.cwtb" | grep '"kind":"cycle"' >/dev/null || fail "inspect --json"
+"$CWTCTL" --json bundle inspect "$T/b/inbox/b0.cwtb" >inspect.json || fail "inspect --json exit"
+grep -q '"kind": "cycle"' inspect.json || fail "inspect --json"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" bundle inspect.json || fail "inspect schema"
 # The bundle hash is a plain BLAKE2b-256 of the file.
 h=$(b2sum -l 256 "$T/b/inbox/b0.cwtb" | cut -d' ' -f1)
 "$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "bundle hash *$h" >/dev/null || fail "bundle hash is not b2sum -l 256"
