@@ -256,6 +256,16 @@ static void render_status(const json_t *d)
         printf("%-16s %s\n", "outbox error", s);
     if ((s = jstr(d, "held")) != NULL)
         printf("%-16s %s\n", "held", s);
+    json_array_foreach(json_object_get(d, "inbox_held"), i, e)
+    {
+        char when[40];
+        double t = 0;
+        if (!jnum(e, "time", &t))
+            continue;
+        fmt_time((int64_t)t, when, sizeof(when));
+        printf("%-16s %s in the inbox since %s\n", "", jstr(e, "file") ? jstr(e, "file") : "?",
+               when);
+    }
     if ((s = jstr(d, "inbox_error")) != NULL)
         printf("%-16s %s\n", "inbox error", s);
     if ((s = jstr(d, "last_error")) != NULL)
@@ -536,9 +546,10 @@ static int prometheus(const json_t *d, const char *path)
                         site, label, v);
         }
     }
-    if (jtrue(d, "daemon"))
-        prom_metric(f, "cwt_inbox_held", "gauge", "1 while cwtd holds an inbox file back.", site,
-                    NULL, jstr(d, "held") != NULL ? 1 : 0);
+    if (json_is_array(json_object_get(d, "inbox_held")))
+        prom_metric(f, "cwt_inbox_held", "gauge",
+                    "Inbox files cwtd holds back (kept in the inbox).", site, NULL,
+                    (double)json_array_size(json_object_get(d, "inbox_held")));
     if (jnum(d, "rejected_total", &v))
         prom_metric(f, "cwt_inbox_rejected_total", "counter",
                     "Inbox files moved to the inbox's rejected/ folder.", site, NULL, v);

@@ -1121,6 +1121,50 @@ static void on_inotify(struct monitor *m)
 
 /* ------------------------------------------------------------------ control */
 
+/* One held inbox file: name, reason, and its modification time when it is still there. */
+static void held_entry(struct monitor *m, struct jbuf *j, const char *name, const char *reason,
+                       int must_exist)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    int there =
+        file_join(path, sizeof(path), m->cfg->inbox_dir, name) == 0 && lstat(path, &sb) == 0;
+
+    /* A file remembered as unreadable that someone removed is no longer held. */
+    if (must_exist && !there)
+        return;
+    jb_open(j, NULL, '{');
+    jb_str(j, "file", name);
+    jb_str(j, "reason", reason);
+    if (there)
+        jb_int(j, "time", (int64_t)sb.st_mtime);
+    jb_close(j, '}');
+}
+
+/* The inbox files held back, for status and monitoring: those cwtd cannot read (kept until a
+ * chmod fixes them), and the one the latest hold names ("NAME held: reason"). Holds that name no
+ * file (sealing waits for the trainer) stay in "held" alone. */
+static void status_held(struct monitor *m, struct jbuf *j)
+{
+    const char *sep = strstr(m->held, " held: ");
+    char name[NAME_MAX + 1];
+    size_t len = sep != NULL ? (size_t)(sep - m->held) : 0;
+
+    name[0] = '\0';
+    if (len > 0 && len < sizeof(name)) {
+        memcpy(name, m->held, len);
+        name[len] = '\0';
+    }
+    jb_open(j, "inbox_held", '[');
+    for (int i = 0; i < UNREADABLE_MAX; i++)
+        if (m->unreadable[i][0] != '\0' && strcmp(m->unreadable[i], name) != 0)
+            held_entry(m, j, m->unreadable[i],
+                       "cwtd cannot read it (make it readable by user or group cwt)", 1);
+    if (name[0] != '\0')
+        held_entry(m, j, name, sep + 7, 0);
+    jb_close(j, ']');
+}
+
 /* Reads one line "NAME: value" of a .reason file text into out (empty if absent). */
 static void reason_field(const char *text, const char *name, char *out, size_t outlen)
 {
@@ -1322,6 +1366,7 @@ static void status_json(struct monitor *m, struct jbuf *j)
         jb_str(j, "last_error", m->last_error);
     if (m->held[0])
         jb_str(j, "held", m->held);
+    status_held(m, j);
     if (m->inbox_error[0])
         jb_str(j, "inbox_error", m->inbox_error);
     status_rejected(m, j);
