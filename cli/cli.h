@@ -78,7 +78,7 @@ void cli_json_mark_emitted(void);
 /* Prints "cwtctl: <message>" on stderr and returns code. Under --json it also prints, once,
  * {"schema":"cwt.error/1","ok":false,"error":errcode,"message":"<message>"} on stdout, unless
  * a document was printed already. errcode is a stable name from docs/json.md ("no-config",
- * "bad-option", "daemon-down", "verify-failed", or cwt_errname() of a CWT_E* code). */
+ * "bad-option", "daemon-down", "audit-broken", or cwt_errname() of a CWT_E* code). */
 int cli_fail(int code, const char *errcode, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int cli_vfail(int code, const char *errcode, const char *fmt, va_list ap);
