@@ -8,6 +8,9 @@
 #define CWT_CLI_H
 
 #include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config/config.h"
@@ -27,7 +30,9 @@ struct cli_globals {
 /* A command group: argv[0] is the group name ("ingest", "bundle", ...). Returns the exit code. */
 typedef int (*cli_cmd_fn)(int argc, char **argv, const struct cli_globals *g);
 
-/* Prints "cwtctl: <message>" on stderr and returns code (for `return cli_error(...)`). */
+/* Prints "cwtctl: <message>" on stderr and returns code (for `return cli_error(...)`). Under
+ * --json it also prints the error object on stdout (see cli_fail) with the error code "usage"
+ * (code CLI_USAGE) or "failed". */
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The candidate closest to word by edit distance (insertions, deletions, substitutions and
@@ -54,7 +59,65 @@ int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen)
 /* Writes s as a JSON string literal (quotes and escapes included). The output is valid UTF-8
  * whatever s holds: a byte that does not start a well-formed UTF-8 sequence (a file name in
  * Latin-1) is written as U+FFFD. */
-void cli_json_string(FILE *f, const char *s);
+void cli_json_string(FILE *f, const char *s); /* on stdout: cli_json_mark_emitted() */
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 when s does not start one. s is NUL-terminated. */
+size_t cli_utf8_len(const unsigned char *s);
+
+/* ---- JSON output (cli/cli_json.c, on jansson; the rules and schemas are docs/json.md) ---- */
+
+/* Sets whether this run is under --json (main() calls it once from the global options). */
+void cli_json_set_mode(int on);
+/* Whether this run is under --json. */
+int cli_json_mode(void);
+/* Records that a JSON document went to stdout (cli_json_emit and cli_json_string do it), so
+ * that a later failure prints no second document. For writers that print JSON by hand. */
+void cli_json_mark_emitted(void);
+
+/* Prints "cwtctl: <message>" on stderr and returns code. Under --json it also prints, once,
+ * {"schema":"cwt.error/1","ok":false,"error":errcode,"message":"<message>"} on stdout, unless
+ * a document was printed already. errcode is a stable name from docs/json.md ("no-config",
+ * "bad-option", "daemon-down", "audit-broken", or cwt_errname() of a CWT_E* code). */
+int cli_fail(int code, const char *errcode, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int cli_vfail(int code, const char *errcode, const char *fmt, va_list ap);
+/* Prints "cwtctl: <message>" on stderr only: one of several problems that the command's own
+ * document reports (under --json no error object follows). */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A malloc'd copy of s in which every byte that does not start a well-formed UTF-8 sequence is
+ * replaced by U+FFFD. NULL when out of memory. The caller frees it. */
+char *cli_utf8_clean(const char *s);
+
+/* New JSON string from any bytes (cleaned as cli_utf8_clean); json_null() for s == NULL; NULL
+ * when out of memory. The caller owns the reference (or hands it to cli_json_set). */
+json_t *cli_json_str(const char *s);
+/* New JSON string of n bytes as lower-case hex: the one format of fingerprints, hashes and ids
+ * in JSON. NULL when out of memory. */
+json_t *cli_json_hex(const uint8_t *bytes, size_t n);
+
+/* obj[key] = value, taking the reference to value (also on failure). value may be NULL (a
+ * constructor that ran out of memory): returns CWT_ENOMEM then, else 0. Lets a writer chain
+ * `rc |= cli_json_set(o, "n", json_integer(n));` and check once. */
+int cli_json_set(json_t *obj, const char *key, json_t *value);
+/* obj[key] = cli_json_str(s). 0 or CWT_ENOMEM. */
+int cli_json_set_str(json_t *obj, const char *key, const char *s);
+
+/* A new object {"schema": schema, "ok": ok} to which a command adds its members; NULL when out
+ * of memory. schema is "cwt.NAME/VERSION". */
+json_t *cli_json_doc(const char *schema, int ok);
+/* Prints doc on stdout, on one line ({"a": 1, "b": 2}) or indented (indent != 0), keys in insertion
+ * order, non-ASCII as UTF-8, one trailing newline; then drops the reference. doc may be NULL (out
+ * of memory). Returns 0, or CLI_FAIL with a sentence on stderr. */
+int cli_json_emit(json_t *doc, int indent);
+
+struct bundle_info;
+struct cwt_roster;
+/* The bundle's header fields as a JSON object (the "bundle" member of cwt.bundle-verify/1 and
+ * cwt.chain-verify/1; docs/bundle-format.md names them), a new reference; NULL when out of
+ * memory. roster, if not NULL, names the sites. (cli/cmd_bundle.c) */
+json_t *bundle_json(const struct bundle_info *info, const struct cwt_roster *roster);
 
 /* Command groups, one file each (cli/cmd_*.c). */
 int cmd_init(int argc, char **argv, const struct cli_globals *g);

@@ -12,13 +12,13 @@
 int cli_error(int code, const char *fmt, ...)
 {
     va_list ap;
+    int rc;
 
-    fputs("cwtctl: ", stderr);
+    /* Failures that name no error code: "usage" for exit 2, "failed" for exit 1. */
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    rc = cli_vfail(code, code == CLI_USAGE ? "usage" : "failed", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    return code;
+    return rc;
 }
 
 /* Optimal string alignment distance of a and b, both shorter than 64 bytes (longer words are
@@ -99,11 +99,12 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
     missing = ch == ':' || (optopt != 0 && (long_of(longopts, optopt) != NULL ||
                                             (optopt != ':' && strchr(shortopts, optopt))));
     if (missing) {
-        cli_error(CLI_USAGE, "%s: option '%s' needs a value", cmd, arg);
+        cli_fail(CLI_USAGE, "bad-option", "%s: option '%s' needs a value", cmd, arg);
         return '?';
     }
     if (optopt != 0) {
-        cli_error(CLI_USAGE, "%s: unknown option '-%c' (see 'cwtctl %s --help')", cmd, optopt, cmd);
+        cli_fail(CLI_USAGE, "bad-option", "%s: unknown option '-%c' (see 'cwtctl %s --help')", cmd,
+                 optopt, cmd);
         return '?';
     }
     for (const struct option *o = longopts; o != NULL && o->name != NULL && n < 93; o++) {
@@ -120,10 +121,11 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
                  arg);
         near = cli_closest(word, names, n);
         if (near != NULL)
-            cli_error(CLI_USAGE, "%s: unknown option '%s'; did you mean '%s'?", cmd, word, near);
+            cli_fail(CLI_USAGE, "bad-option", "%s: unknown option '%s'; did you mean '%s'?", cmd,
+                     word, near);
         else
-            cli_error(CLI_USAGE, "%s: unknown option '%s' (see 'cwtctl %s --help')", cmd, word,
-                      cmd);
+            cli_fail(CLI_USAGE, "bad-option", "%s: unknown option '%s' (see 'cwtctl %s --help')",
+                     cmd, word, cmd);
     }
     return '?';
 }
@@ -135,14 +137,14 @@ int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cw
 
     rc = config_load(g->config_path, cfg, err, sizeof(err));
     if (rc == CWT_ENOENT)
-        return cli_error(CLI_USAGE,
-                         "no site configuration at %s (use -c FILE, set CWT_CONFIG, "
-                         "or run 'cwtctl init')",
-                         g->config_path);
+        return cli_fail(CLI_USAGE, "no-config",
+                        "no site configuration at %s (use -c FILE, set CWT_CONFIG, "
+                        "or run 'cwtctl init')",
+                        g->config_path);
     if (rc != 0)
-        return cli_error(CLI_USAGE, "%s", err);
+        return cli_fail(CLI_USAGE, "bad-config", "%s", err);
     if (roster != NULL && roster_load(cfg->roster_path, roster, err, sizeof(err)) != 0)
-        return cli_error(CLI_USAGE, "%s", err);
+        return cli_fail(CLI_USAGE, "bad-roster", "%s", err);
     return 0;
 }
 
@@ -165,7 +167,7 @@ int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen)
 
 /* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
  * nothing above U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s)
+size_t cli_utf8_len(const unsigned char *s)
 {
     unsigned char c = s[0];
 
@@ -188,6 +190,9 @@ void cli_json_string(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
 
+    /* A hand-built document has begun: a failure after it must not print cwt.error/1 too. */
+    if (f == stdout)
+        cli_json_mark_emitted();
     fputc('"', f);
     while (*p != '\0') {
         unsigned char c = *p;
@@ -202,7 +207,7 @@ void cli_json_string(FILE *f, const char *s)
         else if (c < 0x20 || c == 0x7f)
             fprintf(f, "\\u%04x", c);
         else if (c >= 0x80) {
-            n = utf8_len(p);
+            n = cli_utf8_len(p);
             if (n == 0) {
                 fputs("\\ufffd", f);
                 p++;

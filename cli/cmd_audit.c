@@ -53,29 +53,40 @@ static int open_store_rdonly(const struct cwt_config *cfg, struct store **st)
     return rc == 0 ? 0 : cli_error(CLI_FAIL, "%s", err);
 }
 
-static void print_records(const struct audit_record *recs, size_t n, int json)
+static int print_records(const struct audit_record *recs, size_t n, int json)
 {
-    char when[32], prev[65], hash[65];
+    char when[32];
 
     if (json) {
-        printf("[");
-        for (size_t i = 0; i < n; i++) {
+        json_t *doc = cli_json_doc("cwt.audit/1", 1), *arr = json_array();
+        int e = doc == NULL || arr == NULL ? CWT_ENOMEM : 0;
+        for (size_t i = 0; e == 0 && i < n; i++) {
+            json_t *o = json_object();
+            if (o == NULL || json_array_append_new(arr, o) != 0) {
+                e = CWT_ENOMEM;
+                break;
+            }
             format_time(recs[i].time, when);
-            cwt_hex(recs[i].prev_hash, 32, prev);
-            cwt_hex(recs[i].hash, 32, hash);
-            printf("%s\n  {\"seq\": %llu, \"time\": %lld, \"time_utc\": \"%s\", \"event\": ",
-                   i ? "," : "", (unsigned long long)recs[i].seq, (long long)recs[i].time, when);
-            cli_json_string(stdout, recs[i].event);
-            printf(", \"details\": ");
-            cli_json_string(stdout, recs[i].details);
-            printf(", \"prev_hash\": \"%s\", \"hash\": \"%s\"}", prev, hash);
+            e |= cli_json_set(o, "seq", json_integer((json_int_t)recs[i].seq));
+            e |= cli_json_set(o, "time", json_integer((json_int_t)recs[i].time));
+            e |= cli_json_set(o, "time_utc", json_string(when));
+            e |= cli_json_set_str(o, "event", recs[i].event);
+            e |= cli_json_set_str(o, "details", recs[i].details);
+            e |= cli_json_set(o, "prev_hash", cli_json_hex(recs[i].prev_hash, 32));
+            e |= cli_json_set(o, "hash", cli_json_hex(recs[i].hash, 32));
         }
-        printf("%s]\n", n ? "\n" : "");
-        return;
+        if (doc != NULL)
+            e |= cli_json_set(doc, "records", json_incref(arr));
+        json_decref(arr);
+        if (e != 0) {
+            json_decref(doc);
+            doc = NULL;
+        }
+        return cli_json_emit(doc, 0);
     }
     if (n == 0) {
         printf("the audit log is empty\n");
-        return;
+        return CLI_OK;
     }
     printf("%6s  %-20s  %-18s  %s\n", "seq", "time (UTC)", "event", "details");
     for (size_t i = 0; i < n; i++) {
@@ -83,6 +94,7 @@ static void print_records(const struct audit_record *recs, size_t n, int json)
         printf("%6llu  %-20s  %-18s  %s\n", (unsigned long long)recs[i].seq, when, recs[i].event,
                recs[i].details);
     }
+    return CLI_OK;
 }
 
 static int audit_show(const struct cwt_config *cfg, const struct cli_globals *g)
@@ -103,9 +115,9 @@ static int audit_show(const struct cwt_config *cfg, const struct cli_globals *g)
         if (rc != 0)
             return cli_error(CLI_FAIL, "cannot read the audit log: %s", cwt_strerror(rc));
     }
-    print_records(recs, n, g->json);
+    rc = print_records(recs, n, g->json);
     free(recs);
-    return CLI_OK;
+    return rc;
 }
 
 static int audit_verify_local(const struct cwt_config *cfg, const struct cli_globals *g)
@@ -125,20 +137,21 @@ static int audit_verify_local(const struct cwt_config *cfg, const struct cli_glo
         store_close(st);
         if (rc != 0) {
             free(recs);
-            if (g->json) {
-                printf("{\"ok\": false, \"error\": ");
-                cli_json_string(stdout, err);
-                printf("}\n");
-            }
-            return cli_error(CLI_FAIL, "audit log is broken: %s", err);
+            return cli_fail(CLI_FAIL, "audit-broken", "audit log is broken: %s", err);
         }
     }
     if (n > 0)
         cwt_hex(recs[n - 1].hash, 32, head);
     free(recs);
-    if (g->json)
-        printf("{\"ok\": true, \"records\": %zu, \"head\": \"%s\"}\n", n, head);
-    else if (n == 0)
+    if (g->json) {
+        json_t *o = cli_json_doc("cwt.audit-verify/1", 1);
+        if (o != NULL && (cli_json_set(o, "records", json_integer((json_int_t)n)) != 0 ||
+                          cli_json_set(o, "head", json_string(head)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
+    } else if (n == 0)
         printf("audit log intact: no records yet\n");
     else
         printf("audit log intact: %zu records, head %s\n", n, head);
@@ -193,10 +206,17 @@ static int audit_verify_export(const char *file, const char *key_line, const str
     cwt_hex(info.head_hash, 32, head);
     format_time(info.created, when);
     if (g->json) {
-        printf("{\"ok\": true, \"site_id\": ");
-        cli_json_string(stdout, signer.id);
-        printf(", \"key_id\": \"%s\", \"records\": %llu, \"created\": %lld, \"head\": \"%s\"}\n",
-               id, (unsigned long long)info.n_records, (long long)info.created, head);
+        json_t *o = cli_json_doc("cwt.audit-export-verify/1", 1);
+        if (o != NULL &&
+            (cli_json_set_str(o, "site_id", signer.id) != 0 ||
+             cli_json_set(o, "key_id", json_string(id)) != 0 ||
+             cli_json_set(o, "records", json_integer((json_int_t)info.n_records)) != 0 ||
+             cli_json_set(o, "created", json_integer((json_int_t)info.created)) != 0 ||
+             cli_json_set(o, "head", json_string(head)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
     } else {
         printf("audit export verified: signed by %s (key id %s), %llu records, intact chain\n"
                "created %s, head %s\n",
@@ -250,9 +270,17 @@ static int audit_export(const struct cwt_config *cfg, const char *file, const st
         goto out;
     }
     if (g->json) {
-        printf("{\"file\": ");
-        cli_json_string(stdout, file);
-        printf(", \"records\": %zu, \"head\": \"%s\"}\n", n, head);
+        json_t *o = cli_json_doc("cwt.audit-export/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "file", file) != 0 ||
+                          cli_json_set(o, "records", json_integer((json_int_t)n)) != 0 ||
+                          cli_json_set(o, "head", json_string(head)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (cli_json_emit(o, 0) != 0) {
+            rc = CLI_FAIL;
+            goto out;
+        }
     } else {
         printf("exported %zu audit records to %s, signed by %s\n", n, file, k.site_id);
     }

@@ -116,24 +116,36 @@ static void print_table(const struct link *l, size_t n)
     }
 }
 
-static void print_json(const struct cwt_roster *r, const struct link *l, size_t n, int ok,
-                       const char *err)
+/* cwt.chain-verify/1: the bundles in sequence order; on failure ok false with error (a stable
+ * name) and message. Returns 0 or CLI_FAIL. */
+static int print_json(const struct cwt_roster *r, const struct link *l, size_t n, int ok,
+                      const char *errcode, const char *err)
 {
-    printf("{\"ok\":%s,", ok ? "true" : "false");
-    if (!ok) {
-        fputs("\"error\":", stdout);
-        cli_json_string(stdout, err);
-        fputs(",", stdout);
+    json_t *doc = cli_json_doc("cwt.chain-verify/1", ok), *arr = json_array();
+    int rc = doc == NULL ? CWT_ENOMEM : 0;
+
+    if (doc != NULL && !ok) {
+        rc |= cli_json_set(doc, "error", json_string(errcode));
+        rc |= cli_json_set_str(doc, "message", err);
     }
-    fputs("\"bundles\":[", stdout);
-    for (size_t i = 0; i < n; i++) {
-        fputs(i ? ",{\"file\":" : "{\"file\":", stdout);
-        cli_json_string(stdout, l[i].file);
-        fputs(",\"bundle\":", stdout);
-        bundle_print(stdout, &l[i].info, r, 1);
-        fputs("}", stdout);
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        json_t *b = json_object();
+        if (b == NULL || json_array_append_new(arr, b) != 0) {
+            rc = CWT_ENOMEM;
+            break;
+        }
+        rc |= cli_json_set_str(b, "file", l[i].file);
+        rc |= cli_json_set(b, "bundle", bundle_json(&l[i].info, r));
     }
-    fputs("]}\n", stdout);
+    if (doc != NULL)
+        rc |= cli_json_set(doc, "bundles", arr);
+    else
+        json_decref(arr);
+    if (rc != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return cli_json_emit(doc, 0);
 }
 
 static int chain_verify(int argc, char **argv, const struct cli_globals *g)
@@ -186,9 +198,9 @@ static int chain_verify(int argc, char **argv, const struct cli_globals *g)
     }
     for (size_t i = 0; i < n; i++) {
         l[i].file = argv[optind + (int)i];
-        if (bundle_verify(r, l[i].file, &l[i].info, err, sizeof(err)) != 0) {
+        if ((rc = bundle_verify(r, l[i].file, &l[i].info, err, sizeof(err))) != 0) {
             if (g->json)
-                print_json(r, l, 0, 0, err);
+                print_json(r, l, 0, 0, cwt_errname(rc), err);
             rc = cli_error(CLI_FAIL, "%s", err);
             goto out;
         }
@@ -196,14 +208,17 @@ static int chain_verify(int argc, char **argv, const struct cli_globals *g)
     qsort(l, n, sizeof(*l), cmp_seq);
     if (check_links(r, l, n, err, sizeof(err)) != 0) {
         if (g->json)
-            print_json(r, l, n, 0, err);
+            print_json(r, l, n, 0, "chain-broken", err);
         else
             print_table(l, n);
         rc = cli_error(CLI_FAIL, "not one chain: %s", err);
         goto out;
     }
     if (g->json) {
-        print_json(r, l, n, 1, NULL);
+        if (print_json(r, l, n, 1, NULL, NULL) != 0) {
+            rc = CLI_FAIL;
+            goto out;
+        }
     } else {
         print_table(l, n);
         printf("chain of %zu bundle(s), sequence %llu to %llu: intact%s\n", n,

@@ -4,7 +4,9 @@
  * reply as a table (or prints it with --json); when the daemon is down it says so and shows
  * what the store holds, opened read-only.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -21,286 +23,11 @@
 #include "cycle/cycle.h"
 #include "common/cwt.h"
 #include "crypto/bundle.h"
+#include "common/fileio.h"
 #include "storage/store.h"
 
-#define REPLY_MAX      (1u << 20) /* a status reply is a few KiB; anything near this is wrong */
-#define REPLY_TIMEOUT  30.0       /* seconds; the daemon answers between training steps */
-#define JSON_MAX_DEPTH 8
-#define JSON_MAX_NODES 4096
-
-/* ------------------------------------------------------------------ a small JSON reader */
-
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-/* Nodes live in one array; children of an object/array follow as a linked list. */
-struct jnode {
-    enum jtype type;
-    char *key; /* member name inside an object, else NULL */
-    char *str; /* J_STR */
-    double num;
-    int boolean;
-    int first_child, next; /* indices, -1 for none */
-};
-
-struct jdoc {
-    struct jnode nodes[JSON_MAX_NODES];
-    int n;
-    const char *p, *end;
-    int bad;
-};
-
-static void jskip(struct jdoc *d)
-{
-    while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\r' || *d->p == '\n'))
-        d->p++;
-}
-
-static char *jparse_string(struct jdoc *d)
-{
-    size_t cap = 64, len = 0;
-    char *s;
-
-    if (d->p >= d->end || *d->p != '"') {
-        d->bad = 1;
-        return NULL;
-    }
-    d->p++;
-    s = malloc(cap);
-    if (s == NULL) {
-        d->bad = 1;
-        return NULL;
-    }
-    while (d->p < d->end && *d->p != '"') {
-        char c = *d->p++;
-        if ((unsigned char)c < 0x20)
-            goto bad;
-        if (c == '\\') {
-            if (d->p >= d->end)
-                goto bad;
-            c = *d->p++;
-            switch (c) {
-            case 'n':
-                c = '\n';
-                break;
-            case 't':
-                c = '\t';
-                break;
-            case 'r':
-                c = '\r';
-                break;
-            case 'b':
-            case 'f':
-                c = ' ';
-                break;
-            case 'u': {
-                unsigned v = 0;
-                if (d->end - d->p < 4)
-                    goto bad;
-                for (int i = 0; i < 4; i++) {
-                    char h = *d->p++;
-                    v <<= 4;
-                    if (h >= '0' && h <= '9')
-                        v |= (unsigned)(h - '0');
-                    else if (h >= 'a' && h <= 'f')
-                        v |= (unsigned)(h - 'a' + 10);
-                    else if (h >= 'A' && h <= 'F')
-                        v |= (unsigned)(h - 'A' + 10);
-                    else
-                        goto bad;
-                }
-                c = v < 0x80 && v >= 0x20 ? (char)v : '?'; /* display only */
-                break;
-            }
-            case '"':
-            case '\\':
-            case '/':
-                break;
-            default:
-                goto bad;
-            }
-        }
-        if (len + 1 >= cap) {
-            char *bigger;
-            cap *= 2;
-            bigger = realloc(s, cap);
-            if (bigger == NULL)
-                goto bad;
-            s = bigger;
-        }
-        s[len++] = c;
-    }
-    if (d->p >= d->end)
-        goto bad;
-    d->p++;
-    s[len] = '\0';
-    return s;
-bad:
-    free(s);
-    d->bad = 1;
-    return NULL;
-}
-
-static int jparse_value(struct jdoc *d, int depth);
-
-/* Parses the members or elements of a container whose opening bracket was consumed. */
-static void jparse_children(struct jdoc *d, int self, int depth, int is_obj)
-{
-    int last = -1;
-    char close = is_obj ? '}' : ']';
-
-    jskip(d);
-    if (d->p < d->end && *d->p == close) {
-        d->p++;
-        return;
-    }
-    for (;;) {
-        char *key = NULL;
-        int child;
-
-        jskip(d);
-        if (is_obj) {
-            key = jparse_string(d);
-            if (d->bad)
-                return;
-            jskip(d);
-            if (d->p >= d->end || *d->p != ':') {
-                free(key);
-                d->bad = 1;
-                return;
-            }
-            d->p++;
-        }
-        child = jparse_value(d, depth + 1);
-        if (d->bad) {
-            free(key);
-            return;
-        }
-        d->nodes[child].key = key;
-        if (last < 0)
-            d->nodes[self].first_child = child;
-        else
-            d->nodes[last].next = child;
-        last = child;
-        jskip(d);
-        if (d->p < d->end && *d->p == ',') {
-            d->p++;
-            continue;
-        }
-        if (d->p < d->end && *d->p == close) {
-            d->p++;
-            return;
-        }
-        d->bad = 1;
-        return;
-    }
-}
-
-static int jparse_value(struct jdoc *d, int depth)
-{
-    int self;
-    struct jnode *n;
-
-    if (depth > JSON_MAX_DEPTH || d->n >= JSON_MAX_NODES) {
-        d->bad = 1;
-        return 0;
-    }
-    self = d->n++;
-    n = &d->nodes[self];
-    memset(n, 0, sizeof(*n));
-    n->first_child = -1;
-    n->next = -1;
-    jskip(d);
-    if (d->p >= d->end) {
-        d->bad = 1;
-        return self;
-    }
-    if (*d->p == '{' || *d->p == '[') {
-        int is_obj = *d->p == '{';
-        n->type = is_obj ? J_OBJ : J_ARR;
-        d->p++;
-        jparse_children(d, self, depth, is_obj);
-    } else if (*d->p == '"') {
-        n->type = J_STR;
-        n->str = jparse_string(d);
-    } else if (d->end - d->p >= 4 && strncmp(d->p, "null", 4) == 0) {
-        n->type = J_NULL;
-        d->p += 4;
-    } else if (d->end - d->p >= 4 && strncmp(d->p, "true", 4) == 0) {
-        n->type = J_BOOL;
-        n->boolean = 1;
-        d->p += 4;
-    } else if (d->end - d->p >= 5 && strncmp(d->p, "false", 5) == 0) {
-        n->type = J_BOOL;
-        d->p += 5;
-    } else {
-        char num[64];
-        size_t k = 0;
-        char *endp;
-        while (d->p < d->end && k + 1 < sizeof(num) && strchr("+-0123456789.eE", *d->p))
-            num[k++] = *d->p++;
-        num[k] = '\0';
-        n->type = J_NUM;
-        n->num = strtod(num, &endp);
-        if (k == 0 || *endp != '\0')
-            d->bad = 1;
-    }
-    return self;
-}
-
-static void jdoc_free(struct jdoc *d)
-{
-    for (int i = 0; i < d->n; i++) {
-        free(d->nodes[i].key);
-        free(d->nodes[i].str);
-    }
-    d->n = 0;
-}
-
-/* Parses text into d (heap: the node table is large). 0 or CLI_FAIL. */
-static int jdoc_parse(struct jdoc *d, const char *text, size_t len)
-{
-    d->n = 0;
-    d->bad = 0;
-    d->p = text;
-    d->end = text + len;
-    jparse_value(d, 0);
-    jskip(d);
-    if (d->bad || d->p != d->end || d->nodes[0].type != J_OBJ)
-        return CLI_FAIL;
-    return 0;
-}
-
-static const struct jnode *jget(const struct jdoc *d, int obj, const char *key)
-{
-    if (obj < 0 || obj >= d->n || d->nodes[obj].type != J_OBJ)
-        return NULL;
-    for (int c = d->nodes[obj].first_child; c >= 0; c = d->nodes[c].next)
-        if (d->nodes[c].key != NULL && strcmp(d->nodes[c].key, key) == 0)
-            return &d->nodes[c];
-    return NULL;
-}
-
-static int jindex(const struct jdoc *d, const struct jnode *n)
-{
-    return n == NULL ? -1 : (int)(n - d->nodes);
-}
-
-static const char *jstr(const struct jdoc *d, int obj, const char *key)
-{
-    const struct jnode *n = jget(d, obj, key);
-
-    return n != NULL && n->type == J_STR ? n->str : NULL;
-}
-
-static int jnum(const struct jdoc *d, int obj, const char *key, double *out)
-{
-    const struct jnode *n = jget(d, obj, key);
-
-    if (n == NULL || n->type != J_NUM)
-        return 0;
-    *out = n->num;
-    return 1;
-}
+#define REPLY_MAX     (1u << 20) /* a status reply is a few KiB; anything near this is wrong */
+#define REPLY_TIMEOUT 30.0       /* seconds; the daemon answers between training steps */
 
 /* ------------------------------------------------------------------ talking to cwtd */
 
@@ -413,6 +140,46 @@ fail:
     return n;
 }
 
+/* ------------------------------------------------------------------ reading the reply */
+
+/* Members of the status document, NULL when absent or of another type. */
+static const char *jstr(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static int jnum(const json_t *o, const char *key, double *out)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (!json_is_number(v))
+        return 0;
+    *out = json_number_value(v);
+    return 1;
+}
+
+static int jtrue(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+
+    /* 0/1 from a cwtd older than cwt.status/1 reads the same. */
+    return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0);
+}
+
+/* Parses a reply line: one JSON object, at most REPLY_MAX bytes (request() bounds it), UTF-8
+ * checked by jansson. NULL if it is not one. */
+static json_t *parse_reply(const char *text)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &jerr);
+
+    if (doc != NULL && !json_is_object(doc)) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
 /* ------------------------------------------------------------------ status rendering */
 
 static void fmt_time(int64_t t, char *out, size_t outlen)
@@ -425,120 +192,176 @@ static void fmt_time(int64_t t, char *out, size_t outlen)
         snprintf(out, outlen, "-");
 }
 
-static void render_bundle(const struct jdoc *d, int root, const char *key, const char *label)
+static void render_bundle(const json_t *root, const char *key, const char *label)
 {
-    int b = jindex(d, jget(d, root, key));
+    const json_t *b = json_object_get(root, key);
     const char *kind, *peer, *id;
     double cycle = 0, hop = 0, t = 0;
     char when[40];
     int out = strcmp(key, "last_out") == 0;
 
-    if (b < 0)
+    if (!json_is_object(b))
         return;
-    kind = jstr(d, b, "kind");
-    peer = jstr(d, b, out ? "to" : "from");
-    id = jstr(d, b, "bundle");
-    jnum(d, b, "cycle", &cycle);
-    jnum(d, b, "hop", &hop);
-    jnum(d, b, "time", &t);
+    kind = jstr(b, "kind");
+    peer = jstr(b, out ? "to" : "from");
+    id = jstr(b, "bundle");
+    jnum(b, "cycle", &cycle);
+    jnum(b, "hop", &hop);
+    jnum(b, "time", &t);
     fmt_time((int64_t)t, when, sizeof(when));
     printf("%-16s %s %s %s (cycle %.0f, hop %.0f) at %s, id %.16s\n", label, kind ? kind : "?",
            out ? "to" : "from", peer ? peer : "?", cycle, hop, when, id ? id : "?");
 }
 
-static void render_status(const struct jdoc *d)
+static void render_status(const json_t *d)
 {
-    const int root = 0;
     const char *s;
     double pos = 0, sites = 0, v;
-    int arr;
+    const json_t *arr, *e;
+    size_t i;
 
-    s = jstr(d, root, "daemon");
-    printf("%-16s %s\n", "daemon", s ? s : "?");
-    jnum(d, root, "position", &pos);
-    jnum(d, root, "sites", &sites);
+    printf("%-16s %s\n", "daemon", jtrue(d, "daemon") ? "running" : "not running");
+    jnum(d, "position", &pos);
+    jnum(d, "sites", &sites);
     printf("%-16s %s (%.0f of %.0f) in federation %s\n", "site",
-           jstr(d, root, "site") ? jstr(d, root, "site") : "?", pos + 1, sites,
-           jstr(d, root, "federation") ? jstr(d, root, "federation") : "?");
-    if ((s = jstr(d, root, "roster_fingerprint")) != NULL)
-        printf("%-16s %s\n", "roster", s);
-    if ((s = jstr(d, root, "heuristic")) != NULL && jnum(d, root, "cycles", &v))
+           jstr(d, "site") ? jstr(d, "site") : "?", pos + 1, sites,
+           jstr(d, "federation") ? jstr(d, "federation") : "?");
+    if ((s = jstr(d, "roster_fingerprint")) != NULL) {
+        uint8_t fp[32];
+        char text[80];
+        /* JSON carries hex; people compare the spaced groups that 'cwtctl key show' prints. */
+        if (strlen(s) == 64 && cwt_unhex(s, fp, 32) == 0) {
+            roster_fingerprint_text(fp, text, sizeof(text));
+            printf("%-16s %s\n", "roster", text);
+        } else {
+            printf("%-16s %s\n", "roster", s);
+        }
+    }
+    if ((s = jstr(d, "heuristic")) != NULL && jnum(d, "cycles", &v))
         printf("%-16s %s, %.0f cycles\n", "heuristic", s, v);
-    if ((s = jstr(d, root, "device")) != NULL)
+    if ((s = jstr(d, "device")) != NULL)
         printf("%-16s %s\n", "device", s);
-    if ((s = jstr(d, root, "detail")) != NULL)
-        printf("%-16s %s%s\n", "state", s,
-               jnum(d, root, "paused", &v) && v != 0 ? " (paused)" : "");
-    render_bundle(d, root, "last_in", "last in");
-    render_bundle(d, root, "last_out", "last out");
-    if ((s = jstr(d, root, "outbox_file")) != NULL)
+    if ((s = jstr(d, "detail")) != NULL)
+        printf("%-16s %s%s\n", "state", s, jtrue(d, "paused") ? " (paused)" : "");
+    render_bundle(d, "last_in", "last in");
+    render_bundle(d, "last_out", "last out");
+    if ((s = jstr(d, "outbox_file")) != NULL)
         printf("%-16s %s%s\n", "outbox", s,
-               jnum(d, root, "outbox_written", &v) && v == 0 ? " (not written yet)" : "");
-    if ((s = jstr(d, root, "outbox_error")) != NULL)
+               json_is_false(json_object_get(d, "outbox_written")) ||
+                       (json_is_integer(json_object_get(d, "outbox_written")) &&
+                        !jtrue(d, "outbox_written"))
+                   ? " (not written yet)"
+                   : "");
+    if ((s = jstr(d, "outbox_error")) != NULL)
         printf("%-16s %s\n", "outbox error", s);
-    if ((s = jstr(d, root, "held")) != NULL)
+    if ((s = jstr(d, "held")) != NULL)
         printf("%-16s %s\n", "held", s);
-    if ((s = jstr(d, root, "last_error")) != NULL)
+    json_array_foreach(json_object_get(d, "inbox_held"), i, e)
+    {
+        char when[40];
+        double t = 0;
+        if (!jnum(e, "time", &t))
+            continue;
+        fmt_time((int64_t)t, when, sizeof(when));
+        printf("%-16s %s in the inbox since %s\n", "", jstr(e, "file") ? jstr(e, "file") : "?",
+               when);
+    }
+    if ((s = jstr(d, "inbox_error")) != NULL)
+        printf("%-16s %s\n", "inbox error", s);
+    if ((s = jstr(d, "last_error")) != NULL)
         printf("%-16s %s\n", "last error", s);
-    arr = jindex(d, jget(d, root, "val_accuracy"));
-    if (arr >= 0 && d->nodes[arr].first_child >= 0) {
+    if (jnum(d, "rejected_total", &v) && v > 0) {
+        printf("%-16s %.0f in the inbox's rejected/ folder\n", "rejected", v);
+        json_array_foreach(json_object_get(d, "rejected"), i, e)
+        {
+            char when[40];
+            double t = 0;
+            jnum(e, "time", &t);
+            fmt_time((int64_t)t, when, sizeof(when));
+            printf("%-16s %s at %s: %s\n", "", jstr(e, "file") ? jstr(e, "file") : "?", when,
+                   jstr(e, "reason") ? jstr(e, "reason") : "?");
+        }
+    }
+    arr = json_object_get(d, "val_accuracy");
+    if (json_array_size(arr) > 0) {
         printf("%-16s", "val accuracy");
-        for (int c = d->nodes[arr].first_child; c >= 0; c = d->nodes[c].next) {
+        json_array_foreach(arr, i, e)
+        {
             double cyc = 0, acc = NAN;
-            jnum(d, c, "cycle", &cyc);
-            jnum(d, c, "value", &acc);
+            jnum(e, "cycle", &cyc);
+            jnum(e, "value", &acc);
             printf(" c%.0f=%.4f", cyc, acc);
         }
         printf("\n");
     }
-    arr = jindex(d, jget(d, root, "images"));
-    if (arr >= 0) {
+    arr = json_object_get(d, "images");
+    if (json_is_object(arr)) {
         double tr = 0, va = 0, te = 0;
-        jnum(d, arr, "train", &tr);
-        jnum(d, arr, "val", &va);
-        jnum(d, arr, "test", &te);
+        jnum(arr, "train", &tr);
+        jnum(arr, "val", &va);
+        jnum(arr, "test", &te);
         printf("%-16s train %.0f, val %.0f, test %.0f\n", "images", tr, va, te);
     }
-    if ((s = jstr(d, root, "final_model")) != NULL)
+    if ((s = jstr(d, "final_model")) != NULL)
         printf("%-16s %s\n", "final model", s);
-    if (jnum(d, root, "trainer_restarts", &v) && v > 0)
+    if (jnum(d, "trainer_restarts", &v) && v > 0)
         printf("%-16s %.0f\n", "trainer restarts", v);
 }
 
-/* The daemon is down: what the configuration, roster and store (read-only) say, as the same
- * JSON the daemon would send, so both paths render alike. Returns a malloc'd string. */
-static char *offline_status(const struct cwt_config *cfg, const struct cwt_roster *roster,
-                            const char *why)
-{
-    char *text = NULL, fp_text[80], state[4096], hex[40];
-    size_t text_len = 0, len = 0;
-    FILE *f = open_memstream(&text, &text_len);
-    struct store *st = NULL;
-    char err[CWT_ERRLEN];
-    uint8_t fp[32];
-    int idx = roster_find_site(roster, cfg->site_id);
+/* ------------------------------------------------------------------ offline status */
 
-    if (f == NULL)
-        return NULL;
-    fputs("{\"ok\":true,\"daemon\":", f);
-    cli_json_string(f, "not running");
-    fputs(",\"why\":", f);
-    cli_json_string(f, why);
-    fputs(",\"site\":", f);
-    cli_json_string(f, cfg->site_id);
-    fputs(",\"federation\":", f);
-    cli_json_string(f, roster->federation);
-    if (roster_fingerprint(roster, fp) == 0) {
-        roster_fingerprint_text(fp, fp_text, sizeof(fp_text));
-        fputs(",\"roster_fingerprint\":", f);
-        cli_json_string(f, fp_text);
+/* The rejected inbox files as cwtd lists them (inbox/rejected/NAME.reason), when this user may
+ * read the folder; else rejected_total is left out (unknown is not zero). */
+static int offline_rejected(const struct cwt_config *cfg, json_t *d)
+{
+    char dir[PATH_MAX];
+    json_int_t total = 0;
+    DIR *dp;
+    struct dirent *de;
+
+    if (file_join(dir, sizeof(dir), cfg->inbox_dir, "rejected") != 0)
+        return 0;
+    dp = opendir(dir);
+    if (dp == NULL)
+        return errno == ENOENT ? cli_json_set(d, "rejected_total", json_integer(0)) : 0;
+    while ((de = readdir(dp)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > 7 && strcmp(de->d_name + len - 7, ".reason") == 0)
+            total++;
     }
-    fprintf(f, ",\"position\":%d,\"sites\":%u,\"cycles\":%u", idx < 0 ? -1 : idx, roster->n_sites,
-            roster->recipe.cycles);
+    closedir(dp);
+    return cli_json_set(d, "rejected_total", json_integer(total));
+}
+
+/* The daemon is down: what the configuration, roster and store (read-only) say, in the same
+ * cwt.status/1 shape the daemon sends, with "daemon": false, "ok": false and the error
+ * "daemon-down" (the command exits 1). NULL when out of memory. */
+static json_t *offline_status(const struct cwt_config *cfg, const struct cwt_roster *roster,
+                              const char *why)
+{
+    json_t *d = cli_json_doc("cwt.status/1", 0);
+    struct store *st = NULL;
+    char err[CWT_ERRLEN], state[4096], msg[CWT_ERRLEN + 64];
+    uint8_t fp[32];
+    size_t len = 0;
+    int idx = roster_find_site(roster, cfg->site_id), rc = 0;
+
+    if (d == NULL)
+        return NULL;
+    snprintf(msg, sizeof(msg), "cwtd is not running (%s)", why);
+    rc |= cli_json_set(d, "error", json_string("daemon-down"));
+    rc |= cli_json_set_str(d, "message", msg);
+    rc |= cli_json_set(d, "daemon", json_false());
+    rc |= cli_json_set_str(d, "site", cfg->site_id);
+    rc |= cli_json_set_str(d, "federation", roster->federation);
+    if (roster_fingerprint(roster, fp) == 0)
+        rc |= cli_json_set(d, "roster_fingerprint", cli_json_hex(fp, 32));
+    rc |= cli_json_set(d, "position", json_integer(idx));
+    rc |= cli_json_set(d, "sites", json_integer(roster->n_sites));
+    rc |= cli_json_set(d, "cycles", json_integer(roster->recipe.cycles));
     if (store_open(cfg->store_dir, STORE_RDONLY, cfg->store_max_bytes, &st, err, sizeof(err)) !=
         0) {
-        fputs(",\"detail\":", f);
-        cli_json_string(f, err);
+        rc |= cli_json_set_str(d, "detail", err);
     } else {
         struct ledger_entry *le = NULL;
         size_t n_le = 0;
@@ -547,13 +370,12 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
 
         if (store_meta_get(st, "cwtd.device", device, sizeof(device) - 1, &len) == 0) {
             device[len] = '\0';
-            fputs(",\"device\":", f);
-            cli_json_string(f, device);
+            rc |= cli_json_set_str(d, "device", device);
         }
         if (store_meta_get(st, "cwtd.state", state, sizeof(state) - 1, &len) == 0) {
             static struct cycle_state cs;
-            char detail[512] = "", phase[32] = "?", from[CWT_ID_MAX + 1] = "";
-            char final_hash[65] = "", serr[CWT_ERRLEN];
+            char detail[512] = "", phase[32] = "?", from[CWT_ID_MAX + 1] = "", when[40];
+            char serr[CWT_ERRLEN];
             unsigned cycle = 0;
             long long since = 0;
             int paused = 0;
@@ -561,120 +383,227 @@ static char *offline_status(const struct cwt_config *cfg, const struct cwt_roste
             state[len] = '\0';
             /* The daemon's own decoder (cycle/cycle.h): the same strict rules as cwtd. */
             if (cycle_state_decode(state, len, &cs, serr, sizeof(serr)) != 0) {
-                fputs(",\"state_error\":", f);
-                cli_json_string(f, serr);
+                rc |= cli_json_set_str(d, "state_error", serr);
             } else {
+                json_t *acc = json_array();
                 snprintf(phase, sizeof(phase), "%s", cycle_phase_name(cs.phase));
                 cycle = cs.cycle;
                 since = (long long)cs.since;
                 paused = cs.paused;
                 snprintf(from, sizeof(from), "%s", cs.waiting_from);
                 if (memcmp(cs.final_hash, zero, 32) != 0)
-                    cwt_hex(cs.final_hash, 32, final_hash);
-                if (cs.n_metrics > 0) {
-                    fputs(",\"val_accuracy\":[", f);
-                    for (uint32_t i = 0; i < cs.n_metrics; i++) {
-                        fprintf(f, "%s{\"cycle\":%u,\"value\":", i ? "," : "", cs.metrics[i].cycle);
-                        if (isfinite(cs.metrics[i].val_accuracy))
-                            fprintf(f, "%.6g}", cs.metrics[i].val_accuracy);
-                        else
-                            fputs("null}", f);
+                    rc |= cli_json_set(d, "final_model", cli_json_hex(cs.final_hash, 32));
+                for (uint32_t i = 0; acc != NULL && i < cs.n_metrics; i++) {
+                    json_t *m = json_object();
+                    double v = cs.metrics[i].val_accuracy;
+                    if (m == NULL || json_array_append_new(acc, m) != 0) {
+                        rc = CWT_ENOMEM;
+                        break;
                     }
-                    fputs("]", f);
+                    rc |= cli_json_set(m, "cycle", json_integer(cs.metrics[i].cycle));
+                    rc |= cli_json_set(m, "value", isfinite(v) ? json_real(v) : json_null());
                 }
+                rc |= cli_json_set(d, "val_accuracy", acc);
             }
-            fmt_time(since, hex, sizeof(hex));
+            fmt_time(since, when, sizeof(when));
             if (strcmp(phase, "waiting") == 0 && from[0] != '\0')
                 snprintf(detail, sizeof(detail), "waiting for a bundle from %s since %s", from,
-                         hex);
+                         when);
             else
-                snprintf(detail, sizeof(detail), "%s (cycle %u) since %s", phase, cycle, hex);
-            fprintf(f, ",\"paused\":%d", paused ? 1 : 0);
-            fputs(",\"state\":", f);
-            cli_json_string(f, phase);
-            fputs(",\"detail\":", f);
-            cli_json_string(f, detail);
-            if (final_hash[0] != '\0') {
-                fputs(",\"final_model\":", f);
-                cli_json_string(f, final_hash);
-            }
+                snprintf(detail, sizeof(detail), "%s (cycle %u) since %s", phase, cycle, when);
+            rc |= cli_json_set(d, "paused", json_boolean(paused));
+            rc |= cli_json_set(d, "state", json_string(phase));
+            rc |= cli_json_set_str(d, "detail", detail);
+            rc |= cli_json_set(d, "cycle", json_integer(cycle));
+            rc |= cli_json_set(d, "since", json_integer(since));
         } else {
-            fputs(",\"state\":\"idle\",\"detail\":\"never started\"", f);
+            rc |= cli_json_set(d, "state", json_string("idle"));
+            rc |= cli_json_set(d, "detail", json_string("never started"));
         }
         if (ledger_list(st, &le, &n_le) == 0) {
             for (int out = 0; out <= 1; out++)
                 for (size_t i = n_le; i-- > 0;) {
-                    char id[33];
+                    json_t *b;
                     if (le[i].outgoing != out)
                         continue;
-                    cwt_hex(le[i].bundle_id, 16, id);
-                    fprintf(f, ",\"%s\":{\"bundle\":\"%s\",\"kind\":", out ? "last_out" : "last_in",
-                            id);
-                    cli_json_string(f, bundle_kind_name(le[i].kind));
-                    fprintf(f, ",\"%s\":", out ? "to" : "from");
-                    cli_json_string(f, le[i].peer);
-                    fprintf(f, ",\"cycle\":%u,\"hop\":%u,\"sequence\":%" PRIu64 ",\"time\":%lld}",
-                            le[i].cycle, le[i].hop, le[i].sequence, (long long)le[i].time);
+                    b = json_object();
+                    rc |= cli_json_set(d, out ? "last_out" : "last_in", b);
+                    if (b == NULL)
+                        break;
+                    rc |= cli_json_set(b, "bundle", cli_json_hex(le[i].bundle_id, 16));
+                    rc |= cli_json_set(b, "kind", json_string(bundle_kind_name(le[i].kind)));
+                    rc |= cli_json_set_str(b, out ? "to" : "from", le[i].peer);
+                    rc |= cli_json_set(b, "cycle", json_integer(le[i].cycle));
+                    rc |= cli_json_set(b, "hop", json_integer(le[i].hop));
+                    rc |= cli_json_set(b, "sequence", json_integer((json_int_t)le[i].sequence));
+                    rc |= cli_json_set(b, "time", json_integer((json_int_t)le[i].time));
                     break;
                 }
             free(le);
         }
         memset(counts, 0, sizeof(counts));
         if (store_counts(st, roster->recipe.classes, counts) == 0) {
-            uint64_t tot[STORE_NSPLITS] = {0};
-            for (int s = 0; s < STORE_NSPLITS; s++)
+            json_t *img = json_object();
+            rc |= cli_json_set(d, "images", img);
+            for (int s = 0; img != NULL && s < STORE_NSPLITS; s++) {
+                uint64_t tot = 0;
                 for (uint32_t c = 0; c < roster->recipe.classes && c < CWT_MAX_CLASSES; c++)
-                    tot[s] += counts[s][c];
-            fprintf(f,
-                    ",\"images\":{\"train\":%" PRIu64 ",\"val\":%" PRIu64 ",\"test\":%" PRIu64 "}",
-                    tot[0], tot[1], tot[2]);
+                    tot += counts[s][c];
+                rc |= cli_json_set(img, store_split_name((enum store_split)s),
+                                   json_integer((json_int_t)tot));
+            }
         }
         store_close(st);
     }
-    fputs("}", f);
-    if (fclose(f) != 0) {
-        free(text);
+    rc |= offline_rejected(cfg, d);
+    if (rc != 0) {
+        json_decref(d);
         return NULL;
     }
-    return text;
+    return d;
 }
 
-static int show(const struct cli_globals *g, const char *json)
+/* ------------------------------------------------------------------ Prometheus export */
+
+/* A label value with \, " and newline escaped (the text exposition format's rules). */
+static void prom_label(FILE *f, const char *s)
 {
-    struct jdoc *d;
-    int rc;
-
-    if (g->json) {
-        printf("%s\n", json);
-        return CLI_OK;
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '"')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
     }
-    d = malloc(sizeof(*d));
-    if (d == NULL)
-        return cli_error(CLI_FAIL, "out of memory");
-    rc = jdoc_parse(d, json, strlen(json));
-    if (rc == 0)
-        render_status(d);
-    jdoc_free(d);
-    free(d);
-    return rc == 0 ? CLI_OK : cli_error(CLI_FAIL, "cwtd sent a reply that is not JSON");
 }
+
+static void prom_metric(FILE *f, const char *name, const char *type, const char *help,
+                        const char *site, const char *extra_label, double v)
+{
+    if (help != NULL)
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    fprintf(f, "%s{site=\"", name);
+    prom_label(f, site);
+    fprintf(f, "\"%s} ", extra_label != NULL ? extra_label : "");
+    if (isnan(v))
+        fputs("NaN\n", f);
+    else
+        fprintf(f, "%.17g\n", v);
+}
+
+/* The status document d as a Prometheus text exposition (node_exporter textfile collector):
+ * metrics whose value is unknown are left out rather than given as 0. Returns 0, or CLI_FAIL
+ * with a sentence on stderr. */
+static int prometheus(const json_t *d, const char *path)
+{
+    char *text = NULL, err[CWT_ERRLEN];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    const char *site = jstr(d, "site") ? jstr(d, "site") : "";
+    const json_t *b, *img, *acc;
+    double v, seq = -1;
+    int rc = 0;
+
+    if (f == NULL)
+        return cli_error(CLI_FAIL, "out of memory");
+    prom_metric(f, "cwt_daemon_up", "gauge", "1 when cwtd answered on its control socket.", site,
+                NULL, jtrue(d, "daemon") ? 1 : 0);
+    if (jnum(d, "cycle", &v))
+        prom_metric(f, "cwt_cycle", "gauge", "The cycle this site is in or last finished.", site,
+                    NULL, v);
+    for (int out = 0; out <= 1; out++) {
+        b = json_object_get(d, out ? "last_out" : "last_in");
+        if (jnum(b, "sequence", &v) && v > seq)
+            seq = v;
+    }
+    if (seq >= 0)
+        prom_metric(f, "cwt_sequence", "gauge",
+                    "The highest bundle sequence number in this site's ledger.", site, NULL, seq);
+    if (jnum(json_object_get(d, "last_in"), "time", &v))
+        prom_metric(f, "cwt_last_bundle_in_timestamp_seconds", "gauge",
+                    "When the last bundle was accepted (Unix time).", site, NULL, v);
+    if (jnum(json_object_get(d, "last_out"), "time", &v))
+        prom_metric(f, "cwt_last_bundle_out_timestamp_seconds", "gauge",
+                    "When the last bundle was sealed (Unix time).", site, NULL, v);
+    acc = json_object_get(d, "val_accuracy");
+    if (json_array_size(acc) > 0) {
+        const json_t *last = json_array_get(acc, json_array_size(acc) - 1);
+        const json_t *val = json_object_get(last, "value");
+        prom_metric(f, "cwt_val_accuracy", "gauge",
+                    "Validation accuracy after the latest cycle (NaN if not finite).", site, NULL,
+                    json_is_number(val) ? json_number_value(val) : NAN);
+    }
+    img = json_object_get(d, "images");
+    if (json_is_object(img)) {
+        static const char *const splits[] = {"train", "val", "test"};
+        for (size_t i = 0; i < 3; i++) {
+            char label[32];
+            if (!jnum(img, splits[i], &v))
+                continue;
+            snprintf(label, sizeof(label), ",split=\"%s\"", splits[i]);
+            prom_metric(f, "cwt_images", "gauge", i == 0 ? "Images in the site's store." : NULL,
+                        site, label, v);
+        }
+    }
+    if (json_is_array(json_object_get(d, "inbox_held")))
+        prom_metric(f, "cwt_inbox_held", "gauge",
+                    "Inbox files cwtd holds back (kept in the inbox).", site, NULL,
+                    (double)json_array_size(json_object_get(d, "inbox_held")));
+    if (jnum(d, "rejected_total", &v))
+        prom_metric(f, "cwt_inbox_rejected_total", "counter",
+                    "Inbox files moved to the inbox's rejected/ folder.", site, NULL, v);
+    if (fclose(f) != 0) {
+        free(text);
+        return cli_error(CLI_FAIL, "out of memory");
+    }
+    if (path == NULL) {
+        if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)
+            rc = cli_error(CLI_FAIL, "cannot write to stdout");
+    } else if (file_write_atomic(path, text, len, 0644, err, sizeof(err)) != 0) {
+        /* Temp file, fsync, rename: the collector never reads half a file. */
+        rc = cli_fail(CLI_FAIL, "io", "%s", err);
+    }
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ the commands */
 
 static void usage(FILE *f, const char *cmd)
 {
     if (strcmp(cmd, "status") == 0)
-        fprintf(f, "usage: cwtctl status [--json]\n"
-                   "Shows what the site is doing; when cwtd is down, what its store holds.\n");
+        fprintf(f, "usage: cwtctl status [--json] [--prometheus [FILE]]\n"
+                   "Shows what the site is doing; when cwtd is down, what its store holds.\n"
+                   "--prometheus prints the metrics for Prometheus, or writes them to FILE\n"
+                   "atomically (for node_exporter's textfile collector).\n");
     else
-        fprintf(f, "usage: cwtctl %s\n", cmd);
+        fprintf(f, "usage: cwtctl %s [--json]\n", cmd);
+}
+
+/* Shows a status document: JSON, Prometheus or the table. Takes d. */
+static int show(const struct cli_globals *g, json_t *d, int prom, const char *prom_path)
+{
+    int rc = CLI_OK;
+
+    if (prom)
+        rc = prometheus(d, prom_path);
+    else if (g->json)
+        return cli_json_emit(d, 0);
+    else
+        render_status(d);
+    json_decref(d);
+    return rc;
 }
 
 int cmd_control(int argc, char **argv, const struct cli_globals *g)
 {
     struct cwt_config cfg;
     struct cwt_roster *roster;
-    const char *cmd = argv[0];
+    const char *cmd = argv[0], *prom_path = NULL;
     char err[CWT_ERRLEN], *reply = NULL;
-    struct jdoc *d;
+    int is_status = strcmp(cmd, "status") == 0, prom = 0;
+    json_t *d;
     int rc, e;
 
     for (int i = 1; i < argc; i++) {
@@ -682,9 +611,23 @@ int cmd_control(int argc, char **argv, const struct cli_globals *g)
             usage(stdout, cmd);
             return CLI_OK;
         }
+        if (is_status && strcmp(argv[i], "--prometheus") == 0) {
+            prom = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-')
+                prom_path = argv[++i];
+            continue;
+        }
+        if (is_status && strncmp(argv[i], "--prometheus=", 13) == 0) {
+            prom = 1;
+            prom_path = argv[i] + 13;
+            continue;
+        }
         usage(stderr, cmd);
-        return cli_error(CLI_USAGE, "'%s' takes no argument '%s'", cmd, argv[i]);
+        return cli_fail(CLI_USAGE, "bad-option", "'%s' takes no argument '%s'", cmd, argv[i]);
     }
+    if (prom && g->json)
+        return cli_fail(CLI_USAGE, "bad-option",
+                        "status: --prometheus and --json exclude each other");
     roster = malloc(sizeof(*roster));
     if (roster == NULL)
         return cli_error(CLI_FAIL, "out of memory");
@@ -697,60 +640,68 @@ int cmd_control(int argc, char **argv, const struct cli_globals *g)
     if (rc != 0 && e != 0) {
         if (e == EACCES || e == EPERM) {
             free(roster);
-            return cli_error(CLI_FAIL,
-                             "permission denied on the control socket %s (members of "
-                             "group '%s' and the daemon's user may use it)",
-                             cfg.socket_path, cfg.group);
+            return cli_fail(CLI_FAIL, "permission",
+                            "permission denied on the control socket %s (members of "
+                            "group '%s' and the daemon's user may use it)",
+                            cfg.socket_path, cfg.group);
         }
-        if (strcmp(cmd, "status") == 0) {
-            char *json = offline_status(&cfg, roster, err);
+        if (is_status) {
+            d = offline_status(&cfg, roster, err);
             free(roster);
-            if (json == NULL)
-                return cli_error(CLI_FAIL, "cwtd is not running (%s)", err);
+            if (d == NULL)
+                return cli_fail(CLI_FAIL, "daemon-down", "cwtd is not running (%s)", err);
             if (!g->json)
                 fprintf(stderr, "cwtctl: cwtd is not running (%s); showing the store\n", err);
-            show(g, json);
-            free(json);
-            return CLI_FAIL;
+            rc = show(g, d, prom, prom_path);
+            /* The export is the answer a monitor asked for (cwt_daemon_up 0): it succeeded. */
+            return prom ? rc : CLI_FAIL;
         }
         free(roster);
-        return cli_error(CLI_FAIL, "cwtd is not running (%s)", err);
+        return cli_fail(CLI_FAIL, "daemon-down", "cwtd is not running (%s)", err);
     }
     free(roster);
     if (rc != 0)
-        return cli_error(CLI_FAIL, "%s", err);
+        return cli_fail(CLI_FAIL, "daemon-error", "%s", err);
 
-    d = malloc(sizeof(*d));
-    if (d == NULL) {
-        free(reply);
-        return cli_error(CLI_FAIL, "out of memory");
+    d = parse_reply(reply);
+    free(reply);
+    if (d == NULL)
+        return cli_fail(CLI_FAIL, "daemon-error", "cwtd sent a reply that is not a JSON object");
+    if (!json_is_true(json_object_get(d, "ok"))) {
+        const char *msg = jstr(d, "error");
+        rc = cli_fail(CLI_FAIL, "refused", "%s: %s", cmd, msg ? msg : "refused");
+        json_decref(d);
+        return rc;
     }
-    if (jdoc_parse(d, reply, strlen(reply)) != 0) {
-        jdoc_free(d);
-        free(d);
-        free(reply);
-        return cli_error(CLI_FAIL, "cwtd sent a reply that is not JSON");
+    if (is_status) {
+        /* A cwtd older than cwt.status/1 sent 0/1 and a text fingerprint; name the shape. */
+        if (json_object_get(d, "schema") == NULL &&
+            cli_json_set(d, "schema", json_string("cwt.status/1")) != 0) {
+            json_decref(d);
+            return cli_error(CLI_FAIL, "out of memory");
+        }
+        if (json_is_string(json_object_get(d, "daemon")) &&
+            cli_json_set(d, "daemon", json_true()) != 0) {
+            json_decref(d);
+            return cli_error(CLI_FAIL, "out of memory");
+        }
+        return show(g, d, prom, prom_path);
     }
     {
-        const struct jnode *ok = jget(d, 0, "ok");
-        const char *msg = jstr(d, 0, "error");
-        if (ok == NULL || ok->type != J_BOOL || !ok->boolean) {
-            rc = cli_error(CLI_FAIL, "%s: %s", cmd, msg ? msg : "refused");
-            if (g->json)
-                printf("%s\n", reply);
-        } else if (strcmp(cmd, "status") == 0) {
-            rc = show(g, reply);
+        const char *msg = jstr(d, "message");
+        if (g->json) {
+            json_t *o = cli_json_doc("cwt.control/1", 1);
+            if (o != NULL && (cli_json_set(o, "command", json_string(cmd)) != 0 ||
+                              cli_json_set_str(o, "message", msg ? msg : "ok") != 0)) {
+                json_decref(o);
+                o = NULL;
+            }
+            rc = cli_json_emit(o, 0);
         } else {
-            msg = jstr(d, 0, "message");
-            if (g->json)
-                printf("%s\n", reply);
-            else
-                printf("%s\n", msg ? msg : "ok");
+            printf("%s\n", msg ? msg : "ok");
             rc = CLI_OK;
         }
     }
-    jdoc_free(d);
-    free(d);
-    free(reply);
+    json_decref(d);
     return rc;
 }

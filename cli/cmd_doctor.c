@@ -538,26 +538,34 @@ static void print_text(const struct doctor *d, int failed, int warned)
            warned);
 }
 
-static void print_json(const struct doctor *d, int failed)
+static int print_json(const struct doctor *d, int failed)
 {
-    printf("{\"schema\": \"cwt.doctor/1\", \"ok\": %s, \"config\": ", failed ? "false" : "true");
-    cli_json_string(stdout, d->have_cfg ? d->cfg.path : "");
-    printf(", \"checks\": [");
-    for (int i = 0; i < d->n; i++) {
-        const struct check *c = &d->checks[i];
+    json_t *doc = cli_json_doc("cwt.doctor/1", !failed), *arr = json_array();
+    int rc = doc == NULL ? CWT_ENOMEM : 0;
 
-        printf("%s{\"name\": ", i ? ", " : "");
-        cli_json_string(stdout, c->name);
-        printf(", \"status\": \"%s\", \"message\": ", status_names[c->status]);
-        cli_json_string(stdout, c->message);
-        printf(", \"fix\": ");
-        if (c->fix[0] != '\0')
-            cli_json_string(stdout, c->fix);
-        else
-            printf("null");
-        printf("}");
+    if (doc != NULL)
+        rc |= cli_json_set_str(doc, "config", d->have_cfg ? d->cfg.path : "");
+    for (int i = 0; arr != NULL && i < d->n; i++) {
+        const struct check *c = &d->checks[i];
+        json_t *o = json_object();
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            rc = CWT_ENOMEM;
+            break;
+        }
+        rc |= cli_json_set_str(o, "name", c->name);
+        rc |= cli_json_set(o, "status", json_string(status_names[c->status]));
+        rc |= cli_json_set_str(o, "message", c->message);
+        rc |= cli_json_set(o, "fix", c->fix[0] != '\0' ? cli_json_str(c->fix) : json_null());
     }
-    printf("]}\n");
+    if (doc != NULL)
+        rc |= cli_json_set(doc, "checks", arr);
+    else
+        json_decref(arr);
+    if (rc != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return cli_json_emit(doc, 0);
 }
 
 static void doctor_usage(FILE *f)
@@ -614,9 +622,9 @@ int cmd_doctor(int argc, char **argv, const struct cli_globals *g)
         failed += d->checks[i].status == ST_FAIL;
         warned += d->checks[i].status == ST_WARN;
     }
-    if (g->json)
-        print_json(d, failed);
-    else
+    if (g->json && print_json(d, failed) != 0)
+        failed = 1;
+    else if (!g->json)
         print_text(d, failed, warned);
     free(d->roster);
     free(d);

@@ -24,58 +24,59 @@ static void usage(FILE *f)
                "probabilities of every member cwtd has received (listed in the output).\n");
 }
 
-static void json_number(FILE *f, double v)
+static json_t *json_num(double v)
 {
-    if (isfinite(v))
-        fprintf(f, "%.6g", v);
-    else
-        fputs("null", f);
+    return isfinite(v) ? json_real(v) : json_null();
 }
 
-static void print_json(const char *split, const struct train_metrics *m,
-                       const struct ensemble_members *e)
+/* cwt.eval/1 (docs/json.md). Returns 0 or CLI_FAIL. */
+static int print_json(const char *split, const struct train_metrics *m,
+                      const struct ensemble_members *e)
 {
-    printf("{\"split\":\"%s\",", split);
-    if (e != NULL) {
-        fputs("\"members\":", stdout);
-        ensemble_print_json(stdout, e);
-        putchar(',');
+    json_t *doc = cli_json_doc("cwt.eval/1", 1), *recall = json_array(), *auc = json_array();
+    json_t *conf = json_array(), *members = e != NULL ? json_array() : NULL;
+    int rc = doc == NULL || recall == NULL || auc == NULL || conf == NULL ||
+                     (e != NULL && members == NULL)
+                 ? CWT_ENOMEM
+                 : 0;
+
+    for (uint32_t i = 0; rc == 0 && e != NULL && i < e->n; i++)
+        rc |= json_array_append_new(members, cli_json_str(e->site[i])) != 0;
+    for (uint32_t k = 0; rc == 0 && k < m->classes; k++) {
+        json_t *row = json_array();
+        rc |= json_array_append_new(recall, json_num(m->recall[k])) != 0;
+        rc |= json_array_append_new(auc, json_num(m->class_auc[k])) != 0;
+        rc |= row == NULL || json_array_append_new(conf, row) != 0;
+        for (uint32_t j = 0; rc == 0 && j < m->classes; j++)
+            rc |= json_array_append_new(
+                      row, json_integer((json_int_t)m->confusion[(size_t)k * m->classes + j])) != 0;
     }
-    printf("\"n\":%llu,\"accuracy\":", (unsigned long long)m->n);
-    json_number(stdout, m->accuracy);
-    fputs(",\"balanced_accuracy\":", stdout);
-    json_number(stdout, m->balanced_accuracy);
-    fputs(",\"auc\":", stdout);
-    json_number(stdout, m->auc);
-    fputs(",\"loss\":", stdout);
-    json_number(stdout, m->loss);
-    if (m->classes == 2) {
-        fputs(",\"sensitivity\":", stdout);
-        json_number(stdout, m->sensitivity);
-        fputs(",\"specificity\":", stdout);
-        json_number(stdout, m->specificity);
+    if (rc == 0) {
+        rc |= cli_json_set(doc, "split", json_string(split));
+        if (e != NULL)
+            rc |= cli_json_set(doc, "members", json_incref(members));
+        rc |= cli_json_set(doc, "n", json_integer((json_int_t)m->n));
+        rc |= cli_json_set(doc, "accuracy", json_num(m->accuracy));
+        rc |= cli_json_set(doc, "balanced_accuracy", json_num(m->balanced_accuracy));
+        rc |= cli_json_set(doc, "auc", json_num(m->auc));
+        rc |= cli_json_set(doc, "loss", json_num(m->loss));
+        if (m->classes == 2) {
+            rc |= cli_json_set(doc, "sensitivity", json_num(m->sensitivity));
+            rc |= cli_json_set(doc, "specificity", json_num(m->specificity));
+        }
+        rc |= cli_json_set(doc, "per_class_recall", json_incref(recall));
+        rc |= cli_json_set(doc, "per_class_auc", json_incref(auc));
+        rc |= cli_json_set(doc, "confusion", json_incref(conf));
     }
-    fputs(",\"per_class_recall\":[", stdout);
-    for (uint32_t k = 0; k < m->classes; k++) {
-        if (k)
-            putchar(',');
-        json_number(stdout, m->recall[k]);
+    json_decref(members);
+    json_decref(recall);
+    json_decref(auc);
+    json_decref(conf);
+    if (rc != 0) {
+        json_decref(doc);
+        doc = NULL;
     }
-    fputs("],\"per_class_auc\":[", stdout);
-    for (uint32_t k = 0; k < m->classes; k++) {
-        if (k)
-            putchar(',');
-        json_number(stdout, m->class_auc[k]);
-    }
-    fputs("],\"confusion\":[", stdout);
-    for (uint32_t i = 0; i < m->classes; i++) {
-        printf("%s[", i ? "," : "");
-        for (uint32_t j = 0; j < m->classes; j++)
-            printf("%s%llu", j ? "," : "",
-                   (unsigned long long)m->confusion[(size_t)i * m->classes + j]);
-        putchar(']');
-    }
-    fputs("]}\n", stdout);
+    return cli_json_emit(doc, 0);
 }
 
 static const char *class_name(const struct cwt_recipe *r, uint32_t k, char *buf, size_t len)
@@ -279,7 +280,10 @@ int cmd_eval(int argc, char **argv, const struct cli_globals *g)
         return cli_error(CLI_FAIL, "%s", err);
     }
     if (g->json) {
-        print_json(store_split_name(split), &m, ensemble ? &members : NULL);
+        rc = print_json(store_split_name(split), &m, ensemble ? &members : NULL);
+        train_metrics_free(&m);
+        eval_cleanup(r);
+        return rc;
     } else {
         if (ensemble)
             ensemble_print(stdout, &members);

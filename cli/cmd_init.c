@@ -405,15 +405,15 @@ int cmd_init(int argc, char **argv, const struct cli_globals *g)
     if (rc != CLI_OK)
         goto out;
     if (g->json) {
-        printf("{\"site_id\": ");
-        cli_json_string(stdout, site_id);
-        printf(", \"dir\": ");
-        cli_json_string(stdout, a.dir);
-        if (sys) {
-            printf(", \"config\": ");
-            cli_json_string(stdout, g->config_path);
+        json_t *o = cli_json_doc("cwt.init/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "site_id", site_id) != 0 ||
+                          cli_json_set_str(o, "dir", a.dir) != 0 ||
+                          (sys && cli_json_set_str(o, "config", g->config_path) != 0))) {
+            json_decref(o);
+            o = NULL;
         }
-        printf("}\n");
+        if (cli_json_emit(o, 0) != 0)
+            rc = CLI_FAIL;
     } else if (sys) {
         printf("Created site %s in %s, configuration %s\n", site_id, a.dir, g->config_path);
         printf("  next: 'systemctl enable --now cwtd' starts it; 'cwtctl doctor' checks it;\n"

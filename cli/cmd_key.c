@@ -29,16 +29,19 @@ static int key_show(const struct cwt_config *cfg, const struct cli_globals *g)
     struct site_keys k;
 
     if (keys_load_public(cfg->keys_dir, &k, err, sizeof(err)) != 0)
-        return cli_error(CLI_FAIL, "%s", err);
+        return cli_fail(CLI_FAIL, "no-keys", "%s", err);
     if (keyline_format(k.site_id, k.sign_pk, k.box_pk, line, sizeof(line), NULL) != 0)
         return cli_error(CLI_FAIL, "cannot format the key line of %s", k.site_id);
     keys_id_hex(k.key_id, id);
     if (g->json) {
-        printf("{\"site_id\": ");
-        cli_json_string(stdout, k.site_id);
-        printf(", \"key_line\": ");
-        cli_json_string(stdout, line);
-        printf(", \"key_id\": \"%s\"}\n", id);
+        json_t *o = cli_json_doc("cwt.key/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "site_id", k.site_id) != 0 ||
+                          cli_json_set_str(o, "key_line", line) != 0 ||
+                          cli_json_set(o, "key_id", json_string(id)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
     } else {
         /* The key line comes first and alone, so `cwtctl key show | head -n 1` pastes it. */
         printf("%s\nkey id: %s\n", line, id);
@@ -70,9 +73,13 @@ static int key_check(const struct cwt_config *cfg, const struct cli_globals *g)
                          cwt_strerror(rc));
     keys_id_hex(k.key_id, id);
     if (g->json) {
-        printf("{\"site_id\": ");
-        cli_json_string(stdout, k.site_id);
-        printf(", \"key_id\": \"%s\", \"ok\": true}\n", id);
+        json_t *o = cli_json_doc("cwt.key-check/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "site_id", k.site_id) != 0 ||
+                          cli_json_set(o, "key_id", json_string(id)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
     } else {
         printf("keys of %s (key id %s) are in order: secret files private, pairs matching\n",
                k.site_id, id);

@@ -70,9 +70,13 @@ static int model_export(struct model_run *r, const char *path, const struct cli_
     if (file_write_atomic(path, r->out, len, 0644, err, sizeof(err)) != 0)
         return cli_error(CLI_FAIL, "%s", err);
     if (g->json) {
-        fputs("{\"file\":", stdout);
-        cli_json_string(stdout, path);
-        printf(",\"bytes\":%zu}\n", len);
+        json_t *o = cli_json_doc("cwt.model-export/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "file", path) != 0 ||
+                          cli_json_set(o, "bytes", json_integer((json_int_t)len)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
     } else {
         printf("exported the site's model to %s (%zu bytes)\n", path, len);
     }
@@ -124,9 +128,13 @@ static int model_import(struct model_run *r, const char *path, const struct cli_
         return cli_error(CLI_FAIL, "model imported but the audit record failed: %s",
                          cwt_strerror(rc));
     if (g->json) {
-        fputs("{\"file\":", stdout);
-        cli_json_string(stdout, path);
-        printf(",\"fingerprint\":\"%s\"}\n", fp_hex);
+        json_t *o = cli_json_doc("cwt.model-import/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "file", path) != 0 ||
+                          cli_json_set(o, "fingerprint", json_string(fp_hex)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
     } else {
         printf("imported %s as the site's model (fingerprint %.16s...)\n", path, fp_hex);
     }
@@ -156,9 +164,14 @@ static int model_fingerprint(int argc, char **argv, const struct cli_globals *g)
     if (rc != 0)
         return cli_error(CLI_FAIL, "cannot build the roster's model: %s", err);
     cwt_hex(fp, 32, hex);
-    if (g->json)
-        printf("{\"fingerprint\": \"%s\"}\n", hex);
-    else
+    if (g->json) {
+        json_t *o = cli_json_doc("cwt.model-fingerprint/1", 1);
+        if (o != NULL && cli_json_set(o, "fingerprint", json_string(hex)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        return cli_json_emit(o, 0);
+    } else
         printf("%s\n", hex);
     return CLI_OK;
 }

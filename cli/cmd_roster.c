@@ -138,10 +138,18 @@ static int roster_add(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     if (g->json) {
-        printf("{\"added\": ");
-        cli_json_string(stdout, site.id);
-        printf(", \"position\": %u, \"key_id\": \"%s\", \"fingerprint\": \"%s\"}\n", r->n_sites,
-               id_hex, hex);
+        json_t *o = cli_json_doc("cwt.roster-add/1", 1);
+        if (o != NULL && (cli_json_set_str(o, "added", site.id) != 0 ||
+                          cli_json_set(o, "position", json_integer(r->n_sites)) != 0 ||
+                          cli_json_set(o, "key_id", json_string(id_hex)) != 0 ||
+                          cli_json_set(o, "fingerprint", json_string(hex)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (cli_json_emit(o, 0) != 0) {
+            rc = CLI_FAIL;
+            goto out;
+        }
     } else {
         printf("added %s (key id %s) as site %u of %u\nroster fingerprint: %s\n", site.id, id_hex,
                r->n_sites, r->n_sites, grouped);
@@ -286,30 +294,55 @@ static void print_recipe(const struct cwt_recipe *rc)
            rc->cycles, rc->patience, rc->bundle_ttl_days);
 }
 
-static void print_roster_json(const struct cwt_roster *r, const char *hex)
+/* cwt.roster/1 (docs/json.md). Returns 0 or CLI_FAIL. */
+static int print_roster_json(const struct cwt_roster *r, const char *hex)
 {
     const struct cwt_recipe *rc = &r->recipe;
     char id[2 * CWT_KEYID_LEN + 1];
+    json_t *doc = cli_json_doc("cwt.roster/1", 1), *sites = json_array(), *rec = json_object();
+    json_t *input = json_array();
+    int e = doc == NULL || sites == NULL || rec == NULL || input == NULL ? CWT_ENOMEM : 0;
 
-    printf("{\"federation\": ");
-    cli_json_string(stdout, r->federation);
-    printf(", \"fingerprint\": \"%s\", \"sites\": [", hex);
-    for (uint32_t i = 0; i < r->n_sites; i++) {
+    for (uint32_t i = 0; e == 0 && i < r->n_sites; i++) {
+        json_t *o = json_object();
+        if (o == NULL || json_array_append_new(sites, o) != 0) {
+            e = CWT_ENOMEM;
+            break;
+        }
         keys_id_hex(r->sites[i].key_id, id);
-        printf("%s{\"position\": %u, \"id\": ", i ? ", " : "", i + 1);
-        cli_json_string(stdout, r->sites[i].id);
-        printf(", \"key_id\": \"%s\", \"key_line\": ", id);
-        cli_json_string(stdout, r->sites[i].key_line);
-        printf("}");
+        e |= cli_json_set(o, "position", json_integer(i + 1));
+        e |= cli_json_set_str(o, "id", r->sites[i].id);
+        e |= cli_json_set(o, "key_id", json_string(id));
+        e |= cli_json_set_str(o, "key_line", r->sites[i].key_line);
     }
-    printf("], \"recipe\": {\"model\": ");
-    cli_json_string(stdout, rc->model);
-    printf(", \"input\": [%u, %u, %u], \"classes\": %u, \"optimizer\": \"%s\", \"lr\": %.17g, "
-           "\"batch_size\": %u, \"heuristic\": \"%s\", \"visit_unit\": \"%s\", "
-           "\"visit_length\": %.17g, \"cycles\": %u, \"patience\": %u}}\n",
-           rc->input_h, rc->input_w, rc->input_c, rc->classes, optimizer_names[rc->optimizer],
-           rc->lr, rc->batch_size, heuristic_names[rc->heuristic], visit_names[rc->visit_unit],
-           rc->visit_length, rc->cycles, rc->patience);
+    if (e == 0) {
+        e |= json_array_append_new(input, json_integer(rc->input_h)) != 0;
+        e |= json_array_append_new(input, json_integer(rc->input_w)) != 0;
+        e |= json_array_append_new(input, json_integer(rc->input_c)) != 0;
+        e |= cli_json_set_str(rec, "model", rc->model);
+        e |= cli_json_set(rec, "input", json_incref(input));
+        e |= cli_json_set(rec, "classes", json_integer(rc->classes));
+        e |= cli_json_set(rec, "optimizer", json_string(optimizer_names[rc->optimizer]));
+        e |= cli_json_set(rec, "lr", json_real(rc->lr));
+        e |= cli_json_set(rec, "batch_size", json_integer(rc->batch_size));
+        e |= cli_json_set(rec, "heuristic", json_string(heuristic_names[rc->heuristic]));
+        e |= cli_json_set(rec, "visit_unit", json_string(visit_names[rc->visit_unit]));
+        e |= cli_json_set(rec, "visit_length", json_real(rc->visit_length));
+        e |= cli_json_set(rec, "cycles", json_integer(rc->cycles));
+        e |= cli_json_set(rec, "patience", json_integer(rc->patience));
+        e |= cli_json_set_str(doc, "federation", r->federation);
+        e |= cli_json_set(doc, "fingerprint", json_string(hex));
+        e |= cli_json_set(doc, "sites", json_incref(sites));
+        e |= cli_json_set(doc, "recipe", json_incref(rec));
+    }
+    json_decref(input);
+    json_decref(sites);
+    json_decref(rec);
+    if (e != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return cli_json_emit(doc, 0);
 }
 
 static int roster_show(const char *file, const struct cli_globals *g)
@@ -328,7 +361,10 @@ static int roster_show(const char *file, const struct cli_globals *g)
         goto out;
     }
     if (g->json) {
-        print_roster_json(r, hex);
+        if (print_roster_json(r, hex) != 0) {
+            rc = CLI_FAIL;
+            goto out;
+        }
     } else {
         printf("federation: %s\nsites in cycle order:\n", r->federation);
         if (r->n_sites == 0)
@@ -356,22 +392,21 @@ static int roster_problems(const struct cwt_roster *r, const struct cwt_config *
     int problems = 0, at;
 
     if (r->n_sites == 0) {
-        cli_error(CLI_FAIL, "%s lists no sites", r->path);
+        cli_note("%s lists no sites", r->path);
         problems++;
     }
     if (!have_site)
         return problems;
     /* A configuration that names the site wrongly is the fault to report, not the roster. */
     if (cli_site_id_mismatch(cfg, msg, sizeof(msg)) != 0) {
-        cli_error(CLI_FAIL, "%s", msg);
+        cli_note("%s", msg);
         return problems + 1;
     }
     at = roster_find_site(r, cfg->site_id);
     if (at < 0) {
-        cli_error(CLI_FAIL,
-                  "this site (%s) is not in %s; add it with 'cwtctl roster add' and "
-                  "its 'cwtctl key show' line",
-                  cfg->site_id, r->path);
+        cli_note("this site (%s) is not in %s; add it with 'cwtctl roster add' and "
+                 "its 'cwtctl key show' line",
+                 cfg->site_id, r->path);
         return problems + 1;
     }
     /* The roster's key for this site must be this site's key, or bundles to it cannot open. */
@@ -382,9 +417,8 @@ static int roster_problems(const struct cwt_roster *r, const struct cwt_config *
     }
     if (memcmp(own.sign_pk, r->sites[at].sign_pk, sizeof(own.sign_pk)) != 0 ||
         memcmp(own.box_pk, r->sites[at].box_pk, sizeof(own.box_pk)) != 0) {
-        cli_error(CLI_FAIL,
-                  "the roster's key for %s differs from this site's own key (%s/site.pub)",
-                  cfg->site_id, cfg->keys_dir);
+        cli_note("the roster's key for %s differs from this site's own key (%s/site.pub)",
+                 cfg->site_id, cfg->keys_dir);
         problems++;
     }
     return problems;
@@ -407,15 +441,18 @@ static int roster_check(const char *file, const struct cli_globals *g)
     }
     problems = roster_problems(r, &cfg, have_site, g);
     if (g->json) {
-        printf("{\"ok\": %s, \"problems\": %d, \"federation\": ", problems ? "false" : "true",
-               problems);
-        cli_json_string(stdout, r->federation);
-        printf(", \"sites\": %u, \"this_site\": ", r->n_sites);
-        if (have_site)
-            cli_json_string(stdout, cfg.site_id);
-        else
-            printf("null");
-        printf(", \"fingerprint\": \"%s\", \"fingerprint_text\": \"%s\"}\n", hex, grouped);
+        json_t *o = cli_json_doc("cwt.roster-check/1", problems == 0);
+        if (o != NULL && (cli_json_set(o, "problems", json_integer(problems)) != 0 ||
+                          cli_json_set_str(o, "federation", r->federation) != 0 ||
+                          cli_json_set(o, "sites", json_integer(r->n_sites)) != 0 ||
+                          cli_json_set(o, "this_site",
+                                       have_site ? cli_json_str(cfg.site_id) : json_null()) != 0 ||
+                          cli_json_set(o, "fingerprint", json_string(hex)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (cli_json_emit(o, 0) != 0)
+            problems++;
     } else {
         printf("roster %s: federation %s, %u sites%s\nfingerprint: %s\n",
                problems ? "has problems" : "ok", r->federation, r->n_sites,

@@ -52,16 +52,18 @@ static int unknown_word(const char *word)
     if (word[0] == '-') {
         near = cli_closest(word, globals, sizeof(globals) / sizeof(globals[0]));
         if (near != NULL)
-            return cli_error(CLI_USAGE, "unknown option '%s'; did you mean '%s'?", word, near);
-        return cli_error(CLI_USAGE, "unknown option '%s' before the command; run 'cwtctl --help'",
-                         word);
+            return cli_fail(CLI_USAGE, "bad-option", "unknown option '%s'; did you mean '%s'?",
+                            word, near);
+        return cli_fail(CLI_USAGE, "bad-option",
+                        "unknown option '%s' before the command; run 'cwtctl --help'", word);
     }
     for (size_t i = 0; i < NCOMMANDS; i++)
         names[i] = commands[i].name;
     near = cli_closest(word, names, NCOMMANDS);
     if (near != NULL)
-        return cli_error(CLI_USAGE, "unknown command '%s'; did you mean '%s'?", word, near);
-    return cli_error(CLI_USAGE, "unknown command '%s'; run 'cwtctl --help'", word);
+        return cli_fail(CLI_USAGE, "bad-command", "unknown command '%s'; did you mean '%s'?", word,
+                        near);
+    return cli_fail(CLI_USAGE, "bad-command", "unknown command '%s'; run 'cwtctl --help'", word);
 }
 
 static void usage(FILE *f)
@@ -114,9 +116,9 @@ int main(int argc, char **argv)
     decoder_main(argc, argv);
     argc = take_globals(argc, argv, &g);
     if (argc < 0) {
-        fprintf(stderr, "cwtctl: option -c needs a file name\n");
-        return CLI_USAGE;
+        return cli_fail(CLI_USAGE, "bad-option", "option -c needs a file name");
     }
+    cli_json_set_mode(g.json);
     g.config_path = config_default_path(g.config_path);
     g.tty = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
     log_init("cwtctl", g.verbose);

@@ -88,6 +88,55 @@ const char *cwt_strerror(int err)
     }
 }
 
+/* One row per CWT_E* code; docs/json.md lists the names. */
+static const struct {
+    int code;
+    const char *name;
+} errnames[] = {
+    {CWT_OK, "ok"},
+    {CWT_ENOMEM, "no-memory"},
+    {CWT_EIO, "io"},
+    {CWT_EINVAL, "invalid"},
+    {CWT_ENOENT, "not-found"},
+    {CWT_EEXIST, "exists"},
+    {CWT_EFORMAT, "format"},
+    {CWT_ETOOBIG, "too-big"},
+    {CWT_ECONFIG, "config"},
+    {CWT_ESTORE, "store"},
+    {CWT_ECRYPTO, "crypto"},
+    {CWT_EPERM, "permission"},
+    {CWT_EVULKAN, "vulkan"},
+    {CWT_EUNSUPPORTED, "unsupported"},
+    {CWT_EDECODE, "decode"},
+    {CWT_EDUPLICATE, "duplicate"},
+    {CWT_ESTATE, "state"},
+    {CWT_ENUMERIC, "numeric"},
+    {CWT_EB_FRAMING, "bundle-framing"},
+    {CWT_EB_MAGIC, "bundle-magic"},
+    {CWT_EB_HEADER, "bundle-header"},
+    {CWT_EB_ROSTER, "bundle-roster"},
+    {CWT_EB_SIGNER, "bundle-signer"},
+    {CWT_EB_SIGNATURE, "bundle-signature"},
+    {CWT_EB_RECIPIENT, "bundle-recipient"},
+    {CWT_EB_EXPIRED, "bundle-expired"},
+    {CWT_EB_REPLAY, "bundle-replay"},
+    {CWT_EB_ROLLBACK, "bundle-rollback"},
+    {CWT_EB_PARENT, "bundle-parent"},
+    {CWT_EB_DECRYPT, "bundle-decrypt"},
+    {CWT_EB_PAYLOAD, "bundle-payload"},
+    {CWT_EB_MODEL, "bundle-model"},
+    {CWT_EB_TENSORS, "bundle-tensors"},
+    {CWT_EB_TIME, "bundle-time"},
+};
+
+const char *cwt_errname(int err)
+{
+    for (size_t i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
+        if (errnames[i].code == err)
+            return errnames[i].name;
+    return "unknown";
+}
+
 int cwt_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
 {
     va_list ap;

@@ -61,6 +61,11 @@ enum cwt_error {
 /* Returns a static, human-readable description of a CWT_E* code. Never NULL. */
 const char *cwt_strerror(int err);
 
+/* Returns a static, stable machine name of a CWT_E* code ("ok", "io", "bundle-signature"),
+ * for JSON output and logs that programs read: the names never change meaning, the numbers
+ * are internal. Never NULL ("unknown" for a code not in the table). */
+const char *cwt_errname(int err);
+
 /* Formats a message into err (if err != NULL and errlen > 0), printf-style. Returns code,
  * so callers can write `return cwt_seterr(err, errlen, CWT_EFORMAT, "...", ...)`. */
 int cwt_seterr(char *err, size_t errlen, int code, const char *fmt, ...)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cwt.h"
+#include "cli/cli.h"
 #include "daemon/daemon.h"
 
 int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t errlen)
@@ -222,116 +223,89 @@ void jb_init(struct jbuf *j)
 
 void jb_free(struct jbuf *j)
 {
-    free(j->p);
+    if (j->depth > 0)
+        json_decref(j->stack[0]);
     memset(j, 0, sizeof(*j));
 }
 
-static void jb_append(struct jbuf *j, const char *s, size_t n)
+char *jb_text(struct jbuf *j)
 {
-    if (j->bad)
+    if (j->bad || j->depth == 0)
+        return NULL;
+    return json_dumps(j->stack[0], JSON_COMPACT | JSON_PRESERVE_ORDER);
+}
+
+/* Adds v (taking the reference) to the innermost container, under key in an object. */
+static void jb_add(struct jbuf *j, const char *key, json_t *v)
+{
+    json_t *top;
+    int rc;
+
+    if (v == NULL || j->bad || j->depth == 0) {
+        j->bad = 1;
+        json_decref(v);
         return;
-    if (j->cap - j->len <= n) {
-        size_t cap = j->cap ? j->cap : 1024;
-        char *p;
-        while (cap - j->len <= n) {
-            if (cap > (1u << 24)) {
-                j->bad = 1;
-                return;
-            }
-            cap *= 2;
-        }
-        p = realloc(j->p, cap);
-        if (p == NULL) {
-            j->bad = 1;
-            return;
-        }
-        j->p = p;
-        j->cap = cap;
     }
-    memcpy(j->p + j->len, s, n);
-    j->len += n;
-    j->p[j->len] = '\0';
-}
-
-void jb_raw(struct jbuf *j, const char *s)
-{
-    jb_append(j, s, strlen(s));
-}
-
-static void jb_quoted(struct jbuf *j, const char *s)
-{
-    char esc[8];
-
-    jb_append(j, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            jb_append(j, esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            jb_append(j, esc, 6);
-        } else {
-            jb_append(j, s, 1);
-        }
-    }
-    jb_append(j, "\"", 1);
-}
-
-void jb_key(struct jbuf *j, const char *key)
-{
-    if (j->need_comma)
-        jb_append(j, ",", 1);
-    j->need_comma = 1;
-    if (key != NULL) {
-        jb_quoted(j, key);
-        jb_append(j, ":", 1);
-    }
+    top = j->stack[j->depth - 1];
+    if (json_is_object(top))
+        rc = key != NULL ? json_object_set_new(top, key, v) : (json_decref(v), -1);
+    else
+        rc = json_array_append_new(top, v);
+    if (rc != 0)
+        j->bad = 1;
 }
 
 void jb_str(struct jbuf *j, const char *key, const char *val)
 {
-    jb_key(j, key);
-    jb_quoted(j, val);
+    /* Invalid UTF-8 (a file name in the inbox may hold any bytes) becomes U+FFFD. */
+    jb_add(j, key, cli_json_str(val));
 }
 
 void jb_num(struct jbuf *j, const char *key, double val)
 {
-    char num[40];
-
-    jb_key(j, key);
-    if (!isfinite(val)) {
-        jb_raw(j, "null");
-        return;
-    }
-    snprintf(num, sizeof(num), "%.6g", val);
-    jb_raw(j, num);
+    jb_add(j, key, isfinite(val) ? json_real(val) : json_null());
 }
 
 void jb_int(struct jbuf *j, const char *key, int64_t val)
 {
-    char num[32];
+    jb_add(j, key, json_integer((json_int_t)val));
+}
 
-    jb_key(j, key);
-    snprintf(num, sizeof(num), "%lld", (long long)val);
-    jb_raw(j, num);
+void jb_bool(struct jbuf *j, const char *key, int val)
+{
+    jb_add(j, key, json_boolean(val));
 }
 
 void jb_open(struct jbuf *j, const char *key, char bracket)
 {
-    char b[2] = {bracket, '\0'};
+    json_t *c;
 
-    if (key != NULL || j->len > 0)
-        jb_key(j, key);
-    jb_raw(j, b);
-    j->need_comma = 0;
+    if (j->bad)
+        return;
+    if (j->depth >= JB_DEPTH) {
+        j->bad = 1;
+        return;
+    }
+    c = bracket == '[' ? json_array() : json_object();
+    if (c == NULL) {
+        j->bad = 1;
+        return;
+    }
+    if (j->depth > 0) {
+        jb_add(j, key, json_incref(c));
+        if (j->bad) {
+            json_decref(c);
+            return;
+        }
+        json_decref(c); /* the parent holds it; the stack borrows */
+    }
+    j->stack[j->depth++] = c;
 }
 
 void jb_close(struct jbuf *j, char bracket)
 {
-    char b[2] = {bracket, '\0'};
-
-    jb_raw(j, b);
-    j->need_comma = 1;
+    (void)bracket;
+    /* The root stays on the stack for jb_text. */
+    if (!j->bad && j->depth > 1)
+        j->depth--;
 }

@@ -22,6 +22,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -67,20 +68,22 @@ int control_read_request(int fd, int timeout_ms, char cmd[CONTROL_CMD_MAX + 1], 
 /* Writes the whole reply line (a newline is added) within timeout_ms. */
 int control_write_reply(int fd, int timeout_ms, const char *line);
 
-/* A growable JSON text for the status reply; errors make it empty and set bad. */
+/* A JSON reply built with jansson (valid UTF-8 whatever the bytes of a file name: invalid
+ * bytes become U+FFFD). Members are added to the innermost open object or array; out of memory
+ * makes the whole reply fail (bad). jb_text returns the compact text, malloc'd, or NULL. */
+#define JB_DEPTH 8
 struct jbuf {
-    char *p;
-    size_t len, cap;
+    json_t *stack[JB_DEPTH];
+    int depth;
     int bad;
-    int need_comma;
 };
 void jb_init(struct jbuf *j);
 void jb_free(struct jbuf *j);
-void jb_raw(struct jbuf *j, const char *s);
-void jb_key(struct jbuf *j, const char *key); /* "key": */
+char *jb_text(struct jbuf *j); /* caller frees; NULL when bad or out of memory */
 void jb_str(struct jbuf *j, const char *key, const char *val);
 void jb_num(struct jbuf *j, const char *key, double val); /* null when not finite */
 void jb_int(struct jbuf *j, const char *key, int64_t val);
+void jb_bool(struct jbuf *j, const char *key, int val);
 void jb_open(struct jbuf *j, const char *key, char bracket); /* key NULL inside arrays */
 void jb_close(struct jbuf *j, char bracket);
 

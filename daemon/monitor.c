@@ -1130,6 +1130,135 @@ static void on_inotify(struct monitor *m)
 
 /* ------------------------------------------------------------------ control */
 
+/* One held inbox file: name, reason, and its modification time when it is still there. */
+static void held_entry(struct monitor *m, struct jbuf *j, const char *name, const char *reason,
+                       int must_exist)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    int there =
+        file_join(path, sizeof(path), m->cfg->inbox_dir, name) == 0 && lstat(path, &sb) == 0;
+
+    /* A file remembered as unreadable that someone removed is no longer held. */
+    if (must_exist && !there)
+        return;
+    jb_open(j, NULL, '{');
+    jb_str(j, "file", name);
+    jb_str(j, "reason", reason);
+    if (there)
+        jb_int(j, "time", (int64_t)sb.st_mtime);
+    jb_close(j, '}');
+}
+
+/* The inbox files held back, for status and monitoring: those cwtd cannot read (kept until a
+ * chmod fixes them), and the one the latest hold names ("NAME held: reason"). Holds that name no
+ * file (sealing waits for the trainer) stay in "held" alone. */
+static void status_held(struct monitor *m, struct jbuf *j)
+{
+    const char *sep = strstr(m->held, " held: ");
+    char name[NAME_MAX + 1];
+    size_t len = sep != NULL ? (size_t)(sep - m->held) : 0;
+
+    name[0] = '\0';
+    if (len > 0 && len < sizeof(name)) {
+        memcpy(name, m->held, len);
+        name[len] = '\0';
+    }
+    jb_open(j, "inbox_held", '[');
+    for (int i = 0; i < UNREADABLE_MAX; i++)
+        if (m->unreadable[i][0] != '\0' && strcmp(m->unreadable[i], name) != 0)
+            held_entry(m, j, m->unreadable[i],
+                       "cwtd cannot read it (make it readable by user or group cwt)", 1);
+    if (name[0] != '\0')
+        held_entry(m, j, name, sep + 7, 0);
+    jb_close(j, ']');
+}
+
+/* Reads one line "NAME: value" of a .reason file text into out (empty if absent). */
+static void reason_field(const char *text, const char *name, char *out, size_t outlen)
+{
+    size_t n = strlen(name);
+
+    out[0] = '\0';
+    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+        if (strncmp(p, name, n) == 0 && p[n] == ':' && p[n + 1] == ' ') {
+            size_t len = strcspn(p + n + 2, "\n");
+            snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p + n + 2);
+            return;
+        }
+    }
+}
+
+/* The rejected inbox files (inbox/rejected/NAME with NAME.reason beside it): their total, and
+ * the newest REJECTED_SHOWN with file, rule, reason and time, for status and monitoring. */
+#define REJECTED_SHOWN 16
+static void status_rejected(struct monitor *m, struct jbuf *j)
+{
+    struct rej {
+        char file[NAME_MAX + 1], rule[128], reason[CWT_ERRLEN];
+        int64_t time;
+    };
+    static struct rej shown[REJECTED_SHOWN];
+    size_t n_shown = 0;
+    int64_t total = 0;
+    DIR *d = opendir(m->rejected_dir);
+    struct dirent *de;
+
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        char path[PATH_MAX], text[4096], tbuf[32];
+        struct rej r;
+        size_t got = 0;
+        int fd;
+
+        if (len <= 7 || strcmp(de->d_name + len - 7, ".reason") != 0)
+            continue;
+        total++;
+        if (file_join(path, sizeof(path), m->rejected_dir, de->d_name) != 0)
+            continue;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        while (got < sizeof(text) - 1) {
+            ssize_t k = read(fd, text + got, sizeof(text) - 1 - got);
+            if (k <= 0)
+                break;
+            got += (size_t)k;
+        }
+        close(fd);
+        text[got] = '\0';
+        snprintf(r.file, sizeof(r.file), "%.*s", (int)(len - 7), de->d_name);
+        reason_field(text, "rule", r.rule, sizeof(r.rule));
+        reason_field(text, "reason", r.reason, sizeof(r.reason));
+        reason_field(text, "time", tbuf, sizeof(tbuf));
+        r.time = strtoll(tbuf, NULL, 10);
+        /* Keep the newest: replace the oldest shown when full. */
+        if (n_shown < REJECTED_SHOWN) {
+            shown[n_shown++] = r;
+        } else {
+            size_t old = 0;
+            for (size_t i = 1; i < n_shown; i++)
+                if (shown[i].time < shown[old].time)
+                    old = i;
+            if (r.time > shown[old].time)
+                shown[old] = r;
+        }
+    }
+    if (d != NULL)
+        closedir(d);
+    jb_int(j, "rejected_total", total);
+    jb_open(j, "rejected", '[');
+    for (size_t i = 0; i < n_shown; i++) {
+        jb_open(j, NULL, '{');
+        jb_str(j, "file", shown[i].file);
+        jb_str(j, "rule", shown[i].rule);
+        jb_str(j, "reason", shown[i].reason);
+        jb_int(j, "time", shown[i].time);
+        jb_close(j, '}');
+    }
+    jb_close(j, ']');
+}
+
 static void status_json(struct monitor *m, struct jbuf *j)
 {
     const struct cwt_recipe *r = &m->roster->recipe;
@@ -1141,7 +1270,8 @@ static void status_json(struct monitor *m, struct jbuf *j)
     struct tm tm;
     static const uint8_t zero[32];
 
-    roster_fingerprint_text(m->roster_fp, fp, sizeof(fp));
+    /* JSON carries fingerprints as lower-case hex (docs/json.md); cwtctl spaces them. */
+    cwt_hex(m->roster_fp, 32, fp);
     if (gmtime_r(&since, &tm) == NULL ||
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
         snprintf(when, sizeof(when), "%" PRId64, m->cs.since);
@@ -1179,8 +1309,8 @@ static void status_json(struct monitor *m, struct jbuf *j)
         break;
     }
     jb_open(j, NULL, '{');
-    jb_raw(j, "\"ok\":true");
-    j->need_comma = 1;
+    jb_str(j, "schema", "cwt.status/1");
+    jb_bool(j, "ok", 1);
     jb_str(j, "daemon", "running");
     jb_int(j, "pid", getpid());
     jb_str(j, "site", m->cfg->site_id);
@@ -1196,7 +1326,7 @@ static void status_json(struct monitor *m, struct jbuf *j)
     jb_str(j, "device", m->device[0] ? m->device : "(trainer starting)");
     jb_str(j, "state", cycle_phase_name(m->cs.phase));
     jb_str(j, "detail", detail);
-    jb_int(j, "paused", m->cs.paused);
+    jb_bool(j, "paused", m->cs.paused);
     jb_int(j, "cycle", m->cs.cycle);
     jb_int(j, "since", m->cs.since);
     if (m->cs.phase == CWTD_TRAINING && m->have_progress) {
@@ -1236,7 +1366,7 @@ static void status_json(struct monitor *m, struct jbuf *j)
             (file_join(opath, sizeof(opath), m->cfg->outbox_dir, m->cs.out_name) == 0 &&
              lstat(opath, &osb) == 0)) {
             jb_str(j, "outbox_file", m->cs.out_name);
-            jb_int(j, "outbox_written", m->cs.out_written);
+            jb_bool(j, "outbox_written", m->cs.out_written);
         }
     }
     if (m->outbox_error[0])
@@ -1245,8 +1375,10 @@ static void status_json(struct monitor *m, struct jbuf *j)
         jb_str(j, "last_error", m->last_error);
     if (m->held[0])
         jb_str(j, "held", m->held);
+    status_held(m, j);
     if (m->inbox_error[0])
         jb_str(j, "inbox_error", m->inbox_error);
+    status_rejected(m, j);
     if (memcmp(m->cs.final_hash, zero, 32) != 0) {
         cwt_hex(m->cs.final_hash, 32, hex);
         jb_str(j, "final_model", hex);
@@ -1281,13 +1413,16 @@ static void reply_error(int fd, const char *msg)
 {
     struct jbuf j;
 
+    char *text;
+
     jb_init(&j);
     jb_open(&j, NULL, '{');
-    jb_raw(&j, "\"ok\":false");
-    j.need_comma = 1;
+    jb_bool(&j, "ok", 0);
     jb_str(&j, "error", msg);
     jb_close(&j, '}');
-    (void)control_write_reply(fd, CONTROL_TIMEOUT_MS, j.bad ? "{\"ok\":false}" : j.p);
+    text = jb_text(&j);
+    (void)control_write_reply(fd, CONTROL_TIMEOUT_MS, text != NULL ? text : "{\"ok\":false}");
+    free(text);
     jb_free(&j);
 }
 
@@ -1295,13 +1430,16 @@ static void reply_ok(int fd, const char *msg)
 {
     struct jbuf j;
 
+    char *text;
+
     jb_init(&j);
     jb_open(&j, NULL, '{');
-    jb_raw(&j, "\"ok\":true");
-    j.need_comma = 1;
+    jb_bool(&j, "ok", 1);
     jb_str(&j, "message", msg);
     jb_close(&j, '}');
-    (void)control_write_reply(fd, CONTROL_TIMEOUT_MS, j.bad ? "{\"ok\":true}" : j.p);
+    text = jb_text(&j);
+    (void)control_write_reply(fd, CONTROL_TIMEOUT_MS, text != NULL ? text : "{\"ok\":true}");
+    free(text);
     jb_free(&j);
 }
 
@@ -1412,12 +1550,15 @@ static void on_control(struct monitor *m)
     }
     if (strcmp(cmd, "status") == 0) {
         struct jbuf j;
+        char *text;
         jb_init(&j);
         status_json(m, &j);
-        if (j.bad)
+        text = jb_text(&j);
+        if (text == NULL)
             reply_error(fd, "status does not fit in memory");
         else
-            (void)control_write_reply(fd, CONTROL_TIMEOUT_MS, j.p);
+            (void)control_write_reply(fd, CONTROL_TIMEOUT_MS, text);
+        free(text);
         jb_free(&j);
     } else if (strcmp(cmd, "start") == 0) {
         cmd_start(m, fd);

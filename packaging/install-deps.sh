@@ -11,11 +11,10 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format llvm git procps python3
-libsodium-dev liblmdb-dev lmdb-utils libconfig-dev libseccomp-dev libsystemd-dev
+libsodium-dev liblmdb-dev lmdb-utils libconfig-dev libseccomp-dev libsystemd-dev libjansson-dev
 libvulkan-dev libdnnl-dev vulkan-tools glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers
 libpng-dev libjpeg62-turbo-dev zlib1g-dev libdcmtk-dev dcmtk libcmocka-dev libopenblas-dev
-libjansson-dev
-dataset-fashion-mnist python3-pydicom python3-numpy python3-torch
+dataset-fashion-mnist python3-pydicom python3-numpy python3-torch python3-jsonschema
 dpkg-dev fakeroot lintian systemd systemd-container bash-completion groff-base debootstrap iproute2"
 
 missing=""

@@ -48,8 +48,9 @@ install(FILES ${CMAKE_SOURCE_DIR}/docs/admin-guide.md ${CMAKE_SOURCE_DIR}/docs/a
               ${CMAKE_SOURCE_DIR}/docs/threat-model.md
               ${CMAKE_SOURCE_DIR}/docs/systemd-hardening.md
               ${CMAKE_SOURCE_DIR}/docs/bundle-format.md ${CMAKE_SOURCE_DIR}/docs/audit-format.md
-              ${CMAKE_SOURCE_DIR}/docs/keys.md
+              ${CMAKE_SOURCE_DIR}/docs/keys.md ${CMAKE_SOURCE_DIR}/docs/json.md
         DESTINATION ${CWT_DOC_DIR})
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/schemas DESTINATION ${CWT_DOC_DIR})
 install(FILES ${CWT_PKG_SRC}/bash-completion/cwtctl
         DESTINATION share/bash-completion/completions)
 install(FILES ${CWT_PKG_SRC}/cwt.sysusers DESTINATION lib/sysusers.d RENAME cwt.conf)

@@ -1,11 +1,12 @@
 /*
  * safetensors.c - strict reader and writer for safetensors files.
  *
- * The JSON header is parsed by a small parser written for exactly the shape safetensors
+ * The JSON header is parsed by jansson (strict RFC 8259: UTF-8 checked, no NUL in strings,
+ * duplicate keys refused, nothing after the object), after a scan that bounds the number of
+ * JSON values it may build (header_values), and then held to exactly the shape safetensors
  * uses: one object whose values are tensor objects {"dtype", "shape", "data_offsets"} or the
  * "__metadata__" object of strings. Anything else (other keys, nesting, fractions, negative
- * numbers, duplicate keys, invalid UTF-8, trailing bytes other than spaces) is refused, so
- * the grammar itself bounds nesting at depth 2.
+ * numbers) is refused.
  */
 #include "storage/safetensors.h"
 
@@ -17,6 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "common/cwt.h"
 
@@ -39,279 +42,113 @@ const char *st_dtype_name(enum st_dtype d)
 
 /* ------------------------------------------------------------------ JSON reader */
 
-struct jp {
-    const uint8_t *p, *end, *start;
-    char *err;
-    size_t errlen;
-};
+/* Most separators (':', ',', '[', '{' outside strings) a valid header holds: per tensor its
+ * name's ':' and ',', the object, three members and two arrays (at most 9 + ST_MAX_DIMS); the
+ * metadata; the root. A header of more is refused before jansson builds a tree for it, so a
+ * 16 MiB header of tiny values cannot make the reader allocate a value for each. */
+#define ST_MAX_VALUES ((size_t)ST_MAX_TENSORS * (12 + ST_MAX_DIMS) + 4 * ST_META_MAX + 16)
 
-static int jp_fail(struct jp *j, const char *what)
+/* 1 + the separators of text outside strings: an upper bound on its JSON values, since each
+ * value but the first follows a ':', ',' or opening bracket. Counting stops past limit. */
+static size_t header_values(const uint8_t *p, size_t len, size_t limit)
 {
-    return cwt_seterr(j->err, j->errlen, CWT_EFORMAT, "safetensors header: %s at byte %zu", what,
-                      (size_t)(j->p - j->start));
-}
+    size_t n = 1;
+    int in_str = 0;
 
-static void jp_ws(struct jp *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int jp_expect(struct jp *j, char c)
-{
-    jp_ws(j);
-    if (j->p >= j->end || *j->p != (uint8_t)c) {
-        char what[32];
-        snprintf(what, sizeof(what), "expected '%c'", c);
-        return jp_fail(j, what);
+    for (size_t i = 0; i < len && n <= limit; i++) {
+        uint8_t c = p[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == ':' || c == ',' || c == '[' || c == '{') {
+            n++;
+        }
     }
-    j->p++;
-    return 0;
-}
-
-/* Peeks the next non-space byte (-1 at the end). */
-static int jp_peek(struct jp *j)
-{
-    jp_ws(j);
-    return j->p < j->end ? *j->p : -1;
-}
-
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int jp_hex4(struct jp *j, uint32_t *out)
-{
-    uint32_t v = 0;
-
-    if (j->end - j->p < 4)
-        return jp_fail(j, "short \\u escape");
-    for (int i = 0; i < 4; i++) {
-        int h = hexval(j->p[i]);
-        if (h < 0)
-            return jp_fail(j, "bad \\u escape");
-        v = v << 4 | (uint32_t)h;
-    }
-    j->p += 4;
-    *out = v;
-    return 0;
-}
-
-/* Appends one code point as UTF-8 to out (cap bytes, NUL kept free). */
-static int put_utf8(uint32_t cp, char *out, size_t cap, size_t *len)
-{
-    uint8_t b[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        b[0] = (uint8_t)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (uint8_t)(0xc0 | cp >> 6);
-        b[1] = (uint8_t)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (uint8_t)(0xe0 | cp >> 12);
-        b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (uint8_t)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (uint8_t)(0xf0 | cp >> 18);
-        b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-        b[3] = (uint8_t)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    if (*len + n >= cap)
-        return -1;
-    memcpy(out + *len, b, n);
-    *len += n;
-    return 0;
-}
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid (overlongs, surrogates and
- * code points above U+10FFFF are invalid). */
-static size_t utf8_seq(const uint8_t *p, const uint8_t *end)
-{
-    uint8_t c = p[0];
-    size_t n;
-    uint32_t cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0) {
-        n = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
     return n;
 }
 
-/* Reads a JSON string into out (at most cap-1 bytes plus NUL). */
-static int jp_string(struct jp *j, char *out, size_t cap, const char *what)
+/* The sentence for a jansson parse error: what and where, the reader's own words where the
+ * error has a name. */
+static int json_fail(const json_error_t *je, char *err, size_t errlen)
 {
-    size_t len = 0;
-    int rc;
+    const char *what = je->text;
 
-    if ((rc = jp_expect(j, '"')) != 0)
-        return rc;
-    for (;;) {
-        uint8_t c;
-        if (j->p >= j->end)
-            return jp_fail(j, "unterminated string");
-        c = *j->p;
-        if (c == '"') {
-            j->p++;
-            break;
-        }
-        if (c < 0x20)
-            return jp_fail(j, "control character in string");
-        if (c == '\\') {
-            uint32_t cp;
-            j->p++;
-            if (j->p >= j->end)
-                return jp_fail(j, "unterminated escape");
-            c = *j->p++;
-            switch (c) {
-            case '"':
-                cp = '"';
-                break;
-            case '\\':
-                cp = '\\';
-                break;
-            case '/':
-                cp = '/';
-                break;
-            case 'b':
-                cp = '\b';
-                break;
-            case 'f':
-                cp = '\f';
-                break;
-            case 'n':
-                cp = '\n';
-                break;
-            case 'r':
-                cp = '\r';
-                break;
-            case 't':
-                cp = '\t';
-                break;
-            case 'u':
-                if ((rc = jp_hex4(j, &cp)) != 0)
-                    return rc;
-                if (cp >= 0xdc00 && cp <= 0xdfff)
-                    return jp_fail(j, "lone low surrogate");
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    uint32_t lo;
-                    if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
-                        return jp_fail(j, "lone high surrogate");
-                    j->p += 2;
-                    if ((rc = jp_hex4(j, &lo)) != 0)
-                        return rc;
-                    if (lo < 0xdc00 || lo > 0xdfff)
-                        return jp_fail(j, "bad surrogate pair");
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                }
-                if (cp == 0)
-                    return jp_fail(j, "NUL in string");
-                break;
-            default:
-                return jp_fail(j, "unknown escape");
-            }
-            if (put_utf8(cp, out, cap, &len) != 0)
-                goto toolong;
-        } else {
-            size_t n = utf8_seq(j->p, j->end);
-            if (n == 0)
-                return jp_fail(j, "invalid UTF-8");
-            if (len + n >= cap)
-                goto toolong;
-            memcpy(out + len, j->p, n);
-            len += n;
-            j->p += n;
-        }
+    switch (json_error_code(je)) {
+    case json_error_invalid_utf8:
+        what = "invalid UTF-8";
+        break;
+    case json_error_numeric_overflow:
+        what = "number too large";
+        break;
+    case json_error_end_of_input_expected:
+        what = "trailing bytes after the header object";
+        break;
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        what = "NUL in string";
+        break;
+    case json_error_duplicate_key:
+        /* A tensor name, a tensor field or a metadata key given twice. */
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: duplicate key (a name appears twice in one "
+                          "object: %s) at byte %d",
+                          je->text, je->position);
+    default:
+        /* jansson stops a number at a leading zero and calls what follows a bad token. */
+        if (strncmp(je->text, "invalid token near '0", 21) == 0)
+            what = "leading zero in number";
+        else if (strncmp(je->text, "invalid escape", 14) == 0)
+            what = "unknown escape";
+        break;
     }
-    out[len] = '\0';
-    return 0;
-toolong:
-    return cwt_seterr(j->err, j->errlen, CWT_ETOOBIG,
-                      "safetensors header: %s longer than %zu bytes at byte %zu", what, cap - 1,
-                      (size_t)(j->p - j->start));
+    return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors header: %s at byte %d", what,
+                      je->position);
 }
 
-/* Reads a non-negative integer without sign, fraction, exponent or leading zeros. */
-static int jp_uint(struct jp *j, uint64_t *out)
+/* A JSON integer in [0, INT64_MAX] (jansson's range; sizes and offsets beyond it are refused
+ * as too large). */
+static int get_uint(const json_t *v, uint64_t *out, const char *tensor, const char *what, char *err,
+                    size_t errlen)
 {
-    uint64_t v = 0;
-    const uint8_t *first;
-
-    jp_ws(j);
-    first = j->p;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned d = *j->p - '0';
-        if (v > (UINT64_MAX - d) / 10)
-            return jp_fail(j, "number too large");
-        v = v * 10 + d;
-        j->p++;
-    }
-    if (j->p == first)
-        return jp_fail(j, "expected a non-negative integer");
-    if (j->p - first > 1 && *first == '0')
-        return jp_fail(j, "leading zero in number");
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
-        return jp_fail(j, "expected an integer");
-    *out = v;
+    if (!json_is_integer(v))
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": %s expected an integer", tensor,
+                          what);
+    if (json_integer_value(v) < 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": %s expected a non-negative integer",
+                          tensor, what);
+    *out = (uint64_t)json_integer_value(v);
     return 0;
 }
 
 /* Reads "[u, u, ...]" with at most max entries. */
-static int jp_uint_array(struct jp *j, uint64_t *vals, uint32_t max, uint32_t *n, const char *what)
+static int get_uint_array(const json_t *a, uint64_t *vals, uint32_t max, uint32_t *n,
+                          const char *tensor, const char *what, char *err, size_t errlen)
 {
+    size_t i;
+    const json_t *v;
     int rc;
 
     *n = 0;
-    if ((rc = jp_expect(j, '[')) != 0)
-        return rc;
-    if (jp_peek(j) == ']') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        if (*n == max) {
-            char msg[64];
-            snprintf(msg, sizeof(msg), "%s has more than %u entries", what, max);
-            return jp_fail(j, msg);
-        }
-        if ((rc = jp_uint(j, &vals[*n])) != 0)
+    if (!json_is_array(a))
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": %s expected '['", tensor, what);
+    if (json_array_size(a) > max)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": %s has more than %u entries", tensor,
+                          what, max);
+    json_array_foreach(a, i, v)
+    {
+        if ((rc = get_uint(v, &vals[i], tensor, what, err, errlen)) != 0)
             return rc;
-        (*n)++;
-        if (jp_peek(j) == ',') {
-            j->p++;
-            continue;
-        }
-        return jp_expect(j, ']');
     }
+    *n = (uint32_t)json_array_size(a);
+    return 0;
 }
 
 static int parse_dtype(const char *s, enum st_dtype *d)
@@ -325,99 +162,85 @@ static int parse_dtype(const char *s, enum st_dtype *d)
     return -1;
 }
 
-static int parse_tensor(struct jp *j, struct st_tensor *t)
+static int parse_tensor(const json_t *o, struct st_tensor *t, char *err, size_t errlen)
 {
-    int have_dtype = 0, have_shape = 0, have_offsets = 0, rc;
+    const json_t *dtype, *shape, *offs, *v;
+    const char *key;
+    uint64_t off[2];
+    uint32_t n;
+    int rc;
 
-    if ((rc = jp_expect(j, '{')) != 0)
-        return rc;
-    for (;;) {
-        char key[32];
-        if ((rc = jp_string(j, key, sizeof(key), "tensor field name")) != 0)
-            return rc;
-        if ((rc = jp_expect(j, ':')) != 0)
-            return rc;
-        if (strcmp(key, "dtype") == 0) {
-            char dt[16];
-            if (have_dtype++)
-                return jp_fail(j, "duplicate key \"dtype\"");
-            if ((rc = jp_string(j, dt, sizeof(dt), "dtype")) != 0)
-                return rc;
-            if (parse_dtype(dt, &t->dtype) != 0)
-                return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
-                                  "safetensors header: tensor \"%s\" has unknown dtype \"%s\"",
-                                  t->name, dt);
-        } else if (strcmp(key, "shape") == 0) {
-            if (have_shape++)
-                return jp_fail(j, "duplicate key \"shape\"");
-            if ((rc = jp_uint_array(j, t->shape, ST_MAX_DIMS, &t->ndim, "shape")) != 0)
-                return rc;
-        } else if (strcmp(key, "data_offsets") == 0) {
-            uint64_t off[2];
-            uint32_t n;
-            if (have_offsets++)
-                return jp_fail(j, "duplicate key \"data_offsets\"");
-            if ((rc = jp_uint_array(j, off, 2, &n, "data_offsets")) != 0)
-                return rc;
-            if (n != 2)
-                return jp_fail(j, "data_offsets needs exactly two numbers");
-            t->begin = off[0];
-            t->end = off[1];
-        } else {
-            return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
-                              "safetensors header: tensor \"%s\" has unknown field \"%s\"", t->name,
-                              key);
-        }
-        if (jp_peek(j) == ',') {
-            j->p++;
-            continue;
-        }
-        if ((rc = jp_expect(j, '}')) != 0)
-            return rc;
-        break;
+    if (!json_is_object(o))
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": expected '{'", t->name);
+    json_object_foreach((json_t *)o, key, v)
+    {
+        if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 &&
+            strcmp(key, "data_offsets") != 0)
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "safetensors header: tensor \"%s\" has unknown field \"%.32s\"",
+                              t->name, key);
     }
-    if (!have_dtype || !have_shape || !have_offsets)
-        return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
-                          "safetensors header: tensor \"%s\" lacks %s", t->name,
-                          !have_dtype   ? "dtype"
-                          : !have_shape ? "shape"
-                                        : "data_offsets");
+    dtype = json_object_get(o, "dtype");
+    shape = json_object_get(o, "shape");
+    offs = json_object_get(o, "data_offsets");
+    if (dtype == NULL || shape == NULL || offs == NULL)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors header: tensor \"%s\" lacks %s",
+                          t->name,
+                          dtype == NULL   ? "dtype"
+                          : shape == NULL ? "shape"
+                                          : "data_offsets");
+    if (!json_is_string(dtype))
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": dtype expected '\"'", t->name);
+    if (parse_dtype(json_string_value(dtype), &t->dtype) != 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\" has unknown dtype \"%.15s\"", t->name,
+                          json_string_value(dtype));
+    if ((rc = get_uint_array(shape, t->shape, ST_MAX_DIMS, &t->ndim, t->name, "shape", err,
+                             errlen)) != 0)
+        return rc;
+    if ((rc = get_uint_array(offs, off, 2, &n, t->name, "data_offsets", err, errlen)) != 0)
+        return rc;
+    if (n != 2)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: tensor \"%s\": data_offsets needs exactly two "
+                          "numbers",
+                          t->name);
+    t->begin = off[0];
+    t->end = off[1];
     return 0;
 }
 
-static int parse_metadata(struct jp *j, struct st_file *f)
+static int parse_metadata(const json_t *o, struct st_file *f, char *err, size_t errlen)
 {
-    int rc;
+    const char *key;
+    const json_t *v;
 
-    if ((rc = jp_expect(j, '{')) != 0)
-        return rc;
-    if (jp_peek(j) == '}') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        struct st_meta *m;
-        if (f->n_meta == ST_META_MAX)
-            return cwt_seterr(j->err, j->errlen, CWT_ETOOBIG,
-                              "safetensors header: more than %d metadata entries", ST_META_MAX);
-        m = &f->meta[f->n_meta];
-        if ((rc = jp_string(j, m->key, sizeof(m->key), "metadata key")) != 0)
-            return rc;
-        for (uint32_t i = 0; i < f->n_meta; i++)
-            if (strcmp(f->meta[i].key, m->key) == 0)
-                return cwt_seterr(j->err, j->errlen, CWT_EFORMAT,
-                                  "safetensors header: duplicate metadata key \"%s\"", m->key);
-        if ((rc = jp_expect(j, ':')) != 0)
-            return rc;
-        if ((rc = jp_string(j, m->value, sizeof(m->value), "metadata value")) != 0)
-            return rc;
+    if (!json_is_object(o))
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: __metadata__ expected '{'");
+    if (json_object_size(o) > ST_META_MAX)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "safetensors header: more than %d metadata entries", ST_META_MAX);
+    json_object_foreach((json_t *)o, key, v)
+    {
+        struct st_meta *m = &f->meta[f->n_meta];
+        if (!json_is_string(v))
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "safetensors header: metadata \"%.63s\": expected '\"' (a string "
+                              "value)",
+                              key);
+        if (strlen(key) >= sizeof(m->key) || json_string_length(v) >= sizeof(m->value))
+            return cwt_seterr(
+                err, errlen, CWT_ETOOBIG,
+                "safetensors header: metadata \"%.63s\" is longer than %zu bytes", key,
+                strlen(key) >= sizeof(m->key) ? sizeof(m->key) - 1 : sizeof(m->value) - 1);
+        memcpy(m->key, key, strlen(key) + 1);
+        memcpy(m->value, json_string_value(v), json_string_length(v) + 1);
         f->n_meta++;
-        if (jp_peek(j) == ',') {
-            j->p++;
-            continue;
-        }
-        return jp_expect(j, '}');
     }
+    return 0;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -503,81 +326,88 @@ static int check_layout(struct st_file *f, uint64_t data_len, char *err, size_t 
 int st_parse_header(const uint8_t *json, size_t json_len, uint64_t data_len, struct st_file *f,
                     char *err, size_t errlen)
 {
-    struct jp j = {json, json + json_len, json, err, errlen};
-    uint32_t cap = 0;
-    int have_meta = 0, rc;
+    json_error_t je;
+    json_t *root;
+    const json_t *v;
+    const char *name;
+    int rc = 0;
 
     memset(f, 0, sizeof(*f));
     if (json_len > ST_MAX_HEADER)
         return cwt_seterr(err, errlen, CWT_ETOOBIG,
                           "safetensors: header of %zu bytes exceeds the limit of %u", json_len,
                           ST_MAX_HEADER);
-    if ((rc = jp_expect(&j, '{')) != 0)
-        return rc;
-    if (jp_peek(&j) == '}') {
-        j.p++;
-    } else {
-        for (;;) {
-            char name[ST_NAME_MAX + 1];
-            if ((rc = jp_string(&j, name, sizeof(name), "tensor name")) != 0)
+    if (header_values(json, json_len, ST_MAX_VALUES) > ST_MAX_VALUES)
+        return cwt_seterr(err, errlen, CWT_ETOOBIG,
+                          "safetensors header: more than %zu JSON values (at most %d tensors "
+                          "of %d dimensions)",
+                          ST_MAX_VALUES, ST_MAX_TENSORS, ST_MAX_DIMS);
+    {
+        size_t i = 0;
+        while (i < json_len &&
+               (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r'))
+            i++;
+        if (i == json_len || json[i] != '{')
+            return cwt_seterr(err, errlen, CWT_EFORMAT,
+                              "safetensors header: expected '{' at byte %zu", i);
+    }
+    root = json_loadb((const char *)json, json_len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return json_fail(&je, err, errlen);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "safetensors header: expected '{' (the header is one JSON object)");
+    }
+    if (json_object_size(root) > (size_t)ST_MAX_TENSORS + 1) {
+        json_decref(root);
+        return cwt_seterr(err, errlen, CWT_ETOOBIG, "safetensors: more than %d tensors",
+                          ST_MAX_TENSORS);
+    }
+    f->tensors =
+        malloc((json_object_size(root) ? json_object_size(root) : 1) * sizeof(*f->tensors));
+    if (f->tensors == NULL) {
+        json_decref(root);
+        return cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
+    }
+    json_object_foreach(root, name, v)
+    {
+        struct st_tensor *t;
+        if (strcmp(name, "__metadata__") == 0) {
+            if ((rc = parse_metadata(v, f, err, errlen)) != 0)
                 goto fail;
-            if (name[0] == '\0') {
-                rc = jp_fail(&j, "empty tensor name");
-                goto fail;
-            }
-            if ((rc = jp_expect(&j, ':')) != 0)
-                goto fail;
-            if (strcmp(name, "__metadata__") == 0) {
-                if (have_meta++) {
-                    rc = jp_fail(&j, "duplicate key \"__metadata__\"");
-                    goto fail;
-                }
-                if ((rc = parse_metadata(&j, f)) != 0)
-                    goto fail;
-            } else {
-                if (f->n == ST_MAX_TENSORS) {
-                    rc = cwt_seterr(err, errlen, CWT_ETOOBIG, "safetensors: more than %d tensors",
-                                    ST_MAX_TENSORS);
-                    goto fail;
-                }
-                if (f->n == cap) {
-                    uint32_t ncap = cap ? cap * 2 : 16;
-                    struct st_tensor *nt;
-                    if (ncap > ST_MAX_TENSORS)
-                        ncap = ST_MAX_TENSORS;
-                    nt = realloc(f->tensors, ncap * sizeof(*nt));
-                    if (nt == NULL) {
-                        rc = cwt_seterr(err, errlen, CWT_ENOMEM, "safetensors: out of memory");
-                        goto fail;
-                    }
-                    f->tensors = nt;
-                    cap = ncap;
-                }
-                memset(&f->tensors[f->n], 0, sizeof(f->tensors[0]));
-                memcpy(f->tensors[f->n].name, name, sizeof(name));
-                if ((rc = parse_tensor(&j, &f->tensors[f->n])) != 0)
-                    goto fail;
-                f->n++;
-            }
-            if (jp_peek(&j) == ',') {
-                j.p++;
-                continue;
-            }
-            if ((rc = jp_expect(&j, '}')) != 0)
-                goto fail;
-            break;
+            continue;
         }
+        if (name[0] == '\0') {
+            rc = cwt_seterr(err, errlen, CWT_EFORMAT, "safetensors header: empty tensor name");
+            goto fail;
+        }
+        if (strlen(name) > ST_NAME_MAX) {
+            rc = cwt_seterr(err, errlen, CWT_ETOOBIG,
+                            "safetensors header: tensor name \"%.40s...\" is longer than %d bytes",
+                            name, ST_NAME_MAX);
+            goto fail;
+        }
+        if (f->n == ST_MAX_TENSORS) {
+            rc = cwt_seterr(err, errlen, CWT_ETOOBIG, "safetensors: more than %d tensors",
+                            ST_MAX_TENSORS);
+            goto fail;
+        }
+        t = &f->tensors[f->n];
+        memset(t, 0, sizeof(*t));
+        memcpy(t->name, name, strlen(name) + 1);
+        if ((rc = parse_tensor(v, t, err, errlen)) != 0)
+            goto fail;
+        f->n++;
     }
-    jp_ws(&j);
-    if (j.p != j.end) {
-        rc = jp_fail(&j, "trailing bytes after the header object");
-        goto fail;
-    }
+    json_decref(root);
+    root = NULL;
     if ((rc = check_layout(f, data_len, err, errlen)) != 0)
         goto fail;
     f->data_len = data_len;
     return 0;
 fail:
+    json_decref(root);
     st_free(f);
     return rc;
 }

@@ -22,7 +22,7 @@ LB=$("$CWTCTL" -c "$T/b/cwtd.conf" key show | head -n 1)
 # A new site has an empty, intact log.
 "$CWTCTL" "${A[@]}" audit show | grep -x 'the audit log is empty' >/dev/null || fail "empty log"
 "$CWTCTL" "${A[@]}" audit verify | grep 'no records yet' >/dev/null || fail "empty verify"
-[ "$("$CWTCTL" "${A[@]}" audit show --json)" = "[]" ] || fail "empty json"
+[ "$("$CWTCTL" "${A[@]}" audit show --json)" = '{"schema": "cwt.audit/1", "ok": true, "records": []}' ] || fail "empty json"
 
 "$CWTCTL" "${A[@]}" roster add "$LA" >/dev/null
 "$CWTCTL" "${A[@]}" roster add "$LB" >/dev/null
@@ -33,8 +33,9 @@ grep -Eq '^ +1  [0-9T:-]+Z  config-change +roster: added site site-a' "$T/show" 
 grep -Eq '^ +2  [0-9T:-]+Z  config-change +roster: added site site-b' "$T/show" || fail "record 2"
 grep -Eq '^ +3  [0-9T:-]+Z  key-load +site site-a key [0-9a-f]{16} loaded' "$T/show" || fail "record 3"
 "$CWTCTL" "${A[@]}" audit show --json >"$T/json"
-[ "$(grep -c '"seq"' "$T/json")" -eq 3 ] || fail "json records"
-grep -q '"seq": 1, .*"prev_hash": "0\{64\}"' "$T/json" || fail "first prev_hash is zero"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" audit "$T/json" || fail "audit show schema"
+[ "$(grep -o '"seq"' "$T/json" | wc -l)" -eq 3 ] || fail "json records"
+grep -q '"seq": 1, [^}]*"prev_hash": "0\{64\}"' "$T/json" || fail "first prev_hash is zero"
 "$CWTCTL" "${A[@]}" audit verify | grep '^audit log intact: 3 records, head [0-9a-f]\{64\}$' >/dev/null ||
     fail "verify"
 "$CWTCTL" "${A[@]}" audit verify --json | grep '"ok": true, "records": 3' >/dev/null || fail "verify json"
@@ -87,7 +88,8 @@ for off in $offsets; do
 done
 expect 1 "audit log is broken: audit record 2 was altered" "$CWTCTL" "${A[@]}" audit verify
 expect 1 "audit record 2 was altered" "$CWTCTL" "${A[@]}" --json audit verify
-grep -q '"ok": false, "error": "audit record 2 was altered' "$T/out" || fail "verify --json: $(cat "$T/out")"
+grep -q '"ok": false, "error": "audit-broken", "message": "audit log is broken: audit record 2 was altered' "$T/out" ||
+    fail "verify --json: $(cat "$T/out")"
 # An export made now carries the evidence: signed, but its chain names record 2.
 expect 1 "but the log is broken: audit record 2 was altered" \
     "$CWTCTL" "${A[@]}" audit export "$T/broken.export"

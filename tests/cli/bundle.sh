@@ -84,10 +84,23 @@ cp "$T/a/outbox/b0.cwtb" "$T/b/inbox/b0.cwtb"
 cp "$T/a/roster.conf" roster-auditor.conf
 CWT_CONFIG=/nonexistent "$CWTCTL" bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" >out.txt
 grep -q "^OK" out.txt || fail "auditor verify: $(cat out.txt)"
-"$CWTCTL" --json bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" | grep '"ok":true' >/dev/null ||
+"$CWTCTL" --json bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" | grep '"ok": true' >/dev/null ||
     fail "verify --json"
+# The JSON documents against their schemas (docs/schemas/), a failing file among them.
+"$CWTCTL" --json bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" >verify.json
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" bundle-verify verify.json || fail "verify schema"
+head -c 100 "$T/b/inbox/b0.cwtb" >short.cwtb
+rc=0
+"$CWTCTL" --json bundle verify --roster roster-auditor.conf "$T/b/inbox/b0.cwtb" short.cwtb \
+    >verify-bad.json 2>/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "verify of a cut file exits $rc"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" bundle-verify verify-bad.json ||
+    fail "verify schema (failure)"
+grep -q '"error": "bundle-framing"' verify-bad.json || fail "verify error name: $(cat verify-bad.json)"
 "$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "sender *site-a" >/dev/null || fail "inspect"
-"$CWTCTL" --json bundle inspect "$T/b/inbox/b0.cwtb" | grep '"kind":"cycle"' >/dev/null || fail "inspect --json"
+"$CWTCTL" --json bundle inspect "$T/b/inbox/b0.cwtb" >inspect.json || fail "inspect --json exit"
+grep -q '"kind": "cycle"' inspect.json || fail "inspect --json"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" bundle inspect.json || fail "inspect schema"
 # The bundle hash is a plain BLAKE2b-256 of the file.
 h=$(b2sum -l 256 "$T/b/inbox/b0.cwtb" | cut -d' ' -f1)
 "$CWTCTL" bundle inspect "$T/b/inbox/b0.cwtb" | grep "bundle hash *$h" >/dev/null || fail "bundle hash is not b2sum -l 256"
@@ -121,7 +134,16 @@ cp "$T/b/outbox/b1.cwtb" "$T/a/inbox/"
     "$T/a/outbox/b0.cwtb" "$T/b/outbox/b1.cwtb" >out.txt || fail "chain verify: $(cat out.txt)"
 grep -q "chain of 3 bundle(s), sequence 0 to 2: intact" out.txt || fail "chain table: $(cat out.txt)"
 "$CWTCTL" --json chain verify --roster roster-auditor.conf "$T/a/outbox/b0.cwtb" \
-    "$T/b/outbox/b1.cwtb" | grep '"ok":true' >/dev/null || fail "chain --json"
+    "$T/b/outbox/b1.cwtb" | grep '"ok": true' >/dev/null || fail "chain --json"
+"$CWTCTL" --json chain verify --roster roster-auditor.conf "$T/a/outbox/b0.cwtb" \
+    "$T/b/outbox/b1.cwtb" >chain.json || fail "chain --json exit"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" chain-verify chain.json || fail "chain schema"
+rc=0
+"$CWTCTL" --json chain verify --roster roster-auditor.conf "$T/a/outbox/b0.cwtb" \
+    "$T/a/outbox/b2.cwtb" >chain-bad.json 2>/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "a broken chain exits $rc"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" chain-verify chain-bad.json ||
+    fail "chain schema (failure)"
 expect 1 "gap" chain verify --roster roster-auditor.conf "$T/a/outbox/b0.cwtb" "$T/a/outbox/b2.cwtb"
 
 # A fork: a second sequence 1 sealed by b from the same parent.

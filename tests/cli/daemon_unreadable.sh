@@ -30,6 +30,17 @@ base=$(basename "$f")
 install -m 0600 "$f" "$T/b/inbox/$base"
 held() { status_field b held | grep "cannot read" >/dev/null; }
 wait_for 30 held || die "b does not report the unreadable bundle as held: $(status_field b held)"
+# The held file by name, reason and time, in JSON, the table and the Prometheus export.
+"$CWTCTL" -c "$T/b/cwtd.conf" --json status >"$T/held.json" || die "status --json"
+python3 -c '
+import json, sys
+h = json.load(open(sys.argv[1]))["inbox_held"]
+assert len(h) == 1 and h[0]["file"] == sys.argv[2] and "cannot read" in h[0]["reason"], h
+assert h[0]["time"] > 0, h
+' "$T/held.json" "$base" || die "inbox_held: $(cat "$T/held.json")"
+"$CWTCTL" -c "$T/b/cwtd.conf" status | grep -q "$base in the inbox since" || die "status table lacks the held file"
+"$CWTCTL" -c "$T/b/cwtd.conf" status --prometheus | grep -q '^cwt_inbox_held{site="b"} 1$' ||
+    die "cwt_inbox_held is not 1"
 sleep 2 # a rescan (every second here) must not reject it either
 [ -f "$T/b/inbox/$base" ] || die "the unreadable bundle left the inbox"
 [ ! -e "$T/b/inbox/rejected/$base" ] || die "the unreadable bundle was rejected"

@@ -95,6 +95,7 @@ grep -q "complete" "$T/err" || fail "resuming a finished run: $(cat "$T/err")"
 
 # 4. eval: JSON keys, validation accuracy.
 "$CWTCTL" "${A[@]}" eval --split val --json >"$T/eval.json"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" eval "$T/eval.json" || fail "eval schema"
 python3 - "$T/eval.json" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1]))

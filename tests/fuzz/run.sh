@@ -25,7 +25,7 @@ HARNESSES="bundle bundle_open safetensors roster audit_export config decode csv 
 CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra -Wno-missing-field-initializers"
 CXXFLAGS="-std=c++17 -g -O1 -fno-omit-frame-pointer -I$SRC -Wall -Wextra"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-LIBS="$(pkg-config --libs libsodium lmdb libconfig) -lpthread -lm"
+LIBS="$(pkg-config --libs libsodium lmdb libconfig jansson) -lpthread -lm"
 IMAGE_LIBS="$(pkg-config --libs libpng libjpeg zlib)"
 DCMTK_LIBS="-ldcmimage -ldcmimgle -ldcmjpeg -ldcmjpls -ldcmdata -loflog -lofstd"
 
@@ -100,13 +100,15 @@ build() {
         "$SRC"/cli/progress.c; do
         cli_objs="$cli_objs $(obj_of "$src")"
     done
+    # control.c builds its replies with cli/cli_json.c (UTF-8 mending), which cli_common.c serves.
     daemon_objs="$(obj_of "$SRC/daemon/proto.c") $(obj_of "$SRC/daemon/control.c") $(obj_of "$SRC/cycle/cycle.c")"
+    daemon_objs="$daemon_objs $(obj_of "$SRC/cli/cli_json.c") $(obj_of "$SRC/cli/cli_common.c")"
     for h in $HARNESSES; do harness_objs="$harness_objs $(obj_of "$SRC/tests/fuzz/fuzz_$h.c")"; done
     for src in "$SRC"/common/*.c "$SRC"/config/*.c "$SRC"/storage/*.c "$SRC"/crypto/*.c \
         "$SRC"/decode/*.c "$SRC"/decode/*.cpp "$SRC"/sandbox/*.c "$SRC"/cli/ingest.c \
         "$SRC"/cli/progress.c \
         "$SRC"/daemon/proto.c "$SRC"/daemon/control.c "$SRC"/cycle/cycle.c \
-        "$SRC"/tests/fuzz/fuzz_*.c; do
+        "$SRC"/cli/cli_json.c "$SRC"/cli/cli_common.c "$SRC"/tests/fuzz/fuzz_*.c; do
         if stale "$(obj_of "$src")" "$src"; then spawn compile "$src"; fi
     done
     wait_all

@@ -47,6 +47,35 @@ static void expect_bad(const char *json, size_t data_len, int code, const char *
     free(buf);
 }
 
+/* A header of many tiny values is refused before a JSON tree is built for it: the reader's
+ * memory stays bounded by the number of tensors it accepts, not by the header's size. */
+static void test_value_bound(void **state)
+{
+    size_t n = 200000;
+    char *json = malloc(n + 3);
+
+    (void)state;
+    assert_non_null(json);
+    json[0] = '{';
+    memset(json + 1, '[', n);
+    json[n + 1] = '}';
+    json[n + 2] = '\0';
+    expect_bad(json, 0, CWT_ETOOBIG, "JSON values");
+    free(json);
+    /* Separators inside strings do not count. */
+    {
+        static const char ok[] = "{\"__metadata__\":{\"k\":\"[[[,,,:::{{{\"}}";
+        struct st_file f;
+        char err[512] = "";
+        size_t len;
+        uint8_t *buf = image(ok, 0, &len);
+        assert_int_equal(st_parse(buf, len, &f, err, sizeof(err)), 0);
+        assert_string_equal(f.meta[0].value, "[[[,,,:::{{{");
+        st_free(&f);
+        free(buf);
+    }
+}
+
 static void test_round_trip(void **state)
 {
     struct st_writer *w;
@@ -197,6 +226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_value_bound),
         cmocka_unit_test(test_finite),
     };
 

@@ -116,7 +116,8 @@ start_daemon() {
     die "cwtd of $name does not answer"
 }
 
-# status_field NAME KEY: one top-level string/number of `cwtctl status --json` ("" if absent).
+# status_field NAME KEY: one top-level string/number of `cwtctl status --json` ("" if absent;
+# true/false as 1/0).
 # A failed request is retried twice (its message goes to $T/status.err), so that one slow
 # answer on a loaded machine does not read as a missing field; with the daemon down the
 # offline status (exit 1) is used.
@@ -134,7 +135,7 @@ try:
     v = json.load(sys.stdin).get(sys.argv[1], "")
 except Exception:
     v = ""
-print("" if v is None else v)' "$2"
+print("" if v is None else int(v) if isinstance(v, bool) else v)' "$2"
 }
 
 # process_gone PID: the process has exited (a zombie not yet reaped counts as gone).
