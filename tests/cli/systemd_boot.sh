@@ -143,8 +143,9 @@ cwtctl status | grep -q "^last in .*hospital-b" || fail "status lacks the bundle
 
 # The journal has priorities: a file that is no bundle is rejected at priority err, so
 # `journalctl -p err` (and -p warning) finds it, and the info lines stay out of it.
-printf 'not a bundle' >/var/lib/cwt/inbox/junk.cwtb
-chown cwt:cwt /var/lib/cwt/inbox/junk.cwtb
+printf 'not a bundle' >/var/lib/cwt/junk.tmp
+chown cwt:cwt /var/lib/cwt/junk.tmp
+mv /var/lib/cwt/junk.tmp /var/lib/cwt/inbox/junk.cwtb # whole and cwt's when cwtd sees it
 wait_until 60 sh -c 'journalctl -u cwtd -p err --no-pager | grep -q "error: rejected junk.cwtb"' ||
     fail "the rejection is not in journalctl -p err: $(journalctl -u cwtd --no-pager | tail -n 5)"
 journalctl -u cwtd -p warning --no-pager | grep -q "sealed" &&
