@@ -419,6 +419,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "cyclical", NULL};
 static const char *const heuristic_names[] = {"cwt", "swt", "ensemble", NULL};
 static const char *const visit_names[] = {"epochs", "steps", "proportional", NULL};
+static const char *const select_names[] = {"accuracy", "balanced_accuracy", "auc", NULL};
 
 static int get_enum(const struct ctx *c, const config_setting_t *grp, const char *prefix,
                     const char *name, const char *const *names, int *out)
@@ -463,8 +464,9 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
                                              "balanced_sampling",
                                              "class_weighted_loss",
                                              NULL};
-    static const char *const cycle_keys[] = {
-        "heuristic", "visit_unit", "visit_length", "cycles", "patience", "bundle_ttl_days", NULL};
+    static const char *const cycle_keys[] = {"heuristic",       "select", "visit_unit",
+                                             "visit_length",    "cycles", "patience",
+                                             "bundle_ttl_days", NULL};
     const config_setting_t *mg, *tg, *cg, *in, *names;
     int64_t seed = (int64_t)r->seed;
     int e, rc;
@@ -603,6 +605,10 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
     if (rc == 0)
         rc = get_enum(c, cg, "recipe.cycle.", "heuristic", heuristic_names, &e);
     r->heuristic = (enum cwt_heuristic)e;
+    e = (int)r->select;
+    if (rc == 0)
+        rc = get_enum(c, cg, "recipe.cycle.", "select", select_names, &e);
+    r->select = (enum cwt_select)e;
     e = (int)r->visit_unit;
     if (rc == 0)
         rc = get_enum(c, cg, "recipe.cycle.", "visit_unit", visit_names, &e);
@@ -819,6 +825,10 @@ static void put_recipe_text(FILE *f, const struct cwt_recipe *r)
     fprintf(f, "  cycle = {\n");
     fprintf(f, "    heuristic = \"%s\";\n    visit_unit = \"%s\";\n    visit_length = %.17g;\n",
             heuristic_names[r->heuristic], visit_names[r->visit_unit], r->visit_length);
+    /* Written only when not the default, so that a roster from before the key keeps its
+     * text and therefore its fingerprint. */
+    if (r->select != CWT_SEL_ACCURACY)
+        fprintf(f, "    select = \"%s\";\n", select_names[r->select]);
     fprintf(f, "    cycles = %u;\n    patience = %u;\n    bundle_ttl_days = %u;\n", r->cycles,
             r->patience, r->bundle_ttl_days);
     fprintf(f, "  };\n};\n");

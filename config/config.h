@@ -56,6 +56,9 @@ enum cwt_lr_schedule {
 enum cwt_optimizer { CWT_OPT_SGD = 0, CWT_OPT_ADAM, CWT_OPT_ADAMW };
 
 enum cwt_heuristic { CWT_H_CWT = 0, CWT_H_SWT, CWT_H_ENSEMBLE };
+/* The validation metric whose mean over a cycle's visits chooses the best cycle (the final
+ * model) and drives patience: recipe.cycle.select. */
+enum cwt_select { CWT_SEL_ACCURACY = 0, CWT_SEL_BALANCED_ACCURACY, CWT_SEL_AUC };
 
 enum cwt_visit_unit { CWT_VISIT_EPOCHS = 0, CWT_VISIT_STEPS, CWT_VISIT_PROPORTIONAL };
 
@@ -82,6 +85,7 @@ struct cwt_recipe {
     int balanced_sampling;
     int class_weighted_loss;
     enum cwt_heuristic heuristic;
+    enum cwt_select select;
     enum cwt_visit_unit visit_unit;
     double visit_length; /* epochs, steps, or steps per 1000 local samples */
     uint32_t cycles;

@@ -360,6 +360,55 @@ static void install_final(struct monitor *m, const uint8_t *blob, size_t len)
     crypto_generichash(m->cs.final_hash, 32, blob, len, NULL, 0);
 }
 
+/* The best model rule (docs/daemon.md, "The final model"): the federation keeps the model
+ * that ended the cycle with the best mean local validation metric (cwt.history's best and
+ * bestc, strictly better only), as `simulate` does. Every cycle ends at the last hop, so the
+ * last site of the roster knows each cycle's mean and holds each cycle's closing model: it
+ * keeps a copy (CWTD_CKPT_BEST) whenever the cycle it closes becomes the best, and the final
+ * bundle it seals carries that copy instead of the last visit's result. Called at the last
+ * hop of a cwt federation; on the final hop (stop) *blob may be replaced by the best copy
+ * (the caller frees it either way). A copy lost from the store leaves the last visit's model
+ * as the final one, with a warning in the log and the audit: a federation that never ends
+ * would be worse. */
+static void keep_best(struct monitor *m, const struct cycle_history *h, int stop, uint8_t **blob,
+                      size_t *len)
+{
+    uint8_t *best = NULL, hash[32];
+    size_t blen = 0;
+    char hex[65];
+    int rc;
+
+    if (h->best < 0)
+        return; /* no validation data: the last model is all there is */
+    if (h->bestc == m->cs.cycle) {
+        rc = store_model_put(m->st, CWTD_CKPT_BEST, *blob, *len);
+        if (rc != 0)
+            fatalx("cannot keep the best cycle's model: %s", cwt_strerror(rc));
+        crypto_generichash(hash, 32, *blob, *len, NULL, 0);
+        cwt_hex(hash, 32, hex);
+        (void)audit_append(m->st, "model-best",
+                           "cycle %u is the best so far (mean validation %.6f), model %s",
+                           m->cs.cycle, h->best, hex);
+        return;
+    }
+    if (!stop)
+        return;
+    rc = store_model_get(m->st, CWTD_CKPT_BEST, &best, &blen);
+    if (rc != 0) {
+        log_warnx("the best cycle's model (cycle %u) is missing, the last visit's model is the "
+                  "final one: %s",
+                  h->bestc, cwt_strerror(rc));
+        (void)audit_append(m->st, "model-best-missing", "cycle %u: %s", h->bestc, cwt_strerror(rc));
+        return;
+    }
+    free(*blob);
+    *blob = best;
+    *len = blen;
+    log_info("the final model is cycle %u's (mean validation %.4f), not the last visit's", h->bestc,
+             h->best);
+    (void)audit_append(m->st, "model-best-final", "the final model is cycle %u's", h->bestc);
+}
+
 /* Seals the committed visit result and hands it to the outbox. */
 static void do_seal(struct monitor *m)
 {
@@ -383,9 +432,6 @@ static void do_seal(struct monitor *m)
         fatalx("the committed visit result is missing from the store: %s", cwt_strerror(rc));
     if (private_path(m, "out.safetensors", payload, sizeof(payload)) != 0)
         fatalx("private path too long");
-    rc = file_write_atomic(payload, blob, len, 0600, err, sizeof(err));
-    if (rc != 0)
-        goto fail;
 
     memset(&hdr, 0, sizeof(hdr));
     hdr.cycle = m->cs.cycle;
@@ -409,7 +455,12 @@ static void do_seal(struct monitor *m)
         else
             stop = last_hop && cycle_should_stop(&h, m->cs.cycle, r->cycles, r->patience);
         hdr.kind = stop ? BUNDLE_KIND_FINAL : BUNDLE_KIND_CYCLE;
+        if (last_hop && r->heuristic == CWT_H_CWT)
+            keep_best(m, &h, stop, &blob, &len);
     }
+    rc = file_write_atomic(payload, blob, len, 0600, err, sizeof(err));
+    if (rc != 0)
+        goto fail;
     if (hdr.kind == BUNDLE_KIND_CYCLE) {
         hdr.n_recipients = 1;
         snprintf(hdr.recipients[0], sizeof(hdr.recipients[0]), "%s",
@@ -1322,6 +1373,7 @@ static void cmd_start(struct monitor *m, int fd)
         return;
     }
     drop_visit_ckpt(m, 0, m->me);
+    (void)store_model_del(m->st, CWTD_CKPT_BEST); /* a former run's best model */
     m->cs.cycle = 0;
     m->cs.hop = m->me;
     m->cs.has_input = 0;

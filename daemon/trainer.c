@@ -385,8 +385,14 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     last_hop = job->u.job.hop + 1 == t->roster->n_sites;
     {
         struct cycle_history h;
-        cycle_history_update(&job->u.job.history, job->u.job.cycle, n_val > 0 ? met.accuracy : NAN,
-                             last_hop, &h);
+        /* The roster's selection metric (recipe.cycle.select) is what the history sums; a NaN
+         * (no validation set, or an AUC without both classes) counts as no value. */
+        double sel = NAN;
+        if (n_val > 0)
+            sel = r->select == CWT_SEL_BALANCED_ACCURACY ? met.balanced_accuracy
+                  : r->select == CWT_SEL_AUC             ? met.auc
+                                                         : met.accuracy;
+        cycle_history_update(&job->u.job.history, job->u.job.cycle, sel, last_hop, &h);
         if (cycle_history_format(&h, history, sizeof(history)) != 0)
             fatalx("trainer: history out of range");
     }

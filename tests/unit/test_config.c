@@ -185,6 +185,57 @@ static void test_roster_round_trip_and_fingerprint(void **state)
     free(r2);
 }
 
+/* recipe.cycle.select: parsed by name, round-trips through the canonical text, changes the
+ * fingerprint when not the default, and leaves a roster without it with its old text. */
+static void test_roster_select_metric(void **state)
+{
+    struct cwt_roster *r = calloc(1, sizeof(*r)), *r2 = calloc(1, sizeof(*r2));
+    char path[PATH_MAX], err[CWT_ERRLEN], ka[256], text[2048];
+    uint8_t fp1[32], fp2[32];
+
+    (void)state;
+    assert_non_null(r);
+    assert_non_null(r2);
+    make_keyline("site-a", ka, sizeof(ka));
+    snprintf(text, sizeof(text),
+             "federation = \"fed\";\nsites = ( { id = \"site-a\"; key = \"%s\"; } );\n"
+             "recipe = { classes = 3; cycle = { select = \"balanced_accuracy\"; }; };\n",
+             ka);
+    write_text("s1.conf", text, path);
+    assert_int_equal(roster_load(path, r, err, sizeof(err)), 0);
+    assert_int_equal(r->recipe.select, CWT_SEL_BALANCED_ACCURACY);
+    assert_int_equal(roster_fingerprint(r, fp1), 0);
+    snprintf(path, sizeof(path), "%s/s2.conf", tmpdir);
+    assert_int_equal(roster_save(path, r, err, sizeof(err)), 0);
+    assert_int_equal(roster_load(path, r2, err, sizeof(err)), 0);
+    assert_int_equal(r2->recipe.select, CWT_SEL_BALANCED_ACCURACY);
+    assert_int_equal(roster_fingerprint(r2, fp2), 0);
+    assert_memory_equal(fp1, fp2, 32);
+    r2->recipe.select = CWT_SEL_ACCURACY;
+    assert_int_equal(roster_fingerprint(r2, fp2), 0);
+    assert_memory_not_equal(fp1, fp2, 32);
+    /* The default is not written, so the saved roster has no select line. */
+    assert_int_equal(roster_save(path, r2, err, sizeof(err)), 0);
+    {
+        FILE *f = fopen(path, "r");
+        size_t n;
+        assert_non_null(f);
+        n = fread(text, 1, sizeof(text) - 1, f);
+        text[n] = '\0';
+        fclose(f);
+        assert_null(strstr(text, "select"));
+    }
+    snprintf(text, sizeof(text),
+             "federation = \"fed\";\nsites = ( { id = \"site-a\"; key = \"%s\"; } );\n"
+             "recipe = { classes = 3; cycle = { select = \"f1\"; }; };\n",
+             ka);
+    write_text("s3.conf", text, path);
+    assert_int_equal(roster_load(path, r2, err, sizeof(err)), CWT_ECONFIG);
+    assert_non_null(strstr(err, "recipe.cycle.select"));
+    free(r);
+    free(r2);
+}
+
 static void test_keyline_parse_rejects_bad_lines(void **state)
 {
     struct cwt_roster_site site;
@@ -263,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_site_config_type_error),
         cmocka_unit_test(test_roster_input_error_message),
         cmocka_unit_test(test_roster_round_trip_and_fingerprint),
+        cmocka_unit_test(test_roster_select_metric),
         cmocka_unit_test(test_keyline_parse_rejects_bad_lines),
         cmocka_unit_test(test_label_index_by_name_or_number),
         cmocka_unit_test(test_site_init_refuses_existing_site),
