@@ -979,8 +979,9 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
     struct bundle_info info;
     struct bundle_expect ex;
     char payload[PATH_MAX], err[CWT_ERRLEN], idhex[33];
-    char history[CWTD_HISTORY_MAX + 1], epochs[64];
+    char history[CWTD_HISTORY_MAX + 1], epochs[64], normsum[CWTD_NORMSUM_MAX + 1];
     struct cycle_history hist;
+    struct cycle_normsum ns;
     double epochs_before = 0;
     uint8_t *blob = NULL;
     size_t len = 0;
@@ -1059,12 +1060,16 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
         char sub[CWT_ERRLEN];
         payload_meta(blob, len, "cwt.history", history, sizeof(history));
         payload_meta(blob, len, "cwt.epochs", epochs, sizeof(epochs));
+        payload_meta(blob, len, "cwt.normsum", normsum, sizeof(normsum));
         if (cycle_history_parse(history, &hist, sub, sizeof(sub)) != 0)
             rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
                             "the payload metadata cwt.history is refused: %s", sub);
         else if (epochs[0] != '\0' && cwt_parse_double(epochs, 0, 1e15, &epochs_before) != 0)
             rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
                             "the payload metadata cwt.epochs is not a number of epochs");
+        else if (cycle_normsum_parse(normsum, m->n, &ns, sub, sizeof(sub)) != 0)
+            rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
+                            "the payload metadata cwt.normsum is refused: %s", sub);
     }
     if (rc != 0) {
         free(blob);
