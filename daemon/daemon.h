@@ -112,10 +112,12 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
                              int sock) __attribute__((noreturn));
 
 /* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end),
- * supervisor (its pid) and the key process kp (daemon/keyproc.h). Returns the process exit
- * code. */
+ * supervisor (its pid), the key process kp (daemon/keyproc.h) and init (the roster's initial
+ * weights, checked against recipe.init.blake2b, malloc'd; NULL when the recipe has none).
+ * Returns the process exit code. */
 struct keyproc_client;
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
-                 pid_t supervisor, const struct keyproc_client *kp, int foreground);
+                 pid_t supervisor, const struct keyproc_client *kp, int foreground, uint8_t *init,
+                 size_t init_len);
 
 #endif

@@ -62,6 +62,8 @@
 struct monitor {
     const struct cwt_config *cfg;
     const struct cwt_roster *roster;
+    uint8_t *init; /* recipe.init's weights, hash checked at start-up (NULL: none) */
+    size_t init_len;
     uint32_t n, me;
     uint8_t roster_fp[32];
     struct site_keys keys; /* public keys only (keys_load_public) */
@@ -264,7 +266,10 @@ static void start_job(struct monitor *m)
     m->job_inflight = 1;
     m->have_progress = 0;
     log_info("training cycle %u, hop %u%s", m->cs.cycle, m->cs.hop,
-             m->cs.has_input ? "" : " from the roster's seed");
+             !m->cs.has_input ? " from the roster's seed"
+             : m->init != NULL && m->cs.cycle == 0 && !m->cs.has_parent
+                 ? " from the roster's initial weights"
+                 : "");
 }
 
 /* Deletes the trainer checkpoints of a visit (before it starts afresh, and once done). */
@@ -1379,9 +1384,15 @@ static void cmd_start(struct monitor *m, int fd)
     }
     drop_visit_ckpt(m, 0, m->me);
     (void)store_model_del(m->st, CWTD_CKPT_BEST); /* a former run's best model */
+    /* The roster's initial weights are the first visit's input; the trainer takes their
+     * parameters and batch-norm statistics and starts a fresh optimizer. */
+    if (m->init != NULL && store_model_put(m->st, CWTD_CKPT_INPUT, m->init, m->init_len) != 0) {
+        reply_error(fd, "cannot store the initial weights");
+        return;
+    }
     m->cs.cycle = 0;
     m->cs.hop = m->me;
-    m->cs.has_input = 0;
+    m->cs.has_input = m->init != NULL;
     m->cs.has_parent = 0;
     m->cs.epochs_before = 0;
     cycle_history_init(&m->cs.history);
@@ -1759,7 +1770,8 @@ static void setup(struct monitor *m, int foreground)
 }
 
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
-                 pid_t supervisor, const struct keyproc_client *kp, int foreground)
+                 pid_t supervisor, const struct keyproc_client *kp, int foreground, uint8_t *init,
+                 size_t init_len)
 {
     struct monitor *m = calloc(1, sizeof(*m));
     char status[128];
@@ -1774,6 +1786,8 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     m->supervisor = supervisor;
     m->kp = *kp;
     m->notifyfd = -1;
+    m->init = init;
+    m->init_len = init_len;
     if (roster_fingerprint(roster, m->roster_fp) != 0)
         fatalx("cannot compute the roster fingerprint");
     {

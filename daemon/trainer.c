@@ -229,7 +229,7 @@ static int load_input(struct trainer *t, const struct proto_msg *job, struct tra
     struct st_file f;
     uint8_t *buf;
     size_t len;
-    int rc;
+    int rc, from_init;
 
     *has_norm = 0;
     memset(ns, 0, sizeof(*ns));
@@ -247,7 +247,28 @@ static int load_input(struct trainer *t, const struct proto_msg *job, struct tra
     rc = proto_weights_from_fd(job->fd, PROTO_MAX_WEIGHTS, &buf, &len, err, errlen);
     if (rc != 0)
         return rc;
-    rc = train_state_load(t->model, buf, len, TRAIN_SAVE_ALL, &meta, err, errlen);
+    /* The first visit of a federation with recipe.init (cycle 0 at the first site, or any
+     * ensemble member) starts from the roster's initial weights: their parameters and
+     * batch-norm statistics, a fresh optimizer, and this site's own normalisation (the
+     * pretraining data's is not the federation's). Every other input is a visit's result and
+     * resumes its optimizer too. */
+    from_init = t->roster->recipe.has_init && job->u.job.cycle == 0 &&
+                (job->u.job.hop == 0 || t->roster->recipe.heuristic == CWT_H_ENSEMBLE);
+    if (from_init) {
+        /* A fresh model, so that no optimizer state of an earlier job survives. */
+        struct eng_model *fresh;
+        rc = train_model_from_recipe(t->dev, &t->roster->recipe, &fresh, err, errlen);
+        if (rc != 0) {
+            free(buf);
+            return rc;
+        }
+        eng_model_free(t->model);
+        t->model = fresh;
+    }
+    rc = train_state_load(t->model, buf, len, from_init ? TRAIN_SAVE_WEIGHTS : TRAIN_SAVE_ALL,
+                          &meta, err, errlen);
+    if (rc == 0 && from_init)
+        meta.has_norm = 0;
     /* The pooled normalisation statistics, as numbers (the monitor refused a bundle whose
      * text does not parse, so a failure here is a local fault). */
     if (rc == 0 && (rc = st_parse(buf, len, &f, err, errlen)) == 0) {
