@@ -24,6 +24,7 @@ set_recipe a visit_unit '"steps"'
 set_recipe a visit_length 4
 set_recipe a batch_size 32
 set_recipe a lr 1e-9
+set_recipe a lr_min 0
 # recipe.init goes at the end of the recipe group.
 python3 - "$T/a/roster.conf" "$hash" <<'PY'
 import re, sys
