@@ -511,7 +511,8 @@ static int normsum_field(const char **p, const char *name, uint64_t *v, uint32_t
         while ((*p)[d] >= '0' && (*p)[d] <= '9')
             if (++d >= sizeof(digits))
                 return CWT_EFORMAT;
-        if (d == 0 || k >= max)
+        /* One spelling per number (no leading zero), so the text is canonical. */
+        if (d == 0 || k >= max || (d > 1 && (*p)[0] == '0'))
             return CWT_EFORMAT;
         memcpy(digits, *p, d);
         digits[d] = '\0';

@@ -90,6 +90,7 @@ static void test_forged_texts_do_not_parse(void **state)
         "sites=1 pixels=10 sum=100 sumsq=2000 ",
         "sites=1 pixels=10 sum=1e2 sumsq=2000",
         "sites=1 pixels=10 sum= sumsq=2000",
+        "sites=1 pixels=010 sum=100 sumsq=2000", /* one spelling per number */
     };
     struct cycle_normsum ns;
     char err[CWT_ERRLEN];
