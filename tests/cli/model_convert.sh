@@ -5,16 +5,14 @@
 # three input channels, and fc, which is new. The converted model's features on a grey image
 # equal the original's on that image in all three channels; imported at a site, cwtctl's
 # predictions equal PyTorch's (log-probabilities within 1e-3 relative, compare_torch.py);
-# a ResNet-18 state dict is refused for the resnet-10 roster, naming a tensor.
+# a ResNet-18 state dict is refused for the resnet-10 roster, naming a tensor; a federation of
+# two cwtd sites starts from a converted file (recipe.init; with lr 1e-9 the final weights
+# are the file's).
 set -euo pipefail
-T="${CWT_TEST_TMP:-/tmp}/model_convert.$$"
-rm -rf "$T"
-mkdir -p "$T"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+. "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
+daemon_setup model_convert
+trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+fail() { die "$@"; }
 # Debian's python3-torch lives in the system interpreter, which may not be first in PATH.
 PYTORCH=""
 for py in /usr/bin/python3 python3; do
@@ -115,4 +113,52 @@ fi
 grep -q "layer1.1.*is not a tensor of the roster's resnet-10" "$T/err" ||
     fail "unclear refusal: $(cat "$T/err")"
 [ ! -e "$T/x.safetensors" ] || fail "a refused conversion left a file"
+# Two cwtd sites start from a converted file (10 classes, their roster).
+FED_INPUT=72x72x1 make_site a --model resnet
+FED_INPUT=72x72x1 make_site b --model resnet
+sed -i "s/depth = 8;/depth = 10;/" "$T/a/roster.conf"
+set_recipe a cycles 1
+set_recipe a visit_unit '"steps"'
+set_recipe a visit_length 2
+set_recipe a batch_size 16
+set_recipe a lr 1e-9
+set_recipe a lr_min 0
+"$CWTCTL" -c "$T/a/cwtd.conf" model convert "$T/tv10.safetensors" -o "$T/a/init.safetensors" \
+    >"$T/out" || fail "convert for the federation: $(cat "$T/out")"
+line=$(grep -o 'init = {.*};' "$T/out")
+python3 - "$T/a/roster.conf" "$line" <<'PY'
+import sys
+path, line = sys.argv[1], sys.argv[2]
+text = open(path).read()
+i = text.index("recipe = {") + len("recipe = {")
+open(path, "w").write(text[:i] + "\n  " + line + text[i:])
+PY
+build_roster a b
+cp "$T/a/init.safetensors" "$T/b/init.safetensors"
+ingest_fashion a 0 40
+ingest_fashion b 40 40
+start_daemon a
+start_daemon b
+"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || fail "start at a"
+start_courier a b
+wait_for 600 all_finished a b || {
+    for s in a b; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
+    fail "the federation from the converted file did not finish"
+}
+stop_courier
+grep -q "training cycle 0, hop 0 from the roster's initial weights" "$T/a.log" ||
+    fail "site a did not start from the converted weights"
+"$CWTCTL" -c "$T/b/cwtd.conf" model export -o "$T/final.safetensors" >/dev/null || fail "export"
+"$PYTORCH" - "$CWT_SRC/tests/cli" "$T/a/init.safetensors" "$T/final.safetensors" <<'PY' ||
+import sys
+sys.path.insert(0, sys.argv[1])
+import pytorch_load
+a, _ = pytorch_load.read_safetensors(sys.argv[2])
+b, _ = pytorch_load.read_safetensors(sys.argv[3])
+ws = [k for k in a if k.endswith("weight")]
+d = max((a[k] - b[k]).abs().max().item() for k in ws)
+print("federation from the converted file: max |final - init| over %d weights %.2e" % (len(ws), d))
+assert d < 1e-4, d
+PY
+    fail "the federation's final model did not start from the converted weights"
 echo "model_convert: ok"
