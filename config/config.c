@@ -419,6 +419,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "cyclical", NULL};
 static const char *const heuristic_names[] = {"cwt", "swt", "ensemble", NULL};
 static const char *const visit_names[] = {"epochs", "steps", "proportional", NULL};
+static const char *const select_names[] = {"accuracy", "balanced_accuracy", "auc", NULL};
 
 static int get_enum(const struct ctx *c, const config_setting_t *grp, const char *prefix,
                     const char *name, const char *const *names, int *out)
@@ -438,10 +439,21 @@ static int get_enum(const struct ctx *c, const config_setting_t *grp, const char
     return at(c, member(grp, name), full, "unknown value \"%s\"", v);
 }
 
+/* A name that renders unchanged between quotes in the canonical text: printable ASCII without
+ * '"' or '\\'. */
+static int printable(const char *v)
+{
+    for (; *v != '\0'; v++)
+        if ((unsigned char)*v < 0x20 || (unsigned char)*v > 0x7e || *v == '"' || *v == '\\')
+            return 0;
+    return 1;
+}
+
 static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct cwt_recipe *r)
 {
-    static const char *const recipe_keys[] = {"model", "input", "classes", "class_names",
-                                              "seed",  "train", "cycle",   NULL};
+    static const char *const recipe_keys[] = {"model", "input", "classes", "class_names", "seed",
+                                              "train", "cycle", "init",    NULL};
+    static const char *const init_keys[] = {"file", "blake2b", NULL};
     static const char *const model_keys[] = {"name", "depth", "width", "dropout", NULL};
     static const char *const train_keys[] = {"batch_size",
                                              "epochs",
@@ -463,9 +475,10 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
                                              "balanced_sampling",
                                              "class_weighted_loss",
                                              NULL};
-    static const char *const cycle_keys[] = {
-        "heuristic", "visit_unit", "visit_length", "cycles", "patience", "bundle_ttl_days", NULL};
-    const config_setting_t *mg, *tg, *cg, *in, *names;
+    static const char *const cycle_keys[] = {"heuristic",       "select", "visit_unit",
+                                             "visit_length",    "cycles", "patience",
+                                             "bundle_ttl_days", NULL};
+    const config_setting_t *mg, *tg, *cg, *ig, *in, *names;
     int64_t seed = (int64_t)r->seed;
     int e, rc;
 
@@ -603,6 +616,10 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
     if (rc == 0)
         rc = get_enum(c, cg, "recipe.cycle.", "heuristic", heuristic_names, &e);
     r->heuristic = (enum cwt_heuristic)e;
+    e = (int)r->select;
+    if (rc == 0)
+        rc = get_enum(c, cg, "recipe.cycle.", "select", select_names, &e);
+    r->select = (enum cwt_select)e;
     e = (int)r->visit_unit;
     if (rc == 0)
         rc = get_enum(c, cg, "recipe.cycle.", "visit_unit", visit_names, &e);
@@ -615,7 +632,41 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
         rc = get_u32(c, cg, "recipe.cycle.", "patience", 0, 100000, &r->patience);
     if (rc == 0)
         rc = get_u32(c, cg, "recipe.cycle.", "bundle_ttl_days", 1, 3650, &r->bundle_ttl_days);
+    if (rc == 0)
+        rc = get_group(c, rg, "recipe.", "init", &ig);
+    if (rc == 0 && ig != NULL) {
+        char hex[80] = "";
+        rc = check_keys(c, ig, "recipe.init.", init_keys);
+        if (rc == 0)
+            rc = get_string(c, ig, "recipe.init.", "file", 1, r->init_file, sizeof(r->init_file));
+        /* A plain name in the roster's folder: a roster from a peer cannot point at any other
+         * file of the site. */
+        if (rc == 0 && (r->init_file[0] == '\0' || r->init_file[0] == '.' ||
+                        strchr(r->init_file, '/') != NULL || !printable(r->init_file)))
+            rc = at(c, member(ig, "file"), "recipe.init.file",
+                    "expected a plain file name in the roster's folder");
+        if (rc == 0)
+            rc = get_string(c, ig, "recipe.init.", "blake2b", 1, hex, sizeof(hex));
+        if (rc == 0 && (strlen(hex) != 64 || cwt_unhex(hex, r->init_hash, 32) != 0))
+            rc = at(c, member(ig, "blake2b"), "recipe.init.blake2b",
+                    "expected 64 hex digits (the BLAKE2b-256 of the file)");
+        r->has_init = rc == 0;
+    }
     return rc;
+}
+
+int roster_init_path(const struct cwt_roster *r, char *out, size_t outlen)
+{
+    const char *slash = strrchr(r->path, '/');
+    int n;
+
+    if (!r->recipe.has_init)
+        return CWT_ENOENT;
+    if (slash == NULL)
+        n = snprintf(out, outlen, "%s", r->recipe.init_file);
+    else
+        n = snprintf(out, outlen, "%.*s/%s", (int)(slash - r->path), r->path, r->recipe.init_file);
+    return n < 0 || (size_t)n >= outlen ? CWT_ETOOBIG : 0;
 }
 
 /* ------------------------------------------------------------------ key lines */
@@ -819,9 +870,21 @@ static void put_recipe_text(FILE *f, const struct cwt_recipe *r)
     fprintf(f, "  cycle = {\n");
     fprintf(f, "    heuristic = \"%s\";\n    visit_unit = \"%s\";\n    visit_length = %.17g;\n",
             heuristic_names[r->heuristic], visit_names[r->visit_unit], r->visit_length);
+    /* Written only when not the default, so that a roster from before the key keeps its
+     * text and therefore its fingerprint. */
+    if (r->select != CWT_SEL_ACCURACY)
+        fprintf(f, "    select = \"%s\";\n", select_names[r->select]);
     fprintf(f, "    cycles = %u;\n    patience = %u;\n    bundle_ttl_days = %u;\n", r->cycles,
             r->patience, r->bundle_ttl_days);
-    fprintf(f, "  };\n};\n");
+    fprintf(f, "  };\n");
+    /* Only with initial weights, so that a roster without them keeps its fingerprint. */
+    if (r->has_init) {
+        char hex[65];
+        cwt_hex(r->init_hash, 32, hex);
+        fprintf(f, "  init = {\n    file = \"%s\";\n    blake2b = \"%s\";\n  };\n", r->init_file,
+                hex);
+    }
+    fprintf(f, "};\n");
 }
 
 /* Renders the roster in its canonical layout. With comments == 0 this is also the exact byte

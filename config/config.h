@@ -56,6 +56,9 @@ enum cwt_lr_schedule {
 enum cwt_optimizer { CWT_OPT_SGD = 0, CWT_OPT_ADAM, CWT_OPT_ADAMW };
 
 enum cwt_heuristic { CWT_H_CWT = 0, CWT_H_SWT, CWT_H_ENSEMBLE };
+/* The validation metric whose mean over a cycle's visits chooses the best cycle (the final
+ * model) and drives patience: recipe.cycle.select. */
+enum cwt_select { CWT_SEL_ACCURACY = 0, CWT_SEL_BALANCED_ACCURACY, CWT_SEL_AUC };
 
 enum cwt_visit_unit { CWT_VISIT_EPOCHS = 0, CWT_VISIT_STEPS, CWT_VISIT_PROPORTIONAL };
 
@@ -82,11 +85,18 @@ struct cwt_recipe {
     int balanced_sampling;
     int class_weighted_loss;
     enum cwt_heuristic heuristic;
+    enum cwt_select select;
     enum cwt_visit_unit visit_unit;
     double visit_length; /* epochs, steps, or steps per 1000 local samples */
     uint32_t cycles;
     uint32_t patience;
     uint32_t bundle_ttl_days; /* expiry of sealed bundles */
+    /* recipe.init: the federation starts from these weights instead of the seeded He init.
+     * init_file is a plain file name (no '/'), in the roster's folder; init_hash is the
+     * BLAKE2b-256 of the file's bytes, part of the roster fingerprint. */
+    int has_init;
+    char init_file[CWT_NAME_MAX + 1];
+    uint8_t init_hash[32];
 };
 
 struct cwt_roster_site {
@@ -123,6 +133,9 @@ void recipe_defaults(struct cwt_recipe *r);
 int roster_load(const char *path, struct cwt_roster *r, char *err, size_t errlen);
 
 /* Writes a roster atomically (temp + fsync + rename) in the canonical layout. */
+/* The path of the roster's initial weights (recipe.init.file beside the roster file).
+ * CWT_ENOENT when the recipe has none, CWT_ETOOBIG when the path does not fit. */
+int roster_init_path(const struct cwt_roster *r, char *out, size_t outlen);
 int roster_save(const char *path, const struct cwt_roster *r, char *err, size_t errlen);
 
 /* BLAKE2b-256 over the canonical encoding of federation id, sites (order, ids, keys) and

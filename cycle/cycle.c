@@ -477,3 +477,150 @@ int cycle_state_decode(const char *text, size_t len, struct cycle_state *cs, cha
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------ pooled normalisation */
+
+/* The largest pixel count whose sums of squares still fit: 255^2 * pixels < 2^63. */
+#define NORMSUM_PIXELS_MAX ((uint64_t)INT64_MAX / (255u * 255u))
+
+static int normsum_valid(const struct cycle_normsum *ns, uint32_t max_sites)
+{
+    if (ns->sites == 0 || ns->sites > max_sites || ns->channels == 0 ||
+        ns->channels > CWTD_NORMSUM_CHANNELS || ns->pixels == 0 || ns->pixels > NORMSUM_PIXELS_MAX)
+        return 0;
+    for (uint32_t k = 0; k < ns->channels; k++)
+        if (ns->sum[k] > 255u * ns->pixels || ns->sumsq[k] > 255u * 255u * ns->pixels)
+            return 0;
+    return 1;
+}
+
+/* Parses "NAME=V0[,V1..]" at *p into at most max values (digits only, each < 2^63). */
+static int normsum_field(const char **p, const char *name, uint64_t *v, uint32_t max,
+                         uint32_t *count)
+{
+    size_t nl = strlen(name);
+    uint32_t k = 0;
+
+    if (strncmp(*p, name, nl) != 0 || (*p)[nl] != '=')
+        return CWT_EFORMAT;
+    *p += nl + 1;
+    for (;;) {
+        char digits[24];
+        size_t d = 0;
+        int64_t x;
+        while ((*p)[d] >= '0' && (*p)[d] <= '9')
+            if (++d >= sizeof(digits))
+                return CWT_EFORMAT;
+        /* One spelling per number (no leading zero), so the text is canonical. */
+        if (d == 0 || k >= max || (d > 1 && (*p)[0] == '0'))
+            return CWT_EFORMAT;
+        memcpy(digits, *p, d);
+        digits[d] = '\0';
+        if (cwt_parse_i64(digits, 0, INT64_MAX, &x) != 0)
+            return CWT_EFORMAT;
+        v[k++] = (uint64_t)x;
+        *p += d;
+        if (**p != ',')
+            break;
+        (*p)++;
+    }
+    *count = k;
+    return 0;
+}
+
+int cycle_normsum_parse(const char *text, uint32_t max_sites, struct cycle_normsum *ns, char *err,
+                        size_t errlen)
+{
+    struct cycle_normsum v;
+    const char *p = text;
+    uint64_t one[1];
+    uint32_t n1 = 0, ns1 = 0, nq = 0;
+
+    memset(ns, 0, sizeof(*ns));
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    memset(&v, 0, sizeof(v));
+    if (strlen(text) > CWTD_NORMSUM_MAX)
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "normsum text is too long");
+    if (normsum_field(&p, "sites", one, 1, &n1) != 0 || one[0] > UINT32_MAX || *p++ != ' ')
+        goto bad;
+    v.sites = (uint32_t)one[0];
+    if (normsum_field(&p, "pixels", one, 1, &n1) != 0 || *p++ != ' ')
+        goto bad;
+    v.pixels = one[0];
+    if (normsum_field(&p, "sum", v.sum, CWTD_NORMSUM_CHANNELS, &ns1) != 0 || *p++ != ' ' ||
+        normsum_field(&p, "sumsq", v.sumsq, CWTD_NORMSUM_CHANNELS, &nq) != 0 || *p != '\0' ||
+        ns1 != nq)
+        goto bad;
+    v.channels = ns1;
+    if (!normsum_valid(&v, max_sites))
+        return cwt_seterr(err, errlen, CWT_EFORMAT, "normsum values are out of range");
+    *ns = v;
+    return 0;
+bad:
+    return cwt_seterr(err, errlen, CWT_EFORMAT,
+                      "normsum is not \"sites=K pixels=P sum=S0,.. sumsq=Q0,..\"");
+}
+
+/* Appends formatted text at *used; CWT_ETOOBIG when it does not fit. */
+static int append(char *out, size_t outlen, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int append(char *out, size_t outlen, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*used >= outlen)
+        return CWT_ETOOBIG;
+    va_start(ap, fmt);
+    n = vsnprintf(out + *used, outlen - *used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= outlen - *used)
+        return CWT_ETOOBIG;
+    *used += (size_t)n;
+    return 0;
+}
+
+int cycle_normsum_format(const struct cycle_normsum *ns, char *out, size_t outlen)
+{
+    size_t used = 0;
+    int rc;
+
+    if (!normsum_valid(ns, UINT32_MAX))
+        return CWT_EINVAL;
+    rc = append(out, outlen, &used, "sites=%u pixels=%" PRIu64 " sum=", ns->sites, ns->pixels);
+    for (uint32_t k = 0; rc == 0 && k < ns->channels; k++)
+        rc = append(out, outlen, &used, "%s%" PRIu64, k ? "," : "", ns->sum[k]);
+    if (rc == 0)
+        rc = append(out, outlen, &used, " sumsq=");
+    for (uint32_t k = 0; rc == 0 && k < ns->channels; k++)
+        rc = append(out, outlen, &used, "%s%" PRIu64, k ? "," : "", ns->sumsq[k]);
+    if (rc == 0 && used > CWTD_NORMSUM_MAX)
+        rc = CWT_ETOOBIG;
+    return rc;
+}
+
+int cycle_normsum_add(struct cycle_normsum *acc, const struct cycle_normsum *site)
+{
+    struct cycle_normsum r = *acc;
+
+    if (acc->sites == 0) {
+        r = *site;
+        r.sites = 1;
+    } else {
+        if (acc->channels != site->channels)
+            return CWT_EINVAL;
+        if (site->pixels > NORMSUM_PIXELS_MAX - acc->pixels || acc->sites == UINT32_MAX)
+            return CWT_ETOOBIG;
+        r.pixels += site->pixels;
+        r.sites++;
+        for (uint32_t k = 0; k < r.channels; k++) {
+            r.sum[k] += site->sum[k]; /* bounded by 255 * pixels, checked below */
+            r.sumsq[k] += site->sumsq[k];
+        }
+    }
+    if (!normsum_valid(&r, UINT32_MAX))
+        return CWT_ETOOBIG;
+    *acc = r;
+    return 0;
+}

@@ -102,6 +102,32 @@ void cycle_history_update(const struct cycle_history *in, uint32_t cycle, double
 int cycle_should_stop(const struct cycle_history *h, uint32_t cycle, uint32_t cycles,
                       uint32_t patience);
 
+/* Federation-wide normalisation (docs/daemon.md, "Normalisation"): in cycle 0 every site adds
+ * the integer pixel statistics of its training split (pixels per channel, per-channel sums of
+ * the values 0..255 and of their squares) to the weights' metadata "cwt.normsum", in hop
+ * order; from cycle 1 on, every site trains with the mean and std pooled from all n_sites
+ * contributions. The text is "sites=K pixels=P sum=S0[,S1..] sumsq=Q0[,Q1..]", parsed
+ * strictly into numbers and formatted from them: a peer's text is never copied. */
+#define CWTD_NORMSUM_MAX      255 /* bytes of the text (a safetensors metadata value) */
+#define CWTD_NORMSUM_CHANNELS 4
+struct cycle_normsum {
+    uint32_t sites;    /* contributions summed (0: none, the text is absent) */
+    uint32_t channels; /* 1..CWTD_NORMSUM_CHANNELS */
+    uint64_t pixels;   /* pixels per channel */
+    uint64_t sum[CWTD_NORMSUM_CHANNELS], sumsq[CWTD_NORMSUM_CHANNELS];
+};
+/* Strict parse (the empty text is sites == 0). Values must be consistent: sites <= max_sites,
+ * 0 < pixels, sum <= 255 * pixels, sumsq <= 255^2 * pixels, the same count of sums and sums of
+ * squares. CWT_EFORMAT with a sentence in err. */
+int cycle_normsum_parse(const char *text, uint32_t max_sites, struct cycle_normsum *ns, char *err,
+                        size_t errlen);
+/* Formats ns (sites > 0; CWTD_NORMSUM_MAX + 1 bytes are enough). CWT_EINVAL if ns is empty or
+ * out of range. */
+int cycle_normsum_format(const struct cycle_normsum *ns, char *out, size_t outlen);
+/* acc += one site's statistics (sites + 1). CWT_EINVAL when the channel counts differ,
+ * CWT_ETOOBIG when a total would leave the range cycle_normsum_parse accepts. */
+int cycle_normsum_add(struct cycle_normsum *acc, const struct cycle_normsum *site);
+
 /* What a bundle of (kind, cycle, sender hop) means for the site at index me of n: the visit
  * it should train next. Returns 0 and sets *cycle_out (the hop is me), or CWT_ESTATE with a
  * sentence in err when the bundle is not for this place in the cycle (wrong sender). */

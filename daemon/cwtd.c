@@ -17,6 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "common/fileio.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "crypto/keys.h"
@@ -77,6 +80,41 @@ static void no_core_dumps(void)
         fatal("prctl(PR_SET_DUMPABLE)");
 }
 
+/* recipe.init: the initial weights beside the roster, whose BLAKE2b-256 must be the one the
+ * roster names (it is part of the roster fingerprint, so every site starts from the same
+ * bytes). Returns 0 with *out NULL when the recipe has none; 2 (the exit code) after logging
+ * which hash the file has and which the roster wants. */
+static int load_init(const struct cwt_roster *r, uint8_t **out, size_t *outlen)
+{
+    char path[PATH_MAX], err[CWT_ERRLEN], have[65], want[65];
+    uint8_t hash[32];
+
+    *out = NULL;
+    *outlen = 0;
+    if (!r->recipe.has_init)
+        return 0;
+    if (roster_init_path(r, path, sizeof(path)) != 0) {
+        log_errorx("the path of recipe.init.file is too long");
+        return 2;
+    }
+    if (file_read_all(path, (size_t)1 << 32, out, outlen, err, sizeof(err)) != 0) {
+        log_errorx("cannot read the roster's initial weights: %s", err);
+        return 2;
+    }
+    crypto_generichash(hash, 32, *out, *outlen, NULL, 0);
+    if (sodium_memcmp(hash, r->recipe.init_hash, 32) != 0) {
+        cwt_hex(hash, 32, have);
+        cwt_hex(r->recipe.init_hash, 32, want);
+        log_errorx("the initial weights %s have BLAKE2b %s but the roster %s wants %s; install "
+                   "the federation's file",
+                   path, have, r->path, want);
+        free(*out);
+        *out = NULL;
+        return 2;
+    }
+    return 0;
+}
+
 static void daemonize(void)
 {
     pid_t pid = fork();
@@ -113,6 +151,8 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     char err[CWT_ERRLEN];
     int foreground = 0, debug = 0, opt, sp[2];
+    uint8_t *init = NULL;
+    size_t init_len = 0;
     pid_t pid;
 
     while ((opt = getopt_long(argc, argv, "c:fdh", longopts, NULL)) != -1) {
@@ -168,6 +208,8 @@ int main(int argc, char **argv)
         return 2;
     }
     drop_privileges(&cfg);
+    if (load_init(&roster, &init, &init_len) != 0)
+        return 2;
     no_core_dumps();
     if (!foreground)
         daemonize();
@@ -190,5 +232,5 @@ int main(int argc, char **argv)
     /* The key process is forked after the trainer supervisor, so that no trainer ever holds
      * a descriptor to it, and it alone loads the secret keys. */
     keyproc_start(&cfg, &kp);
-    return monitor_main(&cfg, &roster, sp[0], pid, &kp, foreground);
+    return monitor_main(&cfg, &roster, sp[0], pid, &kp, foreground, init, init_len);
 }

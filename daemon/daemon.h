@@ -14,8 +14,9 @@
  * Persistent state lives in the store: meta key CWTD_META_STATE holds the cycle state as
  * "key=value" text lines (cwtctl status prints it when the daemon is down); models
  * CWTD_CKPT_INPUT holds the weights of the visit being trained, CWTD_CKPT_RESULT the visit's
- * result (committed before the bundle that carries it is sealed), TRAIN_CKPT_MODEL the final
- * model, "ensemble.<site>" the members of an ensemble.
+ * result (committed before the bundle that carries it is sealed), CWTD_CKPT_BEST the model
+ * that closed the best cycle so far (kept by the last site), TRAIN_CKPT_MODEL the final model,
+ * "ensemble.<site>" the members of an ensemble.
  */
 #ifndef CWT_DAEMON_H
 #define CWT_DAEMON_H
@@ -33,6 +34,7 @@
 
 #define CWTD_CKPT_INPUT   "cwtd.input"
 #define CWTD_CKPT_RESULT  "cwtd.result"
+#define CWTD_CKPT_BEST    "cwtd.best" /* the best cycle's closing model (last site only) */
 #define CWTD_ENSEMBLE_FMT "ensemble.%s"
 #define CWTD_MODEL_LAYOUT "cwtd.layout" /* the roster model's tensors, written by the trainer */
 
@@ -113,10 +115,12 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
                              int sock) __attribute__((noreturn));
 
 /* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end),
- * supervisor (its pid) and the key process kp (daemon/keyproc.h). Returns the process exit
- * code. */
+ * supervisor (its pid), the key process kp (daemon/keyproc.h) and init (the roster's initial
+ * weights, checked against recipe.init.blake2b, malloc'd; NULL when the recipe has none).
+ * Returns the process exit code. */
 struct keyproc_client;
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
-                 pid_t supervisor, const struct keyproc_client *kp, int foreground);
+                 pid_t supervisor, const struct keyproc_client *kp, int foreground, uint8_t *init,
+                 size_t init_len);
 
 #endif

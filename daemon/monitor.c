@@ -62,6 +62,8 @@
 struct monitor {
     const struct cwt_config *cfg;
     const struct cwt_roster *roster;
+    uint8_t *init; /* recipe.init's weights, hash checked at start-up (NULL: none) */
+    size_t init_len;
     uint32_t n, me;
     uint8_t roster_fp[32];
     struct site_keys keys; /* public keys only (keys_load_public) */
@@ -264,7 +266,10 @@ static void start_job(struct monitor *m)
     m->job_inflight = 1;
     m->have_progress = 0;
     log_info("training cycle %u, hop %u%s", m->cs.cycle, m->cs.hop,
-             m->cs.has_input ? "" : " from the roster's seed");
+             !m->cs.has_input ? " from the roster's seed"
+             : m->init != NULL && m->cs.cycle == 0 && !m->cs.has_parent
+                 ? " from the roster's initial weights"
+                 : "");
 }
 
 /* Deletes the trainer checkpoints of a visit (before it starts afresh, and once done). */
@@ -360,6 +365,55 @@ static void install_final(struct monitor *m, const uint8_t *blob, size_t len)
     crypto_generichash(m->cs.final_hash, 32, blob, len, NULL, 0);
 }
 
+/* The best model rule (docs/daemon.md, "The final model"): the federation keeps the model
+ * that ended the cycle with the best mean local validation metric (cwt.history's best and
+ * bestc, strictly better only), as `simulate` does. Every cycle ends at the last hop, so the
+ * last site of the roster knows each cycle's mean and holds each cycle's closing model: it
+ * keeps a copy (CWTD_CKPT_BEST) whenever the cycle it closes becomes the best, and the final
+ * bundle it seals carries that copy instead of the last visit's result. Called at the last
+ * hop of a cwt federation; on the final hop (stop) *blob may be replaced by the best copy
+ * (the caller frees it either way). A copy lost from the store leaves the last visit's model
+ * as the final one, with a warning in the log and the audit: a federation that never ends
+ * would be worse. */
+static void keep_best(struct monitor *m, const struct cycle_history *h, int stop, uint8_t **blob,
+                      size_t *len)
+{
+    uint8_t *best = NULL, hash[32];
+    size_t blen = 0;
+    char hex[65];
+    int rc;
+
+    if (h->best < 0)
+        return; /* no validation data: the last model is all there is */
+    if (h->bestc == m->cs.cycle) {
+        rc = store_model_put(m->st, CWTD_CKPT_BEST, *blob, *len);
+        if (rc != 0)
+            fatalx("cannot keep the best cycle's model: %s", cwt_strerror(rc));
+        crypto_generichash(hash, 32, *blob, *len, NULL, 0);
+        cwt_hex(hash, 32, hex);
+        (void)audit_append(m->st, "model-best",
+                           "cycle %u is the best so far (mean validation %.6f), model %s",
+                           m->cs.cycle, h->best, hex);
+        return;
+    }
+    if (!stop)
+        return;
+    rc = store_model_get(m->st, CWTD_CKPT_BEST, &best, &blen);
+    if (rc != 0) {
+        log_warnx("the best cycle's model (cycle %u) is missing, the last visit's model is the "
+                  "final one: %s",
+                  h->bestc, cwt_strerror(rc));
+        (void)audit_append(m->st, "model-best-missing", "cycle %u: %s", h->bestc, cwt_strerror(rc));
+        return;
+    }
+    free(*blob);
+    *blob = best;
+    *len = blen;
+    log_info("the final model is cycle %u's (mean validation %.4f), not the last visit's", h->bestc,
+             h->best);
+    (void)audit_append(m->st, "model-best-final", "the final model is cycle %u's", h->bestc);
+}
+
 /* Seals the committed visit result and hands it to the outbox. */
 static void do_seal(struct monitor *m)
 {
@@ -383,9 +437,6 @@ static void do_seal(struct monitor *m)
         fatalx("the committed visit result is missing from the store: %s", cwt_strerror(rc));
     if (private_path(m, "out.safetensors", payload, sizeof(payload)) != 0)
         fatalx("private path too long");
-    rc = file_write_atomic(payload, blob, len, 0600, err, sizeof(err));
-    if (rc != 0)
-        goto fail;
 
     memset(&hdr, 0, sizeof(hdr));
     hdr.cycle = m->cs.cycle;
@@ -409,7 +460,12 @@ static void do_seal(struct monitor *m)
         else
             stop = last_hop && cycle_should_stop(&h, m->cs.cycle, r->cycles, r->patience);
         hdr.kind = stop ? BUNDLE_KIND_FINAL : BUNDLE_KIND_CYCLE;
+        if (last_hop && r->heuristic == CWT_H_CWT)
+            keep_best(m, &h, stop, &blob, &len);
     }
+    rc = file_write_atomic(payload, blob, len, 0600, err, sizeof(err));
+    if (rc != 0)
+        goto fail;
     if (hdr.kind == BUNDLE_KIND_CYCLE) {
         hdr.n_recipients = 1;
         snprintf(hdr.recipients[0], sizeof(hdr.recipients[0]), "%s",
@@ -928,8 +984,9 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
     struct bundle_info info;
     struct bundle_expect ex;
     char payload[PATH_MAX], err[CWT_ERRLEN], idhex[33];
-    char history[CWTD_HISTORY_MAX + 1], epochs[64];
+    char history[CWTD_HISTORY_MAX + 1], epochs[64], normsum[CWTD_NORMSUM_MAX + 1];
     struct cycle_history hist;
+    struct cycle_normsum ns;
     double epochs_before = 0;
     uint8_t *blob = NULL;
     size_t len = 0;
@@ -1008,12 +1065,16 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
         char sub[CWT_ERRLEN];
         payload_meta(blob, len, "cwt.history", history, sizeof(history));
         payload_meta(blob, len, "cwt.epochs", epochs, sizeof(epochs));
+        payload_meta(blob, len, "cwt.normsum", normsum, sizeof(normsum));
         if (cycle_history_parse(history, &hist, sub, sizeof(sub)) != 0)
             rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
                             "the payload metadata cwt.history is refused: %s", sub);
         else if (epochs[0] != '\0' && cwt_parse_double(epochs, 0, 1e15, &epochs_before) != 0)
             rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
                             "the payload metadata cwt.epochs is not a number of epochs");
+        else if (cycle_normsum_parse(normsum, m->n, &ns, sub, sizeof(sub)) != 0)
+            rc = cwt_seterr(err, sizeof(err), CWT_EB_TENSORS,
+                            "the payload metadata cwt.normsum is refused: %s", sub);
     }
     if (rc != 0) {
         free(blob);
@@ -1460,9 +1521,16 @@ static void cmd_start(struct monitor *m, int fd)
         return;
     }
     drop_visit_ckpt(m, 0, m->me);
+    (void)store_model_del(m->st, CWTD_CKPT_BEST); /* a former run's best model */
+    /* The roster's initial weights are the first visit's input; the trainer takes their
+     * parameters and batch-norm statistics and starts a fresh optimizer. */
+    if (m->init != NULL && store_model_put(m->st, CWTD_CKPT_INPUT, m->init, m->init_len) != 0) {
+        reply_error(fd, "cannot store the initial weights");
+        return;
+    }
     m->cs.cycle = 0;
     m->cs.hop = m->me;
-    m->cs.has_input = 0;
+    m->cs.has_input = m->init != NULL;
     m->cs.has_parent = 0;
     m->cs.epochs_before = 0;
     cycle_history_init(&m->cs.history);
@@ -1843,7 +1911,8 @@ static void setup(struct monitor *m, int foreground)
 }
 
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
-                 pid_t supervisor, const struct keyproc_client *kp, int foreground)
+                 pid_t supervisor, const struct keyproc_client *kp, int foreground, uint8_t *init,
+                 size_t init_len)
 {
     struct monitor *m = calloc(1, sizeof(*m));
     char status[128];
@@ -1858,6 +1927,8 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     m->supervisor = supervisor;
     m->kp = *kp;
     m->notifyfd = -1;
+    m->init = init;
+    m->init_len = init_len;
     if (roster_fingerprint(roster, m->roster_fp) != 0)
         fatalx("cannot compute the roster fingerprint");
     {

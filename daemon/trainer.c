@@ -223,14 +223,16 @@ static int on_progress_plateau(const struct train_progress *p, void *ctx)
 /* Input weights: from the job's descriptor, or a freshly initialised model (deterministic
  * from the roster seed). */
 static int load_input(struct trainer *t, const struct proto_msg *job, struct train_norm *norm,
-                      int *has_norm, char *err, size_t errlen)
+                      int *has_norm, struct cycle_normsum *ns, char *err, size_t errlen)
 {
     struct train_model_meta meta;
+    struct st_file f;
     uint8_t *buf;
     size_t len;
-    int rc;
+    int rc, from_init;
 
     *has_norm = 0;
+    memset(ns, 0, sizeof(*ns));
     if (!job->u.job.has_weights) {
         struct eng_model *fresh;
         rc = train_model_from_recipe(t->dev, &t->roster->recipe, &fresh, err, errlen);
@@ -245,13 +247,109 @@ static int load_input(struct trainer *t, const struct proto_msg *job, struct tra
     rc = proto_weights_from_fd(job->fd, PROTO_MAX_WEIGHTS, &buf, &len, err, errlen);
     if (rc != 0)
         return rc;
-    rc = train_state_load(t->model, buf, len, TRAIN_SAVE_ALL, &meta, err, errlen);
+    /* The first visit of a federation with recipe.init (cycle 0 at the first site, or any
+     * ensemble member) starts from the roster's initial weights: their parameters and
+     * batch-norm statistics, a fresh optimizer, and this site's own normalisation (the
+     * pretraining data's is not the federation's). Every other input is a visit's result and
+     * resumes its optimizer too. */
+    from_init = t->roster->recipe.has_init && job->u.job.cycle == 0 &&
+                (job->u.job.hop == 0 || t->roster->recipe.heuristic == CWT_H_ENSEMBLE);
+    if (from_init) {
+        /* A fresh model, so that no optimizer state of an earlier job survives. */
+        struct eng_model *fresh;
+        rc = train_model_from_recipe(t->dev, &t->roster->recipe, &fresh, err, errlen);
+        if (rc != 0) {
+            free(buf);
+            return rc;
+        }
+        eng_model_free(t->model);
+        t->model = fresh;
+    }
+    rc = train_state_load(t->model, buf, len, from_init ? TRAIN_SAVE_WEIGHTS : TRAIN_SAVE_ALL,
+                          &meta, err, errlen);
+    if (rc == 0 && from_init)
+        meta.has_norm = 0;
+    /* The pooled normalisation statistics, as numbers (the monitor refused a bundle whose
+     * text does not parse, so a failure here is a local fault). */
+    if (rc == 0 && (rc = st_parse(buf, len, &f, err, errlen)) == 0) {
+        for (uint32_t i = 0; rc == 0 && i < f.n_meta; i++)
+            if (strcmp(f.meta[i].key, "cwt.normsum") == 0)
+                rc = cycle_normsum_parse(f.meta[i].value, t->roster->n_sites, ns, err, errlen);
+        st_free(&f);
+    }
     free(buf);
     if (rc == 0 && meta.has_norm) {
         *norm = meta.norm;
         *has_norm = 1;
     }
     return rc;
+}
+
+/* Federation-wide normalisation (docs/daemon.md, "Normalisation"), cwt only: in cycle 0 the
+ * visit trains with the normalisation it received (the first site's own) and adds this site's
+ * training-split sums to the statistics after those of the hops before it; from cycle 1 on,
+ * with every site's sums present, it trains with the pooled mean and std. A chain whose
+ * statistics are missing or incomplete (a visit trained without them) keeps the normalisation
+ * the weights carry. *out is what the visit's result carries (sites == 0: nothing). */
+static int federation_norm(struct trainer *t, const struct proto_msg *job,
+                           const struct cycle_normsum *in, const uint64_t *ids, size_t n,
+                           struct train_norm *norm, struct cycle_normsum *out, char *err,
+                           size_t errlen)
+{
+    struct train_norm_sums s;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (t->roster->recipe.heuristic != CWT_H_CWT)
+        return 0;
+    if (job->u.job.cycle == 0) {
+        struct cycle_normsum mine;
+        if (in->sites != job->u.job.hop) {
+            log_warnx("trainer: the input carries the pixel statistics of %u sites before hop "
+                      "%u; the federation keeps the first site's normalisation",
+                      in->sites, job->u.job.hop);
+            return 0;
+        }
+        rc = train_norm_sums(t->st, ids, n, &s);
+        if (rc != 0)
+            return cwt_seterr(err, errlen, rc, "cannot sum the training split's pixels: %s",
+                              cwt_strerror(rc));
+        memset(&mine, 0, sizeof(mine));
+        mine.channels = s.channels;
+        mine.pixels = s.pixels;
+        for (uint32_t k = 0; k < s.channels && k < CWTD_NORMSUM_CHANNELS; k++) {
+            mine.sum[k] = s.sum[k];
+            mine.sumsq[k] = s.sumsq[k];
+        }
+        *out = *in;
+        rc = cycle_normsum_add(out, &mine);
+        if (rc != 0)
+            return cwt_seterr(err, errlen, rc,
+                              "this site's pixel statistics do not add to the federation's");
+        return 0;
+    }
+    if (in->sites != t->roster->n_sites)
+        return 0;
+    memset(&s, 0, sizeof(s));
+    s.channels = in->channels;
+    s.pixels = in->pixels;
+    for (uint32_t k = 0; k < in->channels && k < TRAIN_MAX_CHANNELS; k++) {
+        s.sum[k] = in->sum[k];
+        s.sumsq[k] = in->sumsq[k];
+    }
+    if (s.channels != norm->channels || train_norm_from_sums(&s, norm) != 0)
+        return cwt_seterr(err, errlen, CWT_EFORMAT,
+                          "the federation's pixel statistics have %u channels, the model %u",
+                          s.channels, norm->channels);
+    {
+        char mean[128], std[128];
+        train_norm_format(norm, mean, std, sizeof(mean));
+        log_info("trainer: cycle %u trains with the normalisation pooled over %u sites: "
+                 "mean %s std %s",
+                 job->u.job.cycle, in->sites, mean, std);
+    }
+    *out = *in;
+    return 0;
 }
 
 static void run_job(struct trainer *t, const struct proto_msg *job)
@@ -273,11 +371,14 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     char err[CWT_ERRLEN] = "", history[CWTD_HISTORY_MAX + 1], epochs_text[40], best_name[80];
     int rc, has_norm, fd = -1, last_hop;
     double epochs;
+    struct cycle_normsum ns_in, ns_out;
+    char normsum[CWTD_NORMSUM_MAX + 1] = "";
 
     memset(&met, 0, sizeof(met));
+    memset(&ns_out, 0, sizeof(ns_out));
     t->job_id = job->job;
     t->paused = 0;
-    rc = load_input(t, job, &norm, &has_norm, err, sizeof(err));
+    rc = load_input(t, job, &norm, &has_norm, &ns_in, err, sizeof(err));
     if (rc == 0 && !has_norm)
         rc = train_norm_ensure(t->st, &norm, err, sizeof(err));
     if (rc == 0)
@@ -288,6 +389,10 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
         rc = cwt_seterr(err, sizeof(err), CWT_ENOENT,
                         "no training images in the store; run "
                         "'cwtctl ingest' first");
+    if (rc == 0)
+        rc = federation_norm(t, job, &ns_in, train_ids, n_train, &norm, &ns_out, err, sizeof(err));
+    if (rc == 0 && ns_out.sites > 0 && cycle_normsum_format(&ns_out, normsum, sizeof(normsum)) != 0)
+        fatalx("trainer: pixel statistics out of range");
     if (rc != 0)
         goto done;
 
@@ -385,16 +490,23 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     last_hop = job->u.job.hop + 1 == t->roster->n_sites;
     {
         struct cycle_history h;
-        cycle_history_update(&job->u.job.history, job->u.job.cycle, n_val > 0 ? met.accuracy : NAN,
-                             last_hop, &h);
+        /* The roster's selection metric (recipe.cycle.select) is what the history sums; a NaN
+         * (no validation set, or an AUC without both classes) counts as no value. */
+        double sel = NAN;
+        if (n_val > 0)
+            sel = r->select == CWT_SEL_BALANCED_ACCURACY ? met.balanced_accuracy
+                  : r->select == CWT_SEL_AUC             ? met.auc
+                                                         : met.accuracy;
+        cycle_history_update(&job->u.job.history, job->u.job.cycle, sel, last_hop, &h);
         if (cycle_history_format(&h, history, sizeof(history)) != 0)
             fatalx("trainer: history out of range");
     }
     snprintf(epochs_text, sizeof(epochs_text), "%.17g", job->u.job.epochs_before + epochs);
     {
-        const struct train_kv extra[] = {{"cwt.history", history}, {"cwt.epochs", epochs_text}};
-        rc = train_state_save(t->model, &t->spec, &norm, r, TRAIN_SAVE_ALL, extra, 2, &out, &outlen,
-                              err, sizeof(err));
+        const struct train_kv extra[] = {
+            {"cwt.history", history}, {"cwt.epochs", epochs_text}, {"cwt.normsum", normsum}};
+        rc = train_state_save(t->model, &t->spec, &norm, r, TRAIN_SAVE_ALL, extra,
+                              ns_out.sites > 0 ? 3 : 2, &out, &outlen, err, sizeof(err));
     }
     if (rc == 0 && proto_weights_to_fd(out, outlen, &fd) != 0)
         rc = cwt_seterr(err, sizeof(err), CWT_EIO, "cannot pass the weights: %s", strerror(errno));

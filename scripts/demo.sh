@@ -13,7 +13,8 @@ DEMO="$BUILD/demo"
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 echo "== cwt demo: one site on Fashion-MNIST (scratch folder $DEMO)"
-"$CWTCTL" init --site-id demo-site --dir "$DEMO/site" --input 28x28x1 \
+# --plain: one site trains centrally here; the simulate table switches cwt+ on by itself.
+"$CWTCTL" init --plain --site-id demo-site --dir "$DEMO/site" --input 28x28x1 \
     --class-names t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,ankle-boot
 export CWT_CONFIG="$DEMO/site/cwtd.conf"
 echo "== ingest the training set (60,000 images; 10% held out for validation)"

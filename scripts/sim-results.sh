@@ -37,7 +37,8 @@ run() { # NAME SITE ARGS...
 
 setup_fmnist() {
     [ -f "$OUT/sites/fmnist/cwtd.conf" ] && return 0
-    "$CWTCTL" init --site-id fmnist --dir "$OUT/sites/fmnist" --input 28x28x1 \
+    # --plain: the tables are of the plain recipe; simulate switches cwt+ on by itself.
+    "$CWTCTL" init --plain --site-id fmnist --dir "$OUT/sites/fmnist" --input 28x28x1 \
         --class-names t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,ankle-boot
     "$CWTCTL" -c "$OUT/sites/fmnist/cwtd.conf" ingest --val-fraction 0.1 --seed 1 \
         "$FMNIST/train-images-idx3-ubyte.gz" "$FMNIST/train-labels-idx1-ubyte.gz"
@@ -47,7 +48,7 @@ setup_fmnist() {
 
 setup_retina() {
     [ -f "$OUT/sites/retina/cwtd.conf" ] && return 0
-    "$CWTCTL" init --site-id retina --dir "$OUT/sites/retina" --input 28x28x3 --classes 5
+    "$CWTCTL" init --plain --site-id retina --dir "$OUT/sites/retina" --input 28x28x3 --classes 5
     "$CWTCTL" -c "$OUT/sites/retina/cwtd.conf" ingest "$RETINA/labels.csv"
 }
 

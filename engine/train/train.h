@@ -80,6 +80,20 @@ struct train_norm {
     float std[TRAIN_MAX_CHANNELS]; /* > 0 (a constant channel gets std 1) */
 };
 
+/* Exact integer statistics of pixel values 0..255 over a set of images, per channel. */
+struct train_norm_sums {
+    uint32_t channels;
+    uint64_t pixels; /* per channel */
+    uint64_t sum[TRAIN_MAX_CHANNELS], sumsq[TRAIN_MAX_CHANNELS];
+};
+
+/* The sums over the images ids[0..n) (n > 0). CWT_EINVAL if n == 0, store errors as
+ * returned. */
+int train_norm_sums(struct store *st, const uint64_t *ids, size_t n, struct train_norm_sums *out);
+/* Mean and std of pixel/255 from sums (also sums pooled over several sites, which is how
+ * a federation shares one normalisation). CWT_EINVAL when channels or pixels are 0. */
+int train_norm_from_sums(const struct train_norm_sums *s, struct train_norm *out);
+
 /* Computes mean and standard deviation over the images ids[0..n) (n > 0) in double
  * precision. CWT_EINVAL if n == 0, store errors as returned. */
 int train_norm_compute(struct store *st, const uint64_t *ids, size_t n, struct train_norm *out);

@@ -12,21 +12,21 @@
 #define NORM_MAGIC    "cwt-norm-v1"
 #define NORM_TEXT_MAX 512
 
-int train_norm_compute(struct store *st, const uint64_t *ids, size_t n, struct train_norm *out)
+int train_norm_sums(struct store *st, const uint64_t *ids, size_t n, struct train_norm_sums *out)
 {
     /* Integer sums are exact and independent of the order of the ids: 255^2 * 2^32 pixels
      * per channel would still fit in 64 bits. */
-    uint64_t sum[TRAIN_MAX_CHANNELS] = {0}, sumsq[TRAIN_MAX_CHANNELS] = {0};
     uint32_t h, w, c;
-    uint64_t pixels = 0;
     int rc;
 
+    memset(out, 0, sizeof(*out));
     if (n == 0)
         return CWT_EINVAL;
     if ((rc = store_get_shape(st, &h, &w, &c)) != 0)
         return rc;
     if (c == 0 || c > TRAIN_MAX_CHANNELS)
         return CWT_EUNSUPPORTED;
+    out->channels = c;
     if ((rc = store_read_begin(st)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -42,27 +42,39 @@ int train_norm_compute(struct store *st, const uint64_t *ids, size_t n, struct t
         for (size_t p = 0; p < plane; p++) {
             for (uint32_t k = 0; k < c; k++) {
                 uint64_t v = px[p * c + k];
-                sum[k] += v;
-                sumsq[k] += v * v;
+                out->sum[k] += v;
+                out->sumsq[k] += v * v;
             }
         }
-        pixels += plane;
+        out->pixels += plane;
     }
     store_read_end(st);
-    if (rc != 0)
-        return rc;
+    return rc;
+}
 
+int train_norm_from_sums(const struct train_norm_sums *s, struct train_norm *out)
+{
+    if (s->channels == 0 || s->channels > TRAIN_MAX_CHANNELS || s->pixels == 0)
+        return CWT_EINVAL;
     memset(out, 0, sizeof(*out));
-    out->channels = c;
-    for (uint32_t k = 0; k < c; k++) {
-        double mean = (double)sum[k] / (double)pixels;
-        double var = (double)sumsq[k] / (double)pixels - mean * mean;
+    out->channels = s->channels;
+    for (uint32_t k = 0; k < s->channels; k++) {
+        double mean = (double)s->sum[k] / (double)s->pixels;
+        double var = (double)s->sumsq[k] / (double)s->pixels - mean * mean;
         double sd = var > 0 ? sqrt(var) / 255.0 : 0.0;
         out->mean[k] = (float)(mean / 255.0);
         /* A constant channel would divide by zero; leave it centred but unscaled. */
         out->std[k] = sd > 1e-6 ? (float)sd : 1.0f;
     }
     return 0;
+}
+
+int train_norm_compute(struct store *st, const uint64_t *ids, size_t n, struct train_norm *out)
+{
+    struct train_norm_sums s;
+    int rc = train_norm_sums(st, ids, n, &s);
+
+    return rc != 0 ? rc : train_norm_from_sums(&s, out);
 }
 
 int train_norm_save(struct store *st, const struct train_norm *n)

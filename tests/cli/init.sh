@@ -16,6 +16,17 @@ export CWT_CONFIG="$T/no-such-site.conf"
 
 # --- init --dir: group cwt only where that group exists.
 "$CWTCTL" init --site-id site-a --dir "$T/a" >/dev/null
+# A new federation's recipe is cwt+ (docs/daemon.md): balanced sampling, proportional
+# quarter-epoch visits (250 / 64 steps per 1000 images), a cyclical lr from lr/10; --plain is
+# plain cwt.
+for kv in 'balanced_sampling = true' 'visit_unit = "proportional"' 'visit_length = 3.90625' \
+    'schedule = "cyclical"' 'lr_min = 0.001' 'cycle_epochs = 0.5' 'class_weighted_loss = false'; do
+    grep -q "^ *$kv;" "$T/a/roster.conf" || fail "the new roster lacks $kv"
+done
+"$CWTCTL" init --plain --site-id site-p --dir "$T/p" >/dev/null || fail "init --plain"
+for kv in 'balanced_sampling = false' 'visit_unit = "epochs"' 'schedule = "constant"'; do
+    grep -q "^ *$kv;" "$T/p/roster.conf" || fail "the --plain roster lacks $kv"
+done
 if getent group cwt >/dev/null; then
     grep -q 'group = "cwt"' "$T/a/cwtd.conf" || fail "group cwt exists but the config names none"
 else

@@ -4,7 +4,8 @@
  * accepts must encode again, and that text must decode to a state that encodes to the same
  * text (the codec is a fixed point after one round). cycle_history_parse on the input as a C
  * string: an accepted history formats and parses back to the same numbers. Neither may
- * accept a control character.
+ * accept a control character. cycle_normsum_parse (a peer's "cwt.normsum", issue 20) the same
+ * way: an accepted text has no control character and formats back to the identical text.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cycle_history_parse(hist, &h2, err, sizeof(err)) != 0 || h2.cur != h.cur ||
             h2.n != h.n || h2.bestc != h.bestc || h2.sum != h.sum || h2.best != h.best)
             abort();
+    }
+    {
+        struct cycle_normsum ns, ns2;
+        char nst[CWTD_NORMSUM_MAX + 1];
+        if (cycle_normsum_parse(in, 16, &ns, err, sizeof(err)) == 0 && ns.sites > 0) {
+            if (has_control(in, strlen(in), 0))
+                abort();
+            if (cycle_normsum_format(&ns, nst, sizeof(nst)) != 0 ||
+                cycle_normsum_parse(nst, 16, &ns2, err, sizeof(err)) != 0 ||
+                memcmp(&ns, &ns2, sizeof(ns)) != 0 || strcmp(nst, in) != 0)
+                abort();
+        }
     }
     return 0;
 }

@@ -185,6 +185,117 @@ static void test_roster_round_trip_and_fingerprint(void **state)
     free(r2);
 }
 
+/* recipe.cycle.select: parsed by name, round-trips through the canonical text, changes the
+ * fingerprint when not the default, and leaves a roster without it with its old text. */
+static void test_roster_select_metric(void **state)
+{
+    struct cwt_roster *r = calloc(1, sizeof(*r)), *r2 = calloc(1, sizeof(*r2));
+    char path[PATH_MAX], err[CWT_ERRLEN], ka[256], text[2048];
+    uint8_t fp1[32], fp2[32];
+
+    (void)state;
+    assert_non_null(r);
+    assert_non_null(r2);
+    make_keyline("site-a", ka, sizeof(ka));
+    snprintf(text, sizeof(text),
+             "federation = \"fed\";\nsites = ( { id = \"site-a\"; key = \"%s\"; } );\n"
+             "recipe = { classes = 3; cycle = { select = \"balanced_accuracy\"; }; };\n",
+             ka);
+    write_text("s1.conf", text, path);
+    assert_int_equal(roster_load(path, r, err, sizeof(err)), 0);
+    assert_int_equal(r->recipe.select, CWT_SEL_BALANCED_ACCURACY);
+    assert_int_equal(roster_fingerprint(r, fp1), 0);
+    snprintf(path, sizeof(path), "%s/s2.conf", tmpdir);
+    assert_int_equal(roster_save(path, r, err, sizeof(err)), 0);
+    assert_int_equal(roster_load(path, r2, err, sizeof(err)), 0);
+    assert_int_equal(r2->recipe.select, CWT_SEL_BALANCED_ACCURACY);
+    assert_int_equal(roster_fingerprint(r2, fp2), 0);
+    assert_memory_equal(fp1, fp2, 32);
+    r2->recipe.select = CWT_SEL_ACCURACY;
+    assert_int_equal(roster_fingerprint(r2, fp2), 0);
+    assert_memory_not_equal(fp1, fp2, 32);
+    /* The default is not written, so the saved roster has no select line. */
+    assert_int_equal(roster_save(path, r2, err, sizeof(err)), 0);
+    {
+        FILE *f = fopen(path, "r");
+        size_t n;
+        assert_non_null(f);
+        n = fread(text, 1, sizeof(text) - 1, f);
+        text[n] = '\0';
+        fclose(f);
+        assert_null(strstr(text, "select"));
+    }
+    snprintf(text, sizeof(text),
+             "federation = \"fed\";\nsites = ( { id = \"site-a\"; key = \"%s\"; } );\n"
+             "recipe = { classes = 3; cycle = { select = \"f1\"; }; };\n",
+             ka);
+    write_text("s3.conf", text, path);
+    assert_int_equal(roster_load(path, r2, err, sizeof(err)), CWT_ECONFIG);
+    assert_non_null(strstr(err, "recipe.cycle.select"));
+    free(r);
+    free(r2);
+}
+
+/* recipe.init: a plain file name beside the roster and 64 hex digits; the hash is part of the
+ * fingerprint and survives the canonical text; paths and bad hashes are refused. */
+static void test_roster_init_weights(void **state)
+{
+    static const char *const bad[] = {
+        "file = \"../init.safetensors\"; blake2b = \"%s\";",
+        "file = \"/etc/passwd\"; blake2b = \"%s\";",
+        "file = \"sub/init.safetensors\"; blake2b = \"%s\";",
+        "file = \"init.safetensors\"; blake2b = \"%.62s\";",
+        "file = \"init.safetensors\"; blake2b = \"%sg\";",
+        "file = \"init.safetensors\"; blake2b = \"%s\"; url = \"x\";",
+        "blake2b = \"%s\";",
+    };
+    static const char hex[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    struct cwt_roster *r = calloc(1, sizeof(*r)), *r2 = calloc(1, sizeof(*r2));
+    char path[PATH_MAX], err[CWT_ERRLEN], ka[256], text[2048], init[256], ipath[PATH_MAX];
+    uint8_t fp1[32], fp2[32];
+
+    (void)state;
+    assert_non_null(r);
+    assert_non_null(r2);
+    make_keyline("site-a", ka, sizeof(ka));
+    snprintf(text, sizeof(text),
+             "federation = \"fed\";\nsites = ( { id = \"site-a\"; key = \"%s\"; } );\n"
+             "recipe = { classes = 3; init = { file = \"init.safetensors\"; blake2b = \"%s\"; "
+             "}; };\n",
+             ka, hex);
+    write_text("i1.conf", text, path);
+    assert_int_equal(roster_load(path, r, err, sizeof(err)), 0);
+    assert_true(r->recipe.has_init);
+    assert_int_equal(r->recipe.init_hash[1], 0x11);
+    assert_int_equal(roster_init_path(r, ipath, sizeof(ipath)), 0);
+    snprintf(text, sizeof(text), "%s/init.safetensors", tmpdir);
+    assert_string_equal(ipath, text);
+    assert_int_equal(roster_fingerprint(r, fp1), 0);
+    snprintf(path, sizeof(path), "%s/i2.conf", tmpdir);
+    assert_int_equal(roster_save(path, r, err, sizeof(err)), 0);
+    assert_int_equal(roster_load(path, r2, err, sizeof(err)), 0);
+    assert_int_equal(roster_fingerprint(r2, fp2), 0);
+    assert_memory_equal(fp1, fp2, 32);
+    r2->recipe.init_hash[31] ^= 1;
+    assert_int_equal(roster_fingerprint(r2, fp2), 0);
+    assert_memory_not_equal(fp1, fp2, 32);
+    r2->recipe.has_init = 0;
+    assert_int_equal(roster_init_path(r2, ipath, sizeof(ipath)), CWT_ENOENT);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(init, sizeof(init), bad[i], hex);
+        snprintf(text, sizeof(text),
+                 "federation = \"fed\";\nsites = ( { id = \"site-a\"; key = \"%s\"; } );\n"
+                 "recipe = { classes = 3; init = { %s }; };\n",
+                 ka, init);
+        write_text("i3.conf", text, path);
+        if (roster_load(path, r2, err, sizeof(err)) != CWT_ECONFIG)
+            fail_msg("recipe.init %zu was accepted: %s", i, init);
+        assert_non_null(strstr(err, "recipe.init"));
+    }
+    free(r);
+    free(r2);
+}
+
 static void test_keyline_parse_rejects_bad_lines(void **state)
 {
     struct cwt_roster_site site;
@@ -263,6 +374,8 @@ int main(void)
         cmocka_unit_test(test_site_config_type_error),
         cmocka_unit_test(test_roster_input_error_message),
         cmocka_unit_test(test_roster_round_trip_and_fingerprint),
+        cmocka_unit_test(test_roster_select_metric),
+        cmocka_unit_test(test_roster_init_weights),
         cmocka_unit_test(test_keyline_parse_rejects_bad_lines),
         cmocka_unit_test(test_label_index_by_name_or_number),
         cmocka_unit_test(test_site_init_refuses_existing_site),
