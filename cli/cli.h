@@ -61,10 +61,6 @@ int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen)
  * Latin-1) is written as U+FFFD. */
 void cli_json_string(FILE *f, const char *s); /* on stdout: cli_json_mark_emitted() */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
- * nothing above U+10FFFF), or 0 when s does not start one. s is NUL-terminated. */
-size_t cli_utf8_len(const unsigned char *s);
-
 /* ---- JSON output (cli/cli_json.c, on jansson; the rules and schemas are docs/json.md) ---- */
 
 /* Sets whether this run is under --json (main() calls it once from the global options). */
@@ -86,11 +82,7 @@ int cli_vfail(int code, const char *errcode, const char *fmt, va_list ap);
  * document reports (under --json no error object follows). */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* A malloc'd copy of s in which every byte that does not start a well-formed UTF-8 sequence is
- * replaced by U+FFFD. NULL when out of memory. The caller frees it. */
-char *cli_utf8_clean(const char *s);
-
-/* New JSON string from any bytes (cleaned as cli_utf8_clean); json_null() for s == NULL; NULL
+/* New JSON string from any bytes (cleaned as cwt_utf8_clean); json_null() for s == NULL; NULL
  * when out of memory. The caller owns the reference (or hands it to cli_json_set). */
 json_t *cli_json_str(const char *s);
 /* New JSON string of n bytes as lower-case hex: the one format of fingerprints, hashes and ids

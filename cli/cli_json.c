@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/utf8.h"
 #include "common/cwt.h"
 
 /* Set by main() from --json; read by cli_error so that every failure path prints the error
@@ -39,35 +40,6 @@ int cli_json_mode(void)
     return json_mode;
 }
 
-char *cli_utf8_clean(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s), cap, o = 0;
-    char *out;
-
-    /* Each bad byte grows to 3 (U+FFFD): 3 * len + 1 bounds the result. */
-    if (len > (SIZE_MAX - 1) / 3)
-        return NULL;
-    cap = 3 * len + 1;
-    out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    while (*p != '\0') {
-        size_t n = cli_utf8_len(p);
-        if (n == 0) {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            p++;
-        } else {
-            memcpy(out + o, p, n);
-            o += n;
-            p += n;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 json_t *cli_json_str(const char *s)
 {
     char *clean;
@@ -75,7 +47,7 @@ json_t *cli_json_str(const char *s)
 
     if (s == NULL)
         return json_null();
-    clean = cli_utf8_clean(s);
+    clean = cwt_utf8_clean(s);
     if (clean == NULL)
         return NULL;
     v = json_string(clean);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "common/cwt.h"
-#include "cli/cli.h"
+#include "common/utf8.h"
 #include "daemon/daemon.h"
 
 int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t errlen)
@@ -258,7 +258,14 @@ static void jb_add(struct jbuf *j, const char *key, json_t *v)
 void jb_str(struct jbuf *j, const char *key, const char *val)
 {
     /* Invalid UTF-8 (a file name in the inbox may hold any bytes) becomes U+FFFD. */
-    jb_add(j, key, cli_json_str(val));
+    char *clean = val != NULL ? cwt_utf8_clean(val) : NULL;
+
+    if (val != NULL && clean == NULL) {
+        j->bad = 1;
+        return;
+    }
+    jb_add(j, key, clean != NULL ? json_string(clean) : json_null());
+    free(clean);
 }
 
 void jb_num(struct jbuf *j, const char *key, double val)
