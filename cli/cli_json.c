@@ -39,6 +39,27 @@ int cli_json_mode(void)
     return json_mode;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0. */
+size_t cli_utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
 char *cli_utf8_clean(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -127,7 +148,8 @@ json_t *cli_json_doc(const char *schema, int ok)
     return o;
 }
 
-int cli_json_emit(json_t *doc, int indent)
+/* Prints doc on stdout (see cli_json_emit) and drops the reference; 0 or CLI_FAIL. */
+static int print_doc(json_t *doc, int indent)
 {
     size_t flags = JSON_PRESERVE_ORDER | (indent ? JSON_INDENT(2) : 0);
     char *text;
@@ -146,8 +168,20 @@ int cli_json_emit(json_t *doc, int indent)
     if (fputs(text, stdout) == EOF || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
         rc = CLI_FAIL;
     free(text);
+    return rc;
+}
+
+int cli_json_emit(json_t *doc, int indent)
+{
+    int rc = print_doc(doc, indent);
+
     json_emitted = 1;
     return rc;
+}
+
+int cli_json_stream(json_t *doc)
+{
+    return print_doc(doc, 0);
 }
 
 /* Prints the error object (once per process) for a failure already told on stderr. */
