@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # train.sh - `cwtctl train` on a small synthetic, separable PNG set:
-#   * reaches >= 99% validation accuracy, with one JSON object per epoch;
+#   * reaches >= 99% validation accuracy, with one JSON object per epoch and the outcome
+#     (JSON Lines checked against docs/schemas/train*.json);
 #   * two runs with the same seed export bit-identical models;
 #   * a run killed with SIGKILL mid-training and continued with --resume exports the same
 #     bytes as the uninterrupted run;
