@@ -103,6 +103,10 @@ json_t *cli_json_doc(const char *schema, int ok);
  * order, non-ASCII as UTF-8, one trailing newline; then drops the reference. doc may be NULL (out
  * of memory). Returns 0, or CLI_FAIL with a sentence on stderr. */
 int cli_json_emit(json_t *doc, int indent);
+/* Prints doc on stdout as one line of a JSON Lines stream (train, predict: docs/json.md) and drops
+ * the reference. Unlike cli_json_emit it does not count as the run's document: a later failure
+ * still ends the stream with a cwt.error/1 line. 0, or CLI_FAIL with a sentence on stderr. */
+int cli_json_stream(json_t *doc);
 
 struct bundle_info;
 struct cwt_roster;

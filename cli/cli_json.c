@@ -99,7 +99,8 @@ json_t *cli_json_doc(const char *schema, int ok)
     return o;
 }
 
-int cli_json_emit(json_t *doc, int indent)
+/* Prints doc on stdout (see cli_json_emit) and drops the reference; 0 or CLI_FAIL. */
+static int print_doc(json_t *doc, int indent)
 {
     size_t flags = JSON_PRESERVE_ORDER | (indent ? JSON_INDENT(2) : 0);
     char *text;
@@ -118,8 +119,20 @@ int cli_json_emit(json_t *doc, int indent)
     if (fputs(text, stdout) == EOF || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
         rc = CLI_FAIL;
     free(text);
+    return rc;
+}
+
+int cli_json_emit(json_t *doc, int indent)
+{
+    int rc = print_doc(doc, indent);
+
     json_emitted = 1;
     return rc;
+}
+
+int cli_json_stream(json_t *doc)
+{
+    return print_doc(doc, 0);
 }
 
 /* Prints the error object (once per process) for a failure already told on stderr. */

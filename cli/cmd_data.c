@@ -166,44 +166,26 @@ static void put(json_t *o, const char *key, json_t *v, int *bad)
         *bad = 1;
 }
 
-/* A string; bytes that are not UTF-8 (metadata values come from CSV files) become '?'. */
-static json_t *jstr(const char *s)
-{
-    json_t *v = json_string(s);
-    char *copy;
-
-    if (v != NULL)
-        return v;
-    if ((copy = strdup(s)) == NULL)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    v = json_string(copy);
-    free(copy);
-    return v;
-}
-
 static json_t *jcount(uint64_t v)
 {
     return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
-/* `data --json`: schema DATA_SCHEMA (docs/ingest.md). Returns 0 or CWT_ENOMEM / CWT_EIO. */
-static int print_json(uint64_t total, const uint32_t shape[3], uint32_t classes, uint32_t labels,
-                      uint64_t (*counts)[CWT_MAX_CLASSES], const struct meta_counts *mc,
-                      const struct dup_counts *dups)
+/* `data --json`: the document of schema DATA_SCHEMA (docs/ingest.md, docs/schemas/data.json), a
+ * new reference; NULL when out of memory. */
+static json_t *data_json(uint64_t total, const uint32_t shape[3], uint32_t classes, uint32_t labels,
+                         uint64_t (*counts)[CWT_MAX_CLASSES], const struct meta_counts *mc,
+                         const struct dup_counts *dups)
 {
-    json_t *o = json_object(), *splits = json_object(), *meta = json_object();
-    int bad = o == NULL || splits == NULL || meta == NULL, rc;
+    json_t *o = cli_json_doc(DATA_SCHEMA, 1), *splits = json_object(), *meta = json_object();
+    int bad = o == NULL || splits == NULL || meta == NULL;
 
     if (bad) {
         json_decref(o);
         json_decref(splits);
         json_decref(meta);
-        return CWT_ENOMEM;
+        return NULL;
     }
-    put(o, "schema", json_string(DATA_SCHEMA), &bad);
     put(o, "images", jcount(total), &bad);
     put(o, "input", json_pack("[i,i,i]", (int)shape[0], (int)shape[1], (int)shape[2]), &bad);
     put(o, "classes", json_integer(classes), &bad);
@@ -237,7 +219,7 @@ static int print_json(uint64_t total, const uint32_t shape[3], uint32_t classes,
             break;
         }
         for (size_t k = 0; k < c->n; k++) {
-            json_t *key = jstr(c->v[k].value);
+            json_t *key = cli_json_str(c->v[k].value);
             if (key == NULL)
                 bad = 1;
             else
@@ -249,7 +231,7 @@ static int print_json(uint64_t total, const uint32_t shape[3], uint32_t classes,
         if (c->other > 0)
             put(col, "other", jcount(c->other), &bad);
         {
-            json_t *name = jstr(c->name);
+            json_t *name = cli_json_str(c->name);
             if (name == NULL)
                 bad = 1;
             else
@@ -264,11 +246,11 @@ static int print_json(uint64_t total, const uint32_t shape[3], uint32_t classes,
         json_pack("{s:I,s:I,s:I}", "conflicts", (json_int_t)dups->conflicts, "label",
                   (json_int_t)dups->label, "split", (json_int_t)dups->split),
         &bad);
-    rc = bad ? CWT_ENOMEM : json_dumpf(o, stdout, JSON_COMPACT) != 0 ? CWT_EIO : 0;
-    if (rc == 0 && putchar('\n') == EOF)
-        rc = CWT_EIO;
-    json_decref(o);
-    return rc;
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 static void print_table(uint64_t total, const uint32_t shape[3], uint32_t labels,
@@ -381,10 +363,10 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
     } else if (rc == CWT_ENOENT) {
         /* Zeros here would read as "the data is gone"; no store means nothing was ingested
          * into this folder, which is a different thing to tell a data steward. */
-        code = cli_error(CLI_USAGE,
-                         "there is no store in %s yet (nothing has been ingested; see "
-                         "'cwtctl ingest --help')",
-                         cfg.store_dir);
+        code = cli_fail(CLI_USAGE, "not-found",
+                        "there is no store in %s yet (nothing has been ingested; see "
+                        "'cwtctl ingest --help')",
+                        cfg.store_dir);
         goto out;
     } else {
         code = cli_error(CLI_FAIL, "%s", err);
@@ -398,8 +380,11 @@ int cmd_data(int argc, char **argv, const struct cli_globals *g)
                 labels = l + 1;
         }
     if (g->json) {
-        if ((rc = print_json(total, shape, roster->recipe.classes, labels, counts, mc, &dups)) != 0)
-            code = cli_error(CLI_FAIL, "cannot write the JSON: %s", cwt_strerror(rc));
+        json_t *doc = data_json(total, shape, roster->recipe.classes, labels, counts, mc, &dups);
+        if (doc == NULL)
+            code = cli_fail(CLI_FAIL, "no-memory", "out of memory");
+        else
+            code = cli_json_emit(doc, 0);
     } else {
         print_table(total, shape, labels, counts, &roster->recipe, disk);
         print_meta_table(total, mc);

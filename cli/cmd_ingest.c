@@ -52,27 +52,41 @@ static void one_line(char *s)
             *s = '?';
 }
 
-static void print_summary(const struct ingest_summary *s, const struct cli_globals *g)
+/* Prints the summary; under --json the cwt.ingest/1 document (docs/schemas/ingest.json), with
+ * "ok" false and the failure's error code and message when rc (ingest_run's result) is not 0 or
+ * something was rejected. */
+static void print_summary(const struct ingest_summary *s, int rc, const char *err,
+                          const struct cli_globals *g)
 {
     double rate = s->seconds > 0 ? (double)s->ingested / s->seconds : 0.0;
 
     if (g->json) {
-        json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:{},s:f}", "schema", INGEST_SCHEMA,
-                              "items", (json_int_t)s->items, "ingested", (json_int_t)s->ingested,
-                              "duplicates", (json_int_t)s->duplicates, "conflicts",
-                              (json_int_t)s->conflicts, "rejected", (json_int_t)s->rejected,
-                              "reasons", "seconds", round(s->seconds * 1000.0) / 1000.0);
-        json_t *reasons = o != NULL ? json_object_get(o, "reasons") : NULL;
+        json_t *o = cli_json_doc(INGEST_SCHEMA, rc == 0 && s->rejected == 0), *reasons;
         int bad = o == NULL;
-        for (int r = 0; !bad && r < INGEST_NREASONS; r++)
+        if (bad) {
+            cli_json_emit(NULL, 0);
+            return;
+        }
+        bad |= cli_json_set(o, "items", json_integer((json_int_t)s->items));
+        bad |= cli_json_set(o, "ingested", json_integer((json_int_t)s->ingested));
+        bad |= cli_json_set(o, "duplicates", json_integer((json_int_t)s->duplicates));
+        bad |= cli_json_set(o, "conflicts", json_integer((json_int_t)s->conflicts));
+        bad |= cli_json_set(o, "rejected", json_integer((json_int_t)s->rejected));
+        bad |= cli_json_set(o, "reasons", reasons = json_object());
+        for (int r = 0; bad == 0 && r < INGEST_NREASONS; r++)
             if (s->reasons[r] > 0)
-                bad = json_object_set_new(reasons, ingest_reason_text((enum ingest_reason)r),
-                                          json_integer((json_int_t)s->reasons[r])) != 0;
-        if (bad || json_dumpf(o, stdout, JSON_COMPACT) != 0)
-            fprintf(stderr, "cwtctl: cannot write the summary as JSON\n");
-        else
-            putchar('\n');
-        json_decref(o);
+                bad |= cli_json_set(reasons, ingest_reason_text((enum ingest_reason)r),
+                                    json_integer((json_int_t)s->reasons[r]));
+        bad |= cli_json_set(o, "seconds", json_real(round(s->seconds * 1000.0) / 1000.0));
+        if (rc != 0) {
+            bad |= cli_json_set_str(o, "error", cwt_errname(rc));
+            bad |= cli_json_set_str(o, "message", err);
+        }
+        if (bad) {
+            json_decref(o);
+            o = NULL;
+        }
+        cli_json_emit(o, 0);
         return;
     }
     printf("ingested %llu, skipped as duplicate %llu, rejected %llu (%llu items in %.1f s, "
@@ -264,7 +278,7 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
         code = cli_error(CLI_USAGE, "%s", err);
         goto out;
     }
-    print_summary(&sum, g);
+    print_summary(&sum, rc, err, g);
     snprintf(source, sizeof(source), "%s%s%s", argv[optind], argc - optind == 2 ? " " : "",
              argc - optind == 2 ? argv[optind + 1] : "");
     one_line(source);

@@ -19,6 +19,7 @@ static void usage(FILE *f)
                "Prints the site model's class probabilities for each PNG, JPEG or DICOM file.\n"
                "When the roster's heuristic is ensemble, the probabilities are the mean over\n"
                "every member cwtd has received (listed in the output).\n"
+               "--json prints JSON Lines: one object per file (docs/json.md).\n"
                "Exit status 1 if any file could not be read or decoded.\n");
 }
 
@@ -28,6 +29,35 @@ static const char *class_name(const struct cwt_recipe *r, uint32_t k, char *buf,
         return r->class_names[k];
     snprintf(buf, len, "%u", k);
     return buf;
+}
+
+/* The JSON Lines stream of `predict --json`: one object per file (docs/json.md). */
+#define PREDICT_SCHEMA "cwt.predict/1"
+
+/* A file that got no answer: its sentence on stderr, and under --json its line of the stream
+ * ("ok": false, the error code and the sentence), so that every file has one line. */
+static void file_failed(const struct cli_globals *g, const char *path, int rc, const char *err)
+{
+    json_t *o;
+    int bad;
+
+    if (!g->json) {
+        cli_error(CLI_FAIL, "%s", err);
+        return;
+    }
+    cli_note("%s", err);
+    o = cli_json_doc(PREDICT_SCHEMA, 0);
+    bad = o == NULL;
+    if (!bad) {
+        bad |= cli_json_set_str(o, "file", path);
+        bad |= cli_json_set_str(o, "error", cwt_errname(rc));
+        bad |= cli_json_set_str(o, "message", err);
+    }
+    if (bad) {
+        json_decref(o);
+        o = NULL;
+    }
+    cli_json_stream(o);
 }
 
 static void print_result(const struct cli_globals *g, const struct cwt_recipe *r, const char *path,
@@ -40,22 +70,28 @@ static void print_result(const struct cli_globals *g, const struct cwt_recipe *r
         if (p[k] > p[best])
             best = k;
     if (g->json) {
-        fputs("{\"file\":", stdout);
-        cli_json_string(stdout, path);
-        if (e != NULL) {
-            fputs(",\"members\":", stdout);
-            ensemble_print_json(stdout, e);
+        json_t *o = cli_json_doc(PREDICT_SCHEMA, 1), *probs = json_object();
+        int bad = o == NULL;
+        if (!bad) {
+            bad |= cli_json_set_str(o, "file", path);
+            if (e != NULL) {
+                json_t *m = json_array();
+                for (uint32_t i = 0; m != NULL && i < e->n; i++)
+                    if (json_array_append_new(m, cli_json_str(e->site[i])) != 0)
+                        bad = 1;
+                bad |= cli_json_set(o, "members", m);
+            }
+            bad |= cli_json_set_str(o, "predicted", class_name(r, best, buf, sizeof(buf)));
+            for (uint32_t k = 0; probs != NULL && k < classes; k++)
+                bad |= cli_json_set(probs, class_name(r, k, buf, sizeof(buf)),
+                                    json_real((double)p[k]));
         }
-        fputs(",\"predicted\":", stdout);
-        cli_json_string(stdout, class_name(r, best, buf, sizeof(buf)));
-        fputs(",\"probabilities\":{", stdout);
-        for (uint32_t k = 0; k < classes; k++) {
-            if (k)
-                putchar(',');
-            cli_json_string(stdout, class_name(r, k, buf, sizeof(buf)));
-            printf(":%.6g", (double)p[k]);
+        bad |= cli_json_set(o, "probabilities", probs);
+        if (bad) {
+            json_decref(o);
+            o = NULL;
         }
-        fputs("}}\n", stdout);
+        cli_json_stream(o);
         return;
     }
     printf("%s: %s (%.4f)", path, class_name(r, best, buf, sizeof(buf)), (double)p[best]);
@@ -98,8 +134,8 @@ static void predict_cleanup(struct predict_run *r)
 
 /* Decodes argv[i] into pixels (the model's input shape) in the decoder child; 0, or an error
  * printed already. */
-static int load_image(struct decoder *dec, const char *path, const struct eng_model_spec *spec,
-                      uint8_t *pixels)
+static int load_image(const struct cli_globals *g, struct decoder *dec, const char *path,
+                      const struct eng_model_spec *spec, uint8_t *pixels)
 {
     char err[CWT_ERRLEN];
     int rc;
@@ -107,7 +143,7 @@ static int load_image(struct decoder *dec, const char *path, const struct eng_mo
     rc = decoder_decode_file(dec, path, spec->in_h, spec->in_w, spec->in_c, pixels, err,
                              sizeof(err));
     if (rc != 0)
-        cli_error(CLI_FAIL, "%s", err);
+        file_failed(g, path, rc, err);
     return rc;
 }
 
@@ -162,7 +198,8 @@ static int predict_ensemble(struct predict_run *r, const struct cli_globals *g,
         size_t cells;
 
         for (int i = start; i < end; i++) {
-            if (load_image(r->dec, argv[i], &spec, r->pixels + (size_t)count * image_bytes) != 0) {
+            if (load_image(g, r->dec, argv[i], &spec, r->pixels + (size_t)count * image_bytes) !=
+                0) {
                 *failed = 1;
                 continue;
             }
@@ -264,7 +301,7 @@ int cmd_predict(int argc, char **argv, const struct cli_globals *g)
                            cwt_strerror(rc));
         }
         if (rc != 0) {
-            cli_error(CLI_FAIL, "%s", err);
+            file_failed(g, argv[i], rc, err);
             failed = 1;
             continue;
         }

@@ -313,9 +313,11 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     }
     if (g->json) {
         if (sim_report_json(&rep, stdout) != 0) {
-            rc = cli_error(CLI_FAIL, "cannot write the results as JSON (out of memory)");
+            rc =
+                cli_fail(CLI_FAIL, "no-memory", "cannot write the results as JSON (out of memory)");
             goto out;
         }
+        cli_json_mark_emitted(); /* a later failure prints no second document */
     } else {
         sim_report_table(&rep, stdout);
         printf("results in %s/ (results.csv, results.json, table.txt, val-curves.svg, "

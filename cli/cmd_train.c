@@ -20,6 +20,9 @@
 #include "engine/train/train.h"
 
 #define DEFAULT_CKPT_STEPS 200
+/* The JSON Lines stream of `train --json` (docs/json.md, docs/schemas/train*.json). */
+#define TRAIN_PROGRESS_SCHEMA "cwt.train-progress/1"
+#define TRAIN_SCHEMA          "cwt.train/1"
 /* Tags the loader's seed so that shuffling is independent of the weight initialisation. */
 #define LOADER_SEED_TAG 0x6c6f61646572ull /* "loader" */
 
@@ -41,7 +44,7 @@ static void usage(FILE *f)
             "                        length it was started with\n"
             "  --checkpoint-every K  also checkpoint every K steps (default %d; 0 = epoch "
             "ends only)\n"
-            "  --json                one JSON object per epoch on stdout\n\n"
+            "  --json                JSON Lines: one object per epoch, then the outcome\n\n"
             "The best model by validation accuracy becomes the site's model.\n",
             DEFAULT_CKPT_STEPS);
 }
@@ -73,15 +76,10 @@ static int on_progress(const struct train_progress *p, void *ctx)
     return 0;
 }
 
-static void json_number(const char *key, double v, int comma)
+/* A number; null when not finite (no validation split: val_loss, val_accuracy). */
+static json_t *json_num(double v)
 {
-    printf("\"%s\":", key);
-    if (isfinite(v))
-        printf("%.6g", v);
-    else
-        fputs("null", stdout);
-    if (comma)
-        putchar(',');
+    return isfinite(v) ? json_real(v) : json_null();
 }
 
 static int on_epoch(const struct train_epoch_result *r, void *ctx)
@@ -90,16 +88,26 @@ static int on_epoch(const struct train_epoch_result *r, void *ctx)
 
     clear_live_line(ui);
     if (ui->g->json) {
-        printf("{\"epoch\":%llu,", (unsigned long long)r->epoch);
-        json_number("train_loss", r->train_loss, 1);
-        json_number("train_accuracy", r->train_accuracy, 1);
-        json_number("val_loss", r->val_loss, 1);
-        json_number("val_accuracy", r->val_accuracy, 1);
-        json_number("images_per_s", r->images_per_s, 1);
-        json_number("seconds", r->seconds, 1);
-        json_number("lr", r->lr, 0);
-        printf(",\"step\":%llu,\"best\":%s}\n", (unsigned long long)r->step,
-               r->best ? "true" : "false");
+        /* One line of the cwt.train-progress/1 stream (docs/json.md). */
+        json_t *o = cli_json_doc(TRAIN_PROGRESS_SCHEMA, 1);
+        int bad = o == NULL;
+        if (!bad) {
+            bad |= cli_json_set(o, "epoch", json_integer((json_int_t)r->epoch));
+            bad |= cli_json_set(o, "train_loss", json_num(r->train_loss));
+            bad |= cli_json_set(o, "train_accuracy", json_num(r->train_accuracy));
+            bad |= cli_json_set(o, "val_loss", json_num(r->val_loss));
+            bad |= cli_json_set(o, "val_accuracy", json_num(r->val_accuracy));
+            bad |= cli_json_set(o, "images_per_s", json_num(r->images_per_s));
+            bad |= cli_json_set(o, "seconds", json_num(r->seconds));
+            bad |= cli_json_set(o, "lr", json_num(r->lr));
+            bad |= cli_json_set(o, "step", json_integer((json_int_t)r->step));
+            bad |= cli_json_set(o, "best", json_boolean(r->best));
+        }
+        if (bad) {
+            json_decref(o);
+            o = NULL;
+        }
+        cli_json_stream(o);
     } else {
         printf("epoch %llu/%llu  train loss %.4f acc %.2f%%", (unsigned long long)r->epoch,
                (unsigned long long)ui->epochs, r->train_loss, 100.0 * r->train_accuracy);
@@ -185,6 +193,30 @@ struct train_run {
     uint64_t *train_ids, *val_ids;
     size_t n_train, n_val;
 };
+
+/* The last line of `train --json`: cwt.train/1, the run's outcome. 0 or CLI_FAIL. */
+static int print_train_json(const struct train_run *r, uint64_t epochs)
+{
+    double best = train_session_best_val(r->session);
+    json_t *o = cli_json_doc(TRAIN_SCHEMA, 1);
+    int bad = o == NULL;
+
+    if (!bad) {
+        bad |= cli_json_set_str(o, "model", r->roster.recipe.model);
+        bad |= cli_json_set(o, "epochs", json_integer((json_int_t)epochs));
+        bad |= cli_json_set(o, "steps",
+                            json_integer((json_int_t)train_session_steps_done(r->session)));
+        bad |= cli_json_set(o, "train_images", json_integer((json_int_t)r->n_train));
+        bad |= cli_json_set(o, "val_images", json_integer((json_int_t)r->n_val));
+        bad |= cli_json_set(o, "best_val_accuracy", best >= 0 ? json_real(best) : json_null());
+        bad |= cli_json_set_str(o, "kept", best >= 0 ? "best" : "last");
+    }
+    if (bad) {
+        json_decref(o);
+        o = NULL;
+    }
+    return cli_json_emit(o, 0);
+}
 
 static void train_cleanup(struct train_run *r)
 {
@@ -326,8 +358,12 @@ int cmd_train(int argc, char **argv, const struct cli_globals *g)
         } else if (train_session_steps_done(r->session) >=
                    train_session_steps_planned(r->session)) {
             fprintf(stderr, "cwtctl: the checkpointed run is complete; nothing to resume\n");
+            code = g->json ? print_train_json(r, (train_session_steps_done(r->session) +
+                                                  train_loader_batches_per_epoch(r->loader) - 1) /
+                                                     train_loader_batches_per_epoch(r->loader))
+                           : CLI_OK;
             train_cleanup(r);
-            return CLI_OK;
+            return code;
         } else {
             fprintf(stderr, "cwtctl: resuming at step %llu of %llu\n",
                     (unsigned long long)train_session_steps_done(r->session),
@@ -354,13 +390,18 @@ int cmd_train(int argc, char **argv, const struct cli_globals *g)
     }
     sigprocmask(SIG_UNBLOCK, &ui.stop_signals, NULL);
     if (rc == CWT_ESTATE) {
-        cli_error(CLI_FAIL, "%s; checkpoint saved, continue with 'cwtctl train --resume'", err);
+        cli_fail(CLI_FAIL, "state", "%s; checkpoint saved, continue with 'cwtctl train --resume'",
+                 err);
         train_cleanup(r);
         return CLI_FAIL;
     }
     if (rc != 0)
         goto fail;
-    if (!g->json) {
+    if (g->json) {
+        code = print_train_json(r, ui.epochs);
+        train_cleanup(r);
+        return code;
+    } else {
         double best = train_session_best_val(r->session);
         if (best >= 0)
             printf("best validation accuracy %.2f%%; kept as the site's model\n", 100.0 * best);

@@ -368,6 +368,7 @@ char *sim_report_json_text(const struct sim_report *r)
     if (bad)
         goto out;
     put(o, "schema", jstr(SIM_RESULTS_SCHEMA), &bad);
+    put(o, "ok", json_true(), &bad); /* as in every cwtctl --json document (docs/json.md) */
     put(o, "version", jstr(CWT_VERSION), &bad);
     put(o, "commit", jstr(sim_build_commit()), &bad);
     put(o, "command", jstr(r->command), &bad);

@@ -128,7 +128,7 @@ pngs=$(find "$T/png" -name '*.png' | sort)
 # shellcheck disable=SC2086
 "$CWTCTL" -c "$T/ec/cwtd.conf" --json predict $pngs >"$T/predict_c.json" || die "predict at ec"
 [ "$(wc -l <"$T/predict_a.json")" = "$(echo "$pngs" | wc -l)" ] || die "predict: one line per file"
-grep -q '"members":\["ea","eb","ec"\]' "$T/predict_a.json" || die "predict lacks the members"
+grep -q '"members": \["ea", "eb", "ec"\]' "$T/predict_a.json" || die "predict lacks the members"
 cmp -s "$T/predict_a.json" "$T/predict_c.json" || die "predict differs between sites"
 stop_sites "${ENS[@]}"
 echo "ensemble: ok in $(($(date +%s) - started)) s, test accuracy $accuracy"

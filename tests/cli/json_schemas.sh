@@ -69,6 +69,28 @@ run model-fingerprint 0 "${A[@]}" model fingerprint
 run key 0 "${A[@]}" key show
 run key-check 0 "${A[@]}" key check
 
+# data before any ingest (no store: not-found, exit 2); ingest (clean, then with a rejected
+# file: ok false, exit 1); data; a usage error of ingest.
+"$CWTCTL" init --site-id e --dir "$T/e" --input 16x16x1 --classes 3 >/dev/null || die "init e"
+sed -i -e 's/batch_size = [0-9]*;/batch_size = 16;/' "$T/e/roster.conf"
+E=(-c "$T/e/cwtd.conf")
+python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 10 11 16 >/dev/null
+run error 2 "${E[@]}" data
+grep -q '"error": "not-found"' "$T/out.$n" || die "data without a store: $(cat "$T/out.$n")"
+run ingest 0 "${E[@]}" ingest --val-fraction 0.2 --test-fraction 0.2 --seed 5 "$T/png"
+mkdir -p "$T/png2/0"
+head -c 100 /dev/urandom >"$T/png2/0/$(printf 'caf\351.png')"
+run ingest 1 "${E[@]}" ingest "$T/png2"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] is False and d["rejected"] == 1, d' "$T/out.$n" ||
+    die "ingest with a rejected file: $(cat "$T/out.$n")"
+run error 2 "${E[@]}" ingest --split nowhere "$T/png"
+run data 0 "${E[@]}" data
+# simulate: a tiny run, and a usage error.
+run simulate-results 0 "${E[@]}" simulate --sites 2 --budget 1 --heuristics cwt --seeds 1 --out "$T/sim"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" simulate-results "$T/sim/results.json" ||
+    die "results.json: $(cat "$T/sim/results.json")"
+run error 2 "${E[@]}" simulate --sites 0
+
 # The daemon down: status is the offline cwt.status/1 (ok false, daemon false, exit 1);
 # control commands fail with daemon-down.
 run status 1 "${A[@]}" status

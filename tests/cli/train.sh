@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # train.sh - `cwtctl train` on a small synthetic, separable PNG set:
-#   * reaches >= 99% validation accuracy, with one JSON object per epoch;
+#   * reaches >= 99% validation accuracy, with one JSON object per epoch and the outcome
+#     (JSON Lines checked against docs/schemas/train*.json);
 #   * two runs with the same seed export bit-identical models;
 #   * a run killed with SIGKILL mid-training and continued with --resume exports the same
 #     bytes as the uninterrupted run;
@@ -39,7 +40,10 @@ expect 1 "no trained model" "$CWTCTL" "${A[@]}" model export -o "$T/none.safeten
 # 1. Convergence, JSON per epoch.
 "$CWTCTL" "${A[@]}" train --epochs $EPOCHS --json >"$T/run1.json" 2>"$T/run1.err" ||
     fail "training failed: $(cat "$T/run1.err")"
-[ "$(wc -l <"$T/run1.json")" -eq $EPOCHS ] || fail "expected $EPOCHS JSON lines"
+# JSON Lines: one cwt.train-progress/1 per epoch, then the summary cwt.train/1.
+[ "$(wc -l <"$T/run1.json")" -eq $((EPOCHS + 1)) ] || fail "expected $EPOCHS + 1 JSON lines"
+python3 "$CWT_SRC/tests/cli/helpers/json_lines_check.py" "$T/run1.json" train-progress train ||
+    fail "train --json schemas"
 grep -q "device:" "$T/run1.err" || fail "the device is not named"
 # Piped stderr: no progress line (no ETA, no carriage return).
 if grep -q "ETA" "$T/run1.err" || grep -q $'\r' "$T/run1.err"; then
@@ -48,6 +52,9 @@ fi
 python3 - "$T/run1.json" <<'EOF'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
+summary = lines.pop()
+assert summary["schema"] == "cwt.train/1" and summary["kept"] == "best", summary
+assert all(e["schema"] == "cwt.train-progress/1" for e in lines), lines
 for i, e in enumerate(lines, 1):
     for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
               "images_per_s", "seconds"):
@@ -55,6 +62,7 @@ for i, e in enumerate(lines, 1):
     assert e["epoch"] == i, e
 best = max(e["val_accuracy"] for e in lines)
 assert best >= 0.99, "best validation accuracy %.4f < 0.99" % best
+assert summary["epochs"] == len(lines) and summary["best_val_accuracy"] == best, summary
 print("val accuracy by epoch:", [round(e["val_accuracy"], 4) for e in lines],
       "images/s:", round(lines[-1]["images_per_s"]))
 EOF
@@ -122,9 +130,24 @@ assert [g["predicted"] for g in got] == ["top", "bottom", "bar"], got
 for g in got:
     assert abs(sum(g["probabilities"].values()) - 1) < 1e-4, g
 EOF
+python3 "$CWT_SRC/tests/cli/helpers/json_lines_check.py" "$T/pred.json" predict ||
+    fail "predict --json schema"
 echo "not an image" >"$T/bad.png"
 expect 1 "bad.png" "$CWTCTL" "${A[@]}" predict "$T/bad.png" "$T/new/0/img0000.png"
 grep -q "img0000.png: top" "$T/out" || fail "the good file after a bad one got no answer"
+# --json: a line for each file, the bad one with ok false and its error, exit 1.
+rc=0
+"$CWTCTL" "${A[@]}" --json predict "$T/bad.png" "$T/new/0/img0000.png" >"$T/pred2.json" \
+    2>/dev/null || rc=$?
+[ $rc = 1 ] || fail "predict --json with a bad file: exit $rc"
+python3 "$CWT_SRC/tests/cli/helpers/json_lines_check.py" "$T/pred2.json" predict ||
+    fail "predict --json schema with a bad file"
+python3 - "$T/pred2.json" <<'EOF' || fail "predict --json with a bad file: $(cat "$T/pred2.json")"
+import json, sys
+bad, good = [json.loads(l) for l in open(sys.argv[1])]
+assert bad["ok"] is False and bad["file"].endswith("bad.png") and bad["error"], bad
+assert good["ok"] is True and good["predicted"] == "top", good
+EOF
 expect 2 "no image files" "$CWTCTL" "${A[@]}" predict
 
 # 6. PyTorch loads the export and agrees with cwtctl predict.
