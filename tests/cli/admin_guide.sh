@@ -10,8 +10,14 @@ set -euo pipefail
     echo "admin_guide: skipped (no cwtd)"
     exit 0
 }
-T="$CWT_TEST_TMP/admin_guide.$$"
-rm -rf "$T"
+# As root the guide runs as nobody (below), which must reach the folder: a folder of its own
+# under /tmp then, since the test folder's parents may be closed to other users.
+if [ "$(id -u)" = 0 ]; then
+    T=$(mktemp -d "${TMPDIR:-/tmp}/cwt-admin-guide.XXXXXX")
+else
+    T="$CWT_TEST_TMP/admin_guide.$$"
+    rm -rf "$T"
+fi
 mkdir -p "$T/bin"
 cleanup() {
     [ -z "${daemon_pid:-}" ] || kill "$daemon_pid" 2>/dev/null || true

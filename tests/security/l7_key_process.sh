@@ -21,7 +21,9 @@ obj="$(dirname "$CWTD")/CMakeFiles/cwt_daemon.dir/monitor.c.o"
 if nm -u "$obj" | grep -Ew 'keys_load|crypto_sign(_detached|_ed25519_detached)?|crypto_box_seal_open|keyops_local'; then
     die "the monitor's code references a secret-key operation"
 fi
-nm -u "$obj" | grep -qw keys_load_public || die "the monitor no longer loads site.pub (test out of date)"
+# grep without -q: an early exit of grep would end nm with SIGPIPE, and pipefail would fail it.
+nm -u "$obj" | grep -w keys_load_public >/dev/null ||
+    die "the monitor no longer loads site.pub (test out of date)"
 
 # --- the running daemon -------------------------------------------------------------------
 start_daemon a
