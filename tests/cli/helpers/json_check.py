@@ -8,6 +8,10 @@ import jsonschema
 
 schema_path = os.path.join(os.environ["CWT_SRC"], "docs", "schemas", sys.argv[1] + ".json")
 schema = json.load(open(schema_path))
+# The $id ("cwt.status/1") names the document kind; it is no URL. Older jsonschema releases
+# (Debian 12's 4.10) resolve "#/$defs/..." against it and try to fetch the result, so the
+# references are resolved within the document instead.
+schema.pop("$id", None)
 raw = open(sys.argv[2], "rb").read()
 try:
     text = raw.decode("utf-8")  # strict: invalid UTF-8 fails

@@ -12,7 +12,9 @@ schemas = {}
 for name in sys.argv[2:]:
     s = json.load(open(os.path.join(os.environ["CWT_SRC"], "docs", "schemas", name + ".json")))
     jsonschema.Draft202012Validator.check_schema(s)
-    schemas[s["$id"]] = s
+    # Keyed by its $id, which is then dropped: older jsonschema releases (Debian 12's 4.10)
+    # resolve "#/$defs/..." against an $id and try to fetch the result as a URL.
+    schemas[s.pop("$id")] = s
 try:
     text = open(sys.argv[1], "rb").read().decode("utf-8")  # strict: invalid UTF-8 fails
     if not text.endswith("\n"):
