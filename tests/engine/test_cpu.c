@@ -286,24 +286,9 @@ static void test_tensor_io(void **state)
 static void test_convergence(void **state)
 {
     struct fix *f = *state;
-    struct data train, test;
-    make_data(&train, 384, 1, 16, 16, 4, f->seed);
-    make_data(&test, 128, 1, 16, 16, 4, f->seed + 1);
-    struct eng_model_spec s = spec_of("cnn-small", 16, 16, 1, 4, 0.0f, f->seed);
-    struct eng_model *m = make_model(f->cpu, &s, ENG_SGD, 32);
-    double acc = 0;
-    for (int e = 0; e < 4 && acc < 0.99; e++) {
-        epoch(m, &train, 32, 0.02f, NULL);
-        acc = eval_acc(m, &test, 32);
-    }
-    if (acc < 0.99) {
-        fprintf(stderr, "cnn-small on the CPU reached only %.3f (seed 0x%llx)\n", acc,
-                (unsigned long long)f->seed);
-        fail();
-    }
-    eng_model_free(m);
+    struct data train;
+    eng_model_free(check_convergence(f->cpu, f->seed, "the CPU", &train));
     free_data(&train);
-    free_data(&test);
 }
 
 static int setup(void **state)

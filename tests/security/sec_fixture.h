@@ -131,4 +131,21 @@ static inline int sec_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* Writes a one-tensor safetensors payload ("w", 4 floats) to path, mode 0600. */
+static inline void sec_write_payload(const char *path)
+{
+    struct st_writer *w;
+    float f[4] = {1, 2, 3, 4};
+    uint64_t shape[1] = {4};
+    uint8_t *buf;
+    size_t len;
+
+    assert_int_equal(st_writer_new(&w), 0);
+    assert_int_equal(st_writer_add(w, "w", ST_F32, 1, shape, f), 0);
+    assert_int_equal(st_writer_finish(w, &buf, &len), 0);
+    st_writer_free(w);
+    assert_int_equal(file_write_atomic(path, buf, len, 0600, NULL, 0), 0);
+    free(buf);
+}
+
 #endif

@@ -7,22 +7,6 @@
  */
 #include "tests/security/sec_fixture.h"
 
-static void write_payload(const char *path)
-{
-    struct st_writer *w;
-    float f[4] = {1, 2, 3, 4};
-    uint64_t shape[1] = {4};
-    uint8_t *buf;
-    size_t len;
-
-    assert_int_equal(st_writer_new(&w), 0);
-    assert_int_equal(st_writer_add(w, "w", ST_F32, 1, shape, f), 0);
-    assert_int_equal(st_writer_finish(w, &buf, &len), 0);
-    st_writer_free(w);
-    assert_int_equal(file_write_atomic(path, buf, len, 0600, NULL, 0), 0);
-    free(buf);
-}
-
 /* Seals from site-a with the given times and opens at site-b; returns the open's code. */
 static int seal_and_open(struct sec_fixture *fx, int64_t created, int64_t expires, char *err,
                          size_t errlen)
@@ -35,7 +19,7 @@ static int seal_and_open(struct sec_fixture *fx, int64_t created, int64_t expire
     sec_header(&h, fp);
     h.created = created;
     h.expires = expires;
-    write_payload(fx->weights);
+    sec_write_payload(fx->weights);
     assert_int_equal(
         bundle_seal(&fx->keys[0], &fx->roster, &h, fx->weights, fx->bundle, &info, err, errlen), 0);
     return bundle_open(&fx->keys[1], &fx->roster, fx->st, fx->bundle, fx->out, fp, &info, err,

@@ -11,22 +11,6 @@
 #include "crypto/keyops.h"
 #include "tests/security/sec_fixture.h"
 
-static void write_payload(const char *path)
-{
-    struct st_writer *w;
-    float f[4] = {1, 2, 3, 4};
-    uint64_t shape[1] = {4};
-    uint8_t *buf;
-    size_t len;
-
-    assert_int_equal(st_writer_new(&w), 0);
-    assert_int_equal(st_writer_add(w, "w", ST_F32, 1, shape, f), 0);
-    assert_int_equal(st_writer_finish(w, &buf, &len), 0);
-    st_writer_free(w);
-    assert_int_equal(file_write_atomic(path, buf, len, 0600, NULL, 0), 0);
-    free(buf);
-}
-
 /* What `roster replace-key site-a LINE` does to the roster. */
 static void replace_key(struct cwt_roster *r, const struct site_keys *k)
 {
@@ -64,7 +48,7 @@ static void test_old_key_is_refused_after_replace_key(void **state)
     uint8_t fp[32];
 
     memset(fp, 0x42, 32);
-    write_payload(fx->weights);
+    sec_write_payload(fx->weights);
     snprintf(before, sizeof(before), "%s/before.cwtb", fx->dir);
     assert_int_equal(seal_as(fx, &stolen, &stolen, before), 0);
     assert_int_equal(bundle_verify(&fx->roster, before, NULL, err, sizeof(err)), 0);

@@ -10,22 +10,6 @@
 #include "storage/store_audit.h"
 #include "tests/security/sec_fixture.h"
 
-static void write_payload(const char *path)
-{
-    struct st_writer *w;
-    float f[4] = {1, 2, 3, 4};
-    uint64_t shape[1] = {4};
-    uint8_t *buf;
-    size_t len;
-
-    assert_int_equal(st_writer_new(&w), 0);
-    assert_int_equal(st_writer_add(w, "w", ST_F32, 1, shape, f), 0);
-    assert_int_equal(st_writer_finish(w, &buf, &len), 0);
-    st_writer_free(w);
-    assert_int_equal(file_write_atomic(path, buf, len, 0600, NULL, 0), 0);
-    free(buf);
-}
-
 static uint8_t *slurp(const char *path, size_t *len)
 {
     uint8_t *buf;
@@ -51,7 +35,7 @@ static uint8_t *seal(struct sec_fixture *fx, size_t *len)
 
     memset(fp, 0x42, 32);
     sec_header(&h, fp);
-    write_payload(fx->weights);
+    sec_write_payload(fx->weights);
     assert_int_equal(
         bundle_seal(&fx->keys[0], &fx->roster, &h, fx->weights, fx->bundle, NULL, err, sizeof(err)),
         0);
