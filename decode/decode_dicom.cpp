@@ -243,13 +243,36 @@ int check_rle_headers(DcmDataset *ds, char *err, size_t errlen)
     return 0;
 }
 
+/* The frame header (SOFn segment at frag + off) must describe the image the DICOM header
+ * does: DCMTK sizes its frame buffer from Rows x Columns x SamplesPerPixel, so a small JPEG
+ * under a header declaring 64 Mpixel RGB would otherwise cost hundreds of MB before the decoder
+ * notices the mismatch. Layout (ITU T.81 B.2.2): length, precision, lines, samples per line,
+ * components. Zero lines (height given later by a DNL marker) is refused: dcmjpeg reads the
+ * height from here. */
+int check_jpeg_frame_header(const Uint8 *frag, uint32_t flen, uint32_t off, Uint16 rows,
+                            Uint16 cols, Uint16 samples, char *err, size_t errlen)
+{
+    if (flen - off < 10)
+        return cwt_seterr(err, errlen, CWT_EDECODE, "JPEG frame header is truncated");
+    unsigned lines = static_cast<unsigned>(frag[off + 5]) << 8 | frag[off + 6];
+    unsigned width = static_cast<unsigned>(frag[off + 7]) << 8 | frag[off + 8];
+    unsigned components = frag[off + 9];
+    if (lines != rows || width != cols || components != samples)
+        return cwt_seterr(err, errlen, CWT_EDECODE,
+                          "JPEG frame of %ux%u pixels, %u components, does not match the DICOM "
+                          "header's %ux%u pixels, %u samples",
+                          width, lines, components, static_cast<unsigned>(cols),
+                          static_cast<unsigned>(rows), static_cast<unsigned>(samples));
+    return 0;
+}
+
 /* DCMTK 3.6.7 scans each JPEG fragment for its bit depth before decoding, and its scanner
  * never advances past a TEM marker (0xFF01): a fragment with TEM before the frame header loops
  * forever (found by tests/fuzz/fuzz_decode). The same walk is done here, bounded, over the
  * first fragment of every JPEG-process (dcmjpeg) transfer syntax: SOI/RSTn/EOI take 2 bytes,
  * segments their length + 2, fill bytes 1; a TEM or any other marker before a SOFn, or
- * running off the end, refuses the file. */
-int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
+ * running off the end, refuses the file. The SOFn found is checked against the header. */
+int check_jpeg_fragments(DcmDataset *ds, Uint16 rows, Uint16 cols, char *err, size_t errlen)
 {
     E_TransferSyntax xfer = ds->getOriginalXfer();
     DcmPixelSequence *seq;
@@ -270,8 +293,12 @@ int check_jpeg_fragments(DcmDataset *ds, char *err, size_t errlen)
         unsigned marker = static_cast<unsigned>(frag[off]) << 8 | frag[off + 1];
 
         if (marker >= 0xffc0 && marker <= 0xffcf && marker != 0xffc4 && marker != 0xffc8 &&
-            marker != 0xffcc)
-            return 0; /* SOFn: the frame header DCMTK looks for */
+            marker != 0xffcc) {
+            Uint16 samples = 0;
+            /* check_pixel_module() has read it already */
+            (void)ds->findAndGetUint16(DCM_SamplesPerPixel, samples);
+            return check_jpeg_frame_header(frag, flen, off, rows, cols, samples, err, errlen);
+        }
         if (marker == 0xffd8 || marker == 0xffd9 || (marker >= 0xffd0 && marker <= 0xffd7))
             off += 2;
         else if (marker == 0xffff)
@@ -384,7 +411,7 @@ int render(const uint8_t *buf, size_t len, int fd, struct decoded_image *out, ch
     if (rc == 0)
         rc = check_rle_headers(ds, err, errlen);
     if (rc == 0)
-        rc = check_jpeg_fragments(ds, err, errlen);
+        rc = check_jpeg_fragments(ds, rows, cols, err, errlen);
     if (rc != 0)
         return rc;
 

@@ -249,12 +249,16 @@ static void test_bad_dicom_is_refused(void **state)
 
     /* A JPEG frame header in the pixel module declaring 65528 bits allocated: DCMTK would
      * size the decompressed frame at 13 GB before decoding; refused from the header. The
-     * same for 0 bits stored and a high bit outside the sample. */
+     * same for 0 bits stored, a high bit outside the sample, and dimensions that are not the
+     * JPEG frame's. */
     static const char *const bad_modules[][3] = {
         {"BitsAllocated=65528; d.Rows=65529", "bits allocated", "bits.dcm"},
         {"BitsStored=0", "bits stored", "stored.dcm"},
         {"HighBit=16", "high bit", "high.dcm"},
         {"SamplesPerPixel=2", "samples per pixel", "samples.dcm"},
+        /* a small JPEG under a header declaring 64 Mpixel RGB: DCMTK would size its frame
+         * buffer from the header */
+        {"Rows=8192; d.Columns=8192", "does not match the DICOM header", "dims.dcm"},
     };
     for (size_t i = 0; i < sizeof(bad_modules) / sizeof(bad_modules[0]); i++) {
         struct rusage ru;
