@@ -19,6 +19,7 @@
 
 #include "common/cwt.h"
 #include "engine/cpu.h"
+#include "engine/cpu_ops.h"
 
 #define CPU_MAX_PLANS 4
 #define CPU_ALIGNF    16 /* floats: every tensor and buffer starts on a 64-byte line */
@@ -1185,6 +1186,79 @@ static int cpu_write_tensor(struct eng_model *m, uint32_t i, const float *src)
 {
     memcpy(tensor_ptr(m, i), src, m->t[i].numel * sizeof(float));
     return 0;
+}
+
+/* ------------------------------------------------------------------ test interface */
+
+int cpu_ops_forward(struct eng_model *m, uint32_t n, int predict)
+{
+    struct cpu_plan *p;
+    int rc = get_plan(m, n, predict, &p);
+    return rc ? rc : run_steps(m, p->fwd, p->nfwd);
+}
+
+int cpu_ops_backward(struct eng_model *m, uint32_t n)
+{
+    struct cpu_plan *p;
+    int rc = get_plan(m, n, 0, &p);
+    return rc ? rc : run_steps(m, p->bwd, p->nbwd);
+}
+
+int cpu_ops_act(struct eng_model *m, uint32_t n, int predict, int a, int grad, float *plain,
+                int write)
+{
+    struct cpu_model *cm = m->cpu;
+    struct cpu_plan *p;
+    int rc = get_plan(m, n, predict, &p);
+    if (rc != 0)
+        return rc;
+    float *buf = (grad ? cm->grad : cm->val)[act_of(cm, a)];
+    if (!buf)
+        return CWT_ESTATE;
+    const dnnl_memory_desc_t *md = &p->md[a];
+    dnnl_memory_desc_t pmd;
+    md_init(&pmd, md->ndims, md->dims, md->ndims == 4 ? dnnl_nchw : dnnl_nc);
+    const dnnl_memory_desc_t *from = write ? &pmd : md, *to = write ? md : &pmd;
+    dnnl_engine_t eng = m->d->cpu->eng;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t pr = NULL;
+    dnnl_memory_t mf = NULL, mt = NULL;
+    int ok = dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL) == dnnl_success &&
+             dnnl_primitive_create(&pr, pd) == dnnl_success &&
+             dnnl_memory_create(&mf, from, eng, write ? (void *)plain : buf) == dnnl_success &&
+             dnnl_memory_create(&mt, to, eng, write ? (void *)buf : plain) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, mf}, {DNNL_ARG_TO, mt}};
+        ok = dnnl_primitive_execute(pr, m->d->cpu->stream, 2, args) == dnnl_success &&
+             dnnl_stream_wait(m->d->cpu->stream) == dnnl_success;
+    }
+    dnnl_memory_destroy(mf);
+    dnnl_memory_destroy(mt);
+    dnnl_primitive_destroy(pr);
+    dnnl_primitive_desc_destroy(pd);
+    return ok ? 0 : CWT_EUNSUPPORTED;
+}
+
+float *cpu_ops_tensor(struct eng_model *m, uint32_t i, enum eng_region r)
+{
+    return tparam(m->cpu, m, (int)i, r);
+}
+
+void cpu_ops_loss(struct eng_model *m, uint32_t n, const uint32_t *labels, const float *cw,
+                  const float *z, float *dz, float *loss, uint32_t *correct)
+{
+    struct cpu_model *cm = m->cpu;
+    memcpy(cm->labels, labels, (size_t)n * sizeof(uint32_t));
+    for (uint32_t k = 0; k < m->spec.classes; k++)
+        cm->cw[k] = cw ? cw[k] : 1.0f;
+    cross_entropy(m, z, dz, n);
+    *loss = cm->loss;
+    *correct = (uint32_t)cm->correct;
+}
+
+void cpu_ops_optimize(struct eng_model *m, float lr, float bc1, float bc2)
+{
+    optimize(m, lr, bc1, bc2);
 }
 
 const struct eng_backend eng_backend_cpu = {

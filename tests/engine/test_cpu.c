@@ -1,12 +1,10 @@
 /*
  * test_cpu.c - the CPU backend (oneDNN) against the Vulkan backend and against itself.
  *
- * The Vulkan backend's ops are checked one by one against plain C references and finite
- * differences (test_ops.c); here the CPU backend must follow it through whole models, which
- * covers every op the CPU backend runs (convolutions forward, data and filter gradients with
- * bias and fused ReLU, batch norm training / eval / backward with and without a residual join
- * and fused ReLU, max pooling, global average pooling, inner products, dropout masks, the
- * weighted loss, SGD with momentum and Nesterov, Adam, AdamW, running statistics):
+ * Both backends' ops are checked one by one against plain C references and finite
+ * differences (test_ops.c, test_cpu_ops.c); here the CPU backend must follow the Vulkan one
+ * through whole models (the ops composed: formats between layers, gradient sums, plans per
+ * batch size):
  *   - the same spec gives bit-identical initial tensors and fingerprints on both backends;
  *   - three training steps on the same batches (cnn-small with dropout, both stems of resnet,
  *     class weights) give first-step losses within 1e-5 relative (the forward pass on identical

@@ -1,15 +1,10 @@
 /*
- * test_ops.c - every engine op, forward and backward, against a plain C reference on fresh
- * random inputs, and every reference backward against central finite differences of the
- * reference forward. Runs on the Vulkan device eng_device_open("vulkan") picks (lavapipe without
- * a GPU); the CPU backend's ops are checked through whole steps in test_cpu.c.
- * GEMM-based ops run with every kernel shape the device supports.
- *
- * Error bounds (relative to the output's largest magnitude, fp32 on the device vs double
- * references): elementwise, pooling, permutes 1e-6; GEMM and convolutions 2e-5 (sums of up
- * to a few hundred products); batch norm 1e-4 (normalisation by a variance of fp32 sums);
- * cross-entropy 5e-5 (llvmpipe exp/log approximations); optimizers 1e-5 after three steps. Finite
- * differences (double, h=1e-4): 1e-5 relative.
+ * test_ops.c - every Vulkan engine op, forward and backward, against a plain C reference on
+ * fresh random inputs, and every reference backward against central finite differences of the
+ * reference forward (references and error bounds: refs.h). Runs on the Vulkan device
+ * eng_device_open("vulkan") picks (lavapipe without a GPU); the CPU backend's ops are checked
+ * against the same references in test_cpu_ops.c. GEMM-based ops run with every kernel shape the
+ * device supports.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,13 +13,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
-
-#define TOL_EXACT 1e-6
-#define TOL_GEMM  2e-5
-#define TOL_BN    1e-4
-#define TOL_CE    5e-5 /* llvmpipe exp/log: up to ~3e-5 relative on some seeds */
-#define TOL_OPT   1e-5
-#define TOL_FD    1e-5
+#include "refs.h"
 
 static const struct eng_tref NOBUF = {VK_NULL_HANDLE, 0, 0};
 
@@ -42,80 +31,6 @@ static const struct eng_tref NOBUF = {VK_NULL_HANDLE, 0, 0};
         assert_int_equal(rc_, 0);                                                                  \
         eng_rec_free(&r_);                                                                         \
     } while (0)
-
-#define CHECK(t, what, got, ref, n, tol)                                                           \
-    do {                                                                                           \
-        double e_ = th_relerr((got), (ref), (n), 1e-6);                                            \
-        if (!(e_ <= (tol))) {                                                                      \
-            fprintf(stderr, "%s: relative error %.3g > %.1g (seed 0x%llx)\n", (what), e_,          \
-                    (double)(tol), (unsigned long long)(t)->seed);                                 \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
-
-static double *dalloc(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
-static float *falloc(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-/* Finite-difference check: grad[i] (analytic, from the reference backward with upstream
- * gradient r) against (L(x + h e_i) - L(x - h e_i)) / 2h where L(x) = sum f(x) * r. */
-typedef void (*fwd_fn)(const double *x, double *y, void *ctx);
-
-/* Step h = hrel * max(1, |x|). Piecewise-linear ops (max pool) take a tiny step so that it
- * does not cross a tie between inputs; smooth ops with high curvature at small variance (batch
- * norm) a smaller one than the default, since the double references leave rounding error far
- * below the truncation error. */
-static void fd_check_h(struct th *t, const char *what, fwd_fn f, void *ctx, double *x, size_t nx,
-                       size_t ny, const double *r, const double *grad, double hrel)
-{
-    double *y = dalloc(ny);
-    double gmax = 1e-6, emax = 0;
-    for (size_t i = 0; i < nx; i++)
-        gmax = fmax(gmax, fabs(grad[i]));
-    size_t probes = nx < 24 ? nx : 24;
-    for (size_t p = 0; p < probes; p++) {
-        size_t i = nx <= 24 ? p : (size_t)(eng_rng_next(&t->rng) % nx);
-        double h = hrel * fmax(1.0, fabs(x[i])), keep = x[i], lp = 0, lm = 0;
-        x[i] = keep + h;
-        f(x, y, ctx);
-        for (size_t j = 0; j < ny; j++)
-            lp += y[j] * r[j];
-        x[i] = keep - h;
-        f(x, y, ctx);
-        for (size_t j = 0; j < ny; j++)
-            lm += y[j] * r[j];
-        x[i] = keep;
-        emax = fmax(emax, fabs((lp - lm) / (2 * h) - grad[i]));
-    }
-    free(y);
-    if (!(emax / gmax <= TOL_FD)) {
-        fprintf(stderr, "%s: finite differences disagree, relative %.3g (seed 0x%llx)\n", what,
-                emax / gmax, (unsigned long long)t->seed);
-        fail();
-    }
-}
-
-static void fd_check(struct th *t, const char *what, fwd_fn f, void *ctx, double *x, size_t nx,
-                     size_t ny, const double *r, const double *grad)
-{
-    fd_check_h(t, what, f, ctx, x, nx, ny, r, grad, 1e-4);
-}
-
-static void to_double(const float *f, double *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        d[i] = f[i];
-}
 
 /* ------------------------------------------------------------------ GEMM */
 
@@ -235,75 +150,6 @@ static void test_gemm(void **state)
 }
 
 /* ------------------------------------------------------------------ convolution */
-
-struct conv_ctx {
-    struct eng_conv cv;
-    const double *w, *x; /* the operand held fixed */
-    int wrt_w;
-};
-
-static size_t xi(const struct eng_conv *c, uint32_t ci, uint32_t b, uint32_t y, uint32_t x)
-{
-    return (((size_t)ci * c->n + b) * c->ih + y) * c->iw + x;
-}
-
-static void ref_conv(const struct eng_conv *c, const double *x, const double *w, double *y)
-{
-    for (uint32_t co = 0; co < c->cout; co++)
-        for (uint32_t b = 0; b < c->n; b++)
-            for (uint32_t oy = 0; oy < c->oh; oy++)
-                for (uint32_t ox = 0; ox < c->ow; ox++) {
-                    double acc = 0;
-                    for (uint32_t ci = 0; ci < c->cin; ci++)
-                        for (uint32_t ky = 0; ky < c->kh; ky++)
-                            for (uint32_t kx = 0; kx < c->kw; kx++) {
-                                int iy = (int)(oy * c->stride + ky) - (int)c->pad;
-                                int ix = (int)(ox * c->stride + kx) - (int)c->pad;
-                                if (iy < 0 || ix < 0 || iy >= (int)c->ih || ix >= (int)c->iw)
-                                    continue;
-                                acc += x[xi(c, ci, b, (uint32_t)iy, (uint32_t)ix)] *
-                                       w[((co * c->cin + ci) * c->kh + ky) * c->kw + kx];
-                            }
-                    y[(((size_t)co * c->n + b) * c->oh + oy) * c->ow + ox] = acc;
-                }
-}
-
-/* Adjoint of ref_conv: dx and dw from dy. */
-static void ref_conv_bwd(const struct eng_conv *c, const double *x, const double *w,
-                         const double *dy, double *dx, double *dw)
-{
-    size_t nx = (size_t)c->cin * c->n * c->ih * c->iw;
-    size_t nw = (size_t)c->cout * c->cin * c->kh * c->kw;
-    memset(dx, 0, nx * sizeof(double));
-    memset(dw, 0, nw * sizeof(double));
-    for (uint32_t co = 0; co < c->cout; co++)
-        for (uint32_t b = 0; b < c->n; b++)
-            for (uint32_t oy = 0; oy < c->oh; oy++)
-                for (uint32_t ox = 0; ox < c->ow; ox++) {
-                    double g = dy[(((size_t)co * c->n + b) * c->oh + oy) * c->ow + ox];
-                    for (uint32_t ci = 0; ci < c->cin; ci++)
-                        for (uint32_t ky = 0; ky < c->kh; ky++)
-                            for (uint32_t kx = 0; kx < c->kw; kx++) {
-                                int iy = (int)(oy * c->stride + ky) - (int)c->pad;
-                                int ix = (int)(ox * c->stride + kx) - (int)c->pad;
-                                if (iy < 0 || ix < 0 || iy >= (int)c->ih || ix >= (int)c->iw)
-                                    continue;
-                                size_t wi = ((co * c->cin + ci) * c->kh + ky) * c->kw + kx;
-                                size_t xj = xi(c, ci, b, (uint32_t)iy, (uint32_t)ix);
-                                dx[xj] += g * w[wi];
-                                dw[wi] += g * x[xj];
-                            }
-                }
-}
-
-static void conv_f(const double *v, double *y, void *ctx)
-{
-    struct conv_ctx *c = ctx;
-    if (c->wrt_w)
-        ref_conv(&c->cv, c->x, v, y);
-    else
-        ref_conv(&c->cv, v, c->w, y);
-}
 
 static void test_conv(void **state)
 {
@@ -477,29 +323,6 @@ static void test_conv(void **state)
 
 /* ------------------------------------------------------------------ dense (as GEMMs) */
 
-struct dense_ctx {
-    uint32_t O, I, N;
-    const double *w, *x;
-    int wrt_w;
-};
-
-static void ref_dense(const struct dense_ctx *c, const double *x, const double *w, double *y)
-{
-    for (uint32_t o = 0; o < c->O; o++)
-        for (uint32_t n = 0; n < c->N; n++) {
-            double acc = 0;
-            for (uint32_t i = 0; i < c->I; i++)
-                acc += w[o * c->I + i] * x[i * c->N + n];
-            y[o * c->N + n] = acc;
-        }
-}
-
-static void dense_f(const double *v, double *y, void *ctx)
-{
-    struct dense_ctx *c = ctx;
-    ref_dense(c, c->wrt_w ? c->x : v, c->wrt_w ? v : c->w, y);
-}
-
 /* The dense layer's three GEMMs exactly as model.c records them. */
 static void test_dense(void **state)
 {
@@ -564,45 +387,6 @@ static void test_dense(void **state)
 
 /* ------------------------------------------------------------------ pooling */
 
-struct pool_ctx {
-    struct eng_pool p;
-    int max;
-};
-
-static void ref_pool(const struct pool_ctx *c, const double *x, double *y, uint32_t *arg)
-{
-    const struct eng_pool *p = &c->p;
-    for (uint32_t pl = 0; pl < p->planes; pl++)
-        for (uint32_t oy = 0; oy < p->oh; oy++)
-            for (uint32_t ox = 0; ox < p->ow; ox++) {
-                double best = -INFINITY, s = 0;
-                uint32_t bi = 0;
-                for (uint32_t ky = 0; ky < p->kh; ky++)
-                    for (uint32_t kx = 0; kx < p->kw; kx++) {
-                        int iy = (int)(oy * p->stride + ky) - (int)p->pad;
-                        int ix = (int)(ox * p->stride + kx) - (int)p->pad;
-                        if (iy < 0 || ix < 0 || iy >= (int)p->ih || ix >= (int)p->iw)
-                            continue;
-                        uint32_t pos = (uint32_t)iy * p->iw + (uint32_t)ix;
-                        double v = x[(size_t)pl * p->ih * p->iw + pos];
-                        s += v;
-                        if (v > best) {
-                            best = v;
-                            bi = pos;
-                        }
-                    }
-                size_t o = ((size_t)pl * p->oh + oy) * p->ow + ox;
-                y[o] = c->max ? best : s / (p->kh * p->kw);
-                if (arg)
-                    arg[o] = bi;
-            }
-}
-
-static void pool_f(const double *x, double *y, void *ctx)
-{
-    ref_pool(ctx, x, y, NULL);
-}
-
 static void test_pool(void **state)
 {
     struct th *t = *state;
@@ -649,23 +433,7 @@ static void test_pool(void **state)
             to_double(x, xd, nx);
             to_double(dy, dyd, ny);
             ref_pool(&c, xd, y, arg);
-            for (size_t o = 0; o < ny; o++) {
-                size_t pl = o / ((size_t)c.p.oh * c.p.ow);
-                if (max) {
-                    dx[pl * c.p.ih * c.p.iw + arg[o]] += dyd[o];
-                    continue;
-                }
-                size_t r0 = o % ((size_t)c.p.oh * c.p.ow);
-                uint32_t oy = (uint32_t)(r0 / c.p.ow), ox = (uint32_t)(r0 % c.p.ow);
-                for (uint32_t ky = 0; ky < c.p.kh; ky++)
-                    for (uint32_t kx = 0; kx < c.p.kw; kx++) {
-                        int iy = (int)(oy * c.p.stride + ky) - (int)c.p.pad;
-                        int ix = (int)(ox * c.p.stride + kx) - (int)c.p.pad;
-                        if (iy >= 0 && ix >= 0 && iy < (int)c.p.ih && ix < (int)c.p.iw)
-                            dx[pl * c.p.ih * c.p.iw + (size_t)iy * c.p.iw + (size_t)ix] +=
-                                dyd[o] / (c.p.kh * c.p.kw);
-                    }
-            }
+            ref_pool_bwd(&c, dyd, arg, dx);
             for (size_t i = 0; i < nx; i++)
                 dxm[i] = x[i] > 0 ? dx[i] : 0;
             fd_check_h(t, max ? "maxpool ref" : "avgpool ref", pool_f, &c, xd, nx, ny, dyd, dx,
@@ -712,40 +480,6 @@ static void test_pool(void **state)
 
 /* ------------------------------------------------------------------ batch norm */
 
-struct bn_ctx {
-    uint32_t C, L;
-    const double *gamma, *beta;
-};
-
-static void ref_bn(const struct bn_ctx *c, const double *x, double *y, double *mean, double *inv,
-                   double *var)
-{
-    for (uint32_t ch = 0; ch < c->C; ch++) {
-        const double *xc = x + (size_t)ch * c->L;
-        double m = 0, v = 0;
-        for (uint32_t j = 0; j < c->L; j++)
-            m += xc[j];
-        m /= c->L;
-        for (uint32_t j = 0; j < c->L; j++)
-            v += (xc[j] - m) * (xc[j] - m);
-        v /= c->L;
-        double is = 1.0 / sqrt(v + 1e-5);
-        for (uint32_t j = 0; j < c->L; j++)
-            y[(size_t)ch * c->L + j] = (xc[j] - m) * is * c->gamma[ch] + c->beta[ch];
-        if (mean)
-            mean[ch] = m;
-        if (inv)
-            inv[ch] = is;
-        if (var)
-            var[ch] = v;
-    }
-}
-
-static void bn_f(const double *x, double *y, void *ctx)
-{
-    ref_bn(ctx, x, y, NULL, NULL, NULL);
-}
-
 static void test_bn(void **state)
 {
     struct th *t = *state;
@@ -778,21 +512,7 @@ static void test_bn(void **state)
         ref_bn(&c, xd, y, mean, inv, var);
         /* backward reference */
         double *dx = dalloc(n), *dg = dalloc(C), *db = dalloc(C);
-        for (uint32_t ch = 0; ch < C; ch++) {
-            double sg = 0, sb = 0;
-            for (uint32_t j = 0; j < L; j++) {
-                size_t i = (size_t)ch * L + j;
-                sb += dyd[i];
-                sg += dyd[i] * (xd[i] - mean[ch]) * inv[ch];
-            }
-            dg[ch] = sg;
-            db[ch] = sb;
-            for (uint32_t j = 0; j < L; j++) {
-                size_t i = (size_t)ch * L + j;
-                double xh = (xd[i] - mean[ch]) * inv[ch];
-                dx[i] = gd[ch] * inv[ch] / L * (L * dyd[i] - sb - xh * sg);
-            }
-        }
+        ref_bn_bwd(&c, xd, dyd, mean, inv, dx, dg, db);
         /* With two samples per channel the normalised output is +-1 whatever x (gradient
          * O(eps)), so finite differences would measure only rounding; the device-vs-reference
          * comparison below still covers L = 2. */
@@ -910,30 +630,6 @@ static void test_bn(void **state)
 
 /* ------------------------------------------------------------------ loss */
 
-struct ce_ctx {
-    uint32_t N, K;
-    const uint32_t *y;
-    const double *cw;
-};
-
-/* mean weighted cross-entropy of z[K][N]; single output */
-static void ce_f(const double *z, double *out, void *ctx)
-{
-    const struct ce_ctx *c = ctx;
-    double l = 0, ws = 0;
-    for (uint32_t n = 0; n < c->N; n++) {
-        double mx = -INFINITY, s = 0;
-        for (uint32_t k = 0; k < c->K; k++)
-            mx = fmax(mx, z[k * c->N + n]);
-        for (uint32_t k = 0; k < c->K; k++)
-            s += exp(z[k * c->N + n] - mx);
-        double w = c->cw[c->y[n]];
-        l += w * (log(s) + mx - z[c->y[n] * c->N + n]);
-        ws += w;
-    }
-    out[0] = l / ws;
-}
-
 static void test_ce(void **state)
 {
     struct th *t = *state;
@@ -955,27 +651,8 @@ static void test_ce(void **state)
             struct ce_ctx c = {N, K, y, cwd};
             ce_f(zd, &loss, &c);
             /* analytic gradient and correct count */
-            double *dz = dalloc((size_t)K * N), *probs = dalloc((size_t)K * N), ws = 0;
-            uint32_t correct = 0;
-            for (uint32_t n = 0; n < N; n++)
-                ws += cwd[y[n]];
-            for (uint32_t n = 0; n < N; n++) {
-                double mx = -INFINITY, sum = 0;
-                uint32_t am = 0;
-                for (uint32_t k = 0; k < K; k++)
-                    if (zd[k * N + n] > mx) {
-                        mx = zd[k * N + n];
-                        am = k;
-                    }
-                correct += am == y[n];
-                for (uint32_t k = 0; k < K; k++)
-                    sum += exp(zd[k * N + n] - mx);
-                for (uint32_t k = 0; k < K; k++) {
-                    double p = exp(zd[k * N + n] - mx) / sum;
-                    probs[n * K + k] = p;
-                    dz[k * N + n] = cwd[y[n]] * (p - (k == y[n])) / ws;
-                }
-            }
+            double *dz = dalloc((size_t)K * N), *probs = dalloc((size_t)K * N);
+            uint32_t correct = ref_ce_grad(&c, zd, dz, probs);
             fd_check(t, "ce ref", ce_f, &c, zd, (size_t)K * N, 1, &one, dz);
             struct eng_tref Z = th_buf(t, z, (size_t)K * N), Y = th_buf(t, y, N);
             struct eng_tref CW = th_buf(t, cw, K), PS = th_buf(t, NULL, (size_t)N * 3);
@@ -1133,36 +810,16 @@ static void test_optim(void **state)
         for (int kind = 0; kind < 5; kind++) {
             const uint32_t n = sizes[si];
             /* 0 SGD, 1 SGD momentum+wd, 2 SGD nesterov, 3 Adam (wd as L2), 4 AdamW */
-            float mom = kind == 0 ? 0.0f : 0.9f, wd = kind == 0 ? 0.0f : 0.01f;
-            float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+            const struct ref_optim o = ref_optim_hyper(kind);
+            float mom = o.mom, wd = o.wd, b1 = o.b1, b2 = o.b2, eps = o.eps;
             float *w = falloc(n), *w_cpu0 = falloc(n), *grads = falloc(3 * (size_t)n);
             th_fill(t, w, n, 1);
             th_fill(t, grads, 3 * (size_t)n, 1);
             double *wr = dalloc(n), *m1 = dalloc(n), *m2 = dalloc(n);
             to_double(w, wr, n);
-            for (uint32_t step = 1; step <= 3; step++) {
-                float lr = 0.05f / (float)step;
-                for (uint32_t i = 0; i < n; i++) {
-                    double gr = grads[(size_t)(step - 1) * n + i];
-                    if (kind < 3) {
-                        gr += wd * wr[i];
-                        if (mom != 0) {
-                            m1[i] = mom * m1[i] + gr;
-                            gr = kind == 2 ? gr + mom * m1[i] : m1[i];
-                        }
-                        wr[i] -= lr * gr;
-                    } else {
-                        if (kind == 4)
-                            wr[i] *= 1.0 - (double)lr * wd;
-                        else
-                            gr += wd * wr[i];
-                        m1[i] = b1 * m1[i] + (1 - b1) * gr;
-                        m2[i] = b2 * m2[i] + (1 - b2) * gr * gr;
-                        double mh = m1[i] / (1 - pow(b1, step)), vh = m2[i] / (1 - pow(b2, step));
-                        wr[i] -= lr * mh / (sqrt(vh) + eps);
-                    }
-                }
-            }
+            for (uint32_t step = 1; step <= 3; step++)
+                ref_optim_step(kind, &o, step, 0.05f / (float)step, n, wr,
+                               grads + (size_t)(step - 1) * n, m1, m2);
             for (int cpu = 0; cpu < 2; cpu++) {
                 t->d->cpu_kernels = cpu;
                 struct eng_tref W = th_buf(t, w, n), G = th_buf(t, NULL, n);
