@@ -134,7 +134,7 @@ static int layout(struct eng_model *m, char *err, size_t errlen)
     return 0;
 }
 
-static void vk_model_free(struct eng_model *m)
+void vk_model_free(struct eng_model *m)
 {
     struct eng_device *d = m->d;
     vkDeviceWaitIdle(d->dev);
@@ -151,7 +151,7 @@ static void vk_model_free(struct eng_model *m)
 }
 
 /* The Vulkan backend's model: the arena regions, staging ring and fences. */
-static int vk_model_init(struct eng_model *m, char *err, size_t errlen)
+int vk_model_init(struct eng_model *m, char *err, size_t errlen)
 {
     struct eng_device *dev = m->d;
     m->cur = 0;
@@ -166,18 +166,6 @@ static int vk_model_init(struct eng_model *m, char *err, size_t errlen)
     }
     return rc;
 }
-
-const struct eng_backend eng_backend_vulkan = {
-    .name = "vulkan",
-    .device_close = vk_device_close,
-    .model_init = vk_model_init,
-    .model_free = vk_model_free,
-    .train_begin = vk_train_begin,
-    .train_end = vk_train_end,
-    .predict = vk_predict,
-    .read_tensor = vk_read_tensor,
-    .write_tensor = vk_write_tensor,
-};
 
 /* ------------------------------------------------------------------ recording */
 

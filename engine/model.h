@@ -110,8 +110,10 @@ int eng_graph_build(struct eng_model *m, char *err, size_t errlen);
  * spec.seed, drawn in tensor order). */
 int eng_graph_init(struct eng_model *m, char *err, size_t errlen);
 
-/* The Vulkan backend's entry points (device.c, train.c). */
+/* The Vulkan backend's entry points (device.c, model.c, train.c; the table is train.c's). */
 void vk_device_close(struct eng_device *d);
+int vk_model_init(struct eng_model *m, char *err, size_t errlen);
+void vk_model_free(struct eng_model *m);
 int vk_train_begin(struct eng_model *m, const float *x, const uint32_t *labels, uint32_t n,
                    const float *class_weights, float lr);
 int vk_train_end(struct eng_model *m, float *loss, uint32_t *correct);

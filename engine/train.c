@@ -1,6 +1,6 @@
 /*
  * train.c - the Vulkan backend's training steps, inference and tensor access: the host side of
- * the staging ring and the cache of recorded command buffers.
+ * the staging ring and the cache of recorded command buffers; the backend's table.
  */
 #include <math.h>
 #include <string.h>
@@ -233,3 +233,17 @@ int vk_write_tensor(struct eng_model *m, uint32_t i, const float *src)
 {
     return xfer(m, i, (float *)(uintptr_t)src, 1);
 }
+
+/* The Vulkan backend's table, kept with the step functions so that model.c (recording) needs
+ * nothing from train.c (running): calls go train.c -> model.c -> ops.c -> device.c only. */
+const struct eng_backend eng_backend_vulkan = {
+    .name = "vulkan",
+    .device_close = vk_device_close,
+    .model_init = vk_model_init,
+    .model_free = vk_model_free,
+    .train_begin = vk_train_begin,
+    .train_end = vk_train_end,
+    .predict = vk_predict,
+    .read_tensor = vk_read_tensor,
+    .write_tensor = vk_write_tensor,
+};
