@@ -98,6 +98,33 @@ static void om_free(struct eng_model *m)
     free(m);
 }
 
+/* The activation an op under test reads: the input itself, or (blocked) the output of a 1x1
+ * convolution with identity weights, which carries the input unchanged into the format oneDNN
+ * chooses for convolution outputs (blocked, e.g. nChw16c with padded channels) as in a real
+ * model, and passes the gradient back unchanged. Call om_identity after om_create. */
+static int om_input(struct eng_model *m, uint32_t c, uint32_t h, uint32_t w, int blocked)
+{
+    int x = om_act(m, c, h, w, 0);
+    if (!blocked)
+        return x;
+    struct layer *l = om_layer(m, L_CONV, x);
+    l->k = l->stride = 1;
+    l->w = om_tensor(m, REG_PARAM, (uint64_t)c * c);
+    l->out = om_act(m, c, h, w, 0);
+    return l->out;
+}
+
+static void om_identity(struct eng_model *m)
+{
+    if (m->nl == 0 || m->layers[0].t != L_CONV)
+        return;
+    uint32_t c = m->acts[0].c;
+    float *w = cpu_ops_tensor(m, (uint32_t)m->layers[0].w, REG_PARAM);
+    memset(w, 0, (size_t)c * c * sizeof(float));
+    for (uint32_t i = 0; i < c; i++)
+        w[(size_t)i * c + i] = 1.0f;
+}
+
 static void put(struct eng_model *m, int t, enum eng_region r, const float *v, size_t n)
 {
     memcpy(cpu_ops_tensor(m, (uint32_t)t, r), v, n * sizeof(float));
@@ -269,8 +296,9 @@ static void test_conv(void **state)
 
 static void test_dense(void **state)
 {
-    /* n, in channels, k x k input (k > 1: after a flatten), out, relu: cnn-small's fc1 (with
-     * ReLU) and fc2, the ResNets' fc after global pooling */
+    /* as test_conv's rows, with a k x k input and kernel (k > 1: after a flatten), stride 1,
+     * no padding, bias: cnn-small's fc1 (with ReLU) and fc2, the ResNets' fc after global
+     * pooling */
     static const uint32_t geo[][10] = {
         {1, 1, 1, 1, 1, 1, 1, 0, 1, 0},    {8, 64, 4, 4, 128, 4, 1, 0, 1, 1},
         {7, 128, 1, 1, 10, 1, 1, 0, 1, 0}, {5, 32, 1, 1, 3, 1, 1, 0, 1, 1},
@@ -284,22 +312,24 @@ static void test_dense(void **state)
 
 /* Batch norm over n images of C x H x W; mode 0 plain, 1 fused ReLU (oneDNN's workspace), 2
  * residual join with the input itself (gradients of two paths summed), 3 join and ReLU. */
-static void bn_case(struct th *t, uint32_t n, uint32_t C, uint32_t H, uint32_t W, int mode)
+static void bn_case(struct th *t, uint32_t n, uint32_t C, uint32_t H, uint32_t W, int mode,
+                    int blocked)
 {
     int relu = mode == 1 || mode == 3, res = mode >= 2;
     size_t hw = (size_t)H * W, len = (size_t)n * C * hw;
     uint32_t L = (uint32_t)(n * hw);
     struct eng_model *m = om_new(t, 2);
-    int x = om_act(m, C, H, W, 0);
-    struct layer *l = om_layer(m, L_BN, x);
+    int bi = om_input(m, C, H, W, blocked), x = 0;
+    struct layer *l = om_layer(m, L_BN, bi);
     l->relu = relu;
-    l->res = res ? x : -1;
+    l->res = res ? bi : -1;
     l->gamma = om_tensor(m, REG_PARAM, C);
     l->beta = om_tensor(m, REG_PARAM, C);
     l->rm = om_tensor(m, REG_BUF, C);
     l->rv = om_tensor(m, REG_BUF, C);
     l->out = om_act(m, C, H, W, relu);
     om_create(m, n);
+    om_identity(m);
 
     float *xf = falloc(len), *dyf = falloc(len), *gf = falloc(C), *bf = falloc(C);
     float *rm = falloc(C), *rv = falloc(C), *y = falloc(len), *dx = falloc(len);
@@ -348,7 +378,8 @@ static void bn_case(struct th *t, uint32_t n, uint32_t C, uint32_t H, uint32_t W
         }
     }
     char what[96];
-    snprintf(what, sizeof(what), "cpu bn mode %d fwd n%u C%u %ux%u", mode, n, C, H, W);
+    snprintf(what, sizeof(what), "cpu bn mode %d%s fwd n%u C%u %ux%u", mode,
+             blocked ? " blocked" : "", n, C, H, W);
     check_nchw(t, what, y, yr, n, C, hw, TOL_BN);
     CHECK(t, "cpu bn running mean", cpu_ops_tensor(m, (uint32_t)l->rm, REG_BUF), rmr, C, TOL_BN);
     CHECK(t, "cpu bn running var", cpu_ops_tensor(m, (uint32_t)l->rv, REG_BUF), rvr, C, TOL_BN);
@@ -359,7 +390,8 @@ static void bn_case(struct th *t, uint32_t n, uint32_t C, uint32_t H, uint32_t W
     ref_bn_bwd(&c, xd, dyd, mean, inv, dxr, dgr, dbr);
     for (size_t i = 0; i < len && res; i++)
         dxr[i] += dyd[i]; /* the residual path */
-    snprintf(what, sizeof(what), "cpu bn mode %d dx n%u C%u %ux%u", mode, n, C, H, W);
+    snprintf(what, sizeof(what), "cpu bn mode %d%s dx n%u C%u %ux%u", mode,
+             blocked ? " blocked" : "", n, C, H, W);
     check_nchw(t, what, dx, dxr, n, C, hw, TOL_BN);
     CHECK(t, "cpu bn dgamma", cpu_ops_tensor(m, (uint32_t)l->gamma, REG_GRAD), dgr, C, TOL_BN);
     CHECK(t, "cpu bn dbeta", cpu_ops_tensor(m, (uint32_t)l->beta, REG_GRAD), dbr, C, TOL_BN);
@@ -407,8 +439,9 @@ static void test_bn(void **state)
     /* n C H W: channel counts off and on oneDNN's blocks, the 4x4 stage of a 16x16 ResNet */
     static const uint32_t shapes[][4] = {{2, 3, 3, 3}, {4, 16, 4, 4}, {3, 20, 5, 7}, {8, 8, 8, 8}};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
-        for (int mode = 0; mode < 4; mode++)
-            bn_case(*state, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], mode);
+        for (int mode = 0; mode < 8; mode++)
+            bn_case(*state, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], mode % 4,
+                    mode / 4);
 }
 
 /* ------------------------------------------------------------------ pooling */
@@ -422,7 +455,10 @@ static void test_pool(void **state)
                                       {3, 5, 9, 7, 3, 2, 1}, {2, 16, 7, 7, 3, 2, 1},
                                       {2, 3, 5, 5, 2, 2, 0}, {4, 20, 4, 4, 0, 1, 0},
                                       {3, 7, 5, 3, 0, 1, 0}};
-    for (size_t gi = 0; gi < sizeof(geo) / sizeof(geo[0]); gi++) {
+    const size_t ngeo = sizeof(geo) / sizeof(geo[0]);
+    for (size_t run = 0; run < 2 * ngeo; run++) {
+        size_t gi = run % ngeo;
+        int blocked = run >= ngeo; /* input in a convolution's output format (om_input) */
         const uint32_t *g = geo[gi];
         uint32_t n = g[0], C = g[1];
         int max = g[4] != 0;
@@ -441,13 +477,14 @@ static void test_pool(void **state)
             c.p = (struct eng_pool){n * C, g[2], g[3], 1, 1, g[2], g[3], 1, 0};
         c.max = max;
         struct eng_model *m = om_new(t, 2);
-        int x = om_act(m, C, g[2], g[3], 0);
-        struct layer *l = om_layer(m, max ? L_MAXPOOL : L_GAP, x);
+        int x = 0, pin = om_input(m, C, g[2], g[3], blocked);
+        struct layer *l = om_layer(m, max ? L_MAXPOOL : L_GAP, pin);
         l->k = g[4];
         l->stride = g[5];
         l->pad = g[6];
         l->out = om_act(m, C, c.p.oh, c.p.ow, 0);
         om_create(m, n);
+        om_identity(m);
         /* NCHW planes are the references' planes (n * C of them, in another order) */
         size_t nx = (size_t)c.p.planes * c.p.ih * c.p.iw, ny = (size_t)c.p.planes * c.p.oh * c.p.ow;
         float *xf = falloc(nx), *dyf = falloc(ny), *y = falloc(ny), *dx = falloc(nx);
@@ -465,12 +502,14 @@ static void test_pool(void **state)
         assert_int_equal(cpu_ops_forward(m, n, 0), 0);
         act_io(m, n, 0, l->out, 0, y, 0);
         char what[64];
-        snprintf(what, sizeof(what), "cpu %s fwd geo%zu", max ? "maxpool" : "gap", gi);
+        snprintf(what, sizeof(what), "cpu %s fwd geo%zu%s", max ? "maxpool" : "gap", gi,
+                 blocked ? " blocked" : "");
         CHECK(t, what, y, yr, ny, TOL_EXACT);
         act_io(m, n, 0, l->out, 1, dyf, 1);
         assert_int_equal(cpu_ops_backward(m, n), 0);
         act_io(m, n, 0, x, 1, dx, 0);
-        snprintf(what, sizeof(what), "cpu %s bwd geo%zu", max ? "maxpool" : "gap", gi);
+        snprintf(what, sizeof(what), "cpu %s bwd geo%zu%s", max ? "maxpool" : "gap", gi,
+                 blocked ? " blocked" : "");
         CHECK(t, what, dx, dxr, nx, TOL_EXACT);
         /* a tiny step for max pooling, which must not cross a tie between inputs */
         to_double(dx, dxc, nx);
