@@ -4,7 +4,6 @@
 #include "daemon/keyproc.h"
 
 #include <errno.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -22,36 +21,6 @@
 /* The descriptor the key process keeps: its end of the socketpair. */
 #define KEYPROC_FD 3
 
-/* A call outside the list kills the key process. Under AddressSanitizer (the sanitizer
- * build of the tests) it fails with EPERM instead, and sigaltstack is allowed: the runtime
- * queries it before every noreturn call and makes other calls of its own on its exit path,
- * which say nothing about the key process. */
-#if defined(__SANITIZE_ADDRESS__)
-#define KEYPROC_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KEYPROC_ASAN 1
-#endif
-#endif
-#ifdef KEYPROC_ASAN
-#define KEYPROC_DENY SCMP_ACT_ERRNO(EPERM)
-#else
-#define KEYPROC_DENY SCMP_ACT_KILL_PROCESS
-#endif
-
-/* Everything the request loop needs once the keys are loaded: the socket, stderr for its log
- * lines, the C library's memory and exit paths. No open, no socket, no fork, no exec: any
- * other call kills the process (the monitor then stops cwtd, see monitor.c). */
-static const char *const keyproc_calls[] = {
-    "read",           "write",        "recvmsg",    "sendmsg",       "close",  "exit",
-    "exit_group",     "rt_sigreturn", "brk",        "mmap",          "munmap", "madvise",
-    "futex",          "fstat",        "newfstatat", "clock_gettime", "getpid", "gettid",
-    "rt_sigprocmask", "getrandom",
-#ifdef KEYPROC_ASAN
-    "sigaltstack",
-#endif
-};
-
 static const char *context_name(uint32_t c)
 {
     switch (c) {
@@ -62,42 +31,6 @@ static const char *context_name(uint32_t c)
     default:
         return "unknown";
     }
-}
-
-static void keyproc_confine(void)
-{
-    struct sandbox_paths none = {{NULL}, {NULL}};
-    scmp_filter_ctx ctx;
-    char err[CWT_ERRLEN];
-    int rc;
-
-    /* No capability, like every other process of cwtd. */
-    if (sandbox_drop_capabilities(err, sizeof(err)) != 0)
-        fatalx("key process: %s", err);
-    /* Landlock with no rule: no file of any kind can be opened from here on. */
-    rc = sandbox_landlock_apply(&none, err, sizeof(err));
-    if (rc == CWT_EUNSUPPORTED)
-        log_warnx("key process: %s; its file access is not confined", err);
-    else if (rc != 0)
-        fatalx("key process: %s", err);
-    ctx = seccomp_init(KEYPROC_DENY);
-    if (ctx == NULL)
-        fatalx("key process: seccomp_init failed");
-    for (size_t i = 0; i < sizeof(keyproc_calls) / sizeof(keyproc_calls[0]); i++) {
-        int nr = seccomp_syscall_resolve_name(keyproc_calls[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue; /* not a call on this architecture */
-        if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0) {
-            seccomp_release(ctx);
-            fatalx("key process: seccomp rule for %s", keyproc_calls[i]);
-        }
-    }
-    /* no_new_privs is libseccomp's default (SCMP_FLTATR_CTL_NNP). */
-    if (seccomp_load(ctx) != 0) {
-        seccomp_release(ctx);
-        fatalx("key process: seccomp_load failed");
-    }
-    seccomp_release(ctx);
 }
 
 /* Leaves the confined process with the bare exit_group call: exit()'s handlers and a
@@ -127,6 +60,24 @@ static void send_or_exit(int sock, struct proto_msg *m)
         keyproc_exit(1); /* the monitor is gone */
 }
 
+/* The greeting that refuses: pid 0 and the reason, cut to the field and without control
+ * characters; then exit 2. */
+static void keyproc_refuse(int sock, const char *why) __attribute__((noreturn));
+static void keyproc_refuse(int sock, const char *why)
+{
+    struct proto_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_HELLO;
+    m.fd = -1;
+    snprintf(m.u.hello.device, sizeof(m.u.hello.device), "%.*s", PROTO_TEXT_MAX, why);
+    for (char *p = m.u.hello.device; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    (void)proto_send(sock, &m);
+    _exit(2);
+}
+
 static void keyproc_main(const struct cwt_config *cfg, int sock) __attribute__((noreturn));
 static void keyproc_main(const struct cwt_config *cfg, int sock)
 {
@@ -139,21 +90,24 @@ static void keyproc_main(const struct cwt_config *cfg, int sock)
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    if (crypto_init() != 0)
+        keyproc_refuse(sock, "cannot initialise libsodium");
+    if (keys_load(cfg->keys_dir, &k, err, sizeof(err)) != 0)
+        keyproc_refuse(sock, err);
+    /* The key process's sandbox (sandbox.h, SANDBOX_KEYPROC): no capability, Landlock with no
+     * file at all, the shortest seccomp list. A kernel without Landlock is refused unless
+     * daemon.allow_no_landlock, as for every role of cwtd; the refusal reaches the admin
+     * through the monitor's handshake. */
+    if (sandbox_apply(SANDBOX_KEYPROC, NULL, cfg->allow_no_landlock ? SANDBOX_ALLOW_NO_LANDLOCK : 0,
+                      err, sizeof(err)) != 0) {
+        char why[CWT_ERRLEN + 32];
+        keys_free(&k);
+        snprintf(why, sizeof(why), "key process: %s", err);
+        keyproc_refuse(sock, why);
+    }
     memset(&m, 0, sizeof(m));
     m.type = PROTO_HELLO;
     m.fd = -1;
-    if (crypto_init() != 0 || keys_load(cfg->keys_dir, &k, err, sizeof(err)) != 0) {
-        if (crypto_init() != 0)
-            snprintf(err, sizeof(err), "cannot initialise libsodium");
-        m.u.hello.pid = 0;
-        snprintf(m.u.hello.device, sizeof(m.u.hello.device), "%.*s", PROTO_TEXT_MAX, err);
-        for (char *p = m.u.hello.device; *p != '\0'; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = ' ';
-        (void)proto_send(sock, &m);
-        _exit(2);
-    }
-    keyproc_confine();
     m.u.hello.pid = (uint32_t)getpid();
     memcpy(m.u.hello.model_fp, k.sign_pk, 32);
     snprintf(m.u.hello.device, sizeof(m.u.hello.device), "key process");

@@ -4,8 +4,10 @@
  *
  * cwtd forks it after the trainer supervisor (so no trainer ever holds a descriptor to it) and
  * before the monitor reads anything from outside. It loads sign.key and box.key into
- * sodium_malloc memory, then confines itself (Landlock with no file access at all, then a
- * seccomp list of the few calls its loop needs; any other call kills it) and answers, over an
+ * sodium_malloc memory, then confines itself with the SANDBOX_KEYPROC role of sandbox.h (no
+ * capability, Landlock with no file access at all, the seccomp list of the few calls its loop
+ * needs; any other call kills it; a kernel without Landlock is refused unless
+ * daemon.allow_no_landlock, as for the monitor and the trainer) and answers, over an
  * AF_UNIX SOCK_SEQPACKET socketpair in the proto.h framing, exactly two requests:
  *
  *   PROTO_KEY_SIGN {context, digest}  -> PROTO_KEY_SIGNATURE {status, Ed25519 signature}
@@ -18,7 +20,8 @@
  *
  * Start-up handshake: the key process's first message is PROTO_HELLO with its pid and its
  * Ed25519 public key in model_fp, or pid 0 and the refusal sentence in device when the keys
- * could not be loaded (a key file readable by others, a key that does not match site.pub...).
+ * could not be loaded (a key file readable by others, a key that does not match site.pub...)
+ * or its sandbox could not be applied (no Landlock and no override, say).
  *
  * It logs no key material and no digest: one line per request with the context and a running
  * count. Any message other than the two requests, or one that does not decode, is an

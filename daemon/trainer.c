@@ -626,7 +626,8 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
     if (rc != 0)
         fatalx("trainer: %s", err);
     eng_device_get_info(t.dev, &info);
-    rc = store_open(cfg->store_dir, 0, cfg->store_max_bytes, &t.st, err, sizeof(err));
+    /* The images read-only, the checkpoints read-write (storage/store.h, STORE_TRAINER). */
+    rc = store_open(cfg->store_dir, STORE_TRAINER, cfg->store_max_bytes, &t.st, err, sizeof(err));
     if (rc != 0)
         fatalx("trainer: %s", err);
     rc = train_specs_from_recipe(&roster->recipe, &t.spec, &os, err, sizeof(err));

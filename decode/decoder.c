@@ -6,7 +6,8 @@
  * exactly h*w*c bytes of pixels. The parent trusts nothing in a reply: the code must be a
  * decode error, the length exactly what it asked for, the message is cut at its NUL and
  * control characters are replaced. A child that dies, answers out of protocol or takes longer
- * than DECODER_TIMEOUT_S is killed and reaped; the next file starts a new one.
+ * than DECODER_TIMEOUT_S (wall clock in the parent, CPU time in the child) is killed and
+ * reaped; the next file starts a new one.
  */
 #include "decode/decoder.h"
 
@@ -35,7 +36,9 @@
 struct dec_request {
     uint32_t magic;
     uint32_t h, w, c;
-    uint64_t len; /* bytes of the image from offset 0; 0: the whole file */
+    uint64_t len;       /* bytes of the image from offset 0; 0: the whole file */
+    uint32_t timeout_s; /* CPU seconds for this file, 1..DECODER_TIMEOUT_S */
+    uint32_t pad;
 };
 
 struct dec_reply {
@@ -46,11 +49,24 @@ struct dec_reply {
 };
 
 struct decoder {
-    pid_t pid;     /* the child, or -1 */
-    int sock;      /* the parent's end, or -1 */
-    int stage;     /* memfd for decoder_decode_memory(), reused: its pages stay allocated */
-    size_t staged; /* bytes the memfd holds (its size never shrinks) */
+    unsigned timeout_s; /* per-file limit, DECODER_TIMEOUT_S unless a test lowered it */
+    pid_t pid;          /* the child, or -1 */
+    int sock;           /* the parent's end, or -1 */
+    int stage;          /* memfd for decoder_decode_memory(), reused: its pages stay allocated */
+    size_t staged;      /* bytes the memfd holds (its size never shrinks) */
 };
+
+/* Set by decoder_test_limits() only (tests), read when a decoder is opened and, through
+ * fork, by its children. A child executed anew starts from these defaults. */
+static unsigned test_timeout_s = DECODER_TIMEOUT_S;
+static const char *test_spin_marker;
+
+void decoder_test_limits(unsigned timeout_s, const char *spin_marker)
+{
+    test_timeout_s =
+        timeout_s == 0 || timeout_s > DECODER_TIMEOUT_S ? DECODER_TIMEOUT_S : timeout_s;
+    test_spin_marker = spin_marker;
+}
 
 /* --- the child --- */
 
@@ -117,6 +133,13 @@ static int child_decode(int fd, const struct dec_request *rq, uint8_t *pixels, c
     rc = read_fd(fd, rq->len, &buf, &len, err, errlen);
     if (rc != 0)
         return rc;
+    /* decoder_test_limits(): an image that stands for one that makes a decoder spin. */
+    if (test_spin_marker != NULL && len >= strlen(test_spin_marker) &&
+        memcmp(buf, test_spin_marker, strlen(test_spin_marker)) == 0) {
+        volatile unsigned long long spins = 0;
+        for (;;)
+            spins++;
+    }
     rc = decode_memory_fd(buf, len, fd, &img, err, errlen);
     free(buf);
     if (rc != 0)
@@ -167,7 +190,10 @@ static void __attribute__((noreturn)) child_serve(int sock)
             (rq.c != 1 && rq.c != 3) || cwt_mul_size(rq.h, rq.w, &want) != 0 ||
             want > DECODE_MAX_PIXELS) {
             rp.rc = cwt_seterr(rp.msg, sizeof(rp.msg), CWT_EINVAL, "bad decode request");
-        } else if (sandbox_rlimit_cpu(DECODER_TIMEOUT_S, rp.msg, sizeof(rp.msg)) != 0) {
+        } else if (sandbox_rlimit_cpu(rq.timeout_s >= 1 && rq.timeout_s <= DECODER_TIMEOUT_S
+                                          ? rq.timeout_s
+                                          : DECODER_TIMEOUT_S,
+                                      rp.msg, sizeof(rp.msg)) != 0) {
             rp.rc = CWT_EIO;
         } else if ((pixels = malloc(want * rq.c)) == NULL) {
             rp.rc = cwt_seterr(rp.msg, sizeof(rp.msg), CWT_ETOOBIG, "out of memory");
@@ -291,6 +317,7 @@ int decoder_open(struct decoder **out)
 
     if (d == NULL)
         return CWT_ENOMEM;
+    d->timeout_s = test_timeout_s;
     d->pid = -1;
     d->sock = -1;
     d->stage = -1;
@@ -332,8 +359,10 @@ int decoder_start(struct decoder *d, char *err, size_t errlen)
     return d->pid > 0 ? 0 : spawn(d, err, errlen);
 }
 
-/* Ends the child (killed unless it exited already) and describes how it ended. */
-static void reap(struct decoder *d, int kill_it, char *how, size_t howlen)
+/* Ends the child (killed unless it exited already) and describes how it ended; *xcpu (when
+ * not NULL) is set when its CPU-time limit ended it (SIGXCPU: only the soft limit is set,
+ * see sandbox_rlimit_cpu). */
+static void reap(struct decoder *d, int kill_it, char *how, size_t howlen, int *xcpu)
 {
     int status = 0;
     pid_t got;
@@ -349,6 +378,8 @@ static void reap(struct decoder *d, int kill_it, char *how, size_t howlen)
         got = waitpid(d->pid, &status, 0);
     while (got < 0 && errno == EINTR);
     d->pid = -1;
+    if (xcpu != NULL)
+        *xcpu = got > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU;
     if (how == NULL)
         return;
     if (got < 0)
@@ -437,17 +468,18 @@ static int reply_code(int32_t rc)
 static int decode_fd_len(struct decoder *d, int fd, uint64_t len, const char *name, uint32_t h,
                          uint32_t w, uint32_t c, uint8_t *out, char *err, size_t errlen)
 {
-    struct dec_request rq = {DEC_MAGIC, h, w, c, len};
+    struct dec_request rq = {DEC_MAGIC, h, w, c, len, 0, 0};
     struct dec_reply rp;
     char how[64];
     size_t want;
     double deadline;
-    int rc;
+    int rc, xcpu = 0;
 
     if (d == NULL || fd < 0 || out == NULL || h == 0 || w == 0 || (c != 1 && c != 3) ||
         cwt_mul_size(h, w, &want) != 0 || want > DECODE_MAX_PIXELS)
         return cwt_seterr(err, errlen, CWT_EINVAL, "bad decode request for %s", name);
     want *= c;
+    rq.timeout_s = d->timeout_s;
     /* A child that died between files (or was never started) is replaced first. */
     for (int attempt = 0;; attempt++) {
         if (d->pid <= 0) {
@@ -457,12 +489,12 @@ static int decode_fd_len(struct decoder *d, int fd, uint64_t len, const char *na
         }
         if (send_request(d->sock, fd, &rq) == 0)
             break;
-        reap(d, 1, NULL, 0);
+        reap(d, 1, NULL, 0, NULL);
         if (attempt > 0)
             return cwt_seterr(err, errlen, CWT_EIO, "cannot hand %s to the decoder: %s", name,
                               strerror(errno));
     }
-    deadline = cwt_monotonic() + DECODER_TIMEOUT_S;
+    deadline = cwt_monotonic() + d->timeout_s;
     rc = read_until(d->sock, &rp, sizeof(rp), deadline);
     if (rc == 0 &&
         (rp.magic != DEC_MAGIC || (rp.rc == 0 && rp.len != want) || (rp.rc != 0 && rp.len != 0)))
@@ -470,16 +502,19 @@ static int decode_fd_len(struct decoder *d, int fd, uint64_t len, const char *na
     if (rc == 0 && rp.rc == 0)
         rc = read_until(d->sock, out, want, deadline);
     if (rc == -2) {
-        reap(d, 1, NULL, 0);
-        return cwt_seterr(err, errlen, CWT_EDECODE, "decoder timed out on %s after %d s", name,
-                          DECODER_TIMEOUT_S);
+        reap(d, 1, NULL, 0, NULL);
+        return cwt_seterr(err, errlen, CWT_EDECODE, "decoder timed out on %s after %u s", name,
+                          d->timeout_s);
     }
     if (rc == -3) {
-        reap(d, 1, NULL, 0);
+        reap(d, 1, NULL, 0, NULL);
         return cwt_seterr(err, errlen, CWT_EDECODE, "decoder sent a malformed reply for %s", name);
     }
     if (rc != 0) {
-        reap(d, 0, how, sizeof(how));
+        reap(d, 0, how, sizeof(how), &xcpu);
+        if (xcpu)
+            return cwt_seterr(err, errlen, CWT_EDECODE,
+                              "decoder timed out on %s after %u s of CPU time", name, d->timeout_s);
         return cwt_seterr(err, errlen, CWT_EDECODE, "decoder crashed on %s (%s)", name, how);
     }
     if (rp.rc == 0)
@@ -561,7 +596,7 @@ void decoder_close(struct decoder *d)
     if (d == NULL)
         return;
     /* The child exits when its socket closes; SIGKILL covers one stuck in a decode. */
-    reap(d, 1, NULL, 0);
+    reap(d, 1, NULL, 0, NULL);
     if (d->stage >= 0)
         close(d->stage);
     free(d);

@@ -21,7 +21,8 @@
 #include "decode/decode.h"
 
 /* Wall-clock seconds one file may take before the child is killed; its CPU limit is the
- * same. */
+ * same. A child ended by either is reported as "decoder timed out on NAME" and costs that
+ * file only. */
 #define DECODER_TIMEOUT_S 60
 /* The child's address space: the largest file (DECODE_MAX_FILE), DCMTK's copy of a frame
  * (DECODE_MAX_FRAME_BYTES), the decoded and resized images, and the libraries. */
@@ -68,6 +69,15 @@ int decoder_decode_file(struct decoder *d, const char *path, uint32_t h, uint32_
  * be executed anew for each child (an address space of its own rather than a copy of the
  * parent's) and returns. Programs that do not call it (tests) get forked children. */
 void decoder_main(int argc, char **argv);
+
+/* For tests only: decoders opened from now on in this process take timeout_s seconds per
+ * file (wall clock in the parent, CPU time in the child), only ever lower than
+ * DECODER_TIMEOUT_S (0 or more restores it); and when spin_marker is not NULL, their forked
+ * children spin instead of decoding an image whose first bytes are spin_marker, so that the
+ * timeout can be tried without an input that really is slow. Nothing outside the process can
+ * set either: cwtctl never calls it, and a child executed anew (decoder_main()) starts from
+ * the defaults. spin_marker must outlive the decoders. */
+void decoder_test_limits(unsigned timeout_s, const char *spin_marker);
 
 /* Stops the child (closing its socket ends it) and frees d. NULL is fine. */
 void decoder_close(struct decoder *d);

@@ -1,7 +1,7 @@
 /*
  * sandbox.h - one interface over the confinement mechanisms of cwt's processes (cwtd's
- * monitor and trainer, cwtctl's decoder child), in the layout of OpenSSH's sandbox-*.c: one
- * implementation file per mechanism (sandbox_seccomp.c, sandbox_landlock.c,
+ * monitor, trainer and key process, cwtctl's decoder child), in the layout of OpenSSH's
+ * sandbox-*.c: one implementation file per mechanism (sandbox_seccomp.c, sandbox_landlock.c,
  * sandbox_rlimit.c) and sandbox_apply() that composes them.
  *
  * Call order in a process: everything that needs the wider world first (config, passwd and
@@ -18,6 +18,7 @@ enum sandbox_role {
     SANDBOX_MONITOR = 0, /* keys and bundles: strict allow-list, no exec, no fork */
     SANDBOX_TRAINER,     /* GPU driver: also ioctl, threads, executable memory (lavapipe) */
     SANDBOX_DECODER,     /* image decoder: read/write on descriptors it was given, nothing else */
+    SANDBOX_KEYPROC,     /* key holder: its one socket and its memory; any other call kills it */
 };
 
 #define SANDBOX_MAX_PATHS 24
@@ -32,7 +33,10 @@ struct sandbox_paths {
  * (socket/socketpair with another family fail with EAFNOSUPPORT), execve fails with EPERM,
  * and any syscall outside the list fails with EPERM rather than killing the process, so a
  * rare error path that was missed becomes a logged error instead of a half-finished commit.
- * Returns 0, or CWT_EIO / CWT_ENOMEM with a sentence in err. */
+ * The key process is the exception: its loop is a few dozen lines that make a known handful
+ * of calls, so any other call is an attack and kills it (SIGSYS; EPERM in AddressSanitizer
+ * builds, whose runtime makes calls of its own). Returns 0, or CWT_EIO / CWT_ENOMEM with a
+ * sentence in err. */
 int sandbox_seccomp_apply(enum sandbox_role role, char *err, size_t errlen);
 
 /* Restricts file-system access to the given paths with Landlock (raw syscalls, the best ABI
@@ -70,12 +74,22 @@ int sandbox_rlimit_cpu(unsigned seconds, char *err, size_t errlen);
 /* sandbox_apply() flags. */
 #define SANDBOX_ALLOW_NO_LANDLOCK 0x1 /* a kernel without Landlock is logged, not refused */
 
-/* The whole sandbox of a role: every capability dropped, Landlock when paths != NULL, then
- * seccomp. A kernel without Landlock fails closed (CWT_EUNSUPPORTED, with a sentence that
- * names the override) unless flags has SANDBOX_ALLOW_NO_LANDLOCK (cwtd's
- * daemon.allow_no_landlock, which the monitor audits). The decoder gets no Landlock rule at
- * all and needs none: its seccomp list has no open. Returns 0 or the first fatal error with
- * err filled. */
+/* The whole sandbox of a role: every capability dropped, Landlock, then seccomp.
+ *
+ * Landlock, per role:
+ *   monitor, trainer  the folders in paths (NULL: no Landlock, for tests of seccomp alone);
+ *   key process       no rule at all, whatever paths says (pass NULL): it opens no file once
+ *                     its keys are loaded;
+ *   decoder           no rule at all where the kernel offers Landlock.
+ * The rule for a kernel without Landlock: every role of cwtd (monitor, trainer, key process)
+ * fails closed (CWT_EUNSUPPORTED, with a sentence that names the override) unless flags has
+ * SANDBOX_ALLOW_NO_LANDLOCK, which is cwtd's daemon.allow_no_landlock, the one switch that
+ * the monitor audits; so no process of the daemon runs with less confinement than documented
+ * without that record. The key process is held to the rule although its seccomp list has no
+ * open either: the two walls are independent, and one override for the whole daemon is what
+ * an admin can reason about. The decoder is cwtctl's, which has no configuration and no audit
+ * log to carry an override; its seccomp list has no open, so Landlock is a second wall there,
+ * applied where the kernel has it. Returns 0 or the first fatal error with err filled. */
 int sandbox_apply(enum sandbox_role role, const struct sandbox_paths *paths, int flags, char *err,
                   size_t errlen);
 

@@ -1,13 +1,14 @@
 /*
- * sandbox_seccomp.c - the seccomp allow-lists of the monitor, the trainer (libseccomp) and
- * cwtctl's decoder child.
+ * sandbox_seccomp.c - the seccomp allow-lists of the monitor, the trainer, cwtd's key process
+ * (libseccomp) and cwtctl's decoder child.
  *
  * Monitor and trainer: only AF_UNIX sockets, no exec, no ptrace, no mount, no io_uring, no
  * keyctl, no bpf, threads but no new processes - anything not listed fails with EPERM. The
  * trainer adds what GPU drivers need: ioctls on their device nodes (but no terminal ioctl),
  * executable memory for the JIT of Mesa's lavapipe and oneDNN; it may signal only itself.
  * The monitor has no executable memory. The decoder has a list of its own, much shorter: it
- * reads the descriptor it was handed and writes pixels to its socket.
+ * reads the descriptor it was handed and writes pixels to its socket. The key process's is
+ * the shortest, and the only one whose unlisted calls kill rather than fail.
  */
 #include "sandbox/sandbox.h"
 
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -206,6 +208,27 @@ static const char *const decoder_calls[] = {
     "sigaltstack", "getpid",       "gettid",         "getrusage",       "getrlimit",
 };
 
+/* The key process's request loop once its keys are loaded: its socket, stderr for its log
+ * lines, the C library's memory and exit paths. No open, no socket, no fork, no exec, no
+ * mprotect; mmap and fstat are narrowed in add_keyproc_rules. */
+static const char *const keyproc_calls[] = {
+    "read",       "write",         "recvmsg", "sendmsg", "close",          "exit",
+    "exit_group", "rt_sigreturn",  "brk",     "munmap",  "madvise",        "futex",
+    "fstat",      "clock_gettime", "getpid",  "gettid",  "rt_sigprocmask", "getrandom",
+};
+
+/* AddressSanitizer's runtime queries sigaltstack before every noreturn call and makes other
+ * calls of its own on its exit path, which say nothing about the key process: in such a
+ * build (the sanitizer build of the tests) an unlisted call fails with EPERM instead of
+ * killing, and sigaltstack is allowed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KEYPROC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEYPROC_ASAN 1
+#endif
+#endif
+
 static int add_calls(scmp_filter_ctx ctx, const char *const *names, size_t n, char *err,
                      size_t errlen)
 {
@@ -277,6 +300,27 @@ static int add_decoder_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
     return 0;
 }
 
+/* The key process: its list, memory without PROT_EXEC and without mprotect (sodium_malloc's
+ * guard pages are set up before confinement), fstat only on a descriptor. */
+static int add_keyproc_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+    int rc = add_calls(ctx, keyproc_calls, sizeof(keyproc_calls) / sizeof(keyproc_calls[0]), err,
+                       errlen);
+    if (rc != 0)
+        return rc;
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                          SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc = rc ? rc
+            : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), 1,
+                               SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH));
+#ifdef KEYPROC_ASAN
+    rc = rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sigaltstack), 0);
+#endif
+    if (rc != 0)
+        return cwt_seterr(err, errlen, CWT_EIO, "seccomp: key process rules: %s", strerror(-rc));
+    return 0;
+}
+
 /* The trainer's ioctls: any but a terminal's. Terminal ioctls have type 'T' (0x54) in bits
  * 8-15 of the request (TIOCSTI, which pushes keystrokes into a terminal, is 0x5412); GPU
  * drivers use other types ('d' for DRM, 'F' for NVIDIA, '>' for sync files). seccomp has no
@@ -302,6 +346,8 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, siz
 
     if (role == SANDBOX_DECODER)
         return add_decoder_rules(ctx, err, errlen);
+    if (role == SANDBOX_KEYPROC)
+        return add_keyproc_rules(ctx, err, errlen);
 
     rc = add_calls(ctx, monitor_calls, sizeof(monitor_calls) / sizeof(monitor_calls[0]), err,
                    errlen);
@@ -361,14 +407,20 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, char *err, siz
 int sandbox_seccomp_apply(enum sandbox_role role, char *err, size_t errlen)
 {
     scmp_filter_ctx ctx;
+    uint32_t deny = SCMP_ACT_ERRNO(EPERM);
     int rc;
 
-    if (role != SANDBOX_MONITOR && role != SANDBOX_TRAINER && role != SANDBOX_DECODER)
+    if (role != SANDBOX_MONITOR && role != SANDBOX_TRAINER && role != SANDBOX_DECODER &&
+        role != SANDBOX_KEYPROC)
         return cwt_seterr(err, errlen, CWT_EINVAL, "seccomp: unknown sandbox role %d", role);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         return cwt_seterr(err, errlen, CWT_EIO, "cannot set no_new_privs: %s", strerror(errno));
-    /* EPERM, not kill, for anything unlisted: see sandbox.h. */
-    ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+        /* EPERM, not kill, for anything unlisted, except in the key process: see sandbox.h. */
+#ifndef KEYPROC_ASAN
+    if (role == SANDBOX_KEYPROC)
+        deny = SCMP_ACT_KILL_PROCESS;
+#endif
+    ctx = seccomp_init(deny);
     if (ctx == NULL)
         return cwt_seterr(err, errlen, CWT_ENOMEM, "seccomp: cannot create a filter");
     /* execve and execveat are not listed, so they fail with EPERM like everything else

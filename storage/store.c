@@ -1,6 +1,7 @@
 /*
  * store.c - the site store's core: environment, images, index, sources, counts, meta.
- * Checkpoints, ledger and audit live in store_models.c, store_ledger.c, store_audit.c.
+ * Checkpoints, ledger and audit live in store_models.c, store_ledger.c, store_audit.c; the
+ * checkpoint environment in store_ckpt.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -104,7 +105,7 @@ int store_txn_begin(struct store *st, int rdonly, MDB_txn **txn)
 {
     if (st == NULL || txn == NULL)
         return CWT_EINVAL;
-    if (!rdonly && (st->flags & STORE_RDONLY))
+    if (!rdonly && (st->flags & (STORE_RDONLY | STORE_TRAINER)))
         return CWT_EPERM;
     if (!rdonly && st->batch != NULL)
         return CWT_ESTATE;
@@ -132,7 +133,7 @@ static int open_databases(struct store *st, char *err, size_t errlen)
                                                      "models", "ledger", "audit",   "imeta"};
     MDB_dbi *handles[STORE_MAX_DBS] = {&st->images, &st->index,  &st->sources, &st->meta,
                                        &st->models, &st->ledger, &st->audit,   &st->imeta};
-    int rdonly = (st->flags & STORE_RDONLY) != 0;
+    int rdonly = (st->flags & (STORE_RDONLY | STORE_TRAINER)) != 0;
     MDB_txn *txn;
     int rc;
 
@@ -186,6 +187,9 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
         return cwt_seterr(err, errlen, CWT_EINVAL, "store folder name is missing or too long");
     if ((flags & STORE_RDONLY) && (flags & STORE_CREATE))
         return cwt_seterr(err, errlen, CWT_EINVAL, "a store cannot be created read-only");
+    if ((flags & STORE_TRAINER) && (flags & (STORE_RDONLY | STORE_CREATE)))
+        return cwt_seterr(err, errlen, CWT_EINVAL,
+                          "a trainer's store is neither created nor wholly read-only");
     *out = NULL;
     if (flags & STORE_CREATE) {
         rc = file_mkdir_p(dir, 0700, err, errlen);
@@ -224,8 +228,9 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
     /* MDB_NOTLS: read snapshots are not tied to the thread's slot, so a snapshot and a
      * backend's own short transaction can coexist (see store_internal.h). */
     if (rc == 0)
-        rc =
-            mdb_env_open(st->env, dir, MDB_NOTLS | ((flags & STORE_RDONLY) ? MDB_RDONLY : 0), 0600);
+        rc = mdb_env_open(st->env, dir,
+                          MDB_NOTLS | ((flags & (STORE_RDONLY | STORE_TRAINER)) ? MDB_RDONLY : 0),
+                          0600);
     if (rc != 0) {
         /* A read-only open in the instant between the creator's open(O_CREAT) and its first
          * header write finds an empty data.mdb, which LMDB would have to initialise: that too
@@ -243,6 +248,8 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
     int dead = 0;
     (void)mdb_reader_check(st->env, &dead);
     rc = open_databases(st, err, errlen);
+    if (rc == 0)
+        rc = store_ckpt_open(st, map_bytes, err, errlen);
     if (rc != 0)
         goto fail;
     *out = st;
@@ -261,6 +268,7 @@ void store_close(struct store *st)
         store_batch_abort(st->batch);
     if (st->snapshot != NULL)
         mdb_txn_abort(st->snapshot);
+    store_ckpt_close(st);
     mdb_env_close(st->env);
     free(st);
 }
@@ -334,8 +342,24 @@ int store_meta_get(struct store *st, const char *key, void *buf, size_t buflen, 
     MDB_txn *txn;
     int rc;
 
-    if (st == NULL || (buf == NULL && buflen > 0))
+    if (st == NULL || (buf == NULL && buflen > 0) || key == NULL)
         return CWT_EINVAL;
+    if (store_ckpt_meta_key(key)) {
+        MDB_dbi dbi;
+        MDB_val k, v;
+        if ((rc = meta_key(key, &k)) != 0 ||
+            (rc = store_ckpt_txn_begin(st, 1, &txn, NULL, &dbi)) != 0)
+            return rc;
+        rc = store_mdb_err(mdb_get(txn, dbi, &k, &v));
+        if (rc == 0 && len != NULL)
+            *len = v.mv_size;
+        if (rc == 0 && v.mv_size > buflen)
+            rc = CWT_ETOOBIG;
+        if (rc == 0 && v.mv_size > 0)
+            memcpy(buf, v.mv_data, v.mv_size);
+        mdb_txn_abort(txn);
+        return rc;
+    }
     rc = store_txn_begin(st, 1, &txn);
     if (rc != 0)
         return rc;
@@ -348,6 +372,7 @@ int store_meta_put(struct store *st, const char *key, const void *val, size_t le
 {
     MDB_txn *txn;
     MDB_val k, v;
+    MDB_dbi dbi = st != NULL ? st->meta : 0;
     int rc;
 
     if (st == NULL || (val == NULL && len > 0))
@@ -355,12 +380,16 @@ int store_meta_put(struct store *st, const char *key, const void *val, size_t le
     rc = meta_key(key, &k);
     if (rc != 0)
         return rc;
-    rc = store_txn_begin(st, 0, &txn);
+    /* The training driver's keys go where its checkpoints are (store_ckpt.c). */
+    if (store_ckpt_meta_key(key))
+        rc = store_ckpt_txn_begin(st, 0, &txn, NULL, &dbi);
+    else
+        rc = store_txn_begin(st, 0, &txn);
     if (rc != 0)
         return rc;
     v.mv_data = (void *)val;
     v.mv_size = len;
-    rc = mdb_put(txn, st->meta, &k, &v, 0);
+    rc = mdb_put(txn, dbi, &k, &v, 0);
     if (rc != 0) {
         mdb_txn_abort(txn);
         return store_mdb_err(rc);
@@ -466,7 +495,7 @@ int store_batch_begin(struct store *st, struct store_batch **out)
     if (st == NULL || out == NULL)
         return CWT_EINVAL;
     *out = NULL;
-    if (st->flags & STORE_RDONLY)
+    if (st->flags & (STORE_RDONLY | STORE_TRAINER))
         return CWT_EPERM;
     if (st->batch != NULL)
         return CWT_ESTATE;
@@ -867,6 +896,13 @@ int store_disk_bytes(struct store *st, uint64_t *out)
         }
         /* Allocated blocks, not the apparent size: the map may be sparse. */
         total += (uint64_t)sb.st_blocks * 512u;
+    }
+    {
+        uint64_t ckpt = 0;
+        int rc = store_ckpt_disk_bytes(st, &ckpt);
+        if (rc != 0)
+            return rc;
+        total += ckpt;
     }
     *out = total;
     return 0;

@@ -1,16 +1,24 @@
 /*
- * store.h - the site store: one LMDB environment per site (DESIGN section 7).
+ * store.h - the site store: two LMDB environments per site (DESIGN section 7), the main one
+ * in STORE/ and the checkpoint environment in STORE/checkpoints/ (store_ckpt.c), behind one
+ * struct store.
  *
- * Named databases:
+ * Named databases of the main environment:
  *   images   image id (u64 big-endian) -> struct store_image_hdr + H*W*C uint8 pixels (HWC)
  *   index    split(1) | label(4, BE) | id(8, BE) -> empty (ordered listing per split/label)
  *   sources  BLAKE2b-256 of the source file's bytes -> image id (idempotent ingest)
  *   meta     string key -> value (input shape, counters, normalisation stats ...)
- *   models   checkpoint name -> checkpoint record (store_models.c)
+ *   models   empty: where checkpoints were before the checkpoint environment (migrated and
+ *            emptied by the first open that may write; read from here by a read-only open
+ *            of a store not yet migrated)
  *   ledger   bundle records and last sequence per federation (store_ledger.c)
  *   audit    u64 sequence (BE) -> hash-chained audit record (store_audit.c)
  *   imeta    image id (u64 BE) -> the image's metadata columns (store_imeta.c); absent in
  *            stores made before it, which read as images without metadata
+ * and of the checkpoint environment, which cwtd's trainer may write while it only reads the
+ * main one (STORE_TRAINER):
+ *   models   checkpoint name -> checkpoint record (store_models.c)
+ *   meta     the training driver's meta keys ("norm"), through store_meta_get/put as usual
  *
  * Lifetimes: a struct store is used by one thread. Pointers returned by read functions
  * point into the LMDB map and stay valid until the matching store_read_end().
@@ -29,6 +37,10 @@ enum store_split { STORE_TRAIN = 0, STORE_VAL = 1, STORE_TEST = 2, STORE_NSPLITS
 
 #define STORE_RDONLY 0x1 /* open read-only (cwtctl while cwtd runs, auditors) */
 #define STORE_CREATE 0x2 /* create the folder and environment if missing */
+/* cwtd's trainer: the main environment read-only (a descriptor opened O_RDONLY, a read-only
+ * map), the checkpoint environment read-write. Writing images, ledger, audit or any meta key
+ * but the training driver's fails with CWT_EPERM. Not with STORE_RDONLY or STORE_CREATE. */
+#define STORE_TRAINER 0x4
 
 /* Header stored in front of every image's pixels (little-endian on disk). */
 struct store_image_hdr {

@@ -21,17 +21,20 @@
 #define STORE_MAX_DBS           8
 
 struct store {
-    MDB_env *env;
+    MDB_env *env;      /* the main environment: STORE/data.mdb */
+    MDB_env *ckpt_env; /* store_ckpt.c: STORE/checkpoints/; NULL in a read-only open of a
+                        * store not yet migrated, whose models are still in env */
+    MDB_dbi ckpt_models, ckpt_meta;
     MDB_dbi images;  /* u64 BE id -> struct store_image_hdr (LE) + pixels */
     MDB_dbi index;   /* split | label BE | id BE -> empty */
     MDB_dbi sources; /* 32-byte content hash -> u64 BE id */
     MDB_dbi meta;    /* string key -> value */
-    MDB_dbi models;  /* store_models.c */
+    MDB_dbi models;  /* before the checkpoint environment: models, now empty (store_ckpt.c) */
     MDB_dbi ledger;  /* store_ledger.c */
     MDB_dbi audit;   /* store_audit.c */
     MDB_dbi imeta;   /* store_imeta.c: u64 BE id -> encoded per-image metadata */
     int has_imeta;   /* 0: a read-only store made before per-image metadata existed */
-    int flags;       /* STORE_RDONLY / STORE_CREATE as opened */
+    int flags;       /* STORE_RDONLY / STORE_CREATE / STORE_TRAINER as opened */
     char dir[PATH_MAX];
     MDB_txn *snapshot;         /* open between store_read_begin and store_read_end */
     struct store_batch *batch; /* the open write batch, if any */
@@ -42,6 +45,25 @@ struct store {
  * CWT_ESTATE while a store_batch is open. The caller ends it with mdb_txn_abort() or
  * store_txn_commit(). Other failures: CWT_ESTORE. */
 int store_txn_begin(struct store *st, int rdonly, MDB_txn **txn);
+
+/* Opens (creating it unless STORE_RDONLY) the checkpoint environment of st, whose main
+ * environment is open, and migrates a store made before it (store_ckpt.c). 0, or an error
+ * with a sentence in err. */
+int store_ckpt_open(struct store *st, uint64_t map_bytes, char *err, size_t errlen);
+void store_ckpt_close(struct store *st);
+
+/* Begins a transaction where the checkpoints are, and says which databases hold the models
+ * and the training meta in it: the checkpoint environment, or for a read-only open of a store
+ * not yet migrated the main one. A write transaction fails with CWT_EPERM on a STORE_RDONLY
+ * store. End it as a store_txn_begin() transaction. */
+int store_ckpt_txn_begin(struct store *st, int rdonly, MDB_txn **txn, MDB_dbi *models,
+                         MDB_dbi *meta);
+
+/* 1 when key is a meta key of the training driver, kept in the checkpoint environment. */
+int store_ckpt_meta_key(const char *key);
+
+/* Allocated bytes of the checkpoint environment's files. 0 or CWT_EIO/CWT_ETOOBIG. */
+int store_ckpt_disk_bytes(struct store *st, uint64_t *out);
 
 /* Commits txn (which is freed in every case). Returns 0 or the mapped error. */
 int store_txn_commit(MDB_txn *txn);

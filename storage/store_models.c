@@ -1,5 +1,6 @@
 /*
- * store_models.c - the `models` database: checkpoint name -> checkpoint blob.
+ * store_models.c - the `models` database: checkpoint name -> checkpoint blob, in the
+ * checkpoint environment (store_ckpt.c).
  *
  * A blob is an opaque byte string (the training driver stores safetensors images). Each put
  * is its own write transaction, so a checkpoint is replaced atomically and survives a crash
@@ -30,6 +31,7 @@ static int model_key(const char *name, MDB_val *key)
 int store_model_put(struct store *st, const char *name, const void *blob, size_t len)
 {
     MDB_txn *txn;
+    MDB_dbi dbi;
     MDB_val key, val;
     int rc;
 
@@ -37,11 +39,11 @@ int store_model_put(struct store *st, const char *name, const void *blob, size_t
         return CWT_EINVAL;
     if ((rc = model_key(name, &key)) != 0)
         return rc;
-    if ((rc = store_txn_begin(st, 0, &txn)) != 0)
+    if ((rc = store_ckpt_txn_begin(st, 0, &txn, &dbi, NULL)) != 0)
         return rc;
     val.mv_data = (void *)blob;
     val.mv_size = len;
-    rc = mdb_put(txn, st->models, &key, &val, 0);
+    rc = mdb_put(txn, dbi, &key, &val, 0);
     if (rc != MDB_SUCCESS) {
         mdb_txn_abort(txn);
         return store_mdb_err(rc);
@@ -52,6 +54,7 @@ int store_model_put(struct store *st, const char *name, const void *blob, size_t
 int store_model_get(struct store *st, const char *name, uint8_t **blob, size_t *len)
 {
     MDB_txn *txn;
+    MDB_dbi dbi;
     MDB_val key, val;
     uint8_t *copy;
     int rc;
@@ -62,9 +65,9 @@ int store_model_get(struct store *st, const char *name, uint8_t **blob, size_t *
     *len = 0;
     if ((rc = model_key(name, &key)) != 0)
         return rc;
-    if ((rc = store_txn_begin(st, 1, &txn)) != 0)
+    if ((rc = store_ckpt_txn_begin(st, 1, &txn, &dbi, NULL)) != 0)
         return rc;
-    rc = mdb_get(txn, st->models, &key, &val);
+    rc = mdb_get(txn, dbi, &key, &val);
     if (rc != MDB_SUCCESS) {
         mdb_txn_abort(txn);
         return store_mdb_err(rc);
@@ -85,6 +88,7 @@ int store_model_get(struct store *st, const char *name, uint8_t **blob, size_t *
 int store_model_del(struct store *st, const char *name)
 {
     MDB_txn *txn;
+    MDB_dbi dbi;
     MDB_val key;
     int rc;
 
@@ -92,9 +96,9 @@ int store_model_del(struct store *st, const char *name)
         return CWT_EINVAL;
     if ((rc = model_key(name, &key)) != 0)
         return rc;
-    if ((rc = store_txn_begin(st, 0, &txn)) != 0)
+    if ((rc = store_ckpt_txn_begin(st, 0, &txn, &dbi, NULL)) != 0)
         return rc;
-    rc = mdb_del(txn, st->models, &key, NULL);
+    rc = mdb_del(txn, dbi, &key, NULL);
     if (rc != MDB_SUCCESS) {
         mdb_txn_abort(txn);
         return store_mdb_err(rc);
