@@ -108,13 +108,6 @@ int cli_json_emit(json_t *doc, int indent);
  * still ends the stream with a cwt.error/1 line. 0, or CLI_FAIL with a sentence on stderr. */
 int cli_json_stream(json_t *doc);
 
-struct bundle_info;
-struct cwt_roster;
-/* The bundle's header fields as a JSON object (the "bundle" member of cwt.bundle-verify/1 and
- * cwt.chain-verify/1; docs/bundle-format.md names them), a new reference; NULL when out of
- * memory. roster, if not NULL, names the sites. (cli/cmd_bundle.c) */
-json_t *bundle_json(const struct bundle_info *info, const struct cwt_roster *roster);
-
 /* Command groups, one file each (cli/cmd_*.c). */
 int cmd_init(int argc, char **argv, const struct cli_globals *g);
 int cmd_doctor(int argc, char **argv, const struct cli_globals *g);
