@@ -40,6 +40,10 @@ int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * up to 4 letters, 2 up to 8, else 3); NULL otherwise. cands: n strings. */
 const char *cli_closest(const char *word, const char *const *cands, size_t n);
 
+/* 1 when argv[from..argc) holds "-h" or "--help", so that "cwtctl GROUP SUB --help" prints the
+ * group's usage (on stdout, exit 0) wherever the option stands; else 0. */
+int cli_wants_help(int argc, char **argv, int from);
+
 /* getopt_long() for command cmd ("ingest", "bundle seal"), with getopt's own messages replaced
  * by one sentence on stderr: an unknown option with the closest known one ("did you mean
  * '--json'?"), or an option that lacks its value. Returns what getopt_long returns; '?' once

@@ -145,7 +145,7 @@ int cmd_key(int argc, char **argv, const struct cli_globals *g)
     struct cwt_config cfg;
     int rc;
 
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (cli_wants_help(argc, argv, 1)) {
         key_usage(stdout);
         return CLI_OK;
     }

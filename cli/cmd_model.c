@@ -353,7 +353,7 @@ int cmd_model(int argc, char **argv, const struct cli_globals *g)
     struct model_run *r;
     int ch, rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (argc < 2 || cli_wants_help(argc, argv, 1)) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }

@@ -468,7 +468,7 @@ int cmd_roster(int argc, char **argv, const struct cli_globals *g)
 {
     const char *sub = argc > 1 ? argv[1] : "";
 
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+    if (cli_wants_help(argc, argv, 1) || strcmp(sub, "help") == 0) {
         roster_usage(stdout);
         return CLI_OK;
     }

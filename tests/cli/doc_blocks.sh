@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # doc_blocks.sh - every fenced command block of docs/auditor-guide.md and docs/model-export.md
-# runs as written, or says why not (helpers/doc_blocks.py has the rules). The auditor's
+# runs as written, or says why not (helpers/doc_blocks.py has the rules); so does every block
+# of the admin guide, simulate.md and json.md. The auditor's
 # blocks run on an auditor's machine: cwtctl on PATH, no site configuration, a folder holding
 # the federation's roster.conf, its bundles (*.cwtb: a chain of three sealed and opened by
 # three sites named as in the guide) and hospital-a's audit export. model-export.md's Python
@@ -59,8 +60,11 @@ python3 "$CWT_SRC/tests/cli/helpers/doc_blocks.py" "$CWT_SRC/docs/auditor-guide.
     "'$keyline'" ||
     fail "docs/auditor-guide.md"
 
-python3 "$CWT_SRC/tests/cli/helpers/doc_blocks.py" "$CWT_SRC/docs/model-export.md" "$T" ||
-    fail "docs/model-export.md"
+# The other guides' blocks run elsewhere or are marked (their markers are checked here).
+for doc in model-export admin-guide simulate json; do
+    python3 "$CWT_SRC/tests/cli/helpers/doc_blocks.py" "$CWT_SRC/docs/$doc.md" "$T" ||
+        fail "docs/$doc.md"
+done
 awk '/^```python$/ {n++; if (n == 1) {on = 1; next}} on && /^```$/ {exit} on {print}' \
     "$CWT_SRC/docs/model-export.md" >"$T/loader.py"
 sed -n '/^"""$/,$p' "$CWT_SRC/tests/cli/pytorch_load.py" | tail -n +2 | cmp -s - "$T/loader.py" ||
