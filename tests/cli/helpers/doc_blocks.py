@@ -1,5 +1,6 @@
-"""doc_blocks.py DOC WORKDIR [FROM TO ...]: runs every fenced shell block of the Markdown file
-DOC in WORKDIR, as written, and checks that every other fenced block says how it is tested.
+"""doc_blocks.py [--run] DOC WORKDIR [FROM TO ...]: checks that every fenced block of the
+Markdown file DOC says how it is tested, and with --run runs every shell block that is not
+marked, in WORKDIR, as written.
 
 A block is what a reader copies, so each one either runs here or carries, on the line right
 above its fence, one of these HTML comments (invisible when the page is rendered):
@@ -7,13 +8,15 @@ above its fence, one of these HTML comments (invisible when the page is rendered
   <!-- illustrative: REASON -->              not run: REASON says why (placeholders, output)
   <!-- tested by tests/cli/NAME: HOW -->     run by that test, which must name DOC
 
-A shell block ("sh", "shell", "bash") without such a comment runs here, command by command
-(a line ending in a backslash goes on), each with bash in WORKDIR; it must exit 0. Lines
-starting with "# " right after a command are the output it prints, line by line from its
-first: "..." stands for anything and a group of four hex digits for any such group. Any
-other block without a comment fails the test. FROM TO pairs replace text of the block
-before it runs (a placeholder such as FILE.cwtb, or a key line that only a real site has);
-each must be used. Exits 1 with the reasons."""
+Without --run an unmarked block fails the test and nothing runs: the admin guide's blocks
+need root and systemd, and a test must not enable a service because a block lost its marker.
+With --run a shell block ("sh", "shell", "bash") without such a comment runs here, command
+by command (a line ending in a backslash goes on), each with bash in WORKDIR; it must exit 0.
+Lines starting with "# " right after a command are the output it prints, line by line from
+its first: "..." stands for anything and a group of four hex digits for any such group. Any
+other unmarked block fails the test. FROM TO pairs replace text of the block before it runs
+(a placeholder such as FILE.cwtb, or a key line that only a real site has); each must be
+used. Exits 1 with the reasons."""
 import os
 import re
 import subprocess
@@ -28,18 +31,20 @@ def blocks(text):
     lines = text.split("\n")
     i = 0
     while i < len(lines):
-        m = re.match(r"^```(\w*)\s*$", lines[i])
+        # A fence may be indented (a block inside a list item): its lines lose that indent.
+        m = re.match(r"^( *)```(\w*)\s*$", lines[i])
         if not m:
             i += 1
             continue
-        start, lang = i, m.group(1)
+        start, indent, lang = i, m.group(1), m.group(2)
         j = i + 1
-        while j < len(lines) and lines[j].rstrip() != "```":
+        while j < len(lines) and lines[j].rstrip() != indent + "```":
             j += 1
         k = start - 1
         while k >= 0 and lines[k].strip() == "":
             k -= 1
-        yield start + 1, lang, lines[start + 1:j], lines[k].strip() if k >= 0 else ""
+        body = [b[len(indent):] if b.startswith(indent) else b.lstrip() for b in lines[start + 1:j]]
+        yield start + 1, lang, body, lines[k].strip() if k >= 0 else ""
         i = j + 1
 
 
@@ -84,10 +89,14 @@ def commands(lines):
 
 
 def main():
-    doc, workdir = sys.argv[1], sys.argv[2]
-    if len(sys.argv) < 3 or len(sys.argv) % 2 == 0:
-        sys.exit("usage: doc_blocks.py DOC WORKDIR [FROM TO ...]")
-    subst = list(zip(sys.argv[3::2], sys.argv[4::2]))
+    args = sys.argv[1:]
+    run = args[:1] == ["--run"]
+    if run:
+        args = args[1:]
+    if len(args) < 2 or len(args) % 2:
+        sys.exit("usage: doc_blocks.py [--run] DOC WORKDIR [FROM TO ...]")
+    doc, workdir = args[0], args[1]
+    subst = list(zip(args[2::2], args[3::2]))
     used = set()
     name = os.path.basename(doc)
     problems, ran = [], 0
@@ -101,7 +110,7 @@ def main():
                 if not os.path.exists(path) or name not in open(path, encoding="utf-8").read():
                     problems.append(f"{where}: {test} does not exist or does not name {name}")
             continue
-        if lang not in SHELL:
+        if not run or lang not in SHELL:
             problems.append(f"{where}: a {lang or 'plain'} block that is neither run here nor "
                             "marked <!-- illustrative: ... --> or <!-- tested by ... -->")
             continue
