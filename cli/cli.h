@@ -60,19 +60,14 @@ int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cw
  * msg with one sentence naming both ids and the line to change, and returns CWT_EINVAL. */
 int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen);
 
-/* Writes s as a JSON string literal (quotes and escapes included). The output is valid UTF-8
- * whatever s holds: a byte that does not start a well-formed UTF-8 sequence (a file name in
- * Latin-1) is written as U+FFFD. */
-void cli_json_string(FILE *f, const char *s); /* on stdout: cli_json_mark_emitted() */
-
 /* ---- JSON output (cli/cli_json.c, on jansson; the rules and schemas are docs/json.md) ---- */
 
 /* Sets whether this run is under --json (main() calls it once from the global options). */
 void cli_json_set_mode(int on);
 /* Whether this run is under --json. */
 int cli_json_mode(void);
-/* Records that a JSON document went to stdout (cli_json_emit and cli_json_string do it), so
- * that a later failure prints no second document. For writers that print JSON by hand. */
+/* Records that a JSON document went to stdout (cli_json_emit does it), so that a later failure
+ * prints no second document. For a document written elsewhere (simulate's results). */
 void cli_json_mark_emitted(void);
 
 /* Prints "cwtctl: <message>" on stderr and returns code. Under --json it also prints, once,

@@ -291,13 +291,17 @@ static int model_convert(struct model_run *r, const char *in, const char *path,
     crypto_generichash(hash, 32, r->out, outlen, NULL, 0);
     cwt_hex(hash, 32, hex);
     if (g->json) {
-        fputs("{\"file\":", stdout);
-        cli_json_string(stdout, path);
-        printf(",\"blake2b\":\"%s\"}\n", hex);
-    } else {
-        printf("wrote %s; for the roster: init = { file = \"%s\"; blake2b = \"%s\"; };\n", path,
-               strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path, hex);
+        json_t *doc = cli_json_doc("cwt.model-convert/1", 1);
+        if (doc != NULL && (cli_json_set_str(doc, "file", path) != 0 ||
+                            cli_json_set(doc, "blake2b", json_string(hex)) != 0)) {
+            json_decref(doc);
+            doc = NULL;
+        }
+        rc = cli_json_emit(doc, 0);
+        goto out;
     }
+    printf("wrote %s; for the roster: init = { file = \"%s\"; blake2b = \"%s\"; };\n", path,
+           strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path, hex);
     rc = CLI_OK;
 out:
     free(used);

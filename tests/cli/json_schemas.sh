@@ -63,6 +63,10 @@ run error 1 audit verify --export "$T/a.export" --key "$(cat "$T/c/keys/site.pub
 # init (a new site, then the same folder again: refused), model fingerprint.
 run init 0 init --site-id d --dir "$T/d"
 run error 1 init --site-id d --dir "$T/d"
+# key rotate, then the new key into the roster (site d alone: a's keys stay as they are).
+run roster-add 0 -c "$T/d/cwtd.conf" roster add "$(cat "$T/d/keys/site.pub")"
+run key-rotate 0 -c "$T/d/cwtd.conf" key rotate
+run roster-replace-key 0 -c "$T/d/cwtd.conf" roster replace-key d "$(cat "$T/d/keys/site.pub")"
 run model-fingerprint 0 "${A[@]}" model fingerprint
 
 # key show / key check.

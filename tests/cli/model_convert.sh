@@ -61,6 +61,11 @@ save_tv 10 "$T/tv10.safetensors" || fail "making the torchvision-shaped state di
     fail "convert: $(cat "$T/out")"
 grep -q 'init = { file = "init.safetensors"; blake2b = "[0-9a-f]\{64\}"; };' "$T/out" ||
     fail "convert does not print the roster line: $(cat "$T/out")"
+"$CWTCTL" "${C[@]}" --json model convert "$T/tv10.safetensors" -o "$T/init2.safetensors" \
+    >"$T/convert.json" || fail "convert --json: $(cat "$T/convert.json")"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" model-convert "$T/convert.json" ||
+    fail "convert --json: $(cat "$T/convert.json")"
+cmp -s "$T/init.safetensors" "$T/init2.safetensors" || fail "two conversions differ"
 
 "$PYTORCH" - "$CWT_SRC/tests/cli" "$T/tv10.safetensors" "$T/init.safetensors" <<'PY' ||
 import sys
