@@ -347,12 +347,14 @@ static int offline_held(const struct cwt_config *cfg, json_t *d)
 {
     DIR *dp = opendir(cfg->inbox_dir);
     struct dirent *de;
-    json_t *a = NULL;
+    json_t *a;
     size_t n = 0;
-    int rc = 0;
+    int rc;
 
     if (dp == NULL)
         return 0;
+    /* Readable: the list is there, empty or not, as cwtd always sends it. */
+    rc = cli_json_set(d, "inbox_held", a = json_array());
     while (rc == 0 && n < INBOX_REJECTED_SHOWN && (de = readdir(dp)) != NULL) {
         char path[PATH_MAX];
         struct stat sb;
@@ -361,9 +363,7 @@ static int offline_held(const struct cwt_config *cfg, json_t *d)
             file_join(path, sizeof(path), cfg->inbox_dir, de->d_name) != 0 ||
             lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
             continue;
-        if (a == NULL)
-            rc |= cli_json_set(d, "inbox_held", a = json_array());
-        if (rc != 0 || (e = json_object()) == NULL || json_array_append_new(a, e) != 0) {
+        if ((e = json_object()) == NULL || json_array_append_new(a, e) != 0) {
             rc = CWT_ENOMEM;
             break;
         }

@@ -123,6 +123,7 @@ grep -q '"error": "daemon-down"' "$T/out.$n" || die "start with cwtd down: $(cat
 # Prometheus with the daemon down: cwt_daemon_up 0, exit 0.
 "$CWTCTL" "${A[@]}" status --prometheus >"$T/down.prom" 2>/dev/null || die "prometheus with cwtd down"
 grep -q '^cwt_daemon_up{site="a"} 0$' "$T/down.prom" || die "daemon_up: $(cat "$T/down.prom")"
+grep -q '^cwt_inbox_held{site="a"} 0$' "$T/down.prom" || die "inbox_held down: $(cat "$T/down.prom")"
 
 start_daemon a
 run status 0 "${A[@]}" status
@@ -190,4 +191,6 @@ PY
 "$CWTCTL" "${A[@]}" status >"$T/offline.txt" 2>/dev/null && die "offline status exited 0"
 grep -q "^rejected .*1 in the inbox" "$T/offline.txt" && grep -q "late.*in the inbox since" "$T/offline.txt" ||
     die "offline status table lacks the rejected or held file: $(cat "$T/offline.txt")"
+"$CWTCTL" "${A[@]}" status --prometheus | grep -q '^cwt_inbox_held{site="a"} 1$' ||
+    die "offline metrics do not count the held file"
 echo "json_schemas: ok ($n documents)"
