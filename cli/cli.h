@@ -40,6 +40,10 @@ int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * up to 4 letters, 2 up to 8, else 3); NULL otherwise. cands: n strings. */
 const char *cli_closest(const char *word, const char *const *cands, size_t n);
 
+/* 1 when argv[from..argc) holds "-h" or "--help", so that "cwtctl GROUP SUB --help" prints the
+ * group's usage (on stdout, exit 0) wherever the option stands; else 0. */
+int cli_wants_help(int argc, char **argv, int from);
+
 /* getopt_long() for command cmd ("ingest", "bundle seal"), with getopt's own messages replaced
  * by one sentence on stderr: an unknown option with the closest known one ("did you mean
  * '--json'?"), or an option that lacks its value. Returns what getopt_long returns; '?' once
@@ -56,19 +60,14 @@ int cli_load_site(const struct cli_globals *g, struct cwt_config *cfg, struct cw
  * msg with one sentence naming both ids and the line to change, and returns CWT_EINVAL. */
 int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen);
 
-/* Writes s as a JSON string literal (quotes and escapes included). The output is valid UTF-8
- * whatever s holds: a byte that does not start a well-formed UTF-8 sequence (a file name in
- * Latin-1) is written as U+FFFD. */
-void cli_json_string(FILE *f, const char *s); /* on stdout: cli_json_mark_emitted() */
-
 /* ---- JSON output (cli/cli_json.c, on jansson; the rules and schemas are docs/json.md) ---- */
 
 /* Sets whether this run is under --json (main() calls it once from the global options). */
 void cli_json_set_mode(int on);
 /* Whether this run is under --json. */
 int cli_json_mode(void);
-/* Records that a JSON document went to stdout (cli_json_emit and cli_json_string do it), so
- * that a later failure prints no second document. For writers that print JSON by hand. */
+/* Records that a JSON document went to stdout (cli_json_emit does it), so that a later failure
+ * prints no second document. For a document written elsewhere (simulate's results). */
 void cli_json_mark_emitted(void);
 
 /* Prints "cwtctl: <message>" on stderr and returns code. Under --json it also prints, once,
@@ -107,13 +106,6 @@ int cli_json_emit(json_t *doc, int indent);
  * the reference. Unlike cli_json_emit it does not count as the run's document: a later failure
  * still ends the stream with a cwt.error/1 line. 0, or CLI_FAIL with a sentence on stderr. */
 int cli_json_stream(json_t *doc);
-
-struct bundle_info;
-struct cwt_roster;
-/* The bundle's header fields as a JSON object (the "bundle" member of cwt.bundle-verify/1 and
- * cwt.chain-verify/1; docs/bundle-format.md names them), a new reference; NULL when out of
- * memory. roster, if not NULL, names the sites. (cli/cmd_bundle.c) */
-json_t *bundle_json(const struct bundle_info *info, const struct cwt_roster *roster);
 
 /* Command groups, one file each (cli/cmd_*.c). */
 int cmd_init(int argc, char **argv, const struct cli_globals *g);

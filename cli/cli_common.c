@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "common/utf8.h"
 #include "crypto/keys.h"
 
 int cli_error(int code, const char *fmt, ...)
@@ -166,39 +165,10 @@ int cli_site_id_mismatch(const struct cwt_config *cfg, char *msg, size_t msglen)
     return CWT_EINVAL;
 }
 
-void cli_json_string(FILE *f, const char *s)
+int cli_wants_help(int argc, char **argv, int from)
 {
-    const unsigned char *p = (const unsigned char *)s;
-
-    /* A hand-built document has begun: a failure after it must not print cwt.error/1 too. */
-    if (f == stdout)
-        cli_json_mark_emitted();
-    fputc('"', f);
-    while (*p != '\0') {
-        unsigned char c = *p;
-        size_t n;
-
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else if (c >= 0x80) {
-            n = cwt_utf8_len(p);
-            if (n == 0) {
-                fputs("\\ufffd", f);
-                p++;
-            } else {
-                fwrite(p, 1, n, f);
-                p += n;
-            }
-            continue;
-        } else
-            fputc(c, f);
-        p++;
-    }
-    fputc('"', f);
+    for (int i = from; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return 1;
+    return 0;
 }

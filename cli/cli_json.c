@@ -42,17 +42,7 @@ int cli_json_mode(void)
 
 json_t *cli_json_str(const char *s)
 {
-    char *clean;
-    json_t *v;
-
-    if (s == NULL)
-        return json_null();
-    clean = cwt_utf8_clean(s);
-    if (clean == NULL)
-        return NULL;
-    v = json_string(clean);
-    free(clean);
-    return v;
+    return cwt_json_str(s);
 }
 
 json_t *cli_json_hex(const uint8_t *bytes, size_t n)

@@ -15,12 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "cycle/cycle.h"
+#include "cycle/inbox.h"
 #include "common/cwt.h"
 #include "crypto/bundle.h"
 #include "common/fileio.h"
@@ -310,27 +312,73 @@ static void render_status(const json_t *d)
 
 /* ------------------------------------------------------------------ offline status */
 
-/* The rejected inbox files as cwtd lists them (inbox/rejected/NAME.reason), when this user may
- * read the folder; else rejected_total is left out (unknown is not zero). */
+/* The rejected inbox files as cwtd lists them (inbox.h), when this user may read the folder;
+ * else rejected_total and rejected are left out (unknown is not zero). */
 static int offline_rejected(const struct cwt_config *cfg, json_t *d)
 {
+    static struct inbox_rejected shown[INBOX_REJECTED_SHOWN];
     char dir[PATH_MAX];
-    json_int_t total = 0;
-    DIR *dp;
-    struct dirent *de;
+    size_t n = 0;
+    int64_t total = 0;
+    json_t *a;
+    int rc = 0;
 
-    if (file_join(dir, sizeof(dir), cfg->inbox_dir, "rejected") != 0)
+    if (file_join(dir, sizeof(dir), cfg->inbox_dir, INBOX_REJECTED_DIR) != 0 ||
+        inbox_rejected_list(dir, shown, INBOX_REJECTED_SHOWN, &n, &total) != 0)
         return 0;
-    dp = opendir(dir);
+    rc |= cli_json_set(d, "rejected_total", json_integer((json_int_t)total));
+    rc |= cli_json_set(d, "rejected", a = json_array());
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *e = json_object();
+        if (e == NULL || json_array_append_new(a, e) != 0)
+            return CWT_ENOMEM;
+        rc |= cli_json_set_str(e, "file", shown[i].file);
+        rc |= cli_json_set_str(e, "rule", shown[i].rule);
+        rc |= cli_json_set_str(e, "reason", shown[i].reason);
+        rc |= cli_json_set(e, "time", json_integer((json_int_t)shown[i].time));
+    }
+    return rc;
+}
+
+/* The files waiting in the inbox (the names cwtd reads, inbox.h), at most
+ * INBOX_REJECTED_SHOWN: with cwtd down every one of them is held until it starts. Left out when
+ * this user may not read the inbox. */
+static int offline_held(const struct cwt_config *cfg, json_t *d)
+{
+    DIR *dp = opendir(cfg->inbox_dir);
+    struct dirent *de;
+    json_t *a;
+    size_t n = 0;
+    int rc;
+
     if (dp == NULL)
-        return errno == ENOENT ? cli_json_set(d, "rejected_total", json_integer(0)) : 0;
-    while ((de = readdir(dp)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len > 7 && strcmp(de->d_name + len - 7, ".reason") == 0)
-            total++;
+        return 0;
+    /* Readable: the list is there, empty or not, as cwtd always sends it. */
+    rc = cli_json_set(d, "inbox_held", a = json_array());
+    while (rc == 0 && n < INBOX_REJECTED_SHOWN && (de = readdir(dp)) != NULL) {
+        char path[PATH_MAX];
+        struct stat sb;
+        json_t *e;
+        if (inbox_skip_name(de->d_name) ||
+            file_join(path, sizeof(path), cfg->inbox_dir, de->d_name) != 0 ||
+            lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        if ((e = json_object()) == NULL || json_array_append_new(a, e) != 0) {
+            rc = CWT_ENOMEM;
+            break;
+        }
+        rc |= cli_json_set_str(e, "file", de->d_name);
+        rc |=
+            cli_json_set_str(e, "reason", "cwtd is not running; it reads the file when it starts");
+        rc |= cli_json_set(e, "time", json_integer((json_int_t)sb.st_mtime));
+        n++;
     }
     closedir(dp);
-    return cli_json_set(d, "rejected_total", json_integer(total));
+    if (rc == 0 && n > 0)
+        rc |= cli_json_set(d, "held",
+                           json_sprintf("%zu inbox file%s wait%s for cwtd to start", n,
+                                        n == 1 ? "" : "s", n == 1 ? "s" : ""));
+    return rc;
 }
 
 /* The daemon is down: what the configuration, roster and store (read-only) say, in the same
@@ -455,6 +503,7 @@ static json_t *offline_status(const struct cwt_config *cfg, const struct cwt_ros
         }
         store_close(st);
     }
+    rc |= offline_held(cfg, d);
     rc |= offline_rejected(cfg, d);
     if (rc != 0) {
         json_decref(d);

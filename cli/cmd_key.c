@@ -123,20 +123,23 @@ static int key_rotate(const struct cwt_config *cfg, const struct cli_globals *g)
         return cli_error(CLI_FAIL, "the key was rotated but the audit log could not record it: %s",
                          cwt_strerror(rc));
     if (g->json) {
-        printf("{\"site_id\": ");
-        cli_json_string(stdout, after.site_id);
-        printf(", \"key_line\": ");
-        cli_json_string(stdout, line);
-        printf(", \"key_id\": \"%s\", \"old_key_id\": \"%s\"}\n", new_id, old_id);
-    } else {
-        /* The key line first and alone, as `key show` prints it. */
-        printf("%s\nkey id: %s (was %s)\n"
-               "send this line to the coordinator; every site, this one too, runs\n"
-               "  cwtctl roster replace-key %s '<the line>'\n"
-               "then compares the new key id and roster fingerprint by phone, and cwtd is\n"
-               "restarted here (it still holds the old key until then).\n",
-               line, new_id, old_id, after.site_id);
+        json_t *doc = cli_json_doc("cwt.key-rotate/1", 1);
+        if (doc != NULL && (cli_json_set_str(doc, "site_id", after.site_id) != 0 ||
+                            cli_json_set_str(doc, "key_line", line) != 0 ||
+                            cli_json_set(doc, "key_id", json_string(new_id)) != 0 ||
+                            cli_json_set(doc, "old_key_id", json_string(old_id)) != 0)) {
+            json_decref(doc);
+            doc = NULL;
+        }
+        return cli_json_emit(doc, 0);
     }
+    /* The key line first and alone, as `key show` prints it. */
+    printf("%s\nkey id: %s (was %s)\n"
+           "send this line to the coordinator; every site, this one too, runs\n"
+           "  cwtctl roster replace-key %s '<the line>'\n"
+           "then compares the new key id and roster fingerprint by phone, and cwtd is\n"
+           "restarted here (it still holds the old key until then).\n",
+           line, new_id, old_id, after.site_id);
     return CLI_OK;
 }
 
@@ -145,7 +148,7 @@ int cmd_key(int argc, char **argv, const struct cli_globals *g)
     struct cwt_config cfg;
     int rc;
 
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (cli_wants_help(argc, argv, 1)) {
         key_usage(stdout);
         return CLI_OK;
     }

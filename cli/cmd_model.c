@@ -291,13 +291,17 @@ static int model_convert(struct model_run *r, const char *in, const char *path,
     crypto_generichash(hash, 32, r->out, outlen, NULL, 0);
     cwt_hex(hash, 32, hex);
     if (g->json) {
-        fputs("{\"file\":", stdout);
-        cli_json_string(stdout, path);
-        printf(",\"blake2b\":\"%s\"}\n", hex);
-    } else {
-        printf("wrote %s; for the roster: init = { file = \"%s\"; blake2b = \"%s\"; };\n", path,
-               strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path, hex);
+        json_t *doc = cli_json_doc("cwt.model-convert/1", 1);
+        if (doc != NULL && (cli_json_set_str(doc, "file", path) != 0 ||
+                            cli_json_set(doc, "blake2b", json_string(hex)) != 0)) {
+            json_decref(doc);
+            doc = NULL;
+        }
+        rc = cli_json_emit(doc, 0);
+        goto out;
     }
+    printf("wrote %s; for the roster: init = { file = \"%s\"; blake2b = \"%s\"; };\n", path,
+           strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path, hex);
     rc = CLI_OK;
 out:
     free(used);
@@ -353,7 +357,7 @@ int cmd_model(int argc, char **argv, const struct cli_globals *g)
     struct model_run *r;
     int ch, rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (argc < 2 || cli_wants_help(argc, argv, 1)) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }

@@ -234,18 +234,23 @@ static int roster_replace_key(int argc, char **argv, const struct cli_globals *g
         goto out;
     }
     if (g->json) {
-        printf("{\"replaced\": ");
-        cli_json_string(stdout, site.id);
-        printf(", \"position\": %d, \"old_key_id\": \"%s\", \"key_id\": \"%s\", "
-               "\"fingerprint\": \"%s\"}\n",
-               idx + 1, old_hex, new_hex, hex);
-    } else {
-        printf("replaced the key of %s (site %d of %u): key id %s, was %s\n"
-               "roster fingerprint: %s\n"
-               "bundles signed with the old key are refused from now on; compare the new key "
-               "id and fingerprint with the other sites (docs/keys.md)\n",
-               site.id, idx + 1, r->n_sites, new_hex, old_hex, grouped);
+        json_t *doc = cli_json_doc("cwt.roster-replace-key/1", 1);
+        if (doc != NULL && (cli_json_set_str(doc, "replaced", site.id) != 0 ||
+                            cli_json_set(doc, "position", json_integer(idx + 1)) != 0 ||
+                            cli_json_set(doc, "old_key_id", json_string(old_hex)) != 0 ||
+                            cli_json_set(doc, "key_id", json_string(new_hex)) != 0 ||
+                            cli_json_set(doc, "fingerprint", json_string(hex)) != 0)) {
+            json_decref(doc);
+            doc = NULL;
+        }
+        rc = cli_json_emit(doc, 0);
+        goto out;
     }
+    printf("replaced the key of %s (site %d of %u): key id %s, was %s\n"
+           "roster fingerprint: %s\n"
+           "bundles signed with the old key are refused from now on; compare the new key "
+           "id and fingerprint with the other sites (docs/keys.md)\n",
+           site.id, idx + 1, r->n_sites, new_hex, old_hex, grouped);
     rc = CLI_OK;
 out:
     store_close(st);
@@ -468,7 +473,7 @@ int cmd_roster(int argc, char **argv, const struct cli_globals *g)
 {
     const char *sub = argc > 1 ? argv[1] : "";
 
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+    if (cli_wants_help(argc, argv, 1) || strcmp(sub, "help") == 0) {
         roster_usage(stdout);
         return CLI_OK;
     }

@@ -52,17 +52,6 @@ void ensemble_print(FILE *f, const struct ensemble_members *e)
     fputc('\n', f);
 }
 
-void ensemble_print_json(FILE *f, const struct ensemble_members *e)
-{
-    fputc('[', f);
-    for (uint32_t i = 0; i < e->n; i++) {
-        if (i)
-            fputc(',', f);
-        cli_json_string(f, e->site[i]);
-    }
-    fputc(']', f);
-}
-
 int ensemble_average(struct eng_device *dev, struct store *st, const struct cwt_recipe *rec,
                      const struct ensemble_members *e, size_t cells, ensemble_run_fn fn, void *ctx,
                      double *sum, float *probs, char *err, size_t errlen)

@@ -30,9 +30,6 @@ int ensemble_find(struct store *st, const struct cwt_roster *roster, struct ense
 /* "ensemble of N members: a, b, ..." and a newline. */
 void ensemble_print(FILE *f, const struct ensemble_members *e);
 
-/* The JSON array ["a","b",...] of the members' site ids. */
-void ensemble_print_json(FILE *f, const struct ensemble_members *e);
-
 /* What ensemble_average runs for each member: fills probs (the caller's cells floats) with the
  * probabilities of model m (loaded with its spec and the normalisation of the site that
  * trained it) for the caller's inputs in ctx. 0, or a CWT_E* code with a sentence in err. */

@@ -57,3 +57,18 @@ char *cwt_utf8_clean(const char *s)
     out[o] = '\0';
     return out;
 }
+
+json_t *cwt_json_str(const char *s)
+{
+    char *clean;
+    json_t *v;
+
+    if (s == NULL)
+        return json_null();
+    clean = cwt_utf8_clean(s);
+    if (clean == NULL)
+        return NULL;
+    v = json_string(clean);
+    free(clean);
+    return v;
+}

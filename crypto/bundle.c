@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "common/utf8.h"
 #include "crypto/bundle_pipe.h"
 #include "crypto/keyops.h"
 #include "storage/safetensors.h"
@@ -1550,20 +1551,12 @@ int bundle_hash_file(const char *path, uint8_t out[32], char *err, size_t errlen
 
 /* ------------------------------------------------------------------ printing */
 
-static void print_metric(FILE *f, const char *name, double v, int json, int first)
+static void print_metric(FILE *f, const char *name, double v)
 {
-    if (json) {
-        fprintf(f, "%s\"%s\":", first ? "" : ",", name);
-        if (isnan(v))
-            fputs("null", f);
-        else
-            fprintf(f, "%.17g", v);
-    } else {
-        if (isnan(v))
-            fprintf(f, "  %-16s -\n", name);
-        else
-            fprintf(f, "  %-16s %.6g\n", name, v);
-    }
+    if (isnan(v))
+        fprintf(f, "  %-16s -\n", name);
+    else
+        fprintf(f, "  %-16s %.6g\n", name, v);
 }
 
 static const char *site_of_key(const struct cwt_roster *roster, const uint8_t *kid)
@@ -1573,76 +1566,117 @@ static const char *site_of_key(const struct cwt_roster *roster, const uint8_t *k
     return i >= 0 ? roster->sites[i].id : NULL;
 }
 
-/* Ids are validated to [A-Za-z0-9._-], so quoting them is enough. */
-static void json_id(FILE *f, const char *id)
+/* Sets o[key] to v; a NULL v (out of memory) or a failed set marks *bad, so that one check at
+ * the end covers every member. */
+static void jput(json_t *o, const char *key, json_t *v, int *bad)
 {
-    fprintf(f, "\"%s\"", id);
+    if (v == NULL || json_object_set_new(o, key, v) != 0)
+        *bad = 1;
 }
 
-static void print_json(FILE *f, const struct bundle_info *info, const struct cwt_roster *roster)
+static json_t *jhex(const uint8_t *bytes, size_t n)
+{
+    char hex[65];
+
+    cwt_hex(bytes, n, hex);
+    return json_string(hex);
+}
+
+/* A metric, or null where it is not finite (JSON has no NaN). */
+static json_t *jmetric(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *recipients_json(const struct bundle_info *info, int *bad)
+{
+    json_t *a = json_array();
+
+    if (a == NULL) {
+        *bad = 1;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < info->hdr.n_recipients; i++) {
+        json_t *r = json_object();
+        char kid[17] = "";
+        if (r == NULL || json_array_append_new(a, r) != 0) {
+            *bad = 1;
+            break;
+        }
+        if (i < info->n_entries)
+            key_id_hex(info->entry_key_ids[i], kid);
+        jput(r, "site", cwt_json_str(info->hdr.recipients[i]), bad);
+        jput(r, "key_id", json_string(kid), bad);
+    }
+    return a;
+}
+
+static json_t *summary_json(const struct bundle_summary *s, int *bad)
+{
+    json_t *o = json_object();
+
+    if (o == NULL) {
+        *bad = 1;
+        return NULL;
+    }
+    jput(o, "local_epochs", jmetric(s->local_epochs), bad);
+    jput(o, "local_steps", json_integer((json_int_t)s->local_steps), bad);
+    jput(o, "train_samples", json_integer((json_int_t)s->train_samples), bad);
+    jput(o, "val_samples", json_integer((json_int_t)s->val_samples), bad);
+    jput(o, "train_loss", jmetric(s->train_loss), bad);
+    jput(o, "train_accuracy", jmetric(s->train_accuracy), bad);
+    jput(o, "val_loss", jmetric(s->val_loss), bad);
+    jput(o, "val_accuracy", jmetric(s->val_accuracy), bad);
+    jput(o, "val_auc", jmetric(s->val_auc), bad);
+    return o;
+}
+
+json_t *bundle_json(const struct bundle_info *info, const struct cwt_roster *roster)
 {
     const struct bundle_header *h = &info->hdr;
-    const struct bundle_summary *s = &h->summary;
-    char hex[65], when[32];
+    const char *signer = site_of_key(roster, info->signer_key_id);
+    json_t *o = json_object();
+    char when[32];
+    int bad = 0;
 
-    fputs("{", f);
-    cwt_hex(h->bundle_id, 16, hex);
-    fprintf(f, "\"bundle_id\":\"%s\",\"version\":%u,\"flags\":%u,\"file_size\":%llu,", hex,
-            info->version, info->flags, (unsigned long long)info->file_size);
-    fputs("\"federation\":", f);
-    json_id(f, h->federation);
-    cwt_hex(h->roster_fp, 32, hex);
-    fprintf(f, ",\"roster_fingerprint\":\"%s\",\"sender\":", hex);
-    json_id(f, h->sender);
-    fputs(",\"recipients\":[", f);
-    for (uint32_t i = 0; i < h->n_recipients; i++) {
-        char kid[17];
-        fputs(i ? ",{\"site\":" : "{\"site\":", f);
-        json_id(f, h->recipients[i]);
-        key_id_hex(info->entry_key_ids[i], kid);
-        fprintf(f, ",\"key_id\":\"%s\"}", i < info->n_entries ? kid : "");
+    if (o == NULL)
+        return NULL;
+    /* Ids are validated to [A-Za-z0-9._-] on decode; they pass through the UTF-8 cleaner all
+     * the same, so no peer's bytes reach a document unchecked should that rule ever widen. */
+    jput(o, "bundle_id", jhex(h->bundle_id, 16), &bad);
+    jput(o, "version", json_integer(info->version), &bad);
+    jput(o, "flags", json_integer(info->flags), &bad);
+    jput(o, "file_size", json_integer((json_int_t)info->file_size), &bad);
+    jput(o, "federation", cwt_json_str(h->federation), &bad);
+    jput(o, "roster_fingerprint", jhex(h->roster_fp, 32), &bad);
+    jput(o, "sender", cwt_json_str(h->sender), &bad);
+    jput(o, "recipients", recipients_json(info, &bad), &bad);
+    jput(o, "kind", json_string(bundle_kind_name(h->kind)), &bad);
+    jput(o, "sequence", json_integer((json_int_t)h->sequence), &bad);
+    jput(o, "cycle", json_integer(h->cycle), &bad);
+    jput(o, "hop", json_integer(h->hop), &bad);
+    jput(o, "parent", h->has_parent ? jhex(h->parent_hash, 32) : json_null(), &bad);
+    jput(o, "model_fingerprint", jhex(h->model_fp, 32), &bad);
+    jput(o, "created", json_integer(h->created), &bad);
+    jput(o, "created_utc", json_string(fmt_time(h->created, when, sizeof(when))), &bad);
+    jput(o, "expires", json_integer(h->expires), &bad);
+    jput(o, "expires_utc", json_string(fmt_time(h->expires, when, sizeof(when))), &bad);
+    jput(o, "payload_hash", jhex(h->payload_hash, 32), &bad);
+    jput(o, "payload_len", json_integer((json_int_t)h->payload_len), &bad);
+    jput(o, "chunks", json_integer(info->n_chunks), &bad);
+    jput(o, "signer_key_id", jhex(info->signer_key_id, CWT_KEYID_LEN), &bad);
+    if (signer != NULL)
+        jput(o, "signer_site", cwt_json_str(signer), &bad);
+    jput(o, "file_hash", jhex(info->file_hash, 32), &bad);
+    jput(o, "summary", summary_json(&h->summary, &bad), &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
     }
-    fprintf(f, "],\"kind\":\"%s\",\"sequence\":%llu,\"cycle\":%u,\"hop\":%u,",
-            bundle_kind_name(h->kind), (unsigned long long)h->sequence, h->cycle, h->hop);
-    if (h->has_parent) {
-        cwt_hex(h->parent_hash, 32, hex);
-        fprintf(f, "\"parent\":\"%s\",", hex);
-    } else {
-        fputs("\"parent\":null,", f);
-    }
-    cwt_hex(h->model_fp, 32, hex);
-    fprintf(f, "\"model_fingerprint\":\"%s\",", hex);
-    fprintf(f, "\"created\":%lld,", (long long)h->created);
-    fprintf(f, "\"created_utc\":\"%s\",", fmt_time(h->created, when, sizeof(when)));
-    fprintf(f, "\"expires\":%lld,", (long long)h->expires);
-    fprintf(f, "\"expires_utc\":\"%s\",", fmt_time(h->expires, when, sizeof(when)));
-    cwt_hex(h->payload_hash, 32, hex);
-    fprintf(f, "\"payload_hash\":\"%s\",\"payload_len\":%llu,\"chunks\":%u,", hex,
-            (unsigned long long)h->payload_len, info->n_chunks);
-    cwt_hex(info->signer_key_id, CWT_KEYID_LEN, hex);
-    fprintf(f, "\"signer_key_id\":\"%s\",", hex);
-    if (site_of_key(roster, info->signer_key_id) != NULL) {
-        fputs("\"signer_site\":", f);
-        json_id(f, site_of_key(roster, info->signer_key_id));
-        fputs(",", f);
-    }
-    cwt_hex(info->file_hash, 32, hex);
-    fprintf(f, "\"file_hash\":\"%s\",", hex);
-    fputs("\"summary\":{", f);
-    print_metric(f, "local_epochs", s->local_epochs, 1, 1);
-    fprintf(f, ",\"local_steps\":%llu,\"train_samples\":%llu,\"val_samples\":%llu",
-            (unsigned long long)s->local_steps, (unsigned long long)s->train_samples,
-            (unsigned long long)s->val_samples);
-    print_metric(f, "train_loss", s->train_loss, 1, 0);
-    print_metric(f, "train_accuracy", s->train_accuracy, 1, 0);
-    print_metric(f, "val_loss", s->val_loss, 1, 0);
-    print_metric(f, "val_accuracy", s->val_accuracy, 1, 0);
-    print_metric(f, "val_auc", s->val_auc, 1, 0);
-    fputs("}}", f);
+    return o;
 }
 
-void bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_roster *roster,
-                  int json)
+int bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_roster *roster, int json)
 {
     const struct bundle_header *h = &info->hdr;
     const struct bundle_summary *s = &h->summary;
@@ -1650,8 +1684,12 @@ void bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_rost
     const char *who;
 
     if (json) {
-        print_json(f, info, roster);
-        return;
+        json_t *v = bundle_json(info, roster);
+        int rc = v == NULL ? CWT_ENOMEM : 0;
+        if (v != NULL && json_dumpf(v, f, JSON_COMPACT) != 0)
+            rc = CWT_EIO;
+        json_decref(v);
+        return rc;
     }
     cwt_hex(h->bundle_id, 16, hex);
     fprintf(f, "bundle id          %s\n", hex);
@@ -1690,13 +1728,14 @@ void bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_rost
     cwt_hex(info->file_hash, 32, hex);
     fprintf(f, "bundle hash        %s\n", hex);
     fprintf(f, "training summary\n");
-    print_metric(f, "local epochs", s->local_epochs, 0, 0);
+    print_metric(f, "local epochs", s->local_epochs);
     fprintf(f, "  %-16s %llu\n", "local steps", (unsigned long long)s->local_steps);
     fprintf(f, "  %-16s %llu\n", "train samples", (unsigned long long)s->train_samples);
     fprintf(f, "  %-16s %llu\n", "val samples", (unsigned long long)s->val_samples);
-    print_metric(f, "train loss", s->train_loss, 0, 0);
-    print_metric(f, "train accuracy", s->train_accuracy, 0, 0);
-    print_metric(f, "val loss", s->val_loss, 0, 0);
-    print_metric(f, "val accuracy", s->val_accuracy, 0, 0);
-    print_metric(f, "val AUC", s->val_auc, 0, 0);
+    print_metric(f, "train loss", s->train_loss);
+    print_metric(f, "train accuracy", s->train_accuracy);
+    print_metric(f, "val loss", s->val_loss);
+    print_metric(f, "val accuracy", s->val_accuracy);
+    print_metric(f, "val AUC", s->val_auc);
+    return ferror(f) ? CWT_EIO : 0;
 }

@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "common/cwt.h"
 #include "config/config.h"
 #include "crypto/keys.h"
@@ -216,9 +218,16 @@ int bundle_header_encode(const struct bundle_header *hdr, uint8_t *buf, size_t b
 int bundle_header_decode(const uint8_t *buf, size_t len, struct bundle_header *hdr, char *err,
                          size_t errlen);
 
-/* Prints every header field and the file facts, as aligned text or (json != 0) one JSON
- * object without a trailing newline. roster may be NULL (no site names for key ids). */
-void bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_roster *roster,
-                  int json);
+/* Every header field and the file facts as a new JSON object (the "bundle" member of
+ * cwt.bundle/1, cwt.bundle-verify/1 and cwt.chain-verify/1: docs/schemas/bundle-header.json);
+ * strings from the header are UTF-8-clean. roster may be NULL (no site name for the signer's
+ * key id). NULL when out of memory; the caller owns the reference. */
+json_t *bundle_json(const struct bundle_info *info, const struct cwt_roster *roster);
+
+/* Prints every header field and the file facts, as aligned text for people or (json != 0)
+ * bundle_json's object on one line without a trailing newline. roster may be NULL. 0, or
+ * CWT_ENOMEM / CWT_EIO. */
+int bundle_print(FILE *f, const struct bundle_info *info, const struct cwt_roster *roster,
+                 int json);
 
 #endif

@@ -258,14 +258,7 @@ static void jb_add(struct jbuf *j, const char *key, json_t *v)
 void jb_str(struct jbuf *j, const char *key, const char *val)
 {
     /* Invalid UTF-8 (a file name in the inbox may hold any bytes) becomes U+FFFD. */
-    char *clean = val != NULL ? cwt_utf8_clean(val) : NULL;
-
-    if (val != NULL && clean == NULL) {
-        j->bad = 1;
-        return;
-    }
-    jb_add(j, key, clean != NULL ? json_string(clean) : json_null());
-    free(clean);
+    jb_add(j, key, cwt_json_str(val));
 }
 
 void jb_num(struct jbuf *j, const char *key, double val)

@@ -41,6 +41,7 @@
 #include "common/log.h"
 #include "crypto/bundle.h"
 #include "crypto/keys.h"
+#include "cycle/inbox.h"
 #include "daemon/daemon.h"
 #include "daemon/keyproc.h"
 #include "daemon/proto.h"
@@ -707,19 +708,6 @@ static void on_trainer_message(struct monitor *m)
 
 /* ------------------------------------------------------------------ inbox */
 
-static int skip_name(const char *name)
-{
-    size_t n = strlen(name);
-
-    if (name[0] == '.' || strcmp(name, "rejected") == 0)
-        return 1;
-    /* Files still being written by copy tools and our own atomic writes. */
-    if (strstr(name, ".tmp") != NULL || (n > 5 && strcmp(name + n - 5, ".part") == 0) ||
-        (n > 1 && name[n - 1] == '~'))
-        return 1;
-    return 0;
-}
-
 /* The slot of name among the held unreadable files, or -1. */
 static int unreadable_find(const struct monitor *m, const char *name)
 {
@@ -1153,7 +1141,7 @@ static void inbox_scan(struct monitor *m, int settle)
     while ((de = readdir(d)) != NULL && count < 64) {
         char path[PATH_MAX];
         struct stat sb;
-        if (skip_name(de->d_name))
+        if (inbox_skip_name(de->d_name))
             continue;
         if (file_join(path, sizeof(path), m->cfg->inbox_dir, de->d_name) != 0 ||
             lstat(path, &sb) != 0)
@@ -1183,7 +1171,7 @@ static void on_inotify(struct monitor *m)
          * may still be being written when a tool touches them. */
         int attrib_fix = ev->len > 0 && (ev->mask & IN_ATTRIB) && unreadable_find(m, ev->name) >= 0;
         if (ev->len > 0 && ((ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) || attrib_fix) &&
-            !skip_name(ev->name))
+            !inbox_skip_name(ev->name))
             inbox_handle(m, ev->name);
         p += sizeof(struct inotify_event) + ev->len;
     }
@@ -1235,78 +1223,15 @@ static void status_held(struct monitor *m, struct jbuf *j)
     jb_close(j, ']');
 }
 
-/* Reads one line "NAME: value" of a .reason file text into out (empty if absent). */
-static void reason_field(const char *text, const char *name, char *out, size_t outlen)
-{
-    size_t n = strlen(name);
-
-    out[0] = '\0';
-    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-        if (strncmp(p, name, n) == 0 && p[n] == ':' && p[n + 1] == ' ') {
-            size_t len = strcspn(p + n + 2, "\n");
-            snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p + n + 2);
-            return;
-        }
-    }
-}
-
 /* The rejected inbox files (inbox/rejected/NAME with NAME.reason beside it): their total, and
- * the newest REJECTED_SHOWN with file, rule, reason and time, for status and monitoring. */
-#define REJECTED_SHOWN 16
+ * the newest INBOX_REJECTED_SHOWN with file, rule, reason and time, for status and monitoring. */
 static void status_rejected(struct monitor *m, struct jbuf *j)
 {
-    struct rej {
-        char file[NAME_MAX + 1], rule[128], reason[CWT_ERRLEN];
-        int64_t time;
-    };
-    static struct rej shown[REJECTED_SHOWN];
+    static struct inbox_rejected shown[INBOX_REJECTED_SHOWN];
     size_t n_shown = 0;
     int64_t total = 0;
-    DIR *d = opendir(m->rejected_dir);
-    struct dirent *de;
 
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        char path[PATH_MAX], text[4096], tbuf[32];
-        struct rej r;
-        size_t got = 0;
-        int fd;
-
-        if (len <= 7 || strcmp(de->d_name + len - 7, ".reason") != 0)
-            continue;
-        total++;
-        if (file_join(path, sizeof(path), m->rejected_dir, de->d_name) != 0)
-            continue;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            continue;
-        while (got < sizeof(text) - 1) {
-            ssize_t k = read(fd, text + got, sizeof(text) - 1 - got);
-            if (k <= 0)
-                break;
-            got += (size_t)k;
-        }
-        close(fd);
-        text[got] = '\0';
-        snprintf(r.file, sizeof(r.file), "%.*s", (int)(len - 7), de->d_name);
-        reason_field(text, "rule", r.rule, sizeof(r.rule));
-        reason_field(text, "reason", r.reason, sizeof(r.reason));
-        reason_field(text, "time", tbuf, sizeof(tbuf));
-        r.time = strtoll(tbuf, NULL, 10);
-        /* Keep the newest: replace the oldest shown when full. */
-        if (n_shown < REJECTED_SHOWN) {
-            shown[n_shown++] = r;
-        } else {
-            size_t old = 0;
-            for (size_t i = 1; i < n_shown; i++)
-                if (shown[i].time < shown[old].time)
-                    old = i;
-            if (r.time > shown[old].time)
-                shown[old] = r;
-        }
-    }
-    if (d != NULL)
-        closedir(d);
+    (void)inbox_rejected_list(m->rejected_dir, shown, INBOX_REJECTED_SHOWN, &n_shown, &total);
     jb_int(j, "rejected_total", total);
     jb_open(j, "rejected", '[');
     for (size_t i = 0; i < n_shown; i++) {

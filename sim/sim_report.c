@@ -11,6 +11,7 @@
 
 #include "sim/sim.h"
 #include "common/fileio.h"
+#include "common/utf8.h"
 
 int sim_curve_add(struct sim_curve *c, uint64_t step, double value)
 {
@@ -259,25 +260,6 @@ void sim_report_csv(const struct sim_report *r, FILE *f)
     }
 }
 
-/* A string; bytes that are not UTF-8 (a metadata value from a CSV) become '?' rather than
- * losing the whole file. */
-static json_t *jstr(const char *s)
-{
-    json_t *v = json_string(s);
-    char *copy;
-
-    if (v != NULL || s == NULL)
-        return v;
-    if ((copy = strdup(s)) == NULL)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    v = json_string(copy);
-    free(copy);
-    return v;
-}
-
 /* Sets key to v in o; a NULL v (out of memory, or a non-finite real) marks the object failed
  * so one check at the end covers every field. */
 static void put(json_t *o, const char *key, json_t *v, int *bad)
@@ -315,16 +297,16 @@ static json_t *recipe_json(const struct cwt_recipe *rc, const char *text, int *b
         *bad = 1;
         return NULL;
     }
-    put(o, "text", jstr(text), bad);
+    put(o, "text", cwt_json_str(text), bad);
     if (rc != NULL) {
-        put(o, "model", jstr(rc->model), bad);
+        put(o, "model", cwt_json_str(rc->model), bad);
         add(in, json_integer(rc->input_h), bad);
         add(in, json_integer(rc->input_w), bad);
         add(in, json_integer(rc->input_c), bad);
         put(o, "input", json_incref(in), bad);
         put(o, "classes", json_integer(rc->classes), bad);
-        put(o, "optimizer", jstr((unsigned)rc->optimizer < 3 ? opt[rc->optimizer] : "unknown"),
-            bad);
+        put(o, "optimizer",
+            cwt_json_str((unsigned)rc->optimizer < 3 ? opt[rc->optimizer] : "unknown"), bad);
         put(o, "lr", jreal(rc->lr), bad);
         put(o, "momentum", jreal(rc->momentum), bad);
         put(o, "weight_decay", jreal(rc->weight_decay), bad);
@@ -367,13 +349,13 @@ char *sim_report_json_text(const struct sim_report *r)
 
     if (bad)
         goto out;
-    put(o, "schema", jstr(SIM_RESULTS_SCHEMA), &bad);
+    put(o, "schema", cwt_json_str(SIM_RESULTS_SCHEMA), &bad);
     put(o, "ok", json_true(), &bad); /* as in every cwtctl --json document (docs/json.md) */
-    put(o, "version", jstr(CWT_VERSION), &bad);
-    put(o, "commit", jstr(sim_build_commit()), &bad);
-    put(o, "command", jstr(r->command), &bad);
+    put(o, "version", cwt_json_str(CWT_VERSION), &bad);
+    put(o, "commit", cwt_json_str(sim_build_commit()), &bad);
+    put(o, "command", cwt_json_str(r->command), &bad);
     put(o, "recipe", recipe_json(r->recipe, r->recipe_text, &bad), &bad);
-    put(o, "heuristics_asked", jstr(r->heuristics), &bad);
+    put(o, "heuristics_asked", cwt_json_str(r->heuristics), &bad);
     a = json_array();
     for (size_t i = 0; a != NULL && i < nrows; i++) {
         /* Rows come in run order, one per heuristic and visit: each name once. */
@@ -382,12 +364,12 @@ char *sim_report_json_text(const struct sim_report *r)
         for (size_t k = 0; k < json_array_size(a); k++)
             seen |= strcmp(json_string_value(json_array_get(a, k)), name) == 0;
         if (!seen)
-            add(a, jstr(name), &bad);
+            add(a, cwt_json_str(name), &bad);
     }
     put(o, "heuristics", a, &bad);
     put(o, "sites", json_integer(r->sites), &bad);
-    put(o, "partition", jstr(r->partition), &bad);
-    put(o, "cwt_plus", jstr(r->plus), &bad);
+    put(o, "partition", cwt_json_str(r->partition), &bad);
+    put(o, "cwt_plus", cwt_json_str(r->plus), &bad);
     put(o, "fedprox_mu", r->prox_mu > 0 ? json_real(r->prox_mu) : json_null(), &bad);
     put(o, "budget_epochs", jreal(r->budget_epochs), &bad);
     put(o, "budget_steps", jint(r->budget_steps), &bad);
@@ -399,8 +381,8 @@ char *sim_report_json_text(const struct sim_report *r)
         add(a, jint(r->first_seed + s), &bad);
     put(o, "seed_values", a, &bad);
     put(o, "through_bundles", json_boolean(r->through_bundles), &bad);
-    put(o, "model", jstr(r->model), &bad);
-    put(o, "device", jstr(r->device), &bad);
+    put(o, "model", cwt_json_str(r->model), &bad);
+    put(o, "device", cwt_json_str(r->device), &bad);
     put(o, "images",
         json_pack("{s:I,s:I,s:I}", "train", (json_int_t)r->n_train, "val", (json_int_t)r->n_val,
                   "test", (json_int_t)r->n_test),
@@ -412,7 +394,7 @@ char *sim_report_json_text(const struct sim_report *r)
     if (r->n_names > 0) {
         a = json_array();
         for (uint32_t i = 0; a != NULL && i < r->n_names; i++)
-            add(a, jstr(r->names[i]), &bad);
+            add(a, cwt_json_str(r->names[i]), &bad);
         put(o, "institution_names", a, &bad);
     } else {
         put(o, "institution_names", json_null(), &bad);
@@ -446,8 +428,8 @@ char *sim_report_json_text(const struct sim_report *r)
             break;
         }
         sim_outcome_label(x, label, sizeof(label));
-        put(e, "label", jstr(label), &bad);
-        put(e, "heuristic", jstr(sim_heur_name(x->heur)), &bad);
+        put(e, "label", cwt_json_str(label), &bad);
+        put(e, "heuristic", cwt_json_str(sim_heur_name(x->heur)), &bad);
         put(e, "visit", x->visit > 0 ? json_real(x->visit) : json_null(), &bad);
         put(e, "institution", x->inst >= 0 ? json_integer(x->inst) : json_null(), &bad);
         put(e, "seed", jint(x->seed), &bad);
@@ -459,9 +441,9 @@ char *sim_report_json_text(const struct sim_report *r)
         put(e, "cycles", json_integer(x->cycles), &bad);
         put(e, "kept_step", jint(x->kept_step), &bad);
         put(e, "kept_val", jreal(x->kept_val), &bad);
-        put(e, "selection", jstr(sim_selection_text(x->heur)), &bad);
-        put(e, "weights_blake2b", jstr(x->weights_hash), &bad);
-        put(e, "final_blake2b", jstr(x->final_hash), &bad);
+        put(e, "selection", cwt_json_str(sim_selection_text(x->heur)), &bad);
+        put(e, "weights_blake2b", cwt_json_str(x->weights_hash), &bad);
+        put(e, "final_blake2b", cwt_json_str(x->final_hash), &bad);
         put(e, "curve", curve_json(&x->curve, &bad), &bad);
         add(a, e, &bad);
     }
@@ -476,8 +458,8 @@ char *sim_report_json_text(const struct sim_report *r)
             break;
         }
         sim_outcome_label(row->first, label, sizeof(label));
-        put(e, "label", jstr(label), &bad);
-        put(e, "heuristic", jstr(sim_heur_name(row->first->heur)), &bad);
+        put(e, "label", cwt_json_str(label), &bad);
+        put(e, "heuristic", cwt_json_str(sim_heur_name(row->first->heur)), &bad);
         put(e, "seeds", json_integer(row->n), &bad);
         put(e, "test_accuracy_mean", jreal(row->acc_mean), &bad);
         put(e, "test_accuracy_sd", jreal(row->acc_sd), &bad);
@@ -555,19 +537,28 @@ static struct style series_style(size_t i)
     return st;
 }
 
+/* Text content of the SVG: markup characters escaped; a byte that starts no well-formed UTF-8
+ * sequence, or a control character (not allowed in XML 1.0), becomes U+FFFD, since the file
+ * declares UTF-8 and a viewer refuses the whole plot otherwise. */
 static void svg_text(FILE *f, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '<')
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        size_t n = cwt_utf8_len(p);
+        if (*p == '<')
             fputs("&lt;", f);
-        else if (*s == '>')
+        else if (*p == '>')
             fputs("&gt;", f);
-        else if (*s == '&')
+        else if (*p == '&')
             fputs("&amp;", f);
-        else if (*s == '"')
+        else if (*p == '"')
             fputs("&quot;", f);
+        else if (n == 0 || (*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7f)
+            fputs("\xef\xbf\xbd", f);
         else
-            fputc(*s, f);
+            fwrite(p, 1, n, f);
+        p += n == 0 ? 1 : n;
     }
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "storage/store_internal.h"
 
 int store_imeta_name_ok(const char *name)
@@ -34,35 +35,13 @@ int store_imeta_value_check(const char *value)
         return CWT_EINVAL;
     if (n > STORE_IMETA_VALUE_MAX)
         return CWT_ETOOBIG;
+    /* UTF-8 by common/utf8.c's rules, the ones every JSON writer of cwt applies. */
     for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t len;
-        if (p[i] < 0x80) {
-            cp = p[i];
-            len = 1;
-        } else if (p[i] >= 0xc2 && p[i] <= 0xdf) {
-            cp = p[i] & 0x1fu;
-            len = 2;
-        } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
-            cp = p[i] & 0x0fu;
-            len = 3;
-        } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
-            cp = p[i] & 0x07u;
-            len = 4;
-        } else {
+        size_t len = cwt_utf8_len(p + i);
+        if (len == 0)
             return CWT_EFORMAT;
-        }
-        if (i + len > n)
-            return CWT_EFORMAT;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return CWT_EFORMAT;
-            cp = (cp << 6) | (p[i + k] & 0x3fu);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return CWT_EFORMAT;
-        if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))
+        /* C0, DEL and C1 (U+0080..U+009F, encoded 0xc2 0x80..0x9f). */
+        if (p[i] < 0x20 || p[i] == 0x7f || (p[i] == 0xc2 && p[i + 1] <= 0x9f))
             return CWT_EPERM;
         i += len;
     }

@@ -63,11 +63,32 @@ run error 1 audit verify --export "$T/a.export" --key "$(cat "$T/c/keys/site.pub
 # init (a new site, then the same folder again: refused), model fingerprint.
 run init 0 init --site-id d --dir "$T/d"
 run error 1 init --site-id d --dir "$T/d"
+# key rotate, then the new key into the roster (site d alone: a's keys stay as they are).
+run roster-add 0 -c "$T/d/cwtd.conf" roster add "$(cat "$T/d/keys/site.pub")"
+run key-rotate 0 -c "$T/d/cwtd.conf" key rotate
+run roster-replace-key 0 -c "$T/d/cwtd.conf" roster replace-key d "$(cat "$T/d/keys/site.pub")"
 run model-fingerprint 0 "${A[@]}" model fingerprint
 
 # key show / key check.
 run key 0 "${A[@]}" key show
 run key-check 0 "${A[@]}" key check
+
+# bundles: seal a -> b, inspect (under a Latin-1 file name: U+FFFD), verify, chain verify with
+# a roster alone, open at b; each document with the full header (bundle-header.json).
+FP=$("$CWTCTL" "${A[@]}" model fingerprint)
+python3 "$CWT_SRC/tests/cli/helpers/make_weights.py" "$T/w.safetensors" 0 "$FP" "$T/a/roster.conf"
+run bundle 0 "${A[@]}" bundle seal --to b --weights "$T/w.safetensors" -o "$T/b0.cwtb"
+latin=$(printf '%s/b\351.cwtb' "$T")
+cp "$T/b0.cwtb" "$latin"
+run bundle 0 bundle inspect "$latin"
+grep -q '"file": ".*b\\ufffd.cwtb"\|"file": ".*b�.cwtb"' "$T/out.$n" ||
+    die "inspect: the Latin-1 name is not shown with U+FFFD: $(cat "$T/out.$n")"
+run bundle-verify 0 bundle verify --roster "$T/a/roster.conf" "$T/b0.cwtb"
+grep -q '"signer_site": "a"' "$T/out.$n" || die "verify names no signer: $(cat "$T/out.$n")"
+run bundle-verify 1 bundle verify --roster "$T/a/roster.conf" "$T/b0.cwtb" "$T/w.safetensors"
+run chain-verify 0 chain verify --roster "$T/a/roster.conf" "$T/b0.cwtb"
+run bundle 0 -c "$T/b/cwtd.conf" bundle open "$T/b0.cwtb" -o "$T/b0.safetensors"
+run error 1 -c "$T/b/cwtd.conf" bundle open "$T/b0.cwtb" -o "$T/b0-again.safetensors"
 
 # data before any ingest (no store: not-found, exit 2); ingest (clean, then with a rejected
 # file: ok false, exit 1); data; a usage error of ingest.
@@ -102,6 +123,7 @@ grep -q '"error": "daemon-down"' "$T/out.$n" || die "start with cwtd down: $(cat
 # Prometheus with the daemon down: cwt_daemon_up 0, exit 0.
 "$CWTCTL" "${A[@]}" status --prometheus >"$T/down.prom" 2>/dev/null || die "prometheus with cwtd down"
 grep -q '^cwt_daemon_up{site="a"} 0$' "$T/down.prom" || die "daemon_up: $(cat "$T/down.prom")"
+grep -q '^cwt_inbox_held{site="a"} 0$' "$T/down.prom" || die "inbox_held down: $(cat "$T/down.prom")"
 
 start_daemon a
 run status 0 "${A[@]}" status
@@ -149,5 +171,26 @@ assert typed["cwt_inbox_rejected_total"] == "counter"
 PY
 run error 2 "${A[@]}" status --prometheus --json 2>/dev/null
 
+"$CWTCTL" "${A[@]}" --json status >"$T/online.json" || die "status before stop"
 run control 0 "${A[@]}" stop
+
+# With cwtd down, status reads the inbox itself: the same rejected list as cwtd gave, and the
+# files waiting in the inbox as held (cwt.status/1 both ways).
+wait_for 30 sh -c "! '$CWTCTL' -c '$T/a/cwtd.conf' status >/dev/null 2>&1" || die "cwtd did not stop"
+head -c 300 /dev/urandom >"$T/a/inbox/$(printf 'late\351.cwtb')"
+head -c 300 /dev/urandom >"$T/a/inbox/copying.cwtb.part"
+run status 1 "${A[@]}" status
+python3 - "$T/online.json" "$T/out.$n" <<'PY' || die "offline status lists: $(cat "$T/out.$n")"
+import json, sys
+on, off = (json.load(open(p)) for p in sys.argv[1:3])
+assert off["daemon"] is False and off["rejected_total"] == on["rejected_total"] == 1, off
+assert off["rejected"] == on["rejected"] and off["rejected"][0]["rule"], (on, off)
+assert [e["file"] for e in off["inbox_held"]] == ["late\ufffd.cwtb"], off
+assert off["inbox_held"][0]["time"] > 0 and "held" in off, off
+PY
+"$CWTCTL" "${A[@]}" status >"$T/offline.txt" 2>/dev/null && die "offline status exited 0"
+grep -q "^rejected .*1 in the inbox" "$T/offline.txt" && grep -q "late.*in the inbox since" "$T/offline.txt" ||
+    die "offline status table lacks the rejected or held file: $(cat "$T/offline.txt")"
+"$CWTCTL" "${A[@]}" status --prometheus | grep -q '^cwt_inbox_held{site="a"} 1$' ||
+    die "offline metrics do not count the held file"
 echo "json_schemas: ok ($n documents)"

@@ -29,11 +29,16 @@ sed -i "s/depth = 8;/depth = 10;/" "$T/s/roster.conf"
 grep -q "depth = 10;" "$T/s/roster.conf" || fail "cannot set the depth"
 C=(-c "$T/s/cwtd.conf")
 
-# save_tv DEPTH FILE: a torchvision-named ResNet state dict, written as safetensors with the
-# standard library (the few lines of docs/model-export.md).
+# The torchvision-checkpoint converter of docs/model-export.md, as the guide prints it.
+awk '/^```python$/ {n++; if (n == 3) {on = 1; next}} on && /^```$/ {exit} on {print}' \
+    "$CWT_SRC/docs/model-export.md" >"$T/pth2safetensors.py"
+grep -q 'torch.load(sys.argv\[1\]' "$T/pth2safetensors.py" || fail "no converter in model-export.md"
+
+# save_tv DEPTH FILE: a torchvision-named ResNet state dict saved with torch.save, as
+# torchvision ships its checkpoints, then made safetensors by the guide's converter.
 save_tv() {
-    "$PYTORCH" - "$CWT_SRC/tests/cli" "$1" "$2" <<'PY'
-import json, struct, sys
+    "$PYTORCH" - "$CWT_SRC/tests/cli" "$1" "$2.pth" <<'PY' &&
+import sys
 sys.path.insert(0, sys.argv[1])
 import torch
 import pytorch_load
@@ -47,27 +52,20 @@ with torch.no_grad():
             m.weight.uniform_(0.5, 1.5)
             m.bias.uniform_(-0.1, 0.1)
             m.num_batches_tracked.fill_(1000)
-state = net.state_dict()
-# safetensors by hand: a JSON header of names, dtypes, shapes and offsets, then the bytes.
-header, blobs, off = {}, [], 0
-for name, t in state.items():
-    t = t.contiguous()
-    raw = t.numpy().tobytes()
-    header[name] = {"dtype": {torch.float32: "F32", torch.int64: "I64"}[t.dtype],
-                    "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-    blobs.append(raw)
-    off += len(raw)
-head = json.dumps(header).encode()
-head += b" " * (-len(head) % 8)
-with open(sys.argv[3], "wb") as f:
-    f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+torch.save(net.state_dict(), sys.argv[3])
 PY
+        "$PYTORCH" "$T/pth2safetensors.py" "$2.pth" "$2"
 }
 save_tv 10 "$T/tv10.safetensors" || fail "making the torchvision-shaped state dict"
 "$CWTCTL" "${C[@]}" model convert "$T/tv10.safetensors" -o "$T/init.safetensors" >"$T/out" ||
     fail "convert: $(cat "$T/out")"
 grep -q 'init = { file = "init.safetensors"; blake2b = "[0-9a-f]\{64\}"; };' "$T/out" ||
     fail "convert does not print the roster line: $(cat "$T/out")"
+"$CWTCTL" "${C[@]}" --json model convert "$T/tv10.safetensors" -o "$T/init2.safetensors" \
+    >"$T/convert.json" || fail "convert --json: $(cat "$T/convert.json")"
+python3 "$CWT_SRC/tests/cli/helpers/json_check.py" model-convert "$T/convert.json" ||
+    fail "convert --json: $(cat "$T/convert.json")"
+cmp -s "$T/init.safetensors" "$T/init2.safetensors" || fail "two conversions differ"
 
 "$PYTORCH" - "$CWT_SRC/tests/cli" "$T/tv10.safetensors" "$T/init.safetensors" <<'PY' ||
 import sys

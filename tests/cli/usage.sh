@@ -48,4 +48,14 @@ expect 2 "data: unknown option '--jsno'; did you mean '--json'?" "$CWTCTL" data 
 expect 2 "bundle verify needs the federation's roster: pass --roster FILE" \
     "$CWTCTL" bundle verify "$T/any.cwtb"
 one_line
+
+# "cwtctl GROUP SUB --help" prints the usage on stdout and exits 0 for every subcommand the
+# guides name, without a site.
+for cmd in "key show" "key check" "key rotate" "roster add" "roster check" "roster show" \
+    "roster replace-key" "model fingerprint" "model export" "bundle verify" "chain verify" \
+    "audit verify"; do
+    # shellcheck disable=SC2086 # the words of the command
+    "$CWTCTL" $cmd --help >"$T/out" 2>"$T/err" || fail "cwtctl $cmd --help: $(cat "$T/err")"
+    grep -q "^usage: " "$T/out" || fail "cwtctl $cmd --help prints no usage: $(cat "$T/out")"
+done
 echo "usage: ok"

@@ -804,6 +804,60 @@ static void test_chunks_and_payload(void **state)
     free(p);
 }
 
+/* bundle_json: every member of docs/schemas/bundle-header.json, a non-finite metric as null,
+ * and the header's strings UTF-8-clean even if decoding ever let other bytes through; the JSON
+ * mode of bundle_print is the same object on one line. */
+static void test_json(void **state)
+{
+    struct bundle_info *info = calloc(1, sizeof(*info));
+    char *text = NULL;
+    size_t len = 0;
+    json_t *o, *back, *sum;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(info);
+    snprintf(info->hdr.federation, sizeof(info->hdr.federation), "fed");
+    snprintf(info->hdr.sender, sizeof(info->hdr.sender), "caf\xe9");
+    info->hdr.n_recipients = 2;
+    snprintf(info->hdr.recipients[0], sizeof(info->hdr.recipients[0]), "b");
+    snprintf(info->hdr.recipients[1], sizeof(info->hdr.recipients[1]), "c");
+    info->n_entries = 1; /* the second recipient has no entry: key_id "" */
+    info->hdr.sequence = 7;
+    info->hdr.summary.val_loss = NAN;
+    info->hdr.summary.val_auc = INFINITY;
+    info->hdr.summary.val_accuracy = 0.5;
+    info->version = 2;
+
+    o = bundle_json(info, NULL);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "sender")), "caf\xef\xbf\xbd");
+    assert_int_equal(json_array_size(json_object_get(o, "recipients")), 2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(o, "recipients"), 1), "key_id")),
+                        "");
+    assert_true(json_is_null(json_object_get(o, "parent")));
+    assert_null(json_object_get(o, "signer_site")); /* no roster: no name for the key */
+    assert_int_equal(json_integer_value(json_object_get(o, "sequence")), 7);
+    sum = json_object_get(o, "summary");
+    assert_true(json_is_null(json_object_get(sum, "val_loss")));
+    assert_true(json_is_null(json_object_get(sum, "val_auc")));
+    assert_true(json_real_value(json_object_get(sum, "val_accuracy")) == 0.5);
+
+    f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(bundle_print(f, info, NULL, 1), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_null(strchr(text, '\n'));
+    back = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(back);
+    assert_true(json_equal(o, back));
+    json_decref(back);
+    json_decref(o);
+    free(text);
+    free(info);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signers_and_roster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_time_and_ledger_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunks_and_payload, setup, teardown),
+        cmocka_unit_test(test_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

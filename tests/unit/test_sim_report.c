@@ -101,7 +101,7 @@ static void report_files(void **state)
     memset(&r, 0, sizeof(r));
     r.sites = 3;
     snprintf(r.partition, sizeof(r.partition), "by-column:s\xff");
-    snprintf(r.command, sizeof(r.command), "cwtctl simulate --sites 3");
+    snprintf(r.command, sizeof(r.command), "cwtctl simulate --sites 3 --out caf\xe9 <&\x01>");
     snprintf(r.recipe_text, sizeof(r.recipe_text), "cnn-small, sgd lr 0.01");
     snprintf(r.heuristics, sizeof(r.heuristics), "central,cwt");
     r.n_seeds = 2;
@@ -121,8 +121,11 @@ static void report_files(void **state)
     o = json_loads(text, 0, &jerr);
     assert_non_null(o);
     assert_string_equal(json_string_value(json_object_get(o, "schema")), "cwt.simulate-results/1");
-    assert_string_equal(json_string_value(json_object_get(o, "command")), r.command);
-    assert_string_equal(json_string_value(json_object_get(o, "partition")), "by-column:s?");
+    /* Bytes that are not UTF-8 become U+FFFD, as in every cwt document (common/utf8.c). */
+    assert_string_equal(json_string_value(json_object_get(o, "partition")),
+                        "by-column:s\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(o, "command")),
+                        "cwtctl simulate --sites 3 --out caf\xef\xbf\xbd <&\x01>");
     assert_int_equal(json_array_size(json_object_get(o, "heuristics")), 3);
     assert_int_equal(json_array_size(json_object_get(o, "seed_values")), 2);
     assert_true(
@@ -136,7 +139,9 @@ static void report_files(void **state)
     sim_svg_visits(&r, f);
     assert_int_equal(fclose(f), 0);
     assert_non_null(strstr(svg, "<desc>cwt "));
-    assert_non_null(strstr(svg, "cwtctl simulate --sites 3"));
+    /* The SVG declares UTF-8: a bad byte or a control character is U+FFFD there too. */
+    assert_non_null(
+        strstr(svg, "cwtctl simulate --sites 3 --out caf\xef\xbf\xbd &lt;&amp;\xef\xbf\xbd&gt;"));
     assert_non_null(strstr(svg, "class=\"errorbar\""));
     free(svg);
     sim_report_free(&r);

@@ -6,8 +6,27 @@ import sys
 
 import jsonschema
 
-schema_path = os.path.join(os.environ["CWT_SRC"], "docs", "schemas", sys.argv[1] + ".json")
-schema = json.load(open(schema_path))
+schema_dir = os.path.join(os.environ["CWT_SRC"], "docs", "schemas")
+
+
+def inline(node):
+    """Replaces {"$ref": "NAME.json"} by that file's schema (less $schema and $id). Such a file
+    keeps no $defs of its own, so its content means the same wherever it stands; this works on
+    every jsonschema release, where resolving one file from another does not."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.endswith(".json") and "/" not in ref:
+            sub = json.load(open(os.path.join(schema_dir, ref)))
+            for key in ("$schema", "$id"):
+                sub.pop(key, None)
+            return inline(sub)
+        return {k: inline(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [inline(v) for v in node]
+    return node
+
+
+schema = inline(json.load(open(os.path.join(schema_dir, sys.argv[1] + ".json"))))
 # The $id ("cwt.status/1") names the document kind; it is no URL. Older jsonschema releases
 # (Debian 12's 4.10) resolve "#/$defs/..." against it and try to fetch the result, so the
 # references are resolved within the document instead.
