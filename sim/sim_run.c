@@ -1141,8 +1141,7 @@ static int new_loader(struct run_ctx *c, const uint64_t *ids, size_t n, uint64_t
     o.seed = seed;
     o.shuffle = 1;
     o.balanced = balanced;
-    o.hflip = c->base.augment_hflip;
-    o.crop_pad = c->base.augment_crop_pad;
+    train_loader_augment_from_recipe(&c->base, &o);
     o.norm = c->norm;
     return train_loader_new(c->s->st, ids, n, c->spec.classes, &o, out, c->err, c->errlen);
 }
@@ -1222,6 +1221,8 @@ static int run_seed(struct run_ctx *c)
     c->spec.seed = c->seed;
     rc =
         eng_model_create(s->dev, &c->spec, &c->optim, c->base.batch_size, &c->m, c->err, c->errlen);
+    if (rc == 0)
+        rc = train_model_finetune(c->m, &c->base, c->err, c->errlen);
     if (rc != 0)
         return rc;
     if ((rc = snapshot(c, TRAIN_SAVE_ALL, &c->init, &c->init_len)) != 0)
