@@ -222,6 +222,7 @@ int eng_model_tensor_info(const struct eng_model *m, uint32_t i, struct eng_tens
     memset(info->shape, 0, sizeof(info->shape));
     memcpy(info->shape, t->shape, t->ndim * sizeof(uint32_t));
     info->numel = t->numel;
+    info->lr_scale = t->kind == ENG_T_PARAM ? t->lr_scale : 1.0f;
     return 0;
 }
 

@@ -138,6 +138,7 @@ struct eng_tensor_info {
     uint32_t ndim;
     uint32_t shape[4]; /* PyTorch layout: conv OIHW, dense [out, in] */
     uint64_t numel;
+    float lr_scale; /* ENG_T_PARAM: its group's lr multiplier (0 = frozen); 1 otherwise */
 };
 
 uint32_t eng_model_tensor_count(const struct eng_model *m);

@@ -951,8 +951,11 @@ static int prox_step(struct run_ctx *c, uint64_t step)
 
     for (uint32_t k = 0; k < t->n; k++) {
         float *w = p->cur + t->off[k], *buf = NULL;
+        struct eng_tensor_info info;
         int rc;
-        if (!t->is_param[k])
+        /* The proximal term steps with the parameter's own group rate; frozen ones stay. */
+        if (!t->is_param[k] || eng_model_tensor_info(c->m, t->idx[k], &info) != 0 ||
+            info.lr_scale == 0.0f)
             continue;
         if ((rc = eng_model_read_tensor(c->m, t->idx[k], w)) != 0)
             goto fail;
@@ -961,8 +964,8 @@ static int prox_step(struct run_ctx *c, uint64_t step)
             if ((rc = eng_model_read_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0)
                 goto fail;
         }
-        sim_prox_correct(w, buf, p->prev + t->off[k], p->glob + t->off[k], t->numel[k], p->mu, lr,
-                         c->optim.momentum, c->optim.nesterov);
+        sim_prox_correct(w, buf, p->prev + t->off[k], p->glob + t->off[k], t->numel[k], p->mu,
+                         lr * info.lr_scale, c->optim.momentum, c->optim.nesterov);
         if ((rc = eng_model_write_tensor(c->m, t->idx[k], w)) != 0 ||
             (buf != NULL && (rc = eng_model_write_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0))
             goto fail;
