@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "                     crop[:SMIN], pad:N, hflip, vflip, rot:DEG, jitter:X,\n"
             "                     brightness:X, contrast:X\n"
             "  --freeze N         resnet: freeze the stem (stage 0) and the next N-1 stages\n"
-            "  --backbone-lr S    lr multiplier of the pretrained part (all but the classifier)\n",
+            "  --backbone-lr S    lr multiplier of every parameter but the classifier\n",
             CWT_MAX_SITES, DEFAULT_OUT);
 }
 
