@@ -229,6 +229,7 @@ void train_loader_epoch_order(const struct train_loader *l, uint64_t epoch, uint
     }
 }
 
+/* Whether any option of struct train_augment is on: those samples take the affine path. */
 static int aug_on(const struct train_augment *a)
 {
     return a->vflip || a->resized_crop || a->rotate > 0.0 || a->brightness > 0.0 ||
@@ -269,6 +270,7 @@ void train_loader_augment_from_recipe(const struct cwt_recipe *r, struct train_l
     o->aug.contrast = r->augment_contrast;
 }
 
+/* Uniform in [lo, hi) (lo exactly when lo == hi, so a range of one value is that value). */
 static double uniform(struct train_rng *rng, double lo, double hi)
 {
     return lo + (hi - lo) * train_rng_unit(rng);
@@ -348,6 +350,7 @@ static double src_coord(double v, uint32_t n)
     return v < 0.0 ? 0.0 : v > (double)(n - 1) ? (double)(n - 1) : v;
 }
 
+/* Rounds to the nearest integer (ties to even) and clamps into 0..255. */
 static uint8_t to_u8(double v)
 {
     v = nearbyint(v);
@@ -365,7 +368,7 @@ void train_augment_apply(const struct train_aug_draw *d, const uint8_t *in, uint
     double kx = (double)d->crop_w / w, ky = (double)d->crop_h / h;
 
     if (d->angle == 0.0) {
-        cs = 1.0; /* exact identity: cos(0) is 1 but spell it out */
+        cs = 1.0; /* rotation 0 must be the identity map exactly, whatever libm returns */
         sn = 0.0;
     }
     for (uint32_t oy = 0; oy < h; oy++)
