@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "                       [--heuristics LIST] [--visits LIST] [--budget E]\n"
             "                       [--seeds S] [--through-bundles] [--out DIR] [--json]\n"
             "                       [--plus MODS] [--max-train N] [--max-val N] [--max-test N]\n"
+            "                       [--augment LIST] [--freeze N] [--backbone-lr S]\n"
             "\n"
             "Divides the store's train and val splits among N virtual institutions and trains\n"
             "the roster's model with each heuristic on the same budget; test stays pooled.\n"
@@ -44,7 +45,12 @@ static void usage(FILE *f)
             "                     proportional,loss,sampling,clr (default\n"
             "                     proportional,sampling,clr)\n"
             "  --max-train N      use a fixed random subset of at most N images of a split\n"
-            "  --max-val N, --max-test N\n",
+            "  --max-val N, --max-test N\n"
+            "  --augment LIST     replaces the recipe's augmentation: none, or a list of\n"
+            "                     crop[:SMIN], pad:N, hflip, vflip, rot:DEG, jitter:X,\n"
+            "                     brightness:X, contrast:X\n"
+            "  --freeze N         resnet: freeze the stem (stage 0) and the next N-1 stages\n"
+            "  --backbone-lr S    lr multiplier of every parameter but the classifier\n",
             CWT_MAX_SITES, DEFAULT_OUT);
 }
 
@@ -126,6 +132,28 @@ static void show_progress(const struct sim_progress *p, void *ctx)
                   p->label, (unsigned long long)p->step, (unsigned long long)p->steps);
 }
 
+/* Applies --augment, --freeze and --backbone-lr (absent: NULL, -1, -1) to the recipe, with
+ * the limits the roster has (config.c). Returns 0 or the exit code of a usage error. */
+static int finetune_overrides(struct cwt_recipe *r, const char *augment, int64_t freeze,
+                              double backbone_lr)
+{
+    char err[CWT_ERRLEN];
+    uint32_t stages = strcmp(r->model, "resnet") != 0 ? 0 : r->resnet_depth == 8 ? 4 : 5;
+
+    if (augment != NULL && sim_augment_parse(augment, r, err, sizeof(err)) != 0)
+        return cli_error(CLI_USAGE, "%s", err);
+    if (freeze > (int64_t)stages)
+        return cli_error(CLI_USAGE,
+                         "--freeze %lld: the recipe's model has %u stages (stem = stage 0; "
+                         "freezing needs a resnet)",
+                         (long long)freeze, stages);
+    if (freeze >= 0)
+        r->freeze_stages = (uint32_t)freeze;
+    if (backbone_lr >= 0.0)
+        r->backbone_lr_scale = backbone_lr;
+    return 0;
+}
+
 int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
 {
     enum {
@@ -141,6 +169,9 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         OPT_MAX_TRAIN,
         OPT_MAX_VAL,
         OPT_MAX_TEST,
+        OPT_AUGMENT,
+        OPT_FREEZE,
+        OPT_BACKBONE_LR,
         OPT_HELP
     };
     static const struct option opts[] = {
@@ -156,11 +187,16 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         {"max-train", required_argument, NULL, OPT_MAX_TRAIN},
         {"max-val", required_argument, NULL, OPT_MAX_VAL},
         {"max-test", required_argument, NULL, OPT_MAX_TEST},
+        {"augment", required_argument, NULL, OPT_AUGMENT},
+        {"freeze", required_argument, NULL, OPT_FREEZE},
+        {"backbone-lr", required_argument, NULL, OPT_BACKBONE_LR},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *partition = "iid", *heuristics = "central,single,ensemble,swt,cwt,cwt+";
-    const char *visits = "1", *plus = NULL;
+    const char *visits = "1", *plus = NULL, *augment = NULL;
+    int64_t freeze = -1;
+    double backbone_lr = -1.0;
     struct sim_setup s;
     struct progress prog;
     struct sim_report rep;
@@ -231,6 +267,18 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
               : opt == OPT_MAX_VAL ? &s.max_val
                                    : &s.max_test) = (size_t)v;
             break;
+        case OPT_AUGMENT:
+            augment = optarg;
+            break;
+        case OPT_FREEZE:
+            if (parse_count("--freeze", optarg, 0, 5, &freeze) != 0)
+                return CLI_USAGE;
+            break;
+        case OPT_BACKBONE_LR:
+            if (cwt_parse_double(optarg, 0.0, 10.0, &backbone_lr) != 0)
+                return cli_error(CLI_USAGE, "--backbone-lr %s: expected a number from 0 to 10",
+                                 optarg);
+            break;
         case OPT_HELP:
             usage(stdout);
             return CLI_OK;
@@ -261,6 +309,8 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
     if ((rc = cli_load_site(g, cfg, roster)) != 0)
         goto out;
     s.recipe = roster->recipe;
+    if ((rc = finetune_overrides(&s.recipe, augment, freeze, backbone_lr)) != 0)
+        goto out;
     s.budget_epochs = have_budget ? s.budget_epochs : (double)s.recipe.epochs;
     if (!(s.budget_epochs > 0)) {
         rc = cli_error(CLI_USAGE, "the recipe has no epochs; give --budget E");

@@ -326,8 +326,7 @@ int cmd_train(int argc, char **argv, const struct cli_globals *g)
     lo.seed = train_hash3(rec->seed, LOADER_SEED_TAG, 0);
     lo.shuffle = 1;
     lo.balanced = rec->balanced_sampling;
-    lo.hflip = rec->augment_hflip;
-    lo.crop_pad = rec->augment_crop_pad;
+    train_loader_augment_from_recipe(rec, &lo);
     lo.norm = norm;
     rc = train_loader_new(r->st, r->train_ids, r->n_train, rec->classes, &lo, &r->loader, err,
                           sizeof(err));

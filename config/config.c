@@ -164,6 +164,39 @@ static int get_bool(const struct ctx *c, const config_setting_t *grp, const char
     return 0;
 }
 
+/* A list or array of two numbers [lo, hi] with min <= lo <= hi <= max and lo > 0 when
+ * min is 0 (crop scales and aspect ratios). */
+static int get_range(const struct ctx *c, const config_setting_t *grp, const char *prefix,
+                     const char *name, double min, double max, double out[2])
+{
+    const config_setting_t *s = member(grp, name);
+    char full[160];
+    double v[2];
+
+    snprintf(full, sizeof(full), "%s%s", prefix, name);
+    if (s == NULL)
+        return 0;
+    if ((config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+         config_setting_type(s) != CONFIG_TYPE_LIST) ||
+        config_setting_length(s) != 2)
+        return at(c, s, full, "expected two numbers [low, high]");
+    for (unsigned i = 0; i < 2; i++) {
+        const config_setting_t *el = config_setting_get_elem(s, i);
+        int t = config_setting_type(el);
+        if (t == CONFIG_TYPE_FLOAT)
+            v[i] = config_setting_get_float(el);
+        else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+            v[i] = (double)config_setting_get_int64(el);
+        else
+            return at(c, s, full, "expected two numbers [low, high]");
+    }
+    if (!isfinite(v[0]) || !isfinite(v[1]) || v[0] < min || v[1] > max || v[0] > v[1])
+        return at(c, s, full, "expected [low, high] with %g <= low <= high <= %g", min, max);
+    out[0] = v[0];
+    out[1] = v[1];
+    return 0;
+}
+
 /* Returns the group called name (or NULL if absent); a member of another type is an error. */
 static int get_group(const struct ctx *c, const config_setting_t *parent, const char *prefix,
                      const char *name, const config_setting_t **out)
@@ -413,6 +446,12 @@ void recipe_defaults(struct cwt_recipe *r)
     r->cycles = 5;
     r->patience = 3;
     r->bundle_ttl_days = 30;
+    /* torchvision's RandomResizedCrop defaults */
+    r->augment_crop_scale[0] = 0.08;
+    r->augment_crop_scale[1] = 1.0;
+    r->augment_crop_ratio[0] = 3.0 / 4.0;
+    r->augment_crop_ratio[1] = 4.0 / 3.0;
+    r->backbone_lr_scale = 1.0;
 }
 
 static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
@@ -452,8 +491,9 @@ static int printable(const char *v)
 static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct cwt_recipe *r)
 {
     static const char *const recipe_keys[] = {"model", "input", "classes", "class_names", "seed",
-                                              "train", "cycle", "init",    NULL};
+                                              "train", "cycle", "init",    "finetune",    NULL};
     static const char *const init_keys[] = {"file", "blake2b", NULL};
+    static const char *const finetune_keys[] = {"freeze_stages", "backbone_lr_scale", NULL};
     static const char *const model_keys[] = {"name", "depth", "width", "dropout", NULL};
     static const char *const train_keys[] = {"batch_size",
                                              "epochs",
@@ -472,13 +512,20 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
                                              "cycle_epochs",
                                              "augment_hflip",
                                              "augment_crop_pad",
+                                             "augment_vflip",
+                                             "augment_resized_crop",
+                                             "augment_crop_scale",
+                                             "augment_crop_ratio",
+                                             "augment_rotate",
+                                             "augment_brightness",
+                                             "augment_contrast",
                                              "balanced_sampling",
                                              "class_weighted_loss",
                                              NULL};
     static const char *const cycle_keys[] = {"heuristic",       "select", "visit_unit",
                                              "visit_length",    "cycles", "patience",
                                              "bundle_ttl_days", NULL};
-    const config_setting_t *mg, *tg, *cg, *ig, *in, *names;
+    const config_setting_t *mg, *tg, *cg, *ig, *fg, *in, *names;
     int64_t seed = (int64_t)r->seed;
     int e, rc;
 
@@ -604,6 +651,27 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
     if (rc == 0)
         rc = get_u32(c, tg, "recipe.train.", "augment_crop_pad", 0, 64, &r->augment_crop_pad);
     if (rc == 0)
+        rc = get_bool(c, tg, "recipe.train.", "augment_vflip", &r->augment_vflip);
+    if (rc == 0)
+        rc = get_bool(c, tg, "recipe.train.", "augment_resized_crop", &r->augment_resized_crop);
+    if (rc == 0)
+        rc = get_range(c, tg, "recipe.train.", "augment_crop_scale", 1e-3, 1.0,
+                       r->augment_crop_scale);
+    if (rc == 0)
+        rc = get_range(c, tg, "recipe.train.", "augment_crop_ratio", 0.1, 10.0,
+                       r->augment_crop_ratio);
+    /* Both crops at once would crop twice; the recipe names one. */
+    if (rc == 0 && r->augment_resized_crop && r->augment_crop_pad > 0)
+        rc = at(c, member(tg, "augment_resized_crop"), "recipe.train.augment_resized_crop",
+                "cannot be combined with augment_crop_pad (choose one crop)");
+    if (rc == 0)
+        rc = get_double(c, tg, "recipe.train.", "augment_rotate", 0.0, 180.0, &r->augment_rotate);
+    if (rc == 0)
+        rc = get_double(c, tg, "recipe.train.", "augment_brightness", 0.0, 1.0,
+                        &r->augment_brightness);
+    if (rc == 0)
+        rc = get_double(c, tg, "recipe.train.", "augment_contrast", 0.0, 1.0, &r->augment_contrast);
+    if (rc == 0)
         rc = get_bool(c, tg, "recipe.train.", "balanced_sampling", &r->balanced_sampling);
     if (rc == 0)
         rc = get_bool(c, tg, "recipe.train.", "class_weighted_loss", &r->class_weighted_loss);
@@ -651,6 +719,25 @@ static int parse_recipe(const struct ctx *c, const config_setting_t *rg, struct 
             rc = at(c, member(ig, "blake2b"), "recipe.init.blake2b",
                     "expected 64 hex digits (the BLAKE2b-256 of the file)");
         r->has_init = rc == 0;
+    }
+    if (rc == 0)
+        rc = get_group(c, rg, "recipe.", "finetune", &fg);
+    if (rc == 0 && fg != NULL) {
+        /* The stem is stage 0: resnet-8 has 3 stages after it, resnet-10/18 have 4. */
+        uint32_t stages = strcmp(r->model, "resnet") != 0 ? 0 : r->resnet_depth == 8 ? 4 : 5;
+        rc = check_keys(c, fg, "recipe.finetune.", finetune_keys);
+        if (rc == 0)
+            rc = get_u32(c, fg, "recipe.finetune.", "freeze_stages", 0, 5, &r->freeze_stages);
+        if (rc == 0 && r->freeze_stages > 0 && stages == 0)
+            rc = at(c, member(fg, "freeze_stages"), "recipe.finetune.freeze_stages",
+                    "freezing needs a resnet (model %s has no stages)", r->model);
+        else if (rc == 0 && r->freeze_stages > stages)
+            rc =
+                at(c, member(fg, "freeze_stages"), "recipe.finetune.freeze_stages",
+                   "expected 0 to %u for resnet-%u (the stem is stage 0)", stages, r->resnet_depth);
+        if (rc == 0)
+            rc = get_double(c, fg, "recipe.finetune.", "backbone_lr_scale", 0.0, 10.0,
+                            &r->backbone_lr_scale);
     }
     return rc;
 }
@@ -836,6 +923,16 @@ int roster_load(const char *path, struct cwt_roster *r, char *err, size_t errlen
     return rc;
 }
 
+/* %.17g (round-trips doubles) with a decimal point always: libconfig arrays hold one type, so
+ * [0.5, 1] would not read back. */
+static void real_text(double v, char *out, size_t len)
+{
+    int n = snprintf(out, len, "%.17g", v);
+
+    if (n > 0 && (size_t)n + 2 < len && strpbrk(out, ".eEn") == NULL)
+        memcpy(out + n, ".0", 3);
+}
+
 static void put_recipe_text(FILE *f, const struct cwt_recipe *r)
 {
     fprintf(f, "recipe = {\n");
@@ -864,6 +961,27 @@ static void put_recipe_text(FILE *f, const struct cwt_recipe *r)
             r->cycle_epochs);
     fprintf(f, "    augment_hflip = %s;\n    augment_crop_pad = %u;\n",
             r->augment_hflip ? "true" : "false", r->augment_crop_pad);
+    /* The augmentations and fine-tuning settings below are written only when they are on, so
+     * that a roster from before them keeps its text and therefore its fingerprint; when on,
+     * they are part of it, so sites cannot silently train differently. */
+    if (r->augment_vflip)
+        fprintf(f, "    augment_vflip = true;\n");
+    if (r->augment_resized_crop) {
+        char v[4][40];
+        for (int i = 0; i < 4; i++)
+            real_text(i < 2 ? r->augment_crop_scale[i] : r->augment_crop_ratio[i - 2], v[i],
+                      sizeof(v[i]));
+        fprintf(f,
+                "    augment_resized_crop = true;\n    augment_crop_scale = [%s, %s];\n"
+                "    augment_crop_ratio = [%s, %s];\n",
+                v[0], v[1], v[2], v[3]);
+    }
+    if (r->augment_rotate != 0.0)
+        fprintf(f, "    augment_rotate = %.17g;\n", r->augment_rotate);
+    if (r->augment_brightness != 0.0)
+        fprintf(f, "    augment_brightness = %.17g;\n", r->augment_brightness);
+    if (r->augment_contrast != 0.0)
+        fprintf(f, "    augment_contrast = %.17g;\n", r->augment_contrast);
     fprintf(f, "    balanced_sampling = %s;\n    class_weighted_loss = %s;\n",
             r->balanced_sampling ? "true" : "false", r->class_weighted_loss ? "true" : "false");
     fprintf(f, "  };\n");
@@ -877,6 +995,10 @@ static void put_recipe_text(FILE *f, const struct cwt_recipe *r)
     fprintf(f, "    cycles = %u;\n    patience = %u;\n    bundle_ttl_days = %u;\n", r->cycles,
             r->patience, r->bundle_ttl_days);
     fprintf(f, "  };\n");
+    if (r->freeze_stages != 0 || r->backbone_lr_scale != 1.0)
+        fprintf(f,
+                "  finetune = {\n    freeze_stages = %u;\n    backbone_lr_scale = %.17g;\n  };\n",
+                r->freeze_stages, r->backbone_lr_scale);
     /* Only with initial weights, so that a roster without them keeps its fingerprint. */
     if (r->has_init) {
         char hex[65];

@@ -82,6 +82,15 @@ struct cwt_recipe {
     double dropout;
     int augment_hflip;
     uint32_t augment_crop_pad;
+    /* Augmentations for larger images (docs/roster.md "Augmentation"), all off by default:
+     * torchvision's RandomResizedCrop with area fractions crop_scale and aspect ratios
+     * crop_ratio (an alternative to crop_pad), vertical flip, rotation by up to rotate
+     * degrees, brightness and contrast factors in [1 - x, 1 + x]. */
+    int augment_vflip;
+    int augment_resized_crop;
+    double augment_crop_scale[2], augment_crop_ratio[2];
+    double augment_rotate;
+    double augment_brightness, augment_contrast;
     int balanced_sampling;
     int class_weighted_loss;
     enum cwt_heuristic heuristic;
@@ -91,6 +100,10 @@ struct cwt_recipe {
     uint32_t cycles;
     uint32_t patience;
     uint32_t bundle_ttl_days; /* expiry of sealed bundles */
+    /* recipe.finetune: the first freeze_stages stages of a resnet (stem = stage 0) do not
+     * train; the other parameters except the classifier step with lr * backbone_lr_scale. */
+    uint32_t freeze_stages;
+    double backbone_lr_scale;
     /* recipe.init: the federation starts from these weights instead of the seeded He init.
      * init_file is a plain file name (no '/'), in the roster's folder; init_hash is the
      * BLAKE2b-256 of the file's bytes, part of the roster fingerprint. */

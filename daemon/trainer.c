@@ -401,8 +401,7 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     lo.seed = job->u.job.loader_seed;
     lo.shuffle = 1;
     lo.balanced = r->balanced_sampling;
-    lo.hflip = r->augment_hflip;
-    lo.crop_pad = r->augment_crop_pad;
+    train_loader_augment_from_recipe(r, &lo);
     lo.norm = norm;
     rc = train_loader_new(t->st, train_ids, n_train, r->classes, &lo, &loader, err, sizeof(err));
     if (rc != 0)

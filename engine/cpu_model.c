@@ -490,17 +490,18 @@ static void bn_fwd(struct pb *b, const struct layer *l)
     vec_md(&cmd, x->c);
     /* A ReLU without a residual join is fused (the backward masks with the workspace). */
     c->flags = dnnl_use_scale | dnnl_use_shift | (l->relu && l->res < 0 ? dnnl_fuse_norm_relu : 0u);
+    /* A frozen layer (eng_model_set_finetune) normalises as in eval mode and has no backward. */
+    int train = !b->p->predict && !l->frozen;
     dnnl_batch_normalization_desc_t bd;
     PB_CHECK(b,
              dnnl_batch_normalization_forward_desc_init(
-                 &bd, fwd_prop(b), data, ENG_BN_EPS,
-                 c->flags | (b->p->predict ? dnnl_use_global_stats : 0u)),
+                 &bd, train ? dnnl_forward_training : dnnl_forward_inference, data, ENG_BN_EPS,
+                 c->flags | (train ? 0u : dnnl_use_global_stats)),
              "describing a batch norm");
     dnnl_primitive_desc_t pd = pb_pd(b, &bd, 0, NULL, "creating a batch norm");
     if (!pd)
         return;
     set_md(b, l->out, q(pd, dnnl_query_dst_md));
-    int train = !b->p->predict;
     c->mean = train ? pb_buf(b, x->c * 4) : tparam(cm, m, l->rm, REG_BUF);
     c->var = train ? pb_buf(b, x->c * 4) : tparam(cm, m, l->rv, REG_BUF);
     if (train && (c->flags & dnnl_fuse_norm_relu)) {
@@ -771,8 +772,8 @@ static int plan_build(struct eng_model *m, uint32_t n, int predict, struct cpu_p
         for (uint32_t i = m->nl; i-- > 0 && b->rc == 0;) {
             const struct layer *l = &m->layers[i];
             const struct act *y = &m->acts[l->out];
-            if (!b->has[act_of(cm, l->out)])
-                continue; /* nothing flows back through this layer */
+            if (!b->has[act_of(cm, l->out)] || l->frozen)
+                continue; /* nothing flows back through this layer, or nothing is wanted */
             if (y->relu && !(l->t == L_BN && (b->lc[i].flags & dnnl_fuse_norm_relu)))
                 pb_loop(b, 1, C_MASK, grad(b, l->out), val(b, l->out), md_floats(&p->md[l->out]));
             switch (l->t) {
@@ -1055,19 +1056,19 @@ static void cross_entropy(struct eng_model *m, const float *z, float *dz, uint32
     }
 }
 
-/* optim.comp's SGD / Adam / AdamW over every parameter float. */
-static void optimize(struct eng_model *m, float lr, float bc1, float bc2)
+/* optim.comp's SGD / Adam / AdamW over the parameter floats [start, end) with lr. */
+static void optimize_range(struct eng_model *m, long start, long end, float lr, float bc1,
+                           float bc2)
 {
     struct cpu_model *cm = m->cpu;
     const struct eng_optim_spec *o = &m->opt;
     float *w = cm->reg[REG_PARAM], *g = cm->reg[REG_GRAD];
     float *m1 = cm->reg[REG_OPT1], *v1 = cm->reg[REG_OPT2];
-    long count = (long)cm->reg_floats[REG_PARAM];
     if (o->kind == ENG_SGD) {
         float mom = o->momentum, wd = o->weight_decay;
         int nes = o->nesterov != 0;
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < count; i++) {
+        for (long i = start; i < end; i++) {
             float gr = g[i] + wd * w[i];
             if (mom != 0.0f) {
                 float bb = mom * m1[i] + gr;
@@ -1081,7 +1082,7 @@ static void optimize(struct eng_model *m, float lr, float bc1, float bc2)
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
     int dec = o->kind == ENG_ADAMW;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < count; i++) {
+    for (long i = start; i < end; i++) {
         float wi = w[i], gr = g[i];
         if (dec)
             wi *= 1.0f - lr * wd;
@@ -1093,6 +1094,30 @@ static void optimize(struct eng_model *m, float lr, float bc1, float bc2)
         v1[i] = vi;
         w[i] = wi - lr * bc1 * mi / (sqrtf(vi * bc2) + eps);
     }
+}
+
+/* One loop per run of parameters with the same lr multiplier, as model.c records them: the
+ * rate is lr * multiplier (the same float product as the shader's), frozen runs are skipped. */
+static void optimize(struct eng_model *m, float lr, float bc1, float bc2)
+{
+    struct cpu_model *cm = m->cpu;
+    long start = 0;
+    float scale = 1.0f;
+    int open = 0;
+    for (uint32_t i = 0; i < m->nt; i++) {
+        const struct mtensor *t = &m->t[i];
+        if (t->kind != ENG_T_PARAM)
+            continue;
+        if (open && t->lr_scale == scale)
+            continue;
+        if (open && scale != 0.0f)
+            optimize_range(m, start, (long)cm->off[i], lr * scale, bc1, bc2);
+        start = (long)cm->off[i];
+        scale = t->lr_scale;
+        open = 1;
+    }
+    if (open && scale != 0.0f)
+        optimize_range(m, start, (long)cm->reg_floats[REG_PARAM], lr * scale, bc1, bc2);
 }
 
 static void put_input(struct eng_model *m, const float *x, uint32_t n)

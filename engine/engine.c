@@ -125,6 +125,53 @@ void eng_model_free(struct eng_model *m)
     free(m);
 }
 
+/* ------------------------------------------------------------------ fine-tuning */
+
+uint32_t eng_model_stages(const struct eng_model *m)
+{
+    return m->nstages;
+}
+
+/* Marks a layer's parameters with their lr multiplier. */
+static void scale_layer(struct eng_model *m, const struct layer *l, float scale)
+{
+    const int idx[4] = {l->w, l->b, l->gamma, l->beta};
+    for (int i = 0; i < 4; i++)
+        if (idx[i] >= 0)
+            m->t[idx[i]].lr_scale = scale;
+}
+
+int eng_model_set_finetune(struct eng_model *m, const struct eng_finetune *f, char *err,
+                           size_t errlen)
+{
+    if (m->used)
+        return cwt_seterr(err, errlen, CWT_ESTATE,
+                          "fine-tuning groups must be set before the first step");
+    if (f->freeze_stages > m->nstages)
+        return cwt_seterr(
+            err, errlen, CWT_EINVAL, "cannot freeze %u stages: the model has %u (stem = stage 0)%s",
+            f->freeze_stages, m->nstages, m->nstages == 0 ? "; freezing needs a resnet" : "");
+    if (!(f->backbone_lr_scale >= 0.0f && f->backbone_lr_scale <= 1e3f))
+        return cwt_seterr(err, errlen, CWT_EINVAL, "backbone lr scale must be in [0, 1000]");
+    for (uint32_t i = 0; i < m->nl; i++) {
+        struct layer *l = &m->layers[i];
+        l->frozen = l->stage < f->freeze_stages;
+        scale_layer(m, l,
+                    l->stage == ENG_STAGE_HEAD ? 1.0f
+                    : l->frozen                ? 0.0f
+                                               : f->backbone_lr_scale);
+    }
+    /* Frozen layers form a prefix of the network (the stem and the first stages), so nothing
+     * downstream needs the gradient of what they produce: the first trainable layers skip
+     * their data gradient, and no backward work is recorded for the frozen ones. */
+    for (uint32_t i = 0; i < m->nacts; i++)
+        m->acts[i].needs_grad = i != (uint32_t)m->input;
+    for (uint32_t i = 0; i < m->nl; i++)
+        if (m->layers[i].frozen)
+            m->acts[m->layers[i].out].needs_grad = 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ steps */
 
 int eng_train_begin(struct eng_model *m, const float *x, const uint32_t *labels, uint32_t n,
@@ -140,6 +187,7 @@ int eng_train_begin(struct eng_model *m, const float *x, const uint32_t *labels,
         for (uint32_t k = 0; k < K; k++)
             if (!isfinite(class_weights[k]) || class_weights[k] < 0.0f)
                 return CWT_EINVAL;
+    m->used = 1;
     return m->d->be->train_begin(m, x, labels, n, class_weights, lr);
 }
 
@@ -152,6 +200,7 @@ int eng_predict(struct eng_model *m, const float *x, uint32_t n, float *probs)
 {
     if (!x || !probs || n == 0 || n > m->max_batch)
         return CWT_EINVAL;
+    m->used = 1;
     return m->d->be->predict(m, x, n, probs);
 }
 
@@ -173,6 +222,7 @@ int eng_model_tensor_info(const struct eng_model *m, uint32_t i, struct eng_tens
     memset(info->shape, 0, sizeof(info->shape));
     memcpy(info->shape, t->shape, t->ndim * sizeof(uint32_t));
     info->numel = t->numel;
+    info->lr_scale = t->kind == ENG_T_PARAM ? t->lr_scale : 1.0f;
     return 0;
 }
 

@@ -83,6 +83,26 @@ int eng_model_create(struct eng_device *dev, const struct eng_model_spec *spec,
                      char *err, size_t errlen);
 void eng_model_free(struct eng_model *m);
 
+/* Fine-tuning groups (recipe.finetune). Stages of a resnet: 0 is the stem (conv1, bn1), s in
+ * 1..4 is layer<s> (three stages 1..3 for depth 8); the head is the last dense layer (fc, or fc2
+ * of cnn-small). Every parameter outside the head and the frozen stages is the "backbone". */
+struct eng_finetune {
+    uint32_t freeze_stages;  /* resnet: stages 0..freeze_stages-1 are frozen; 0 = none */
+    float backbone_lr_scale; /* backbone parameters step with lr * this (1 = as the head) */
+};
+
+/* Sets the fine-tuning groups of m. Frozen layers behave as PyTorch's requires_grad=False
+ * plus module.eval(): their parameters, optimizer state and batch-norm running statistics
+ * never change, their batch norms normalise with the running statistics, and no gradient is
+ * computed for them. Backbone parameters update as a PyTorch parameter group with lr * scale
+ * (momentum, Adam moments and weight decay all see the scaled rate). Call before the first
+ * training step or prediction (CWT_ESTATE afterwards); CWT_EINVAL with a sentence in err for
+ * freezing on cnn-small, more stages than the model has, or a scale outside [0, 1e3]. */
+int eng_model_set_finetune(struct eng_model *m, const struct eng_finetune *f, char *err,
+                           size_t errlen);
+/* Number of stages of m that eng_model_set_finetune can freeze (0 for cnn-small). */
+uint32_t eng_model_stages(const struct eng_model *m);
+
 /* Fingerprint of architecture and tensor shapes (BLAKE2b-256): equal for equal specs, no
  * matter the weights. */
 void eng_model_fingerprint(const struct eng_model *m, uint8_t out[32]);
@@ -118,6 +138,7 @@ struct eng_tensor_info {
     uint32_t ndim;
     uint32_t shape[4]; /* PyTorch layout: conv OIHW, dense [out, in] */
     uint64_t numel;
+    float lr_scale; /* ENG_T_PARAM: its group's lr multiplier (0 = frozen); 1 otherwise */
 };
 
 uint32_t eng_model_tensor_count(const struct eng_model *m);

@@ -40,6 +40,7 @@
 
 struct builder {
     struct eng_model *m;
+    uint32_t stage; /* stage of the layers added next (eng_finetune) */
     int failed;
     char *err;
     size_t errlen;
@@ -61,6 +62,7 @@ static int add_tensor(struct builder *b, const char *name, enum eng_tensor_kind 
     t->kind = kind;
     t->region = region;
     t->ndim = ndim;
+    t->lr_scale = 1.0f;
     t->numel = 1;
     for (uint32_t i = 0; i < ndim; i++) {
         t->shape[i] = shape[i];
@@ -115,6 +117,7 @@ static struct layer *add_layer(struct builder *b, enum ltype t, int in)
     l->res = -1;
     l->w = l->b = l->gamma = l->beta = l->rm = l->rv = -1;
     l->salt = m->nl;
+    l->stage = b->stage;
     m->nl++;
     return l;
 }
@@ -231,6 +234,7 @@ static void build_cnn_small(struct builder *b, int x)
     x = dense(b, "fc1", x, 128, 1);
     if (s->dropout > 0.0f)
         x = dropout(b, x, s->dropout);
+    b->stage = ENG_STAGE_HEAD;
     b->m->logits = dense(b, "fc2", x, s->classes, 0);
 }
 
@@ -290,8 +294,11 @@ static void build_resnet(struct builder *b, int x)
     for (uint32_t st = 0; st < stages; st++)
         for (uint32_t bl = 0; bl < blocks; bl++) {
             snprintf(nm, sizeof(nm), "layer%u.%u", st + 1, bl);
+            b->stage = st + 1;
             x = basic_block(b, nm, x, scaled(widths[st], s->width), st > 0 && bl == 0 ? 2 : 1);
         }
+    b->m->nstages = stages + 1; /* the stem is stage 0 */
+    b->stage = ENG_STAGE_HEAD;
     x = pool(b, L_GAP, x, 0, 1, 0);
     b->m->logits = dense(b, "fc", x, s->classes, 0);
 }
@@ -376,7 +383,7 @@ static int add_optim_tensors(struct eng_model *m, char *err, size_t errlen)
             const char *suffix = m->opt.kind == ENG_SGD ? "momentum" : s == 0 ? "m" : "v";
             if ((size_t)snprintf(nm, sizeof(nm), "optim.%s.%s", m->t[i].name, suffix) >= sizeof(nm))
                 return cwt_seterr(err, errlen, CWT_ETOOBIG, "tensor name too long");
-            struct builder b = {m, 0, err, errlen};
+            struct builder b = {m, 0, 0, err, errlen};
             int ti = add_tensor(&b, nm, ENG_T_OPTIM, (enum eng_region)(REG_OPT1 + s), m->t[i].ndim,
                                 m->t[i].shape);
             if (ti < 0)
@@ -388,7 +395,7 @@ static int add_optim_tensors(struct eng_model *m, char *err, size_t errlen)
 
 int eng_graph_build(struct eng_model *m, char *err, size_t errlen)
 {
-    struct builder b = {m, 0, err, errlen};
+    struct builder b = {m, 0, 0, err, errlen};
     m->input = add_act(&b, m->spec.in_c, m->spec.in_h, m->spec.in_w, 0);
     if (m->input >= 0)
         m->acts[m->input].needs_grad = 0;

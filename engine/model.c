@@ -313,8 +313,8 @@ static void record_backward(struct eng_model *m, struct eng_rec *r, const struct
     struct act *x = &m->acts[l->in], *y = &m->acts[l->out];
     struct eng_tref dy = grad(m, l->out, n);
     struct eng_tref prm = eng_region_ref(m, REG_ACT, m->a_prm, sizeof(struct eng_step_params));
-    if (!y->has_grad)
-        return; /* nothing flows back through this layer */
+    if (!y->has_grad || l->frozen)
+        return; /* nothing flows back through this layer, or nothing is wanted from it */
     if (y->relu && !y->grad_masked)
         op_relu_bwd(r, dy, val(m, l->out, n), dy, act_count(m, l->out, n));
     int want_dx = x->needs_grad;
@@ -404,29 +404,56 @@ static void record_backward(struct eng_model *m, struct eng_rec *r, const struct
     }
 }
 
-static void record_optimizer(struct eng_model *m, struct eng_rec *r)
+/* Records the update of the parameter bytes [start, end) of REG_PARAM with lr * scale. */
+static void record_optimizer_range(struct eng_model *m, struct eng_rec *r, VkDeviceSize start,
+                                   VkDeviceSize end, float scale)
 {
     const struct eng_optim_spec *o = &m->opt;
     struct eng_tref prm = eng_region_ref(m, REG_ACT, m->a_prm, sizeof(struct eng_step_params));
     /* Chunks keep every binding within the storage buffer range (layout() checked the whole
      * region fits, so one chunk is the norm). */
-    VkDeviceSize total = m->region_size[REG_PARAM];
     VkDeviceSize chunk = m->d->info.max_storage_buffer_range / ENG_ALIGN * ENG_ALIGN;
-    for (VkDeviceSize off = 0; off < total; off += chunk) {
-        VkDeviceSize bytes = total - off < chunk ? total - off : chunk;
+    for (VkDeviceSize off = start; off < end; off += chunk) {
+        VkDeviceSize bytes = end - off < chunk ? end - off : chunk;
         uint32_t count = (uint32_t)(bytes / 4);
         struct eng_tref w = eng_region_ref(m, REG_PARAM, off, bytes);
         struct eng_tref g = eng_region_ref(m, REG_GRAD, off, bytes);
         if (o->kind == ENG_SGD) {
             struct eng_tref buf =
                 o->momentum != 0.0f ? eng_region_ref(m, REG_OPT1, off, bytes) : NOBUF;
-            op_sgd(r, count, o->momentum, o->weight_decay, o->nesterov, w, g, buf, prm);
+            op_sgd_scaled(r, count, o->momentum, o->weight_decay, o->nesterov, scale, w, g, buf,
+                          prm);
         } else {
-            op_adam(r, count, o->beta1, o->beta2, o->eps, o->weight_decay, o->kind == ENG_ADAMW, w,
-                    g, eng_region_ref(m, REG_OPT1, off, bytes),
-                    eng_region_ref(m, REG_OPT2, off, bytes), prm);
+            op_adam_scaled(r, count, o->beta1, o->beta2, o->eps, o->weight_decay,
+                           o->kind == ENG_ADAMW, scale, w, g,
+                           eng_region_ref(m, REG_OPT1, off, bytes),
+                           eng_region_ref(m, REG_OPT2, off, bytes), prm);
         }
     }
+}
+
+/* One dispatch per run of parameters with the same lr multiplier (parameters are laid out in
+ * tensor order, so a model without fine-tuning groups is one run, as before); frozen runs
+ * (multiplier 0) are skipped, so their weights and optimizer state never change. */
+static void record_optimizer(struct eng_model *m, struct eng_rec *r)
+{
+    VkDeviceSize start = 0;
+    float scale = 1.0f;
+    int open = 0;
+    for (uint32_t i = 0; i < m->nt; i++) {
+        const struct mtensor *t = &m->t[i];
+        if (t->kind != ENG_T_PARAM)
+            continue;
+        if (open && t->lr_scale == scale)
+            continue;
+        if (open && scale != 0.0f)
+            record_optimizer_range(m, r, start, t->off, scale);
+        start = t->off;
+        scale = t->lr_scale;
+        open = 1;
+    }
+    if (open && scale != 0.0f)
+        record_optimizer_range(m, r, start, m->region_size[REG_PARAM], scale);
 }
 
 int eng_model_record(struct eng_model *m, struct eng_rec *r, uint32_t n, int predict, int slot,
@@ -457,8 +484,9 @@ int eng_model_record(struct eng_model *m, struct eng_rec *r, uint32_t n, int pre
         eng_rec_copy(r, sb, m->s_labels, ab, m->a_labels, (VkDeviceSize)n * 4);
         eng_rec_copy(r, sb, m->s_cw, ab, m->a_cw, (VkDeviceSize)K * 4);
     }
+    /* Frozen layers run in eval mode (batch norm on its running statistics). */
     for (uint32_t i = 0; i < m->nl; i++)
-        record_forward(m, r, &m->layers[i], n, predict);
+        record_forward(m, r, &m->layers[i], n, predict || m->layers[i].frozen);
     struct eng_tref logits = val(m, m->logits, n);
     if (predict) {
         struct eng_tref probs = eng_region_ref(m, REG_ACT, m->a_probs, (VkDeviceSize)n * K * 4);

@@ -31,6 +31,7 @@ struct mtensor {
     enum eng_region region;
     VkDeviceSize off; /* bytes into the region (Vulkan backend) */
     int param;        /* ENG_T_OPTIM: the parameter it belongs to */
+    float lr_scale;   /* ENG_T_PARAM: lr multiplier (0 = frozen: never updated) */
 };
 
 /* An activation in CNHW layout (c channels of n*h*w), with its gradient. */
@@ -56,7 +57,11 @@ struct layer {
     VkDeviceSize scratch_bytes;
     float p;
     uint32_t salt;
+    uint32_t stage; /* fine-tuning stage (eng_finetune); ENG_STAGE_HEAD for the classifier */
+    int frozen;     /* eng_model_set_finetune: eval-mode batch norm, no backward */
 };
+
+#define ENG_STAGE_HEAD 0xffffu
 
 struct rec_entry {
     int used;
@@ -81,6 +86,8 @@ struct eng_model {
     struct layer layers[ENG_MAX_LAYERS];
     uint32_t nl;
     int input, logits;
+    uint32_t nstages; /* stages eng_model_set_finetune may freeze */
+    int used;         /* a step or prediction has run: the groups are fixed */
 
     VkDeviceSize region_size[REG_COUNT];
     struct eng_buf region[REG_COUNT];

@@ -1519,14 +1519,16 @@ void op_softmax(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, st
     eng_rec_dispatch(r, CWT_SPV_softmax, b, 2, pc, sizeof(pc), ceil_div(N, 64), 1, 1);
 }
 
-void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,
-            struct eng_tref w, struct eng_tref g, struct eng_tref buf, struct eng_tref params)
+void op_sgd_scaled(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,
+                   float lr_scale, struct eng_tref w, struct eng_tref g, struct eng_tref buf,
+                   struct eng_tref params)
 {
     struct {
         uint32_t count;
         float momentum, wd;
         uint32_t nesterov;
-    } pc = {count, momentum, wd, nesterov != 0};
+        float lr_scale;
+    } pc = {count, momentum, wd, nesterov != 0, lr_scale};
     if (elem_vec4(r, w, g, count)) {
         struct eng_tref b[4] = {w, NOBUF, buf, params}, t[3] = {w, g, buf.bytes ? buf : w};
         elem4_dispatch(r, CWT_SPV_sgd4, b, 4, t, 3, &pc.count, &pc, sizeof(pc));
@@ -1538,15 +1540,16 @@ void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nes
     eng_rec_dispatch(r, CWT_SPV_sgd, b, 4, &pc, sizeof(pc), gx, gy, 1);
 }
 
-void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps, float wd,
-             int decoupled, struct eng_tref w, struct eng_tref g, struct eng_tref m,
-             struct eng_tref v, struct eng_tref params)
+void op_adam_scaled(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps,
+                    float wd, int decoupled, float lr_scale, struct eng_tref w, struct eng_tref g,
+                    struct eng_tref m, struct eng_tref v, struct eng_tref params)
 {
     struct {
         uint32_t count;
         float beta1, beta2, eps, wd;
         uint32_t decoupled;
-    } pc = {count, beta1, beta2, eps, wd, decoupled != 0};
+        float lr_scale;
+    } pc = {count, beta1, beta2, eps, wd, decoupled != 0, lr_scale};
     if (elem_vec4(r, w, g, count)) {
         struct eng_tref b[5] = {w, NOBUF, m, v, params}, t[4] = {w, g, m, v};
         elem4_dispatch(r, CWT_SPV_adam4, b, 5, t, 4, &pc.count, &pc, sizeof(pc));
@@ -1556,4 +1559,17 @@ void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float 
     grid1d(count, &gx, &gy);
     struct eng_tref b[5] = {w, g, m, v, params};
     eng_rec_dispatch(r, CWT_SPV_adam, b, 5, &pc, sizeof(pc), gx, gy, 1);
+}
+
+void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,
+            struct eng_tref w, struct eng_tref g, struct eng_tref buf, struct eng_tref params)
+{
+    op_sgd_scaled(r, count, momentum, wd, nesterov, 1.0f, w, g, buf, params);
+}
+
+void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps, float wd,
+             int decoupled, struct eng_tref w, struct eng_tref g, struct eng_tref m,
+             struct eng_tref v, struct eng_tref params)
+{
+    op_adam_scaled(r, count, beta1, beta2, eps, wd, decoupled, 1.0f, w, g, m, v, params);
 }

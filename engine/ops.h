@@ -130,6 +130,13 @@ void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nes
 void op_adam(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps, float wd,
              int decoupled, struct eng_tref w, struct eng_tref g, struct eng_tref m,
              struct eng_tref v, struct eng_tref params);
+/* The same with the step's learning rate multiplied by lr_scale (a parameter group's lr). */
+void op_sgd_scaled(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,
+                   float lr_scale, struct eng_tref w, struct eng_tref g, struct eng_tref buf,
+                   struct eng_tref params);
+void op_adam_scaled(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps,
+                    float wd, int decoupled, float lr_scale, struct eng_tref w, struct eng_tref g,
+                    struct eng_tref m, struct eng_tref v, struct eng_tref params);
 
 /* Layout of the StepParams buffer (shaders/common.glsl). */
 struct eng_step_params {

@@ -1,7 +1,8 @@
 #version 450
 // optim.comp - parameter updates over the arena's flat parameter region (all parameters, their
 // gradients and their optimizer state are laid out in the same order, so one dispatch updates
-// every tensor). Learning rate and bias corrections come from the StepParams buffer.
+// every tensor). Learning rate and bias corrections come from the StepParams buffer; lr_scale
+// multiplies the rate for one parameter group (1 = the step's rate exactly).
 //   OP_SGD   PyTorch SGD: g += wd*w; buf = mom*buf + g; g = nesterov ? g + mom*buf : buf
 //   OP_ADAM  Adam (wd as L2 on the gradient) or AdamW (decoupled: w *= 1 - lr*wd)
 #extension GL_GOOGLE_include_directive : require
@@ -26,14 +27,19 @@ layout(set = 0, binding = 11) uniform samplerBuffer TV; // Adam v
 #endif
 
 #if defined(OP_SGD) && defined(TEX)
-layout(push_constant) uniform PC { uint count; float momentum, wd; uint nesterov; } p;
+layout(push_constant) uniform PC {
+    uint count;
+    float momentum, wd;
+    uint nesterov;
+    float lr_scale;
+} p;
 layout(std430, set = 0, binding = 0) buffer Buf0 { VT w[]; };
 layout(std430, set = 0, binding = 2) buffer Buf2 { VT buf[]; };
 PARAMS_BUF(3);
 // TM is bound to w when there is no momentum (read, not used)
 void main()
 {
-    float lr = prm.lr;
+    float lr = prm.lr * p.lr_scale;
     uint i = elem_index();
     VT wi = TFETCH(TW, i);
     VT gr = TFETCH(TG, i) + p.wd * wi;
@@ -47,14 +53,19 @@ void main()
     }
 }
 #elif defined(OP_ADAM) && defined(TEX)
-layout(push_constant) uniform PC { uint count; float beta1, beta2, eps, wd; uint decoupled; } p;
+layout(push_constant) uniform PC {
+    uint count;
+    float beta1, beta2, eps, wd;
+    uint decoupled;
+    float lr_scale;
+} p;
 layout(std430, set = 0, binding = 0) buffer Buf0 { VT w[]; };
 layout(std430, set = 0, binding = 2) buffer Buf2 { VT m[]; };
 layout(std430, set = 0, binding = 3) buffer Buf3 { VT v[]; };
 PARAMS_BUF(4);
 void main()
 {
-    float lr = prm.lr, bc1 = prm.bc1, bc2 = prm.bc2;
+    float lr = prm.lr * p.lr_scale, bc1 = prm.bc1, bc2 = prm.bc2;
     uint i = elem_index();
     VT wi = TFETCH(TW, i);
     VT gr = TFETCH(TG, i);
@@ -71,7 +82,12 @@ void main()
     }
 }
 #elif defined(OP_SGD)
-layout(push_constant) uniform PC { uint count; float momentum, wd; uint nesterov; } p;
+layout(push_constant) uniform PC {
+    uint count;
+    float momentum, wd;
+    uint nesterov;
+    float lr_scale;
+} p;
 BUF_RW(0, w);
 BUF_RO(1, g);
 BUF_RW(2, buf);
@@ -87,10 +103,15 @@ void main()
         buf[i] = b;
         gr = p.nesterov != 0u ? gr + p.momentum * b : b;
     }
-    w[i] = w[i] - prm.lr * gr;
+    w[i] = w[i] - prm.lr * p.lr_scale * gr;
 }
 #elif defined(OP_ADAM)
-layout(push_constant) uniform PC { uint count; float beta1, beta2, eps, wd; uint decoupled; } p;
+layout(push_constant) uniform PC {
+    uint count;
+    float beta1, beta2, eps, wd;
+    uint decoupled;
+    float lr_scale;
+} p;
 BUF_RW(0, w);
 BUF_RO(1, g);
 BUF_RW(2, m);
@@ -103,14 +124,15 @@ void main()
         return;
     float wi = w[i];
     float gr = g[i];
+    float lr = prm.lr * p.lr_scale;
     if (p.decoupled != 0u)
-        wi *= 1.0 - prm.lr * p.wd;
+        wi *= 1.0 - lr * p.wd;
     else
         gr += p.wd * wi;
     float mi = p.beta1 * m[i] + (1.0 - p.beta1) * gr;
     float vi = p.beta2 * v[i] + (1.0 - p.beta2) * gr * gr;
     m[i] = mi;
     v[i] = vi;
-    w[i] = wi - prm.lr * prm.bc1 * mi / (sqrt(vi * prm.bc2) + p.eps);
+    w[i] = wi - lr * prm.bc1 * mi / (sqrt(vi * prm.bc2) + p.eps);
 }
 #endif

@@ -159,6 +159,11 @@ int sim_plus_parse(const char *text, unsigned *mods, char *err, size_t errlen);
 /* "proportional+loss+sampling+clr" style text of mods. */
 void sim_plus_format(unsigned mods, char *out, size_t len);
 
+/* Parses `--augment LIST` (docs/simulate.md) into r's augmentation settings, which it
+ * replaces: none, crop[:SMIN], pad:N, hflip, vflip, rot:DEG, jitter:X, brightness:X,
+ * contrast:X. CWT_EINVAL with a sentence in err naming the bad entry. */
+int sim_augment_parse(const char *text, struct cwt_recipe *r, char *err, size_t errlen);
+
 /* Parses a comma-separated list of at most max positive numbers <= hi into out. */
 int sim_parse_list(const char *text, double hi, double *out, uint32_t max, uint32_t *n, char *err,
                    size_t errlen);

@@ -195,3 +195,108 @@ int sim_parse_list(const char *text, double hi, double *out, uint32_t max, uint3
     *n = c.n;
     return 0;
 }
+
+struct aug_ctx {
+    struct cwt_recipe *r;
+    unsigned seen; /* bit per entry kind: each may be given once */
+};
+
+/* One entry of --augment; the names match the recipe keys' meaning (docs/simulate.md). */
+static int aug_token(const char *tok, void *vctx)
+{
+    static const char *const names[] = {"none", "crop",    "pad:",        "hflip",     "vflip",
+                                        "rot:", "jitter:", "brightness:", "contrast:", NULL};
+    struct aug_ctx *c = vctx;
+    struct cwt_recipe *r = c->r;
+    const char *arg = NULL;
+    double v = 0.0;
+    int64_t n = 0;
+    unsigned k;
+
+    for (k = 0; names[k] != NULL; k++) {
+        size_t len = strlen(names[k]);
+        if (strncmp(tok, names[k], len) != 0)
+            continue;
+        if (names[k][len - 1] == ':') {
+            arg = tok + len;
+            break;
+        }
+        if (tok[len] == '\0')
+            break;
+        if (k == 1 && tok[len] == ':') { /* crop:SMIN */
+            arg = tok + len + 1;
+            break;
+        }
+    }
+    if (names[k] == NULL)
+        return CWT_EINVAL;
+    /* jitter sets brightness and contrast: it counts as both. */
+    unsigned bits = k == 6 ? (1u << 7 | 1u << 8) : 1u << k;
+    if (c->seen & bits)
+        return CWT_EEXIST;
+    if ((k == 0 && c->seen != 0) || (k != 0 && (c->seen & 1u)))
+        return CWT_EINVAL; /* none stands alone */
+    c->seen |= bits;
+    switch (k) {
+    case 1:
+        if (arg != NULL && cwt_parse_double(arg, 1e-3, 1.0, &v) != 0)
+            return CWT_EINVAL;
+        r->augment_resized_crop = 1;
+        r->augment_crop_scale[0] = arg != NULL ? v : 0.08;
+        r->augment_crop_scale[1] = 1.0;
+        break;
+    case 2:
+        if (cwt_parse_i64(arg, 1, 64, &n) != 0)
+            return CWT_EINVAL;
+        r->augment_crop_pad = (uint32_t)n;
+        break;
+    case 3:
+        r->augment_hflip = 1;
+        break;
+    case 4:
+        r->augment_vflip = 1;
+        break;
+    case 5:
+        if (cwt_parse_double(arg, 1e-9, 180.0, &r->augment_rotate) != 0)
+            return CWT_EINVAL;
+        break;
+    case 6:
+    case 7:
+    case 8:
+        if (cwt_parse_double(arg, 1e-9, 1.0, &v) != 0)
+            return CWT_EINVAL;
+        if (k != 8)
+            r->augment_brightness = v;
+        if (k != 7)
+            r->augment_contrast = v;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+int sim_augment_parse(const char *text, struct cwt_recipe *r, char *err, size_t errlen)
+{
+    struct aug_ctx c = {r, 0};
+    int rc;
+
+    r->augment_hflip = r->augment_vflip = r->augment_resized_crop = 0;
+    r->augment_crop_pad = 0;
+    r->augment_crop_scale[0] = 0.08;
+    r->augment_crop_scale[1] = 1.0;
+    r->augment_crop_ratio[0] = 3.0 / 4.0;
+    r->augment_crop_ratio[1] = 4.0 / 3.0;
+    r->augment_rotate = r->augment_brightness = r->augment_contrast = 0.0;
+    rc = each_token(text, "--augment", aug_token, &c, err, errlen);
+    if (rc == 0 && r->augment_resized_crop && r->augment_crop_pad > 0)
+        rc = cwt_seterr(err, errlen, CWT_EINVAL, "--augment: crop and pad:N cannot be combined");
+    else if (rc != 0) {
+        size_t used = strlen(err);
+        if (used + 1 < errlen)
+            snprintf(err + used, errlen - used,
+                     "; use none or a list of crop[:SMIN], pad:N, hflip, vflip, rot:DEG, "
+                     "jitter:X, brightness:X, contrast:X (0 < X <= 1, DEG <= 180)");
+    }
+    return rc;
+}

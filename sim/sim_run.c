@@ -951,8 +951,11 @@ static int prox_step(struct run_ctx *c, uint64_t step)
 
     for (uint32_t k = 0; k < t->n; k++) {
         float *w = p->cur + t->off[k], *buf = NULL;
+        struct eng_tensor_info info;
         int rc;
-        if (!t->is_param[k])
+        /* The proximal term steps with the parameter's own group rate; frozen ones stay. */
+        if (!t->is_param[k] || eng_model_tensor_info(c->m, t->idx[k], &info) != 0 ||
+            info.lr_scale == 0.0f)
             continue;
         if ((rc = eng_model_read_tensor(c->m, t->idx[k], w)) != 0)
             goto fail;
@@ -961,8 +964,8 @@ static int prox_step(struct run_ctx *c, uint64_t step)
             if ((rc = eng_model_read_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0)
                 goto fail;
         }
-        sim_prox_correct(w, buf, p->prev + t->off[k], p->glob + t->off[k], t->numel[k], p->mu, lr,
-                         c->optim.momentum, c->optim.nesterov);
+        sim_prox_correct(w, buf, p->prev + t->off[k], p->glob + t->off[k], t->numel[k], p->mu,
+                         lr * info.lr_scale, c->optim.momentum, c->optim.nesterov);
         if ((rc = eng_model_write_tensor(c->m, t->idx[k], w)) != 0 ||
             (buf != NULL && (rc = eng_model_write_tensor(c->m, (uint32_t)t->mom[k], buf)) != 0))
             goto fail;
@@ -1141,8 +1144,7 @@ static int new_loader(struct run_ctx *c, const uint64_t *ids, size_t n, uint64_t
     o.seed = seed;
     o.shuffle = 1;
     o.balanced = balanced;
-    o.hflip = c->base.augment_hflip;
-    o.crop_pad = c->base.augment_crop_pad;
+    train_loader_augment_from_recipe(&c->base, &o);
     o.norm = c->norm;
     return train_loader_new(c->s->st, ids, n, c->spec.classes, &o, out, c->err, c->errlen);
 }
@@ -1222,6 +1224,8 @@ static int run_seed(struct run_ctx *c)
     c->spec.seed = c->seed;
     rc =
         eng_model_create(s->dev, &c->spec, &c->optim, c->base.batch_size, &c->m, c->err, c->errlen);
+    if (rc == 0)
+        rc = train_model_finetune(c->m, &c->base, c->err, c->errlen);
     if (rc != 0)
         return rc;
     if ((rc = snapshot(c, TRAIN_SAVE_ALL, &c->init, &c->init_len)) != 0)

@@ -49,6 +49,11 @@ int train_specs_from_recipe(const struct cwt_recipe *r, struct eng_model_spec *m
 int train_model_from_recipe(struct eng_device *dev, const struct cwt_recipe *r,
                             struct eng_model **out, char *err, size_t errlen);
 
+/* Applies recipe.finetune (frozen stages, backbone lr multiplier) to a model created from
+ * the recipe's specs and not yet stepped (eng_model_set_finetune); train_model_from_recipe
+ * does this itself. Errors as eng_model_set_finetune. */
+int train_model_finetune(struct eng_model *m, const struct cwt_recipe *r, char *err, size_t errlen);
+
 /* Fingerprint of the recipe's model (architecture and tensor shapes, eng_model_fingerprint):
  * what every bundle of the federation must carry. Opens the device `device_choice` (NULL or
  * "auto" as eng_device_open), builds the model once and frees it again. */
@@ -126,6 +131,32 @@ struct train_cursor {
     uint64_t pos;   /* index in that epoch's order of the next sample */
 };
 
+/* Augmentations for larger images, applied after hflip / crop_pad's draw (all zero = off).
+ * Order as torchvision composes them: random resized crop, flips, rotation, then brightness
+ * and contrast. The geometric ones are one affine map from output to source pixel centres,
+ * sampled once with bilinear interpolation; a source point more than half a pixel outside the
+ * image is black (pixel 0, torchvision's fill=0), nearer ones take the edge pixel. */
+struct train_augment {
+    int vflip;            /* random vertical flip, p = 1/2 */
+    int resized_crop;     /* RandomResizedCrop: area fraction in crop_scale, aspect ratio
+                             log-uniform in crop_ratio, resized to the input size */
+    double crop_scale[2]; /* 0 < lo <= hi <= 1 (torchvision: 0.08, 1) */
+    double crop_ratio[2]; /* 0 < lo <= hi (torchvision: 3/4, 4/3) */
+    double rotate;        /* angle uniform in [-rotate, rotate] degrees, 0..180 */
+    double brightness;    /* pixel factor uniform in [1 - b, 1 + b], 0..1 */
+    double contrast;      /* blend with the image's mean grey, factor in [1 - c, 1 + c], 0..1 */
+};
+
+/* The random draws of one sample's augmentation (train_augment_draw), exposed so tests can
+ * apply chosen values. */
+struct train_aug_draw {
+    uint32_t crop_y, crop_x, crop_h, crop_w; /* source window, resized to the image size */
+    int32_t pad_dy, pad_dx;                  /* crop_pad shift in [-pad, pad] */
+    int hflip, vflip;
+    double angle;                /* degrees, counter-clockwise as torchvision's rotate */
+    double brightness, contrast; /* factors; 1 = unchanged */
+};
+
 struct train_loader_opts {
     uint32_t batch_size;    /* >= 1 */
     uint64_t seed;          /* shuffle / sampling / augmentation seed */
@@ -136,7 +167,11 @@ struct train_loader_opts {
                                (pixel 0, as torchvision's RandomCrop(padding)); 0 = none */
     int drop_last;          /* drop a final partial batch (never drops a whole 1-batch epoch) */
     struct train_norm norm; /* normalisation applied to every batch */
+    struct train_augment aug;
 };
+
+/* Sets the loader's augmentation options (hflip, crop_pad, aug) from the recipe. */
+void train_loader_augment_from_recipe(const struct cwt_recipe *r, struct train_loader_opts *o);
 
 struct train_loader;
 
@@ -173,10 +208,21 @@ int train_loader_next(struct train_loader *l, float *x, uint32_t *labels, uint64
 struct train_cursor train_loader_get_cursor(const struct train_loader *l);
 void train_loader_set_cursor(struct train_loader *l, struct train_cursor c);
 
-/* Augments one HWC uint8 image (crop with padding, then flip) as the loader does for the
- * sample at (epoch, pos): exposed so tests can check it. out has h*w*c bytes. */
+/* Augments one HWC uint8 image as the loader does for the sample at (epoch, pos): exposed
+ * so tests can check it. out has h*w*c bytes and must not overlap in. Without o->aug options
+ * this is the crop with padding, then the flip, by whole pixels. */
 void train_augment_image(const struct train_loader_opts *o, uint64_t epoch, uint64_t pos,
                          const uint8_t *in, uint32_t h, uint32_t w, uint32_t c, uint8_t *out);
+/* The draws train_augment_image makes for (epoch, pos) when o->aug has an option on: a pure
+ * function of (o->seed, epoch, pos), so batches do not depend on threads or history. */
+void train_augment_draw(const struct train_loader_opts *o, uint64_t epoch, uint64_t pos, uint32_t h,
+                        uint32_t w, struct train_aug_draw *d);
+/* Applies draws d to in (h*w*c bytes, HWC) into out (same size, no overlap). */
+void train_augment_apply(const struct train_aug_draw *d, const uint8_t *in, uint32_t h, uint32_t w,
+                         uint32_t c, uint8_t *out);
+/* CWT_EINVAL with a sentence in err when the options are out of range (the limits in
+ * struct train_augment; resized_crop together with crop_pad). */
+int train_augment_check(const struct train_loader_opts *o, char *err, size_t errlen);
 
 /* Class weights for the weighted loss: w[k] = N / (K_present * count[k]) for classes present,
  * 1 for absent ones (they never occur in a batch). */

@@ -4,6 +4,7 @@
  * Every random choice is derived from (seed, epoch, position) with train_hash3, never from a
  * running generator, so the cursor alone restores the loader exactly (see train.h).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 /* Stream tags keep the shuffle and the augmentation draws independent. */
 #define STREAM_SHUFFLE 0x73687566666c6531ull /* "shuffle1" */
 #define STREAM_AUGMENT 0x6175676d656e7431ull /* "augment1" */
+#define STREAM_AUG2    0x6175676d656e7432ull /* "augment2": draws of struct train_augment */
 
 struct train_loader {
     struct store *st;
@@ -127,6 +129,10 @@ int train_loader_new(struct store *st, const uint64_t *ids, size_t n, uint32_t c
         train_loader_free(l);
         return cwt_seterr(err, errlen, rc, "the store has no input shape: %s", cwt_strerror(rc));
     }
+    if ((rc = train_augment_check(o, err, errlen)) != 0) {
+        train_loader_free(l);
+        return rc;
+    }
     if (l->c != o->norm.channels || o->crop_pad > l->h || o->crop_pad > l->w) {
         uint32_t c = l->c;
         train_loader_free(l);
@@ -223,9 +229,207 @@ void train_loader_epoch_order(const struct train_loader *l, uint64_t epoch, uint
     }
 }
 
+/* Whether any option of struct train_augment is on: those samples take the affine path. */
+static int aug_on(const struct train_augment *a)
+{
+    return a->vflip || a->resized_crop || a->rotate > 0.0 || a->brightness > 0.0 ||
+           a->contrast > 0.0;
+}
+
+int train_augment_check(const struct train_loader_opts *o, char *err, size_t errlen)
+{
+    const struct train_augment *a = &o->aug;
+
+    if (a->resized_crop && !(a->crop_scale[0] > 0.0 && a->crop_scale[0] <= a->crop_scale[1] &&
+                             a->crop_scale[1] <= 1.0 && a->crop_ratio[0] > 0.0 &&
+                             a->crop_ratio[0] <= a->crop_ratio[1] && isfinite(a->crop_ratio[1])))
+        return cwt_seterr(err, errlen, CWT_EINVAL,
+                          "resized crop needs 0 < scale low <= high <= 1 and 0 < ratio low <= "
+                          "high");
+    if (a->resized_crop && o->crop_pad > 0)
+        return cwt_seterr(err, errlen, CWT_EINVAL,
+                          "resized crop and crop padding cannot be combined (choose one crop)");
+    if (!(a->rotate >= 0.0 && a->rotate <= 180.0))
+        return cwt_seterr(err, errlen, CWT_EINVAL, "rotation must be 0 to 180 degrees");
+    if (!(a->brightness >= 0.0 && a->brightness <= 1.0 && a->contrast >= 0.0 && a->contrast <= 1.0))
+        return cwt_seterr(err, errlen, CWT_EINVAL, "brightness and contrast must be 0 to 1");
+    return 0;
+}
+
+void train_loader_augment_from_recipe(const struct cwt_recipe *r, struct train_loader_opts *o)
+{
+    o->hflip = r->augment_hflip;
+    o->crop_pad = r->augment_crop_pad;
+    memset(&o->aug, 0, sizeof(o->aug));
+    o->aug.vflip = r->augment_vflip;
+    o->aug.resized_crop = r->augment_resized_crop;
+    memcpy(o->aug.crop_scale, r->augment_crop_scale, sizeof(o->aug.crop_scale));
+    memcpy(o->aug.crop_ratio, r->augment_crop_ratio, sizeof(o->aug.crop_ratio));
+    o->aug.rotate = r->augment_rotate;
+    o->aug.brightness = r->augment_brightness;
+    o->aug.contrast = r->augment_contrast;
+}
+
+/* Uniform in [lo, hi) (lo exactly when lo == hi, so a range of one value is that value). */
+static double uniform(struct train_rng *rng, double lo, double hi)
+{
+    return lo + (hi - lo) * train_rng_unit(rng);
+}
+
+/* torchvision's RandomResizedCrop.get_params: ten tries at an area fraction and a log-uniform
+ * aspect ratio that fit, else a centre crop with the ratio clamped into range. */
+static void draw_crop(const struct train_augment *a, struct train_rng *rng, uint32_t h, uint32_t w,
+                      struct train_aug_draw *d)
+{
+    double area = (double)h * w, lr0 = log(a->crop_ratio[0]), lr1 = log(a->crop_ratio[1]);
+    double in_ratio = (double)w / h;
+
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = area * uniform(rng, a->crop_scale[0], a->crop_scale[1]);
+        double aspect = exp(uniform(rng, lr0, lr1));
+        double cw = nearbyint(sqrt(target * aspect)), ch = nearbyint(sqrt(target / aspect));
+        if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
+            d->crop_w = (uint32_t)cw;
+            d->crop_h = (uint32_t)ch;
+            d->crop_y = (uint32_t)train_rng_below(rng, h - d->crop_h + 1);
+            d->crop_x = (uint32_t)train_rng_below(rng, w - d->crop_w + 1);
+            return;
+        }
+    }
+    d->crop_w = w;
+    d->crop_h = h;
+    if (in_ratio < a->crop_ratio[0])
+        d->crop_h = (uint32_t)fmax(1.0, nearbyint(w / a->crop_ratio[0]));
+    else if (in_ratio > a->crop_ratio[1])
+        d->crop_w = (uint32_t)fmax(1.0, nearbyint(h * a->crop_ratio[1]));
+    d->crop_h = d->crop_h > h ? h : d->crop_h;
+    d->crop_w = d->crop_w > w ? w : d->crop_w;
+    d->crop_y = (h - d->crop_h) / 2;
+    d->crop_x = (w - d->crop_w) / 2;
+}
+
+void train_augment_draw(const struct train_loader_opts *o, uint64_t epoch, uint64_t pos, uint32_t h,
+                        uint32_t w, struct train_aug_draw *d)
+{
+    const struct train_augment *a = &o->aug;
+    struct train_rng rng;
+
+    memset(d, 0, sizeof(*d));
+    d->crop_h = h;
+    d->crop_w = w;
+    d->brightness = d->contrast = 1.0;
+    /* Each draw is taken only when its option is on, always in this order. */
+    train_rng_seed(&rng, train_hash3(o->seed ^ STREAM_AUG2, epoch, pos));
+    if (a->resized_crop)
+        draw_crop(a, &rng, h, w, d);
+    if (o->crop_pad > 0) {
+        d->pad_dy =
+            (int32_t)train_rng_below(&rng, 2 * (uint64_t)o->crop_pad + 1) - (int32_t)o->crop_pad;
+        d->pad_dx =
+            (int32_t)train_rng_below(&rng, 2 * (uint64_t)o->crop_pad + 1) - (int32_t)o->crop_pad;
+    }
+    if (o->hflip)
+        d->hflip = (int)(train_rng_next(&rng) >> 63);
+    if (a->vflip)
+        d->vflip = (int)(train_rng_next(&rng) >> 63);
+    if (a->rotate > 0.0)
+        d->angle = uniform(&rng, -a->rotate, a->rotate);
+    /* torchvision's ColorJitter draws factors in [max(0, 1 - x), 1 + x]. */
+    if (a->brightness > 0.0)
+        d->brightness = uniform(&rng, fmax(0.0, 1.0 - a->brightness), 1.0 + a->brightness);
+    if (a->contrast > 0.0)
+        d->contrast = uniform(&rng, fmax(0.0, 1.0 - a->contrast), 1.0 + a->contrast);
+}
+
+/* One source coordinate: -1 for "outside" (more than half a pixel beyond the image), else the
+ * coordinate clamped into [0, n - 1]. */
+static double src_coord(double v, uint32_t n)
+{
+    if (v < -0.5 || v > (double)n - 0.5)
+        return -1.0;
+    return v < 0.0 ? 0.0 : v > (double)(n - 1) ? (double)(n - 1) : v;
+}
+
+/* Rounds to the nearest integer (ties to even) and clamps into 0..255. */
+static uint8_t to_u8(double v)
+{
+    v = nearbyint(v);
+    return v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)v;
+}
+
+void train_augment_apply(const struct train_aug_draw *d, const uint8_t *in, uint32_t h, uint32_t w,
+                         uint32_t c, uint8_t *out)
+{
+    /* Output pixel centre -> rotation about the centre (inverse) -> flips -> crop window
+     * resized to h x w (pixel centres, as align_corners=False) -> crop_pad shift. */
+    const double pi = 3.14159265358979323846;
+    double th = d->angle * pi / 180.0, cs = cos(th), sn = sin(th);
+    double cx = ((double)w - 1.0) / 2.0, cy = ((double)h - 1.0) / 2.0;
+    double kx = (double)d->crop_w / w, ky = (double)d->crop_h / h;
+
+    if (d->angle == 0.0) {
+        cs = 1.0; /* rotation 0 must be the identity map exactly, whatever libm returns */
+        sn = 0.0;
+    }
+    for (uint32_t oy = 0; oy < h; oy++)
+        for (uint32_t ox = 0; ox < w; ox++) {
+            double dx = ox - cx, dy = oy - cy;
+            double u = cx + cs * dx - sn * dy, v = cy + sn * dx + cs * dy;
+            uint8_t *dst = out + ((size_t)oy * w + ox) * c;
+            if (d->hflip)
+                u = (double)w - 1.0 - u;
+            if (d->vflip)
+                v = (double)h - 1.0 - v;
+            u = d->crop_x + (u + 0.5) * kx - 0.5 + d->pad_dx;
+            v = d->crop_y + (v + 0.5) * ky - 0.5 + d->pad_dy;
+            u = src_coord(u, w);
+            v = src_coord(v, h);
+            if (u < 0.0 || v < 0.0) {
+                memset(dst, 0, c);
+                continue;
+            }
+            uint32_t x0 = (uint32_t)u, y0 = (uint32_t)v;
+            uint32_t x1 = x0 + 1 < w ? x0 + 1 : x0, y1 = y0 + 1 < h ? y0 + 1 : y0;
+            double fx = u - x0, fy = v - y0;
+            for (uint32_t k = 0; k < c; k++) {
+                double p00 = in[((size_t)y0 * w + x0) * c + k],
+                       p01 = in[((size_t)y0 * w + x1) * c + k];
+                double p10 = in[((size_t)y1 * w + x0) * c + k],
+                       p11 = in[((size_t)y1 * w + x1) * c + k];
+                double top = (1.0 - fx) * p00 + fx * p01, bot = (1.0 - fx) * p10 + fx * p11;
+                dst[k] = to_u8((1.0 - fy) * top + fy * bot);
+            }
+        }
+    if (d->brightness == 1.0 && d->contrast == 1.0)
+        return;
+    /* Brightness scales every value; contrast blends with the mean grey of the brightened
+     * image (ITU-R 601 weights for 3 channels, as torchvision's rgb_to_grayscale). */
+    size_t plane = (size_t)h * w;
+    double sum = 0.0;
+    for (size_t p = 0; p < plane; p++) {
+        const uint8_t *px = out + p * c;
+        if (c == 3)
+            sum += 0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2];
+        else
+            for (uint32_t k = 0; k < c; k++)
+                sum += px[k] / (double)c;
+    }
+    double mean = d->brightness * sum / (double)plane;
+    for (size_t i = 0; i < plane * c; i++)
+        out[i] = to_u8(d->contrast * (d->brightness * out[i]) + (1.0 - d->contrast) * mean);
+}
+
 void train_augment_image(const struct train_loader_opts *o, uint64_t epoch, uint64_t pos,
                          const uint8_t *in, uint32_t h, uint32_t w, uint32_t c, uint8_t *out)
 {
+    if (aug_on(&o->aug)) {
+        struct train_aug_draw d;
+        train_augment_draw(o, epoch, pos, h, w, &d);
+        train_augment_apply(&d, in, h, w, c, out);
+        return;
+    }
+    /* hflip and crop_pad alone keep their original draws, so recipes without the newer
+     * options give the batches they always gave. */
     uint64_t r = train_hash3(o->seed ^ STREAM_AUGMENT, epoch, pos);
     int flip = o->hflip ? (int)(r & 1) : 0;
     uint32_t span = 2 * o->crop_pad + 1;
@@ -261,7 +465,7 @@ int train_loader_next(struct train_loader *l, float *x, uint32_t *labels, uint64
 {
     size_t chw = (size_t)l->h * l->w * l->c;
     uint64_t count;
-    int augment = l->o.hflip || l->o.crop_pad > 0;
+    int augment = l->o.hflip || l->o.crop_pad > 0 || aug_on(&l->o.aug);
     int rc;
 
     *n = 0;

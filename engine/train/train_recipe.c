@@ -65,7 +65,22 @@ int train_model_from_recipe(struct eng_device *dev, const struct cwt_recipe *r,
 
     if ((rc = train_specs_from_recipe(r, &ms, &os, err, errlen)) != 0)
         return rc;
-    return eng_model_create(dev, &ms, &os, r->batch_size > 0 ? r->batch_size : 1, out, err, errlen);
+    rc = eng_model_create(dev, &ms, &os, r->batch_size > 0 ? r->batch_size : 1, out, err, errlen);
+    if (rc == 0 && (rc = train_model_finetune(*out, r, err, errlen)) != 0) {
+        eng_model_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int train_model_finetune(struct eng_model *m, const struct cwt_recipe *r, char *err, size_t errlen)
+{
+    struct eng_finetune f = {r->freeze_stages, (float)r->backbone_lr_scale};
+
+    /* Without recipe.finetune the model keeps a single group (nothing to set). */
+    if (r->freeze_stages == 0 && r->backbone_lr_scale == 1.0)
+        return 0;
+    return eng_model_set_finetune(m, &f, err, errlen);
 }
 
 int train_recipe_fingerprint(const struct cwt_recipe *r, const char *device_choice, uint8_t out[32],
