@@ -60,6 +60,7 @@ static int om_tensor(struct eng_model *m, enum eng_region r, uint64_t numel)
     t->ndim = 1;
     t->shape[0] = (uint32_t)numel;
     t->numel = numel;
+    t->lr_scale = 1.0f; /* trained at the schedule's rate, as graph.c makes every tensor */
     return (int)m->nt++;
 }
 
