@@ -86,9 +86,11 @@ int sim_fed_open(const char *dir, uint32_t n_inst, const struct cwt_recipe *reci
             return rc;
         }
         if (strcmp(f->keys[i].site_id, id) != 0) {
+            /* the sentence first: it names f's keys, which sim_fed_close() frees */
+            rc = cwt_seterr(err, errlen, CWT_ECONFIG, "%s holds keys of '%s', not '%s'", path,
+                            f->keys[i].site_id, id);
             sim_fed_close(f);
-            return cwt_seterr(err, errlen, CWT_ECONFIG, "%s holds keys of '%s', not '%s'", path,
-                              f->keys[i].site_id, id);
+            return rc;
         }
         if ((rc = keyline_format(id, f->keys[i].sign_pk, f->keys[i].box_pk, line, sizeof(line),
                                  f->roster->sites[i].key_id)) != 0 ||

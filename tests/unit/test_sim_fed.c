@@ -13,9 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "common/fileio.h"
+#include "config/config.h"
+#include "crypto/keys.h"
 #include "sim/sim.h"
 
 /* Three models with weights 10, 30, 60: the mean of known values, exact in float. */
@@ -180,12 +184,37 @@ static void visit_steps(void **state)
     assert_int_equal(sim_visit_steps(0.3, 99), 1);
 }
 
+/* An output folder whose inst-0 holds another site's keys is refused with a sentence naming
+ * both ids (the sentence was once built from keys sim_fed_open had already freed; the ASan
+ * run of this test catches that). */
+static void foreign_keys(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("CWT_TEST_TMP");
+    char dir[512], keys[600], err[CWT_ERRLEN];
+    struct cwt_recipe r;
+    struct sim_fed *f = NULL;
+
+    snprintf(dir, sizeof(dir), "%s/test_sim_fed.%ld", tmp ? tmp : "/tmp", (long)getpid());
+    snprintf(keys, sizeof(keys), "%s/inst-0/keys", dir);
+    assert_int_equal(file_mkdir_p(keys, 0700, err, sizeof(err)), 0);
+    assert_int_equal(keys_generate(keys, "someone-else", err, sizeof(err)), 0);
+    recipe_defaults(&r);
+    assert_int_equal(sim_fed_open(dir, 2, &r, &f, err, sizeof(err)), CWT_ECONFIG);
+    assert_null(f);
+    assert_non_null(strstr(err, "holds keys of 'someone-else', not 'inst-0'"));
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(average_known),   cmocka_unit_test(average_random),
         cmocka_unit_test(round_steps),     cmocka_unit_test(prox_matches_gradient),
         cmocka_unit_test(prox_pulls_back), cmocka_unit_test(visit_steps),
+        cmocka_unit_test(foreign_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
