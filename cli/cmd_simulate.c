@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "                       [--heuristics LIST] [--visits LIST] [--budget E]\n"
             "                       [--seeds S] [--through-bundles] [--out DIR] [--json]\n"
             "                       [--plus MODS] [--max-train N] [--max-val N] [--max-test N]\n"
+            "                       [--local-bn none|stats|all]\n"
             "\n"
             "Divides the store's train and val splits among N virtual institutions and trains\n"
             "the roster's model with each heuristic on the same budget; test stays pooled.\n"
@@ -44,7 +45,9 @@ static void usage(FILE *f)
             "                     proportional,loss,sampling,clr (default\n"
             "                     proportional,sampling,clr)\n"
             "  --max-train N      use a fixed random subset of at most N images of a split\n"
-            "  --max-val N, --max-test N\n",
+            "  --max-val N, --max-test N\n"
+            "  --local-bn stats   cwt/cwt+ keep batch-norm statistics at each site (SiloBN);\n"
+            "                     all: also its affine parameters (FedBN); default none\n",
             CWT_MAX_SITES, DEFAULT_OUT);
 }
 
@@ -141,6 +144,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         OPT_MAX_TRAIN,
         OPT_MAX_VAL,
         OPT_MAX_TEST,
+        OPT_LOCAL_BN,
         OPT_HELP
     };
     static const struct option opts[] = {
@@ -156,6 +160,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         {"max-train", required_argument, NULL, OPT_MAX_TRAIN},
         {"max-val", required_argument, NULL, OPT_MAX_VAL},
         {"max-test", required_argument, NULL, OPT_MAX_TEST},
+        {"local-bn", required_argument, NULL, OPT_LOCAL_BN},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -230,6 +235,10 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
             *(opt == OPT_MAX_TRAIN ? &s.max_train
               : opt == OPT_MAX_VAL ? &s.max_val
                                    : &s.max_test) = (size_t)v;
+            break;
+        case OPT_LOCAL_BN:
+            if (sim_local_bn_parse(optarg, &s.local_bn, err, sizeof(err)) != 0)
+                return cli_error(CLI_USAGE, "%s", err);
             break;
         case OPT_HELP:
             usage(stdout);
