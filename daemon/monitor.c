@@ -235,8 +235,8 @@ static void start_job(struct monitor *m)
     msg.u.job.loader_seed = cycle_loader_seed(r->seed, m->cs.cycle, m->cs.hop);
     msg.u.job.epochs_before = m->cs.epochs_before;
     /* The remainder of fractional visits carries from this site's own committed visits when
-     * they are the ones before this cycle; otherwise (the state of an older cwtd, a federation
-     * restarted) the trainer derives the steps before from the cycle. */
+     * they are the ones before this cycle; otherwise (the state of an older cwtd) the trainer
+     * derives the steps before from the cycle. */
     if (m->cs.carry_visits == m->cs.cycle) {
         msg.u.job.has_before = 1;
         msg.u.job.steps_before = m->cs.carry_steps;
@@ -1106,6 +1106,11 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
         memcpy(m->cs.parent_hash, info.file_hash, 32);
         m->cs.history = hist;
         m->cs.epochs_before = epochs_before;
+        if (next_cycle == 0) {
+            /* A new run: no visit of a former one counts towards the carry. */
+            m->cs.carry_visits = 0;
+            m->cs.carry_steps = 0;
+        }
         set_phase(m, CWTD_TRAINING);
     } else if (info.hdr.kind == BUNDLE_KIND_FINAL) {
         install_final(m, blob, len);
