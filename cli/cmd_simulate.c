@@ -24,6 +24,7 @@ static void usage(FILE *f)
             "                       [--seeds S] [--through-bundles] [--out DIR] [--json]\n"
             "                       [--plus MODS] [--max-train N] [--max-val N] [--max-test N]\n"
             "                       [--augment LIST] [--freeze N] [--backbone-lr S]\n"
+            "                       [--local-bn none|stats|all]\n"
             "\n"
             "Divides the store's train and val splits among N virtual institutions and trains\n"
             "the roster's model with each heuristic on the same budget; test stays pooled.\n"
@@ -50,7 +51,9 @@ static void usage(FILE *f)
             "                     crop[:SMIN], pad:N, hflip, vflip, rot:DEG, jitter:X,\n"
             "                     brightness:X, contrast:X\n"
             "  --freeze N         resnet: freeze the stem (stage 0) and the next N-1 stages\n"
-            "  --backbone-lr S    lr multiplier of every parameter but the classifier\n",
+            "  --backbone-lr S    lr multiplier of every parameter but the classifier\n"
+            "  --local-bn stats   cwt/cwt+ keep batch-norm statistics at each site (SiloBN);\n"
+            "                     all: also its affine parameters (FedBN); default none\n",
             CWT_MAX_SITES, DEFAULT_OUT);
 }
 
@@ -172,6 +175,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         OPT_AUGMENT,
         OPT_FREEZE,
         OPT_BACKBONE_LR,
+        OPT_LOCAL_BN,
         OPT_HELP
     };
     static const struct option opts[] = {
@@ -190,6 +194,7 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
         {"augment", required_argument, NULL, OPT_AUGMENT},
         {"freeze", required_argument, NULL, OPT_FREEZE},
         {"backbone-lr", required_argument, NULL, OPT_BACKBONE_LR},
+        {"local-bn", required_argument, NULL, OPT_LOCAL_BN},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -278,6 +283,10 @@ int cmd_simulate(int argc, char **argv, const struct cli_globals *g)
             if (cwt_parse_double(optarg, 0.0, 10.0, &backbone_lr) != 0)
                 return cli_error(CLI_USAGE, "--backbone-lr %s: expected a number from 0 to 10",
                                  optarg);
+            break;
+        case OPT_LOCAL_BN:
+            if (sim_local_bn_parse(optarg, &s.local_bn, err, sizeof(err)) != 0)
+                return cli_error(CLI_USAGE, "%s", err);
             break;
         case OPT_HELP:
             usage(stdout);

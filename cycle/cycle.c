@@ -260,13 +260,14 @@ int cycle_state_encode(const struct cycle_state *cs, char *out, size_t outlen)
         !valid_out_name(cs->out_name) ||
         cycle_history_format(&cs->history, history, sizeof(history)) != 0)
         return CWT_EINVAL;
-    addf(out, outlen, &pos, &bad, "version=1\nphase=%s\ncycle=%u\nhop=%u\nhas_input=%d\n",
+    addf(out, outlen, &pos, &bad, "version=2\nphase=%s\ncycle=%u\nhop=%u\nhas_input=%d\n",
          cycle_phase_name(cs->phase), cs->cycle, cs->hop, cs->has_input ? 1 : 0);
     cwt_hex(cs->parent_hash, 32, hex);
     addf(out, outlen, &pos, &bad, "has_parent=%d\nparent=%s\n", cs->has_parent ? 1 : 0, hex);
     cwt_hex(cs->in_bundle_id, 16, hex);
     addf(out, outlen, &pos, &bad, "in_bundle=%s\nepochs_before=%.17g\nhistory=%s\n", hex,
          cs->epochs_before, history);
+    addf(out, outlen, &pos, &bad, "carry=%u,%" PRIu64 "\n", cs->carry_visits, cs->carry_steps);
     addf(out, outlen, &pos, &bad, "waiting_from=%s\nsince=%" PRId64 "\npaused=%d\n",
          cs->waiting_from, cs->since, cs->paused ? 1 : 0);
     addf(out, outlen, &pos, &bad,
@@ -340,8 +341,9 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
 {
     int64_t x;
 
+    /* Version 1 is version 2 without "carry" (no visit counted yet): it still loads. */
     if (strcmp(key, "version") == 0)
-        return strcmp(v, "1") == 0 ? 0 : -1;
+        return strcmp(v, "1") == 0 || strcmp(v, "2") == 0 ? 0 : -1;
     if (strcmp(key, "phase") == 0) {
         for (size_t i = 0; i < sizeof(phase_names) / sizeof(phase_names[0]); i++)
             if (strcmp(v, phase_names[i]) == 0) {
@@ -415,6 +417,19 @@ static int parse_line(struct cycle_state *cs, const char *key, const char *v)
     }
     if (strcmp(key, "metrics") == 0)
         return parse_metrics(v, cs);
+    if (strcmp(key, "carry") == 0) {
+        char vis[16];
+        const char *comma = strchr(v, ',');
+        int64_t st;
+        if (comma == NULL || (size_t)(comma - v) >= sizeof(vis))
+            return -1;
+        memcpy(vis, v, (size_t)(comma - v));
+        vis[comma - v] = '\0';
+        if (parse_u32(vis, &cs->carry_visits) != 0 || cwt_parse_i64(comma + 1, 0, INT64_MAX, &st))
+            return -1;
+        cs->carry_steps = (uint64_t)st;
+        return 0;
+    }
     if (strcmp(key, "summary") == 0) {
         unsigned long long st, tn, vn;
         int used = 0;

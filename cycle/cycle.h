@@ -47,8 +47,14 @@ struct cycle_state {
     int has_input;       /* the visit starts from CWTD_CKPT_INPUT, else from scratch */
     int has_parent;      /* the visit's input came in a bundle with this hash */
     uint8_t parent_hash[32];
-    uint8_t in_bundle_id[16];     /* the bundle the visit came from (all zero if none) */
-    double epochs_before;         /* epochs of training before this visit */
+    uint8_t in_bundle_id[16]; /* the bundle the visit came from (all zero if none) */
+    double epochs_before;     /* epochs of training before this visit */
+    /* Fractional visits (train_plan_steps): the visits this site trained since `start`, and
+     * their steps. The next visit carries the remainder from them when it is visit number
+     * carry_visits (its cycle), else it derives the steps before from its cycle alone. Local
+     * facts only: counted here at each committed visit. */
+    uint32_t carry_visits;
+    uint64_t carry_steps;
     struct cycle_history history; /* patience bookkeeping, see cycle_history_update */
     char waiting_from[CWT_ID_MAX + 1];
     int64_t since; /* when the current phase began */

@@ -235,6 +235,13 @@ static void start_job(struct monitor *m)
     msg.u.job.patience = r->patience;
     msg.u.job.loader_seed = cycle_loader_seed(r->seed, m->cs.cycle, m->cs.hop);
     msg.u.job.epochs_before = m->cs.epochs_before;
+    /* The remainder of fractional visits carries from this site's own committed visits when
+     * they are the ones before this cycle; otherwise (the state of an older cwtd) the trainer
+     * derives the steps before from the cycle. */
+    if (m->cs.carry_visits == m->cs.cycle) {
+        msg.u.job.has_before = 1;
+        msg.u.job.steps_before = m->cs.carry_steps;
+    }
     msg.u.job.sched_total = r->visit_unit == CWT_VISIT_EPOCHS && !is_ensemble(m)
                                 ? r->visit_length * (double)m->n * (double)r->cycles
                                 : 0;
@@ -623,6 +630,11 @@ static void on_result(struct monitor *m, struct proto_msg *msg)
         return;
     }
     m->cs.sum_steps = r->steps;
+    if (m->cs.cycle == UINT32_MAX || r->steps_total < r->steps)
+        fatalx("the trainer's result counts %" PRIu64 " steps in all for a visit of %" PRIu64,
+               r->steps_total, r->steps);
+    m->cs.carry_visits = m->cs.cycle + 1;
+    m->cs.carry_steps = r->steps_total;
     m->cs.sum_train_n = r->train_samples;
     m->cs.sum_val_n = r->val_samples;
     m->cs.sum_epochs = r->epochs;
@@ -1082,6 +1094,11 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
         memcpy(m->cs.parent_hash, info.file_hash, 32);
         m->cs.history = hist;
         m->cs.epochs_before = epochs_before;
+        if (next_cycle == 0) {
+            /* A new run: no visit of a former one counts towards the carry. */
+            m->cs.carry_visits = 0;
+            m->cs.carry_steps = 0;
+        }
         set_phase(m, CWTD_TRAINING);
     } else if (info.hdr.kind == BUNDLE_KIND_FINAL) {
         install_final(m, blob, len);
@@ -1458,6 +1475,8 @@ static void cmd_start(struct monitor *m, int fd)
     m->cs.has_input = m->init != NULL;
     m->cs.has_parent = 0;
     m->cs.epochs_before = 0;
+    m->cs.carry_visits = 0;
+    m->cs.carry_steps = 0;
     cycle_history_init(&m->cs.history);
     set_phase(m, CWTD_TRAINING);
     if (state_save(m) != 0) {

@@ -21,9 +21,9 @@
 /* Exact payload size of each type; index = type. */
 static const uint32_t payload_size[PROTO_TYPE_MAX + 1] = {
     [PROTO_HELLO] = 4 + 32 + TEXT_FIELD,
-    [PROTO_JOB] = 6 * 4 + 8 + 2 * 8 + CKPT_FIELD + 3 * 4 + 2 * 8,
+    [PROTO_JOB] = 6 * 4 + 8 + 2 * 8 + CKPT_FIELD + 3 * 4 + 2 * 8 + 4 + 8,
     [PROTO_PROGRESS] = 3 * 8 + 2 * 8,
-    [PROTO_RESULT] = 4 + 3 * 8 + 6 * 8 + TEXT_FIELD,
+    [PROTO_RESULT] = 4 + 4 * 8 + 6 * 8 + TEXT_FIELD,
     [PROTO_PAUSE] = 0,
     [PROTO_RESUME] = 0,
     [PROTO_DIED] = 8,
@@ -212,6 +212,8 @@ int proto_encode(const struct proto_msg *msg, uint8_t *buf, size_t buflen)
         put_u32(&c, j->history.bestc);
         put_f64(&c, j->history.sum);
         put_f64(&c, j->history.best);
+        put_u32(&c, j->has_before);
+        put_u64(&c, j->steps_before);
         break;
     }
     case PROTO_PROGRESS:
@@ -227,6 +229,7 @@ int proto_encode(const struct proto_msg *msg, uint8_t *buf, size_t buflen)
         put_u64(&c, r->steps);
         put_u64(&c, r->train_samples);
         put_u64(&c, r->val_samples);
+        put_u64(&c, r->steps_total);
         put_f64(&c, r->epochs);
         put_f64(&c, r->train_loss);
         put_f64(&c, r->train_accuracy);
@@ -318,10 +321,12 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
         j->history.bestc = get_u32(&c);
         j->history.sum = get_f64(&c);
         j->history.best = get_f64(&c);
+        j->has_before = get_u32(&c);
+        j->steps_before = get_u64(&c);
         if (!c.bad &&
             (!cycle_history_valid(&j->history) || j->kind == 0 || j->kind > PROTO_JOB_KIND_MAX ||
-             j->resume > 1 || j->has_weights > 1 || !valid_ckpt_name(j->ckpt) ||
-             !(j->sched_total >= 0) || !(j->epochs_before >= 0)))
+             j->resume > 1 || j->has_weights > 1 || j->has_before > 1 ||
+             !valid_ckpt_name(j->ckpt) || !(j->sched_total >= 0) || !(j->epochs_before >= 0)))
             c.bad = 1;
         break;
     }
@@ -338,6 +343,7 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg, char *er
         r->steps = get_u64(&c);
         r->train_samples = get_u64(&c);
         r->val_samples = get_u64(&c);
+        r->steps_total = get_u64(&c);
         r->epochs = get_f64(&c);
         r->train_loss = get_f64(&c);
         r->train_accuracy = get_f64(&c);

@@ -67,6 +67,8 @@ struct proto_job {
     uint64_t loader_seed;         /* derived from the roster seed, cycle and hop */
     double sched_total;           /* length of the whole schedule in epochs (0 = this visit) */
     double epochs_before;         /* epochs trained before this visit: the schedule position */
+    uint32_t has_before;          /* 1: steps_before is known (train_plan.has_before) */
+    uint64_t steps_before;        /* steps of this site's visits before this one (cycle) */
     char ckpt[64];                /* checkpoint name in the store's models database */
     struct cycle_history history; /* patience bookkeeping, typed (never peer text) */
 };
@@ -79,6 +81,7 @@ struct proto_progress {
 struct proto_result {
     int32_t status; /* 0, or a negative CWT_E* code with the sentence in message */
     uint64_t steps, train_samples, val_samples;
+    uint64_t steps_total; /* steps of this site's visits up to and with this one */
     double epochs, train_loss, train_accuracy, val_loss, val_accuracy, val_auc;
     char message[PROTO_TEXT_MAX + 1];
 };

@@ -411,6 +411,10 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     so.recipe = r;
     so.plan.unit = r->visit_unit;
     so.plan.length = r->visit_length;
+    /* A site trains once per cycle: its visit number is the cycle. */
+    so.plan.visit = job->u.job.cycle;
+    so.plan.has_before = job->u.job.has_before ? 1 : 0;
+    so.plan.steps_before = job->u.job.steps_before;
     so.sched_offset = job->u.job.epochs_before;
     so.sched_total = job->u.job.sched_total;
     so.val_ids = val_ids;
@@ -423,6 +427,8 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
          * epoch's weights are the visit's result. */
         so.plan.unit = CWT_VISIT_EPOCHS;
         so.plan.length = r->epochs > 0 ? r->epochs : 1;
+        so.plan.visit = 0;
+        so.plan.has_before = 0;
         snprintf(best_name, sizeof(best_name), "%s.best", job->u.job.ckpt);
         plateau_name(job->u.job.ckpt, pl.name, sizeof(pl.name));
         so.best_name = best_name;
@@ -517,6 +523,10 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     res.job = t->job_id;
     res.fd = fd;
     res.u.result.steps = train_session_steps_done(sess);
+    res.u.result.steps_total =
+        train_plan_steps_before(&so.plan, train_loader_batches_per_epoch(loader),
+                                train_loader_size(loader)) +
+        res.u.result.steps;
     res.u.result.train_samples = n_train;
     res.u.result.val_samples = n_val;
     res.u.result.epochs = epochs;

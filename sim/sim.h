@@ -154,6 +154,14 @@ int sim_heur_parse(const char *text, int want[SIM_NHEUR], double *mu, char *err,
 /* cwt+ without --plus: the best set measured in docs/results.md. */
 #define SIM_PLUS_DEFAULT (SIM_PLUS_PROPORTIONAL | SIM_PLUS_SAMPLING | SIM_PLUS_CLR)
 
+/* Batch-norm tensors kept at each institution in cwt and cwt+ (docs/simulate.md, "Local
+ * batch-norm"): none (all travel), the running statistics (SiloBN), or the statistics and the
+ * affine parameters with their optimizer state (FedBN). */
+enum sim_local_bn { SIM_BN_TRAVEL = 0, SIM_BN_STATS, SIM_BN_ALL };
+
+/* Parses "none", "stats" or "all". CWT_EINVAL with a sentence in err. */
+int sim_local_bn_parse(const char *text, enum sim_local_bn *out, char *err, size_t errlen);
+
 /* Parses "all" or a comma-separated subset of "proportional,loss,sampling,clr". */
 int sim_plus_parse(const char *text, unsigned *mods, char *err, size_t errlen);
 /* "proportional+loss+sampling+clr" style text of mods. */
@@ -206,6 +214,7 @@ struct sim_report {
     uint32_t sites;
     char partition[CWT_MAX_SITES * 16 + 32];
     char plus[64];
+    enum sim_local_bn local_bn;
     double prox_mu; /* fedprox's MU; 0 when fedprox does not run */
     /* by-column: the value of institution i (inst-i); n_names = 0 otherwise. */
     uint32_t n_names;
@@ -354,6 +363,7 @@ struct sim_setup {
     uint32_t n_seeds;
     unsigned plus;  /* SIM_PLUS_* bits of cwt+ */
     double prox_mu; /* fedprox: MU of the proximal term */
+    enum sim_local_bn local_bn;
     int through_bundles;
     const char *out_dir;                 /* bundles and keys go under it */
     size_t max_train, max_val, max_test; /* 0 = every image of the split */

@@ -111,6 +111,18 @@ int sim_heur_parse(const char *text, int want[SIM_NHEUR], double *mu, char *err,
     return rc;
 }
 
+int sim_local_bn_parse(const char *text, enum sim_local_bn *out, char *err, size_t errlen)
+{
+    static const char *const names[] = {"none", "stats", "all"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = (enum sim_local_bn)i;
+            return 0;
+        }
+    return cwt_seterr(err, errlen, CWT_EINVAL, "--local-bn %s: expected none, stats or all", text);
+}
+
 static const char *const plus_names[] = {"proportional", "loss", "sampling", "clr"};
 
 static int plus_token(const char *tok, void *ctx)

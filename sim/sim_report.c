@@ -176,10 +176,13 @@ void sim_report_table(const struct sim_report *r, FILE *f)
     nrows = collect_rows(r, rows);
     fprintf(f,
             "simulate: %u sites, partition %s, %s, budget %g epochs = %llu steps of %u, "
-            "%u seed%s from %llu%s\n",
+            "%u seed%s from %llu%s%s\n",
             r->sites, r->partition, r->model, r->budget_epochs, (unsigned long long)r->budget_steps,
             r->batch, r->n_seeds, r->n_seeds == 1 ? "" : "s", (unsigned long long)r->first_seed,
-            r->through_bundles ? ", hand-overs through sealed bundles" : "");
+            r->through_bundles ? ", hand-overs through sealed bundles" : "",
+            r->local_bn == SIM_BN_STATS ? ", cwt keeps batch-norm statistics at each site"
+            : r->local_bn == SIM_BN_ALL ? ", cwt keeps batch-norm layers at each site"
+                                        : "");
     if (r->prox_mu > 0)
         fprintf(f, "fedprox: mu %g; fedavg/fedprox v = local epochs per round\n", r->prox_mu);
     for (uint32_t i = 0; i < r->n_names; i++)

@@ -49,7 +49,8 @@ struct run_ctx {
     uint64_t seed;
     uint32_t seed_index;
     struct sim_fed *fed;
-    struct prox *prox; /* fedprox: the correction after every step; NULL otherwise */
+    struct prox *prox;   /* fedprox: the correction after every step; NULL otherwise */
+    struct site_bn *sbn; /* cwt --local-bn: the institutions' own batch-norm; NULL otherwise */
     /* Progress line. */
     char label[64];
     uint64_t steps_before;
@@ -186,8 +187,153 @@ static int evaluate(struct run_ctx *c, const uint64_t *ids, size_t n, double *ac
     return 0;
 }
 
+/* ------------------------------------------------------------ local batch-norm */
+
+/* The batch-norm tensors each institution keeps (--local-bn) in one flat host array: the
+ * running statistics, and for "all" the affine parameters and their optimizer tensors.
+ * val[i] holds institution i's values once its first visit ended (have[i]); kept[i] the
+ * values when the kept model was kept. */
+struct site_bn {
+    uint32_t n;
+    uint32_t *idx; /* engine tensor index */
+    size_t *off;   /* offset in a flat array */
+    size_t total;  /* floats */
+    float *val[CWT_MAX_SITES], *kept[CWT_MAX_SITES], *travel;
+    int have[CWT_MAX_SITES], kept_have[CWT_MAX_SITES];
+};
+
+static void site_bn_free(struct site_bn *b)
+{
+    free(b->idx);
+    free(b->off);
+    for (uint32_t i = 0; i < CWT_MAX_SITES; i++) {
+        free(b->val[i]);
+        free(b->kept[i]);
+    }
+    free(b->travel);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Whether name is "<layer>.<suffix>" for a layer with a "<layer>.running_mean" buffer. */
+static int bn_layer_tensor(struct eng_model *m, const char *name, const char *suffix)
+{
+    size_t nl = strlen(name), sl = strlen(suffix);
+    char want[256];
+    uint32_t count = eng_model_tensor_count(m);
+
+    if (nl <= sl + 1 || strcmp(name + nl - sl, suffix) != 0 || name[nl - sl - 1] != '.' ||
+        nl - sl + 13 >= sizeof(want))
+        return 0;
+    snprintf(want, sizeof(want), "%.*srunning_mean", (int)(nl - sl), name);
+    for (uint32_t i = 0; i < count; i++) {
+        struct eng_tensor_info info;
+        if (eng_model_tensor_info(m, i, &info) == 0 && info.kind == ENG_T_BUFFER &&
+            strcmp(info.name, want) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether tensor info is one that mode keeps at each institution. */
+static int bn_kept(struct eng_model *m, const struct eng_tensor_info *info, enum sim_local_bn mode)
+{
+    if (info->kind == ENG_T_BUFFER)
+        return bn_layer_tensor(m, info->name, "running_mean") ||
+               bn_layer_tensor(m, info->name, "running_var");
+    if (mode != SIM_BN_ALL)
+        return 0;
+    if (info->kind == ENG_T_PARAM)
+        return bn_layer_tensor(m, info->name, "weight") || bn_layer_tensor(m, info->name, "bias");
+    /* Optimizer tensors are named optim.<parameter>.<state> (engine/model.c). */
+    if (info->kind == ENG_T_OPTIM && strncmp(info->name, "optim.", 6) == 0) {
+        const char *p = info->name + 6, *dot = strrchr(p, '.');
+        char param[256];
+        if (dot == NULL || (size_t)(dot - p) >= sizeof(param))
+            return 0;
+        memcpy(param, p, (size_t)(dot - p));
+        param[dot - p] = '\0';
+        return bn_layer_tensor(m, param, "weight") || bn_layer_tensor(m, param, "bias");
+    }
+    return 0;
+}
+
+static int site_bn_init(struct run_ctx *c, struct site_bn *b, enum sim_local_bn mode)
+{
+    uint32_t count = eng_model_tensor_count(c->m);
+
+    memset(b, 0, sizeof(*b));
+    b->idx = calloc(count ? count : 1, sizeof(*b->idx));
+    b->off = calloc(count ? count : 1, sizeof(*b->off));
+    if (b->idx == NULL || b->off == NULL)
+        goto nomem;
+    for (uint32_t i = 0; i < count; i++) {
+        struct eng_tensor_info info;
+        int rc = eng_model_tensor_info(c->m, i, &info);
+        if (rc != 0) {
+            site_bn_free(b);
+            return cwt_seterr(c->err, c->errlen, rc, "cannot list the model's tensors: %s",
+                              cwt_strerror(rc));
+        }
+        if (!bn_kept(c->m, &info, mode))
+            continue;
+        if (info.numel > SIZE_MAX / sizeof(float) / CWT_MAX_SITES - b->total)
+            goto nomem;
+        b->idx[b->n] = i;
+        b->off[b->n] = b->total;
+        b->total += (size_t)info.numel;
+        b->n++;
+    }
+    if (b->n == 0) {
+        site_bn_free(b);
+        return cwt_seterr(c->err, c->errlen, CWT_EINVAL,
+                          "--local-bn: the model %s has no batch-norm layer", c->spec.arch);
+    }
+    for (uint32_t i = 0; i < c->s->sites; i++)
+        if ((b->val[i] = malloc(b->total * sizeof(float))) == NULL ||
+            (b->kept[i] = malloc(b->total * sizeof(float))) == NULL)
+            goto nomem;
+    if ((b->travel = malloc(b->total * sizeof(float))) == NULL)
+        goto nomem;
+    return 0;
+nomem:
+    site_bn_free(b);
+    return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for --local-bn");
+}
+
+/* Copies the kept tensors from the model to flat (to_model 0) or back (1). */
+static int site_bn_copy(struct run_ctx *c, const struct site_bn *b, float *flat, int to_model)
+{
+    for (uint32_t k = 0; k < b->n; k++) {
+        int rc = to_model ? eng_model_write_tensor(c->m, b->idx[k], flat + b->off[k])
+                          : eng_model_read_tensor(c->m, b->idx[k], flat + b->off[k]);
+        if (rc != 0)
+            return cwt_seterr(c->err, c->errlen, rc, "cannot copy the batch-norm tensors: %s",
+                              cwt_strerror(rc));
+    }
+    return 0;
+}
+
+/* Evaluates on ids with the batch-norm values own (an institution's, under --local-bn) in
+ * place of the travelling ones, which are put back afterwards; own NULL: as the model is. */
+static int evaluate_at(struct run_ctx *c, const uint64_t *ids, size_t n, double *acc, double *auc,
+                       const float *own)
+{
+    int rc;
+
+    if (own == NULL)
+        return evaluate(c, ids, n, acc, auc, NULL);
+    if ((rc = site_bn_copy(c, c->sbn, c->sbn->travel, 0)) != 0 ||
+        (rc = site_bn_copy(c, c->sbn, (float *)own, 1)) != 0)
+        return rc;
+    rc = evaluate(c, ids, n, acc, auc, NULL);
+    if (rc == 0)
+        rc = site_bn_copy(c, c->sbn, c->sbn->travel, 1);
+    return rc;
+}
+
 /* Unweighted mean over institutions (those with validation images) of the accuracy on their
- * own validation split: the validation available to the decentralised heuristics. */
+ * own validation split: the validation available to the decentralised heuristics. Under
+ * --local-bn each institution scores with its own batch-norm. */
 static int mean_local_val(struct run_ctx *c, double *out)
 {
     double sum = 0.0;
@@ -198,7 +344,8 @@ static int mean_local_val(struct run_ctx *c, double *out)
         int rc;
         if (sim_part_size(&c->val, i) == 0)
             continue;
-        rc = evaluate(c, c->val.ids + c->val.start[i], sim_part_size(&c->val, i), &acc, NULL, NULL);
+        rc = evaluate_at(c, c->val.ids + c->val.start[i], sim_part_size(&c->val, i), &acc, NULL,
+                         c->sbn != NULL && c->sbn->have[i] ? c->sbn->val[i] : NULL);
         if (rc != 0)
             return rc;
         sum += acc;
@@ -376,6 +523,34 @@ static void rewind_loader(struct train_loader *l)
     train_loader_set_cursor(l, start);
 }
 
+/* Test metrics under --local-bn: the pooled test split scored with each institution's own
+ * batch-norm (as kept with the kept model when kept, else the last), the unweighted mean over
+ * the institutions that have one: the model as every site would deploy it. */
+static int local_bn_test(struct run_ctx *c, struct sim_outcome *o, int kept)
+{
+    double acc_sum = 0.0, auc_sum = 0.0;
+    uint32_t k = 0;
+
+    for (uint32_t i = 0; i < c->s->sites; i++) {
+        double acc, auc;
+        int rc;
+        if (!(kept ? c->sbn->kept_have[i] : c->sbn->have[i]))
+            continue;
+        rc = evaluate_at(c, c->test_all.ids, c->test_all.n, &acc, &auc,
+                         kept ? c->sbn->kept[i] : c->sbn->val[i]);
+        if (rc != 0)
+            return rc;
+        acc_sum += acc;
+        auc_sum += auc;
+        k++;
+    }
+    if (k == 0)
+        return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy, &o->test_auc, NULL);
+    o->test_accuracy = acc_sum / k;
+    o->test_auc = auc_sum / k;
+    return 0;
+}
+
 /* Weights hashes, best model back in place, test metrics (and, if test_probs != NULL, the
  * malloc'd test probabilities). best may be NULL (keep the end). */
 static int finish(struct run_ctx *c, struct sim_outcome *o, const uint8_t *best, size_t best_len,
@@ -395,6 +570,8 @@ static int finish(struct run_ctx *c, struct sim_outcome *o, const uint8_t *best,
         return rc;
     hash_hex(blob, len, o->weights_hash);
     free(blob);
+    if (c->sbn != NULL)
+        return local_bn_test(c, o, best != NULL);
     return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy, &o->test_auc, test_probs);
 }
 
@@ -730,6 +907,7 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     struct train_loader **loaders = c->local;
     struct sim_outcome o;
     struct keep kept = {0};
+    struct site_bn sbn;
     uint64_t spe[CWT_MAX_SITES], done = 0;
     double len_of[CWT_MAX_SITES];
     double cycle_epochs = 0.0, total_epochs = 0.0, clock = 0.0, t0 = cwt_monotonic();
@@ -769,6 +947,11 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
     }
     if ((rc = restore(c, c->init, c->init_len, TRAIN_SAVE_ALL)) != 0)
         return rc;
+    if (c->s->local_bn != SIM_BN_TRAVEL) {
+        if ((rc = site_bn_init(c, &sbn, c->s->local_bn)) != 0)
+            return rc;
+        c->sbn = &sbn;
+    }
     if (c->fed != NULL)
         sim_fed_new_chain(c->fed);
     kept.c = c;
@@ -781,8 +964,14 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
             uint64_t steps = want < c->budget - done ? want : c->budget - done;
             struct train_epoch_result last;
             memset(&last, 0, sizeof(last));
+            /* --local-bn: the institution trains with its own batch-norm values from its
+             * second visit on (the first starts from those that arrive) and keeps them. */
+            if (c->sbn != NULL && sbn.have[i] && (rc = site_bn_copy(c, &sbn, sbn.val[i], 1)) != 0)
+                break;
             rc = train_steps(c, loaders[i], steps, &recipe, clock, total_epochs, NULL, 0, NULL,
                              &last);
+            if (rc == 0 && c->sbn != NULL && (rc = site_bn_copy(c, &sbn, sbn.val[i], 0)) == 0)
+                sbn.have[i] = 1;
             if (rc != 0)
                 break;
             clock += (double)steps / (double)spe[i];
@@ -801,13 +990,22 @@ static int run_cwt(struct run_ctx *c, double visit, int plus)
         if (isfinite(score)) {
             if (sim_curve_add(&o.curve, done, score) != 0)
                 rc = cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for the results");
-            else if (kept.best == NULL || score > kept.kept_val)
+            else if (kept.best == NULL || score > kept.kept_val) {
                 rc = keep_now(&kept, done, score);
+                for (uint32_t i = 0; rc == 0 && c->sbn != NULL && i < n; i++) {
+                    sbn.kept_have[i] = sbn.have[i];
+                    memcpy(sbn.kept[i], sbn.val[i], sbn.total * sizeof(float));
+                }
+            }
         }
         cycle++;
     }
     if (rc == 0)
         rc = finish(c, &o, kept.best, kept.best_len, TRAIN_SAVE_WEIGHTS, NULL);
+    if (c->sbn != NULL) {
+        c->sbn = NULL;
+        site_bn_free(&sbn);
+    }
     o.kept_step = kept.kept_step;
     o.kept_val = kept.best != NULL ? kept.kept_val : NAN;
     keep_free(&kept);
@@ -1359,6 +1557,7 @@ int sim_run(const struct sim_setup *s, struct sim_report *rep, char *err, size_t
     rep->recipe = &s->recipe;
     sim_part_rule_format(&s->rule, rep->partition, sizeof(rep->partition));
     sim_plus_format(s->plus, rep->plus, sizeof(rep->plus));
+    rep->local_bn = s->local_bn;
     rep->prox_mu = s->want[SIM_FEDPROX] ? s->prox_mu : 0.0;
     rep->sites = s->sites;
     rep->budget_epochs = s->budget_epochs;

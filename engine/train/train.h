@@ -318,7 +318,22 @@ typedef int (*train_epoch_fn)(const struct train_epoch_result *r, void *ctx);
 struct train_plan {
     enum cwt_visit_unit unit; /* epochs, steps, or steps per 1000 local samples */
     double length;            /* > 0 */
+    /* Fractional visits: the run is visit number `visit` (0-based) of a series of equal visits
+     * at one site, after `steps_before` steps of the earlier ones when has_before is 1 (else
+     * taken as round(visit x)). Zero for a single run. */
+    uint64_t visit, steps_before;
+    int has_before;
 };
+
+/* Whole steps of the run planned by p on a loader of n samples and spe batches per epoch.
+ * x, the real-valued steps of one visit, is length (steps), length * n / 1000 (proportional)
+ * or length * spe (epochs); the run takes round((visit + 1) x) - steps_before steps, at least
+ * one, so the remainder carries from visit to visit and k equal visits from the first take
+ * round(k x) steps together (as simulate's sim_visit_steps). */
+uint64_t train_plan_steps(const struct train_plan *p, uint64_t spe, size_t n);
+/* The steps before the run that train_plan_steps counted from: steps_before, or
+ * round(visit x) when has_before is 0. */
+uint64_t train_plan_steps_before(const struct train_plan *p, uint64_t spe, size_t n);
 
 struct train_session_opts {
     const struct cwt_recipe *recipe; /* schedule, class weighting */

@@ -60,28 +60,46 @@ void train_session_free(struct train_session *s)
     free(s);
 }
 
-static uint64_t plan_steps(const struct train_plan *p, uint64_t spe, size_t n)
+/* round(v) for v >= 0, clamped to the step counts a run can have. */
+static double round_steps(double v)
 {
-    double steps;
+    v = floor(v + 0.5);
+    if (!(v >= 0))
+        return 0;
+    return v > 1e15 ? 1e15 : v;
+}
 
+/* The real-valued steps of one visit of p. */
+static double plan_x(const struct train_plan *p, uint64_t spe, size_t n)
+{
     switch (p->unit) {
     case CWT_VISIT_STEPS:
-        steps = p->length;
-        break;
+        return p->length;
     case CWT_VISIT_PROPORTIONAL:
-        steps = ceil(p->length * (double)n / 1000.0);
-        break;
+        return p->length * (double)n / 1000.0;
     case CWT_VISIT_EPOCHS:
     default:
-        steps = p->length * (double)spe;
-        break;
+        return p->length * (double)spe;
     }
-    steps = floor(steps + 0.5);
-    if (!(steps >= 1))
-        return 1;
-    if (steps > 1e15)
-        return (uint64_t)1e15;
-    return (uint64_t)steps;
+}
+
+uint64_t train_plan_steps_before(const struct train_plan *p, uint64_t spe, size_t n)
+{
+    if (p->has_before)
+        return p->steps_before;
+    return (uint64_t)round_steps((double)p->visit * plan_x(p, spe, n));
+}
+
+uint64_t train_plan_steps(const struct train_plan *p, uint64_t spe, size_t n)
+{
+    /* Both ends rounded on their own (not the carried fraction added up), so the sum over
+     * visits telescopes exactly whatever the floating-point error of each product. */
+    double want = round_steps((double)(p->visit + 1) * plan_x(p, spe, n));
+    double before = (double)train_plan_steps_before(p, spe, n);
+
+    if (!(want > before))
+        return 1; /* a visit is at least one step */
+    return (uint64_t)(want - before);
 }
 
 int train_session_new(struct eng_model *m, const struct eng_model_spec *spec,
@@ -111,7 +129,7 @@ int train_session_new(struct eng_model *m, const struct eng_model_spec *spec,
     s->spe = train_loader_batches_per_epoch(loader);
     s->best_val = -1.0;
     s->cursor = train_loader_get_cursor(loader);
-    s->steps_planned = plan_steps(&o->plan, s->spe, train_loader_size(loader));
+    s->steps_planned = train_plan_steps(&o->plan, s->spe, train_loader_size(loader));
     s->sched_offset = o->sched_offset;
     s->sched_total = o->sched_total > 0 ? o->sched_total : (double)s->steps_planned / s->spe;
     train_loader_shape(loader, &h, &w, &c);

@@ -586,6 +586,8 @@ static int gen_state(const char *dir)
     memset(cs.parent_hash, 0x5a, 32);
     memset(cs.in_bundle_id, 0x11, 16);
     cs.epochs_before = 4.5;
+    cs.carry_visits = 3;
+    cs.carry_steps = 11;
     cs.history = h;
     snprintf(cs.waiting_from, sizeof(cs.waiting_from), "site-a");
     cs.has_out = 1;
@@ -606,6 +608,11 @@ static int gen_state(const char *dir)
         return -1;
     if (cycle_history_format(&h, hist, sizeof(hist)) != 0 ||
         save_text(dir, "state", "history.txt", hist) != 0)
+        return -1;
+    /* A state of version 1 (before the fractional-visit carry) still decodes. */
+    if (save_text(dir, "state", "version1.txt",
+                  "version=1\nphase=waiting\ncycle=3\nhop=1\nhas_input=1\nepochs_before=4.5\n"
+                  "waiting_from=site-a\n") != 0)
         return -1;
     return 0;
 }
@@ -637,6 +644,8 @@ static int gen_proto(const char *dir)
             m.u.job.loader_seed = 0x1234567890abcdefull;
             m.u.job.sched_total = 30;
             m.u.job.epochs_before = 4.5;
+            m.u.job.has_before = 1;
+            m.u.job.steps_before = 11;
             snprintf(m.u.job.ckpt, sizeof(m.u.job.ckpt), "visit-2.1");
             m.u.job.history = (struct cycle_history){.cur = 2, .n = 1, .sum = 0.5, .best = -1};
             break;
@@ -652,6 +661,7 @@ static int gen_proto(const char *dir)
             m.u.result.steps = 100;
             m.u.result.train_samples = 6400;
             m.u.result.val_samples = 640;
+            m.u.result.steps_total = 311;
             m.u.result.epochs = 1;
             m.u.result.train_loss = 0.5;
             m.u.result.train_accuracy = 0.8;

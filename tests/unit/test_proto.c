@@ -38,6 +38,8 @@ static struct proto_msg sample_job(void)
     m.u.job.loader_seed = 0x0123456789abcdefull;
     m.u.job.sched_total = 7.5;
     m.u.job.epochs_before = 7.5;
+    m.u.job.has_before = 1;
+    m.u.job.steps_before = 0x123456789ull;
     strcpy(m.u.job.ckpt, "cwtd.visit.3.2");
     m.u.job.history =
         (struct cycle_history){.cur = 3, .n = 2, .bestc = 2, .sum = 1.6, .best = 0.81};
@@ -60,8 +62,12 @@ static void test_every_type_round_trips(void **state)
     in[2].u.progress = (struct proto_progress){
         .step = 10, .steps = 100, .epoch = 1, .loss = 0.5, .images_per_s = 812.25};
     in[3].type = PROTO_RESULT;
-    in[3].u.result = (struct proto_result){
-        .status = CWT_ENUMERIC, .steps = 9, .epochs = 1.5, .val_accuracy = NAN, .val_auc = 0.75};
+    in[3].u.result = (struct proto_result){.status = CWT_ENUMERIC,
+                                           .steps = 9,
+                                           .steps_total = 0x987654321ull,
+                                           .epochs = 1.5,
+                                           .val_accuracy = NAN,
+                                           .val_auc = 0.75};
     strcpy(in[3].u.result.message, "loss became NaN at step 9");
     in[4].type = PROTO_PAUSE;
     in[5].type = PROTO_RESUME;
@@ -81,10 +87,13 @@ static void test_every_type_round_trips(void **state)
     assert_int_equal(out.u.job.loader_seed, in[1].u.job.loader_seed);
     assert_true(out.u.job.sched_total == 7.5);
     assert_string_equal(out.u.job.ckpt, "cwtd.visit.3.2");
+    assert_int_equal(out.u.job.has_before, 1);
+    assert_true(out.u.job.steps_before == 0x123456789ull);
     assert_memory_equal(&out.u.job.history, &in[1].u.job.history, sizeof(out.u.job.history));
     n = proto_encode(&in[3], buf, sizeof(buf));
     assert_int_equal(proto_decode(buf, (size_t)n, &out, err, sizeof(err)), 0);
     assert_int_equal(out.u.result.status, CWT_ENUMERIC);
+    assert_true(out.u.result.steps_total == 0x987654321ull);
     assert_true(isnan(out.u.result.val_accuracy));
     assert_string_equal(out.u.result.message, "loss became NaN at step 9");
 }
