@@ -193,9 +193,10 @@ struct sim_outcome {
     int inst;     /* single: the institution; -1 for the heuristic as a whole */
     uint32_t seed_index;
     uint64_t seed;
-    double test_accuracy, test_auc;
-    uint64_t steps;  /* optimizer steps taken */
-    uint64_t budget; /* optimizer steps allowed */
+    double test_accuracy, test_balanced_accuracy, test_auc; /* balanced: mean recall over
+                                                               the classes in test */
+    uint64_t steps;                                         /* optimizer steps taken */
+    uint64_t budget;                                        /* optimizer steps allowed */
     double wall_s;
     uint32_t cycles;       /* cwt/cwt+: cycles started; swt: institutions visited;
                               fedavg/fedprox: rounds started */

@@ -89,7 +89,7 @@ static int same_row(const struct sim_outcome *a, const struct sim_outcome *b)
 struct row_stats {
     const struct sim_outcome *first;
     uint32_t n;
-    double acc_mean, acc_sd, auc_mean, auc_sd, wall_mean;
+    double acc_mean, acc_sd, bacc_mean, bacc_sd, auc_mean, auc_sd, wall_mean;
     uint64_t steps_min, steps_max, budget;
 };
 
@@ -116,10 +116,12 @@ static size_t collect_rows(const struct sim_report *r, struct row_stats *rows)
 {
     size_t nrows = 0;
     double *acc = malloc((r->n ? r->n : 1) * sizeof(double));
+    double *bacc = malloc((r->n ? r->n : 1) * sizeof(double));
     double *auc = malloc((r->n ? r->n : 1) * sizeof(double));
 
-    if (acc == NULL || auc == NULL) {
+    if (acc == NULL || bacc == NULL || auc == NULL) {
         free(acc);
+        free(bacc);
         free(auc);
         return 0;
     }
@@ -140,6 +142,7 @@ static size_t collect_rows(const struct sim_report *r, struct row_stats *rows)
             if (!same_row(o, row->first))
                 continue;
             acc[row->n] = o->test_accuracy;
+            bacc[row->n] = o->test_balanced_accuracy;
             auc[row->n] = o->test_auc;
             row->wall_mean += o->wall_s;
             row->steps_min = o->steps < row->steps_min ? o->steps : row->steps_min;
@@ -148,10 +151,12 @@ static size_t collect_rows(const struct sim_report *r, struct row_stats *rows)
             row->n++;
         }
         mean_sd(acc, row->n, &row->acc_mean, &row->acc_sd);
+        mean_sd(bacc, row->n, &row->bacc_mean, &row->bacc_sd);
         mean_sd(auc, row->n, &row->auc_mean, &row->auc_sd);
         row->wall_mean /= row->n;
     }
     free(acc);
+    free(bacc);
     free(auc);
     return nrows;
 }
@@ -191,13 +196,14 @@ void sim_report_table(const struct sim_report *r, FILE *f)
     fprintf(f, "images: %llu train, %llu val (both divided among sites), %llu test (pooled)\n",
             (unsigned long long)r->n_train, (unsigned long long)r->n_val,
             (unsigned long long)r->n_test);
-    fprintf(f, "%-16s %-19s %-19s %-11s %9s  %s\n", "heuristic", "test accuracy", "test AUC",
-            "steps", "wall s", "model kept");
+    fprintf(f, "%-16s %-19s %-19s %-19s %-11s %9s  %s\n", "heuristic", "test accuracy",
+            "test balanced acc.", "test AUC", "steps", "wall s", "model kept");
     for (size_t i = 0; i < nrows; i++) {
-        char label[64], acc[48], auc[48], steps[48];
+        char label[64], acc[48], bacc[48], auc[48], steps[48];
         const struct row_stats *row = &rows[i];
         sim_outcome_label(row->first, label, sizeof(label));
         fmt_mean_sd(acc, sizeof(acc), row->acc_mean, row->acc_sd);
+        fmt_mean_sd(bacc, sizeof(bacc), row->bacc_mean, row->bacc_sd);
         fmt_mean_sd(auc, sizeof(auc), row->auc_mean, row->auc_sd);
         if (row->steps_min == row->steps_max)
             snprintf(steps, sizeof(steps), "%llu", (unsigned long long)row->steps_min);
@@ -205,8 +211,9 @@ void sim_report_table(const struct sim_report *r, FILE *f)
             snprintf(steps, sizeof(steps), "%llu-%llu", (unsigned long long)row->steps_min,
                      (unsigned long long)row->steps_max);
         /* "±" is two bytes but one column: pad by hand. */
-        fprintf(f, "%-16s %-*s %-*s %-11s %9.1f  %s\n", label, 19 + (strstr(acc, "±") ? 1 : 0), acc,
-                19 + (strstr(auc, "±") ? 1 : 0), auc, steps, row->wall_mean,
+        fprintf(f, "%-16s %-*s %-*s %-*s %-11s %9.1f  %s\n", label, 19 + (strstr(acc, "±") ? 1 : 0),
+                acc, 19 + (strstr(bacc, "±") ? 1 : 0), bacc, 19 + (strstr(auc, "±") ? 1 : 0), auc,
+                steps, row->wall_mean,
                 row->first->heur == SIM_SINGLE && row->first->inst >= 0
                     ? "best own local val accuracy"
                     : sim_selection_text(row->first->heur));
@@ -236,7 +243,8 @@ static void num(FILE *f, double v)
 
 void sim_report_csv(const struct sim_report *r, FILE *f)
 {
-    fprintf(f, "label,heuristic,visit,institution,seed,test_accuracy,test_auc,steps,budget,"
+    fprintf(f, "label,heuristic,visit,institution,seed,test_accuracy,test_balanced_accuracy,"
+               "test_auc,steps,budget,"
                "wall_s,cycles,kept_step,kept_val,selection,weights_blake2b\n");
     for (size_t i = 0; i < r->n; i++) {
         const struct sim_outcome *o = &r->o[i];
@@ -251,6 +259,8 @@ void sim_report_csv(const struct sim_report *r, FILE *f)
             fprintf(f, "%d", o->inst);
         fprintf(f, ",%llu,", (unsigned long long)o->seed);
         num(f, o->test_accuracy);
+        fputc(',', f);
+        num(f, o->test_balanced_accuracy);
         fputc(',', f);
         num(f, o->test_auc);
         fprintf(f, ",%llu,%llu,%.3f,%u,%llu,", (unsigned long long)o->steps,
@@ -437,6 +447,7 @@ char *sim_report_json_text(const struct sim_report *r)
         put(e, "institution", x->inst >= 0 ? json_integer(x->inst) : json_null(), &bad);
         put(e, "seed", jint(x->seed), &bad);
         put(e, "test_accuracy", jreal(x->test_accuracy), &bad);
+        put(e, "test_balanced_accuracy", jreal(x->test_balanced_accuracy), &bad);
         put(e, "test_auc", jreal(x->test_auc), &bad);
         put(e, "steps", jint(x->steps), &bad);
         put(e, "budget", jint(x->budget), &bad);
@@ -466,6 +477,8 @@ char *sim_report_json_text(const struct sim_report *r)
         put(e, "seeds", json_integer(row->n), &bad);
         put(e, "test_accuracy_mean", jreal(row->acc_mean), &bad);
         put(e, "test_accuracy_sd", jreal(row->acc_sd), &bad);
+        put(e, "test_balanced_accuracy_mean", jreal(row->bacc_mean), &bad);
+        put(e, "test_balanced_accuracy_sd", jreal(row->bacc_sd), &bad);
         put(e, "test_auc_mean", jreal(row->auc_mean), &bad);
         put(e, "test_auc_sd", jreal(row->auc_sd), &bad);
         put(e, "steps_min", jint(row->steps_min), &bad);

@@ -170,8 +170,8 @@ static int restore(struct run_ctx *c, const uint8_t *blob, size_t len, int flags
     return train_state_load(c->m, blob, len, flags, NULL, c->err, c->errlen);
 }
 
-static int evaluate(struct run_ctx *c, const uint64_t *ids, size_t n, double *acc, double *auc,
-                    float **probs)
+static int evaluate(struct run_ctx *c, const uint64_t *ids, size_t n, double *acc, double *bacc,
+                    double *auc, float **probs)
 {
     struct train_metrics met;
     int rc;
@@ -181,6 +181,8 @@ static int evaluate(struct run_ctx *c, const uint64_t *ids, size_t n, double *ac
     if (rc != 0)
         return rc;
     *acc = met.accuracy;
+    if (bacc != NULL)
+        *bacc = met.balanced_accuracy;
     if (auc != NULL)
         *auc = met.auc;
     train_metrics_free(&met);
@@ -315,17 +317,17 @@ static int site_bn_copy(struct run_ctx *c, const struct site_bn *b, float *flat,
 
 /* Evaluates on ids with the batch-norm values own (an institution's, under --local-bn) in
  * place of the travelling ones, which are put back afterwards; own NULL: as the model is. */
-static int evaluate_at(struct run_ctx *c, const uint64_t *ids, size_t n, double *acc, double *auc,
-                       const float *own)
+static int evaluate_at(struct run_ctx *c, const uint64_t *ids, size_t n, double *acc, double *bacc,
+                       double *auc, const float *own)
 {
     int rc;
 
     if (own == NULL)
-        return evaluate(c, ids, n, acc, auc, NULL);
+        return evaluate(c, ids, n, acc, bacc, auc, NULL);
     if ((rc = site_bn_copy(c, c->sbn, c->sbn->travel, 0)) != 0 ||
         (rc = site_bn_copy(c, c->sbn, (float *)own, 1)) != 0)
         return rc;
-    rc = evaluate(c, ids, n, acc, auc, NULL);
+    rc = evaluate(c, ids, n, acc, bacc, auc, NULL);
     if (rc == 0)
         rc = site_bn_copy(c, c->sbn, c->sbn->travel, 1);
     return rc;
@@ -345,7 +347,7 @@ static int mean_local_val(struct run_ctx *c, double *out)
         if (sim_part_size(&c->val, i) == 0)
             continue;
         rc = evaluate_at(c, c->val.ids + c->val.start[i], sim_part_size(&c->val, i), &acc, NULL,
-                         c->sbn != NULL && c->sbn->have[i] ? c->sbn->val[i] : NULL);
+                         NULL, c->sbn != NULL && c->sbn->have[i] ? c->sbn->val[i] : NULL);
         if (rc != 0)
             return rc;
         sum += acc;
@@ -528,25 +530,28 @@ static void rewind_loader(struct train_loader *l)
  * the institutions that have one: the model as every site would deploy it. */
 static int local_bn_test(struct run_ctx *c, struct sim_outcome *o, int kept)
 {
-    double acc_sum = 0.0, auc_sum = 0.0;
+    double acc_sum = 0.0, bacc_sum = 0.0, auc_sum = 0.0;
     uint32_t k = 0;
 
     for (uint32_t i = 0; i < c->s->sites; i++) {
-        double acc, auc;
+        double acc, bacc, auc;
         int rc;
         if (!(kept ? c->sbn->kept_have[i] : c->sbn->have[i]))
             continue;
-        rc = evaluate_at(c, c->test_all.ids, c->test_all.n, &acc, &auc,
+        rc = evaluate_at(c, c->test_all.ids, c->test_all.n, &acc, &bacc, &auc,
                          kept ? c->sbn->kept[i] : c->sbn->val[i]);
         if (rc != 0)
             return rc;
         acc_sum += acc;
+        bacc_sum += bacc;
         auc_sum += auc;
         k++;
     }
     if (k == 0)
-        return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy, &o->test_auc, NULL);
+        return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy,
+                        &o->test_balanced_accuracy, &o->test_auc, NULL);
     o->test_accuracy = acc_sum / k;
+    o->test_balanced_accuracy = bacc_sum / k;
     o->test_auc = auc_sum / k;
     return 0;
 }
@@ -572,7 +577,8 @@ static int finish(struct run_ctx *c, struct sim_outcome *o, const uint8_t *best,
     free(blob);
     if (c->sbn != NULL)
         return local_bn_test(c, o, best != NULL);
-    return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy, &o->test_auc, test_probs);
+    return evaluate(c, c->test_all.ids, c->test_all.n, &o->test_accuracy,
+                    &o->test_balanced_accuracy, &o->test_auc, test_probs);
 }
 
 static void outcome_init(struct run_ctx *c, struct sim_outcome *o, enum sim_heur h, double visit)
@@ -585,7 +591,7 @@ static void outcome_init(struct run_ctx *c, struct sim_outcome *o, enum sim_heur
     o->seed_index = c->seed_index;
     o->budget = c->budget;
     o->kept_val = NAN;
-    o->test_accuracy = o->test_auc = NAN;
+    o->test_accuracy = o->test_balanced_accuracy = o->test_auc = NAN;
 }
 
 static int add_outcome(struct run_ctx *c, struct sim_outcome *o)
@@ -688,7 +694,7 @@ static int run_single(struct run_ctx *c, int report_single, int report_ensemble)
     memset(curves, 0, sizeof(curves));
     outcome_init(c, &mean, SIM_SINGLE, 0);
     outcome_init(c, &ens, SIM_ENSEMBLE, 0);
-    mean.test_accuracy = mean.test_auc = 0.0;
+    mean.test_accuracy = mean.test_balanced_accuracy = mean.test_auc = 0.0;
     if (c->test_all.n > 0 && (avg = calloc(c->test_all.n * (size_t)classes, sizeof(float))) == NULL)
         return cwt_seterr(c->err, c->errlen, CWT_ENOMEM, "out of memory for the ensemble");
     for (uint32_t i = 0; i < n && rc == 0; i++) {
@@ -724,6 +730,7 @@ static int run_single(struct run_ctx *c, int report_single, int report_ensemble)
         o.wall_s = cwt_monotonic() - t0;
         wall_all += o.wall_s;
         mean.test_accuracy += o.test_accuracy / n;
+        mean.test_balanced_accuracy += o.test_balanced_accuracy / n;
         mean.test_auc += o.test_auc / n;
         mean.steps += o.steps;
         max_points = curves[i].n > max_points ? curves[i].n : max_points;
@@ -762,6 +769,7 @@ static int run_single(struct run_ctx *c, int report_single, int report_ensemble)
             rc = train_metrics_compute(avg, c->test_all.labels, c->test_all.n, classes, &met);
             if (rc == 0) {
                 ens.test_accuracy = met.accuracy;
+                ens.test_balanced_accuracy = met.balanced_accuracy;
                 ens.test_auc = met.auc;
                 train_metrics_free(&met);
             } else {
@@ -840,7 +848,7 @@ static int run_swt(struct run_ctx *c)
             used += steps;
             if (n_val == 0)
                 continue;
-            if ((rc = evaluate(c, val, n_val, &acc, NULL, NULL)) != 0)
+            if ((rc = evaluate(c, val, n_val, &acc, NULL, NULL, NULL)) != 0)
                 break;
             if (acc > best) {
                 best = acc;

@@ -81,6 +81,7 @@ static void add(struct sim_report *r, enum sim_heur h, double visit, uint32_t se
     o.seed_index = seed_index;
     o.seed = 1 + seed_index;
     o.test_accuracy = acc;
+    o.test_balanced_accuracy = acc - 0.2;
     o.test_auc = NAN; /* one class in the test split */
     o.steps = o.budget = 10;
     assert_int_equal(sim_curve_add(&o.curve, 5, acc - 0.1), 0);
@@ -130,6 +131,15 @@ static void report_files(void **state)
     assert_int_equal(json_array_size(json_object_get(o, "seed_values")), 2);
     assert_true(
         json_is_null(json_object_get(json_array_get(json_object_get(o, "runs"), 0), "test_auc")));
+    /* Balanced accuracy per run and its mean and sd per row: cwt v=0.5 had 0.60 and 0.61. */
+    assert_true(json_real_value(json_object_get(json_array_get(json_object_get(o, "runs"), 0),
+                                                "test_balanced_accuracy")) == 0.9 - 0.2);
+    json_t *row = json_array_get(json_object_get(o, "summary"), 1);
+    assert_string_equal(json_string_value(json_object_get(row, "label")), "cwt v=0.5");
+    assert_true(fabs(json_real_value(json_object_get(row, "test_balanced_accuracy_mean")) - 0.605) <
+                1e-12);
+    assert_true(fabs(json_real_value(json_object_get(row, "test_balanced_accuracy_sd")) -
+                     0.01 / sqrt(2.0)) < 1e-12);
     json_decref(o);
     free(text);
 
