@@ -10,7 +10,9 @@
 #               retina-label-skew-visits (cwt and cwt+ with visits 0.25 and 5),
 #               retina-fed-iid, retina-fed-label-skew (fedavg and fedprox:0.01),
 #               fmnist-label-skew-fed (cwt, cwt+, fedavg, fedprox:0.01 under label skew),
-#               quick-retina-iid, quick-fmnist-label-skew
+#               quick-retina-iid, quick-fmnist-label-skew,
+#               busi-128 (../shared/data/busi_256 at 128x128, resnet-18, Adam, augmentation;
+#               every heuristic, visits 0.25/1/5, 3 seeds)
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
 # into OUTDIR/<name>/ (results.csv, results.json, table.txt, SVGs) with its wall time in
@@ -22,6 +24,7 @@ OUT=$2
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 FMNIST=/usr/share/datasets/fashion-mnist
 RETINA=$HERE/../shared/data/retinamnist
+BUSI=$HERE/../shared/data/busi_256
 
 mkdir -p "$OUT/sites"
 
@@ -50,6 +53,29 @@ setup_retina() {
     [ -f "$OUT/sites/retina/cwtd.conf" ] && return 0
     "$CWTCTL" init --plain --site-id retina --dir "$OUT/sites/retina" --input 28x28x3 --classes 5
     "$CWTCTL" -c "$OUT/sites/retina/cwtd.conf" ingest "$RETINA/labels.csv"
+}
+
+# BUSI (breast ultrasound, 780 images, Al-Dhabyani et al. 2020, CC0) at 128x128 grey: the
+# clinical-resolution recipe, trained from the seeded init (no ImageNet weights offline).
+setup_busi() {
+    [ -f "$OUT/sites/busi/cwtd.conf" ] && return 0
+    "$CWTCTL" init --plain --site-id busi --dir "$OUT/sites/busi" --input 128x128x1 \
+        --class-names benign,malignant,normal --model resnet
+    python3 - "$OUT/sites/busi/roster.conf" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+for a, b in (("depth = 8;", "depth = 18;"), ("batch_size = 64;", "batch_size = 32;"),
+             ('optimizer = "sgd";', 'optimizer = "adam";'), ("lr = 0.01;", "lr = 0.001;"),
+             ("augment_hflip = false;",
+              "augment_hflip = true;\n    augment_resized_crop = true; "
+              "augment_crop_scale = [0.5, 1.0];\n    augment_rotate = 10.0; "
+              "augment_brightness = 0.1; augment_contrast = 0.1;")):
+    assert s.count(a) == 1, a
+    s = s.replace(a, b)
+open(p, "w").write(s)
+PY
+    "$CWTCTL" -c "$OUT/sites/busi/cwtd.conf" ingest "$BUSI/labels.csv"
 }
 
 ALL="--sites 4 --heuristics central,single,ensemble,swt,cwt,cwt+ --seeds 3"
@@ -113,6 +139,11 @@ for name in "$@"; do
         setup_fmnist && run "$name" fmnist --sites 4 --heuristics cwt,cwt+,fedavg,fedprox:0.01 \
             --seeds 3 --budget 5 --visits 0.25,1,5 --max-train 2000 --max-val 500 \
             --max-test 2000 --partition label-skew:0.5
+        ;;
+    busi-128)
+        setup_busi && run "$name" busi --sites 4 \
+            --heuristics central,single,ensemble,swt,cwt,cwt+,fedavg --seeds 3 --budget 12 \
+            --visits 0.25,1,5 --partition iid
         ;;
     quick-retina-iid) setup_retina && run "$name" retina $QUICK --visits 1 --budget 3 ;;
     quick-fmnist-label-skew)
