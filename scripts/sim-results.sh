@@ -12,7 +12,8 @@
 #               fmnist-label-skew-fed (cwt, cwt+, fedavg, fedprox:0.01 under label skew),
 #               quick-retina-iid, quick-fmnist-label-skew,
 #               busi-128 (../shared/data/busi_256 at 128x128, resnet-18, Adam, augmentation;
-#               every heuristic, visits 0.25/1/5, 3 seeds)
+#               every heuristic, visits 0.25/1/5, 3 seeds: several hours on 2 cores),
+#               quick-busi-128 (one seed, visits 1), quick-busi-128-visits (cwt, visits 0.25, 5)
 #
 # Creates two scratch sites under OUTDIR/sites, ingests the data, then runs each experiment
 # into OUTDIR/<name>/ (results.csv, results.json, table.txt, SVGs) with its wall time in
@@ -144,6 +145,16 @@ for name in "$@"; do
         setup_busi && run "$name" busi --sites 4 \
             --heuristics central,single,ensemble,swt,cwt,cwt+,fedavg --seeds 3 --budget 12 \
             --visits 0.25,1,5 --partition iid
+        ;;
+    quick-busi-128)
+        # One seed, one-epoch visits: what fits in under an hour on 2 shared cores.
+        setup_busi && run "$name" busi --sites 4 \
+            --heuristics central,single,ensemble,swt,cwt,cwt+,fedavg --seeds 1 --budget 12 \
+            --visits 1 --partition iid
+        ;;
+    quick-busi-128-visits)
+        setup_busi && run "$name" busi --sites 4 --heuristics cwt --seeds 1 --budget 12 \
+            --visits 0.25,5 --partition iid
         ;;
     quick-retina-iid) setup_retina && run "$name" retina $QUICK --visits 1 --budget 3 ;;
     quick-fmnist-label-skew)
