@@ -76,6 +76,9 @@ guide_block() { # TEXT NAME: the one block of the admin guide holding TEXT, as N
         "$1" >"$ROOT/srv/cwt-test/$2.sh" || die "docs/admin-guide.md: no block for $2"
 }
 guide_block "install -o cwt -g cwt -m 0644 roster.conf" roster-install
+guide_block "cwtctl ingest /srv/export/labels.csv" ingest
+guide_block "/media/stick/FILE.cwtb /var/lib/cwt/inbox/FILE.cwtb.part" stick
+guide_block "cwt-metrics.timer" metrics
 guide_block "tar -C / --numeric-owner -cpf" backup
 guide_block "apt install ./cwt_0.2.0_amd64.deb" upgrade
 guide_block "apt remove cwt" remove
@@ -134,11 +137,14 @@ cp /var/lib/cwt/roster.conf $D/b/roster.conf
 (cd $D/b && bash -e $D/roster-install.sh) || fail "the guide's roster install block"
 wait_until 30 sh -c 'cwtctl status | grep -q "^state *idle"' || fail "no idle site after the roster restart: $(cwtctl status 2>&1)"
 systemctl stop cwtd
-# Step 7: ingest.
-python3 $D/make_pngs.py $D/pngs 40 1 16
-chmod -R a+rX $D/pngs
-runuser -u cwt -- cwtctl ingest $D/pngs --val-fraction 0.2 --test-fraction 0.2 >/dev/null || fail "ingest"
-cwtctl -c $D/b/cwtd.conf ingest $D/pngs --val-fraction 0.2 --seed 9 >/dev/null || fail "ingest b"
+# Step 7: ingest, through the guide's CSV of relative paths.
+python3 $D/make_pngs.py /srv/export 40 1 16
+(cd /srv/export && find . -name '*.png' | sort |
+    awk -F/ 'BEGIN { print "path,label" } { print substr($0, 3) "," $2 }') >/srv/export/labels.csv
+chmod -R a+rX /srv/export
+bash -e $D/ingest.sh >$D/ingest.log 2>&1 || { cat $D/ingest.log; fail "the guide's ingest block"; }
+grep -q "^images *120$" $D/ingest.log || fail "cwtctl data does not count 120 images: $(cat $D/ingest.log)"
+cwtctl -c $D/b/cwtd.conf ingest /srv/export/labels.csv --val-fraction 0.2 --seed 9 >/dev/null || fail "ingest b"
 
 # Step 8: start.
 systemctl start cwtd || fail "systemctl start cwtd"
@@ -169,11 +175,12 @@ wait_until 60 taken || fail "the answer stayed in the inbox: $(cwtctl status)"
 cwtctl status | grep -q "^last in .*hospital-b" || fail "status lacks the bundle from b: $(cwtctl status)"
 
 # The journal has priorities: a file that is no bundle is rejected at priority err, so
-# `journalctl -p err` (and -p warning) finds it, and the info lines stay out of it.
-printf 'not a bundle' >/var/lib/cwt/junk.tmp
-chown cwt:cwt /var/lib/cwt/junk.tmp
-mv /var/lib/cwt/junk.tmp /var/lib/cwt/inbox/junk.cwtb # whole and cwt's when cwtd sees it
-wait_until 60 sh -c 'journalctl -u cwtd -p err --no-pager | grep -q "error: rejected junk.cwtb"' ||
+# `journalctl -p err` (and -p warning) finds it, and the info lines stay out of it. The file
+# comes off a "stick" by the guide's block (a temporary name, then a rename).
+mkdir -p /media/stick
+printf 'not a bundle' >/media/stick/FILE.cwtb
+bash -e $D/stick.sh || fail "the guide's stick-to-inbox block"
+wait_until 60 sh -c 'journalctl -u cwtd -p err --no-pager | grep -q "error: rejected FILE.cwtb"' ||
     fail "the rejection is not in journalctl -p err: $(journalctl -u cwtd --no-pager | tail -n 5)"
 journalctl -u cwtd -p warning --no-pager | grep -q "sealed" &&
     fail "info lines reach journalctl -p warning"
@@ -186,6 +193,13 @@ systemctl start cwtd || fail "restart"
 wait_until 30 sh -c "cwtctl status --json | grep -q '\"state\": *\"$state\"'" ||
     fail "after a restart the state is not $state: $(cwtctl status)"
 journalctl -u cwtd --no-pager | grep -q "sealed" || fail "the journal lacks cwtd's log"
+# Section 7: the metrics units of the guide, written from its block, and the timer enabled.
+awk '/^# \/etc\/systemd\/system\// { f = $2; next } f { print > f }' $D/metrics.sh
+install -d -o cwt -g cwt /var/lib/node_exporter/textfile
+systemctl enable --now cwt-metrics.timer || fail "systemctl enable --now cwt-metrics.timer"
+systemctl start cwt-metrics.service || fail "cwt-metrics.service: $(journalctl -u cwt-metrics --no-pager | tail -n 5)"
+grep -q '^cwt_daemon_up{site="hospital-a"} 1$' /var/lib/node_exporter/textfile/cwt.prom ||
+    fail "the timer's service wrote no cwt_daemon_up 1: $(cat /var/lib/node_exporter/textfile/cwt.prom)"
 same_state() { wait_until 30 sh -c "cwtctl status --json | grep -q '\"state\": *\"$state\"'"; }
 
 # Section 4: the backup block on the running site.
