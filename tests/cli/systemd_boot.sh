@@ -5,9 +5,10 @@
 # `systemctl enable --now cwtd` gives a running idle site), runs cwtd.service (Type=notify,
 # every hardening option of the unit in force), starts a federation of two sites and checks
 # that the hardened daemon seals a bundle into its outbox, accepts the answer from the second
-# site through its inbox, stops cleanly and comes back after a restart. Then the guide's
-# maintenance blocks run as written: a backup of the running site, an upgrade, the package's
-# removal, and a restore onto what is left once the site and the user cwt are gone.
+# site through its inbox, stops cleanly and comes back after a restart. The guide's blocks on
+# the way (install, roster install, CSV ingest, stick to inbox, metrics timer) run as written,
+# taken from the guide; so do its maintenance blocks: a backup of the running site, an upgrade,
+# the package's removal, and a restore once the site and the user cwt are gone.
 #
 # Needs root, systemd-nspawn (package systemd-container) and overlayfs. The container has no
 # network (--private-network). Its seccomp filter gets the three Landlock calls added, which
@@ -68,13 +69,13 @@ mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper/data,workdir=$T/upper/
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$ROOT/etc/machine-id"
 rm -rf "$ROOT/etc/cwt" "$ROOT/var/lib/cwt"
 mkdir -p "$ROOT/srv/cwt-test"
-cp "$deb" "$ROOT/srv/cwt-test/cwt.deb"
 cp "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$ROOT/srv/cwt-test/"
 # The admin guide's blocks, word for word, for inside.sh to run with bash -e.
 guide_block() { # TEXT NAME: the one block of the admin guide holding TEXT, as NAME.sh
     python3 "$CWT_SRC/tests/cli/helpers/doc_blocks.py" --print "$CWT_SRC/docs/admin-guide.md" \
         "$1" >"$ROOT/srv/cwt-test/$2.sh" || die "docs/admin-guide.md: no block for $2"
 }
+guide_block "apt install ./cwt_0.1.0_amd64.deb" install
 guide_block "install -o cwt -g cwt -m 0644 roster.conf" roster-install
 guide_block "cwtctl ingest /srv/export/labels.csv" ingest
 guide_block "/media/stick/FILE.cwtb /var/lib/cwt/inbox/FILE.cwtb.part" stick
@@ -83,8 +84,9 @@ guide_block "tar -C / --numeric-owner -cpf" backup
 guide_block "apt install ./cwt_0.2.0_amd64.deb" upgrade
 guide_block "apt remove cwt" remove
 guide_block "tar -C / --numeric-owner -xpf" restore
-# The restore block installs the .deb by the name the guide gives it; the upgrade block wants a
-# newer version, which is this package with another version number (no second build).
+# The install and restore blocks take the .deb by the name the guide gives it; the upgrade
+# block wants a newer version, which is this package with another version number (no second
+# build).
 mkdir -p "$ROOT/srv/cwt-test/restore"
 cp "$deb" "$ROOT/srv/cwt-test/restore/"
 dpkg-deb -R "$deb" "$T/repack"
@@ -105,7 +107,8 @@ wait_until() { # SECONDS COMMAND...
     done
 }
 D=/srv/cwt-test
-dpkg -i $D/cwt.deb >$D/dpkg.log 2>&1 || { cat $D/dpkg.log; fail "dpkg -i"; }
+# Step 1, in the folder that holds the .deb by the name the guide gives it.
+(cd $D/restore && bash -e $D/install.sh) >$D/apt.log 2>&1 || { cat $D/apt.log; fail "the guide's install block"; }
 id cwt >/dev/null || fail "the package made no user cwt"
 systemctl is-enabled cwtd >/dev/null || fail "the package did not enable cwtd.service"
 systemctl is-active cwtd >/dev/null && fail "cwtd runs before the site has a configuration"

@@ -18,7 +18,8 @@ other unmarked block fails the test. FROM TO pairs replace text of the block bef
 (a placeholder such as FILE.cwtb, or a key line that only a real site has); each must be
 used. Exits 1 with the reasons.
 
-doc_blocks.py --print DOC TEXT prints the one block of DOC that holds TEXT,
+doc_blocks.py --print DOC TEXT prints the one block of DOC that holds TEXT (or, where several
+do, the one that is TEXT alone),
 for a test that runs it as written where this script cannot (as root in a container)."""
 import os
 import re
@@ -92,9 +93,12 @@ def commands(lines):
 
 
 def print_block(doc, text):
-    """Prints the body of the one block of DOC that holds TEXT; exits 1 otherwise."""
+    """Prints the body of the one block of DOC that holds TEXT, or else of the one that is
+    TEXT alone; exits 1 otherwise."""
     found = [body for _, _, body, _ in blocks(open(doc, encoding="utf-8").read())
              if text in "\n".join(body)]
+    if len(found) > 1:
+        found = [body for body in found if "\n".join(body).strip() == text]
     if len(found) != 1:
         sys.exit(f"{doc}: {len(found)} blocks hold '{text}', not one")
     print("\n".join(found[0]))
