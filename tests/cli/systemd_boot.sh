@@ -5,7 +5,10 @@
 # `systemctl enable --now cwtd` gives a running idle site), runs cwtd.service (Type=notify,
 # every hardening option of the unit in force), starts a federation of two sites and checks
 # that the hardened daemon seals a bundle into its outbox, accepts the answer from the second
-# site through its inbox, stops cleanly and comes back after a restart.
+# site through its inbox, stops cleanly and comes back after a restart. The guide's blocks on
+# the way (install, roster install, CSV ingest, stick to inbox, metrics timer) run as written,
+# taken from the guide; so do its maintenance blocks: a backup of the running site, an upgrade,
+# the package's removal, and a restore once the site and the user cwt are gone.
 #
 # Needs root, systemd-nspawn (package systemd-container) and overlayfs. The container has no
 # network (--private-network). Its seccomp filter gets the three Landlock calls added, which
@@ -66,8 +69,34 @@ mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper/data,workdir=$T/upper/
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$ROOT/etc/machine-id"
 rm -rf "$ROOT/etc/cwt" "$ROOT/var/lib/cwt"
 mkdir -p "$ROOT/srv/cwt-test"
-cp "$deb" "$ROOT/srv/cwt-test/cwt.deb"
 cp "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$ROOT/srv/cwt-test/"
+# The admin guide's blocks, word for word, for inside.sh to run with bash -e.
+guide_block() { # TEXT NAME: the one block of the admin guide holding TEXT, as NAME.sh
+    python3 "$CWT_SRC/tests/cli/helpers/doc_blocks.py" --print "$CWT_SRC/docs/admin-guide.md" \
+        "$1" >"$ROOT/srv/cwt-test/$2.sh" || die "docs/admin-guide.md: no block for $2"
+}
+guide_block "apt install ./cwt_0.1.0_amd64.deb" install
+guide_block "install -o cwt -g cwt -m 0644 roster.conf" roster-install
+guide_block "cwtctl ingest /srv/export/labels.csv" ingest
+guide_block "/media/stick/FILE.cwtb /var/lib/cwt/inbox/FILE.cwtb.part" stick
+guide_block "cwt-metrics.timer" metrics
+guide_block "tar -C / --numeric-owner -cpf" backup
+guide_block "apt install ./cwt_0.2.0_amd64.deb" upgrade
+guide_block "apt remove cwt" remove
+guide_block "tar -C / --numeric-owner -xpf" restore
+# The install and restore blocks take the .deb by the name the guide gives it; the upgrade
+# block wants a newer version, which is this package with another version number (no second
+# build).
+mkdir -p "$ROOT/srv/cwt-test/restore"
+cp "$deb" "$ROOT/srv/cwt-test/restore/"
+dpkg-deb -R "$deb" "$T/repack"
+sed -i 's/^Version: .*/Version: 0.2.0/' "$T/repack/DEBIAN/control"
+dpkg-deb -Zgzip -z1 -b "$T/repack" "$ROOT/srv/cwt-test/cwt_0.2.0_amd64.deb" >/dev/null
+# apt asks before it removes a package; the reader answers yes.
+echo 'APT::Get::Assume-Yes "true";' >"$ROOT/etc/apt/apt.conf.d/99cwt-test"
+# A build container's policy-rc.d (Docker's exits 101) forbids the maintainer scripts to
+# start or stop services; a Debian machine has none, and the upgrade must restart cwtd.
+rm -f "$ROOT/usr/sbin/policy-rc.d"
 cat >"$ROOT/srv/cwt-test/inside.sh" <<'EOF'
 set -eu
 fail() { echo "FAIL (inside): $*" >&2; journalctl -u cwtd --no-pager | tail -n 30 >&2; exit 1; }
@@ -78,7 +107,8 @@ wait_until() { # SECONDS COMMAND...
     done
 }
 D=/srv/cwt-test
-dpkg -i $D/cwt.deb >$D/dpkg.log 2>&1 || { cat $D/dpkg.log; fail "dpkg -i"; }
+# Step 1, in the folder that holds the .deb by the name the guide gives it.
+(cd $D/restore && bash -e $D/install.sh) >$D/apt.log 2>&1 || { cat $D/apt.log; fail "the guide's install block"; }
 id cwt >/dev/null || fail "the package made no user cwt"
 systemctl is-enabled cwtd >/dev/null || fail "the package did not enable cwtd.service"
 systemctl is-active cwtd >/dev/null && fail "cwtd runs before the site has a configuration"
@@ -106,12 +136,18 @@ sed -i 's/^\( *visit_length = \).*;/\14;/; s/^\( *visit_unit = \).*;/\1"steps";/
     /var/lib/cwt/roster.conf
 cwtctl roster check >/dev/null || fail "roster check"
 cp /var/lib/cwt/roster.conf $D/b/roster.conf
+# The coordinator installs the roster it sends round, and restarts on it, as the guide says.
+(cd $D/b && bash -e $D/roster-install.sh) || fail "the guide's roster install block"
+wait_until 30 sh -c 'cwtctl status | grep -q "^state *idle"' || fail "no idle site after the roster restart: $(cwtctl status 2>&1)"
 systemctl stop cwtd
-# Step 7: ingest.
-python3 $D/make_pngs.py $D/pngs 40 1 16
-chmod -R a+rX $D/pngs
-runuser -u cwt -- cwtctl ingest $D/pngs --val-fraction 0.2 --test-fraction 0.2 >/dev/null || fail "ingest"
-cwtctl -c $D/b/cwtd.conf ingest $D/pngs --val-fraction 0.2 --seed 9 >/dev/null || fail "ingest b"
+# Step 7: ingest, through the guide's CSV of relative paths.
+python3 $D/make_pngs.py /srv/export 40 1 16
+(cd /srv/export && find . -name '*.png' | sort |
+    awk -F/ 'BEGIN { print "path,label" } { print substr($0, 3) "," $2 }') >/srv/export/labels.csv
+chmod -R a+rX /srv/export
+bash -e $D/ingest.sh >$D/ingest.log 2>&1 || { cat $D/ingest.log; fail "the guide's ingest block"; }
+grep -q "^images *120$" $D/ingest.log || fail "cwtctl data does not count 120 images: $(cat $D/ingest.log)"
+cwtctl -c $D/b/cwtd.conf ingest /srv/export/labels.csv --val-fraction 0.2 --seed 9 >/dev/null || fail "ingest b"
 
 # Step 8: start.
 systemctl start cwtd || fail "systemctl start cwtd"
@@ -142,11 +178,12 @@ wait_until 60 taken || fail "the answer stayed in the inbox: $(cwtctl status)"
 cwtctl status | grep -q "^last in .*hospital-b" || fail "status lacks the bundle from b: $(cwtctl status)"
 
 # The journal has priorities: a file that is no bundle is rejected at priority err, so
-# `journalctl -p err` (and -p warning) finds it, and the info lines stay out of it.
-printf 'not a bundle' >/var/lib/cwt/junk.tmp
-chown cwt:cwt /var/lib/cwt/junk.tmp
-mv /var/lib/cwt/junk.tmp /var/lib/cwt/inbox/junk.cwtb # whole and cwt's when cwtd sees it
-wait_until 60 sh -c 'journalctl -u cwtd -p err --no-pager | grep -q "error: rejected junk.cwtb"' ||
+# `journalctl -p err` (and -p warning) finds it, and the info lines stay out of it. The file
+# comes off a "stick" by the guide's block (a temporary name, then a rename).
+mkdir -p /media/stick
+printf 'not a bundle' >/media/stick/FILE.cwtb
+bash -e $D/stick.sh || fail "the guide's stick-to-inbox block"
+wait_until 60 sh -c 'journalctl -u cwtd -p err --no-pager | grep -q "error: rejected FILE.cwtb"' ||
     fail "the rejection is not in journalctl -p err: $(journalctl -u cwtd --no-pager | tail -n 5)"
 journalctl -u cwtd -p warning --no-pager | grep -q "sealed" &&
     fail "info lines reach journalctl -p warning"
@@ -159,6 +196,60 @@ systemctl start cwtd || fail "restart"
 wait_until 30 sh -c "cwtctl status --json | grep -q '\"state\": *\"$state\"'" ||
     fail "after a restart the state is not $state: $(cwtctl status)"
 journalctl -u cwtd --no-pager | grep -q "sealed" || fail "the journal lacks cwtd's log"
+# Section 7: the metrics units of the guide, written from its block, and the timer enabled.
+awk '/^# \/etc\/systemd\/system\// { f = $2; next } f { print > f }' $D/metrics.sh
+install -d -o cwt -g cwt /var/lib/node_exporter/textfile
+systemctl enable --now cwt-metrics.timer || fail "systemctl enable --now cwt-metrics.timer"
+systemctl start cwt-metrics.service || fail "cwt-metrics.service: $(journalctl -u cwt-metrics --no-pager | tail -n 5)"
+grep -q '^cwt_daemon_up{site="hospital-a"} 1$' /var/lib/node_exporter/textfile/cwt.prom ||
+    fail "the timer's service wrote no cwt_daemon_up 1: $(cat /var/lib/node_exporter/textfile/cwt.prom)"
+same_state() { wait_until 30 sh -c "cwtctl status --json | grep -q '\"state\": *\"$state\"'"; }
+
+# Section 4: the backup block on the running site.
+keyid=$(cwtctl key show | sed -n 's/^key id: //p')
+[ -n "$keyid" ] || fail "key show prints no key id: $(cwtctl key show)"
+check=$(cwtctl roster check)
+echo "$check" | grep -q fingerprint || fail "roster check shows no fingerprint: $check"
+mkdir -p /backup
+bash -e $D/backup.sh || fail "the guide's backup block"
+tarball=/backup/cwt-$(date +%F).tar
+tar -tf $tarball | grep -qx 'var/lib/cwt/keys/sign.key' || fail "the backup lacks the signing key"
+tar -tf $tarball | grep -qx 'etc/cwt/cwtd.conf' || fail "the backup lacks the configuration"
+same_state || fail "after the backup the state is not $state: $(cwtctl status)"
+
+# Section 5: the upgrade restarts the running daemon, which resumes where it was.
+pid=$(systemctl show -p MainPID --value cwtd)
+(cd $D && bash -e $D/upgrade.sh) >$D/upgrade.log 2>&1 || { cat $D/upgrade.log; fail "the guide's upgrade block"; }
+[ "$(dpkg-query -W -f '${Version}' cwt)" = 0.2.0 ] || fail "the upgrade did not install 0.2.0"
+same_state || fail "after the upgrade the state is not $state: $(cwtctl status)"
+[ "$(systemctl show -p MainPID --value cwtd)" != "$pid" ] || fail "the upgrade did not restart cwtd"
+
+# Section 6: removing keeps the site, and so does purging.
+(cd /root && bash -e $D/remove.sh) >$D/remove.log 2>&1 || { cat $D/remove.log; fail "the guide's remove block"; }
+[ ! -e /usr/sbin/cwtd ] || fail "apt remove left /usr/sbin/cwtd"
+systemctl is-active cwtd >/dev/null && fail "cwtd runs after apt remove"
+dpkg --purge cwt >/dev/null || fail "dpkg --purge cwt"
+[ -f /etc/cwt/cwtd.conf ] && [ -f /var/lib/cwt/keys/sign.key ] || fail "removing cwt took the site"
+
+# A fresh machine: no site, no user cwt, and cwt's old ids held by someone else, so that the
+# restore meets other numbers than the backup's.
+uid=$(id -u cwt) gid=$(id -g cwt)
+rm -rf /etc/cwt /var/lib/cwt
+userdel cwt
+! getent group cwt >/dev/null || groupdel cwt
+groupadd -g "$gid" other && useradd -r -M -u "$uid" -g other other || fail "cannot take cwt's ids"
+
+# Section 4: the restore block, in the folder that holds the .deb and the archive.
+cp $tarball $D/restore/cwt-2026-03-01.tar
+(cd $D/restore && bash -e $D/restore.sh) >$D/restore.log 2>&1 || { cat $D/restore.log; fail "the guide's restore block"; }
+[ "$(id -u cwt)" != "$uid" ] || fail "cwt got its old uid back; the test meant to change it"
+[ "$(cwtctl key show | sed -n 's/^key id: //p')" = "$keyid" ] || fail "the restored key id differs"
+[ "$(cwtctl roster check)" = "$check" ] || fail "the restored roster check differs: $(cwtctl roster check)"
+runuser -u cwt -- cwtctl audit verify >/dev/null || fail "the restored audit log does not verify"
+same_state || fail "the restored site is not $state: $(cwtctl status)"
+cwtctl doctor >$D/doctor.log 2>&1 || { cat $D/doctor.log; fail "cwtctl doctor on the restored site"; }
+cwtctl audit verify --export /root/cwt-final-audit.export >/dev/null ||
+    fail "the export archived before the removal does not verify"
 echo "inside: ok ($state)"
 EOF
 

@@ -16,7 +16,11 @@ Lines starting with "# " right after a command are the output it prints, line by
 its first: "..." stands for anything and a group of four hex digits for any such group. Any
 other unmarked block fails the test. FROM TO pairs replace text of the block before it runs
 (a placeholder such as FILE.cwtb, or a key line that only a real site has); each must be
-used. Exits 1 with the reasons."""
+used. Exits 1 with the reasons.
+
+doc_blocks.py --print DOC TEXT prints the one block of DOC that holds TEXT (or, where several
+do, the one that is TEXT alone),
+for a test that runs it as written where this script cannot (as root in a container)."""
 import os
 import re
 import subprocess
@@ -88,8 +92,23 @@ def commands(lines):
         yield cmd, expect
 
 
+def print_block(doc, text):
+    """Prints the body of the one block of DOC that holds TEXT, or else of the one that is
+    TEXT alone; exits 1 otherwise."""
+    found = [body for _, _, body, _ in blocks(open(doc, encoding="utf-8").read())
+             if text in "\n".join(body)]
+    if len(found) > 1:
+        found = [body for body in found if "\n".join(body).strip() == text]
+    if len(found) != 1:
+        sys.exit(f"{doc}: {len(found)} blocks hold '{text}', not one")
+    print("\n".join(found[0]))
+
+
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--print"] and len(args) == 3:
+        print_block(args[1], args[2])
+        return
     run = args[:1] == ["--run"]
     if run:
         args = args[1:]
