@@ -71,7 +71,7 @@ static void test_gemm(void **state)
                      * instead of masking (the two share the epilogue's texel binding) */
                     uint32_t flags = (uint32_t)((s + ta + tb) % 8);
                     if (shape == 3 && (s + ta) % 3 == 0)
-                        flags = (flags & ~(uint32_t)ENG_EPI_MASK) | 8u;
+                        flags = (flags & ~(uint32_t)ENG_EPI_MASK) | ENG_EPI_ACC;
                     /* K in parts: on CPU devices (the mask, used with short K only, and the
                      * parts' sums share the epilogue's binding); the GPU kernels loop over all
                      * of K, past llvmpipe's bound */
@@ -91,7 +91,7 @@ static void test_gemm(void **state)
                     struct eng_tref A = th_buf(t, a, (size_t)(ta ? K : M) * lda),
                                     B = th_buf(t, b, (size_t)K * N);
                     float *cinit = falloc((size_t)M * N);
-                    if (flags & 8u)
+                    if (flags & ENG_EPI_ACC)
                         th_fill(t, cinit, (size_t)M * N, 1);
                     struct eng_tref C = th_buf(t, cinit, (size_t)M * N), BI = th_buf(t, bias, M);
                     struct eng_tref MK = th_buf(t, mask, (size_t)M * N);
@@ -111,7 +111,7 @@ static void test_gemm(void **state)
                                 absacc += fabs(term);
                             }
                             /* accumulation into C first, then bias, ReLU, mask */
-                            if (flags & 8u) {
+                            if (flags & ENG_EPI_ACC) {
                                 acc += cinit[m * N + n];
                                 absacc += fabs(cinit[m * N + n]);
                             }
