@@ -22,12 +22,6 @@ static uint32_t ceil_div(uint64_t a, uint64_t b)
     return (uint32_t)((a + b - 1) / b);
 }
 
-/* Variant id for a GEMM family: the table lists each family as _reg, _sg, _tile. */
-static enum cwt_spv_id gemm_variant(const struct eng_device *d, enum cwt_spv_id reg)
-{
-    return (enum cwt_spv_id)((int)reg + (int)d->gemm_shape);
-}
-
 /* 1-D element grids larger than 65535 workgroups fold into y (shaders index x + y*gx*64). */
 static void grid1d(uint64_t count, uint32_t *gx, uint32_t *gy)
 {
@@ -36,13 +30,15 @@ static void grid1d(uint64_t count, uint32_t *gx, uint32_t *gy)
     *gy = groups == 0 ? 0 : ceil_div(groups, *gx);
 }
 
-static void gemm_dispatch(struct eng_rec *r, enum cwt_spv_id reg, struct gemm_pc *pc,
-                          struct eng_tref a, struct eng_tref b, struct eng_tref c,
-                          struct eng_tref bias, struct eng_tref mask, uint32_t splits)
+/* Records a gemm.comp kernel: operands is a CWT_GEMM_OPERANDS_* value, the kernel shape the
+ * device's (eng_device.gemm_shape). */
+static void gemm_dispatch(struct eng_rec *r, int operands, struct gemm_pc *pc, struct eng_tref a,
+                          struct eng_tref b, struct eng_tref c, struct eng_tref bias,
+                          struct eng_tref mask, uint32_t splits)
 {
     struct eng_tref bufs[5] = {a, b, c, bias, mask};
-    eng_rec_dispatch(r, gemm_variant(r->d, reg), bufs, 5, pc, sizeof(*pc), ceil_div(pc->N, 64),
-                     ceil_div(pc->M, 64), splits);
+    eng_rec_dispatch(r, cwt_spv_gemm(operands, r->d->gemm_shape), bufs, 5, pc, sizeof(*pc),
+                     ceil_div(pc->N, 64), ceil_div(pc->M, 64), splits);
 }
 
 /* Must match the push constant block of shaders/gemm_cpu.comp. */
@@ -54,39 +50,6 @@ struct gemm_cpu_pc {
     uint32_t ih, iw, oh, ow, kh, kw, stride, pad, nimg; /* GEMM_IMPL and GEMM_DW only */
     uint32_t bcopy;                                     /* GEMM_DW only */
 };
-
-/* The VSTORE form of a gemm_cpu variant (TN has none). */
-static enum cwt_spv_id vstore_variant(enum cwt_spv_id id)
-{
-    switch (id) {
-    case CWT_SPV_gemm_cpu:
-        return CWT_SPV_gemm_cpu_v;
-    case CWT_SPV_gemm_cpu_rd:
-        return CWT_SPV_gemm_cpu_rd_v;
-    case CWT_SPV_gemm_cpu_nn:
-        return CWT_SPV_gemm_cpu_nn_v;
-    case CWT_SPV_gemm_cpu_nn_rd:
-        return CWT_SPV_gemm_cpu_nn_rd_v;
-    case CWT_SPV_gemm_cpu_nt:
-        return CWT_SPV_gemm_cpu_nt_v;
-    case CWT_SPV_gemm_cpu_nt_rd:
-        return CWT_SPV_gemm_cpu_nt_rd_v;
-    case CWT_SPV_gemm_cpu_conv:
-        return CWT_SPV_gemm_cpu_conv_v;
-    case CWT_SPV_gemm_cpu_conv_rd:
-        return CWT_SPV_gemm_cpu_conv_rd_v;
-    case CWT_SPV_gemm_cpu_conv_sa:
-        return CWT_SPV_gemm_cpu_conv_sa_v;
-    case CWT_SPV_gemm_cpu_conv_sa_rd:
-        return CWT_SPV_gemm_cpu_conv_sa_rd_v;
-    case CWT_SPV_gemm_cpu_dw:
-        return CWT_SPV_gemm_cpu_dw_v;
-    case CWT_SPV_gemm_cpu_dw_rd:
-        return CWT_SPV_gemm_cpu_dw_rd_v;
-    default:
-        return id;
-    }
-}
 
 /* Geometry of a GEMM_DW filter gradient (conv_bwd_filter_shift). frames: n images, x frames
  * of ih rows of iw floats, dy as oh rows of ow floats, kh x kw taps (stride, pad unused). */
@@ -114,9 +77,10 @@ static uint64_t dw_image_loops(uint32_t oh, uint32_t ry, int x_direct)
  * phases of strided data gradients; at stride 2 also 1x1), the same padding on y, K in whole
  * steps (12 k for 3 taps, else 4), vec4 stores of C; 3x3 stride-1 convolutions with rows of
  * another length over the flattened pixels (CONV_FLAT). Measured on lavapipe: the general
- * path's per-column gathers (a vpgatherdd each) were 12% of a resnet-8 step. */
+ * path's per-column gathers (a vpgatherdd each) were 12% of a resnet-8 step. Only the 3x3
+ * stride-1 windows have a form that reads C or a mask (epi CWT_GEMM_CPU_CW_EPI_RD). */
 static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const struct eng_conv *cv,
-                                           const struct eng_gemm *g, uint32_t b_off, int rd,
+                                           const struct eng_gemm *g, uint32_t b_off, int epi,
                                            int vstore)
 {
     if (d->cpu_conv_gather != 1 || !vstore || cv->iw != cv->stride * cv->ow || g->N % 8 != 0 ||
@@ -124,24 +88,23 @@ static enum cwt_spv_id conv_window_variant(const struct eng_device *d, const str
         return CWT_SPV_COUNT;
     /* rows of another length: 3x3 stride 1 over the flattened pixels (each channel's plane a
      * whole number of texels) */
+    int win = -1;
     if (cv->ow % 8 != 0)
-        return cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 &&
-                       ((uint64_t)cv->n * cv->ih * cv->iw) % 4 == 0
-                   ? (rd ? CWT_SPV_gemm_cpu_cw_flat_rd_v : CWT_SPV_gemm_cpu_cw_flat_v)
-                   : CWT_SPV_COUNT;
-    if (cv->stride == 1 && cv->kw == 3 && cv->pad == 1)
-        return rd ? CWT_SPV_gemm_cpu_cw_s1k3_rd_v : CWT_SPV_gemm_cpu_cw_s1k3_v;
-    if (rd)
-        return CWT_SPV_COUNT;
-    if (cv->stride == 2 && cv->kw == 3 && cv->pad == 1)
-        return CWT_SPV_gemm_cpu_cw_s2k3_v;
-    if (cv->stride == 2 && cv->kw == 1 && cv->pad == 0)
-        return CWT_SPV_gemm_cpu_cw_s2k1_v;
-    if (cv->stride == 1 && cv->kw == 2 && cv->pad == 0)
-        return CWT_SPV_gemm_cpu_cw_s1k2_v;
-    if (cv->stride == 1 && cv->kw == 1 && cv->pad == 0)
-        return CWT_SPV_gemm_cpu_cw_s1k1_v;
-    return CWT_SPV_COUNT;
+        win = cv->stride == 1 && cv->kh == 3 && cv->kw == 3 && cv->pad == 1 &&
+                      ((uint64_t)cv->n * cv->ih * cv->iw) % 4 == 0
+                  ? CWT_GEMM_CPU_CW_WIN_FLAT
+                  : -1;
+    else if (cv->stride == 1 && cv->kw == 3 && cv->pad == 1)
+        win = CWT_GEMM_CPU_CW_WIN_S1K3;
+    else if (cv->stride == 2 && cv->kw == 3 && cv->pad == 1)
+        win = CWT_GEMM_CPU_CW_WIN_S2K3;
+    else if (cv->stride == 2 && cv->kw == 1 && cv->pad == 0)
+        win = CWT_GEMM_CPU_CW_WIN_S2K1;
+    else if (cv->stride == 1 && cv->kw == 2 && cv->pad == 0)
+        win = CWT_GEMM_CPU_CW_WIN_S1K2;
+    else if (cv->stride == 1 && cv->kw == 1 && cv->pad == 0)
+        win = CWT_GEMM_CPU_CW_WIN_S1K1;
+    return cwt_spv_gemm_cpu_cw(win, epi); /* CWT_SPV_COUNT for none (win -1 or no such epi) */
 }
 
 /* The convolution geometry fields of pc (GEMM_IMPL, GEMM_DW, GEMM_DWL) from cv. */
@@ -176,7 +139,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
         for (uint32_t k0 = 0; k0 < g->K; k0 += kmax) {
             struct eng_gemm part = *g;
             part.K = g->K - k0 < kmax ? g->K - k0 : kmax;
-            part.flags = (g->flags & 8u) | (k0 ? 8u : 0u) |
+            part.flags = (g->flags & ENG_EPI_ACC) | (k0 ? ENG_EPI_ACC : 0u) |
                          (k0 + part.K == g->K ? g->flags & (ENG_EPI_BIAS | ENG_EPI_RELU) : 0u);
             gemm_cpu_dispatch(r, &part, a_off + k0 * g->sak, b_off + k0 * g->sbk, c_off, 1, 0, a, b,
                               c, bias, mask, NULL, NULL);
@@ -186,41 +149,45 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     int aligned = a_off % 4 == 0 && b_off % 4 == 0 && g->sam % 4 == 0 && g->sak == 1;
     /* the _rd variants when the epilogue reads C (accumulate) or a mask: a texel fetch per
      * element that the others leave out (on llvmpipe it ran even when the flags were off) */
-    int rd = (g->flags & (ENG_EPI_MASK | 8u)) != 0;
-    enum cwt_spv_id id = rd ? CWT_SPV_gemm_cpu_rd : CWT_SPV_gemm_cpu;
+    int rd = (g->flags & (ENG_EPI_MASK | ENG_EPI_ACC)) != 0;
+    int epi = rd ? CWT_GEMM_CPU_EPI_RD : CWT_GEMM_CPU_EPI_WO;
+    int kind = CWT_GEMM_CPU_KIND_ANY;
     int vec4 = 1;
     if (aligned && g->sbn == 1 && g->sbk % 4 == 0)
-        id = rd ? CWT_SPV_gemm_cpu_nn_rd : CWT_SPV_gemm_cpu_nn;
+        kind = CWT_GEMM_CPU_KIND_NN;
     else if (aligned && g->sbk == 1 && g->sbn % 4 == 0)
-        id = rd ? CWT_SPV_gemm_cpu_nt_rd : CWT_SPV_gemm_cpu_nt;
+        kind = CWT_GEMM_CPU_KIND_NT;
     else if (g->sam == 1 && g->sak % 4 == 0 && a_off % 4 == 0 && b_off % 4 == 0 && g->sbn == 1 &&
              g->sbk % 4 == 0)
-        id = rd ? CWT_SPV_gemm_cpu_tn_rd : CWT_SPV_gemm_cpu_tn;
+        kind = CWT_GEMM_CPU_KIND_TN;
     else
         vec4 = 0;
     /* B gathered from the convolution input; A as in NN (conv_gather_ok), or as scalars where
      * its rows are not whole vec4s */
     int sa = cv && (g->sam % 4 != 0 || a_off % 4 != 0);
     if (cv)
-        id = sa ? (rd ? CWT_SPV_gemm_cpu_conv_sa_rd : CWT_SPV_gemm_cpu_conv_sa)
-                : (rd ? CWT_SPV_gemm_cpu_conv_rd : CWT_SPV_gemm_cpu_conv);
+        kind = sa ? CWT_GEMM_CPU_KIND_CONV_SA : CWT_GEMM_CPU_KIND_CONV;
     if (dw) { /* A and B as in NT */
-        id = dw->transposed ? (rd ? CWT_SPV_gemm_cpu_dwt_rd : CWT_SPV_gemm_cpu_dwt)
-                            : (rd ? CWT_SPV_gemm_cpu_dw_rd : CWT_SPV_gemm_cpu_dw);
-        if (dw->x_direct)
-            id = rd ? CWT_SPV_gemm_cpu_dwx_rd : CWT_SPV_gemm_cpu_dwx;
+        kind = dw->x_direct     ? CWT_GEMM_CPU_KIND_DWX
+               : dw->transposed ? CWT_GEMM_CPU_KIND_DWT
+                                : CWT_GEMM_CPU_KIND_DW;
         vec4 = 1;
     }
+    enum cwt_spv_id id = cwt_spv_gemm_cpu(kind, epi, CWT_GEMM_CPU_STORE_S);
     /* vec4 stores of C where its rows are whole, aligned vec4s and blocks of 8 columns never
-     * straddle N (not for TN, whose C is small) */
+     * straddle N (not for TN, whose C is small); the kinds without a vec4-store variant keep
+     * their scalar one */
     int vstore = g->scn == 1 && g->scm % 4 == 0 && c_off % 4 == 0 && g->N % 8 == 0 &&
-                 (splits <= 1 || scz % 4 == 0) && id != CWT_SPV_gemm_cpu_tn &&
-                 id != CWT_SPV_gemm_cpu_tn_rd;
+                 (splits <= 1 || scz % 4 == 0) && kind != CWT_GEMM_CPU_KIND_TN;
     enum cwt_spv_id wid =
-        cv && !sa ? conv_window_variant(r->d, cv, g, b_off, rd, vstore) : CWT_SPV_COUNT;
+        cv && !sa
+            ? conv_window_variant(r->d, cv, g, b_off,
+                                  rd ? CWT_GEMM_CPU_CW_EPI_RD : CWT_GEMM_CPU_CW_EPI_WO, vstore)
+            : CWT_SPV_COUNT;
     int win = wid != CWT_SPV_COUNT;
+    enum cwt_spv_id vid = cwt_spv_gemm_cpu(kind, epi, CWT_GEMM_CPU_STORE_V);
     if (vstore)
-        id = win ? wid : vstore_variant(id);
+        id = win ? wid : vid != CWT_SPV_COUNT ? vid : id;
     /* tiles of C per workgroup: 8 rows x 64 columns, 16 x 64 for the gathering convolution */
     uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, cv ? 16 : 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
@@ -264,9 +231,9 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     if (dw)
         pc.bcopy = dw->bcopy;
     /* every texel binding the shader declares gets a view (unused ones: a small valid range) */
-    struct eng_tref epi = (g->flags & 8u) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
+    struct eng_tref epi_in = (g->flags & ENG_EPI_ACC) ? c : (g->flags & ENG_EPI_MASK) ? mask : a;
     struct eng_tref bufs[3] = {NOBUF, NOBUF, c};
-    struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi};
+    struct eng_tref tex[4] = {a, b, (g->flags & ENG_EPI_BIAS) ? bias : a, epi_in};
     /* rgba32f views: A and B for NN/NT/TN and the windowed convolution, A only for the other
      * gathering convolutions; the mask or C for the vec4 stores */
     uint32_t vec4_views = vstore && rd ? 8u : 0u;
@@ -302,7 +269,7 @@ void op_gemm(struct eng_rec *r, const struct eng_gemm *g, struct eng_tref a, str
         .L2 = 1,
         .stride = 1,
     };
-    gemm_dispatch(r, CWT_SPV_gemm_reg, &pc, a, b, c, bias, mask, 1);
+    gemm_dispatch(r, CWT_GEMM_OPERANDS_PLAIN, &pc, a, b, c, bias, mask, 1);
 }
 
 static void conv_pc(const struct eng_conv *cv, struct gemm_pc *pc)
@@ -544,21 +511,24 @@ struct im2col_pc {
     uint32_t c, ih, iw, oh, ow, kh, kw, stride, pad, nimg, img0, ncols, ld, flags;
 };
 
-static void im2col_dispatch(struct eng_rec *r, enum cwt_spv_id id, const struct eng_conv *cv,
+/* Records im2col.comp op (CWT_IM2COL_OP_IM2COL, picking its vec4 form where the rows allow, or
+ * CWT_IM2COL_OP_COL2IM) for images img0.. of cv. */
+static void im2col_dispatch(struct eng_rec *r, int op, const struct eng_conv *cv,
                             struct eng_tref act, struct eng_tref mask, uint32_t img0,
                             uint32_t ncols, uint32_t ld, uint32_t flags)
 {
     struct im2col_pc pc = {cv->cin,    cv->ih,  cv->iw, cv->oh, cv->ow, cv->kh, cv->kw,
                            cv->stride, cv->pad, cv->n,  img0,   ncols,  ld,     flags};
-    if (id == CWT_SPV_im2col) {
+    enum cwt_spv_id id = cwt_spv_im2col(op);
+    if (op == CWT_IM2COL_OP_IM2COL) {
         /* output rows (or, at stride 1, pairs of them) of whole vec4s: the vec4 variants */
         uint32_t rows = ncols / cv->ow;
         int v4 = cv->stride <= 2 && cv->ow % 4 == 0 && ld % 4 == 0;
         int v4r = cv->stride == 1 && cv->ow % 4 == 2 && rows % 2 == 0 && ld % 4 == 0;
         if (v4)
-            id = cv->stride == 1 ? CWT_SPV_im2col4 : CWT_SPV_im2col4s2;
+            id = cwt_spv_im2col(cv->stride == 1 ? CWT_IM2COL_OP_IM2COL4 : CWT_IM2COL_OP_IM2COL4S2);
         else if (v4r)
-            id = CWT_SPV_im2col4r;
+            id = cwt_spv_im2col(CWT_IM2COL_OP_IM2COL4R);
         struct eng_tref bufs[2] = {NOBUF, r->col};
         eng_rec_dispatch_tex(r, id, bufs, 2, &act, 1, v4 || v4r ? 1u : 0u, &pc, sizeof(pc),
                              ceil_div(v4r ? rows / 2 : rows, 64), cv->cin * cv->kh * cv->kw, 1);
@@ -606,7 +576,7 @@ static int conv_fwd_cpu(struct eng_rec *r, const struct eng_conv *cv, struct eng
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         uint32_t ncols = nc * hw, ld = round4(ncols);
-        im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
+        im2col_dispatch(r, CWT_IM2COL_OP_IM2COL, cv, x, NOBUF, img0, ncols, ld, 0);
         struct eng_gemm g = {cv->cout, ncols, K, K, 1, ld, 1, cv->n * hw, 1, flags};
         gemm_cpu_dispatch(r, &g, 0, 0, img0 * hw, 1, 0, w, r->col, y, bias, mask, NULL, NULL);
     }
@@ -688,13 +658,13 @@ static int conv_bwd_data_phase(struct eng_rec *r, const struct eng_conv *cv, str
                               NOBUF, NOBUF, &pcv, NULL);
             woff += cv->cin * K;
             pp.off[ph] = off[ph];
-            pp.flags |= 16u << ph;
+            pp.flags |= ENG_COL_PHASE0 << ph;
         }
-        pp.flags |= (flags & ENG_EPI_MASK) ? 1u : 0u;
+        pp.flags |= (flags & ENG_EPI_MASK) ? ENG_COL_MASK : 0u;
         struct eng_tref bufs[2] = {NOBUF, dx};
         struct eng_tref tex[2] = {scratch, (flags & ENG_EPI_MASK) ? mask : scratch};
-        eng_rec_dispatch_tex(r, CWT_SPV_phase2im, bufs, 2, tex, 2, 2u, &pp, sizeof(pp),
-                             ceil_div(cv->ih, 64), cv->cin, nc);
+        eng_rec_dispatch_tex(r, cwt_spv_im2col(CWT_IM2COL_OP_PHASE2IM), bufs, 2, tex, 2, 2u, &pp,
+                             sizeof(pp), ceil_div(cv->ih, 64), cv->cin, nc);
     }
     return 1;
 }
@@ -711,8 +681,8 @@ static void conv_bwd_data_cpu(struct eng_rec *r, const struct eng_conv *cv, stru
         uint32_t ncols = nc * hw, ld = round4(ncols);
         struct eng_gemm g = {K, ncols, cv->cout, cv->cout, 1, cv->n * hw, 1, ld, 1, 0};
         gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, wt, dy, r->col, NOBUF, NOBUF, NULL, NULL);
-        im2col_dispatch(r, CWT_SPV_col2im, cv, dx, mask, img0, ncols, ld,
-                        (flags & ENG_EPI_MASK) ? 1u : 0u);
+        im2col_dispatch(r, CWT_IM2COL_OP_COL2IM, cv, dx, mask, img0, ncols, ld,
+                        (flags & ENG_EPI_MASK) ? ENG_COL_MASK : 0u);
     }
 }
 
@@ -783,16 +753,17 @@ static int conv_bwd_filter_shift(struct eng_rec *r, const struct eng_conv *cv, s
             cv->cin,           cv->ih,           cv->iw, cv->n, img0, nc, fh, fw, (uint32_t)copy,
             -(int32_t)cv->pad, -(int32_t)cv->pad};
         struct eng_tref bufs[2] = {NOBUF, xs};
-        eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &x, 1, 1u, &px, sizeof(px),
-                             ceil_div((uint64_t)cv->cin * nc * fh, 64), cv->kw, 1);
+        eng_rec_dispatch_tex(r, cwt_spv_im2col(CWT_IM2COL_OP_SHIFTPAD), bufs, 2, &x, 1, 1u, &px,
+                             sizeof(px), ceil_div((uint64_t)cv->cin * nc * fh, 64), cv->kw, 1);
         if (!direct) {
             struct shiftpad_pc pd = {cv->cout, cv->oh, cv->ow, cv->n, img0, nc,
                                      cv->oh,   fw,     0,      0,     0};
             bufs[1] = dys;
-            eng_rec_dispatch_tex(r, CWT_SPV_shiftpad, bufs, 2, &dy, 1, 1u, &pd, sizeof(pd),
-                                 ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1, 1);
+            eng_rec_dispatch_tex(r, cwt_spv_im2col(CWT_IM2COL_OP_SHIFTPAD), bufs, 2, &dy, 1, 1u,
+                                 &pd, sizeof(pd), ceil_div((uint64_t)cv->cout * nc * cv->oh, 64), 1,
+                                 1);
         }
-        uint32_t kq = nc * cv->oh * dwid, acc = img0 ? 8u : 0u;
+        uint32_t kq = nc * cv->oh * dwid, acc = img0 ? ENG_EPI_ACC : 0u;
         struct dw_geo geo = {
             .frames =
                 {.n = nc, .ih = fh, .iw = fw, .oh = cv->oh, .ow = dwid, .kh = cv->kh, .kw = cv->kw},
@@ -845,8 +816,8 @@ static void conv_bwd_filter_x(struct eng_rec *r, const struct eng_conv *cv, stru
         struct dw_geo geo = {.frames = *cv, .bcopy = cv->n * ihw, .x_direct = 1};
         geo.frames.n = nc;
         /* columns (ci, ky) of tap column kx land at C column (ci*kh + ky)*kw + kx */
-        struct eng_gemm g = {cv->cout, cv->cin * cv->kh, nc * ohw,      cv->n * ohw, 1, 1, 0,
-                             K,        cv->kw,           img0 ? 8u : 0u};
+        struct eng_gemm g = {cv->cout, cv->cin * cv->kh,       nc * ohw, cv->n * ohw, 1, 1, 0, K,
+                             cv->kw,   img0 ? ENG_EPI_ACC : 0u};
         gemm_cpu_dispatch(r, &g, img0 * ohw, img0 * ihw, 0, cv->kw, 1, dy, x, dw, NOBUF, NOBUF,
                           NULL, &geo);
     }
@@ -893,17 +864,31 @@ static int conv_bwd_filter_lanes(struct eng_rec *r, const struct eng_conv *cv, s
     uint32_t chunk = equal_chunk(cv->n, most);
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk, K = nc * ohw;
-        struct gemm_cpu_pc pc = {
-            cv->cout,       N, K, cv->n * ohw,     1,          1,          0, N, 1,
-            img0 ? 8u : 0u, K, 0, ceil_div(K, 64), img0 * ohw, img0 * ihw, 0};
+        struct gemm_cpu_pc pc = {cv->cout,
+                                 N,
+                                 K,
+                                 cv->n * ohw,
+                                 1,
+                                 1,
+                                 0,
+                                 N,
+                                 1,
+                                 img0 ? ENG_EPI_ACC : 0u,
+                                 K,
+                                 0,
+                                 ceil_div(K, 64),
+                                 img0 * ohw,
+                                 img0 * ihw,
+                                 0};
         gemm_cpu_pc_geometry(&pc, cv);
         pc.bcopy = cv->n * ihw;
         struct eng_tref bufs[3] = {NOBUF, NOBUF, dw};
         struct eng_tref tex[4] = {dy, x, dy, img0 ? dw : dy};
-        enum cwt_spv_id id =
-            cv->stride == 2     ? (img0 ? CWT_SPV_gemm_cpu_dwl2_rd : CWT_SPV_gemm_cpu_dwl2)
-            : dw_lanes_flat(cv) ? (img0 ? CWT_SPV_gemm_cpu_dwl_flat_rd : CWT_SPV_gemm_cpu_dwl_flat)
-                                : (img0 ? CWT_SPV_gemm_cpu_dwl_rd : CWT_SPV_gemm_cpu_dwl);
+        int kind = cv->stride == 2     ? CWT_GEMM_CPU_KIND_DWL2
+                   : dw_lanes_flat(cv) ? CWT_GEMM_CPU_KIND_DWL_FLAT
+                                       : CWT_GEMM_CPU_KIND_DWL;
+        enum cwt_spv_id id = cwt_spv_gemm_cpu(
+            kind, img0 ? CWT_GEMM_CPU_EPI_RD : CWT_GEMM_CPU_EPI_WO, CWT_GEMM_CPU_STORE_S);
         eng_rec_dispatch_tex(r, id, bufs, 3, tex, 4, 3u, &pc, sizeof(pc), ceil_div(cv->cout, 8),
                              cv->cin, 1);
     }
@@ -932,8 +917,8 @@ static int conv_bwd_filter_cpu(struct eng_rec *r, const struct eng_conv *cv, str
     for (uint32_t img0 = 0; img0 < cv->n; img0 += chunk) {
         uint32_t nc = cv->n - img0 < chunk ? cv->n - img0 : chunk;
         uint32_t ncols = nc * hw, ld = round4(ncols);
-        im2col_dispatch(r, CWT_SPV_im2col, cv, x, NOBUF, img0, ncols, ld, 0);
-        uint32_t acc = img0 ? 8u : 0u;
+        im2col_dispatch(r, CWT_IM2COL_OP_IM2COL, cv, x, NOBUF, img0, ncols, ld, 0);
+        uint32_t acc = img0 ? ENG_EPI_ACC : 0u;
         if (tr) {
             struct eng_gemm g = {K, cv->cout, ncols, ld, 1, 1, cv->n * hw, 1, K, acc};
             gemm_cpu_dispatch(r, &g, 0, img0 * hw, 0, 1, 0, r->col, dy, dw, NOBUF, NOBUF, NULL,
@@ -967,7 +952,7 @@ void op_conv_fwd(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref x
     pc.L0 = cv->cin;
     pc.L1 = cv->kh;
     pc.L2 = cv->kw;
-    gemm_dispatch(r, CWT_SPV_conv_fwd_reg, &pc, w, x, y, bias, NOBUF, 1);
+    gemm_dispatch(r, CWT_GEMM_OPERANDS_CONV_FWD, &pc, w, x, y, bias, NOBUF, 1);
 }
 
 void op_conv_wt(struct eng_rec *r, const struct eng_conv *cv, struct eng_tref w, struct eng_tref wt)
@@ -1028,7 +1013,7 @@ void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_t
         pc.L0 = cv->cout;
         pc.L1 = cv->kh;
         pc.L2 = cv->kw;
-        gemm_dispatch(r, CWT_SPV_conv_fwd_reg, &pc, wt, dy, dx, NOBUF, mask, 1);
+        gemm_dispatch(r, CWT_GEMM_OPERANDS_CONV_FWD, &pc, wt, dy, dx, NOBUF, mask, 1);
         return;
     }
     conv_pc(cv, &pc);
@@ -1045,7 +1030,7 @@ void op_conv_bwd_data(struct eng_rec *r, const struct eng_conv *cv, struct eng_t
     pc.L0 = cv->cout;
     pc.L1 = cv->kh;
     pc.L2 = cv->kw;
-    gemm_dispatch(r, CWT_SPV_conv_bwd_data_reg, &pc, wt, dy, dx, NOBUF, mask, 1);
+    gemm_dispatch(r, CWT_GEMM_OPERANDS_CONV_BWD_DATA, &pc, wt, dy, dx, NOBUF, mask, 1);
 }
 
 /* Split-K for the filter gradient: the reduction runs over all n*oh*ow output pixels, while
@@ -1096,10 +1081,10 @@ void op_conv_bwd_filter(struct eng_rec *r, const struct eng_conv *cv, struct eng
     pc.L1 = cv->oh;
     pc.L2 = cv->ow;
     if (splits == 1) {
-        gemm_dispatch(r, CWT_SPV_conv_bwd_filt_reg, &pc, dy, x, dw, NOBUF, NOBUF, 1);
+        gemm_dispatch(r, CWT_GEMM_OPERANDS_CONV_BWD_FILT, &pc, dy, x, dw, NOBUF, NOBUF, 1);
         return;
     }
-    gemm_dispatch(r, CWT_SPV_conv_bwd_filt_reg, &pc, dy, x, scratch, NOBUF, NOBUF, splits);
+    gemm_dispatch(r, CWT_GEMM_OPERANDS_CONV_BWD_FILT, &pc, dy, x, scratch, NOBUF, NOBUF, splits);
     op_rowsum(r, scratch, dw, pc.M * pc.N, splits, 1, pc.M * pc.N, 1, 0);
 }
 
@@ -1120,7 +1105,8 @@ void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint3
     struct eng_tref bufs[2] = {in, out};
     if (!r->d->cpu_kernels && len >= 256 && rows <= 65535) {
         /* GPUs: a workgroup per long row (one workgroup for all rows left the GPU idle) */
-        eng_rec_dispatch(r, CWT_SPV_rowsum_wg, bufs, 2, &pc, sizeof(pc), rows, 1, 1);
+        eng_rec_dispatch(r, cwt_spv_reduce(CWT_REDUCE_OP_ROWSUM, CWT_REDUCE_MODE_WG), bufs, 2, &pc,
+                         sizeof(pc), rows, 1, 1);
         return;
     }
     /* one invocation per row: rows longer than an invocation may loop (ENG_CPU_LOOP_MAX) are
@@ -1134,10 +1120,11 @@ void op_rowsum(struct eng_rec *r, struct eng_tref in, struct eng_tref out, uint3
         pc.accumulate = accumulate != 0 || j0 > 0;
         if (tex) { /* CPU devices: texel reads, 8 rows per workgroup (spread over the threads) */
             struct eng_tref o[2] = {NOBUF, out};
-            eng_rec_dispatch_tex(r, CWT_SPV_rowsum_tex, o, 2, &in, 1, 0, &pc, sizeof(pc),
-                                 ceil_div(rows, 8), 1, 1);
+            eng_rec_dispatch_tex(r, cwt_spv_reduce(CWT_REDUCE_OP_ROWSUM, CWT_REDUCE_MODE_TEX), o, 2,
+                                 &in, 1, 0, &pc, sizeof(pc), ceil_div(rows, 8), 1, 1);
         } else {
-            eng_rec_dispatch(r, CWT_SPV_rowsum, bufs, 2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
+            eng_rec_dispatch(r, cwt_spv_reduce(CWT_REDUCE_OP_ROWSUM, CWT_REDUCE_MODE_PLAIN), bufs,
+                             2, &pc, sizeof(pc), ceil_div(rows, 64), 1, 1);
         }
     }
 }
@@ -1164,12 +1151,13 @@ void op_permute_at(struct eng_rec *r, struct eng_tref src, struct eng_tref dst, 
     grid1d(total, &gx, &gy);
     if (tex_fits(r, src) && total < (1u << 24)) {
         struct eng_tref bufs[2] = {NOBUF, dst};
-        eng_rec_dispatch_tex(r, CWT_SPV_transpose_tex, bufs, 2, &src, 1, 0, &pc, sizeof(pc), gx, gy,
-                             1);
+        eng_rec_dispatch_tex(r, cwt_spv_reduce(CWT_REDUCE_OP_TRANSPOSE, CWT_REDUCE_MODE_TEX), bufs,
+                             2, &src, 1, 0, &pc, sizeof(pc), gx, gy, 1);
         return;
     }
     struct eng_tref bufs[2] = {src, dst};
-    eng_rec_dispatch(r, CWT_SPV_transpose, bufs, 2, &pc, sizeof(pc), gx, gy, 1);
+    eng_rec_dispatch(r, cwt_spv_reduce(CWT_REDUCE_OP_TRANSPOSE, CWT_REDUCE_MODE_PLAIN), bufs, 2,
+                     &pc, sizeof(pc), gx, gy, 1);
 }
 
 /* Whether an elementwise op runs as its vec4 texel variant (add4, relu_bwd4, sgd4, adam4): CPU
@@ -1179,8 +1167,9 @@ static int elem_vec4(const struct eng_rec *r, struct eng_tref a, struct eng_tref
     return count % 4 == 0 && tex_fits(r, a) && tex_fits(r, b);
 }
 
-/* Records the vec4 texel variant id4 of an elementwise op (elem_vec4 holds): *count, the
- * element count in the push constants pc, becomes the vec4 count; every texel view is rgba32f. */
+/* Records the vec4 texel variant id4 of an elementwise or optimizer op (elem_vec4 holds): *count,
+ * the element count in the push constants pc, becomes the vec4 count; every texel view is rgba32f.
+ */
 static void elem4_dispatch(struct eng_rec *r, enum cwt_spv_id id4, const struct eng_tref *bufs,
                            uint32_t nbufs, const struct eng_tref *tex, uint32_t ntex,
                            uint32_t *count, const void *pc, uint32_t pc_size)
@@ -1191,35 +1180,36 @@ static void elem4_dispatch(struct eng_rec *r, enum cwt_spv_id id4, const struct 
     eng_rec_dispatch_tex(r, id4, bufs, nbufs, tex, ntex, (1u << ntex) - 1u, pc, pc_size, gx, gy, 1);
 }
 
-/* Records elementwise op (id, or id4 as elem_vec4 allows) on operands a, b into out; pc[0] is
- * the element count. */
-static void elem_dispatch(struct eng_rec *r, enum cwt_spv_id id, enum cwt_spv_id id4,
-                          struct eng_tref a, struct eng_tref b, struct eng_tref out, uint32_t *pc,
-                          uint32_t pc_size)
+/* Records elementwise.comp op (CWT_ELEMENTWISE_OP_*; its vec4 form as elem_vec4 allows) on
+ * operands a, b into out; pc[0] is the element count. */
+static void elem_dispatch(struct eng_rec *r, int op, struct eng_tref a, struct eng_tref b,
+                          struct eng_tref out, uint32_t *pc, uint32_t pc_size)
 {
     if (elem_vec4(r, a, b, pc[0])) {
         struct eng_tref bufs[3] = {NOBUF, NOBUF, out}, tex[2] = {a, b};
-        elem4_dispatch(r, id4, bufs, 3, tex, 2, &pc[0], pc, pc_size);
+        elem4_dispatch(r, cwt_spv_elementwise(op, CWT_ELEMENTWISE_WIDTH_X4), bufs, 3, tex, 2,
+                       &pc[0], pc, pc_size);
         return;
     }
     uint32_t gx, gy;
     grid1d(pc[0], &gx, &gy);
     struct eng_tref bufs[3] = {a, b, out};
-    eng_rec_dispatch(r, id, bufs, 3, pc, pc_size, gx, gy, 1);
+    eng_rec_dispatch(r, cwt_spv_elementwise(op, CWT_ELEMENTWISE_WIDTH_X1), bufs, 3, pc, pc_size, gx,
+                     gy, 1);
 }
 
 void op_add(struct eng_rec *r, struct eng_tref a, struct eng_tref b, struct eng_tref y,
             uint32_t count, int relu)
 {
     uint32_t pc[2] = {count, relu != 0};
-    elem_dispatch(r, CWT_SPV_add, CWT_SPV_add4, a, b, y, pc, sizeof(pc));
+    elem_dispatch(r, CWT_ELEMENTWISE_OP_ADD, a, b, y, pc, sizeof(pc));
 }
 
 void op_relu_bwd(struct eng_rec *r, struct eng_tref dy, struct eng_tref y, struct eng_tref dx,
                  uint32_t count)
 {
     uint32_t pc[1] = {count};
-    elem_dispatch(r, CWT_SPV_relu_bwd, CWT_SPV_relu_bwd4, dy, y, dx, pc, sizeof(pc));
+    elem_dispatch(r, CWT_ELEMENTWISE_OP_RELU_BWD, dy, y, dx, pc, sizeof(pc));
 }
 
 /* Keep threshold: an element is kept when its 32-bit hash >= p * 2^32. */
@@ -1239,7 +1229,8 @@ void op_dropout(struct eng_rec *r, struct eng_tref x, struct eng_tref y, struct 
     uint32_t gx, gy;
     grid1d(count, &gx, &gy);
     struct eng_tref bufs[3] = {x, y, params};
-    eng_rec_dispatch(r, CWT_SPV_dropout, bufs, 3, &pc, sizeof(pc), gx, gy, 1);
+    eng_rec_dispatch(r, cwt_spv_elementwise(CWT_ELEMENTWISE_OP_DROPOUT, CWT_ELEMENTWISE_WIDTH_X1),
+                     bufs, 3, &pc, sizeof(pc), gx, gy, 1);
 }
 
 static uint32_t hash_u32(uint32_t x)
@@ -1350,17 +1341,20 @@ void op_maxpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
     if (pool_tex(r, pl, x) && pool_2x2(pl, 0)) {
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
         int pair = pool_2x2_pair(pl);
-        pool_2x2_dispatch(r, pair ? CWT_SPV_maxpool_fwd_2x2p : CWT_SPV_maxpool_fwd_2x2, pl, 0, b,
-                          &x, 1, pair, pair ? 1u : 0u);
+        pool_2x2_dispatch(
+            r, cwt_spv_pool(CWT_POOL_OP_MAX_FWD, pair ? CWT_POOL_INPUT_W2P : CWT_POOL_INPUT_W2), pl,
+            0, b, &x, 1, pair, pair ? 1u : 0u);
         return;
     }
     if (pool_tex(r, pl, x)) {
         struct eng_tref b[4] = {NOBUF, y, argmax, NOBUF};
-        pool_tex_dispatch(r, CWT_SPV_maxpool_fwd_tex, pl, 0, b, &x, 1, pl->oh * pl->ow);
+        pool_tex_dispatch(r, cwt_spv_pool(CWT_POOL_OP_MAX_FWD, CWT_POOL_INPUT_TEX), pl, 0, b, &x, 1,
+                          pl->oh * pl->ow);
         return;
     }
     struct eng_tref b[3] = {x, y, argmax};
-    pool_dispatch(r, CWT_SPV_maxpool_fwd, pl, 0, b, 3, (uint64_t)pl->planes * pl->oh * pl->ow);
+    pool_dispatch(r, cwt_spv_pool(CWT_POOL_OP_MAX_FWD, CWT_POOL_INPUT_BUF), pl, 0, b, 3,
+                  (uint64_t)pl->planes * pl->oh * pl->ow);
 }
 
 void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
@@ -1370,8 +1364,9 @@ void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
         struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
         struct eng_tref tex[3] = {dy, argmax, x};
         int pair = pool_2x2_pair(pl);
-        pool_2x2_dispatch(r, pair ? CWT_SPV_maxpool_bwd_2x2p : CWT_SPV_maxpool_bwd_2x2, pl,
-                          relu_mask ? 1u : 0u, b, tex, 3, pair, pair ? 3u : 0u);
+        pool_2x2_dispatch(
+            r, cwt_spv_pool(CWT_POOL_OP_MAX_SCATTER, pair ? CWT_POOL_INPUT_W2P : CWT_POOL_INPUT_W2),
+            pl, relu_mask ? ENG_POOL_RELU_MASK : 0u, b, tex, 3, pair, pair ? 3u : 0u);
         return;
     }
     if (pool_tex(r, pl, x)) {
@@ -1379,13 +1374,16 @@ void op_maxpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
         struct eng_tref tex[3] = {dy, argmax, x};
         /* windows that tile the plane: one invocation per window writes it */
         int tiles = pl->stride == pl->kh && pl->stride == pl->kw && pl->pad == 0;
-        pool_tex_dispatch(r, tiles ? CWT_SPV_maxpool_bwd_tile : CWT_SPV_maxpool_bwd_tex, pl,
-                          relu_mask ? 1u : 0u, b, tex, 3,
+        pool_tex_dispatch(r,
+                          tiles ? cwt_spv_pool(CWT_POOL_OP_MAX_SCATTER, CWT_POOL_INPUT_TEX)
+                                : cwt_spv_pool(CWT_POOL_OP_MAX_BWD, CWT_POOL_INPUT_TEX),
+                          pl, relu_mask ? ENG_POOL_RELU_MASK : 0u, b, tex, 3,
                           tiles ? pl->oh * pl->ow : pl->ih * pl->iw);
         return;
     }
     struct eng_tref b[4] = {dy, argmax, x, dx};
-    pool_dispatch(r, CWT_SPV_maxpool_bwd, pl, relu_mask ? 1u : 0u, b, 4,
+    pool_dispatch(r, cwt_spv_pool(CWT_POOL_OP_MAX_BWD, CWT_POOL_INPUT_BUF), pl,
+                  relu_mask ? ENG_POOL_RELU_MASK : 0u, b, 4,
                   (uint64_t)pl->planes * pl->ih * pl->iw);
 }
 
@@ -1393,7 +1391,8 @@ void op_avgpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
                     struct eng_tref y)
 {
     struct eng_tref b[3] = {x, y, NOBUF};
-    pool_dispatch(r, CWT_SPV_avgpool_fwd, pl, 0, b, 3, (uint64_t)pl->planes * pl->oh * pl->ow);
+    pool_dispatch(r, cwt_spv_pool(CWT_POOL_OP_AVG_FWD, CWT_POOL_INPUT_BUF), pl, 0, b, 3,
+                  (uint64_t)pl->planes * pl->oh * pl->ow);
 }
 
 void op_avgpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
@@ -1403,11 +1402,13 @@ void op_avgpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
         (pl->ih * pl->iw) % 4 == 0 && tex_fits(r, dy) && pool_tex(r, pl, dx)) {
         /* global pooling on CPU devices: one vec4 store per four positions */
         struct eng_tref b[4] = {NOBUF, NOBUF, NOBUF, dx};
-        pool_tex_dispatch(r, CWT_SPV_avgpool_bwd_global4, pl, 0, b, &dy, 1, pl->ih * pl->iw / 4);
+        pool_tex_dispatch(r, cwt_spv_pool(CWT_POOL_OP_AVG_BWD_GLOBAL4, CWT_POOL_INPUT_TEX), pl, 0,
+                          b, &dy, 1, pl->ih * pl->iw / 4);
         return;
     }
     struct eng_tref b[4] = {dy, NOBUF, NOBUF, dx};
-    pool_dispatch(r, CWT_SPV_avgpool_bwd, pl, 0, b, 4, (uint64_t)pl->planes * pl->ih * pl->iw);
+    pool_dispatch(r, cwt_spv_pool(CWT_POOL_OP_AVG_BWD, CWT_POOL_INPUT_BUF), pl, 0, b, 4,
+                  (uint64_t)pl->planes * pl->ih * pl->iw);
 }
 
 struct bn_pc {
@@ -1450,14 +1451,14 @@ void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float mom
                  struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
                  struct eng_tref rvar, int update_running)
 {
-    struct bn_pc pc = {C, L, eps, momentum, update_running ? 1u : 0u};
+    struct bn_pc pc = {C, L, eps, momentum, update_running ? ENG_BN_UPDATE_RUNNING : 0u};
     struct eng_tref b[4] = {NOBUF, saved, rmean, rvar};
     int v4 = bn_vec4(r, L);
     if (!bn_sums_fit(r, L, v4))
         return;
-    enum cwt_spv_id id = bn_wide(r) ? CWT_SPV_bn_stats_wg : CWT_SPV_bn_stats;
-    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_stats4 : id, b, 4, &x, 1, v4 ? 1u : 0u, &pc, sizeof(pc),
-                         C, 1, 1);
+    int mode = v4 ? CWT_BN_MODE_X4 : bn_wide(r) ? CWT_BN_MODE_WG : CWT_BN_MODE_X1;
+    eng_rec_dispatch_tex(r, cwt_spv_bn(CWT_BN_OP_STATS, mode), b, 4, &x, 1, v4 ? 1u : 0u, &pc,
+                         sizeof(pc), C, 1, 1);
 }
 
 /* Grid of the elementwise batch-norm passes: (column blocks of 64, channel); the VEC4 variants
@@ -1478,8 +1479,8 @@ void op_bn_apply(struct eng_rec *r, uint32_t C, uint32_t L, float eps, uint32_t 
     struct eng_tref b[7] = {NOBUF, saved, rmean, rvar, gamma, beta, y};
     struct eng_tref t[2] = {x, residual.bytes ? residual : x};
     int v4 = bn_vec4(r, L);
-    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_apply4 : CWT_SPV_bn_apply, b, 7, t, 2, v4 ? 3u : 0u,
-                         &pc, sizeof(pc), bn_cols(L, v4), C, 1);
+    eng_rec_dispatch_tex(r, cwt_spv_bn(CWT_BN_OP_APPLY, v4 ? CWT_BN_MODE_X4 : CWT_BN_MODE_X1), b, 7,
+                         t, 2, v4 ? 3u : 0u, &pc, sizeof(pc), bn_cols(L, v4), C, 1);
 }
 
 void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, struct eng_tref x,
@@ -1491,12 +1492,12 @@ void op_bn_bwd(struct eng_rec *r, uint32_t C, uint32_t L, struct eng_tref dy, st
     int v4 = bn_vec4(r, L);
     if (!bn_sums_fit(r, L, v4))
         return;
-    enum cwt_spv_id sums = bn_wide(r) ? CWT_SPV_bn_bwd_sums_wg : CWT_SPV_bn_bwd_sums;
-    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_bwd_sums4 : sums, b1, 5, t1, 2, v4 ? 3u : 0u, &pc,
+    int sums = v4 ? CWT_BN_MODE_X4 : bn_wide(r) ? CWT_BN_MODE_WG : CWT_BN_MODE_X1;
+    eng_rec_dispatch_tex(r, cwt_spv_bn(CWT_BN_OP_BWD_SUMS, sums), b1, 5, t1, 2, v4 ? 3u : 0u, &pc,
                          sizeof(pc), C, 1, 1);
     struct eng_tref b2[7] = {NOBUF, NOBUF, saved, dgamma, dbeta, gamma, dx}, t2[2] = {x, dy};
-    eng_rec_dispatch_tex(r, v4 ? CWT_SPV_bn_bwd4 : CWT_SPV_bn_bwd, b2, 7, t2, 2, v4 ? 3u : 0u, &pc,
-                         sizeof(pc), bn_cols(L, v4), C, 1);
+    eng_rec_dispatch_tex(r, cwt_spv_bn(CWT_BN_OP_BWD, v4 ? CWT_BN_MODE_X4 : CWT_BN_MODE_X1), b2, 7,
+                         t2, 2, v4 ? 3u : 0u, &pc, sizeof(pc), bn_cols(L, v4), C, 1);
 }
 
 void op_ce(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct eng_tref labels,
@@ -1504,19 +1505,21 @@ void op_ce(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct 
 {
     uint32_t pc[2] = {N, K};
     struct eng_tref b1[5] = {z, labels, cw, ps, dz};
-    eng_rec_dispatch(r, CWT_SPV_ce_fwd, b1, 5, pc, sizeof(pc), ceil_div(N, 64), 1, 1);
-    struct eng_tref b2[2] = {ps, res};
-    eng_rec_dispatch(r, CWT_SPV_ce_reduce, b2, 2, pc, sizeof(pc), 1, 1, 1);
-    struct eng_tref b3[4] = {dz, labels, cw, res};
-    eng_rec_dispatch(r, CWT_SPV_ce_grad, b3, 4, pc, sizeof(pc), ceil_div((uint64_t)N * K, 64), 1,
+    eng_rec_dispatch(r, cwt_spv_loss(CWT_LOSS_OP_CE_FWD), b1, 5, pc, sizeof(pc), ceil_div(N, 64), 1,
                      1);
+    struct eng_tref b2[2] = {ps, res};
+    eng_rec_dispatch(r, cwt_spv_loss(CWT_LOSS_OP_CE_REDUCE), b2, 2, pc, sizeof(pc), 1, 1, 1);
+    struct eng_tref b3[4] = {dz, labels, cw, res};
+    eng_rec_dispatch(r, cwt_spv_loss(CWT_LOSS_OP_CE_GRAD), b3, 4, pc, sizeof(pc),
+                     ceil_div((uint64_t)N * K, 64), 1, 1);
 }
 
 void op_softmax(struct eng_rec *r, uint32_t N, uint32_t K, struct eng_tref z, struct eng_tref probs)
 {
     uint32_t pc[2] = {N, K};
     struct eng_tref b[2] = {z, probs};
-    eng_rec_dispatch(r, CWT_SPV_softmax, b, 2, pc, sizeof(pc), ceil_div(N, 64), 1, 1);
+    eng_rec_dispatch(r, cwt_spv_loss(CWT_LOSS_OP_SOFTMAX), b, 2, pc, sizeof(pc), ceil_div(N, 64), 1,
+                     1);
 }
 
 void op_sgd_scaled(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,
@@ -1531,13 +1534,15 @@ void op_sgd_scaled(struct eng_rec *r, uint32_t count, float momentum, float wd, 
     } pc = {count, momentum, wd, nesterov != 0, lr_scale};
     if (elem_vec4(r, w, g, count)) {
         struct eng_tref b[4] = {w, NOBUF, buf, params}, t[3] = {w, g, buf.bytes ? buf : w};
-        elem4_dispatch(r, CWT_SPV_sgd4, b, 4, t, 3, &pc.count, &pc, sizeof(pc));
+        elem4_dispatch(r, cwt_spv_optim(CWT_OPTIM_OP_SGD, CWT_OPTIM_WIDTH_X4), b, 4, t, 3,
+                       &pc.count, &pc, sizeof(pc));
         return;
     }
     uint32_t gx, gy;
     grid1d(count, &gx, &gy);
     struct eng_tref b[4] = {w, g, buf, params};
-    eng_rec_dispatch(r, CWT_SPV_sgd, b, 4, &pc, sizeof(pc), gx, gy, 1);
+    eng_rec_dispatch(r, cwt_spv_optim(CWT_OPTIM_OP_SGD, CWT_OPTIM_WIDTH_X1), b, 4, &pc, sizeof(pc),
+                     gx, gy, 1);
 }
 
 void op_adam_scaled(struct eng_rec *r, uint32_t count, float beta1, float beta2, float eps,
@@ -1552,13 +1557,15 @@ void op_adam_scaled(struct eng_rec *r, uint32_t count, float beta1, float beta2,
     } pc = {count, beta1, beta2, eps, wd, decoupled != 0, lr_scale};
     if (elem_vec4(r, w, g, count)) {
         struct eng_tref b[5] = {w, NOBUF, m, v, params}, t[4] = {w, g, m, v};
-        elem4_dispatch(r, CWT_SPV_adam4, b, 5, t, 4, &pc.count, &pc, sizeof(pc));
+        elem4_dispatch(r, cwt_spv_optim(CWT_OPTIM_OP_ADAM, CWT_OPTIM_WIDTH_X4), b, 5, t, 4,
+                       &pc.count, &pc, sizeof(pc));
         return;
     }
     uint32_t gx, gy;
     grid1d(count, &gx, &gy);
     struct eng_tref b[5] = {w, g, m, v, params};
-    eng_rec_dispatch(r, CWT_SPV_adam, b, 5, &pc, sizeof(pc), gx, gy, 1);
+    eng_rec_dispatch(r, cwt_spv_optim(CWT_OPTIM_OP_ADAM, CWT_OPTIM_WIDTH_X1), b, 5, &pc, sizeof(pc),
+                     gx, gy, 1);
 }
 
 void op_sgd(struct eng_rec *r, uint32_t count, float momentum, float wd, int nesterov,

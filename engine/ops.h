@@ -11,17 +11,13 @@
 #define CWT_ENGINE_OPS_H
 
 #include "engine/vk.h"
-
-/* GEMM flags (also the epilogue of convolutions). */
-#define ENG_EPI_BIAS 1u /* add bias[m] */
-#define ENG_EPI_RELU 2u /* max(., 0) */
-#define ENG_EPI_MASK 4u /* times (mask[same index] > 0): fused ReLU backward */
+#include "shaders/flags.h" /* ENG_EPI_*, ENG_BN_*: shared with the shaders */
 
 /* C(m,n) = sum_k A(m,k) B(k,n) with element strides: A(m,k) = A[m*sam + k*sak], etc. */
 struct eng_gemm {
     uint32_t M, N, K;
     uint32_t sam, sak, sbk, sbn, scm, scn;
-    uint32_t flags;
+    uint32_t flags; /* ENG_EPI_* (shaders/flags.h) */
 };
 
 /* Records C = A*B (+ epilogue). bias: M floats when ENG_EPI_BIAS; mask: same layout as C. */
@@ -100,10 +96,8 @@ void op_avgpool_fwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tre
 void op_avgpool_bwd(struct eng_rec *r, const struct eng_pool *pl, struct eng_tref dy,
                     struct eng_tref dx);
 
-/* Batch norm on C channels of L = N*H*W floats. saved: 2*C floats (mean, invstd). */
-#define ENG_BN_RELU     1u
-#define ENG_BN_EVAL     2u
-#define ENG_BN_RESIDUAL 4u
+/* Batch norm on C channels of L = N*H*W floats. saved: 2*C floats (mean, invstd). flags of
+ * op_bn_apply: ENG_BN_RELU, ENG_BN_EVAL, ENG_BN_RESIDUAL (shaders/flags.h). */
 void op_bn_stats(struct eng_rec *r, uint32_t C, uint32_t L, float eps, float momentum,
                  struct eng_tref x, struct eng_tref saved, struct eng_tref rmean,
                  struct eng_tref rvar, int update_running);

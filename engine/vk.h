@@ -26,8 +26,13 @@
  * kernels keep every invocation's loops under this bound (ops.c). */
 #define ENG_CPU_LOOP_MAX 65000u
 
-/* GEMM kernel shapes (see shaders/gemm.comp). */
-enum eng_gemm_shape { ENG_GEMM_REG = 0, ENG_GEMM_SG, ENG_GEMM_TILE };
+/* GEMM kernel shapes (see shaders/gemm.comp): the values of the gemm family's shape dimension
+ * (shaders/CMakeLists.txt), so that a device's shape indexes cwt_spv_gemm() directly. */
+enum eng_gemm_shape {
+    ENG_GEMM_REG = CWT_GEMM_SHAPE_REG,
+    ENG_GEMM_SG = CWT_GEMM_SHAPE_SG,
+    ENG_GEMM_TILE = CWT_GEMM_SHAPE_TILE
+};
 
 /* A device of either backend (backend.h): be says which. The Vulkan handles and settings below
  * are the Vulkan backend's (zero on the CPU backend); cpu holds the CPU backend's state. */

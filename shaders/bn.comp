@@ -20,7 +20,7 @@
 layout(push_constant) uniform PC {
     uint C, L;
     float eps, momentum;
-    uint flags; // APPLY: 1 relu, 2 eval (running stats), 4 add residual; STATS: 1 update running
+    uint flags; // flags.h: APPLY ENG_BN_RELU, _EVAL, _RESIDUAL; STATS ENG_BN_UPDATE_RUNNING
 } p;
 
 #if defined(OP_STATS) || defined(OP_BWD_SUMS)
@@ -94,7 +94,7 @@ void main()
     if (lid == 0u) {
         saved[c] = mean;
         saved[p.C + c] = inversesqrt(var + p.eps);
-        if ((p.flags & 1u) != 0u) {
+        if ((p.flags & ENG_BN_UPDATE_RUNNING) != 0u) {
             float unb = p.L > 1u ? var * float(p.L) / float(p.L - 1u) : var;
             rmean[c] = (1.0 - p.momentum) * rmean[c] + p.momentum * mean;
             rvar[c] = (1.0 - p.momentum) * rvar[c] + p.momentum * unb;
@@ -114,11 +114,11 @@ void main()
 {
     uint c = gl_WorkGroupID.y;
     float mean = saved[c], inv = saved[p.C + c], g = gamma[c], b = beta[c];
-    if ((p.flags & 2u) != 0u) {
+    if ((p.flags & ENG_BN_EVAL) != 0u) {
         mean = rmean[c];
         inv = inversesqrt(rvar[c] + p.eps);
     }
-    bool relu = (p.flags & 1u) != 0u, residual = (p.flags & 4u) != 0u;
+    bool relu = (p.flags & ENG_BN_RELU) != 0u, residual = (p.flags & ENG_BN_RESIDUAL) != 0u;
     ELEM_LOOP_BEGIN
         VT v = (TFETCH(TX, i) - mean) * inv * g + b;
         VT r = TFETCH(TY, i);

@@ -5,6 +5,8 @@
 // push constants (<= 128 bytes); per-step values (learning rate, step, seed) come in the
 // StepParams buffer so that command buffers can be recorded once and re-submitted.
 
+#include "flags.h"
+
 #define BUF_RO(i, name) \
     layout(std430, set = 0, binding = i) readonly buffer Buf##i { float name[]; }
 #define BUF_RW(i, name) layout(std430, set = 0, binding = i) buffer Buf##i { float name[]; }

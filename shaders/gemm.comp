@@ -13,7 +13,7 @@
 // no division; plain GEMMs use (K, 1, 1). Split-K: workgroup z handles kc in
 // [z*kchunk, (z+1)*kchunk) and writes its partial sums at C + z*scz (summed by rowsum later).
 //
-// Epilogue flags: 1 add bias[m], 2 ReLU, 4 multiply by (mask[c index] > 0) (ReLU backward).
+// Epilogue flags (flags.h): ENG_EPI_BIAS, ENG_EPI_RELU, ENG_EPI_MASK (ReLU backward).
 //
 // Kernel shapes (one define):
 //   SHAPE_REG  each invocation owns an 8x8 register block, 64 invocations, no shared memory:
@@ -133,12 +133,12 @@ void store(uint m, uint n, float v)
 {
     if (m >= p.M || n >= p.N)
         return;
-    if ((p.flags & 1u) != 0u)
+    if ((p.flags & ENG_EPI_BIAS) != 0u)
         v += bias[m];
-    if ((p.flags & 2u) != 0u)
+    if ((p.flags & ENG_EPI_RELU) != 0u)
         v = max(v, 0.0);
     uint idx = gl_WorkGroupID.z * p.scz + m * p.scm + n * p.scn;
-    if ((p.flags & 4u) != 0u)
+    if ((p.flags & ENG_EPI_MASK) != 0u)
         v = mask[idx] > 0.0 ? v : 0.0;
     C[idx] = v;
 }

@@ -48,10 +48,11 @@
 // The vec4 variants need a_off, b_off, sam (and sbk for NN, sbn for NT) multiples of 4, and
 // kchunk a multiple of 4 (the engine checks and falls back to GEMM_SCALAR).
 //
-// Epilogue flags (as gemm.comp): 1 add bias[m], 2 ReLU, 4 multiply by (mask[C index] > 0),
-// 8 accumulate (C = C + A*B, then bias and ReLU; not with 4). Flags 4 and 8 need the EPI_READ
-// variant (one more texel fetch per element, which cost up to a third of a small-K GEMM;
-// without EPI_READ those flags are ignored).
+// Epilogue flags (flags.h, as gemm.comp): ENG_EPI_BIAS, ENG_EPI_RELU, ENG_EPI_MASK multiply by
+// (mask[C index] > 0), ENG_EPI_ACC accumulate (C = C + A*B, then bias and ReLU; not with
+// ENG_EPI_MASK). ENG_EPI_MASK and ENG_EPI_ACC need the EPI_READ variant (one more texel fetch
+// per element, which cost up to a third of a small-K GEMM; without EPI_READ those flags are
+// ignored).
 // Split-K: workgroup z sums k in [z*kchunk, min(K, (z+1)*kchunk)).
 #extension GL_GOOGLE_include_directive : require
 #if defined(VSTORE)
@@ -95,15 +96,15 @@ void store(uint m, uint n, VT v, float bias_m)
 #endif
 #if defined(EPI_READ)
     // the ?: becomes a select and the fetch runs whatever the flags: hence two variants
-    VT e = (p.flags & 12u) != 0u ? TFETCH(TMASK, idx) : VT(0.0);
+    VT e = (p.flags & (ENG_EPI_MASK | ENG_EPI_ACC)) != 0u ? TFETCH(TMASK, idx) : VT(0.0);
 #else
     VT e = VT(0.0);
 #endif
     // accumulation first, so that a product split over K (ops.c) ends with bias and ReLU
-    v += (p.flags & 8u) != 0u ? e : VT(0.0);
+    v += (p.flags & ENG_EPI_ACC) != 0u ? e : VT(0.0);
     v += bias_m;
-    v = (p.flags & 2u) != 0u ? max(v, VT(0.0)) : v;
-    v = (p.flags & 4u) != 0u ? mix(VT(0.0), v, VPOS(e)) : v;
+    v = (p.flags & ENG_EPI_RELU) != 0u ? max(v, VT(0.0)) : v;
+    v = (p.flags & ENG_EPI_MASK) != 0u ? mix(VT(0.0), v, VPOS(e)) : v;
     if (m < p.M && n < p.N)
         C[idx] = v;
 }
@@ -183,7 +184,7 @@ void flat_window(int tq, int st, int tmax, out float fu[10])
 // CONV_WIN; 5 at stride 2): 28 vec4 fetches for 576 multiply-adds, all per lane, where the GEMM
 // forms (DW, DW_X) fetch a lane-uniform dy texel (about 40 instructions on llvmpipe) per 32. At the end the lanes' partial sums meet in shared memory (one barrier) and are
 // added in lane order. Push constants: M = cout, N = cin*9, K pixels, sam = dy's channel
-// stride, bcopy = x's, ctiles = tiles of 64 pixels, flags 8 accumulates onto C (EPI_READ).
+// stride, bcopy = x's, ctiles = tiles of 64 pixels, ENG_EPI_ACC accumulates onto C (EPI_READ).
 #if !defined(DWL_S)
 #define DWL_S 1
 #endif
@@ -602,7 +603,9 @@ void main()
 #define STORE(i)                                                                               \
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \
-        float bm = (p.flags & 1u) != 0u ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x : 0.0;   \
+        float bm = (p.flags & ENG_EPI_BIAS) != 0u                                              \
+                       ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x                            \
+                       : 0.0;                                                                  \
         STORE_ROW(m, n0, c##i, d##i, bm)                                                       \
     }
         FOR16(STORE)
@@ -810,7 +813,9 @@ void main()
 #define STORE(i)                                                                               \
     {                                                                                          \
         uint m = m0 + uint(i);                                                                 \
-        float bm = (p.flags & 1u) != 0u ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x : 0.0;   \
+        float bm = (p.flags & ENG_EPI_BIAS) != 0u                                              \
+                       ? texelFetch(TBIAS, int(min(m, p.M - 1u))).x                            \
+                       : 0.0;                                                                  \
         STORE_ROW(m, n0, c##i##L, c##i##R, bm)                                                 \
     }
         FOR8(STORE)

@@ -8,7 +8,8 @@
 //   OP_IM2COL  col[r][j] = x[c][img][oy*stride - pad + ky][ox*stride - pad + kx] (0 outside);
 //              OP_IM2COL4, OP_IM2COL4R (stride 1) and OP_IM2COL4S2 (stride 2) store vec4s
 //   OP_COL2IM  dx[c][img][iy][ix] = sum of col[(c,ky,kx)][(img-img0, oy, ox)] over the (ky,kx)
-//              with iy = oy*stride - pad + ky (same for x); flags 1: times (mask[dx index] > 0).
+//              with iy = oy*stride - pad + ky (same for x); ENG_COL_MASK: times
+//              (mask[dx index] > 0).
 //              A gather per output element: deterministic, no atomics.
 //   OP_SHIFTPAD zero-padded, shifted frames of x and dy for the filter gradient (its main)
 //   OP_PHASE2IM the data gradient of a stride-2 convolution from its stride phases (its main)
@@ -27,8 +28,8 @@ layout(push_constant) uniform PC {
     int row0, col0;
 } p;
 #elif defined(OP_PHASE2IM)
-// OP_PHASE2IM's: dx geometry, the chunk, where each stride phase lies in SRC (flags bit 4 << ph:
-// phase ph = 2*py + px has taps; bit 1: times the mask)
+// OP_PHASE2IM's: dx geometry, the chunk, where each stride phase lies in SRC (flags:
+// ENG_COL_PHASE0 << ph: phase ph = 2*py + px has taps; ENG_COL_MASK: times the mask)
 layout(push_constant) uniform PC {
     uint c, ih, iw, nimg, img0, nc;
     uint off[4];
@@ -264,7 +265,7 @@ float phase_at(uint ph, uint ny, uint nx, uint a, uint b)
 {
     uint idx = p.off[ph] + ((gl_WorkGroupID.y * p.nc + gl_GlobalInvocationID.z) * ny + a) * nx + b;
     float v = texelFetch(SRC, min(int(idx), textureSize(SRC) - 1)).x;
-    return (p.flags & (16u << ph)) != 0u ? v : 0.0;
+    return (p.flags & (ENG_COL_PHASE0 << ph)) != 0u ? v : 0.0;
 }
 
 // The data gradient of a stride-2 convolution from its four stride phases (ops.c
@@ -285,7 +286,7 @@ void main()
                           phase_at(py * 2u, ny, nx0, a, b + 1u),
                           phase_at(py * 2u + 1u, ny, nx1, a, b + 1u));
             uint t = (row >> 2) + o4;
-            if ((p.flags & 1u) != 0u) // a uniform branch: no fetch without a mask
+            if ((p.flags & ENG_COL_MASK) != 0u) // a uniform branch: no fetch without a mask
                 v = mix(vec4(0.0), v, greaterThan(texelFetch(MASK, int(t)), vec4(0.0)));
             DX4[t] = v;
         }
@@ -327,7 +328,7 @@ void main()
         }
     }
     if (i < nchunk * ihw) {
-        if ((p.flags & 1u) != 0u && !(mask[out_idx] > 0.0))
+        if ((p.flags & ENG_COL_MASK) != 0u && !(mask[out_idx] > 0.0))
             s = 0.0;
         DX[out_idx] = s;
     }

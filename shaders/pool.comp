@@ -3,7 +3,7 @@
 // one stride and padding. Backward passes are gathers (each input sums the windows covering it):
 // no atomics, deterministic.
 //   OP_MAX_FWD  y = window max (padding never wins, as in PyTorch), idx = argmax (first max)
-//   OP_MAX_BWD  dx = sum of dy over windows whose argmax is this element; flags & 1: times
+//   OP_MAX_BWD  dx = sum of dy over windows whose argmax is this element; ENG_POOL_RELU_MASK: times
 //               (x > 0), the ReLU before the pool
 //   OP_AVG_FWD  y = window mean, padding counted (PyTorch count_include_pad); global average
 //               pooling is the window = whole plane
@@ -33,7 +33,7 @@ uint elem_index()
 #if defined(TEX)
 layout(set = 0, binding = 8) uniform samplerBuffer T0;  // fwd: x; bwd: dy
 layout(set = 0, binding = 9) uniform samplerBuffer T1;  // bwd: argmax (floats)
-layout(set = 0, binding = 10) uniform samplerBuffer T2; // bwd: x (ReLU mask, flags & 1)
+layout(set = 0, binding = 10) uniform samplerBuffer T2; // bwd: x (ReLU mask, ENG_POOL_RELU_MASK)
 
 // grid: x = position in the plane (64 per workgroup), y + z * gridY = plane; planes past the
 // end (when z folds them) compute plane planes-1 and store nothing
@@ -120,7 +120,7 @@ void main()
     bool hi = (jj & 1u) != 0u;
     vec4 av = texelFetch(T1, int(jj >> 1)), gv = texelFetch(T0, int(jj >> 1));
     vec2 a = hi ? av.zw : av.xy, g = hi ? gv.zw : gv.xy;
-    if ((p.flags & 1u) != 0u) {
+    if ((p.flags & ENG_POOL_RELU_MASK) != 0u) {
         g.x = texelFetch(T2, int(base) + int(a.x)).x > 0.0 ? g.x : 0.0;
         g.y = texelFetch(T2, int(base) + int(a.y)).x > 0.0 ? g.y : 0.0;
     }
@@ -170,7 +170,7 @@ void main()
     uint i, ii, n, ibase, pos;
     win2(i, ii, n, ibase, pos);
     float a = texelFetch(T1, int(ii)).x, g = texelFetch(T0, int(ii)).x;
-    if ((p.flags & 1u) != 0u)
+    if ((p.flags & ENG_POOL_RELU_MASK) != 0u)
         g = texelFetch(T2, int(ibase) + int(a)).x > 0.0 ? g : 0.0;
     float fp = float(pos), fw = float(pos + p.iw);
     vec2 top = vec2(a == fp ? g : 0.0, a == fp + 1.0 ? g : 0.0);
@@ -232,7 +232,7 @@ void one(uint pl, uint r)
             s += ok && a == me ? g : 0.0;
         }
     }
-    if ((p.flags & 1u) != 0u)
+    if ((p.flags & ENG_POOL_RELU_MASK) != 0u)
         s = texelFetch(T2, int(pl * ihw + rr)).x > 0.0 ? s : 0.0;
     if (r < ihw && plane_raw() < p.planes)
         dx[pl * ihw + r] = s;
@@ -249,7 +249,7 @@ void one(uint pl, uint r)
     uint ihw = p.ih * p.iw, ibase = pl * ihw;
     int o = int(pl * ohw + rr);
     float a = texelFetch(T1, o).x, g = texelFetch(T0, o).x;
-    if ((p.flags & 1u) != 0u)
+    if ((p.flags & ENG_POOL_RELU_MASK) != 0u)
         g = texelFetch(T2, int(ibase) + int(a)).x > 0.0 ? g : 0.0;
     uint y0 = oy * p.stride, x0 = ox * p.stride;
     uint ey = oy + 1u == p.oh ? p.ih - y0 : p.kh, ex = ox + 1u == p.ow ? p.iw - x0 : p.kw;
@@ -365,7 +365,7 @@ void main()
 #endif
         }
 #if defined(OP_MAX_BWD)
-    if ((p.flags & 1u) != 0u && !(x[i] > 0.0))
+    if ((p.flags & ENG_POOL_RELU_MASK) != 0u && !(x[i] > 0.0))
         s = 0.0;
 #else
     s /= float(p.kh * p.kw);

@@ -71,7 +71,7 @@ static void test_gemm(void **state)
                      * instead of masking (the two share the epilogue's texel binding) */
                     uint32_t flags = (uint32_t)((s + ta + tb) % 8);
                     if (shape == 3 && (s + ta) % 3 == 0)
-                        flags = (flags & ~(uint32_t)ENG_EPI_MASK) | 8u;
+                        flags = (flags & ~(uint32_t)ENG_EPI_MASK) | ENG_EPI_ACC;
                     /* K in parts: on CPU devices (the mask, used with short K only, and the
                      * parts' sums share the epilogue's binding); the GPU kernels loop over all
                      * of K, past llvmpipe's bound */
@@ -91,7 +91,7 @@ static void test_gemm(void **state)
                     struct eng_tref A = th_buf(t, a, (size_t)(ta ? K : M) * lda),
                                     B = th_buf(t, b, (size_t)K * N);
                     float *cinit = falloc((size_t)M * N);
-                    if (flags & 8u)
+                    if (flags & ENG_EPI_ACC)
                         th_fill(t, cinit, (size_t)M * N, 1);
                     struct eng_tref C = th_buf(t, cinit, (size_t)M * N), BI = th_buf(t, bias, M);
                     struct eng_tref MK = th_buf(t, mask, (size_t)M * N);
@@ -111,7 +111,7 @@ static void test_gemm(void **state)
                                 absacc += fabs(term);
                             }
                             /* accumulation into C first, then bias, ReLU, mask */
-                            if (flags & 8u) {
+                            if (flags & ENG_EPI_ACC) {
                                 acc += cinit[m * N + n];
                                 absacc += fabs(cinit[m * N + n]);
                             }
@@ -892,13 +892,53 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The generated variant lookups (shaders/cwt_spv.h) return the variant built from those
+ * dimension values, named <family>_<keys>, and CWT_SPV_COUNT for a form the family skips or an
+ * index out of range. */
+static void test_variant_lookup(void **state)
+{
+    (void)state;
+    enum cwt_spv_id id = cwt_spv_gemm(CWT_GEMM_OPERANDS_CONV_FWD, CWT_GEMM_SHAPE_TILE);
+    assert_int_not_equal(id, CWT_SPV_COUNT);
+    assert_string_equal(cwt_spv_table[id].name, "gemm_conv_fwd_tile");
+    id = cwt_spv_gemm_cpu(CWT_GEMM_CPU_KIND_NN, CWT_GEMM_CPU_EPI_RD, CWT_GEMM_CPU_STORE_V);
+    assert_int_not_equal(id, CWT_SPV_COUNT);
+    assert_string_equal(cwt_spv_table[id].name, "gemm_cpu_nn_rd_v");
+    assert_int_equal(
+        cwt_spv_gemm_cpu(CWT_GEMM_CPU_KIND_TN, CWT_GEMM_CPU_EPI_WO, CWT_GEMM_CPU_STORE_V),
+        CWT_SPV_COUNT);
+    assert_int_equal(cwt_spv_gemm_cpu_cw(CWT_GEMM_CPU_CW_WIN_S2K3, CWT_GEMM_CPU_CW_EPI_RD),
+                     CWT_SPV_COUNT);
+    assert_int_equal(cwt_spv_gemm(-1, CWT_GEMM_SHAPE_REG), CWT_SPV_COUNT);
+    assert_int_equal(cwt_spv_optim(CWT_OPTIM_OP_N, CWT_OPTIM_WIDTH_X1), CWT_SPV_COUNT);
+    /* every id is reached by exactly one combination of its family */
+    int seen[CWT_SPV_COUNT] = {0};
+    for (int a = 0; a < CWT_BN_OP_N; a++)
+        for (int b = 0; b < CWT_BN_MODE_N; b++) {
+            id = cwt_spv_bn(a, b);
+            if (id != CWT_SPV_COUNT)
+                seen[id]++;
+        }
+    int n = 0;
+    for (int i = 0; i < CWT_SPV_COUNT; i++) {
+        assert_true(seen[i] <= 1);
+        n += seen[i];
+    }
+    assert_int_equal(n, 10); /* bn: 4 ops x 3 modes, no wg form of apply and bwd */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_dense),       cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_bn),          cmocka_unit_test(test_ce),
-        cmocka_unit_test(test_elementwise), cmocka_unit_test(test_optim),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_bn),
+        cmocka_unit_test(test_ce),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_optim),
+        cmocka_unit_test(test_variant_lookup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

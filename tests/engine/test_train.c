@@ -245,12 +245,13 @@ static void test_profile(void **state)
             calls += d->prof_calls[i];
             ns += d->prof_ns[i];
         }
-        sgd = d->prof_calls[CWT_SPV_sgd] + d->prof_calls[CWT_SPV_sgd4];
+        sgd = d->prof_calls[cwt_spv_optim(CWT_OPTIM_OP_SGD, CWT_OPTIM_WIDTH_X1)] +
+              d->prof_calls[cwt_spv_optim(CWT_OPTIM_OP_SGD, CWT_OPTIM_WIDTH_X4)];
         /* two training steps (one SGD update each) and a predict pass, all timed */
         assert_int_equal(sgd, 2);
         assert_true(calls > 20);
         assert_true(ns > 0);
-        assert_true(d->prof_calls[CWT_SPV_softmax] >= 1);
+        assert_true(d->prof_calls[cwt_spv_loss(CWT_LOSS_OP_SOFTMAX)] >= 1);
     }
     eng_model_free(m);
     free_data(&ds);
