@@ -22,7 +22,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 daemon_setup l7_key_process
-trap '[ -z "${CONTROL:-}" ] || kill "$CONTROL" 2>/dev/null; daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+trap '[ -z "${CONTROL:-}" ] || { kill "$CONTROL" 2>/dev/null || true; }; daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 sec_two_sites
 
 # --- the monitor's code -------------------------------------------------------------------
