@@ -225,21 +225,30 @@ static void test_memory_is_closed_to_its_own_uid(void **state)
     int core = 0;
     FILE *f;
     pid_t control;
-    int status;
+    int status, ready[2], opened;
+    char byte = 0;
 
     keyproc_start(&k->cfg, &kp);
     assert_int_equal(keyproc_handshake(&kp, &k->pub, err, sizeof(err)), 0);
+    /* The control says when it has dropped its capabilities: before that, the reader would be
+     * refused for the capabilities alone. */
+    assert_int_equal(pipe(ready), 0);
     control = fork();
     assert_true(control >= 0);
     if (control == 0) {
-        if (drop_all_caps() != 0)
+        close(ready[0]);
+        if (drop_all_caps() != 0 || write(ready[1], "r", 1) != 1)
             _exit(2);
         pause();
         _exit(0);
     }
-    assert_int_equal(open_mem_without_caps(control), 0);
+    close(ready[1]);
+    opened = read(ready[0], &byte, 1) == 1 ? open_mem_without_caps(control) : -1;
+    close(ready[0]);
+    /* Reaped before any assertion, so that a failure leaves no child holding the output. */
     assert_int_equal(kill(control, SIGKILL), 0);
     status = wait_exit(control);
+    assert_int_equal(opened, 0);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(open_mem_without_caps(kp.pid), 1);
     snprintf(path, sizeof(path), "/proc/%ld/limits", (long)kp.pid);
