@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -78,6 +80,19 @@ static void keyproc_refuse(int sock, const char *why)
     _exit(2);
 }
 
+/* RLIMIT_CORE 0 (soft and hard, so it cannot be raised again) and PR_SET_DUMPABLE 0, checked
+ * back with PR_GET_DUMPABLE. Returns 0, or -1 when either call fails. */
+static int keyproc_no_dumps(void)
+{
+    struct rlimit rl = {0, 0};
+
+    if (setrlimit(RLIMIT_CORE, &rl) != 0)
+        return -1;
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return -1;
+    return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : -1;
+}
+
 static void keyproc_main(const struct cwt_config *cfg, int sock) __attribute__((noreturn));
 static void keyproc_main(const struct cwt_config *cfg, int sock)
 {
@@ -90,6 +105,12 @@ static void keyproc_main(const struct cwt_config *cfg, int sock)
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    /* Before any key is read: not dumpable, so no process of the same uid may open
+     * /proc/PID/mem or ptrace it (only CAP_SYS_PTRACE can), and no core file. The key process
+     * sets this itself instead of inheriting cwtd's setting: keyproc_start has other callers
+     * (the tests), and a credential change in a parent would reset the flag. */
+    if (keyproc_no_dumps() != 0)
+        keyproc_refuse(sock, "key process: cannot turn off core dumps and memory access");
     if (crypto_init() != 0)
         keyproc_refuse(sock, "cannot initialise libsodium");
     if (keys_load(cfg->keys_dir, &k, err, sizeof(err)) != 0)

@@ -2,7 +2,10 @@
 #   - the monitor's code does not load secret keys (its object file has no reference to
 #     keys_load, crypto_sign or crypto_box_seal_open);
 #   - a scan of the running monitor's memory finds neither secret key, while the same scan of
-#     the key process finds both (so the scan works);
+#     the key process by root (CAP_SYS_PTRACE) finds both (so the scan works);
+#   - the attack on that memory: a process of the key process's own uid without capabilities
+#     cannot open its /proc/PID/mem (it is not dumpable), though the same process opens that
+#     of a dumpable process of the uid; and its core limit is 0;
 #   - the key process is confined (seccomp filter, no_new_privs) and holds one socket, whose
 #     other end only the monitor holds: the trainer side cannot talk to it;
 #   - it serves signatures: a bundle sealed by cwtd verifies;
@@ -11,8 +14,15 @@
 set -euo pipefail
 . "$CWT_SRC/tests/security/helpers/sec_lib.sh"
 
+# Reading the daemon's memory and descriptors through /proc needs CAP_SYS_PTRACE: cwtd's
+# processes are not dumpable.
+if [ "$(id -u)" != 0 ]; then
+    echo "l7_key_process: skipped (needs root to read cwtd's memory through /proc)"
+    exit 0
+fi
+
 daemon_setup l7_key_process
-trap 'daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+trap '[ -z "${CONTROL:-}" ] || { kill "$CONTROL" 2>/dev/null || true; }; daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 sec_two_sites
 
 # --- the monitor's code -------------------------------------------------------------------
@@ -66,6 +76,29 @@ if k != set(needles):
     sys.exit(f"the scan found only {sorted(k)} in the key process: the scan does not work")
 print("memory: monitor holds no secret key; key process holds both")
 PY
+
+# The attack on that memory: a process of the key process's uid and group, with no
+# capability (so no CAP_SYS_PTRACE), opens /proc/KP/mem. The control: the same reader opens
+# the memory of a dumpable process of that uid with no capability either (a target holding
+# capabilities the reader lacks would be refused whatever its dumpable flag).
+kp_uid=$(awk '/^Uid:/ {print $2}' "/proc/$KP/status")
+kp_gid=$(awk '/^Gid:/ {print $2}' "/proc/$KP/status")
+as_kp_uid=(setpriv --reuid="$kp_uid" --regid="$kp_gid" --clear-groups --inh-caps=-all
+    --bounding-set=-all --)
+"${as_kp_uid[@]}" sleep 60 &
+CONTROL=$!
+capless() { [ "$(awk '/^CapEff:/ {print $2}' "/proc/$1/status")" = 0000000000000000 ]; }
+wait_for 5 capless "$CONTROL" || die "the control process kept its capabilities"
+read_mem='import sys; open(f"/proc/{sys.argv[1]}/mem", "rb", 0)'
+"${as_kp_uid[@]}" python3 -c "$read_mem" "$CONTROL" ||
+    die "a same-uid process cannot read a dumpable process's memory either: the attack is not tried"
+kill "$CONTROL"
+wait "$CONTROL" 2>/dev/null || true
+if "${as_kp_uid[@]}" python3 -c "$read_mem" "$KP" 2>"$T/mem.err"; then
+    die "a process of the key process's uid opened its /proc/$KP/mem"
+fi
+grep -q PermissionError "$T/mem.err" || die "reading /proc/$KP/mem failed otherwise: $(cat "$T/mem.err")"
+grep -Eq '^Max core file size +0 +0 ' "/proc/$KP/limits" || die "the key process may dump core"
 
 # Sockets: the key process's only socket; its peer is held by the monitor and nobody else.
 kp_fds=$(ls -l "/proc/$KP/fd" | grep -c 'socket:' || true)

@@ -4,9 +4,14 @@
  * content key of an entry sealed to this site. It loads the keys itself and reports a refusal
  * (a secret key readable by others) instead of keys; any other message, or a request that
  * does not decode, makes it exit rather than answer; and it exits when its peer goes away.
+ * Its memory is closed to every process of its own uid that lacks CAP_SYS_PTRACE, whoever
+ * started it, and it leaves no core file.
  */
+#include <errno.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "crypto/keyops.h"
@@ -147,8 +152,7 @@ static void test_refusal_is_reported(void **state)
 }
 
 /* Its seccomp list has no open: a key process that tried to read a file would be killed.
- * Checked from outside through /proc: the filter is on (Seccomp: 2) and it is not dumpable
- * by others only when cwtd sets that; here the filter and no_new_privs are its own. */
+ * Checked from outside through /proc: the filter is on (Seccomp: 2), with no_new_privs. */
 static void test_it_is_confined(void **state)
 {
     struct kfx *k = *state;
@@ -173,6 +177,97 @@ static void test_it_is_confined(void **state)
     (void)wait_exit(kp.pid);
 }
 
+/* Drops every capability of the calling process; its uid stays. Returns 0 or -1. */
+static int drop_all_caps(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct none[2];
+
+    memset(none, 0, sizeof(none));
+    return syscall(SYS_capset, &hdr, none) == 0 ? 0 : -1;
+}
+
+/* In a child: drops every capability (the uid stays), then opens /proc/PID/mem of target.
+ * Exits 0 when the open succeeds, 1 when it is refused with EACCES or EPERM, 2 otherwise. */
+static int open_mem_without_caps(pid_t target)
+{
+    pid_t pid = fork();
+    int status;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char path[64];
+        int fd;
+
+        if (drop_all_caps() != 0)
+            _exit(2);
+        snprintf(path, sizeof(path), "/proc/%ld/mem", (long)target);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            _exit(0);
+        _exit(errno == EACCES || errno == EPERM ? 1 : 2);
+    }
+    status = wait_exit(pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* The attack: a process of the key process's own uid without CAP_SYS_PTRACE opens
+ * /proc/PID/mem to read the secret keys. The control: it works on a process of that uid that
+ * is dumpable and holds no capability, as the key process does (a target with capabilities the
+ * reader lacks is refused anyway). It is refused on the key process, which turns dumps off
+ * itself rather than relying on cwtd. Its core limit is 0, hard and soft. */
+static void test_memory_is_closed_to_its_own_uid(void **state)
+{
+    struct kfx *k = *state;
+    struct keyproc_client kp;
+    char path[64], line[256], err[CWT_ERRLEN];
+    int core = 0;
+    FILE *f;
+    pid_t control;
+    int status, ready[2], opened;
+    char byte = 0;
+
+    keyproc_start(&k->cfg, &kp);
+    assert_int_equal(keyproc_handshake(&kp, &k->pub, err, sizeof(err)), 0);
+    /* The control says when it has dropped its capabilities: before that, the reader would be
+     * refused for the capabilities alone. */
+    assert_int_equal(pipe(ready), 0);
+    control = fork();
+    assert_true(control >= 0);
+    if (control == 0) {
+        close(ready[0]);
+        if (drop_all_caps() != 0 || write(ready[1], "r", 1) != 1)
+            _exit(2);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    opened = read(ready[0], &byte, 1) == 1 ? open_mem_without_caps(control) : -1;
+    close(ready[0]);
+    /* Reaped before any assertion, so that a failure leaves no child holding the output. */
+    assert_int_equal(kill(control, SIGKILL), 0);
+    status = wait_exit(control);
+    assert_int_equal(opened, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(open_mem_without_caps(kp.pid), 1);
+    snprintf(path, sizeof(path), "/proc/%ld/limits", (long)kp.pid);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Max core file size", 18) == 0) {
+            char soft[32], hard[32];
+            assert_int_equal(sscanf(line + 18, "%31s %31s", soft, hard), 2);
+            assert_string_equal(soft, "0");
+            assert_string_equal(hard, "0");
+            core = 1;
+        }
+    fclose(f);
+    assert_int_equal(core, 1);
+    close(kp.sock);
+    (void)wait_exit(kp.pid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +276,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_messages_end_it, kfx_setup, kfx_teardown),
         cmocka_unit_test_setup_teardown(test_refusal_is_reported, kfx_setup, kfx_teardown),
         cmocka_unit_test_setup_teardown(test_it_is_confined, kfx_setup, kfx_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_is_closed_to_its_own_uid, kfx_setup,
+                                        kfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
