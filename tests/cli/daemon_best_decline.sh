@@ -39,10 +39,7 @@ for split, count in (("train", 96), ("val", 40)):
     with open("%s/%s-labels" % (out, split), "wb") as f:
         f.write(struct.pack(">II", 2049, count) + bytes(labels))
 PY
-    for split in train val; do
-        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
-            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
-    done
+    ingest_splits "$1"
 }
 
 for s in "${SITES[@]}"; do make_site "$s"; done
@@ -64,14 +61,7 @@ for s in "${SITES[@]}"; do
     make_data "$s" "$i"
     i=$((i + 1))
 done
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 600 "${SITES[@]}"
 hash=$(check_federation_end "${SITES[@]}")
 
 last=${SITES[$((${#SITES[@]} - 1))]}

@@ -36,10 +36,7 @@ for split, count in (("train", 96), ("val", 24)):
     with open("%s/%s-labels" % (out, split), "wb") as f:
         f.write(struct.pack(">II", 2049, count) + bytes(labels))
 PY
-    for split in train val; do
-        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
-            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
-    done
+    ingest_splits "$1"
 }
 
 for s in "${SITES[@]}"; do make_site "$s"; done
@@ -52,14 +49,7 @@ build_roster "${SITES[@]}"
 make_data a 0.5 0 0
 make_data b 1.0 0 0
 make_data c 0.8 40 1
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 900 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 900 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 
 # Every visit of cycles 1 and 2 (3 sites x 2) logged the same pooled normalisation, and no

@@ -45,14 +45,7 @@ for s in "${SITES[@]}"; do
     ingest_fashion "$s" 160 160
 done
 
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 600 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 "$CWTCTL" -c "$T/b/cwtd.conf" model export -o "$T/final.safetensors" >/dev/null || die "export"
 python3 - "$T/init.safetensors" "$T/final.safetensors" <<'PY' || die "frozen stages moved or trained ones did not"

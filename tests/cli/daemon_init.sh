@@ -49,14 +49,7 @@ grep -q "have BLAKE2b $bad but the roster .* wants $hash" "$T/b.refused.log" ||
     die "unclear refusal: $(cat "$T/b.refused.log")"
 cp "$T/init.safetensors" "$T/b/init.safetensors"
 
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 600 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 grep -q "training cycle 0, hop 0 from the roster's initial weights" "$T/a.log" ||
     die "site a did not start from the initial weights"

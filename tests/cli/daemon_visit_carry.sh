@@ -33,10 +33,7 @@ for split, count in (("train", 96), ("val", 24)):
     with open("%s/%s-labels" % (out, split), "wb") as f:
         f.write(struct.pack(">II", 2049, count) + bytes(labels))
 PY
-    for split in train val; do
-        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
-            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
-    done
+    ingest_splits "$1"
 }
 
 for s in "${SITES[@]}"; do make_site "$s"; done
@@ -59,11 +56,7 @@ kill -KILL "$(cat "$T/b.pid")"
 wait_for 10 process_gone "$(cat "$T/b.pid")" || die "cwtd of b survived kill -9"
 start_daemon b
 
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+finish_federation 600 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 
 for s in "${SITES[@]}"; do
