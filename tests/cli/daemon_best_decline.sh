@@ -21,23 +21,19 @@ VISIT_STEPS=6 # 2 local epochs of 96 images in batches of 32
 # half of a site's images are of its own two classes 2*INDEX, 2*INDEX+1 (label skew).
 make_data() {
     python3 - "$T/$1" "$2" <<'PY'
-import random, struct, sys
+import os, random, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from bar_idx import bar_image, write_idx
 out, idx = sys.argv[1], int(sys.argv[2])
 rng = random.Random(1000 + idx)
 for split, count in (("train", 96), ("val", 40)):
     pixels, labels = bytearray(), bytearray()
     for i in range(count):
         k = (2 * idx + rng.randrange(2)) % 10 if i % 2 == 0 else rng.randrange(10)
-        img = [rng.randrange(0, 150) for _ in range(256)]
-        for r in range(16):
-            for c in range(k, k + 3):
-                img[r * 16 + c] = rng.randrange(90, 256)
+        img = bar_image(rng, k, (0, 150), 3, (90, 256))
         pixels += bytes(img)
         labels.append(k)
-    with open("%s/%s-images" % (out, split), "wb") as f:
-        f.write(struct.pack(">IIII", 2051, count, 16, 16) + bytes(pixels))
-    with open("%s/%s-labels" % (out, split), "wb") as f:
-        f.write(struct.pack(">II", 2049, count) + bytes(labels))
+    write_idx(out, split, pixels, labels)
 PY
     ingest_splits "$1"
 }

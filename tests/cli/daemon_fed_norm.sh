@@ -16,25 +16,21 @@ FED_CYCLES=3
 # (255 - that when INVERT), written as IDX files and ingested as the train and val splits.
 make_data() {
     python3 - "$T/$1" "$2" "$3" "$4" <<'PY'
-import random, struct, sys
+import os, random, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from bar_idx import bar_image, write_idx
 out, scale, offset, invert = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 rng = random.Random(out[-1])
 for split, count in (("train", 96), ("val", 24)):
     pixels, labels = bytearray(), bytearray()
     for i in range(count):
         k = i % 10
-        img = [rng.randrange(0, 60) for _ in range(256)]
-        for r in range(16):
-            for c in range(k, k + 4):
-                img[r * 16 + c] = 200 + rng.randrange(0, 56)
+        img = bar_image(rng, k, (0, 60), 4, (200, 256))
         for v in img:
             p = min(255, int(offset + scale * v))
             pixels.append(255 - p if invert else p)
         labels.append(k)
-    with open("%s/%s-images" % (out, split), "wb") as f:
-        f.write(struct.pack(">IIII", 2051, count, 16, 16) + bytes(pixels))
-    with open("%s/%s-labels" % (out, split), "wb") as f:
-        f.write(struct.pack(">II", 2049, count) + bytes(labels))
+    write_idx(out, split, pixels, labels)
 PY
     ingest_splits "$1"
 }

@@ -15,23 +15,19 @@ CYCLES=5
 # column set by the class, over noise).
 make_data() {
     python3 - "$T/$1" <<'PY'
-import random, struct, sys
+import os, random, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from bar_idx import bar_image, write_idx
 out = sys.argv[1]
 rng = random.Random(out[-1])
 for split, count in (("train", 96), ("val", 24)):
     pixels, labels = bytearray(), bytearray()
     for i in range(count):
         k = i % 10
-        img = [rng.randrange(0, 100) for _ in range(256)]
-        for r in range(16):
-            for c in range(k, k + 3):
-                img[r * 16 + c] = rng.randrange(150, 256)
+        img = bar_image(rng, k, (0, 100), 3, (150, 256))
         pixels += bytes(img)
         labels.append(k)
-    with open("%s/%s-images" % (out, split), "wb") as f:
-        f.write(struct.pack(">IIII", 2051, count, 16, 16) + bytes(pixels))
-    with open("%s/%s-labels" % (out, split), "wb") as f:
-        f.write(struct.pack(">II", 2049, count) + bytes(labels))
+    write_idx(out, split, pixels, labels)
 PY
     ingest_splits "$1"
 }

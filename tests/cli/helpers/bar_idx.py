@@ -1,0 +1,26 @@
+"""Synthetic bar images as IDX files, for the daemon tests' make_data (daemon_best_decline.sh,
+daemon_fed_norm.sh, daemon_visit_carry.sh): import it from tests/cli/helpers."""
+import struct
+
+SIDE = 16
+
+
+def bar_image(rng, k, noise, width, bar):
+    """A SIDE x SIDE grey image (a list of ints, row-major) of class k: every pixel
+    rng.randrange(*noise), then a vertical bar of width columns from column k, each of its
+    pixels rng.randrange(*bar). Draws from rng in that order, so a seed repeats the image."""
+    img = [rng.randrange(*noise) for _ in range(SIDE * SIDE)]
+    for r in range(SIDE):
+        for c in range(k, k + width):
+            img[r * SIDE + c] = rng.randrange(*bar)
+    return img
+
+
+def write_idx(out, split, pixels, labels):
+    """Writes OUT/SPLIT-images (IDX3, SIDE x SIDE, pixels: bytes of every image in turn) and
+    OUT/SPLIT-labels (IDX1, one byte per image)."""
+    count = len(labels)
+    with open("%s/%s-images" % (out, split), "wb") as f:
+        f.write(struct.pack(">IIII", 2051, count, SIDE, SIDE) + bytes(pixels))
+    with open("%s/%s-labels" % (out, split), "wb") as f:
+        f.write(struct.pack(">II", 2049, count) + bytes(labels))
