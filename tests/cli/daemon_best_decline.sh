@@ -23,17 +23,11 @@ make_data() {
     python3 - "$T/$1" "$2" <<'PY'
 import os, random, sys
 sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
-from bar_idx import bar_image, write_idx
+from bar_idx import bar_splits
 out, idx = sys.argv[1], int(sys.argv[2])
 rng = random.Random(1000 + idx)
-for split, count in (("train", 96), ("val", 40)):
-    pixels, labels = bytearray(), bytearray()
-    for i in range(count):
-        k = (2 * idx + rng.randrange(2)) % 10 if i % 2 == 0 else rng.randrange(10)
-        img = bar_image(rng, k, (0, 150), 3, (90, 256))
-        pixels += bytes(img)
-        labels.append(k)
-    write_idx(out, split, pixels, labels)
+label = lambda i: (2 * idx + rng.randrange(2)) % 10 if i % 2 == 0 else rng.randrange(10)
+bar_splits(out, rng, (("train", 96), ("val", 40)), label, (0, 150), 3, (90, 256))
 PY
     ingest_splits "$1"
 }

@@ -18,19 +18,17 @@ make_data() {
     python3 - "$T/$1" "$2" "$3" "$4" <<'PY'
 import os, random, sys
 sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
-from bar_idx import bar_image, write_idx
+from bar_idx import bar_splits
 out, scale, offset, invert = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 rng = random.Random(out[-1])
-for split, count in (("train", 96), ("val", 24)):
-    pixels, labels = bytearray(), bytearray()
-    for i in range(count):
-        k = i % 10
-        img = bar_image(rng, k, (0, 60), 4, (200, 256))
-        for v in img:
-            p = min(255, int(offset + scale * v))
-            pixels.append(255 - p if invert else p)
-        labels.append(k)
-    write_idx(out, split, pixels, labels)
+
+
+def pixel(v):
+    p = min(255, int(offset + scale * v))
+    return 255 - p if invert else p
+
+
+bar_splits(out, rng, (("train", 96), ("val", 24)), lambda i: i % 10, (0, 60), 4, (200, 256), pixel)
 PY
     ingest_splits "$1"
 }

@@ -17,17 +17,10 @@ make_data() {
     python3 - "$T/$1" <<'PY'
 import os, random, sys
 sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
-from bar_idx import bar_image, write_idx
+from bar_idx import bar_splits
 out = sys.argv[1]
 rng = random.Random(out[-1])
-for split, count in (("train", 96), ("val", 24)):
-    pixels, labels = bytearray(), bytearray()
-    for i in range(count):
-        k = i % 10
-        img = bar_image(rng, k, (0, 100), 3, (150, 256))
-        pixels += bytes(img)
-        labels.append(k)
-    write_idx(out, split, pixels, labels)
+bar_splits(out, rng, (("train", 96), ("val", 24)), lambda i: i % 10, (0, 100), 3, (150, 256))
 PY
     ingest_splits "$1"
 }

@@ -24,3 +24,16 @@ def write_idx(out, split, pixels, labels):
         f.write(struct.pack(">IIII", 2051, count, SIDE, SIDE) + bytes(pixels))
     with open("%s/%s-labels" % (out, split), "wb") as f:
         f.write(struct.pack(">II", 2049, count) + bytes(labels))
+
+
+def bar_splits(out, rng, counts, label, noise, width, bar, pixel=lambda v: v):
+    """For each (split, count) of counts, count images written with write_idx: image i has
+    class label(i) (called first, so it may draw from rng) and is bar_image(rng, that class,
+    noise, width, bar) with every pixel v stored as pixel(v) (an int in 0..255)."""
+    for split, count in counts:
+        pixels, labels = bytearray(), bytearray()
+        for i in range(count):
+            k = label(i)
+            pixels += bytes(pixel(v) for v in bar_image(rng, k, noise, width, bar))
+            labels.append(k)
+        write_idx(out, split, pixels, labels)
