@@ -1096,28 +1096,25 @@ static void optimize_range(struct eng_model *m, long start, long end, float lr, 
     }
 }
 
-/* One loop per run of parameters with the same lr multiplier, as model.c records them: the
- * rate is lr * multiplier (the same float product as the shader's), frozen runs are skipped. */
+struct optimize_step {
+    float lr, bc1, bc2;
+};
+
+/* One run from eng_param_runs: the rate is lr * multiplier (the same float product as the
+ * shader's). */
+static void optimize_run(struct eng_model *m, uint32_t first, uint32_t next, float scale, void *ctx)
+{
+    const struct optimize_step *st = ctx;
+    struct cpu_model *cm = m->cpu;
+    long end = next < m->nt ? (long)cm->off[next] : (long)cm->reg_floats[REG_PARAM];
+    optimize_range(m, (long)cm->off[first], end, st->lr * scale, st->bc1, st->bc2);
+}
+
+/* One loop per run of parameters with the same lr multiplier; frozen runs are skipped. */
 static void optimize(struct eng_model *m, float lr, float bc1, float bc2)
 {
-    struct cpu_model *cm = m->cpu;
-    long start = 0;
-    float scale = 1.0f;
-    int open = 0;
-    for (uint32_t i = 0; i < m->nt; i++) {
-        const struct mtensor *t = &m->t[i];
-        if (t->kind != ENG_T_PARAM)
-            continue;
-        if (open && t->lr_scale == scale)
-            continue;
-        if (open && scale != 0.0f)
-            optimize_range(m, start, (long)cm->off[i], lr * scale, bc1, bc2);
-        start = (long)cm->off[i];
-        scale = t->lr_scale;
-        open = 1;
-    }
-    if (open && scale != 0.0f)
-        optimize_range(m, start, (long)cm->reg_floats[REG_PARAM], lr * scale, bc1, bc2);
+    struct optimize_step st = {lr, bc1, bc2};
+    eng_param_runs(m, optimize_run, &st);
 }
 
 static void put_input(struct eng_model *m, const float *x, uint32_t n)

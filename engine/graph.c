@@ -340,6 +340,30 @@ void eng_model_fingerprint(const struct eng_model *m, uint8_t out[32])
 /* He (Kaiming) normal init for conv and dense weights, std = sqrt(2 / fan_in); zero biases;
  * batch norm gamma 1, beta 0, running mean 0, running var 1; optimizer state 0. Values are
  * drawn in tensor order from one generator seeded with spec->seed. */
+void eng_param_runs(struct eng_model *m,
+                    void (*fn)(struct eng_model *m, uint32_t first, uint32_t next, float scale,
+                               void *ctx),
+                    void *ctx)
+{
+    uint32_t first = 0;
+    float scale = 1.0f;
+    int open = 0;
+    for (uint32_t i = 0; i < m->nt; i++) {
+        const struct mtensor *t = &m->t[i];
+        if (t->kind != ENG_T_PARAM)
+            continue;
+        if (open && t->lr_scale == scale)
+            continue;
+        if (open && scale != 0.0f)
+            fn(m, first, i, scale, ctx);
+        first = i;
+        scale = t->lr_scale;
+        open = 1;
+    }
+    if (open && scale != 0.0f)
+        fn(m, first, m->nt, scale, ctx);
+}
+
 int eng_graph_init(struct eng_model *m, char *err, size_t errlen)
 {
     struct eng_rng rng;

@@ -432,28 +432,20 @@ static void record_optimizer_range(struct eng_model *m, struct eng_rec *r, VkDev
     }
 }
 
+/* One run from eng_param_runs, recorded into the eng_rec passed as ctx. */
+static void record_optimizer_run(struct eng_model *m, uint32_t first, uint32_t next, float scale,
+                                 void *ctx)
+{
+    VkDeviceSize end = next < m->nt ? m->t[next].off : m->region_size[REG_PARAM];
+    record_optimizer_range(m, ctx, m->t[first].off, end, scale);
+}
+
 /* One dispatch per run of parameters with the same lr multiplier (parameters are laid out in
  * tensor order, so a model without fine-tuning groups is one run, as before); frozen runs
  * (multiplier 0) are skipped, so their weights and optimizer state never change. */
 static void record_optimizer(struct eng_model *m, struct eng_rec *r)
 {
-    VkDeviceSize start = 0;
-    float scale = 1.0f;
-    int open = 0;
-    for (uint32_t i = 0; i < m->nt; i++) {
-        const struct mtensor *t = &m->t[i];
-        if (t->kind != ENG_T_PARAM)
-            continue;
-        if (open && t->lr_scale == scale)
-            continue;
-        if (open && scale != 0.0f)
-            record_optimizer_range(m, r, start, t->off, scale);
-        start = t->off;
-        scale = t->lr_scale;
-        open = 1;
-    }
-    if (open && scale != 0.0f)
-        record_optimizer_range(m, r, start, m->region_size[REG_PARAM], scale);
+    eng_param_runs(m, record_optimizer_run, r);
 }
 
 int eng_model_record(struct eng_model *m, struct eng_rec *r, uint32_t n, int predict, int slot,

@@ -116,6 +116,14 @@ int eng_graph_build(struct eng_model *m, char *err, size_t errlen);
 /* graph.c: writes every tensor's initial value through eng_model_write_tensor (He init from
  * spec.seed, drawn in tensor order). */
 int eng_graph_init(struct eng_model *m, char *err, size_t errlen);
+/* graph.c: calls fn once per run of consecutive parameters with the same lr multiplier, in
+ * tensor order, skipping frozen runs (multiplier 0). first is the run's first tensor index and
+ * next the index of the tensor that starts the following run, or m->nt for the last run (its
+ * end is then the end of the parameter region); scale is the run's multiplier. */
+void eng_param_runs(struct eng_model *m,
+                    void (*fn)(struct eng_model *m, uint32_t first, uint32_t next, float scale,
+                               void *ctx),
+                    void *ctx);
 
 /* The Vulkan backend's entry points (device.c, model.c, train.c; the table is train.c's). */
 void vk_device_close(struct eng_device *d);

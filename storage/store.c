@@ -877,17 +877,15 @@ out:
     return rc;
 }
 
-int store_disk_bytes(struct store *st, uint64_t *out)
+int store_env_disk_bytes(const char *dir, uint64_t *out)
 {
     static const char *const files[] = {"data.mdb", "lock.mdb"};
     char path[PATH_MAX];
     struct stat sb;
     uint64_t total = 0;
 
-    if (st == NULL || out == NULL)
-        return CWT_EINVAL;
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        if (file_join(path, sizeof(path), st->dir, files[i]) != 0)
+        if (file_join(path, sizeof(path), dir, files[i]) != 0)
             return CWT_ETOOBIG;
         if (stat(path, &sb) != 0) {
             if (errno == ENOENT)
@@ -896,6 +894,21 @@ int store_disk_bytes(struct store *st, uint64_t *out)
         }
         /* Allocated blocks, not the apparent size: the map may be sparse. */
         total += (uint64_t)sb.st_blocks * 512u;
+    }
+    *out = total;
+    return 0;
+}
+
+int store_disk_bytes(struct store *st, uint64_t *out)
+{
+    uint64_t total = 0;
+
+    if (st == NULL || out == NULL)
+        return CWT_EINVAL;
+    {
+        int rc = store_env_disk_bytes(st->dir, &total);
+        if (rc != 0)
+            return rc;
     }
     {
         uint64_t ckpt = 0;

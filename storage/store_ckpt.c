@@ -265,20 +265,10 @@ int store_ckpt_txn_begin(struct store *st, int rdonly, MDB_txn **txn, MDB_dbi *m
 
 int store_ckpt_disk_bytes(struct store *st, uint64_t *out)
 {
-    static const char *const files[] = {CKPT_DIR "/data.mdb", CKPT_DIR "/lock.mdb"};
-    char path[PATH_MAX];
-    struct stat sb;
+    char dir[PATH_MAX];
 
     *out = 0;
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        if (file_join(path, sizeof(path), st->dir, files[i]) != 0)
-            return CWT_ETOOBIG;
-        if (stat(path, &sb) != 0) {
-            if (errno == ENOENT)
-                continue;
-            return CWT_EIO;
-        }
-        *out += (uint64_t)sb.st_blocks * 512u;
-    }
-    return 0;
+    if (file_join(dir, sizeof(dir), st->dir, CKPT_DIR) != 0)
+        return CWT_ETOOBIG;
+    return store_env_disk_bytes(dir, out);
 }

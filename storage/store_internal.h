@@ -62,6 +62,11 @@ int store_ckpt_txn_begin(struct store *st, int rdonly, MDB_txn **txn, MDB_dbi *m
 /* 1 when key is a meta key of the training driver, kept in the checkpoint environment. */
 int store_ckpt_meta_key(const char *key);
 
+/* Allocated bytes (st_blocks, not the apparent size: the map may be sparse) of the LMDB
+ * environment in dir (its data.mdb and lock.mdb; a missing file counts 0), into *out.
+ * 0 or CWT_EIO/CWT_ETOOBIG; *out is left alone on error. */
+int store_env_disk_bytes(const char *dir, uint64_t *out);
+
 /* Allocated bytes of the checkpoint environment's files. 0 or CWT_EIO/CWT_ETOOBIG. */
 int store_ckpt_disk_bytes(struct store *st, uint64_t *out);
 

@@ -21,28 +21,15 @@ VISIT_STEPS=6 # 2 local epochs of 96 images in batches of 32
 # half of a site's images are of its own two classes 2*INDEX, 2*INDEX+1 (label skew).
 make_data() {
     python3 - "$T/$1" "$2" <<'PY'
-import random, struct, sys
+import os, random, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from bar_idx import bar_splits
 out, idx = sys.argv[1], int(sys.argv[2])
 rng = random.Random(1000 + idx)
-for split, count in (("train", 96), ("val", 40)):
-    pixels, labels = bytearray(), bytearray()
-    for i in range(count):
-        k = (2 * idx + rng.randrange(2)) % 10 if i % 2 == 0 else rng.randrange(10)
-        img = [rng.randrange(0, 150) for _ in range(256)]
-        for r in range(16):
-            for c in range(k, k + 3):
-                img[r * 16 + c] = rng.randrange(90, 256)
-        pixels += bytes(img)
-        labels.append(k)
-    with open("%s/%s-images" % (out, split), "wb") as f:
-        f.write(struct.pack(">IIII", 2051, count, 16, 16) + bytes(pixels))
-    with open("%s/%s-labels" % (out, split), "wb") as f:
-        f.write(struct.pack(">II", 2049, count) + bytes(labels))
+label = lambda i: (2 * idx + rng.randrange(2)) % 10 if i % 2 == 0 else rng.randrange(10)
+bar_splits(out, rng, (("train", 96), ("val", 40)), label, (0, 150), 3, (90, 256))
 PY
-    for split in train val; do
-        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
-            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
-    done
+    ingest_splits "$1"
 }
 
 for s in "${SITES[@]}"; do make_site "$s"; done
@@ -64,14 +51,7 @@ for s in "${SITES[@]}"; do
     make_data "$s" "$i"
     i=$((i + 1))
 done
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 600 "${SITES[@]}"
 hash=$(check_federation_end "${SITES[@]}")
 
 last=${SITES[$((${#SITES[@]} - 1))]}

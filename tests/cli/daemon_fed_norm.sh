@@ -16,30 +16,21 @@ FED_CYCLES=3
 # (255 - that when INVERT), written as IDX files and ingested as the train and val splits.
 make_data() {
     python3 - "$T/$1" "$2" "$3" "$4" <<'PY'
-import random, struct, sys
+import os, random, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from bar_idx import bar_splits
 out, scale, offset, invert = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 rng = random.Random(out[-1])
-for split, count in (("train", 96), ("val", 24)):
-    pixels, labels = bytearray(), bytearray()
-    for i in range(count):
-        k = i % 10
-        img = [rng.randrange(0, 60) for _ in range(256)]
-        for r in range(16):
-            for c in range(k, k + 4):
-                img[r * 16 + c] = 200 + rng.randrange(0, 56)
-        for v in img:
-            p = min(255, int(offset + scale * v))
-            pixels.append(255 - p if invert else p)
-        labels.append(k)
-    with open("%s/%s-images" % (out, split), "wb") as f:
-        f.write(struct.pack(">IIII", 2051, count, 16, 16) + bytes(pixels))
-    with open("%s/%s-labels" % (out, split), "wb") as f:
-        f.write(struct.pack(">II", 2049, count) + bytes(labels))
+
+
+def pixel(v):
+    p = min(255, int(offset + scale * v))
+    return 255 - p if invert else p
+
+
+bar_splits(out, rng, (("train", 96), ("val", 24)), lambda i: i % 10, (0, 60), 4, (200, 256), pixel)
 PY
-    for split in train val; do
-        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
-            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
-    done
+    ingest_splits "$1"
 }
 
 for s in "${SITES[@]}"; do make_site "$s"; done
@@ -52,14 +43,7 @@ build_roster "${SITES[@]}"
 make_data a 0.5 0 0
 make_data b 1.0 0 0
 make_data c 0.8 40 1
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 900 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 900 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 
 # Every visit of cycles 1 and 2 (3 sites x 2) logged the same pooled normalisation, and no

@@ -45,25 +45,14 @@ for s in "${SITES[@]}"; do
     ingest_fashion "$s" 160 160
 done
 
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 600 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 "$CWTCTL" -c "$T/b/cwtd.conf" model export -o "$T/final.safetensors" >/dev/null || die "export"
 python3 - "$T/init.safetensors" "$T/final.safetensors" <<'PY' || die "frozen stages moved or trained ones did not"
-import json, struct, sys
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
-            for k, v in h.items() if k != "__metadata__" and v["dtype"] == "F32"}
-a, b = load(sys.argv[1]), load(sys.argv[2])
+import os, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from st_read import f32_tensors
+a, b = f32_tensors(sys.argv[1]), f32_tensors(sys.argv[2])
 frozen = [k for k in a if k.startswith(("conv1.", "bn1.", "layer1."))]
 moved = [k for k in a if k not in frozen and k.endswith("weight")]
 assert frozen and moved, (frozen, moved)

@@ -49,32 +49,18 @@ grep -q "have BLAKE2b $bad but the roster .* wants $hash" "$T/b.refused.log" ||
     die "unclear refusal: $(cat "$T/b.refused.log")"
 cp "$T/init.safetensors" "$T/b/init.safetensors"
 
-for s in "${SITES[@]}"; do start_daemon "$s"; done
-"$CWTCTL" -c "$T/a/cwtd.conf" start >/dev/null || die "start at a"
-start_courier "${SITES[@]}"
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+run_federation 600 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 grep -q "training cycle 0, hop 0 from the roster's initial weights" "$T/a.log" ||
     die "site a did not start from the initial weights"
 "$CWTCTL" -c "$T/b/cwtd.conf" model export -o "$T/final.safetensors" >/dev/null || die "export"
 python3 - "$T/init.safetensors" "$T/final.safetensors" <<'PY' || die "the final model did not start from the initial weights"
-import json, struct, sys
+import os, struct, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from st_read import f32_tensors
 def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k == "__metadata__" or v["dtype"] != "F32" or not k.endswith("weight"):
-            continue
-        s, e = v["data_offsets"]
-        raw = b[8 + n + s:8 + n + e]
-        out[k] = struct.unpack("<%df" % (len(raw) // 4), raw)
-    return out
+    return {k: struct.unpack("<%df" % (len(raw) // 4), raw)
+            for k, raw in f32_tensors(p).items() if k.endswith("weight")}
 a, b = load(sys.argv[1]), load(sys.argv[2])
 assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
 d = max(abs(x - y) for k in a for x, y in zip(a[k], b[k]))

@@ -15,28 +15,14 @@ CYCLES=5
 # column set by the class, over noise).
 make_data() {
     python3 - "$T/$1" <<'PY'
-import random, struct, sys
+import os, random, sys
+sys.path.insert(0, os.environ["CWT_SRC"] + "/tests/cli/helpers")
+from bar_idx import bar_splits
 out = sys.argv[1]
 rng = random.Random(out[-1])
-for split, count in (("train", 96), ("val", 24)):
-    pixels, labels = bytearray(), bytearray()
-    for i in range(count):
-        k = i % 10
-        img = [rng.randrange(0, 100) for _ in range(256)]
-        for r in range(16):
-            for c in range(k, k + 3):
-                img[r * 16 + c] = rng.randrange(150, 256)
-        pixels += bytes(img)
-        labels.append(k)
-    with open("%s/%s-images" % (out, split), "wb") as f:
-        f.write(struct.pack(">IIII", 2051, count, 16, 16) + bytes(pixels))
-    with open("%s/%s-labels" % (out, split), "wb") as f:
-        f.write(struct.pack(">II", 2049, count) + bytes(labels))
+bar_splits(out, rng, (("train", 96), ("val", 24)), lambda i: i % 10, (0, 100), 3, (150, 256))
 PY
-    for split in train val; do
-        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
-            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
-    done
+    ingest_splits "$1"
 }
 
 for s in "${SITES[@]}"; do make_site "$s"; done
@@ -59,11 +45,7 @@ kill -KILL "$(cat "$T/b.pid")"
 wait_for 10 process_gone "$(cat "$T/b.pid")" || die "cwtd of b survived kill -9"
 start_daemon b
 
-wait_for 600 all_finished "${SITES[@]}" || {
-    for s in "${SITES[@]}"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
-    die "the federation did not finish"
-}
-stop_courier
+finish_federation 600 "${SITES[@]}"
 check_federation_end "${SITES[@]}" >/dev/null
 
 for s in "${SITES[@]}"; do

@@ -20,12 +20,9 @@ T="$CWT_TEST_TMP/simulate.$$"
 mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
 . "$CWT_SRC/tests/cli/helpers/expect.sh" # fail, expect
+. "$CWT_SRC/tests/cli/helpers/sim_site.sh" # sim_site
 
-python3 "$CWT_SRC/tests/cli/helpers/make_pngs.py" "$T/png" 60 11 16
-"$CWTCTL" init --site-id sim --dir "$T/site" --input 16x16x1 --classes 3 >/dev/null
-sed -i -e 's/batch_size = [0-9]*;/batch_size = 16;/' "$T/site/roster.conf"
-S=(-c "$T/site/cwtd.conf")
-"$CWTCTL" "${S[@]}" ingest --val-fraction 0.2 --test-fraction 0.2 --seed 5 "$T/png" >/dev/null
+sim_site
 
 # 1. Usage errors, before any training.
 SIM=("$CWTCTL" "${S[@]}" simulate)

@@ -106,4 +106,40 @@ static inline double th_relerr(const float *got, const double *ref, size_t n, do
     return e / mx;
 }
 
+/* Opens t (zeroed first) for a test program NAME on device "cpu" or "vulkan" (keeping lavapipe
+ * loaded for "vulkan"): seed from th_seed(), rng seeded with it, t->d open. With "vulkan" the
+ * device must be a Vulkan one (CWT_VK_DEVICE may name another). Prints the device and the seed
+ * on stderr; 0, or -1 with the reason on stderr. Pair with th_close. */
+static inline int th_open(struct th *t, const char *device, const char *name)
+{
+    char err[CWT_ERRLEN];
+    int vk = strcmp(device, "vulkan") == 0;
+    memset(t, 0, sizeof(*t));
+    t->seed = th_seed();
+    if (vk)
+        th_keep_lavapipe_loaded();
+    eng_rng_seed(&t->rng, t->seed);
+    if (eng_device_open(device, 0, &t->d, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: cannot open a %s device: %s\n", name, device, err);
+        return -1;
+    }
+    if (vk && strcmp(t->d->info.backend, "vulkan") != 0) {
+        fprintf(stderr, "%s needs a Vulkan device (CWT_VK_DEVICE names another)\n", name);
+        eng_device_close(t->d);
+        return -1;
+    }
+    fprintf(stderr, "%s: device %s, seed 0x%llx (CWT_TEST_SEED repeats a run)\n", name,
+            t->d->info.name, (unsigned long long)t->seed);
+    return 0;
+}
+
+/* cmocka teardown for a th_open fixture in *state: frees its buffers, closes its device. */
+static inline int th_close(void **state)
+{
+    struct th *t = *state;
+    th_free_bufs(t);
+    eng_device_close(t->d);
+    return 0;
+}
+
 #endif

@@ -113,13 +113,17 @@ static inline size_t xi(const struct eng_conv *c, uint32_t ci, uint32_t b, uint3
     return (((size_t)ci * c->n + b) * c->ih + y) * c->iw + x;
 }
 
-static inline void ref_conv(const struct eng_conv *c, const double *x, const double *w, double *y)
+/* Calls tap(ctx, yi, xi, wi) for every (output, input, weight) index triple of convolution c
+ * whose input position is inside the image (padding skipped): outputs in [cout][n][oh][ow]
+ * order, and per output the taps in (ci, ky, kx) order. */
+static inline void ref_conv_taps(const struct eng_conv *c,
+                                 void (*tap)(void *ctx, size_t yi, size_t xi, size_t wi), void *ctx)
 {
     for (uint32_t co = 0; co < c->cout; co++)
         for (uint32_t b = 0; b < c->n; b++)
             for (uint32_t oy = 0; oy < c->oh; oy++)
                 for (uint32_t ox = 0; ox < c->ow; ox++) {
-                    double acc = 0;
+                    size_t yi = (((size_t)co * c->n + b) * c->oh + oy) * c->ow + ox;
                     for (uint32_t ci = 0; ci < c->cin; ci++)
                         for (uint32_t ky = 0; ky < c->kh; ky++)
                             for (uint32_t kx = 0; kx < c->kw; kx++) {
@@ -127,39 +131,45 @@ static inline void ref_conv(const struct eng_conv *c, const double *x, const dou
                                 int ix = (int)(ox * c->stride + kx) - (int)c->pad;
                                 if (iy < 0 || ix < 0 || iy >= (int)c->ih || ix >= (int)c->iw)
                                     continue;
-                                acc += x[xi(c, ci, b, (uint32_t)iy, (uint32_t)ix)] *
-                                       w[((co * c->cin + ci) * c->kh + ky) * c->kw + kx];
+                                tap(ctx, yi, xi(c, ci, b, (uint32_t)iy, (uint32_t)ix),
+                                    ((co * c->cin + ci) * c->kh + ky) * c->kw + kx);
                             }
-                    y[(((size_t)co * c->n + b) * c->oh + oy) * c->ow + ox] = acc;
                 }
+}
+
+struct conv_io {
+    const double *x, *w, *dy;
+    double *y, *dx, *dw;
+};
+
+static inline void conv_fwd_tap(void *ctx, size_t yi, size_t xj, size_t wi)
+{
+    struct conv_io *io = ctx;
+    io->y[yi] += io->x[xj] * io->w[wi];
+}
+
+static inline void conv_bwd_tap(void *ctx, size_t yi, size_t xj, size_t wi)
+{
+    struct conv_io *io = ctx;
+    io->dx[xj] += io->dy[yi] * io->w[wi];
+    io->dw[wi] += io->dy[yi] * io->x[xj];
+}
+
+static inline void ref_conv(const struct eng_conv *c, const double *x, const double *w, double *y)
+{
+    struct conv_io io = {.x = x, .w = w, .y = y};
+    memset(y, 0, (size_t)c->cout * c->n * c->oh * c->ow * sizeof(double));
+    ref_conv_taps(c, conv_fwd_tap, &io);
 }
 
 /* Adjoint of ref_conv: dx and dw from dy. */
 static inline void ref_conv_bwd(const struct eng_conv *c, const double *x, const double *w,
                                 const double *dy, double *dx, double *dw)
 {
-    size_t nx = (size_t)c->cin * c->n * c->ih * c->iw;
-    size_t nw = (size_t)c->cout * c->cin * c->kh * c->kw;
-    memset(dx, 0, nx * sizeof(double));
-    memset(dw, 0, nw * sizeof(double));
-    for (uint32_t co = 0; co < c->cout; co++)
-        for (uint32_t b = 0; b < c->n; b++)
-            for (uint32_t oy = 0; oy < c->oh; oy++)
-                for (uint32_t ox = 0; ox < c->ow; ox++) {
-                    double g = dy[(((size_t)co * c->n + b) * c->oh + oy) * c->ow + ox];
-                    for (uint32_t ci = 0; ci < c->cin; ci++)
-                        for (uint32_t ky = 0; ky < c->kh; ky++)
-                            for (uint32_t kx = 0; kx < c->kw; kx++) {
-                                int iy = (int)(oy * c->stride + ky) - (int)c->pad;
-                                int ix = (int)(ox * c->stride + kx) - (int)c->pad;
-                                if (iy < 0 || ix < 0 || iy >= (int)c->ih || ix >= (int)c->iw)
-                                    continue;
-                                size_t wi = ((co * c->cin + ci) * c->kh + ky) * c->kw + kx;
-                                size_t xj = xi(c, ci, b, (uint32_t)iy, (uint32_t)ix);
-                                dx[xj] += g * w[wi];
-                                dw[wi] += g * x[xj];
-                            }
-                }
+    struct conv_io io = {.x = x, .w = w, .dy = dy, .dx = dx, .dw = dw};
+    memset(dx, 0, (size_t)c->cin * c->n * c->ih * c->iw * sizeof(double));
+    memset(dw, 0, (size_t)c->cout * c->cin * c->kh * c->kw * sizeof(double));
+    ref_conv_taps(c, conv_bwd_tap, &io);
 }
 
 static inline void conv_f(const double *v, double *y, void *ctx)

@@ -413,10 +413,7 @@ static int setup(void **state)
 {
     static struct fix f;
     memset(&f, 0, sizeof(f));
-    const char *s = getenv("CWT_TEST_SEED");
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    f.seed = s && *s ? strtoull(s, NULL, 0) : (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
+    f.seed = th_seed();
     char err[CWT_ERRLEN];
     th_keep_lavapipe_loaded();
     if (eng_device_open("cpu", 0, &f.cpu, err, sizeof(err)) != 0 ||

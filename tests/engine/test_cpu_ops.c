@@ -712,24 +712,9 @@ static void test_optim(void **state)
 static int setup(void **state)
 {
     static struct th t;
-    char err[CWT_ERRLEN];
-    memset(&t, 0, sizeof(t));
-    t.seed = th_seed();
-    eng_rng_seed(&t.rng, t.seed);
-    if (eng_device_open("cpu", 0, &t.d, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cannot open the CPU device: %s\n", err);
+    if (th_open(&t, "cpu", "test_cpu_ops") != 0)
         return -1;
-    }
-    fprintf(stderr, "test_cpu_ops: %s, seed 0x%llx (CWT_TEST_SEED repeats a run)\n", t.d->info.name,
-            (unsigned long long)t.seed);
     *state = &t;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct th *t = *state;
-    eng_device_close(t->d);
     return 0;
 }
 
@@ -740,5 +725,5 @@ int main(void)
         cmocka_unit_test(test_pool),  cmocka_unit_test(test_dropout), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_optim),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, th_close);
 }

@@ -864,31 +864,9 @@ static void test_optim(void **state)
 static int setup(void **state)
 {
     static struct th t;
-    char err[CWT_ERRLEN];
-    memset(&t, 0, sizeof(t));
-    t.seed = th_seed();
-    th_keep_lavapipe_loaded();
-    eng_rng_seed(&t.rng, t.seed);
-    if (eng_device_open("vulkan", 0, &t.d, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cannot open a Vulkan device: %s\n", err);
+    if (th_open(&t, "vulkan", "test_ops") != 0)
         return -1;
-    }
-    if (strcmp(t.d->info.backend, "vulkan") != 0) {
-        fprintf(stderr, "test_ops needs a Vulkan device (CWT_VK_DEVICE names another)\n");
-        eng_device_close(t.d);
-        return -1;
-    }
-    fprintf(stderr, "test_ops: device %s, seed 0x%llx (CWT_TEST_SEED repeats a run)\n",
-            t.d->info.name, (unsigned long long)t.seed);
     *state = &t;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct th *t = *state;
-    th_free_bufs(t);
-    eng_device_close(t->d);
     return 0;
 }
 
@@ -940,5 +918,5 @@ int main(void)
         cmocka_unit_test(test_optim),
         cmocka_unit_test(test_variant_lookup),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, th_close);
 }

@@ -261,25 +261,9 @@ static void test_profile(void **state)
 static int setup(void **state)
 {
     static struct th t;
-    char err[CWT_ERRLEN];
-    memset(&t, 0, sizeof(t));
-    t.seed = th_seed();
-    th_keep_lavapipe_loaded();
-    eng_rng_seed(&t.rng, t.seed);
-    if (eng_device_open("vulkan", 0, &t.d, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cannot open a Vulkan device: %s\n", err);
+    if (th_open(&t, "vulkan", "test_train") != 0)
         return -1;
-    }
-    fprintf(stderr, "test_train: device %s, seed 0x%llx (CWT_TEST_SEED repeats a run)\n",
-            t.d->info.name, (unsigned long long)t.seed);
     *state = &t;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct th *t = *state;
-    eng_device_close(t->d);
     return 0;
 }
 
@@ -292,5 +276,5 @@ int main(void)
         cmocka_unit_test(test_convergence),
         cmocka_unit_test(test_profile),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, th_close);
 }

@@ -50,6 +50,8 @@
 #include "daemon/keyproc.h"
 #include "sandbox/sandbox.h"
 
+#include "sec_probe.h"
+
 enum attempt {
     A_OPEN = 0,
     A_OPENAT,
@@ -287,25 +289,6 @@ static void test_keyproc_loop_still_works(void **state)
     close(sv[0]);
 }
 
-/* Makes this process look like a kernel without Landlock: a filter that answers ENOSYS. */
-static int hide_landlock(void)
-{
-    static const char *const calls[] = {"landlock_create_ruleset", "landlock_add_rule",
-                                        "landlock_restrict_self"};
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-
-    if (ctx == NULL || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
-        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), seccomp_syscall_resolve_name(calls[i]),
-                             0) != 0)
-            return -1;
-    if (seccomp_load(ctx) != 0)
-        return -1;
-    seccomp_release(ctx);
-    return sandbox_landlock_available() ? -1 : 0;
-}
-
 /* Bit 0: sandbox_apply refused without the override and named it; bit 1: it applied with
  * the override; bit 2: a list of paths for the key process is refused (its file access is
  * decided in sandbox.c, not by the caller). */
@@ -316,7 +299,7 @@ static int no_landlock_body(void)
     int bits = 0, status;
     pid_t pid;
 
-    if (hide_landlock() != 0)
+    if (sec_hide_landlock() != 0)
         return 0x80;
     pid = fork();
     if (pid == 0) {
@@ -350,7 +333,7 @@ static int no_landlock_keyproc_body(void)
     char err[CWT_ERRLEN];
     int bits = 0, status;
 
-    if (hide_landlock() != 0)
+    if (sec_hide_landlock() != 0)
         return 0x80;
     snprintf(cfg.keys_dir, sizeof(cfg.keys_dir), "%s", keys_dir);
     cfg.allow_no_landlock = 0;
@@ -379,39 +362,16 @@ static int no_landlock_keyproc_body(void)
     return bits;
 }
 
-/* Runs body in a child (the Landlock-hiding filter must not outlive it); its result travels
- * through a pipe. */
-static int run_bits(int (*body)(void))
-{
-    int pfd[2], status, bits = -1;
-    pid_t pid;
-
-    assert_int_equal(pipe(pfd), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int b = body();
-        close(pfd[0]);
-        _exit(write(pfd[1], &b, sizeof(b)) == (ssize_t)sizeof(b) ? 0 : 1);
-    }
-    close(pfd[1]);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (read(pfd[0], &bits, sizeof(bits)) != (ssize_t)sizeof(bits))
-        bits = -1;
-    close(pfd[0]);
-    return bits;
-}
-
 static void test_no_landlock_fails_closed_unless_allowed(void **state)
 {
     (void)state;
-    assert_int_equal(run_bits(no_landlock_body), 7);
+    assert_int_equal(sec_run_bits(no_landlock_body), 7);
 }
 
 static void test_no_landlock_key_process_refuses_at_start(void **state)
 {
     (void)state;
-    assert_int_equal(run_bits(no_landlock_keyproc_body), 3);
+    assert_int_equal(sec_run_bits(no_landlock_keyproc_body), 3);
 }
 
 int main(void)

@@ -31,6 +31,8 @@
 #include "common/fileio.h"
 #include "decode/decoder.h"
 
+#include "tests/unit/png_fixture.h"
+
 #define SIDE      8
 #define PER_CLASS 3
 #define LIMIT_S   2
@@ -46,29 +48,12 @@ static char good_path[PATH_MAX + 32];
 
 static void write_png(const char *path, uint32_t serial)
 {
-    FILE *f = fopen(path, "wb");
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png_create_info_struct(png);
     uint8_t rows[SIDE][SIDE];
-    png_bytep row_ptrs[SIDE];
 
-    assert_non_null(f);
-    assert_non_null(info);
-    if (setjmp(png_jmpbuf(png)))
-        fail_msg("libpng failed writing %s", path);
-    for (int y = 0; y < SIDE; y++) {
+    for (int y = 0; y < SIDE; y++)
         for (int x = 0; x < SIDE; x++)
             rows[y][x] = (uint8_t)(serial * 29 + (uint32_t)(y * SIDE + x));
-        row_ptrs[y] = rows[y];
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, SIDE, SIDE, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, row_ptrs);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    assert_int_equal(fclose(f), 0);
+    png_fixture_write_gray(path, &rows[0][0], SIDE, SIDE);
 }
 
 /* Two class folders of PNGs; the spinning file sits in class 0 between them. */

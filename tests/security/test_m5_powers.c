@@ -47,6 +47,8 @@
 #include "decode/decoder.h"
 #include "sandbox/sandbox.h"
 
+#include "sec_probe.h"
+
 #define P_OPEN    (1 << 0)  /* opened an existing file */
 #define P_CREATE  (1 << 1)  /* created a file */
 #define P_SOCKET  (1 << 2)  /* made a socket */
@@ -141,31 +143,6 @@ static int tries_exec(void)
 static void *thread_body(void *arg)
 {
     return arg;
-}
-
-/* The child's status fits 8 bits; bits above travel through a pipe. */
-static int run(int (*body)(void))
-{
-    int pfd[2], status, bits = -1;
-    pid_t pid;
-
-    assert_int_equal(pipe(pfd), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int b;
-        close(pfd[0]);
-        b = body();
-        if (write(pfd[1], &b, sizeof(b)) != (ssize_t)sizeof(b))
-            _exit(1);
-        _exit(0);
-    }
-    close(pfd[1]);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (read(pfd[0], &bits, sizeof(bits)) != (ssize_t)sizeof(bits))
-        bits = -1;
-    close(pfd[0]);
-    return bits;
 }
 
 static int decoder_body(void)
@@ -357,24 +334,12 @@ static int caps_body(void)
  * refused as it must be; bit 1: applied with the override. */
 static int no_landlock_body(void)
 {
-    static const char *const calls[] = {"landlock_create_ruleset", "landlock_add_rule",
-                                        "landlock_restrict_self"};
     struct sandbox_paths paths = {.read_write = {scratch}};
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     char err[CWT_ERRLEN] = "";
     int bits = 0, rc;
     pid_t pid;
 
-    if (ctx == NULL || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
-        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), seccomp_syscall_resolve_name(calls[i]),
-                             0) != 0)
-            return -1;
-    if (seccomp_load(ctx) != 0)
-        return -1;
-    seccomp_release(ctx);
-    if (sandbox_landlock_available())
+    if (sec_hide_landlock() != 0)
         return -1;
     pid = fork();
     if (pid == 0) {
@@ -391,37 +356,37 @@ static int no_landlock_body(void)
 static void test_sandbox_drops_every_capability(void **state)
 {
     (void)state;
-    assert_int_equal(run(caps_body), 0);
+    assert_int_equal(sec_run_bits(caps_body), 0);
 }
 
 static void test_no_landlock_fails_closed_unless_allowed(void **state)
 {
     (void)state;
-    assert_int_equal(run(no_landlock_body), 3);
+    assert_int_equal(sec_run_bits(no_landlock_body), 3);
 }
 
 static void test_decoder_cannot_open_files_or_reach_out(void **state)
 {
     (void)state;
-    assert_int_equal(run(decoder_body), 0);
+    assert_int_equal(sec_run_bits(decoder_body), 0);
 }
 
 static void test_trainer_cannot_signal_fork_or_tiocsti(void **state)
 {
     (void)state;
-    assert_int_equal(run(trainer_body), 0);
+    assert_int_equal(sec_run_bits(trainer_body), 0);
 }
 
 static void test_trainer_cannot_open_store_files(void **state)
 {
     (void)state;
-    assert_int_equal(run(trainer_files_body), 0);
+    assert_int_equal(sec_run_bits(trainer_files_body), 0);
 }
 
 static void test_monitor_has_no_executable_memory(void **state)
 {
     (void)state;
-    assert_int_equal(run(monitor_body), 0);
+    assert_int_equal(sec_run_bits(monitor_body), 0);
 }
 
 int main(void)

@@ -20,6 +20,8 @@
 
 #include "engine/train/train.h"
 
+#include "store_fixture.h"
+
 /* Non-square and 3 channels so that swapped axes show. */
 #define H        6
 #define W        8
@@ -28,75 +30,19 @@
 #define CLASSES  3
 #define N_CLASS0 36 /* class 0: 36 images, class 1: 14, class 2: none */
 
-struct fixture {
-    char dir[PATH_MAX];
-    struct store *st;
-    uint64_t *ids;
-    size_t n;
-};
-
-static uint8_t pixel_value(uint32_t img, uint32_t y, uint32_t x, uint32_t k)
+static uint32_t image_label(uint32_t i)
 {
-    return (uint8_t)((img * 37 + y * 11 + x * 5 + k * 70) % 256);
+    return i < N_CLASS0 ? 0 : 1;
 }
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    struct store_batch *b = NULL;
-    char err[CWT_ERRLEN];
-    static unsigned counter; /* test-only: a fresh store per test */
-
-    if (fx == NULL)
-        return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/test_loader.%ld.%u", tmp ? tmp : "/tmp", (long)getpid(),
-             counter++);
-    if (store_open(fx->dir, STORE_CREATE, 64u << 20, &fx->st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "setup: %s\n", err);
-        free(fx);
-        return -1;
-    }
-    if (store_set_shape(fx->st, H, W, C) != 0 || store_batch_begin(fx->st, &b) != 0)
-        return -1;
-    for (uint32_t i = 0; i < N_IMAGES; i++) {
-        struct store_image_hdr hdr;
-        uint8_t px[H * W * C];
-        memset(&hdr, 0, sizeof(hdr));
-        hdr.label = i < N_CLASS0 ? 0 : 1;
-        hdr.split = STORE_TRAIN;
-        hdr.h = H;
-        hdr.w = W;
-        hdr.c = C;
-        memcpy(hdr.source_hash, &i, sizeof(i));
-        for (uint32_t y = 0; y < H; y++)
-            for (uint32_t x = 0; x < W; x++)
-                for (uint32_t k = 0; k < C; k++)
-                    px[(y * W + x) * C + k] = pixel_value(i, y, x, k);
-        if (store_put_image(b, &hdr, px, NULL) != 0)
-            return -1;
-    }
-    if (store_batch_commit(b) != 0 || store_read_begin(fx->st) != 0)
-        return -1;
-    if (store_list(fx->st, STORE_TRAIN, &fx->ids, &fx->n) != 0 || fx->n != N_IMAGES)
-        return -1;
-    store_read_end(fx->st);
-    *state = fx;
-    return 0;
+    return store_fixture_setup(state, "test_loader", H, W, C, N_IMAGES, image_label);
 }
 
 static int teardown(void **state)
 {
-    struct fixture *fx = *state;
-    char cmd[PATH_MAX + 16];
-    int rc;
-
-    store_close(fx->st);
-    free(fx->ids);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    rc = system(cmd);
-    free(fx);
-    return rc == 0 ? 0 : -1;
+    return store_fixture_teardown(state);
 }
 
 static struct train_loader_opts default_opts(uint32_t batch, uint64_t seed)

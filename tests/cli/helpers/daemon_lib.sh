@@ -242,6 +242,39 @@ stop_courier() {
     fi
 }
 
+# ingest_splits SITE: ingests $T/SITE/{train,val}-images with their -labels (IDX files) into
+# the site's store as the train and val splits; dies on a failure.
+ingest_splits() {
+    local split
+    for split in train val; do
+        "$CWTCTL" -c "$T/$1/cwtd.conf" ingest --split "$split" "$T/$1/$split-images" \
+            "$T/$1/$split-labels" >/dev/null || die "ingest $split at $1"
+    done
+}
+
+# finish_federation SECONDS SITES...: waits up to SECONDS for every site to finish (dying with
+# each site's status and log tail if they do not), then stops the courier.
+finish_federation() {
+    local limit=$1 s
+    shift
+    wait_for "$limit" all_finished "$@" || {
+        for s in "$@"; do "$CWTCTL" -c "$T/$s/cwtd.conf" status || true; tail -5 "$T/$s.log"; done
+        die "the federation did not finish"
+    }
+    stop_courier
+}
+
+# run_federation SECONDS SITES...: starts every site's daemon, starts the federation at the
+# first site, runs the courier and finishes as finish_federation SECONDS SITES... does.
+run_federation() {
+    local limit=$1 s
+    shift
+    for s in "$@"; do start_daemon "$s"; done
+    "$CWTCTL" -c "$T/$1/cwtd.conf" start >/dev/null || die "start at $1"
+    start_courier "$@"
+    finish_federation "$limit" "$@"
+}
+
 # final_hashes SITES...: prints each site's final model hash, one a line.
 final_hashes() {
     local s
