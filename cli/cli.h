@@ -102,6 +102,10 @@ json_t *cli_json_doc(const char *schema, int ok);
  * order, non-ASCII as UTF-8, one trailing newline; then drops the reference. doc may be NULL (out
  * of memory). Returns 0, or CLI_FAIL with a sentence on stderr. */
 int cli_json_emit(json_t *doc, int indent);
+/* The end of a command that lists things: sets doc[key] = list (taking list, also when doc is
+ * NULL), then emits doc as cli_json_emit(doc, 0) does; rc != 0 (a member that could not be
+ * built) or a failed set emits nothing and reports out of memory instead. */
+int cli_json_emit_list(json_t *doc, const char *key, json_t *list, int rc);
 /* Prints doc on stdout as one line of a JSON Lines stream (train, predict: docs/json.md) and drops
  * the reference. Unlike cli_json_emit it does not count as the run's document: a later failure
  * still ends the stream with a cwt.error/1 line. 0, or CLI_FAIL with a sentence on stderr. */

@@ -120,6 +120,19 @@ int cli_json_emit(json_t *doc, int indent)
     return rc;
 }
 
+int cli_json_emit_list(json_t *doc, const char *key, json_t *list, int rc)
+{
+    if (doc != NULL)
+        rc |= cli_json_set(doc, key, list);
+    else
+        json_decref(list);
+    if (rc != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return cli_json_emit(doc, 0);
+}
+
 int cli_json_stream(json_t *doc)
 {
     return print_doc(doc, 0);

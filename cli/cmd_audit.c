@@ -75,14 +75,7 @@ static int print_records(const struct audit_record *recs, size_t n, int json)
             e |= cli_json_set(o, "prev_hash", cli_json_hex(recs[i].prev_hash, 32));
             e |= cli_json_set(o, "hash", cli_json_hex(recs[i].hash, 32));
         }
-        if (doc != NULL)
-            e |= cli_json_set(doc, "records", json_incref(arr));
-        json_decref(arr);
-        if (e != 0) {
-            json_decref(doc);
-            doc = NULL;
-        }
-        return cli_json_emit(doc, 0);
+        return cli_json_emit_list(doc, "records", arr, e);
     }
     if (n == 0) {
         printf("the audit log is empty\n");

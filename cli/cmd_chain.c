@@ -137,15 +137,7 @@ static int print_json(const struct cwt_roster *r, const struct link *l, size_t n
         rc |= cli_json_set_str(b, "file", l[i].file);
         rc |= cli_json_set(b, "bundle", bundle_json(&l[i].info, r));
     }
-    if (doc != NULL)
-        rc |= cli_json_set(doc, "bundles", arr);
-    else
-        json_decref(arr);
-    if (rc != 0) {
-        json_decref(doc);
-        doc = NULL;
-    }
-    return cli_json_emit(doc, 0);
+    return cli_json_emit_list(doc, "bundles", arr, rc);
 }
 
 static int chain_verify(int argc, char **argv, const struct cli_globals *g)

@@ -557,15 +557,7 @@ static int print_json(const struct doctor *d, int failed)
         rc |= cli_json_set_str(o, "message", c->message);
         rc |= cli_json_set(o, "fix", c->fix[0] != '\0' ? cli_json_str(c->fix) : json_null());
     }
-    if (doc != NULL)
-        rc |= cli_json_set(doc, "checks", arr);
-    else
-        json_decref(arr);
-    if (rc != 0) {
-        json_decref(doc);
-        doc = NULL;
-    }
-    return cli_json_emit(doc, 0);
+    return cli_json_emit_list(doc, "checks", arr, rc);
 }
 
 static void doctor_usage(FILE *f)
