@@ -801,60 +801,44 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(weights, sizeof(weights), "%s/safetensors/seed-2.safetensors", dir);
-    /* sequence 0 a -> b; sequence 1 b -> c with parent; an ensemble member to two sites. */
+    /* sequence 0 a -> b; sequence 1 b -> c with parent; an ensemble member to two sites: in
+     * bundle/ created now, in bundle_open/ at a fixed creation time (fuzz_bundle_open's clock
+     * is fixed). */
     memset(&h, 0, sizeof(h));
-    h.kind = BUNDLE_KIND_CYCLE;
-    h.n_recipients = 1;
-    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-b");
     memset(h.model_fp, 0xab, 32);
     h.summary.local_epochs = 1;
     h.summary.val_accuracy = 0.5;
     h.summary.train_loss = h.summary.train_accuracy = h.summary.val_loss = NAN;
     h.summary.val_auc = NAN;
-    snprintf(path, sizeof(path), "%s/bundle/seq0.cwtb", dir);
-    if (bundle_seal(&keys[0], r, &h, weights, path, parent, err, sizeof(err)) != 0)
-        goto fail;
-    h.hop = 1;
-    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-c");
-    h.has_parent = 1;
-    memcpy(h.parent_hash, parent->file_hash, 32);
-    snprintf(path, sizeof(path), "%s/bundle/seq1.cwtb", dir);
-    if (bundle_seal(&keys[1], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
-        goto fail;
-    h.hop = 2;
-    h.kind = BUNDLE_KIND_ENSEMBLE_MEMBER;
-    h.has_parent = 0;
-    h.n_recipients = 2;
-    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-a");
-    snprintf(h.recipients[1], sizeof(h.recipients[1]), "site-b");
-    snprintf(path, sizeof(path), "%s/bundle/ensemble.cwtb", dir);
-    if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
-        goto fail;
-    /* The same three at a fixed creation time, for fuzz_bundle_open (whose clock is fixed). */
-    h.hop = 0;
-    h.kind = BUNDLE_KIND_CYCLE;
-    h.n_recipients = 1;
-    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-b");
-    h.created = FUZZ_BUNDLE_TIME;
-    snprintf(path, sizeof(path), "%s/bundle_open/seq0.cwtb", dir);
-    if (bundle_seal(&keys[0], r, &h, weights, path, parent, err, sizeof(err)) != 0)
-        goto fail;
-    h.hop = 1;
-    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-c");
-    h.has_parent = 1;
-    memcpy(h.parent_hash, parent->file_hash, 32);
-    snprintf(path, sizeof(path), "%s/bundle_open/seq1.cwtb", dir);
-    if (bundle_seal(&keys[1], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
-        goto fail;
-    h.hop = 2;
-    h.kind = BUNDLE_KIND_ENSEMBLE_MEMBER;
-    h.has_parent = 0;
-    h.n_recipients = 2;
-    snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-a");
-    snprintf(h.recipients[1], sizeof(h.recipients[1]), "site-b");
-    snprintf(path, sizeof(path), "%s/bundle_open/ensemble.cwtb", dir);
-    if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
-        goto fail;
+    static const char *const folders[2] = {"bundle", "bundle_open"};
+    for (int k = 0; k < 2; k++) {
+        h.hop = 0;
+        h.kind = BUNDLE_KIND_CYCLE;
+        h.has_parent = 0;
+        h.n_recipients = 1;
+        snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-b");
+        if (k == 1)
+            h.created = FUZZ_BUNDLE_TIME;
+        snprintf(path, sizeof(path), "%s/%s/seq0.cwtb", dir, folders[k]);
+        if (bundle_seal(&keys[0], r, &h, weights, path, parent, err, sizeof(err)) != 0)
+            goto fail;
+        h.hop = 1;
+        snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-c");
+        h.has_parent = 1;
+        memcpy(h.parent_hash, parent->file_hash, 32);
+        snprintf(path, sizeof(path), "%s/%s/seq1.cwtb", dir, folders[k]);
+        if (bundle_seal(&keys[1], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
+            goto fail;
+        h.hop = 2;
+        h.kind = BUNDLE_KIND_ENSEMBLE_MEMBER;
+        h.has_parent = 0;
+        h.n_recipients = 2;
+        snprintf(h.recipients[0], sizeof(h.recipients[0]), "site-a");
+        snprintf(h.recipients[1], sizeof(h.recipients[1]), "site-b");
+        snprintf(path, sizeof(path), "%s/%s/ensemble.cwtb", dir, folders[k]);
+        if (bundle_seal(&keys[2], r, &h, weights, path, NULL, err, sizeof(err)) != 0)
+            goto fail;
+    }
     for (int i = 0; i < FUZZ_SITES; i++)
         keys_free(&keys[i]);
     free(r);
