@@ -288,8 +288,8 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     static const char *const dir_keys[] = {"site", "store", "keys", "inbox", "outbox", NULL};
     static const char *const gpu_keys[] = {"device", NULL};
     static const char *const daemon_keys[] = {
-        "user", "group", "rescan_seconds", "settle_seconds", "allow_root", "allow_no_landlock",
-        NULL};
+        "user",           "group",      "trainer_user",      "rescan_seconds",
+        "settle_seconds", "allow_root", "allow_no_landlock", NULL};
     static const char *const limit_keys[] = {"store_max_gb", "max_bundle_mb", NULL};
     struct ctx c = {path, err, errlen};
     /* NULL until read: the gpu lookup below also runs after an earlier error. */
@@ -376,6 +376,11 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
         rc = get_string(&c, daemon, "daemon.", "user", 0, cfg->user, sizeof(cfg->user));
     if (rc == 0)
         rc = get_string(&c, daemon, "daemon.", "group", 0, cfg->group, sizeof(cfg->group));
+    /* Only parsed here: whether the user exists and differs from daemon.user is cwtd's check
+     * at start, where the user database of the running host is the one that counts. */
+    if (rc == 0)
+        rc = get_string(&c, daemon, "daemon.", "trainer_user", 0, cfg->trainer_user,
+                        sizeof(cfg->trainer_user));
     if (rc == 0)
         rc = get_u32(&c, daemon, "daemon.", "rescan_seconds", 1, 86400, &cfg->rescan_seconds);
     if (rc == 0)

@@ -35,15 +35,16 @@ struct cwt_config {
     char outbox_dir[PATH_MAX];
     char socket_path[PATH_MAX];
     char roster_path[PATH_MAX];
-    char gpu_device[CWT_NAME_MAX + 1]; /* "auto", an index, or a name substring */
-    char user[CWT_NAME_MAX + 1];       /* user to run as when started as root ("" = stay) */
-    char group[CWT_NAME_MAX + 1];      /* group allowed on the control socket */
-    uint64_t store_max_bytes;          /* LMDB map size */
-    uint32_t rescan_seconds;           /* inbox rescan period */
-    uint32_t settle_seconds;           /* a short inbox file must stop growing this long */
-    int allow_root;                    /* run as root without daemon.user (audited) */
-    int allow_no_landlock;             /* run on a kernel without Landlock (audited) */
-    uint32_t max_bundle_mb;            /* largest bundle accepted */
+    char gpu_device[CWT_NAME_MAX + 1];   /* "auto", an index, or a name substring */
+    char user[CWT_NAME_MAX + 1];         /* user to run as when started as root ("" = stay) */
+    char group[CWT_NAME_MAX + 1];        /* group allowed on the control socket */
+    char trainer_user[CWT_NAME_MAX + 1]; /* the trainer's own user ("" = daemon.user's) */
+    uint64_t store_max_bytes;            /* LMDB map size */
+    uint32_t rescan_seconds;             /* inbox rescan period */
+    uint32_t settle_seconds;             /* a short inbox file must stop growing this long */
+    int allow_root;                      /* run as root without daemon.user (audited) */
+    int allow_no_landlock;               /* run on a kernel without Landlock (audited) */
+    uint32_t max_bundle_mb;              /* largest bundle accepted */
 };
 
 enum cwt_lr_schedule {
