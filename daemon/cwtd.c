@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -38,35 +39,211 @@ static void usage(FILE *f)
             CWT_DEFAULT_CONFIG);
 }
 
-/* Started as root with a configured user: become that user (groups first) for good. Root
- * without daemon.user (or with a daemon.user that is root) is a start-up error: it would run
- * the bundle parser and the key holder with every capability and no sandbox over the
- * supervisor (issue 18, L6). daemon.allow_root = true overrides it; the monitor audits that. */
-static void drop_privileges(const struct cwt_config *cfg)
-{
-    struct passwd *pw = NULL;
+/* The users cwtd becomes when started as root: daemon.user for the monitor and the key
+ * process, daemon.trainer_user (when set) for the trainer supervisor and its trainers. */
+struct run_as {
+    int drop;    /* started as root with a non-root daemon.user: become it */
+    uid_t uid;   /* daemon.user */
+    gid_t gid;   /* its primary group: the group of the store, shared with the trainer */
+    int trainer; /* daemon.trainer_user is set */
+    uid_t trainer_uid;
+};
 
+/* Decides who runs what, before anything is done, and refuses what must not start (returns
+ * -1 after logging one sentence). Root without daemon.user (or with a daemon.user that is
+ * root) is refused: it would run the bundle parser and the key holder with every capability
+ * and no sandbox over the supervisor (issue 18, L6); daemon.allow_root = true overrides it
+ * and the monitor audits that. daemon.trainer_user needs root at start (only root can give
+ * the trainer a uid of its own), a daemon.user to share the store's group with, and a uid
+ * that is neither root nor daemon.user's (either would make the separation void). */
+static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
+{
+    struct passwd *pw = NULL, *tpw;
+
+    memset(ra, 0, sizeof(*ra));
+    if (cfg->trainer_user[0] != '\0' && geteuid() != 0) {
+        log_errorx("daemon.trainer_user = \"%s\" in %s needs cwtd to be started as root (only "
+                   "root can start the trainer as another user); start cwtd as root, or remove "
+                   "daemon.trainer_user",
+                   cfg->trainer_user, cfg->path);
+        return -1;
+    }
     if (geteuid() != 0)
-        return;
+        return 0;
     if (cfg->user[0] != '\0') {
         pw = getpwnam(cfg->user);
-        if (pw == NULL)
-            fatalx("user %s (daemon.user in %s) does not exist", cfg->user, cfg->path);
+        if (pw == NULL) {
+            log_errorx("user %s (daemon.user in %s) does not exist", cfg->user, cfg->path);
+            return -1;
+        }
     }
     if (pw == NULL || pw->pw_uid == 0) {
-        if (!cfg->allow_root)
-            fatalx("cwtd refuses to run as root: set daemon.user in %s (the packaged service "
-                   "runs as cwt), or daemon.allow_root = true to run as root on purpose",
+        if (!cfg->allow_root) {
+            log_errorx("cwtd refuses to run as root: set daemon.user in %s (the packaged service "
+                       "runs as cwt), or daemon.allow_root = true to run as root on purpose",
+                       cfg->path);
+            return -1;
+        }
+        if (cfg->trainer_user[0] != '\0') {
+            log_errorx("daemon.trainer_user = \"%s\" in %s needs a daemon.user other than root: "
+                       "the trainer reads the store through daemon.user's group",
+                       cfg->trainer_user, cfg->path);
+            return -1;
+        }
+        return 0;
+    }
+    ra->drop = 1;
+    ra->uid = pw->pw_uid;
+    ra->gid = pw->pw_gid;
+    if (cfg->trainer_user[0] == '\0')
+        return 0;
+    tpw = getpwnam(cfg->trainer_user);
+    if (tpw == NULL) {
+        log_errorx("user %s (daemon.trainer_user in %s) does not exist", cfg->trainer_user,
                    cfg->path);
-        log_warnx("running as root: daemon.allow_root is set in %s", cfg->path);
+        return -1;
+    }
+    if (tpw->pw_uid == 0) {
+        log_errorx("daemon.trainer_user = \"%s\" in %s is root: name a user of its own for the "
+                   "trainer (the package makes cwt-train), or remove the key",
+                   cfg->trainer_user, cfg->path);
+        return -1;
+    }
+    if (tpw->pw_uid == ra->uid) {
+        log_errorx("daemon.trainer_user = \"%s\" in %s has the uid of daemon.user (%s): name a "
+                   "user of its own for the trainer (the package makes cwt-train), or remove "
+                   "the key",
+                   cfg->trainer_user, cfg->path, cfg->user);
+        return -1;
+    }
+    ra->trainer = 1;
+    ra->trainer_uid = tpw->pw_uid;
+    return 0;
+}
+
+/* Become daemon.user (groups first) for good. */
+static void become_daemon_user(const struct cwt_config *cfg, const struct run_as *ra)
+{
+    if (!ra->drop) {
+        if (geteuid() == 0)
+            log_warnx("running as root: daemon.allow_root is set in %s", cfg->path);
         return;
     }
-    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-        setuid(pw->pw_uid) != 0)
+    if (initgroups(cfg->user, ra->gid) != 0 || setgid(ra->gid) != 0 || setuid(ra->uid) != 0)
         fatal("cannot become user %s", cfg->user);
-    if (setuid(0) == 0 || geteuid() != pw->pw_uid)
+    if (setuid(0) == 0 || geteuid() != ra->uid || getuid() != ra->uid)
         fatalx("privileges could not be dropped for good");
     log_info("running as user %s", cfg->user);
+}
+
+/* The trainer supervisor's half of the fork when daemon.trainer_user is set: that user, with
+ * daemon.user's primary group (to read the store) and no other group, for good. A change of
+ * uid resets the dumpable flag to fs.suid_dumpable, so it is cleared again: a process of
+ * trainer_user must not read the supervisor's memory through /proc either. Checked before it
+ * returns that the store folder can be reached, so that a site folder closed to the group is
+ * one clear message, not a trainer that fails at every restart. */
+static void become_trainer_user(const struct cwt_config *cfg, const struct run_as *ra)
+{
+    gid_t extra[1];
+
+    if (setgroups(0, NULL) != 0 || setgid(ra->gid) != 0 || setuid(ra->trainer_uid) != 0)
+        fatal("trainer supervisor: cannot become user %s", cfg->trainer_user);
+    if (setuid(0) == 0 || getuid() != ra->trainer_uid || geteuid() != ra->trainer_uid ||
+        getgid() != ra->gid || getegid() != ra->gid || getgroups(1, extra) != 0)
+        fatalx("trainer supervisor: privileges could not be dropped for good");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fatal("trainer supervisor: prctl(PR_SET_DUMPABLE)");
+    if (access(cfg->store_dir, X_OK) != 0)
+        fatal("trainer supervisor: user %s cannot enter the store %s; let group %u search the "
+              "folders above it",
+              cfg->trainer_user, cfg->store_dir, (unsigned)ra->gid);
+    log_info("trainer supervisor: running as user %s", cfg->trainer_user);
+}
+
+/* Opens (creating it when missing) the regular file name in folder dfd and gives it owner
+ * uid:gid and mode. The folder belongs to daemon.user, who could have put a link there for
+ * root to follow: the file is opened without following a symbolic link, must be a regular
+ * file with one name, and is changed through its descriptor. */
+static void own_file(int dfd, const char *dir, const char *name, uid_t uid, gid_t gid, mode_t mode)
+{
+    struct stat sb;
+    int fd = openat(dfd, name, O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+
+    if (fd < 0)
+        fatal("%s/%s", dir, name);
+    if (fstat(fd, &sb) != 0)
+        fatal("%s/%s", dir, name);
+    if (!S_ISREG(sb.st_mode) || sb.st_nlink != 1)
+        fatalx("%s/%s is not a regular file with one name; move it away", dir, name);
+    if ((sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) != 0)
+        fatal("chown %s/%s", dir, name);
+    if ((sb.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
+        fatal("chmod %s/%s", dir, name);
+    if (close(fd) != 0)
+        fatal("%s/%s", dir, name);
+}
+
+/* Opens folder name in dfd (creating it when missing; AT_FDCWD and a path for the store
+ * itself), without following a link, and gives it owner uid:gid and mode. Returns its
+ * descriptor. */
+static int own_dir(int dfd, const char *path, uid_t uid, gid_t gid, mode_t mode)
+{
+    struct stat sb;
+    int fd;
+
+    if (mkdirat(dfd, path, 0700) != 0 && errno != EEXIST)
+        fatal("cannot create the folder %s", path);
+    fd = openat(dfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        fatal("%s", path);
+    if (fstat(fd, &sb) != 0)
+        fatal("%s", path);
+    if ((sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) != 0)
+        fatal("chown %s", path);
+    if ((sb.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
+        fatal("chmod %s", path);
+    return fd;
+}
+
+/* As root, before any fork: the store's files as the processes need them (docs/threat-model.md,
+ * "Processes and their powers"). With daemon.trainer_user the trainer reads the main
+ * environment through daemon.user's group (folder 0750, data.mdb 0640) and owns checkpoints/
+ * (2750, data.mdb 0640: the monitor reads it through the group); LMDB writes its lock file
+ * even for a read transaction, so both lock.mdb are 0660. The files are made here when
+ * missing, because LMDB would make them 0600 for their creator alone. Without
+ * trainer_user, a checkpoints/ left to another user by an earlier start goes back to
+ * daemon.user with the modes LMDB gives (0700, 0600). Done on every start as root, so that
+ * a file made by hand (or by a cwtctl run as root) is put right by a restart. */
+static void prepare_store(const struct cwt_config *cfg, const struct run_as *ra)
+{
+    char ckpt[PATH_MAX];
+    struct stat sb;
+    int sfd, cfd;
+
+    if (!ra->drop)
+        return;
+    if (file_join(ckpt, sizeof(ckpt), cfg->store_dir, "checkpoints") != 0)
+        fatalx("store path too long");
+    if (!ra->trainer) {
+        /* Nothing to undo unless an earlier start gave checkpoints/ to a trainer_user. */
+        if (lstat(ckpt, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid == ra->uid)
+            return;
+        cfd = own_dir(AT_FDCWD, ckpt, ra->uid, ra->gid, 0700);
+        own_file(cfd, ckpt, "data.mdb", ra->uid, ra->gid, 0600);
+        own_file(cfd, ckpt, "lock.mdb", ra->uid, ra->gid, 0600);
+        if (close(cfd) != 0)
+            fatal("%s", ckpt);
+        log_info("%s belongs to %s again: daemon.trainer_user is not set", ckpt, cfg->user);
+        return;
+    }
+    sfd = own_dir(AT_FDCWD, cfg->store_dir, ra->uid, ra->gid, 0750);
+    own_file(sfd, cfg->store_dir, "data.mdb", ra->uid, ra->gid, 0640);
+    own_file(sfd, cfg->store_dir, "lock.mdb", ra->uid, ra->gid, 0660);
+    cfd = own_dir(sfd, "checkpoints", ra->trainer_uid, ra->gid, 02750);
+    own_file(cfd, ckpt, "data.mdb", ra->trainer_uid, ra->gid, 0640);
+    own_file(cfd, ckpt, "lock.mdb", ra->trainer_uid, ra->gid, 0660);
+    if (close(cfd) != 0 || close(sfd) != 0)
+        fatal("%s", cfg->store_dir);
 }
 
 /* No core dumps: they would hold secret keys and patient-derived weights. */
@@ -148,6 +325,7 @@ int main(int argc, char **argv)
     static struct cwt_roster roster;
     struct site_keys pub = {0};
     struct keyproc_client kp;
+    struct run_as ra;
     const char *config_path = NULL;
     char err[CWT_ERRLEN];
     int foreground = 0, debug = 0, opt, sp[2];
@@ -207,7 +385,15 @@ int main(int argc, char **argv)
                    cfg.site_id, cfg.roster_path);
         return 2;
     }
-    drop_privileges(&cfg);
+    if (resolve_users(&cfg, &ra) != 0)
+        return 2;
+    prepare_store(&cfg, &ra);
+    /* With trainer_user, root forks the trainer supervisor below, after daemonize (a
+     * supervisor forked earlier would be killed by its parent-death signal when daemonize's
+     * parent exits), so the initial weights are read as root: their hash is checked against
+     * the roster whoever reads them. */
+    if (!ra.trainer)
+        become_daemon_user(&cfg, &ra);
     if (load_init(&roster, &init, &init_len) != 0)
         return 2;
     no_core_dumps();
@@ -218,7 +404,8 @@ int main(int argc, char **argv)
      * file), not kill the daemon. */
     signal(SIGXFSZ, SIG_IGN);
 
-    /* The trainer side is forked before any secret key is loaded. */
+    /* The trainer side is forked before any secret key is loaded; with trainer_user, by
+     * root, which gives it that user while this process becomes daemon.user. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
         fatal("socketpair");
     pid = fork();
@@ -226,9 +413,13 @@ int main(int argc, char **argv)
         fatal("fork");
     if (pid == 0) {
         close(sp[0]);
+        if (ra.trainer)
+            become_trainer_user(&cfg, &ra);
         trainer_supervisor_main(&cfg, &roster, sp[1]);
     }
     close(sp[1]);
+    if (ra.trainer)
+        become_daemon_user(&cfg, &ra);
     /* The key process is forked after the trainer supervisor, so that no trainer ever holds
      * a descriptor to it, and it alone loads the secret keys. */
     keyproc_start(&cfg, &kp);
