@@ -1917,6 +1917,9 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     notify_send(m->notifyfd, "STOPPING=1");
     log_info("stopping");
     (void)audit_append(m->st, "stop", "cwtd stopped");
+    /* Under daemon.trainer_user the supervisor is another uid's, which kill() cannot reach:
+     * the closed socket ends its trainer, and the supervisor with it. */
+    close(m->tsock);
     kill(m->supervisor, SIGTERM);
     while (waitpid(m->supervisor, NULL, 0) < 0 && errno == EINTR)
         ;
