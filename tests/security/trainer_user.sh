@@ -1,0 +1,154 @@
+# Issue 18, step 2: the trainer under daemon.trainer_user (docs/threat-model.md, "Processes
+# and their powers"). Site a's cwtd is started as root with daemon.user = daemon and
+# daemon.trainer_user = nobody:
+#   - refused at start, with one sentence: trainer_user equal to daemon.user, trainer_user
+#     root, trainer_user set while cwtd is not started as root;
+#   - from /proc: the monitor runs as daemon, the trainer supervisor and the trainer as
+#     nobody with daemon's group and no other group;
+#   - the store's modes: folder 0750, data.mdb 0640, lock.mdb 0660, checkpoints/ 2750 of
+#     nobody with its data.mdb 0640 and lock.mdb 0660;
+#   - a process of the trainer's uid and group without capabilities cannot open
+#     keys/sign.key, open the main data.mdb for writing, signal the monitor or read the
+#     trainer's memory; it can read the main data.mdb (the control);
+#   - it trains: cycle 0 is sealed;
+#   - `cwtctl stop` ends every process although the monitor cannot signal the supervisor.
+# The running part needs step 1 (the monitor opens checkpoints/ read-only, STORE_MONITOR):
+# before it, the monitor cannot write the trainer's checkpoints/ and stops at start.
+set -euo pipefail
+. "$CWT_SRC/tests/security/helpers/sec_lib.sh"
+
+# Starting the trainer as another user needs root; a test that cannot check its claims fails
+# rather than passes.
+[ "$(id -u)" = 0 ] || die "starting cwtd's trainer as another user needs root"
+getent passwd daemon >/dev/null && getent passwd nobody >/dev/null ||
+    die "this test needs the system users daemon and nobody"
+D_UID=$(id -u daemon)
+D_GID=$(id -g daemon)
+N_UID=$(id -u nobody)
+
+daemon_setup trainer_user
+trap '[ -z "${CONTROL:-}" ] || { kill "$CONTROL" 2>/dev/null || true; }; daemon_cleanup; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+sec_two_sites
+C="$T/a/cwtd.conf"
+sed -i 's/user = ""/user = "daemon"/; s/ allow_root = true;//' "$C"
+grep -q 'user = "daemon"' "$C" || die "cannot set daemon.user"
+chown -R daemon:daemon "$T/a"
+chmod o+x "$(dirname "$T")" "$T"
+setpriv --reuid="$D_UID" --regid="$D_GID" --clear-groups test -r "$C" ||
+    die "user daemon cannot reach $C: make the folders above it searchable (o+x)"
+
+# set_trainer USER: daemon.trainer_user = USER in a's configuration.
+set_trainer() {
+    sed -i "s/ trainer_user = \"[^\"]*\";//; s/user = \"daemon\";/user = \"daemon\"; trainer_user = \"$1\";/" "$C"
+    grep -q "trainer_user = \"$1\";" "$C" || die "cannot set daemon.trainer_user"
+}
+
+# refused HOW SENTENCE [PREFIX...]: cwtd (run under PREFIX) exits non-zero, saying SENTENCE.
+refused() {
+    local how=$1 sentence=$2 rc=0
+    shift 2
+    timeout 20 "$@" "$CWTD" -c "$C" -f 2>"$T/refused.log" || rc=$?
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] || die "cwtd started with $how (exit $rc)"
+    grep -q "$sentence" "$T/refused.log" || die "$how: no clear reason: $(cat "$T/refused.log")"
+    [ ! -S "$T/a/cwtd.sock" ] || die "$how: the control socket was bound"
+}
+
+# --- refusals -----------------------------------------------------------------------------
+set_trainer daemon
+refused "trainer_user = daemon.user" "has the uid of daemon.user"
+set_trainer root
+refused "trainer_user = root" "is root"
+set_trainer no-such-user-cwt
+refused "an unknown trainer_user" "user no-such-user-cwt (daemon.trainer_user in .*) does not exist"
+set_trainer nobody
+refused "trainer_user, started as daemon" "needs cwtd to be started as root" \
+    setpriv --reuid="$D_UID" --regid="$D_GID" --clear-groups --inh-caps=-all --bounding-set=-all --
+
+# Step 1 makes the monitor a reader of checkpoints/ (storage/, STORE_MONITOR); before it the
+# monitor still writes there, which trainer_user forbids, and the daemon cannot run.
+if ! grep -q STORE_MONITOR "$CWT_SRC/storage/store.h"; then
+    echo "trainer_user: refusals ok; the running daemon is not tried before step 1 (STORE_MONITOR)"
+    exit 0
+fi
+
+# --- the running daemon -------------------------------------------------------------------
+start_daemon a
+MON=$(cat "$T/a.pid")
+ready() { grep -q "trainer [0-9]* ready on" "$T/a.log"; }
+wait_for 120 ready || die "the trainer did not start: $(tail -n 5 "$T/a.log")"
+TR=$(sed -n 's/.*trainer \([0-9]*\) ready on.*/\1/p' "$T/a.log" | tail -n 1)
+SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
+[ "$(awk '/^PPid:/ {print $2}' "/proc/$SUP/status")" = "$MON" ] ||
+    die "the trainer's parent $SUP is not the monitor's child"
+
+# ids PID: "ruid euid suid fsuid / rgid egid sgid fsgid / groups" from /proc.
+ids() {
+    awk '/^Uid:/ {u = $2 " " $3 " " $4 " " $5} /^Gid:/ {g = $2 " " $3 " " $4 " " $5}
+         /^Groups:/ {$1 = ""; gr = $0} END {sub(/^ +/, "", gr); sub(/ +$/, "", gr); print u " / " g " / " gr}' "/proc/$1/status"
+}
+want="$D_UID $D_UID $D_UID $D_UID / $D_GID $D_GID $D_GID $D_GID"
+[ "$(ids "$MON" | sed 's| / [^/]*$||')" = "$want" ] || die "the monitor runs as $(ids "$MON"), not as daemon"
+want="$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID / "
+for p in "$SUP" "$TR"; do
+    [ "$(ids "$p")" = "$want" ] ||
+        die "process $p runs as '$(ids "$p")', not '$want' (nobody, group daemon, no other group)"
+done
+grep -q "trainer supervisor: running as user nobody" "$T/a.log" || die "no log line for the trainer's user"
+
+# --- the store's modes --------------------------------------------------------------------
+S="$T/a/store"
+mode() { stat -c '%a %U %g' "$1"; }
+[ "$(mode "$S")" = "750 daemon $D_GID" ] || die "$S: $(mode "$S")"
+[ "$(mode "$S/data.mdb")" = "640 daemon $D_GID" ] || die "$S/data.mdb: $(mode "$S/data.mdb")"
+[ "$(mode "$S/lock.mdb")" = "660 daemon $D_GID" ] || die "$S/lock.mdb: $(mode "$S/lock.mdb")"
+[ "$(mode "$S/checkpoints")" = "2750 nobody $D_GID" ] || die "$S/checkpoints: $(mode "$S/checkpoints")"
+[ "$(mode "$S/checkpoints/data.mdb")" = "640 nobody $D_GID" ] ||
+    die "$S/checkpoints/data.mdb: $(mode "$S/checkpoints/data.mdb")"
+[ "$(mode "$S/checkpoints/lock.mdb")" = "660 nobody $D_GID" ] ||
+    die "$S/checkpoints/lock.mdb: $(mode "$S/checkpoints/lock.mdb")"
+[ "$(stat -c %a "$T/a/keys")" = 700 ] || die "keys/ is not 0700"
+
+# --- what the trainer's uid may do, without capabilities ----------------------------------
+as_trainer=(setpriv --reuid="$N_UID" --regid="$D_GID" --clear-groups --inh-caps=-all
+    --bounding-set=-all --)
+# try WHAT PYTHON ARGS...: the statement fails with PermissionError as the trainer's uid.
+try() {
+    local what=$1 code=$2
+    shift 2
+    if "${as_trainer[@]}" /usr/bin/python3 -c "import os, sys; $code" "$@" 2>"$T/try.err"; then
+        die "the trainer's uid could $what"
+    fi
+    grep -q PermissionError "$T/try.err" || die "$what failed otherwise: $(cat "$T/try.err")"
+}
+"${as_trainer[@]}" /usr/bin/python3 -c 'import sys; assert len(open(sys.argv[1], "rb").read(4096)) == 4096' \
+    "$S/data.mdb" || die "the trainer's uid cannot read the main data.mdb: the tries below prove nothing"
+try "open keys/sign.key" 'open(sys.argv[1], "rb")' "$T/a/keys/sign.key"
+try "open the main data.mdb for writing" 'open(sys.argv[1], "r+b")' "$S/data.mdb"
+try "signal the monitor" 'os.kill(int(sys.argv[1]), 0)' "$MON"
+try "open cwtd-private/" 'os.listdir(sys.argv[1])' "$S/cwtd-private"
+# The trainer's memory: the same reader opens that of a dumpable process of the uid (the
+# control), not the trainer's (it is not dumpable after its change of uid).
+"${as_trainer[@]}" sleep 60 &
+CONTROL=$!
+capless() { [ "$(awk '/^CapEff:/ {print $2}' "/proc/$1/status")" = 0000000000000000 ]; }
+wait_for 5 capless "$CONTROL" || die "the control process kept its capabilities"
+"${as_trainer[@]}" /usr/bin/python3 -c 'import sys; open(f"/proc/{sys.argv[1]}/mem", "rb", 0)' "$CONTROL" ||
+    die "a same-uid process cannot read a dumpable process's memory either: the try proves nothing"
+kill "$CONTROL"
+wait "$CONTROL" 2>/dev/null || true
+CONTROL=""
+try "read the trainer's memory" 'open(f"/proc/{sys.argv[1]}/mem", "rb", 0)' "$TR"
+
+# --- it trains: a reads its images, checkpoints a visit and seals cycle 0 for b ----------
+"$CWTCTL" -c "$C" start >/dev/null || die "start at a"
+wait_for 120 sh -c "ls '$T'/a/outbox/*.cwtb >/dev/null 2>&1" ||
+    die "a sealed no bundle: $(tail -n 5 "$T/a.log")"
+[ "$(status_field a trainer_restarts)" = 0 ] || die "the trainer restarted: $(tail -n 5 "$T/a.log")"
+
+# --- stop ends the supervisor, which the monitor cannot signal -----------------------------
+rc=0
+"$CWTCTL" -c "$C" stop >/dev/null || rc=$?
+[ "$rc" = 0 ] || [ "$rc" = 75 ] || die "cwtctl stop exited $rc"
+wait_for 30 process_gone "$MON" || die "cwtd does not stop"
+wait_for 30 process_gone "$SUP" || die "the trainer supervisor outlives the monitor"
+echo "trainer_user: ok"
