@@ -1,8 +1,9 @@
 /*
  * daemon.h - internal contracts between the files of cwtd (not a public module header).
  *
- *   cwtd.c     main: options, checks, privilege drop, fork of the trainer supervisor, fork
- *              of the key process, then the monitor
+ *   cwtd.c     main: options, checks, privilege drop, fork of the trainer supervisor (by
+ *              root, as daemon.trainer_user, when that is set), fork of the key process,
+ *              then the monitor
  *   keyproc.c  the key process: the only holder of the secret keys (daemon/keyproc.h)
  *   monitor.c  the monitor: event loop, inbox, outbox, supervision of the trainer
  *   cycle.c    the cycle rules and the persistent cycle state (pure functions + codec;

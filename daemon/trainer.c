@@ -560,7 +560,10 @@ done:
 }
 
 /* Appends path to list (at most SANDBOX_MAX_PATHS - 1 entries, NULL-terminated) if it
- * exists; a missing optional path would make Landlock refuse the whole ruleset. */
+ * exists; a missing optional path would make Landlock refuse the whole ruleset. access() is
+ * the caller's own check: under daemon.trainer_user a shader cache in a folder closed to that
+ * user is left out (the driver then compiles without a cache) rather than failing the
+ * ruleset. */
 static void add_existing(const char **list, const char *path)
 {
     int i = 0;
@@ -577,7 +580,9 @@ static void add_existing(const char **list, const char *path)
  * nodes, NVIDIA's nodes), /dev/null, the Mesa shader cache, and read-only the system folders
  * a driver may still load from. Not the store folder: the store is open already (LMDB keeps
  * its descriptors and maps), so no ledger, audit, state or cwtd-private file can be opened
- * anew; not the keys, the inbox, the outbox or the configuration. */
+ * anew; not the keys, the inbox, the outbox or the configuration. The same holds under
+ * daemon.trainer_user: the store is opened before the ruleset, by the uid's own rights (the
+ * daemon user's group on the main environment, ownership of checkpoints/). */
 void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths, char *cache,
                            size_t cachelen)
 {
