@@ -137,19 +137,21 @@ static void become_daemon_user(const struct cwt_config *cfg, const struct run_as
 }
 
 /* The trainer supervisor's half of the fork when daemon.trainer_user is set: that user, with
- * daemon.user's primary group (to read the store) and no other group, for good. A change of
- * uid resets the dumpable flag to fs.suid_dumpable, so it is cleared again: a process of
- * trainer_user must not read the supervisor's memory through /proc either. Checked before it
- * returns that the store folder can be reached, so that a site folder closed to the group is
- * one clear message, not a trainer that fails at every restart. */
+ * daemon.user's primary group (to read the store) and the supplementary groups the group
+ * database gives trainer_user itself, for good. Not daemon.user's supplementary groups, and
+ * not none: GPU render nodes are 0660 of group render, so the trainer needs the groups its
+ * own user was given for the device (the package adds cwt-train to render). A change of uid
+ * resets the dumpable flag to fs.suid_dumpable, so it is cleared again: a process of
+ * trainer_user must not read the supervisor's memory through /proc either. The store folder
+ * is checked to be reachable, so that a site folder closed to the group is one clear
+ * message, not a trainer that fails at every restart. */
 static void become_trainer_user(const struct cwt_config *cfg, const struct run_as *ra)
 {
-    gid_t extra[1];
-
-    if (setgroups(0, NULL) != 0 || setgid(ra->gid) != 0 || setuid(ra->trainer_uid) != 0)
+    if (initgroups(cfg->trainer_user, ra->gid) != 0 || setgid(ra->gid) != 0 ||
+        setuid(ra->trainer_uid) != 0)
         fatal("trainer supervisor: cannot become user %s", cfg->trainer_user);
     if (setuid(0) == 0 || getuid() != ra->trainer_uid || geteuid() != ra->trainer_uid ||
-        getgid() != ra->gid || getegid() != ra->gid || getgroups(1, extra) != 0)
+        getgid() != ra->gid || getegid() != ra->gid)
         fatalx("trainer supervisor: privileges could not be dropped for good");
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         fatal("trainer supervisor: prctl(PR_SET_DUMPABLE)");

@@ -4,7 +4,7 @@
 #   - refused at start, with one sentence: trainer_user equal to daemon.user, trainer_user
 #     root, trainer_user set while cwtd is not started as root;
 #   - from /proc: the monitor runs as daemon, the trainer supervisor and the trainer as
-#     nobody with daemon's group and no other group;
+#     nobody with daemon's group and nobody's own groups (none), not daemon's others;
 #   - the store's modes: folder 0750, data.mdb 0640, lock.mdb 0660, checkpoints/ 2750 of
 #     nobody with its data.mdb 0640 and lock.mdb 0660;
 #   - a process of the trainer's uid and group without capabilities cannot open
@@ -88,10 +88,10 @@ ids() {
 }
 want="$D_UID $D_UID $D_UID $D_UID / $D_GID $D_GID $D_GID $D_GID"
 [ "$(ids "$MON" | sed 's| / [^/]*$||')" = "$want" ] || die "the monitor runs as $(ids "$MON"), not as daemon"
-want="$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID / "
+want="$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID / $D_GID"
 for p in "$SUP" "$TR"; do
     [ "$(ids "$p")" = "$want" ] ||
-        die "process $p runs as '$(ids "$p")', not '$want' (nobody, group daemon, no other group)"
+        die "process $p runs as '$(ids "$p")', not '$want' (nobody, group daemon and nobody's groups: none)"
 done
 grep -q "trainer supervisor: running as user nobody" "$T/a.log" || die "no log line for the trainer's user"
 
