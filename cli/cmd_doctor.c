@@ -39,7 +39,7 @@
 /* A clock before this year is unset (no RTC battery, no NTP); bundles would carry dates
  * that expire or never expire wrongly. */
 #define DOCTOR_MIN_YEAR   2024
-#define DOCTOR_MAX_CHECKS 32
+#define DOCTOR_MAX_CHECKS 48
 /* Device indices tried when listing compute devices. */
 #define DOCTOR_MAX_DEVICES 8
 
@@ -66,6 +66,9 @@ struct doctor {
     char user[CWT_NAME_MAX + 1];
     gid_t groups[256];
     int ngroups;
+    /* daemon.trainer_user, when set and usable: the owner of checkpoints/. */
+    int have_trainer;
+    uid_t trainer_uid;
 };
 
 /* Records a check. fix may be NULL (nothing to do). */
@@ -333,6 +336,9 @@ static void check_store(struct doctor *d)
 
         if (de->d_name[0] == '.' || file_join(path, sizeof(path), d->cfg.store_dir, de->d_name))
             continue;
+        /* checkpoints/ is the trainer's under daemon.trainer_user (check_trainer). */
+        if (d->have_trainer && strcmp(de->d_name, "checkpoints") == 0)
+            continue;
         if (lstat(path, &sb) == 0 && sb.st_uid != d->uid)
             snprintf(bad, sizeof(bad), "%s", path);
     }
@@ -345,6 +351,120 @@ static void check_store(struct doctor *d)
         return;
     }
     add(d, "store", ST_OK, NULL, "%s and its files belong to %s", d->cfg.store_dir, d->user);
+}
+
+/* Who the trainer runs as: daemon.trainer_user, or the daemon's user when it is not set.
+ * cwtd refuses a trainer_user that does not exist, is root or is daemon.user, or that comes
+ * without a daemon.user; and it needs cwtd started as root, which the packaged unit does not
+ * do (it starts cwtd as cwt). */
+static void check_trainer_user(struct doctor *d, const struct cli_globals *g)
+{
+    const struct passwd *pw;
+    char fix[768];
+
+    if (d->cfg.trainer_user[0] == '\0') {
+        add(d, "trainer-user", ST_OK, NULL,
+            "the trainer runs as the daemon user (daemon.trainer_user is not set)");
+        return;
+    }
+    snprintf(fix, sizeof(fix), "correct or remove daemon.trainer_user in %s", d->cfg.path);
+    pw = getpwnam(d->cfg.trainer_user);
+    if (pw == NULL) {
+        add(d, "trainer-user", ST_FAIL, fix, "the trainer's user %s does not exist",
+            d->cfg.trainer_user);
+        return;
+    }
+    if (pw->pw_uid == 0 || d->cfg.user[0] == '\0' || !d->have_user || pw->pw_uid == d->uid) {
+        add(d, "trainer-user", ST_FAIL, fix,
+            "daemon.trainer_user = \"%s\" needs a daemon.user and must be neither root nor "
+            "daemon.user; cwtd refuses it",
+            d->cfg.trainer_user);
+        return;
+    }
+    /* The packaged configuration under the packaged unit: cwtd starts as cwt, not root. */
+    if (strcmp(g->config_path, CWT_DEFAULT_CONFIG) == 0 &&
+        (access("/lib/systemd/system/cwtd.service", F_OK) == 0 ||
+         access("/usr/lib/systemd/system/cwtd.service", F_OK) == 0)) {
+        add(d, "trainer-user", ST_FAIL, fix,
+            "daemon.trainer_user = \"%s\" needs cwtd started as root, and the packaged "
+            "cwtd.service starts it as %s: cwtd refuses to start",
+            d->cfg.trainer_user, d->user);
+        return;
+    }
+    d->have_trainer = 1;
+    d->trainer_uid = pw->pw_uid;
+    add(d, "trainer-user", ST_OK, NULL,
+        "the trainer runs as %s (uid %u) with group %u of %s; cwtd must be started as root",
+        pw->pw_name, (unsigned)pw->pw_uid, (unsigned)d->gid, d->user);
+}
+
+/* One file's owner, group and mode as cwtd sets them at a start as root under
+ * daemon.trainer_user; a finding of its own when they differ. Returns 1 when they match. */
+static int trainer_mode(struct doctor *d, const char *path, uid_t uid, mode_t mode)
+{
+    char fix[768];
+    struct stat sb;
+
+    if (lstat(path, &sb) != 0) {
+        /* cwtd makes the store's files at its next start as root. */
+        if (errno == ENOENT)
+            return 1;
+        add(d, "trainer-files", ST_FAIL, "run 'cwtctl doctor' as root", "cannot stat %s: %s", path,
+            strerror(errno));
+        return 0;
+    }
+    if (sb.st_uid == uid && sb.st_gid == d->gid && (sb.st_mode & 07777) == mode)
+        return 1;
+    snprintf(fix, sizeof(fix), "run 'chown %u:%u %s && chmod %04o %s', or restart cwtd as root",
+             (unsigned)uid, (unsigned)d->gid, path, (unsigned)mode, path);
+    add(d, "trainer-files", ST_FAIL, fix,
+        "%s has mode %04o, owner %u, group %u; under daemon.trainer_user it must be %04o, "
+        "owner %u, group %u",
+        path, (unsigned)(sb.st_mode & 07777), (unsigned)sb.st_uid, (unsigned)sb.st_gid,
+        (unsigned)mode, (unsigned)uid, (unsigned)d->gid);
+    return 0;
+}
+
+/* Under daemon.trainer_user the trainer reads the main environment through the daemon
+ * user's group and owns checkpoints/ (docs/threat-model.md, "Processes and their powers");
+ * what holds the secrets or the daemon's own state stays closed to that group. */
+static void check_trainer_files(struct doctor *d)
+{
+    const char *closed[] = {d->cfg.inbox_dir, d->cfg.outbox_dir, NULL};
+    char path[PATH_MAX], priv[PATH_MAX], fix[768];
+    const char *s = d->cfg.store_dir;
+    struct stat sb;
+    int ok = 1;
+
+    if (!d->have_trainer)
+        return;
+    ok &= trainer_mode(d, s, d->uid, 0750);
+    if (file_join(path, sizeof(path), s, "data.mdb") == 0)
+        ok &= trainer_mode(d, path, d->uid, 0640);
+    if (file_join(path, sizeof(path), s, "lock.mdb") == 0)
+        ok &= trainer_mode(d, path, d->uid, 0660);
+    if (file_join(path, sizeof(path), s, "checkpoints") == 0)
+        ok &= trainer_mode(d, path, d->trainer_uid, 02750);
+    if (file_join(path, sizeof(path), s, "checkpoints/data.mdb") == 0)
+        ok &= trainer_mode(d, path, d->trainer_uid, 0640);
+    if (file_join(path, sizeof(path), s, "checkpoints/lock.mdb") == 0)
+        ok &= trainer_mode(d, path, d->trainer_uid, 0660);
+    if (file_join(priv, sizeof(priv), s, "cwtd-private") == 0)
+        closed[sizeof(closed) / sizeof(closed[0]) - 1] = priv;
+    for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++) {
+        if (closed[i] == NULL || stat(closed[i], &sb) != 0 || !(sb.st_mode & S_IWGRP))
+            continue;
+        snprintf(fix, sizeof(fix), "run 'chmod g-w %s'", closed[i]);
+        add(d, "trainer-files", ST_FAIL, fix,
+            "%s is writable by group %u (mode %04o), which the trainer is in", closed[i],
+            (unsigned)sb.st_gid, (unsigned)(sb.st_mode & 07777));
+        ok = 0;
+    }
+    if (ok)
+        add(d, "trainer-files", ST_OK, NULL,
+            "the store is 0750 with data.mdb 0640 and lock.mdb 0660, checkpoints/ is 2750 of "
+            "the trainer's user; inbox, outbox and cwtd-private are closed to group %u",
+            (unsigned)d->gid);
 }
 
 static void check_box(struct doctor *d, const char *name, const char *path)
@@ -597,8 +717,10 @@ int cmd_doctor(int argc, char **argv, const struct cli_globals *g)
     if (d->have_cfg) {
         check_user(d);
         check_site_id(d);
+        check_trainer_user(d, g);
         check_keys(d);
         check_store(d);
+        check_trainer_files(d);
         check_box(d, "inbox", d->cfg.inbox_dir);
         check_box(d, "outbox", d->cfg.outbox_dir);
     }

@@ -53,6 +53,20 @@ refused() {
     [ ! -S "$T/a/cwtd.sock" ] || die "$how: the control socket was bound"
 }
 
+# doctor_says NAME STATUS [TEXT]: `cwtctl doctor --json` has a check NAME with STATUS (and a
+# message holding TEXT).
+doctor_says() {
+    "$CWTCTL" -c "$C" --json doctor >"$T/doctor.json" 2>/dev/null || true
+    /usr/bin/python3 - "$T/doctor.json" "$@" <<'PY' || die "doctor: no $1 $2 ${3:-}: $(cat "$T/doctor.json")"
+import json, sys
+doc, name, status = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+text = sys.argv[4] if len(sys.argv) > 4 else ""
+assert any(c["name"] == name and c["status"] == status and text in c["message"]
+           for c in doc["checks"]), (name, status, text)
+PY
+}
+doctor_says trainer-user ok "as the daemon user"
+
 # --- refusals -----------------------------------------------------------------------------
 set_trainer daemon
 refused "trainer_user = daemon.user" "has the uid of daemon.user"
@@ -63,6 +77,11 @@ refused "an unknown trainer_user" "user no-such-user-cwt (daemon.trainer_user in
 set_trainer nobody
 refused "trainer_user, started as daemon" "needs cwtd to be started as root" \
     setpriv --reuid="$D_UID" --regid="$D_GID" --clear-groups --inh-caps=-all --bounding-set=-all --
+
+# Before cwtd has set the modes (the store as init left it: data.mdb 0600), doctor names the
+# file.
+doctor_says trainer-user ok "the trainer runs as nobody"
+doctor_says trainer-files fail "$T/a/store/data.mdb has mode 0600"
 
 # Step 1 makes the monitor a reader of checkpoints/ (storage/, STORE_MONITOR); before it the
 # monitor still writes there, which trainer_user forbids, and the daemon cannot run.
@@ -107,6 +126,10 @@ mode() { stat -c '%a %U %g' "$1"; }
 [ "$(mode "$S/checkpoints/lock.mdb")" = "660 nobody $D_GID" ] ||
     die "$S/checkpoints/lock.mdb: $(mode "$S/checkpoints/lock.mdb")"
 [ "$(stat -c %a "$T/a/keys")" = 700 ] || die "keys/ is not 0700"
+doctor_says trainer-files ok
+chmod g+w "$S/checkpoints"
+doctor_says trainer-files fail "$S/checkpoints has mode 2770"
+chmod g-w "$S/checkpoints"
 
 # --- what the trainer's uid may do, without capabilities ----------------------------------
 as_trainer=(setpriv --reuid="$N_UID" --regid="$D_GID" --clear-groups --inh-caps=-all
