@@ -122,6 +122,11 @@ if [[ $(id -u) -eq 0 ]] && command -v systemd-sysusers >/dev/null 2>&1; then
     grep -q '^cwt:x:[0-9]*:[0-9]*:[^:]*:/var/lib/cwt:/usr/sbin/nologin$' "$R/etc/passwd" ||
         fail "sysusers made no system user cwt with home /var/lib/cwt"
     grep -Eq '^render:x:[0-9]+:(.*,)?cwt(,.*)?$' "$R/etc/group" || fail "cwt is not in group render"
+    cwt_gid=$(awk -F: '$1 == "cwt" {print $3}' "$R/etc/group")
+    grep -q "^cwt-train:x:[0-9]*:$cwt_gid:[^:]*:/nonexistent:/usr/sbin/nologin\$" "$R/etc/passwd" ||
+        fail "sysusers made no system user cwt-train with primary group cwt and no home"
+    grep -Eq '^render:x:[0-9]+:(.*,)?cwt-train(,.*)?$' "$R/etc/group" ||
+        fail "cwt-train is not in group render"
     systemd-tmpfiles --root="$R" --create cwt.conf >"$T/tmpfiles" 2>&1 ||
         fail "systemd-tmpfiles --create fails: $(cat "$T/tmpfiles")"
     cwt_uid=$(awk -F: '$1 == "cwt" {print $3}' "$R/etc/passwd")
