@@ -24,7 +24,9 @@
 
 #define SYSTEM_DIR  "/var/lib/cwt"
 #define SYSTEM_USER "cwt"
-#define SYSTEM_SOCK "/run/cwt/cwtd.sock"
+/* The trainer's own user that the package makes (daemon.trainer_user). */
+#define SYSTEM_TRAINER_USER "cwt-train"
+#define SYSTEM_SOCK         "/run/cwt/cwtd.sock"
 
 static void init_usage(FILE *f)
 {
@@ -153,6 +155,23 @@ static int make_site(const struct init_args *a)
     return CLI_OK;
 }
 
+/* The line about daemon.trainer_user in a packaged site's configuration: where the package
+ * made the user cwt-train, trainer_user names it, commented out. Not set: the packaged unit
+ * starts cwtd as cwt, and only a cwtd started as root can give the trainer a uid of its own,
+ * so an active line would stop the service from starting (cwtd refuses it). */
+static const char *trainer_line(void)
+{
+    /* getpwnam_r: the caller still holds getpwnam's static result for the service user. */
+    struct passwd pwbuf, *pw = NULL;
+    char buf[4096];
+
+    if (getpwnam_r(SYSTEM_TRAINER_USER, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL)
+        return "";
+    return "  # trainer_user = \"" SYSTEM_TRAINER_USER
+           "\";  # the trainer under a uid of its own;\n"
+           "  #   needs cwtd started as root, not by cwtd.service (admin guide, section 8)\n";
+}
+
 /* The configuration of a packaged site (the layout of cwtd.conf.example). */
 static int system_config(const char *site_id, const char *dir, const char *user, const char *group,
                          char *out, size_t outlen)
@@ -177,13 +196,14 @@ static int system_config(const char *site_id, const char *dir, const char *user,
                      "daemon = {\n"
                      "  user = \"%s\";\n"
                      "  group = \"%s\";  # members may use the control socket\n"
+                     "%s"
                      "  rescan_seconds = 30;\n"
                      "};\n\n"
                      "limits = {\n"
                      "  store_max_gb = 16;\n"
                      "  max_bundle_mb = 4096;\n"
                      "};\n",
-                     group, site_id, dir, dir, SYSTEM_SOCK, user, group);
+                     group, site_id, dir, dir, SYSTEM_SOCK, user, group, trainer_line());
 
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }

@@ -110,6 +110,7 @@ D=/srv/cwt-test
 # Step 1, in the folder that holds the .deb by the name the guide gives it.
 (cd $D/restore && bash -e $D/install.sh) >$D/apt.log 2>&1 || { cat $D/apt.log; fail "the guide's install block"; }
 id cwt >/dev/null || fail "the package made no user cwt"
+[ "$(id -gn cwt-train 2>/dev/null)" = cwt ] || fail "the package made no user cwt-train in group cwt"
 systemctl is-enabled cwtd >/dev/null || fail "the package did not enable cwtd.service"
 systemctl is-active cwtd >/dev/null && fail "cwtd runs before the site has a configuration"
 
@@ -120,6 +121,10 @@ cwtctl init --system --site-id hospital-a --federation fed-boot --input 16x16x1 
 [ "$(stat -c '%U %G %a' /etc/cwt/cwtd.conf)" = "root cwt 640" ] ||
     fail "/etc/cwt/cwtd.conf is $(stat -c '%U %G %a' /etc/cwt/cwtd.conf)"
 [ -z "$(find /var/lib/cwt ! -user cwt)" ] || fail "not cwt's: $(find /var/lib/cwt ! -user cwt)"
+# cwt-train is named but not set: the unit starts cwtd as cwt, and cwtd refuses trainer_user
+# unless started as root.
+grep -q '^  # trainer_user = "cwt-train";' /etc/cwt/cwtd.conf ||
+    fail "init --system does not name cwt-train: $(cat /etc/cwt/cwtd.conf)"
 systemctl enable --now cwtd || fail "systemctl enable --now cwtd"
 wait_until 30 sh -c 'cwtctl status | grep -q "^state *idle"' || fail "no idle site after init: $(cwtctl status 2>&1)"
 cwtctl doctor >$D/doctor.log 2>&1 || { cat $D/doctor.log; fail "cwtctl doctor"; }
@@ -236,6 +241,8 @@ dpkg --purge cwt >/dev/null || fail "dpkg --purge cwt"
 uid=$(id -u cwt) gid=$(id -g cwt)
 rm -rf /etc/cwt /var/lib/cwt
 userdel cwt
+# cwt-train has cwt as its primary group, which groupdel would refuse to remove.
+! getent passwd cwt-train >/dev/null || userdel cwt-train
 ! getent group cwt >/dev/null || groupdel cwt
 groupadd -g "$gid" other && useradd -r -M -u "$uid" -g other other || fail "cannot take cwt's ids"
 
