@@ -711,6 +711,9 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
 {
     unsigned failures = 0;
 
+    /* Under daemon.trainer_user the kernel does not deliver this signal: it checks it as if
+     * the dying monitor, another uid, had sent it. There the monitor's closed socket ends the
+     * trainer, and this process exits when it cannot report that death. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         fatal("trainer supervisor: prctl");
     if (prctl(PR_SET_NAME, "cwtd-trainer") != 0)

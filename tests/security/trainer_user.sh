@@ -11,7 +11,8 @@
 #     keys/sign.key, open the main data.mdb for writing, signal the monitor or read the
 #     trainer's memory; it can read the main data.mdb (the control);
 #   - it trains: cycle 0 is sealed;
-#   - `cwtctl stop` ends every process although the monitor cannot signal the supervisor.
+#   - `cwtctl stop`, and a monitor killed with -9, end every process although the monitor
+#     cannot signal the supervisor.
 # The running part needs step 1 (the monitor opens checkpoints/ read-only, STORE_MONITOR):
 # before it, the monitor cannot write the trainer's checkpoints/ and stops at start.
 set -euo pipefail
@@ -174,4 +175,16 @@ rc=0
 [ "$rc" = 0 ] || [ "$rc" = 75 ] || die "cwtctl stop exited $rc"
 wait_for 30 process_gone "$MON" || die "cwtd does not stop"
 wait_for 30 process_gone "$SUP" || die "the trainer supervisor outlives the monitor"
+# A monitor killed with -9 cannot send the supervisor its parent-death signal either (the
+# kernel checks that signal's permission against the dying monitor's uid): the closed
+# socket ends the trainer, and the supervisor with it.
+start_daemon a
+MON=$(cat "$T/a.pid")
+wait_for 120 sh -c "[ \$(grep -c 'trainer [0-9]* ready on' '$T/a.log') -ge 2 ]" ||
+    die "the trainer did not start again: $(tail -n 5 "$T/a.log")"
+TR=$(sed -n 's/.*trainer \([0-9]*\) ready on.*/\1/p' "$T/a.log" | tail -n 1)
+SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
+kill -KILL "$MON"
+wait_for 30 process_gone "$TR" || die "the trainer outlives a monitor killed with -9"
+wait_for 30 process_gone "$SUP" || die "the trainer supervisor outlives a monitor killed with -9"
 echo "trainer_user: ok"
