@@ -387,8 +387,9 @@ int main(int argc, char **argv)
                    cfg.site_id, cfg.roster_path);
         return 2;
     }
+    /* Exit 1, as these refusals always were (cwtd(8), EXIT STATUS). */
     if (resolve_users(&cfg, &ra) != 0)
-        return 2;
+        return 1;
     prepare_store(&cfg, &ra);
     /* With trainer_user, root forks the trainer supervisor below, after daemonize (a
      * supervisor forked earlier would be killed by its parent-death signal when daemonize's
