@@ -175,8 +175,7 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
     }
     enum cwt_spv_id id = cwt_spv_gemm_cpu(kind, epi, CWT_GEMM_CPU_STORE_S);
     /* vec4 stores of C where its rows are whole, aligned vec4s and blocks of 8 columns never
-     * straddle N (not for TN, whose C is small); the kinds without a vec4-store variant keep
-     * their scalar one */
+     * straddle N (not for TN, whose C is small) */
     int vstore = g->scn == 1 && g->scm % 4 == 0 && c_off % 4 == 0 && g->N % 8 == 0 &&
                  (splits <= 1 || scz % 4 == 0) && kind != CWT_GEMM_CPU_KIND_TN;
     enum cwt_spv_id wid =
@@ -186,8 +185,11 @@ static void gemm_cpu_dispatch(struct eng_rec *r, const struct eng_gemm *g, uint3
             : CWT_SPV_COUNT;
     int win = wid != CWT_SPV_COUNT;
     enum cwt_spv_id vid = cwt_spv_gemm_cpu(kind, epi, CWT_GEMM_CPU_STORE_V);
+    /* the kinds without a vec4-store variant keep their scalar one, and with it r32f views */
+    if (vstore && !win && vid == CWT_SPV_COUNT)
+        vstore = 0;
     if (vstore)
-        id = win ? wid : vid != CWT_SPV_COUNT ? vid : id;
+        id = win ? wid : vid;
     /* tiles of C per workgroup: 8 rows x 64 columns, 16 x 64 for the gathering convolution */
     uint32_t tiles = ceil_div(g->N, 64), gx = ceil_div(g->M, cv ? 16 : 8);
     uint32_t kchunk = splits > 1 ? ceil_div(g->K, splits) : g->K;
