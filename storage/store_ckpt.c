@@ -171,7 +171,7 @@ static int delete_names(MDB_cursor *cur, int main, int *dirty)
  * LMDB codes. */
 static int copy_main_names(struct store *st, MDB_txn *ck, MDB_txn *txn)
 {
-    MDB_cursor *cur;
+    MDB_cursor *cur = NULL;
     MDB_val k, v;
     int rc = mdb_cursor_open(ck, st->ckpt_models, &cur);
 
@@ -243,13 +243,10 @@ static int migrate_main(struct store *st, char *err, size_t errlen)
     }
     if (ck != NULL)
         mdb_txn_abort(ck);
-    if (rc == 0 && dirty)
-        return store_txn_commit(txn) == 0
-                   ? 0
-                   : cwt_seterr(err, errlen, CWT_ESTORE,
-                                "store %s: cannot commit the move of the monitor's records "
-                                "into the main environment",
-                                st->dir);
+    if (rc == 0 && dirty) {
+        rc = store_txn_commit(txn); /* frees txn */
+        txn = NULL;
+    }
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (rc != 0)
