@@ -8,8 +8,9 @@
  *   incoming: payload -> models[cwtd.input], then the state (training, in_bundle = its id),
  *             then the ledger (bundle_accept), then the inbox file is removed. A restart that
  *             finds the file again recognises it by id and only finishes the last steps.
- *   training: the trainer checkpoints into models[cwtd.visit.cC.hH] and a resumed visit gives
- *             bit-identical weights.
+ *   training: the trainer checkpoints into models[cwtd.visit.cC.hH] of the checkpoint
+ *             environment, which the monitor holds read-only (STORE_MONITOR), and a resumed
+ *             visit gives bit-identical weights. The trainer alone clears stale checkpoints.
  *   outgoing: result -> models[cwtd.result] and state (sealing), then seal into the private
  *             folder and record it as sent, then the state (waiting, out_name), then the copy
  *             into the outbox (retried until it works). What has left the site is never
@@ -228,8 +229,8 @@ static void start_job(struct monitor *m)
     msg.u.job.kind = r->heuristic == CWT_H_SWT ? PROTO_JOB_PLATEAU : PROTO_JOB_VISIT;
     msg.u.job.cycle = m->cs.cycle;
     msg.u.job.hop = m->cs.hop;
-    /* Checkpoint names are unique per visit and a stale one is deleted before the visit
-     * begins, so resuming is always right: it finds this visit's checkpoint or none. */
+    /* Checkpoint names are unique per visit, and the trainer resumes one only when it was
+     * made from the same input weights (store_visit_begin): this visit's checkpoint or none. */
     msg.u.job.resume = 1;
     msg.u.job.has_weights = m->cs.has_input ? 1 : 0;
     msg.u.job.patience = r->patience;
@@ -278,19 +279,6 @@ static void start_job(struct monitor *m)
              : m->init != NULL && m->cs.cycle == 0 && !m->cs.has_parent
                  ? " from the roster's initial weights"
                  : "");
-}
-
-/* Deletes the trainer checkpoints of a visit (before it starts afresh, and once done). */
-static void drop_visit_ckpt(struct monitor *m, uint32_t cycle, uint32_t hop)
-{
-    char name[64], best[80], plateau[80];
-
-    cycle_ckpt_name(cycle, hop, name, sizeof(name));
-    snprintf(best, sizeof(best), "%s.best", name);
-    snprintf(plateau, sizeof(plateau), "%s.plateau", name);
-    (void)store_model_del(m->st, name);
-    (void)store_model_del(m->st, best);
-    (void)store_model_del(m->st, plateau);
 }
 
 /* Reads a metadata value of a safetensors image into out ("" if absent). */
@@ -539,7 +527,6 @@ static void do_seal(struct monitor *m)
         private_path(m, prev_name, old, sizeof(old)) == 0)
         (void)unlink(old);
     (void)unlink(payload);
-    drop_visit_ckpt(m, m->cs.cycle, m->cs.hop);
     free(blob);
     m->last_error[0] = '\0';
     outbox_flush(m);
@@ -1086,7 +1073,6 @@ static int inbox_handle_fd(struct monitor *m, int fd, const struct stat *sb, con
         rc = store_model_put(m->st, CWTD_CKPT_INPUT, blob, len);
         if (rc != 0)
             goto local_fail;
-        drop_visit_ckpt(m, next_cycle, m->me);
         m->cs.cycle = next_cycle;
         m->cs.hop = m->me;
         m->cs.has_input = 1;
@@ -1462,7 +1448,6 @@ static void cmd_start(struct monitor *m, int fd)
         reply_error(fd, msg);
         return;
     }
-    drop_visit_ckpt(m, 0, m->me);
     (void)store_model_del(m->st, CWTD_CKPT_BEST); /* a former run's best model */
     /* The roster's initial weights are the first visit's input; the trainer takes their
      * parameters and batch-norm statistics and starts a fresh optimizer. */
@@ -1748,7 +1733,9 @@ static void setup(struct monitor *m, int foreground)
     keyproc_ops(&m->kp, &m->kops);
     if (roster_find_site(m->roster, cfg->site_id) < 0)
         fatalx("site %s is not in the roster %s", cfg->site_id, m->roster->path);
-    rc = store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &m->st, err, sizeof(err));
+    /* The main environment read-write, the trainer's checkpoint environment read-only. */
+    rc = store_open(cfg->store_dir, STORE_CREATE | STORE_MONITOR, cfg->store_max_bytes, &m->st, err,
+                    sizeof(err));
     if (rc != 0)
         fatalx("%s", err);
     /* One daemon per store: a lock held for the process's life (released by the kernel on

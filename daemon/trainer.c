@@ -10,12 +10,14 @@
  * The trainer owns the Vulkan device and the data loader. It receives jobs with the input
  * weights as a sealed memfd holding a safetensors image (plain tensors, never a bundle), trains
  * one visit with checkpoints in the store, evaluates on the local validation split and answers
- * with the new weights in another memfd.
+ * with the new weights in another memfd. It is the only writer of the checkpoint environment
+ * (STORE_TRAINER): it also clears the checkpoints of other visits (store_visit_begin).
  */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,9 +223,12 @@ static int on_progress_plateau(const struct train_progress *p, void *ctx)
 }
 
 /* Input weights: from the job's descriptor, or a freshly initialised model (deterministic
- * from the roster seed). */
+ * from the roster seed). input_hash gets the BLAKE2b-256 of the weights the visit starts
+ * from: the descriptor's bytes, or the fresh model's saved weights, so that a checkpoint is
+ * resumed only by a job with the same input (store_visit_begin). */
 static int load_input(struct trainer *t, const struct proto_msg *job, struct train_norm *norm,
-                      int *has_norm, struct cycle_normsum *ns, char *err, size_t errlen)
+                      int *has_norm, struct cycle_normsum *ns, uint8_t input_hash[32], char *err,
+                      size_t errlen)
 {
     struct train_model_meta meta;
     struct st_file f;
@@ -240,6 +245,12 @@ static int load_input(struct trainer *t, const struct proto_msg *job, struct tra
             return rc;
         eng_model_free(t->model);
         t->model = fresh;
+        rc = train_state_save(t->model, &t->spec, NULL, &t->roster->recipe, TRAIN_SAVE_WEIGHTS,
+                              NULL, 0, &buf, &len, err, errlen);
+        if (rc != 0)
+            return rc;
+        crypto_generichash(input_hash, 32, buf, len, NULL, 0);
+        free(buf);
         return 0;
     }
     if (job->fd < 0)
@@ -247,6 +258,7 @@ static int load_input(struct trainer *t, const struct proto_msg *job, struct tra
     rc = proto_weights_from_fd(job->fd, PROTO_MAX_WEIGHTS, &buf, &len, err, errlen);
     if (rc != 0)
         return rc;
+    crypto_generichash(input_hash, 32, buf, len, NULL, 0);
     /* The first visit of a federation with recipe.init (cycle 0 at the first site, or any
      * ensemble member) starts from the roster's initial weights: their parameters and
      * batch-norm statistics, a fresh optimizer, and this site's own normalisation (the
@@ -373,12 +385,20 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     double epochs;
     struct cycle_normsum ns_in, ns_out;
     char normsum[CWTD_NORMSUM_MAX + 1] = "";
+    uint8_t input_hash[32];
+    int resume = 0;
 
     memset(&met, 0, sizeof(met));
     memset(&ns_out, 0, sizeof(ns_out));
     t->job_id = job->job;
     t->paused = 0;
-    rc = load_input(t, job, &norm, &has_norm, &ns_in, err, sizeof(err));
+    rc = load_input(t, job, &norm, &has_norm, &ns_in, input_hash, err, sizeof(err));
+    /* This visit's checkpoints or none: those of other visits go, and this visit's own stay
+     * only when they were made from the same input (not an earlier run's). */
+    if (rc == 0 && (rc = store_visit_begin(t->st, job->u.job.ckpt, input_hash, &resume)) != 0)
+        snprintf(err, sizeof(err), "cannot clear the checkpoints of other visits: %s",
+                 cwt_strerror(rc));
+    resume = resume && job->u.job.resume;
     if (rc == 0 && !has_norm)
         rc = train_norm_ensure(t->st, &norm, err, sizeof(err));
     if (rc == 0)
@@ -439,7 +459,7 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     rc = train_session_new(t->model, &t->spec, loader, t->st, &so, &sess, err, sizeof(err));
     if (rc != 0)
         goto done;
-    if (job->u.job.resume) {
+    if (resume) {
         rc = train_session_resume(sess, job->u.job.ckpt, err, sizeof(err));
         if (rc == CWT_ENOENT)
             rc = 0; /* killed before the first checkpoint: start the visit afresh */
@@ -451,8 +471,7 @@ static void run_job(struct trainer *t, const struct proto_msg *job)
     }
     /* A swt visit whose plateau stop was checkpointed before a crash is over already: the
      * session would otherwise train on towards its planned epochs. */
-    if (job->u.job.kind == PROTO_JOB_PLATEAU && job->u.job.resume &&
-        train_session_steps_done(sess) > 0 &&
+    if (job->u.job.kind == PROTO_JOB_PLATEAU && resume && train_session_steps_done(sess) > 0 &&
         train_session_steps_done(sess) < train_session_steps_planned(sess)) {
         plateau_read(&pl);
         if (plateau_stopped(&pl) &&

@@ -101,11 +101,21 @@ int store_mdb_err(int mdb_rc)
     }
 }
 
+int store_main_writable(const struct store *st)
+{
+    return !(st->flags & (STORE_RDONLY | STORE_TRAINER));
+}
+
+int store_ckpt_writable(const struct store *st)
+{
+    return !(st->flags & (STORE_RDONLY | STORE_MONITOR));
+}
+
 int store_txn_begin(struct store *st, int rdonly, MDB_txn **txn)
 {
     if (st == NULL || txn == NULL)
         return CWT_EINVAL;
-    if (!rdonly && (st->flags & (STORE_RDONLY | STORE_TRAINER)))
+    if (!rdonly && !store_main_writable(st))
         return CWT_EPERM;
     if (!rdonly && st->batch != NULL)
         return CWT_ESTATE;
@@ -133,7 +143,7 @@ static int open_databases(struct store *st, char *err, size_t errlen)
                                                      "models", "ledger", "audit",   "imeta"};
     MDB_dbi *handles[STORE_MAX_DBS] = {&st->images, &st->index,  &st->sources, &st->meta,
                                        &st->models, &st->ledger, &st->audit,   &st->imeta};
-    int rdonly = (st->flags & (STORE_RDONLY | STORE_TRAINER)) != 0;
+    int rdonly = !store_main_writable(st);
     MDB_txn *txn;
     int rc;
 
@@ -187,9 +197,11 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
         return cwt_seterr(err, errlen, CWT_EINVAL, "store folder name is missing or too long");
     if ((flags & STORE_RDONLY) && (flags & STORE_CREATE))
         return cwt_seterr(err, errlen, CWT_EINVAL, "a store cannot be created read-only");
-    if ((flags & STORE_TRAINER) && (flags & (STORE_RDONLY | STORE_CREATE)))
+    if ((flags & STORE_TRAINER) && (flags & (STORE_RDONLY | STORE_CREATE | STORE_MONITOR)))
         return cwt_seterr(err, errlen, CWT_EINVAL,
                           "a trainer's store is neither created nor wholly read-only");
+    if ((flags & STORE_MONITOR) && (flags & STORE_RDONLY))
+        return cwt_seterr(err, errlen, CWT_EINVAL, "a monitor's store is not wholly read-only");
     *out = NULL;
     if (flags & STORE_CREATE) {
         rc = file_mkdir_p(dir, 0700, err, errlen);
@@ -209,14 +221,15 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
         return cwt_seterr(err, errlen, CWT_ENOMEM, "out of memory opening the store");
     st->flags = flags;
     memcpy(st->dir, dir, strlen(dir) + 1);
+    if (map_bytes == 0)
+        map_bytes = STORE_DEFAULT_MAP_BYTES;
+    st->map_bytes = map_bytes;
 
     rc = mdb_env_create(&st->env);
     if (rc != 0) {
         free(st);
         return cwt_seterr(err, errlen, store_mdb_err(rc), "store %s: %s", dir, mdb_strerror(rc));
     }
-    if (map_bytes == 0)
-        map_bytes = STORE_DEFAULT_MAP_BYTES;
     if (map_bytes > SIZE_MAX) {
         rc = cwt_seterr(err, errlen, CWT_ETOOBIG, "store map size %llu is too large",
                         (unsigned long long)map_bytes);
@@ -228,8 +241,7 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
     /* MDB_NOTLS: read snapshots are not tied to the thread's slot, so a snapshot and a
      * backend's own short transaction can coexist (see store_internal.h). */
     if (rc == 0)
-        rc = mdb_env_open(st->env, dir,
-                          MDB_NOTLS | ((flags & (STORE_RDONLY | STORE_TRAINER)) ? MDB_RDONLY : 0),
+        rc = mdb_env_open(st->env, dir, MDB_NOTLS | (store_main_writable(st) ? 0 : MDB_RDONLY),
                           0600);
     if (rc != 0) {
         /* A read-only open in the instant between the creator's open(O_CREAT) and its first
@@ -249,7 +261,7 @@ int store_open(const char *dir, int flags, uint64_t map_bytes, struct store **ou
     (void)mdb_reader_check(st->env, &dead);
     rc = open_databases(st, err, errlen);
     if (rc == 0)
-        rc = store_ckpt_open(st, map_bytes, err, errlen);
+        rc = store_ckpt_open(st, err, errlen);
     if (rc != 0)
         goto fail;
     *out = st;
@@ -495,7 +507,7 @@ int store_batch_begin(struct store *st, struct store_batch **out)
     if (st == NULL || out == NULL)
         return CWT_EINVAL;
     *out = NULL;
-    if (st->flags & (STORE_RDONLY | STORE_TRAINER))
+    if (!store_main_writable(st))
         return CWT_EPERM;
     if (st->batch != NULL)
         return CWT_ESTATE;

@@ -1,24 +1,26 @@
 /*
  * store.h - the site store: two LMDB environments per site (DESIGN section 7), the main one
  * in STORE/ and the checkpoint environment in STORE/checkpoints/ (store_ckpt.c), behind one
- * struct store.
+ * struct store. Each environment has one writer in cwtd: the monitor writes the main one
+ * (STORE_MONITOR), the trainer the checkpoint one (STORE_TRAINER); each maps the other's
+ * read-only. cwtctl's read-write opens write both.
  *
  * Named databases of the main environment:
  *   images   image id (u64 big-endian) -> struct store_image_hdr + H*W*C uint8 pixels (HWC)
  *   index    split(1) | label(4, BE) | id(8, BE) -> empty (ordered listing per split/label)
  *   sources  BLAKE2b-256 of the source file's bytes -> image id (idempotent ingest)
- *   meta     string key -> value (input shape, counters, normalisation stats ...)
- *   models   empty: where checkpoints were before the checkpoint environment (migrated and
- *            emptied by the first open that may write; read from here by a read-only open
- *            of a store not yet migrated)
+ *   meta     string key -> value (input shape, counters, state ...)
+ *   models   the monitor's records (store_models.c: incoming weights, visit result, best and
+ *            final models, ensemble members)
  *   ledger   bundle records and last sequence per federation (store_ledger.c)
  *   audit    u64 sequence (BE) -> hash-chained audit record (store_audit.c)
  *   imeta    image id (u64 BE) -> the image's metadata columns (store_imeta.c); absent in
  *            stores made before it, which read as images without metadata
- * and of the checkpoint environment, which cwtd's trainer may write while it only reads the
- * main one (STORE_TRAINER):
- *   models   checkpoint name -> checkpoint record (store_models.c)
+ * and of the checkpoint environment:
+ *   models   the training driver's records: checkpoints, the model layout (store_models.c)
  *   meta     the training driver's meta keys ("norm"), through store_meta_get/put as usual
+ * Which environment holds a record is decided here by its name, never by the caller
+ * (store_model_put); older layouts migrate on open (store_ckpt.c).
  *
  * Lifetimes: a struct store is used by one thread. Pointers returned by read functions
  * point into the LMDB map and stay valid until the matching store_read_end().
@@ -38,9 +40,15 @@ enum store_split { STORE_TRAIN = 0, STORE_VAL = 1, STORE_TEST = 2, STORE_NSPLITS
 #define STORE_RDONLY 0x1 /* open read-only (cwtctl while cwtd runs, auditors) */
 #define STORE_CREATE 0x2 /* create the folder and environment if missing */
 /* cwtd's trainer: the main environment read-only (a descriptor opened O_RDONLY, a read-only
- * map), the checkpoint environment read-write. Writing images, ledger, audit or any meta key
- * but the training driver's fails with CWT_EPERM. Not with STORE_RDONLY or STORE_CREATE. */
+ * map), the checkpoint environment read-write. Writing images, ledger, audit, a monitor's
+ * record (store_model_is_main) or any meta key but the training driver's fails with
+ * CWT_EPERM. Not with STORE_RDONLY, STORE_CREATE or STORE_MONITOR. */
 #define STORE_TRAINER 0x4
+/* cwtd's monitor, the mirror of STORE_TRAINER: the main environment read-write, the
+ * checkpoint environment read-only (O_RDONLY descriptor, read-only map). Writing a record or
+ * meta key of the training driver fails with CWT_EPERM. May be combined with STORE_CREATE
+ * (which then creates the main environment only: the trainer creates its own). */
+#define STORE_MONITOR 0x8
 
 /* Header stored in front of every image's pixels (little-endian on disk). */
 struct store_image_hdr {
@@ -162,13 +170,39 @@ int store_each_image_meta(struct store *st,
 int store_meta_get(struct store *st, const char *key, void *buf, size_t buflen, size_t *len);
 int store_meta_put(struct store *st, const char *key, const void *val, size_t len);
 
-/* --- models: checkpoints (store_models.c) --- */
+/* --- models: weights and checkpoints by name (store_models.c) --- */
 
-/* Stores a checkpoint blob under name, atomically replacing the previous one. */
+/* The names of the monitor's records, kept in the main environment: "cwtd.input",
+ * "cwtd.result", "cwtd.best", "model" and "ensemble.*". Every other name (visit checkpoints
+ * and their ".best", ".plateau", ".input", "cwtd.layout", cwtctl train's "train.resume") is
+ * the training driver's, kept in the checkpoint environment. 1 for a main name, else 0. */
+int store_model_is_main(const char *name);
+
+/* Stores a blob under name, atomically replacing the previous one, in the environment the
+ * name belongs to. CWT_EPERM when this handle holds that environment read-only. */
 int store_model_put(struct store *st, const char *name, const void *blob, size_t len);
-/* Copies a checkpoint into a malloc'd buffer (*blob, caller frees). CWT_ENOENT if absent. */
+/* Copies a blob into a malloc'd buffer (*blob, caller frees). CWT_ENOENT if absent. */
 int store_model_get(struct store *st, const char *name, uint8_t **blob, size_t *len);
+/* Deletes a blob; CWT_ENOENT if absent, CWT_EPERM as store_model_put. */
 int store_model_del(struct store *st, const char *name);
+
+/* Prefix of cwtd's visit checkpoints ("cwtd.visit.cC.hH", see cycle_ckpt_name) and suffix of
+ * the record beside one that holds the BLAKE2b-256 of the input weights its visit started
+ * from. */
+#define STORE_VISIT_PREFIX       "cwtd.visit."
+#define STORE_VISIT_INPUT_SUFFIX ".input"
+
+/* The start of a training job of visit `name` (a name under STORE_VISIT_PREFIX) whose input
+ * weights hash to input_hash (BLAKE2b-256). In one transaction of the checkpoint environment:
+ * deletes every record of every other visit; keeps this visit's records ("name", "name.*")
+ * when "name.input" holds input_hash, else deletes them and records input_hash; deletes the
+ * copies of main names that a migrated store left behind once the main environment has them.
+ * *resume is 1 when the visit's checkpoints were kept (resume them), 0 when it starts afresh.
+ * So a job resumes its own visit's checkpoint or none, and never one of an earlier run or
+ * one written by a cwtd that did not record the hash. CWT_EPERM on a handle whose checkpoint
+ * environment is read-only. */
+int store_visit_begin(struct store *st, const char *name, const uint8_t input_hash[32],
+                      int *resume);
 
 /* --- ledger: bundles accepted and sent (store_ledger.c) --- */
 

@@ -22,42 +22,60 @@
 
 struct store {
     MDB_env *env;      /* the main environment: STORE/data.mdb */
-    MDB_env *ckpt_env; /* store_ckpt.c: STORE/checkpoints/; NULL in a read-only open of a
-                        * store not yet migrated, whose models are still in env */
+    MDB_env *ckpt_env; /* store_ckpt.c: STORE/checkpoints/; NULL in an open that holds it
+                        * read-only while it does not exist or is not migrated yet (its
+                        * records are then still in env) */
     MDB_dbi ckpt_models, ckpt_meta;
-    MDB_dbi images;  /* u64 BE id -> struct store_image_hdr (LE) + pixels */
-    MDB_dbi index;   /* split | label BE | id BE -> empty */
-    MDB_dbi sources; /* 32-byte content hash -> u64 BE id */
-    MDB_dbi meta;    /* string key -> value */
-    MDB_dbi models;  /* before the checkpoint environment: models, now empty (store_ckpt.c) */
-    MDB_dbi ledger;  /* store_ledger.c */
-    MDB_dbi audit;   /* store_audit.c */
-    MDB_dbi imeta;   /* store_imeta.c: u64 BE id -> encoded per-image metadata */
-    int has_imeta;   /* 0: a read-only store made before per-image metadata existed */
-    int flags;       /* STORE_RDONLY / STORE_CREATE / STORE_TRAINER as opened */
+    MDB_dbi images;     /* u64 BE id -> struct store_image_hdr (LE) + pixels */
+    MDB_dbi index;      /* split | label BE | id BE -> empty */
+    MDB_dbi sources;    /* 32-byte content hash -> u64 BE id */
+    MDB_dbi meta;       /* string key -> value */
+    MDB_dbi models;     /* the monitor's records (store_model_is_main; store_ckpt.c) */
+    MDB_dbi ledger;     /* store_ledger.c */
+    MDB_dbi audit;      /* store_audit.c */
+    MDB_dbi imeta;      /* store_imeta.c: u64 BE id -> encoded per-image metadata */
+    int has_imeta;      /* 0: a read-only store made before per-image metadata existed */
+    int flags;          /* STORE_RDONLY / STORE_CREATE / STORE_TRAINER / STORE_MONITOR */
+    uint64_t map_bytes; /* map size of both environments */
     char dir[PATH_MAX];
     MDB_txn *snapshot;         /* open between store_read_begin and store_read_end */
     struct store_batch *batch; /* the open write batch, if any */
 };
 
+/* Whether this handle may write the main environment (not STORE_RDONLY, not STORE_TRAINER)
+ * and the checkpoint environment (not STORE_RDONLY, not STORE_MONITOR). */
+int store_main_writable(const struct store *st);
+int store_ckpt_writable(const struct store *st);
+
 /* Begins a transaction on st. rdonly != 0 gives a read snapshot (MDB_RDONLY); rdonly == 0 a
- * write transaction, which fails with CWT_EPERM on a store opened STORE_RDONLY and with
- * CWT_ESTATE while a store_batch is open. The caller ends it with mdb_txn_abort() or
- * store_txn_commit(). Other failures: CWT_ESTORE. */
+ * write transaction, which fails with CWT_EPERM on a handle that holds the main environment
+ * read-only and with CWT_ESTATE while a store_batch is open. The caller ends it with
+ * mdb_txn_abort() or store_txn_commit(). Other failures: CWT_ESTORE. */
 int store_txn_begin(struct store *st, int rdonly, MDB_txn **txn);
 
-/* Opens (creating it unless STORE_RDONLY) the checkpoint environment of st, whose main
- * environment is open, and migrates a store made before it (store_ckpt.c). 0, or an error
+/* Opens (creating it when this handle may write it) the checkpoint environment of st, whose
+ * main environment is open, and migrates older layouts (store_ckpt.c): the training driver's
+ * records into the checkpoint environment, the monitor's into the main one. 0, or an error
  * with a sentence in err. */
-int store_ckpt_open(struct store *st, uint64_t map_bytes, char *err, size_t errlen);
+int store_ckpt_open(struct store *st, char *err, size_t errlen);
 void store_ckpt_close(struct store *st);
 
-/* Begins a transaction where the checkpoints are, and says which databases hold the models
- * and the training meta in it: the checkpoint environment, or for a read-only open of a store
- * not yet migrated the main one. A write transaction fails with CWT_EPERM on a STORE_RDONLY
- * store. End it as a store_txn_begin() transaction. */
+/* Begins a transaction where the training driver's records are, and says which databases
+ * hold its models and meta in it: the checkpoint environment, or, while a handle that holds
+ * it read-only finds it missing or not migrated, the main one. A write transaction fails
+ * with CWT_EPERM on a handle that holds the checkpoint environment read-only. End it as a
+ * store_txn_begin() transaction. */
 int store_ckpt_txn_begin(struct store *st, int rdonly, MDB_txn **txn, MDB_dbi *models,
                          MDB_dbi *meta);
+
+/* Begins a transaction where the monitor's records (store_model_is_main) are, and says which
+ * database holds them: the main environment's models once it is migrated (always so for a
+ * handle that may write it), else where an older layout keeps them. A write transaction
+ * fails with CWT_EPERM on a handle that holds the main environment read-only. */
+int store_main_models_txn_begin(struct store *st, int rdonly, MDB_txn **txn, MDB_dbi *models);
+
+/* store_model_is_main for a name of len bytes, not NUL-terminated (an LMDB key). */
+int store_model_is_main_key(const void *key, size_t len);
 
 /* 1 when key is a meta key of the training driver, kept in the checkpoint environment. */
 int store_ckpt_meta_key(const char *key);

@@ -1,29 +1,36 @@
 /*
  * test_m5_store_split.c - issue 18, M5: the trainer (the process that hosts the GPU driver)
  * held a read-write LMDB handle on the whole store, so code running in it could rewrite the
- * ledger, the audit log or the saved state through that handle. Now it opens the store with
- * STORE_TRAINER (storage/store.h):
+ * ledger, the audit log or the saved state through that handle; and the monitor wrote the
+ * trainer's checkpoint environment. Now each environment has one writer (storage/store.h):
  *
- *   - its descriptor on the main environment's data.mdb is O_RDONLY and every map of it is
- *     read-only (checked through /proc/self/fdinfo and /proc/self/maps), so no write can go
- *     through it; writing images, ledger, audit or state fails with CWT_EPERM;
- *   - it writes its checkpoints and the normalisation statistics into the checkpoint
- *     environment (STORE/checkpoints/), which the monitor's read-write open then reads;
- *   - a store made before the split migrates: a read-only open reads the models where they
- *     are; the trainer's open copies them (and cannot empty the old copies); the monitor's
- *     open empties the old copies; a checkpoint the trainer deleted in between is not
- *     brought back.
+ *   - the trainer opens the store with STORE_TRAINER: its descriptor on the main
+ *     environment's data.mdb is O_RDONLY and every map of it is read-only (checked through
+ *     /proc/self/fd and /proc/self/maps, and by writing through the map, which faults, and
+ *     by mprotect, which the kernel refuses), so no write can go through it; writing images,
+ *     ledger, audit, state or a monitor's record (cwtd.input, model, ...) fails with
+ *     CWT_EPERM;
+ *   - the monitor opens it with STORE_MONITOR, the mirror: the checkpoint environment
+ *     (STORE/checkpoints/) is read-only in the same ways, and putting or deleting a
+ *     trainer's record (visit checkpoints, the layout, norm) fails with CWT_EPERM;
+ *   - the environment is chosen by the record's name, not by the caller;
+ *   - older stores migrate: one made before the checkpoint environment (everything in main)
+ *     and one of the split before this (everything in checkpoints/) both end with the
+ *     monitor's records in main and the trainer's in checkpoints/, whoever opens first, and
+ *     nothing deleted comes back.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,6 +131,53 @@ static int only_read_only(const char *path)
     return fds > 0 && maps > 0 && bad == 0;
 }
 
+/* The start of the first map of path in this process, or NULL. */
+static void *map_of(const char *path)
+{
+    char line[PATH_MAX + 256];
+    unsigned long start = 0;
+    FILE *f = fopen("/proc/self/maps", "re");
+
+    if (f == NULL)
+        return NULL;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t l = strlen(line);
+        if (l > 0 && line[l - 1] == '\n')
+            line[--l] = '\0';
+        if (l >= strlen(path) && strcmp(line + l - strlen(path), path) == 0 &&
+            sscanf(line, "%lx-", &start) == 1)
+            break;
+        start = 0;
+    }
+    fclose(f);
+    return (void *)start;
+}
+
+/* 1 when no code of this process can write through the map of path: a store into it faults
+ * (in a child, which dies of SIGSEGV) and making it writable is refused (EACCES: the file's
+ * descriptor was opened read-only). */
+static int map_write_faults(const char *path)
+{
+    volatile uint8_t *p = map_of(path);
+    long page = sysconf(_SC_PAGESIZE);
+    int status;
+    pid_t pid;
+
+    if (p == NULL || page <= 0)
+        return 0;
+    pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* cmocka's handler would catch it */
+        p[0] = p[0];
+        _exit(0);
+    }
+    if (waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV)
+        return 0;
+    return mprotect((void *)p, (size_t)page, PROT_READ | PROT_WRITE) == -1 && errno == EACCES;
+}
+
 /* The trainer's side, in a child (LMDB forbids opening one environment twice in a process).
  * Bit per failure. */
 static int trainer_body(const char *dir)
@@ -141,7 +195,7 @@ static int trainer_body(const char *dir)
         return 0x100;
     }
     snprintf(data, sizeof(data), "%s/data.mdb", dir);
-    if (!only_read_only(data))
+    if (!only_read_only(data) || !map_write_faults(data))
         bad |= 1 << 0;
     memset(&e, 0, sizeof(e));
     snprintf(e.federation, sizeof(e.federation), "fed");
@@ -153,6 +207,11 @@ static int trainer_body(const char *dir)
         bad |= 1 << 3;
     if (store_batch_begin(st, &b) != CWT_EPERM)
         bad |= 1 << 4;
+    /* Nor the monitor's records, whatever it names them. */
+    if (store_model_put(st, "cwtd.input", "forged", 6) != CWT_EPERM ||
+        store_model_put(st, "ensemble.x", "forged", 6) != CWT_EPERM ||
+        store_model_del(st, "model") != CWT_EPERM)
+        bad |= 1 << 7;
     /* What it may do: read the images, write its checkpoints and statistics. */
     if (store_read_begin(st) != 0 || store_list(st, STORE_TRAIN, &ids, &n) != 0 || n != 1)
         bad |= 1 << 5;
@@ -177,6 +236,44 @@ static int in_child(int (*body)(const char *), const char *dir)
     return WEXITSTATUS(status);
 }
 
+/* The monitor's side, the mirror: run after trainer_body, which made the checkpoint
+ * environment. Bit per failure. */
+static int monitor_body(const char *dir)
+{
+    struct store *st = NULL;
+    uint8_t *blob = NULL, hash[32] = {0};
+    size_t len = 0;
+    char err[CWT_ERRLEN], data[PATH_MAX + 32], buf[8];
+    int bad = 0, resume = 0;
+
+    if (store_open(dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 0x80;
+    }
+    snprintf(data, sizeof(data), "%s/checkpoints/data.mdb", dir);
+    if (!only_read_only(data) || !map_write_faults(data))
+        bad |= 1 << 0;
+    if (store_model_put(st, "cwtd.visit.c0.h0", "forged", 6) != CWT_EPERM ||
+        store_model_put(st, "cwtd.layout", "forged", 6) != CWT_EPERM)
+        bad |= 1 << 1;
+    if (store_model_del(st, "ckpt") != CWT_EPERM)
+        bad |= 1 << 2;
+    if (store_meta_put(st, "norm", "forged", 6) != CWT_EPERM ||
+        store_visit_begin(st, "cwtd.visit.c0.h0", hash, &resume) != CWT_EPERM)
+        bad |= 1 << 3;
+    /* What it may do: read the trainer's records, write its own and the state. */
+    if (store_model_get(st, "ckpt", &blob, &len) != 0 || len != 7 ||
+        store_meta_get(st, "norm", buf, sizeof(buf), &len) != 0)
+        bad |= 1 << 4;
+    free(blob);
+    if (store_model_put(st, "cwtd.input", "in", 2) != 0 ||
+        store_meta_put(st, "cwtd.state", "cycle=2", 7) != 0 ||
+        store_model_del(st, "cwtd.input") != 0)
+        bad |= 1 << 5;
+    store_close(st);
+    return bad;
+}
+
 static void expect_model(struct store *st, const char *name, const char *want)
 {
     uint8_t *blob = NULL;
@@ -198,73 +295,109 @@ static void test_trainer_cannot_write_ledger_audit_or_state(void **state)
     (void)state;
     make_store(dir, sizeof(dir));
     assert_int_equal(in_child(trainer_body, dir), 0);
-    /* The monitor's open sees what the trainer wrote, and the state as it was. */
+    assert_int_equal(in_child(monitor_body, dir), 0);
+    /* cwtctl's open sees what the trainer wrote, and the state as the monitor left it. */
     if (store_open(dir, STORE_CREATE, 64u << 20, &st, err, sizeof(err)) != 0)
         fail_msg("store_open: %s", err);
     expect_model(st, "ckpt", "weights");
     assert_int_equal(store_meta_get(st, "norm", buf, sizeof(buf), &len), 0);
     assert_int_equal(len, 1);
     assert_int_equal(store_meta_get(st, "cwtd.state", buf, sizeof(buf), &len), 0);
-    assert_memory_equal(buf, "cycle=1", 7);
+    assert_memory_equal(buf, "cycle=2", 7);
     assert_int_equal(audit_verify(st, err, sizeof(err)), 0);
     store_close(st);
 }
 
-/* Puts a model and the norm into the main environment and removes the checkpoint
- * environment: a store as made before the split. */
-static void make_old_layout(const char *dir)
+/* Raw LMDB access to one environment of a store (main: dir; checkpoints: dir/checkpoints),
+ * as an older cwt left it; only while this process has no struct store open. */
+static MDB_txn *raw_begin(const char *dir, int ckpt, int rdonly, MDB_env **env)
+{
+    char path[PATH_MAX + 16];
+    MDB_txn *txn;
+
+    snprintf(path, sizeof(path), "%s%s", dir, ckpt ? "/checkpoints" : "");
+    assert_int_equal(mdb_env_create(env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(*env, 8), 0);
+    assert_int_equal(mdb_env_set_mapsize(*env, 64u << 20), 0);
+    assert_int_equal(mdb_env_open(*env, path, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600), 0);
+    assert_int_equal(mdb_txn_begin(*env, NULL, rdonly ? MDB_RDONLY : 0, &txn), 0);
+    return txn;
+}
+
+static void raw_end(MDB_env *env, MDB_txn *txn, int commit)
+{
+    if (commit)
+        assert_int_equal(mdb_txn_commit(txn), 0);
+    else
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+/* Puts (val != NULL) or deletes (val == NULL, absent or not) key in database db. */
+static void raw_set(const char *dir, int ckpt, const char *db, const char *key, const char *val)
 {
     MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi models, meta;
-    MDB_val k, v;
+    MDB_txn *txn = raw_begin(dir, ckpt, 0, &env);
+    MDB_dbi dbi;
+    MDB_val k = {strlen(key), (void *)key}, v = {val != NULL ? strlen(val) : 0, (void *)val};
+    int rc;
+
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    rc = val != NULL ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
+    assert_true(rc == 0 || (val == NULL && rc == MDB_NOTFOUND));
+    raw_end(env, txn, 1);
+}
+
+/* 1 when key is in database db, 0 when not. */
+static int raw_has(const char *dir, int ckpt, const char *db, const char *key)
+{
+    MDB_env *env;
+    MDB_txn *txn = raw_begin(dir, ckpt, 1, &env);
+    MDB_dbi dbi;
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc;
+
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    rc = mdb_get(txn, dbi, &k, &v);
+    assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    raw_end(env, txn, 0);
+    return rc == 0;
+}
+
+/* Entries in database db. */
+static size_t raw_count(const char *dir, int ckpt, const char *db)
+{
+    MDB_env *env;
+    MDB_txn *txn = raw_begin(dir, ckpt, 1, &env);
+    MDB_dbi dbi;
+    MDB_stat ms;
+
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    assert_int_equal(mdb_stat(txn, dbi, &ms), 0);
+    raw_end(env, txn, 0);
+    return ms.ms_entries;
+}
+
+/* The main marker of storage/store_ckpt.c: the monitor's records are in main. */
+#define MAIN_MARKER "cwt.models.main"
+
+/* Layout 1, before the checkpoint environment: every record and the norm in main. Two
+ * training records ("old", "keep") and a monitor's ("cwtd.result"). */
+static void make_old_layout(const char *dir)
+{
     char cmd[PATH_MAX + 64];
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s/checkpoints'", dir);
     assert_int_equal(system(cmd), 0);
-    assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
-    assert_int_equal(mdb_env_set_mapsize(env, 64u << 20), 0);
-    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "models", 0, &models), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    k.mv_data = "old";
-    k.mv_size = 3;
-    v.mv_data = "old-weights";
-    v.mv_size = 11;
-    assert_int_equal(mdb_put(txn, models, &k, &v, 0), 0);
-    k.mv_data = "keep";
-    k.mv_size = 4;
-    assert_int_equal(mdb_put(txn, models, &k, &v, 0), 0);
-    k.mv_data = "norm";
-    k.mv_size = 4;
-    v.mv_data = "N";
-    v.mv_size = 1;
-    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    raw_set(dir, 0, "meta", MAIN_MARKER, NULL);
+    raw_set(dir, 0, "models", "old", "old-weights");
+    raw_set(dir, 0, "models", "keep", "old-weights");
+    raw_set(dir, 0, "models", "cwtd.result", "res");
+    raw_set(dir, 0, "meta", "norm", "N");
 }
 
-/* Entries left in the main environment's models database. */
-static size_t old_copies(const char *dir)
-{
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi models;
-    MDB_stat ms;
-
-    assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
-    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "models", 0, &models), 0);
-    assert_int_equal(mdb_stat(txn, models, &ms), 0);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return ms.ms_entries;
-}
-
+/* The trainer of a layout-1 store: it reads and deletes a training record, cannot write a
+ * monitor's. */
 static int migrating_trainer_body(const char *dir)
 {
     struct store *st = NULL;
@@ -283,6 +416,8 @@ static int migrating_trainer_body(const char *dir)
     /* A checkpoint it is done with: the migration must not bring it back. */
     if (store_model_del(st, "old") != 0)
         bad |= 2;
+    if (store_model_put(st, "cwtd.result", "x", 1) != CWT_EPERM)
+        bad |= 4;
     store_close(st);
     return bad;
 }
@@ -299,37 +434,241 @@ static void test_old_store_migrates(void **state)
     make_store(dir, sizeof(dir));
     make_old_layout(dir);
 
-    /* cwtctl while cwtd runs: read-only, reads the models where they are, changes nothing. */
+    /* cwtctl while cwtd runs: read-only, reads the records where they are, changes nothing. */
     if (store_open(dir, STORE_RDONLY, 64u << 20, &st, err, sizeof(err)) != 0)
         fail_msg("store_open: %s", err);
     expect_model(st, "old", "old-weights");
+    expect_model(st, "cwtd.result", "res");
     assert_int_equal(store_meta_get(st, "norm", buf, sizeof(buf), &len), 0);
     assert_int_equal(store_model_put(st, "x", "y", 1), CWT_EPERM);
+    assert_int_equal(store_model_put(st, "model", "y", 1), CWT_EPERM);
     store_close(st);
     snprintf(ckpt, sizeof(ckpt), "%s/checkpoints", dir);
     assert_int_equal(stat(ckpt, &sb), -1);
 
     /* The trainer first: it copies, cannot empty the main environment, deletes "old". */
     assert_int_equal(in_child(migrating_trainer_body, dir), 0);
-    assert_int_equal(old_copies(dir), 2);
+    assert_int_equal(raw_count(dir, 0, "models"), 3);
 
     /* A read-only open now reads the checkpoint environment: "old" stays deleted. */
     if (store_open(dir, STORE_RDONLY, 64u << 20, &st, err, sizeof(err)) != 0)
         fail_msg("store_open: %s", err);
     assert_int_equal(store_model_get(st, "old", &blob, &len), CWT_ENOENT);
     expect_model(st, "keep", "old-weights");
+    expect_model(st, "cwtd.result", "res");
     store_close(st);
 
-    /* The monitor's open empties the old copies and brings nothing back. */
+    /* cwtctl's read-write open: each record in its environment, nothing brought back. */
     if (store_open(dir, STORE_CREATE, 64u << 20, &st, err, sizeof(err)) != 0)
         fail_msg("store_open: %s", err);
     assert_int_equal(store_model_get(st, "old", &blob, &len), CWT_ENOENT);
     expect_model(st, "keep", "old-weights");
+    expect_model(st, "cwtd.result", "res");
     assert_int_equal(store_meta_get(st, "norm", buf, sizeof(buf), &len), 0);
     assert_int_equal(len, 1);
     assert_memory_equal(buf, "N", 1);
     store_close(st);
-    assert_int_equal(old_copies(dir), 0);
+    assert_int_equal(raw_count(dir, 0, "models"), 1);
+    assert_true(raw_has(dir, 0, "models", "cwtd.result"));
+    assert_false(raw_has(dir, 0, "meta", "norm"));
+    assert_false(raw_has(dir, 1, "models", "cwtd.result"));
+    assert_true(raw_has(dir, 1, "models", "keep"));
+}
+
+/* cwtd's monitor on a layout-1 store, before its trainer has made checkpoints/: it reads the
+ * training records where they are and cannot write them. */
+static int old_monitor_body(const char *dir)
+{
+    struct store *st = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char err[CWT_ERRLEN];
+    int bad = 0;
+
+    if (store_open(dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 0x80;
+    }
+    if (store_model_get(st, "keep", &blob, &len) != 0 || len != 11)
+        bad |= 1;
+    free(blob);
+    blob = NULL;
+    if (store_model_get(st, "cwtd.result", &blob, &len) != 0 || len != 3)
+        bad |= 2;
+    free(blob);
+    if (store_model_put(st, "old", "x", 1) != CWT_EPERM || store_model_del(st, "old") != CWT_EPERM)
+        bad |= 4;
+    if (store_model_put(st, "cwtd.input", "in", 2) != 0)
+        bad |= 8;
+    store_close(st);
+    return bad;
+}
+
+/* The trainer's open after such a monitor: reads the monitor's new record from main. */
+static int trainer_after_monitor_body(const char *dir)
+{
+    struct store *st = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char err[CWT_ERRLEN];
+    int bad = 0;
+
+    if (store_open(dir, STORE_TRAINER, 64u << 20, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 0x80;
+    }
+    if (store_model_get(st, "cwtd.input", &blob, &len) != 0 || len != 2)
+        bad |= 1;
+    free(blob);
+    if (store_model_del(st, "old") != 0)
+        bad |= 2;
+    store_close(st);
+    return bad;
+}
+
+static void test_old_store_migrates_monitor_first(void **state)
+{
+    (void)state;
+    char dir[PATH_MAX];
+
+    make_store(dir, sizeof(dir));
+    make_old_layout(dir);
+    assert_int_equal(in_child(old_monitor_body, dir), 0);
+    /* Main is migrated; the training records wait in main for the trainer's copy. */
+    assert_true(raw_has(dir, 0, "meta", MAIN_MARKER));
+    assert_int_equal(raw_count(dir, 0, "models"), 4);
+
+    /* The trainer copies only the training records: the monitor's are in main already. */
+    assert_int_equal(in_child(trainer_after_monitor_body, dir), 0);
+    assert_true(raw_has(dir, 1, "models", "keep"));
+    assert_false(raw_has(dir, 1, "models", "old"));
+    assert_false(raw_has(dir, 1, "models", "cwtd.result"));
+    assert_false(raw_has(dir, 1, "models", "cwtd.input"));
+
+    /* The monitor's next open deletes main's copies of the training records; "old" stays
+     * deleted. */
+    assert_int_equal(in_child(old_monitor_body, dir), 0);
+    assert_int_equal(raw_count(dir, 0, "models"), 2);
+    assert_true(raw_has(dir, 0, "models", "cwtd.result"));
+    assert_true(raw_has(dir, 0, "models", "cwtd.input"));
+    assert_false(raw_has(dir, 0, "meta", "norm"));
+    assert_false(raw_has(dir, 1, "models", "old"));
+}
+
+/* A store of the split before this one (layout 2): every record in checkpoints/, among them
+ * the monitor's; main holds older copies of layout 1 that a crash left behind. */
+static void make_split_layout(const char *dir)
+{
+    raw_set(dir, 0, "meta", MAIN_MARKER, NULL);
+    raw_set(dir, 1, "models", "cwtd.input", "in-2");
+    raw_set(dir, 1, "models", "ensemble.b", "member");
+    raw_set(dir, 1, "models", "cwtd.visit.c1.h0", "ck");
+    raw_set(dir, 0, "models", "cwtd.best", "stale");
+    raw_set(dir, 0, "models", "cwtd.visit.c0.h0", "stale");
+    raw_set(dir, 0, "meta", "norm", "stale");
+}
+
+/* The monitor of a layout-2 store: the migration put its records in main, and nothing of
+ * main's older copies is read. */
+static int split_monitor_body(const char *dir)
+{
+    struct store *st = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char err[CWT_ERRLEN], buf[8];
+    int bad = 0;
+
+    if (store_open(dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 0x80;
+    }
+    if (store_model_get(st, "cwtd.input", &blob, &len) != 0 || len != 4 ||
+        memcmp(blob, "in-2", 4) != 0)
+        bad |= 1;
+    free(blob);
+    blob = NULL;
+    if (store_model_get(st, "ensemble.b", &blob, &len) != 0 || len != 6)
+        bad |= 2;
+    free(blob);
+    blob = NULL;
+    if (store_model_get(st, "cwtd.visit.c1.h0", &blob, &len) != 0 || len != 2)
+        bad |= 4;
+    free(blob);
+    blob = NULL;
+    if (store_model_get(st, "cwtd.best", &blob, &len) != CWT_ENOENT ||
+        store_model_get(st, "cwtd.visit.c0.h0", &blob, &len) != CWT_ENOENT ||
+        store_meta_get(st, "norm", buf, sizeof(buf), &len) != CWT_ENOENT)
+        bad |= 8;
+    store_close(st);
+    return bad;
+}
+
+/* The trainer of a layout-2 store: it reads its checkpoint and cannot write main. */
+static int split_trainer_body(const char *dir)
+{
+    struct store *st = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char err[CWT_ERRLEN];
+    int bad = 0;
+
+    if (store_open(dir, STORE_TRAINER, 64u << 20, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return 0x80;
+    }
+    if (store_model_get(st, "cwtd.visit.c1.h0", &blob, &len) != 0 || len != 2)
+        bad |= 1;
+    free(blob);
+    if (store_model_put(st, "cwtd.input", "x", 1) != CWT_EPERM)
+        bad |= 2;
+    store_close(st);
+    return bad;
+}
+
+static void test_split_store_moves_monitor_records(void **state)
+{
+    struct store *st = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char dir[PATH_MAX], err[CWT_ERRLEN];
+
+    (void)state;
+    make_store(dir, sizeof(dir));
+    make_split_layout(dir);
+
+    /* Read-only: the monitor's records are read where layout 2 keeps them. */
+    if (store_open(dir, STORE_RDONLY, 64u << 20, &st, err, sizeof(err)) != 0)
+        fail_msg("store_open: %s", err);
+    expect_model(st, "cwtd.input", "in-2");
+    expect_model(st, "ensemble.b", "member");
+    assert_int_equal(store_model_get(st, "cwtd.best", &blob, &len), CWT_ENOENT);
+    store_close(st);
+
+    /* The trainer first: it cannot move them and leaves them where they are. */
+    assert_int_equal(in_child(split_trainer_body, dir), 0);
+    assert_true(raw_has(dir, 1, "models", "cwtd.input"));
+    assert_false(raw_has(dir, 0, "meta", MAIN_MARKER));
+
+    /* The monitor moves them into main in one transaction, with the marker. */
+    assert_int_equal(in_child(split_monitor_body, dir), 0);
+    assert_true(raw_has(dir, 0, "meta", MAIN_MARKER));
+    assert_int_equal(raw_count(dir, 0, "models"), 2);
+    assert_true(raw_has(dir, 0, "models", "cwtd.input"));
+    assert_true(raw_has(dir, 0, "models", "ensemble.b"));
+    assert_false(raw_has(dir, 0, "meta", "norm"));
+    /* It cannot delete the copies in checkpoints/; they are never read again ... */
+    assert_true(raw_has(dir, 1, "models", "cwtd.input"));
+    raw_set(dir, 1, "models", "cwtd.input", "never read");
+    if (store_open(dir, STORE_RDONLY, 64u << 20, &st, err, sizeof(err)) != 0)
+        fail_msg("store_open: %s", err);
+    expect_model(st, "cwtd.input", "in-2");
+    store_close(st);
+
+    /* ... and the trainer's next open deletes them. */
+    assert_int_equal(in_child(split_trainer_body, dir), 0);
+    assert_false(raw_has(dir, 1, "models", "cwtd.input"));
+    assert_false(raw_has(dir, 1, "models", "ensemble.b"));
+    assert_true(raw_has(dir, 1, "models", "cwtd.visit.c1.h0"));
 }
 
 int main(void)
@@ -337,6 +676,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trainer_cannot_write_ledger_audit_or_state),
         cmocka_unit_test(test_old_store_migrates),
+        cmocka_unit_test(test_old_store_migrates_monitor_first),
+        cmocka_unit_test(test_split_store_moves_monitor_records),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
