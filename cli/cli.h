@@ -14,10 +14,18 @@
 #include <stdio.h>
 
 #include "config/config.h"
+#include "storage/store.h"
 
 #define CLI_OK    0
 #define CLI_FAIL  1
 #define CLI_USAGE 2
+
+/* How the commands that write the main environment (ingest, roster, key, bundle, audit, model
+ * import) open the store: as cwtd's monitor does, with the checkpoint environment read-only
+ * (storage/store.h STORE_MONITOR). Its files belong to daemon.trainer_user where that is set,
+ * and the group of daemon.user may read them but not write them; none of these commands
+ * writes a training record. */
+#define CLI_STORE_WRITE (STORE_CREATE | STORE_MONITOR)
 
 /* Options every command understands, taken out of argv before dispatch. */
 struct cli_globals {

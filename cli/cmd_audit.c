@@ -229,7 +229,8 @@ static int audit_export(const struct cwt_config *cfg, const char *file, const st
     size_t n = 0, len = 0;
     int rc, chain_ok;
 
-    if (store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &st, err, sizeof(err)) != 0)
+    if (store_open(cfg->store_dir, CLI_STORE_WRITE, cfg->store_max_bytes, &st, err, sizeof(err)) !=
+        0)
         return cli_error(CLI_FAIL, "%s", err);
     if ((rc = keys_load(cfg->keys_dir, &k, err, sizeof(err))) != 0) {
         (void)audit_append(st, "key-load-refused", "%s", err);

@@ -259,8 +259,8 @@ static int bundle_seal_cmd(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     summary_unmeasured(&h->summary);
-    if (store_open(c->cfg.store_dir, STORE_CREATE, c->cfg.store_max_bytes, &st, err, sizeof(err)) !=
-        0) {
+    if (store_open(c->cfg.store_dir, CLI_STORE_WRITE, c->cfg.store_max_bytes, &st, err,
+                   sizeof(err)) != 0) {
         rc = cli_error(CLI_FAIL, "%s", err);
         goto out;
     }
@@ -390,8 +390,8 @@ static int bundle_open_cmd(int argc, char **argv, const struct cli_globals *g)
     if ((rc = cli_load_site(g, &c->cfg, &c->roster)) != 0)
         goto out;
     rc = CLI_FAIL;
-    if (store_open(c->cfg.store_dir, STORE_CREATE, c->cfg.store_max_bytes, &st, err, sizeof(err)) !=
-        0) {
+    if (store_open(c->cfg.store_dir, CLI_STORE_WRITE, c->cfg.store_max_bytes, &st, err,
+                   sizeof(err)) != 0) {
         rc = cli_error(CLI_FAIL, "%s", err);
         goto out;
     }

@@ -250,7 +250,7 @@ int cmd_ingest(int argc, char **argv, const struct cli_globals *g)
     opt.on_conflict = collect_conflict;
     opt.conflict_ctx = &cs;
 
-    rc = store_open(cfg.store_dir, STORE_CREATE, cfg.store_max_bytes, &st, err, sizeof(err));
+    rc = store_open(cfg.store_dir, CLI_STORE_WRITE, cfg.store_max_bytes, &st, err, sizeof(err));
     if (rc != 0) {
         free(roster);
         return cli_error(CLI_FAIL, "%s", err);

@@ -57,7 +57,8 @@ static int key_check(const struct cwt_config *cfg, const struct cli_globals *g)
     int rc;
 
     /* The store first: a key load that cannot be audited does not happen. */
-    if (store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &st, err, sizeof(err)) != 0)
+    if (store_open(cfg->store_dir, CLI_STORE_WRITE, cfg->store_max_bytes, &st, err, sizeof(err)) !=
+        0)
         return cli_error(CLI_FAIL, "%s", err);
     rc = keys_load(cfg->keys_dir, &k, err, sizeof(err));
     if (rc != 0) {
@@ -96,7 +97,8 @@ static int key_rotate(const struct cwt_config *cfg, const struct cli_globals *g)
     int rc;
 
     /* The store first: a rotation that cannot be audited does not happen. */
-    if (store_open(cfg->store_dir, STORE_CREATE, cfg->store_max_bytes, &st, err, sizeof(err)) != 0)
+    if (store_open(cfg->store_dir, CLI_STORE_WRITE, cfg->store_max_bytes, &st, err, sizeof(err)) !=
+        0)
         return cli_error(CLI_FAIL, "%s", err);
     if (keys_load_public(cfg->keys_dir, &before, err, sizeof(err)) != 0) {
         store_close(st);

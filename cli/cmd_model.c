@@ -123,7 +123,7 @@ static int model_import(struct model_run *r, const char *path, const struct cli_
                           0, &r->out, &outlen, err, sizeof(err));
     if (rc != 0)
         return cli_error(CLI_FAIL, "%s", err);
-    rc = store_open(r->cfg.store_dir, STORE_CREATE, r->cfg.store_max_bytes, &r->st, err,
+    rc = store_open(r->cfg.store_dir, CLI_STORE_WRITE, r->cfg.store_max_bytes, &r->st, err,
                     sizeof(err));
     if (rc != 0)
         return cli_error(CLI_FAIL, "%s", err);

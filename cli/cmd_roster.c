@@ -114,7 +114,8 @@ static int roster_add(int argc, char **argv, const struct cli_globals *g)
         goto out;
     }
     /* Open the store before changing anything, so the change can be audited. */
-    if (store_open(cfg.store_dir, STORE_CREATE, cfg.store_max_bytes, &st, err, sizeof(err)) != 0) {
+    if (store_open(cfg.store_dir, CLI_STORE_WRITE, cfg.store_max_bytes, &st, err, sizeof(err)) !=
+        0) {
         rc = cli_error(CLI_FAIL, "%s", err);
         goto out;
     }
@@ -209,7 +210,8 @@ static int roster_replace_key(int argc, char **argv, const struct cli_globals *g
         }
     }
     /* Open the store before changing anything, so the change can be audited. */
-    if (store_open(cfg.store_dir, STORE_CREATE, cfg.store_max_bytes, &st, err, sizeof(err)) != 0) {
+    if (store_open(cfg.store_dir, CLI_STORE_WRITE, cfg.store_max_bytes, &st, err, sizeof(err)) !=
+        0) {
         rc = cli_error(CLI_FAIL, "%s", err);
         goto out;
     }

@@ -12,7 +12,8 @@
 #     trainer's memory; it can read the main data.mdb (the control);
 #   - it trains: cycle 0 is sealed;
 #   - `cwtctl stop`, and a monitor killed with -9, end every process although the monitor
-#     cannot signal the supervisor.
+#     cannot signal the supervisor;
+#   - cwtctl's store commands run as daemon.user without capabilities (checkpoints/ read-only).
 # The running part needs step 1 (the monitor opens checkpoints/ read-only, STORE_MONITOR):
 # before it, the monitor cannot write the trainer's checkpoints/ and stops at start.
 set -euo pipefail
@@ -175,6 +176,20 @@ rc=0
 [ "$rc" = 0 ] || [ "$rc" = 75 ] || die "cwtctl stop exited $rc"
 wait_for 30 process_gone "$MON" || die "cwtd does not stop"
 wait_for 30 process_gone "$SUP" || die "the trainer supervisor outlives the monitor"
+
+# --- cwtctl as daemon.user, with checkpoints/ the trainer's ----------------------------------
+# Store commands that write the main environment open checkpoints/ read-only (CLI_STORE_WRITE),
+# so the site's own user runs them without capabilities, as the admin guide says.
+as_user=(setpriv --reuid="$D_UID" --regid="$D_GID" --clear-groups --inh-caps=-all
+    --bounding-set=-all --)
+"${as_user[@]}" "$CWTCTL" -c "$C" data --json >"$T/data.json" ||
+    die "cwtctl data as daemon.user failed with checkpoints/ the trainer's"
+"${as_user[@]}" "$CWTCTL" -c "$C" audit export "$T/a/export.json" >/dev/null 2>"$T/export.err" ||
+    die "cwtctl audit export as daemon.user failed: $(cat "$T/export.err")"
+"${as_user[@]}" "$CWTCTL" -c "$C" audit show | grep -q export ||
+    die "the export's audit record is missing"
+[ "$(mode "$S/checkpoints/data.mdb")" = "640 nobody $D_GID" ] ||
+    die "cwtctl changed checkpoints/data.mdb: $(mode "$S/checkpoints/data.mdb")"
 # A monitor killed with -9 cannot send the supervisor its parent-death signal either (the
 # kernel checks that signal's permission against the dying monitor's uid): the closed
 # socket ends the trainer, and the supervisor with it.
