@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -26,49 +28,73 @@
 #include "crypto/keys.h"
 #include "daemon/daemon.h"
 #include "daemon/keyproc.h"
+#include "sandbox/sandbox.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cwtd [-c FILE] [-f] [-d]\n"
+            "       cwtd [-c FILE] --prepare-store\n"
             "  -c FILE   site configuration (default: $CWT_CONFIG, else %s)\n"
             "  -f        stay in the foreground (systemd: Type=notify)\n"
             "  -d        debug logging\n"
+            "  --prepare-store  as root: give the store's files the owners and modes that\n"
+            "            daemon.trainer_user needs, then exit (cwtd.service's ExecStartPre=)\n"
             "  --help    this text\n"
             "  --version the version\n",
             CWT_DEFAULT_CONFIG);
 }
 
-/* The users cwtd becomes when started as root: daemon.user for the monitor and the key
- * process, daemon.trainer_user (when set) for the trainer supervisor and its trainers. */
+/* The users cwtd becomes when started privileged (as root, or holding CAP_SETUID and
+ * CAP_SETGID): daemon.user for the monitor and the key process, daemon.trainer_user (when
+ * set) for the trainer supervisor and its trainers. */
 struct run_as {
-    int drop;    /* started as root with a non-root daemon.user: become it */
+    int drop;    /* started privileged with a non-root daemon.user: become it */
     uid_t uid;   /* daemon.user */
     gid_t gid;   /* its primary group: the group of the store, shared with the trainer */
     int trainer; /* daemon.trainer_user is set */
     uid_t trainer_uid;
 };
 
+/* Whether this process holds CAP_SETUID and CAP_SETGID in its effective set: the packaged
+ * cwtd.service starts cwtd as cwt with these two (and CAP_SETPCAP) as ambient capabilities,
+ * so that it can start the trainer as daemon.trainer_user without being root. */
+static int holds_setid_caps(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        fatal("capget");
+    return (data[CAP_TO_INDEX(CAP_SETUID)].effective & CAP_TO_MASK(CAP_SETUID)) != 0 &&
+           (data[CAP_TO_INDEX(CAP_SETGID)].effective & CAP_TO_MASK(CAP_SETGID)) != 0;
+}
+
 /* Decides who runs what, before anything is done, and refuses what must not start (returns
  * -1 after logging one sentence). Root without daemon.user (or with a daemon.user that is
  * root) is refused: it would run the bundle parser and the key holder with every capability
  * and no sandbox over the supervisor (issue 18, L6); daemon.allow_root = true overrides it
- * and the monitor audits that. daemon.trainer_user needs root at start (only root can give
- * the trainer a uid of its own), a daemon.user to share the store's group with, and a uid
- * that is neither root nor daemon.user's (either would make the separation void). */
+ * and the monitor audits that. A cwtd that is not root but holds CAP_SETUID and CAP_SETGID
+ * (cwtd.service) is privileged too, and must name a daemon.user other than root: those
+ * capabilities must not buy a root monitor. daemon.trainer_user needs cwtd privileged at
+ * start (only a privileged process can give the trainer a uid of its own), a daemon.user to
+ * share the store's group with, and a uid that is neither root nor daemon.user's (either
+ * would make the separation void). */
 static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
 {
     struct passwd *pw = NULL, *tpw;
+    int root = geteuid() == 0, privileged = root || holds_setid_caps();
 
     memset(ra, 0, sizeof(*ra));
-    if (cfg->trainer_user[0] != '\0' && geteuid() != 0) {
-        log_errorx("daemon.trainer_user = \"%s\" in %s needs cwtd to be started as root (only "
-                   "root can start the trainer as another user); start cwtd as root, or remove "
-                   "daemon.trainer_user",
+    if (cfg->trainer_user[0] != '\0' && !privileged) {
+        log_errorx("daemon.trainer_user = \"%s\" in %s needs cwtd to be started as root or with "
+                   "CAP_SETUID and CAP_SETGID (as the packaged cwtd.service grants them); "
+                   "start cwtd so, or remove daemon.trainer_user",
                    cfg->trainer_user, cfg->path);
         return -1;
     }
-    if (geteuid() != 0)
+    if (!privileged)
         return 0;
     if (cfg->user[0] != '\0') {
         pw = getpwnam(cfg->user);
@@ -76,6 +102,12 @@ static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
             log_errorx("user %s (daemon.user in %s) does not exist", cfg->user, cfg->path);
             return -1;
         }
+    }
+    if (!root && (pw == NULL || pw->pw_uid == 0)) {
+        log_errorx("cwtd holds CAP_SETUID but %s names no daemon.user other than root: set "
+                   "daemon.user (the packaged service runs as cwt)",
+                   cfg->path);
+        return -1;
     }
     if (pw == NULL || pw->pw_uid == 0) {
         if (!cfg->allow_root) {
@@ -121,7 +153,41 @@ static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
     return 0;
 }
 
-/* Become daemon.user (groups first) for good. */
+/* Empties the bounding set while CAP_SETPCAP is held, before the change of user: afterwards
+ * no capability is left to do it with, and an empty bounding set is what a capability
+ * check of /proc (or a later exec) must find. */
+static void drop_bounding_set(const char *who)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        fatal("%scapget", who);
+    if ((data[CAP_TO_INDEX(CAP_SETPCAP)].effective & CAP_TO_MASK(CAP_SETPCAP)) == 0)
+        return;
+    /* Numbers past the kernel's last capability fail PR_CAPBSET_READ with EINVAL. */
+    for (int cap = 0; cap <= 63; cap++) {
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+            break;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+            fatal("%scannot drop capability %d from the bounding set", who, cap);
+    }
+}
+
+/* After the change of user, no capability at all. A change from root to another uid clears
+ * the capabilities; a change between two uids that are not root (cwtd.service's cwt with
+ * ambient CAP_SETUID and CAP_SETGID) keeps them all, so they are dropped here, ambient set
+ * included, and only then is setuid(0) tried: with CAP_SETUID still held it would succeed. */
+static void drop_capabilities(const char *who)
+{
+    char err[CWT_ERRLEN];
+
+    if (sandbox_drop_capabilities(err, sizeof(err)) != 0)
+        fatalx("%s%s", who, err);
+}
+
+/* Become daemon.user (groups first) for good, with no capability left. */
 static void become_daemon_user(const struct cwt_config *cfg, const struct run_as *ra)
 {
     if (!ra->drop) {
@@ -129,8 +195,10 @@ static void become_daemon_user(const struct cwt_config *cfg, const struct run_as
             log_warnx("running as root: daemon.allow_root is set in %s", cfg->path);
         return;
     }
+    drop_bounding_set("");
     if (initgroups(cfg->user, ra->gid) != 0 || setgid(ra->gid) != 0 || setuid(ra->uid) != 0)
         fatal("cannot become user %s", cfg->user);
+    drop_capabilities("");
     if (setuid(0) == 0 || geteuid() != ra->uid || getuid() != ra->uid)
         fatalx("privileges could not be dropped for good");
     log_info("running as user %s", cfg->user);
@@ -147,9 +215,11 @@ static void become_daemon_user(const struct cwt_config *cfg, const struct run_as
  * message, not a trainer that fails at every restart. */
 static void become_trainer_user(const struct cwt_config *cfg, const struct run_as *ra)
 {
+    drop_bounding_set("trainer supervisor: ");
     if (initgroups(cfg->trainer_user, ra->gid) != 0 || setgid(ra->gid) != 0 ||
         setuid(ra->trainer_uid) != 0)
         fatal("trainer supervisor: cannot become user %s", cfg->trainer_user);
+    drop_capabilities("trainer supervisor: ");
     if (setuid(0) == 0 || getuid() != ra->trainer_uid || geteuid() != ra->trainer_uid ||
         getgid() != ra->gid || getegid() != ra->gid)
         fatalx("trainer supervisor: privileges could not be dropped for good");
@@ -185,29 +255,29 @@ static void own_file(int dfd, const char *dir, const char *name, uid_t uid, gid_
         fatal("%s/%s", dir, name);
 }
 
-/* Opens folder name in dfd (creating it when missing; AT_FDCWD and a path for the store
+/* Opens folder path in dfd (creating it when missing; AT_FDCWD and a path for the store
  * itself), without following a link, and gives it owner uid:gid and mode. Returns its
- * descriptor. */
-static int own_dir(int dfd, const char *path, uid_t uid, gid_t gid, mode_t mode)
+ * descriptor. Messages name it shown, its full path. */
+static int own_dir(int dfd, const char *path, const char *shown, uid_t uid, gid_t gid, mode_t mode)
 {
     struct stat sb;
     int fd;
 
     if (mkdirat(dfd, path, 0700) != 0 && errno != EEXIST)
-        fatal("cannot create the folder %s", path);
+        fatal("cannot create the folder %s", shown);
     fd = openat(dfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        fatal("%s", path);
+        fatal("%s", shown);
     if (fstat(fd, &sb) != 0)
-        fatal("%s", path);
+        fatal("%s", shown);
     if ((sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) != 0)
-        fatal("chown %s", path);
+        fatal("chown %s", shown);
     if ((sb.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
-        fatal("chmod %s", path);
+        fatal("chmod %s", shown);
     return fd;
 }
 
-/* As root, before any fork: the store's files as the processes need them (docs/threat-model.md,
+/* Privileged, before any fork: the store's files as the processes need them (docs/threat-model.md,
  * "Processes and their powers"). With daemon.trainer_user the trainer reads the main
  * environment through daemon.user's group (folder 0750, data.mdb 0640) and owns checkpoints/
  * (2750, data.mdb 0640: the monitor reads it through the group); LMDB writes its lock file
@@ -215,7 +285,10 @@ static int own_dir(int dfd, const char *path, uid_t uid, gid_t gid, mode_t mode)
  * missing, because LMDB would make them 0600 for their creator alone. Without
  * trainer_user, a checkpoints/ left to another user by an earlier start goes back to
  * daemon.user with the modes LMDB gives (0700, 0600). Done on every start as root, so that
- * a file made by hand (or by a cwtctl run as root) is put right by a restart. */
+ * a file made by hand (or by a cwtctl run as root) is put right by a restart. cwtd.service
+ * does it as root in ExecStartPre= (cwtd --prepare-store), so that the daemon itself needs
+ * neither CAP_CHOWN nor CAP_FOWNER: started with CAP_SETUID and CAP_SETGID alone, this finds
+ * the files right and changes nothing, or fails on the first chown with its name. */
 static void prepare_store(const struct cwt_config *cfg, const struct run_as *ra)
 {
     char ckpt[PATH_MAX];
@@ -230,7 +303,7 @@ static void prepare_store(const struct cwt_config *cfg, const struct run_as *ra)
         /* Nothing to undo unless an earlier start gave checkpoints/ to a trainer_user. */
         if (lstat(ckpt, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid == ra->uid)
             return;
-        cfd = own_dir(AT_FDCWD, ckpt, ra->uid, ra->gid, 0700);
+        cfd = own_dir(AT_FDCWD, ckpt, ckpt, ra->uid, ra->gid, 0700);
         own_file(cfd, ckpt, "data.mdb", ra->uid, ra->gid, 0600);
         own_file(cfd, ckpt, "lock.mdb", ra->uid, ra->gid, 0600);
         if (close(cfd) != 0)
@@ -238,10 +311,10 @@ static void prepare_store(const struct cwt_config *cfg, const struct run_as *ra)
         log_info("%s belongs to %s again: daemon.trainer_user is not set", ckpt, cfg->user);
         return;
     }
-    sfd = own_dir(AT_FDCWD, cfg->store_dir, ra->uid, ra->gid, 0750);
+    sfd = own_dir(AT_FDCWD, cfg->store_dir, cfg->store_dir, ra->uid, ra->gid, 0750);
     own_file(sfd, cfg->store_dir, "data.mdb", ra->uid, ra->gid, 0640);
     own_file(sfd, cfg->store_dir, "lock.mdb", ra->uid, ra->gid, 0660);
-    cfd = own_dir(sfd, "checkpoints", ra->trainer_uid, ra->gid, 02750);
+    cfd = own_dir(sfd, "checkpoints", ckpt, ra->trainer_uid, ra->gid, 02750);
     own_file(cfd, ckpt, "data.mdb", ra->trainer_uid, ra->gid, 0640);
     own_file(cfd, ckpt, "lock.mdb", ra->trainer_uid, ra->gid, 0660);
     if (close(cfd) != 0 || close(sfd) != 0)
@@ -319,9 +392,13 @@ static void daemonize(void)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
-        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"prepare-store", no_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
     static struct cwt_config cfg;
     static struct cwt_roster roster;
@@ -330,7 +407,7 @@ int main(int argc, char **argv)
     struct run_as ra;
     const char *config_path = NULL;
     char err[CWT_ERRLEN];
-    int foreground = 0, debug = 0, opt, sp[2];
+    int foreground = 0, debug = 0, prepare_only = 0, opt, sp[2];
     uint8_t *init = NULL;
     size_t init_len = 0;
     pid_t pid;
@@ -352,6 +429,9 @@ int main(int argc, char **argv)
         case 'V':
             printf("cwtd %s\n", CWT_VERSION);
             return 0;
+        case 'P':
+            prepare_only = 1;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -367,6 +447,18 @@ int main(int argc, char **argv)
     if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
         log_errorx("%s", err);
         return 2;
+    }
+    /* --prepare-store: the file-mode step alone, as root, for cwtd.service's ExecStartPre=.
+     * It reads the configuration only: the roster and keys are the daemon's to check. */
+    if (prepare_only) {
+        if (geteuid() != 0) {
+            log_errorx("cwtd --prepare-store changes owners and modes and needs root");
+            return 1;
+        }
+        if (resolve_users(&cfg, &ra) != 0)
+            return 1;
+        prepare_store(&cfg, &ra);
+        return 0;
     }
     if (roster_load(cfg.roster_path, &roster, err, sizeof(err)) != 0) {
         log_errorx("%s", err);
@@ -391,10 +483,10 @@ int main(int argc, char **argv)
     if (resolve_users(&cfg, &ra) != 0)
         return 1;
     prepare_store(&cfg, &ra);
-    /* With trainer_user, root forks the trainer supervisor below, after daemonize (a
-     * supervisor forked earlier would be killed by its parent-death signal when daemonize's
-     * parent exits), so the initial weights are read as root: their hash is checked against
-     * the roster whoever reads them. */
+    /* With trainer_user, the privileged process forks the trainer supervisor below, after
+     * daemonize (a supervisor forked earlier would be killed by its parent-death signal when
+     * daemonize's parent exits), so the initial weights are read before the change of user:
+     * their hash is checked against the roster whoever reads them. */
     if (!ra.trainer)
         become_daemon_user(&cfg, &ra);
     if (load_init(&roster, &init, &init_len) != 0)
@@ -407,8 +499,8 @@ int main(int argc, char **argv)
      * file), not kill the daemon. */
     signal(SIGXFSZ, SIG_IGN);
 
-    /* The trainer side is forked before any secret key is loaded; with trainer_user, by
-     * root, which gives it that user while this process becomes daemon.user. */
+    /* The trainer side is forked before any secret key is loaded; with trainer_user, by the
+     * privileged process, which gives it that user while this process becomes daemon.user. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
         fatal("socketpair");
     pid = fork();

@@ -2,7 +2,11 @@
 # and their powers"). Site a's cwtd is started as root with daemon.user = daemon and
 # daemon.trainer_user = nobody:
 #   - refused at start, with one sentence: trainer_user equal to daemon.user, trainer_user
-#     root, trainer_user set while cwtd is not started as root;
+#     root, trainer_user set while cwtd is neither root nor holds CAP_SETUID and CAP_SETGID;
+#   - the packaged unit's way: `cwtd --prepare-store` (root only) sets the modes below, and
+#     a cwtd started as daemon with cwtd.service's capabilities on a store not so prepared
+#     names the file it cannot give away; once running, its monitor, key process, trainer
+#     supervisor and trainer hold no capability (effective, permitted, ambient, bounding);
 #   - from /proc: the monitor runs as daemon, the trainer supervisor and the trainer as
 #     nobody with daemon's group and nobody's own groups (none), not daemon's others;
 #   - the store's modes: folder 0750, data.mdb 0640, lock.mdb 0660, checkpoints/ 2750 of
@@ -84,6 +88,26 @@ refused "trainer_user, started as daemon" "needs cwtd to be started as root" \
 # file.
 doctor_says trainer-user ok "the trainer runs as nobody"
 doctor_says trainer-files fail "$T/a/store/data.mdb has mode 0600"
+
+# --- the packaged unit's way: cwtd as daemon with CAP_SETUID, CAP_SETGID, CAP_SETPCAP -------
+# (cwtd.service's AmbientCapabilities=), after `cwtd --prepare-store` as root (its
+# ExecStartPre=+). Without that step the daemon holds no CAP_CHOWN to give checkpoints/ to
+# the trainer, and says which file it could not change.
+as_unit=(setpriv --reuid="$D_UID" --regid="$D_GID" --init-groups
+    --inh-caps=-all,+setuid,+setgid,+setpcap --ambient-caps=+setuid,+setgid,+setpcap
+    --bounding-set=-all,+setuid,+setgid,+setpcap --)
+refused "the unit's capabilities on a store not prepared" "chown $T/a/store/checkpoints" "${as_unit[@]}"
+rc=0
+setpriv --reuid="$D_UID" --regid="$D_GID" --clear-groups "$CWTD" -c "$C" --prepare-store \
+    2>"$T/prepare.log" || rc=$?
+[ "$rc" = 1 ] && grep -q "needs root" "$T/prepare.log" ||
+    die "--prepare-store as daemon: exit $rc, $(cat "$T/prepare.log")"
+"$CWTD" -c "$C" --prepare-store || die "cwtd --prepare-store as root"
+[ ! -S "$T/a/cwtd.sock" ] || die "--prepare-store bound the control socket"
+# The modes themselves are checked below, once the daemon ran; here the step's own result.
+[ "$(stat -c '%a %U %g' "$T/a/store/checkpoints")" = "2750 nobody $D_GID" ] ||
+    die "--prepare-store left checkpoints/ $(stat -c '%a %U %g' "$T/a/store/checkpoints")"
+doctor_says trainer-files ok
 
 # Step 1 makes the monitor a reader of checkpoints/ (storage/, STORE_MONITOR); before it the
 # monitor still writes there, which trainer_user forbids, and the daemon cannot run.
@@ -202,4 +226,27 @@ SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
 kill -KILL "$MON"
 wait_for 30 process_gone "$TR" || die "the trainer outlives a monitor killed with -9"
 wait_for 30 process_gone "$SUP" || die "the trainer supervisor outlives a monitor killed with -9"
+
+# --- started as daemon with the unit's capabilities: the same users, no capability left -----
+"$CWTD" -c "$C" --prepare-store || die "cwtd --prepare-store as root"
+"${as_unit[@]}" "$CWTD" -c "$C" -f 2>>"$T/a.log" &
+echo $! >>"$DAEMON_PIDS_FILE"
+MON=$!
+wait_for 120 sh -c "[ \$(grep -c 'trainer [0-9]* ready on' '$T/a.log') -ge 3 ]" ||
+    die "the trainer did not start under the unit's capabilities: $(tail -n 5 "$T/a.log")"
+TR=$(sed -n 's/.*trainer \([0-9]*\) ready on.*/\1/p' "$T/a.log" | tail -n 1)
+SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
+KEY=$(pgrep -P "$MON" | grep -vx "$SUP" | head -n 1)
+[ -n "$KEY" ] || die "no key process beside the trainer supervisor"
+[ "$(ids "$MON" | sed 's| / [^/]*$||')" = "$D_UID $D_UID $D_UID $D_UID / $D_GID $D_GID $D_GID $D_GID" ] ||
+    die "under the unit's capabilities the monitor runs as $(ids "$MON")"
+for p in "$SUP" "$TR"; do
+    [ "$(ids "$p" | sed 's| / [^/]*$||')" = "$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID" ] ||
+        die "under the unit's capabilities process $p runs as $(ids "$p")"
+done
+for p in "$MON" "$KEY" "$SUP" "$TR"; do
+    caps=$(awk '/^Cap(Inh|Prm|Eff|Bnd|Amb):/ {printf "%s=%s ", $1, $2}' "/proc/$p/status")
+    [ "$caps" = "CapInh:=0000000000000000 CapPrm:=0000000000000000 CapEff:=0000000000000000 CapBnd:=0000000000000000 CapAmb:=0000000000000000 " ] ||
+        die "process $p ($(cat "/proc/$p/comm")) keeps capabilities: $caps"
+done
 echo "trainer_user: ok"
