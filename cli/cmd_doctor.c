@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -353,10 +354,164 @@ static void check_store(struct doctor *d)
     add(d, "store", ST_OK, NULL, "%s and its files belong to %s", d->cfg.store_dir, d->user);
 }
 
+/* What the packaged cwtd.service gives the daemon, from its unit file and drop-ins as systemd
+ * would merge them: the first unit file found in the search path, then every drop-in *.conf,
+ * in name order, the one in the earlier folder winning a shared name. Only the keys that
+ * decide whether cwtd may change users are read. */
+struct unit_powers {
+    int found;
+    int root;          /* User= is root or unset */
+    unsigned ambient;  /* SETID_UID | SETID_GID held as ambient capabilities */
+    int ambient_set;   /* AmbientCapabilities= was assigned */
+    unsigned bounding; /* ... left in the bounding set */
+    int bounding_set;  /* CapabilityBoundingSet= was assigned (else: every capability) */
+    int private_users; /* PrivateUsers= is on: a namespace that maps root and User= alone */
+};
+
+#define SETID_UID 1u
+#define SETID_GID 2u
+#define SETID_ALL (SETID_UID | SETID_GID)
+
+static const char *const unit_dirs[] = {"/etc/systemd/system", "/run/systemd/system",
+                                        "/usr/lib/systemd/system", "/lib/systemd/system"};
+
+/* One assignment to a capability list as systemd merges it, for the bits of CAP_SETUID and
+ * CAP_SETGID: empty resets to none; the first list (or one after "~" alone) replaces the
+ * default, "~" meaning every capability but those listed; later lists add, or with "~" take
+ * away. *assigned starts 0 (the default: none ambient, every one bounding). */
+static void cap_assign(unsigned *set, int *assigned, const char *v)
+{
+    unsigned caps = 0;
+    int invert = *v == '~', any = 0;
+    char buf[512], *tok, *save = NULL;
+
+    if (*v == '\0') {
+        *set = 0;
+        *assigned = 1;
+        return;
+    }
+    snprintf(buf, sizeof(buf), "%s", v + invert);
+    for (tok = strtok_r(buf, " \t", &save); tok != NULL; tok = strtok_r(NULL, " \t", &save)) {
+        any = 1;
+        if (strcasecmp(tok, "CAP_SETUID") == 0)
+            caps |= SETID_UID;
+        else if (strcasecmp(tok, "CAP_SETGID") == 0)
+            caps |= SETID_GID;
+    }
+    if (!any || !*assigned)
+        *set = invert ? SETID_ALL & ~caps : caps;
+    else if (invert)
+        *set &= ~caps;
+    else
+        *set |= caps;
+    *assigned = 1;
+}
+
+static int unit_bool(const char *v)
+{
+    return strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "on") == 0 ||
+           strcmp(v, "1") == 0;
+}
+
+/* Reads the [Service] keys of one unit file or drop-in into u; a missing file adds nothing. */
+static void unit_read(struct unit_powers *u, const char *path)
+{
+    char line[1024];
+    int service = 0;
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *k = line, *v, *end;
+
+        k += strspn(k, " \t");
+        end = k + strlen(k);
+        while (end > k && (end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (*k == '[') {
+            service = strcmp(k, "[Service]") == 0;
+            continue;
+        }
+        if (!service || *k == '#' || *k == ';' || (v = strchr(k, '=')) == NULL)
+            continue;
+        *v++ = '\0';
+        v += strspn(v, " \t");
+        for (end = k + strlen(k); end > k && (end[-1] == ' ' || end[-1] == '\t');)
+            *--end = '\0';
+        if (strcmp(k, "User") == 0) {
+            u->root = *v == '\0' || strcmp(v, "root") == 0 || strcmp(v, "0") == 0;
+        } else if (strcmp(k, "AmbientCapabilities") == 0) {
+            cap_assign(&u->ambient, &u->ambient_set, v);
+        } else if (strcmp(k, "CapabilityBoundingSet") == 0) {
+            cap_assign(&u->bounding, &u->bounding_set, v);
+        } else if (strcmp(k, "PrivateUsers") == 0) {
+            u->private_users = unit_bool(v);
+        }
+    }
+    /* Read only: a failing close loses nothing. */
+    (void)fclose(f);
+}
+
+/* Drop-ins apply in the order of their names, whatever their folders. */
+static int base_cmp(const void *a, const void *b)
+{
+    return strcmp(strrchr(*(char *const *)a, '/') + 1, strrchr(*(char *const *)b, '/') + 1);
+}
+
+static void unit_powers(struct unit_powers *u)
+{
+    char path[PATH_MAX], *names[64];
+    size_t n = 0;
+
+    memset(u, 0, sizeof(*u));
+    u->root = 1;
+    for (size_t i = 0; i < sizeof(unit_dirs) / sizeof(unit_dirs[0]) && !u->found; i++) {
+        snprintf(path, sizeof(path), "%s/cwtd.service", unit_dirs[i]);
+        if (access(path, F_OK) == 0) {
+            u->found = 1;
+            unit_read(u, path);
+        }
+    }
+    if (!u->found)
+        return;
+    for (size_t i = 0; i < sizeof(unit_dirs) / sizeof(unit_dirs[0]); i++) {
+        DIR *dir;
+        struct dirent *e;
+
+        snprintf(path, sizeof(path), "%s/cwtd.service.d", unit_dirs[i]);
+        if ((dir = opendir(path)) == NULL)
+            continue;
+        while ((e = readdir(dir)) != NULL && n < sizeof(names) / sizeof(names[0])) {
+            size_t len = strlen(e->d_name), j;
+
+            if (len < 6 || strcmp(e->d_name + len - 5, ".conf") != 0)
+                continue;
+            for (j = 0; j < n && strcmp(strrchr(names[j], '/') + 1, e->d_name) != 0; j++)
+                ;
+            if (j < n) /* an earlier folder holds this name */
+                continue;
+            if ((names[n] = malloc(strlen(path) + len + 2)) == NULL)
+                break;
+            snprintf(names[n], strlen(path) + len + 2, "%s/%s", path, e->d_name);
+            n++;
+        }
+        (void)closedir(dir); /* read only, as above */
+    }
+    /* Name order, whatever the folder. */
+    qsort(names, n, sizeof(names[0]), base_cmp);
+    for (size_t i = 0; i < n; i++) {
+        unit_read(u, names[i]);
+        free(names[i]);
+    }
+}
+
 /* Who the trainer runs as: daemon.trainer_user, or the daemon's user when it is not set.
  * cwtd refuses a trainer_user that does not exist, is root or is daemon.user, or that comes
- * without a daemon.user; and it needs cwtd started as root, which the packaged unit does not
- * do (it starts cwtd as cwt). */
+ * without a daemon.user; and it needs cwtd started as root or with CAP_SETUID and CAP_SETGID.
+ * The packaged cwtd.service grants these two as ambient capabilities without a user
+ * namespace; a drop-in that takes either away, or turns PrivateUsers= on (no uid to change
+ * to), makes cwtd refuse to start or the trainer fail, and is named here. */
 static void check_trainer_user(struct doctor *d, const struct cli_globals *g)
 {
     const struct passwd *pw;
@@ -381,20 +536,35 @@ static void check_trainer_user(struct doctor *d, const struct cli_globals *g)
             d->cfg.trainer_user);
         return;
     }
-    /* The packaged configuration under the packaged unit: cwtd starts as cwt, not root. */
-    if (strcmp(g->config_path, CWT_DEFAULT_CONFIG) == 0 &&
-        (access("/lib/systemd/system/cwtd.service", F_OK) == 0 ||
-         access("/usr/lib/systemd/system/cwtd.service", F_OK) == 0)) {
-        add(d, "trainer-user", ST_FAIL, fix,
-            "daemon.trainer_user = \"%s\" needs cwtd started as root, and the packaged "
-            "cwtd.service starts it as %s: cwtd refuses to start",
-            d->cfg.trainer_user, d->user);
-        return;
+    /* The packaged configuration under the packaged unit, with its drop-ins. */
+    if (strcmp(g->config_path, CWT_DEFAULT_CONFIG) == 0) {
+        struct unit_powers u;
+
+        unit_powers(&u);
+        if (u.found && !u.root &&
+            ((u.ambient & (u.bounding_set ? u.bounding : SETID_ALL)) != SETID_ALL ||
+             u.private_users)) {
+            snprintf(fix, sizeof(fix),
+                     "restore AmbientCapabilities=, CapabilityBoundingSet= (CAP_SETUID "
+                     "CAP_SETGID CAP_SETPCAP) and PrivateUsers=no of the packaged "
+                     "cwtd.service (see 'systemctl cat cwtd'), or remove daemon.trainer_user "
+                     "in %s",
+                     d->cfg.path);
+            add(d, "trainer-user", ST_FAIL, fix,
+                "daemon.trainer_user = \"%s\" needs cwtd started with CAP_SETUID and "
+                "CAP_SETGID and no user namespace, and cwtd.service %s: the trainer cannot "
+                "become %s",
+                d->cfg.trainer_user,
+                u.private_users ? "has PrivateUsers= on" : "does not grant both capabilities",
+                d->cfg.trainer_user);
+            return;
+        }
     }
     d->have_trainer = 1;
     d->trainer_uid = pw->pw_uid;
     add(d, "trainer-user", ST_OK, NULL,
-        "the trainer runs as %s (uid %u) with group %u of %s; cwtd must be started as root",
+        "the trainer runs as %s (uid %u) with group %u of %s; cwtd must be started as root or "
+        "with CAP_SETUID and CAP_SETGID (as cwtd.service does)",
         pw->pw_name, (unsigned)pw->pw_uid, (unsigned)d->gid, d->user);
 }
 
