@@ -156,9 +156,10 @@ static int make_site(const struct init_args *a)
 }
 
 /* The line about daemon.trainer_user in a packaged site's configuration: where the package
- * made the user cwt-train, trainer_user names it, commented out. Not set: the packaged unit
- * starts cwtd as cwt, and only a cwtd started as root can give the trainer a uid of its own,
- * so an active line would stop the service from starting (cwtd refuses it). */
+ * made the user cwt-train, trainer_user names it, so that the trainer runs under a uid of its
+ * own (docs/threat-model.md). The packaged cwtd.service gives cwtd the capabilities to start
+ * it so; where the user is missing the line is left out, since cwtd refuses an unknown
+ * trainer_user. */
 static const char *trainer_line(void)
 {
     /* getpwnam_r: the caller still holds getpwnam's static result for the service user. */
@@ -167,9 +168,8 @@ static const char *trainer_line(void)
 
     if (getpwnam_r(SYSTEM_TRAINER_USER, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL)
         return "";
-    return "  # trainer_user = \"" SYSTEM_TRAINER_USER
-           "\";  # the trainer under a uid of its own;\n"
-           "  #   needs cwtd started as root, not by cwtd.service (admin guide, section 8)\n";
+    return "  trainer_user = \"" SYSTEM_TRAINER_USER
+           "\";  # the trainer under a uid of its own (admin guide, section 8)\n";
 }
 
 /* The configuration of a packaged site (the layout of cwtd.conf.example). */
