@@ -136,11 +136,15 @@ if [[ $(id -u) -eq 0 ]] && command -v systemd-sysusers >/dev/null 2>&1; then
     done
 fi
 
-# --- the unit: verify (ExecStart pointed at the extracted binary, man pages from the package)
+# --- the unit: verify (ExecStart= and ExecStartPre= pointed at the extracted binary, man pages
+# from the package)
 unit=$R/lib/systemd/system/cwtd.service
 if [[ -n ${CWTD:-} ]]; then
     mkdir -p "$T/verify"
-    sed "s|^ExecStart=/usr/sbin/cwtd|ExecStart=$R/usr/sbin/cwtd|" "$unit" >"$T/verify/cwtd.service"
+    sed "s|^\(ExecStart\(Pre\)\{0,1\}=+\{0,1\}\)/usr/sbin/cwtd|\1$R/usr/sbin/cwtd|" "$unit" \
+        >"$T/verify/cwtd.service"
+    [[ $(grep -c "^ExecStart.*=+\{0,1\}$R/usr/sbin/cwtd" "$T/verify/cwtd.service") = 2 ]] ||
+        fail "the unit's ExecStart= and ExecStartPre= do not both run /usr/sbin/cwtd"
     MANPATH=$R/usr/share/man systemd-analyze verify "$T/verify/cwtd.service" >"$T/verify.log" 2>&1 ||
         fail "systemd-analyze verify: $(cat "$T/verify.log")"
     [[ ! -s $T/verify.log ]] || fail "systemd-analyze verify warns: $(cat "$T/verify.log")"
@@ -174,9 +178,11 @@ if [[ -n ${CWTD:-} ]]; then
     S=$T/site
     "$R/usr/bin/cwtctl" init --site-id hospital-a --dir "$S" >/dev/null
     key=$("$R/usr/bin/cwtctl" -c "$S/cwtd.conf" key show | head -1)
-    # The shipped example, pointed at this scratch site; the user switch is the unit's job.
+    # The shipped example, pointed at this scratch site; the user switch is the unit's job,
+    # and trainer_user, which needs a daemon.user, goes with it.
     sed -e "s|\"/var/lib/cwt\"|\"$S\"|; s|\"/run/cwt/cwtd.sock\"|\"$S/cwtd.sock\"|" \
-        -e 's|user = "cwt";|user = ""; allow_root = true;|' "$EX/cwtd.conf" >"$S/etc.conf"
+        -e 's|user = "cwt";|user = ""; allow_root = true;|' -e '/^ *trainer_user = /d' \
+        "$EX/cwtd.conf" >"$S/etc.conf"
     "$R/usr/bin/cwtctl" -c "$S/etc.conf" roster add "$key" >/dev/null
     python3 - "$T/notify" 120 >"$T/notify.log" 2>&1 <<'PY' &
 import socket, sys
