@@ -320,7 +320,7 @@ same_state || fail "the restored site is not $state: $(cwtctl status)"
 cwtctl doctor >$D/doctor.log 2>&1 || { cat $D/doctor.log; fail "cwtctl doctor on the restored site"; }
 cwtctl audit verify --export /root/cwt-final-audit.export >/dev/null ||
     fail "the export archived before the removal does not verify"
-echo "inside: ok ($state)"
+echo "inside: ok ($state; the trainer ran as $tuser)"
 EOF
 
 systemd-nspawn -D "$ROOT" --keep-unit --register=no --private-network \
