@@ -21,13 +21,14 @@ set -euo pipefail
 : "${CWTCTL:?}" "${CWTD:?}" "${CWT_SRC:?}" "${CWT_TEST_TMP:?}"
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh" # die()
 
-# 1 once issue 18 step 1 is merged (the monitor opens checkpoints/ read-only, STORE_MONITOR
-# in storage/): the service then runs with init --system's trainer_user = "cwt-train", and the
-# test checks that the trainer runs as cwt-train. At 0 the monitor still writes checkpoints/,
-# which belongs to cwt-train, and stops at start; so the test checks the configuration and
-# doctor's verdicts on it, then comments the line out and runs the site with the trainer as
-# cwt (the capability checks hold either way). Set it in the environment to try either.
-TRAINER_USER_RUNS=${TRAINER_USER_RUNS:-0}
+# 1: the service runs with init --system's trainer_user = "cwt-train", and the test checks
+# that the trainer runs as cwt-train. That needs issue 18 step 1 (the monitor opens
+# checkpoints/ read-only, STORE_MONITOR in storage/): a monitor that still writes
+# checkpoints/, which belongs to cwt-train, stops at start. 0, for a tree without it: the
+# test checks the configuration and doctor's verdicts on it, then comments the line out and
+# runs the site with the trainer as cwt (the capability checks hold either way). Set it in
+# the environment to try either.
+TRAINER_USER_RUNS=${TRAINER_USER_RUNS:-1}
 
 [ "$(id -u)" = 0 ] || die "booting a container needs root"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
