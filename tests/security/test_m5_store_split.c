@@ -178,6 +178,19 @@ static int map_write_faults(const char *path)
     return mprotect((void *)p, (size_t)page, PROT_READ | PROT_WRITE) == -1 && errno == EACCES;
 }
 
+/* The store in dir opened with flags, as a child body does; NULL (said on stderr) if it fails. */
+static struct store *open_as(const char *dir, int flags)
+{
+    struct store *st = NULL;
+    char err[CWT_ERRLEN];
+
+    if (store_open(dir, flags, 64u << 20, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return NULL;
+    }
+    return st;
+}
+
 /* The trainer's side, in a child (LMDB forbids opening one environment twice in a process).
  * Bit per failure. */
 static int trainer_body(const char *dir)
@@ -187,13 +200,11 @@ static int trainer_body(const char *dir)
     struct store *st = NULL;
     uint64_t *ids = NULL;
     size_t n = 0;
-    char err[CWT_ERRLEN], data[PATH_MAX + 16];
+    char data[PATH_MAX + 16];
     int bad = 0;
 
-    if (store_open(dir, STORE_TRAINER, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_TRAINER)) == NULL)
         return 0x100;
-    }
     snprintf(data, sizeof(data), "%s/data.mdb", dir);
     if (!only_read_only(data) || !map_write_faults(data))
         bad |= 1 << 0;
@@ -243,13 +254,11 @@ static int monitor_body(const char *dir)
     struct store *st = NULL;
     uint8_t *blob = NULL, hash[32] = {0};
     size_t len = 0;
-    char err[CWT_ERRLEN], data[PATH_MAX + 32], buf[8];
+    char data[PATH_MAX + 32], buf[8];
     int bad = 0, resume = 0;
 
-    if (store_open(dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_CREATE | STORE_MONITOR)) == NULL)
         return 0x80;
-    }
     snprintf(data, sizeof(data), "%s/checkpoints/data.mdb", dir);
     if (!only_read_only(data) || !map_write_faults(data))
         bad |= 1 << 0;
@@ -403,13 +412,10 @@ static int migrating_trainer_body(const char *dir)
     struct store *st = NULL;
     uint8_t *blob = NULL;
     size_t len = 0;
-    char err[CWT_ERRLEN];
     int bad = 0;
 
-    if (store_open(dir, STORE_TRAINER, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_TRAINER)) == NULL)
         return 0x80;
-    }
     if (store_model_get(st, "old", &blob, &len) != 0 || len != 11)
         bad |= 1;
     free(blob);
@@ -482,13 +488,10 @@ static int old_monitor_body(const char *dir)
     struct store *st = NULL;
     uint8_t *blob = NULL;
     size_t len = 0;
-    char err[CWT_ERRLEN];
     int bad = 0;
 
-    if (store_open(dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_CREATE | STORE_MONITOR)) == NULL)
         return 0x80;
-    }
     if (store_model_get(st, "keep", &blob, &len) != 0 || len != 11)
         bad |= 1;
     free(blob);
@@ -510,13 +513,10 @@ static int trainer_after_monitor_body(const char *dir)
     struct store *st = NULL;
     uint8_t *blob = NULL;
     size_t len = 0;
-    char err[CWT_ERRLEN];
     int bad = 0;
 
-    if (store_open(dir, STORE_TRAINER, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_TRAINER)) == NULL)
         return 0x80;
-    }
     if (store_model_get(st, "cwtd.input", &blob, &len) != 0 || len != 2)
         bad |= 1;
     free(blob);
@@ -575,13 +575,11 @@ static int split_monitor_body(const char *dir)
     struct store *st = NULL;
     uint8_t *blob = NULL;
     size_t len = 0;
-    char err[CWT_ERRLEN], buf[8];
+    char buf[8];
     int bad = 0;
 
-    if (store_open(dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_CREATE | STORE_MONITOR)) == NULL)
         return 0x80;
-    }
     if (store_model_get(st, "cwtd.input", &blob, &len) != 0 || len != 4 ||
         memcmp(blob, "in-2", 4) != 0)
         bad |= 1;
@@ -609,13 +607,10 @@ static int split_trainer_body(const char *dir)
     struct store *st = NULL;
     uint8_t *blob = NULL;
     size_t len = 0;
-    char err[CWT_ERRLEN];
     int bad = 0;
 
-    if (store_open(dir, STORE_TRAINER, 64u << 20, &st, err, sizeof(err)) != 0) {
-        fprintf(stderr, "store_open: %s\n", err);
+    if ((st = open_as(dir, STORE_TRAINER)) == NULL)
         return 0x80;
-    }
     if (store_model_get(st, "cwtd.visit.c1.h0", &blob, &len) != 0 || len != 2)
         bad |= 1;
     free(blob);
