@@ -64,8 +64,8 @@ cleanup() {
 }
 trap cleanup EXIT
 # The copy becomes the root of a mount namespace of its own (pivot_root), not a chroot: the
-# kernel refuses user namespaces to a chrooted process, and the packaged unit's PrivateUsers=
-# (tests/cli/systemd_boot.sh) needs one, as do containers booted from `/`. The copy is a mount
+# kernel refuses user namespaces to a chrooted process, and the containers that
+# tests/cli/systemd_boot.sh boots from `/` need one. The copy is a mount
 # point, so inside it `/` is a file system, as on a machine (findmnt and overlays of / need that).
 # /proc is the host's (the same PID namespace, as under chroot).
 unshare --mount --propagation private /bin/bash -euc '
