@@ -33,6 +33,7 @@
 #include "common/fileio.h"
 #include "crypto/keys.h"
 #include "engine/engine.h"
+#include "storage/store.h"
 
 /* Below this much free space on the store's file system, a warning: one ingest or a few
  * checkpoints of a resnet can take that. */
@@ -608,17 +609,20 @@ static void check_trainer_files(struct doctor *d)
 
     if (!d->have_trainer)
         return;
-    ok &= trainer_mode(d, s, d->uid, 0750);
-    if (file_join(path, sizeof(path), s, "data.mdb") == 0)
-        ok &= trainer_mode(d, path, d->uid, 0640);
-    if (file_join(path, sizeof(path), s, "lock.mdb") == 0)
-        ok &= trainer_mode(d, path, d->uid, 0660);
-    if (file_join(path, sizeof(path), s, "checkpoints") == 0)
-        ok &= trainer_mode(d, path, d->trainer_uid, 02750);
-    if (file_join(path, sizeof(path), s, "checkpoints/data.mdb") == 0)
-        ok &= trainer_mode(d, path, d->trainer_uid, 0640);
-    if (file_join(path, sizeof(path), s, "checkpoints/lock.mdb") == 0)
-        ok &= trainer_mode(d, path, d->trainer_uid, 0660);
+    for (size_t i = 0; i < STORE_ENV_COUNT; i++) {
+        const struct store_env_mode *e = &store_env_modes[i];
+        uid_t uid = e->trainer_owned ? d->trainer_uid : d->uid;
+        char dir[PATH_MAX];
+
+        if (e->dir[0] == '\0' ? snprintf(dir, sizeof(dir), "%s", s) >= (int)sizeof(dir)
+                              : file_join(dir, sizeof(dir), s, e->dir) != 0)
+            continue;
+        ok &= trainer_mode(d, dir, uid, e->dir_mode);
+        if (file_join(path, sizeof(path), dir, "data.mdb") == 0)
+            ok &= trainer_mode(d, path, uid, e->data_mode);
+        if (file_join(path, sizeof(path), dir, "lock.mdb") == 0)
+            ok &= trainer_mode(d, path, uid, e->lock_mode);
+    }
     if (file_join(priv, sizeof(priv), s, "cwtd-private") == 0)
         closed[sizeof(closed) / sizeof(closed[0]) - 1] = priv;
     for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++) {

@@ -29,6 +29,7 @@
 #include "daemon/daemon.h"
 #include "daemon/keyproc.h"
 #include "sandbox/sandbox.h"
+#include "storage/store.h"
 
 static void usage(FILE *f)
 {
@@ -277,6 +278,19 @@ static int own_dir(int dfd, const char *path, const char *shown, uid_t uid, gid_
     return fd;
 }
 
+/* One environment's folder path (in dfd), its data.mdb and lock.mdb, with the owner and modes
+ * of e (storage/store.h). Returns the folder's descriptor; shown is its full path. */
+static int own_env(int dfd, const char *path, const char *shown, const struct store_env_mode *e,
+                   const struct run_as *ra)
+{
+    uid_t uid = e->trainer_owned ? ra->trainer_uid : ra->uid;
+    int fd = own_dir(dfd, path, shown, uid, ra->gid, e->dir_mode);
+
+    own_file(fd, shown, "data.mdb", uid, ra->gid, e->data_mode);
+    own_file(fd, shown, "lock.mdb", uid, ra->gid, e->lock_mode);
+    return fd;
+}
+
 /* Privileged, before any fork: the store's files as the processes need them (docs/threat-model.md,
  * "Processes and their powers"). With daemon.trainer_user the trainer reads the main
  * environment through daemon.user's group (folder 0750, data.mdb 0640) and owns checkpoints/
@@ -297,7 +311,7 @@ static void prepare_store(const struct cwt_config *cfg, const struct run_as *ra)
 
     if (!ra->drop)
         return;
-    if (file_join(ckpt, sizeof(ckpt), cfg->store_dir, "checkpoints") != 0)
+    if (file_join(ckpt, sizeof(ckpt), cfg->store_dir, store_env_modes[1].dir) != 0)
         fatalx("store path too long");
     if (!ra->trainer) {
         /* Nothing to undo unless an earlier start gave checkpoints/ to a trainer_user. */
@@ -311,12 +325,8 @@ static void prepare_store(const struct cwt_config *cfg, const struct run_as *ra)
         log_info("%s belongs to %s again: daemon.trainer_user is not set", ckpt, cfg->user);
         return;
     }
-    sfd = own_dir(AT_FDCWD, cfg->store_dir, cfg->store_dir, ra->uid, ra->gid, 0750);
-    own_file(sfd, cfg->store_dir, "data.mdb", ra->uid, ra->gid, 0640);
-    own_file(sfd, cfg->store_dir, "lock.mdb", ra->uid, ra->gid, 0660);
-    cfd = own_dir(sfd, "checkpoints", ckpt, ra->trainer_uid, ra->gid, 02750);
-    own_file(cfd, ckpt, "data.mdb", ra->trainer_uid, ra->gid, 0640);
-    own_file(cfd, ckpt, "lock.mdb", ra->trainer_uid, ra->gid, 0660);
+    sfd = own_env(AT_FDCWD, cfg->store_dir, cfg->store_dir, &store_env_modes[0], ra);
+    cfd = own_env(sfd, store_env_modes[1].dir, ckpt, &store_env_modes[1], ra);
     if (close(cfd) != 0 || close(sfd) != 0)
         fatal("%s", cfg->store_dir);
 }

@@ -50,6 +50,21 @@ enum store_split { STORE_TRAIN = 0, STORE_VAL = 1, STORE_TEST = 2, STORE_NSPLITS
  * (which then creates the main environment only: the trainer creates its own). */
 #define STORE_MONITOR 0x8
 
+/* The owners and modes of the store's two environments when cwtd runs its trainer under
+ * daemon.trainer_user (docs/threat-model.md, "Processes and their powers"): the trainer
+ * reads the main environment through daemon.user's group and owns checkpoints/, which the
+ * monitor reads through the same group; LMDB writes its lock file even for a read
+ * transaction, so both lock.mdb are group-writable. cwtd sets them at a privileged start
+ * and `cwtctl doctor` checks them, both from this table: [0] the main environment (the
+ * store folder), [1] the checkpoint environment beneath it. */
+struct store_env_mode {
+    const char *dir;   /* relative to the store folder; "" is the folder itself */
+    int trainer_owned; /* owner daemon.trainer_user, else daemon.user; group daemon.user's */
+    unsigned dir_mode, data_mode, lock_mode; /* the folder, data.mdb, lock.mdb */
+};
+#define STORE_ENV_COUNT 2
+extern const struct store_env_mode store_env_modes[STORE_ENV_COUNT];
+
 /* Header stored in front of every image's pixels (little-endian on disk). */
 struct store_image_hdr {
     uint32_t label;

@@ -33,6 +33,11 @@
 #define CKPT_MIGRATED "cwt.migrated"    /* in the checkpoint meta: the copy is done */
 #define MAIN_MIGRATED "cwt.models.main" /* in the main meta: the monitor's records are in main */
 
+const struct store_env_mode store_env_modes[STORE_ENV_COUNT] = {
+    {"", 0, 0750, 0640, 0660},
+    {CKPT_DIR, 1, 02750, 0640, 0660},
+};
+
 /* The meta keys the training driver writes (TRAIN_META_NORM in engine/train/train.h): they
  * live beside the checkpoints, so a trainer that cannot write the main environment can still
  * store them. */
