@@ -159,12 +159,15 @@ wait_for() {
 # courier_once SITES...: moves every finished bundle from each outbox to its recipients'
 # inboxes (cycle bundles to the next site, "-to-all" bundles to every other site) and keeps
 # a copy in $T/chain for the auditor.
+# A test may hold the courier (bundles wait in the outboxes) while the file $COURIER_HOLD
+# exists, and let exactly one bundle through by creating $COURIER_HOLD.one, which the
+# courier removes with that delivery: daemon_faults.sh paces the federation by its kills
+# this way, however fast the sites hand over.
 courier_once() {
-    local sites=("$@") n=$# i f base next j
-    # A test may hold the courier (bundles wait in the outboxes) while the file
-    # $COURIER_HOLD exists: daemon_faults.sh paces the federation by its kills this way.
+    local sites=("$@") n=$# i f base next j one=0
     if [ -n "${COURIER_HOLD:-}" ] && [ -e "$COURIER_HOLD" ]; then
-        return 0
+        [ -e "$COURIER_HOLD.one" ] || return 0
+        one=1
     fi
     mkdir -p "$T/chain"
     for i in $(seq 0 $((n - 1))); do
@@ -184,6 +187,10 @@ courier_once() {
                 cp "$f" "$T/$next/inbox/.$base.part"
                 mv "$T/$next/inbox/.$base.part" "$T/$next/inbox/$base"
                 rm -f "$f"
+            fi
+            if [ "$one" = 1 ]; then
+                rm -f "$COURIER_HOLD.one"
+                return 0
             fi
         done
     done
