@@ -288,8 +288,9 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     static const char *const dir_keys[] = {"site", "store", "keys", "inbox", "outbox", NULL};
     static const char *const gpu_keys[] = {"device", NULL};
     static const char *const daemon_keys[] = {
-        "user",           "group",      "trainer_user",      "rescan_seconds",
-        "settle_seconds", "allow_root", "allow_no_landlock", NULL};
+        "user",           "group",      "trainer_user",      "trainer_socket",
+        "rescan_seconds", "settle_seconds", "allow_root",    "allow_no_landlock",
+        NULL};
     static const char *const limit_keys[] = {"store_max_gb", "max_bundle_mb", NULL};
     struct ctx c = {path, err, errlen};
     /* NULL until read: the gpu lookup below also runs after an earlier error. */
@@ -382,6 +383,14 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
         rc = get_string(&c, daemon, "daemon.", "trainer_user", 0, cfg->trainer_user,
                         sizeof(cfg->trainer_user));
     if (rc == 0)
+        rc = get_string(&c, daemon, "daemon.", "trainer_socket", 0, cfg->trainer_socket,
+                        sizeof(cfg->trainer_socket));
+    /* The socket only says how the trainer starts; whose uid it runs under is trainer_user,
+     * which the store's owners (cwtd --prepare-store) and the monitor's check follow. */
+    if (rc == 0 && cfg->trainer_socket[0] != '\0' && cfg->trainer_user[0] == '\0')
+        rc = at(&c, config_setting_get_member(daemon, "trainer_socket"), "daemon.trainer_socket",
+                "needs daemon.trainer_user, the user the service manager starts the trainer as");
+    if (rc == 0)
         rc = get_u32(&c, daemon, "daemon.", "rescan_seconds", 1, 86400, &cfg->rescan_seconds);
     if (rc == 0)
         rc = get_u32(&c, daemon, "daemon.", "settle_seconds", 1, 86400, &cfg->settle_seconds);
@@ -412,6 +421,12 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
                           sizeof(cfg->outbox_dir));
     if (rc == 0)
         rc = resolve_path(&c, root, "socket", cfg->dir, cfg->socket_path, sizeof(cfg->socket_path));
+    if (rc == 0 && cfg->trainer_socket[0] != '\0')
+        rc = resolve_path(&c, daemon, "daemon.trainer_socket", cfg->dir, cfg->trainer_socket,
+                          sizeof(cfg->trainer_socket));
+    /* sockaddr_un's sun_path holds 107 bytes and a NUL. */
+    if (rc == 0 && strlen(cfg->trainer_socket) > 107)
+        rc = at(&c, daemon, "daemon.trainer_socket", "longer than a socket path may be (107)");
     if (rc == 0)
         rc = resolve_path(&c, root, "roster", cfg->dir, cfg->roster_path, sizeof(cfg->roster_path));
     config_destroy(&cf);

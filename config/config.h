@@ -39,6 +39,9 @@ struct cwt_config {
     char user[CWT_NAME_MAX + 1];         /* user to run as when started as root ("" = stay) */
     char group[CWT_NAME_MAX + 1];        /* group allowed on the control socket */
     char trainer_user[CWT_NAME_MAX + 1]; /* the trainer's own user ("" = daemon.user's) */
+    /* A listening socket where the service manager starts the trainer supervisor (as
+     * trainer_user) for each connection, instead of cwtd forking it ("" = fork it). */
+    char trainer_socket[PATH_MAX];
     uint64_t store_max_bytes;            /* LMDB map size */
     uint32_t rescan_seconds;             /* inbox rescan period */
     uint32_t settle_seconds;             /* a short inbox file must stop growing this long */

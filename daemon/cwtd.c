@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -36,11 +37,14 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: cwtd [-c FILE] [-f] [-d]\n"
             "       cwtd [-c FILE] --prepare-store\n"
+            "       cwtd [-c FILE] --trainer\n"
             "  -c FILE   site configuration (default: $CWT_CONFIG, else %s)\n"
             "  -f        stay in the foreground (systemd: Type=notify)\n"
             "  -d        debug logging\n"
             "  --prepare-store  as root: give the store's files the owners and modes that\n"
             "            daemon.trainer_user needs, then exit (cwtd.service's ExecStartPre=)\n"
+            "  --trainer the trainer supervisor for one connection to daemon.trainer_socket,\n"
+            "            as the service manager starts it (cwtd-trainer@.service)\n"
             "  --help    this text\n"
             "  --version the version\n",
             CWT_DEFAULT_CONFIG);
@@ -50,10 +54,11 @@ static void usage(FILE *f)
  * CAP_SETGID): daemon.user for the monitor and the key process, daemon.trainer_user (when
  * set) for the trainer supervisor and its trainers. */
 struct run_as {
-    int drop;    /* started privileged with a non-root daemon.user: become it */
-    uid_t uid;   /* daemon.user */
-    gid_t gid;   /* its primary group: the group of the store, shared with the trainer */
-    int trainer; /* daemon.trainer_user is set */
+    int drop;         /* started privileged with a non-root daemon.user: become it */
+    uid_t uid;        /* daemon.user */
+    gid_t gid;        /* its primary group: the group of the store, shared with the trainer */
+    int trainer;      /* daemon.trainer_user is set: the store's checkpoints/ are its */
+    int fork_trainer; /* this process forks the trainer supervisor as trainer_user */
     uid_t trainer_uid;
 };
 
@@ -72,6 +77,36 @@ static int holds_setid_caps(void)
            (data[CAP_TO_INDEX(CAP_SETGID)].effective & CAP_TO_MASK(CAP_SETGID)) != 0;
 }
 
+/* daemon.trainer_user's uid into ra, refused (-1 after one sentence) when the user does not
+ * exist, is root, or has uid other_uid (the uid the monitor runs as): either would make the
+ * separation void. */
+static int resolve_trainer(const struct cwt_config *cfg, uid_t other_uid, const char *other,
+                           struct run_as *ra)
+{
+    struct passwd *tpw = getpwnam(cfg->trainer_user);
+
+    if (tpw == NULL) {
+        log_errorx("user %s (daemon.trainer_user in %s) does not exist", cfg->trainer_user,
+                   cfg->path);
+        return -1;
+    }
+    if (tpw->pw_uid == 0) {
+        log_errorx("daemon.trainer_user = \"%s\" in %s is root: name a user of its own for the "
+                   "trainer (the package makes cwt-train), or remove the key",
+                   cfg->trainer_user, cfg->path);
+        return -1;
+    }
+    if (tpw->pw_uid == other_uid) {
+        log_errorx("daemon.trainer_user = \"%s\" in %s has the uid of %s: name a user of its "
+                   "own for the trainer (the package makes cwt-train), or remove the key",
+                   cfg->trainer_user, cfg->path, other);
+        return -1;
+    }
+    ra->trainer = 1;
+    ra->trainer_uid = tpw->pw_uid;
+    return 0;
+}
+
 /* Decides who runs what, before anything is done, and refuses what must not start (returns
  * -1 after logging one sentence). Root without daemon.user (or with a daemon.user that is
  * root) is refused: it would run the bundle parser and the key holder with every capability
@@ -81,22 +116,25 @@ static int holds_setid_caps(void)
  * capabilities must not buy a root monitor. daemon.trainer_user needs cwtd privileged at
  * start (only a privileged process can give the trainer a uid of its own), a daemon.user to
  * share the store's group with, and a uid that is neither root nor daemon.user's (either
- * would make the separation void). */
+ * would make the separation void); unless daemon.trainer_socket is set, where the service
+ * manager starts the trainer as that user and cwtd needs no privilege for it. */
 static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
 {
-    struct passwd *pw = NULL, *tpw;
+    struct passwd *pw = NULL;
     int root = geteuid() == 0, privileged = root || holds_setid_caps();
 
     memset(ra, 0, sizeof(*ra));
-    if (cfg->trainer_user[0] != '\0' && !privileged) {
+    if (cfg->trainer_user[0] != '\0' && cfg->trainer_socket[0] == '\0' && !privileged) {
         log_errorx("daemon.trainer_user = \"%s\" in %s needs cwtd to be started as root or with "
-                   "CAP_SETUID and CAP_SETGID (as the packaged cwtd.service grants them); "
-                   "start cwtd so, or remove daemon.trainer_user",
+                   "CAP_SETUID and CAP_SETGID, or daemon.trainer_socket for a trainer that the "
+                   "service manager starts (as the packaged cwtd.service does); start cwtd so, "
+                   "or remove daemon.trainer_user",
                    cfg->trainer_user, cfg->path);
         return -1;
     }
     if (!privileged)
-        return 0;
+        return cfg->trainer_socket[0] == '\0' ? 0
+                                               : resolve_trainer(cfg, geteuid(), "cwtd's user", ra);
     if (cfg->user[0] != '\0') {
         pw = getpwnam(cfg->user);
         if (pw == NULL) {
@@ -130,27 +168,9 @@ static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
     ra->gid = pw->pw_gid;
     if (cfg->trainer_user[0] == '\0')
         return 0;
-    tpw = getpwnam(cfg->trainer_user);
-    if (tpw == NULL) {
-        log_errorx("user %s (daemon.trainer_user in %s) does not exist", cfg->trainer_user,
-                   cfg->path);
+    if (resolve_trainer(cfg, ra->uid, "daemon.user", ra) != 0)
         return -1;
-    }
-    if (tpw->pw_uid == 0) {
-        log_errorx("daemon.trainer_user = \"%s\" in %s is root: name a user of its own for the "
-                   "trainer (the package makes cwt-train), or remove the key",
-                   cfg->trainer_user, cfg->path);
-        return -1;
-    }
-    if (tpw->pw_uid == ra->uid) {
-        log_errorx("daemon.trainer_user = \"%s\" in %s has the uid of daemon.user (%s): name a "
-                   "user of its own for the trainer (the package makes cwt-train), or remove "
-                   "the key",
-                   cfg->trainer_user, cfg->path, cfg->user);
-        return -1;
-    }
-    ra->trainer = 1;
-    ra->trainer_uid = tpw->pw_uid;
+    ra->fork_trainer = cfg->trainer_socket[0] == '\0';
     return 0;
 }
 
@@ -205,15 +225,23 @@ static void become_daemon_user(const struct cwt_config *cfg, const struct run_as
     log_info("running as user %s", cfg->user);
 }
 
+/* The store folder must be reachable for trainer_user, so that a site folder closed to the
+ * group is one clear message, not a trainer that fails at every restart. */
+static void check_store_reachable(const struct cwt_config *cfg, gid_t gid)
+{
+    if (access(cfg->store_dir, X_OK) != 0)
+        fatal("trainer supervisor: user %s cannot enter the store %s; let group %u search the "
+              "folders above it",
+              cfg->trainer_user, cfg->store_dir, (unsigned)gid);
+}
+
 /* The trainer supervisor's half of the fork when daemon.trainer_user is set: that user, with
  * daemon.user's primary group (to read the store) and the supplementary groups the group
  * database gives trainer_user itself, for good. Not daemon.user's supplementary groups, and
  * not none: GPU render nodes are 0660 of group render, so the trainer needs the groups its
  * own user was given for the device (the package adds cwt-train to render). A change of uid
  * resets the dumpable flag to fs.suid_dumpable, so it is cleared again: a process of
- * trainer_user must not read the supervisor's memory through /proc either. The store folder
- * is checked to be reachable, so that a site folder closed to the group is one clear
- * message, not a trainer that fails at every restart. */
+ * trainer_user must not read the supervisor's memory through /proc either. */
 static void become_trainer_user(const struct cwt_config *cfg, const struct run_as *ra)
 {
     drop_bounding_set("trainer supervisor: ");
@@ -226,10 +254,7 @@ static void become_trainer_user(const struct cwt_config *cfg, const struct run_a
         fatalx("trainer supervisor: privileges could not be dropped for good");
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         fatal("trainer supervisor: prctl(PR_SET_DUMPABLE)");
-    if (access(cfg->store_dir, X_OK) != 0)
-        fatal("trainer supervisor: user %s cannot enter the store %s; let group %u search the "
-              "folders above it",
-              cfg->trainer_user, cfg->store_dir, (unsigned)ra->gid);
+    check_store_reachable(cfg, ra->gid);
     log_info("trainer supervisor: running as user %s", cfg->trainer_user);
 }
 
@@ -342,6 +367,124 @@ static void no_core_dumps(void)
         fatal("prctl(PR_SET_DUMPABLE)");
 }
 
+/* The connection to daemon.trainer_socket, where the service manager starts a trainer
+ * supervisor as trainer_user for each connection (cwtd-trainer.socket, Accept=yes): the
+ * socketpair of the forking start, made by the service manager instead of a privileged cwtd.
+ * SO_PASSCRED is on before the connection, so the first message on it carries the sender's
+ * uid as the kernel knows it; the monitor checks it before it sends a job (monitor.c).
+ * Returns the socket, or -1 after one sentence. */
+static int trainer_connect(const struct cwt_config *cfg)
+{
+    struct sockaddr_un sa;
+    int fd, on = 1;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    /* config_load keeps the path within sun_path. */
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->trainer_socket);
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fatal("socket");
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0)
+        fatal("setsockopt(SO_PASSCRED)");
+    if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        log_errorx("cannot connect to the trainer socket %s (daemon.trainer_socket in %s): %s; "
+                   "start the unit that listens there (the packaged cwtd.service starts "
+                   "cwtd-trainer.socket), or remove daemon.trainer_socket",
+                   cfg->trainer_socket, cfg->path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The first descriptor the service manager passes (sd_listen_fds(3)). */
+#define LISTEN_FDS_START 3
+
+/* cwtd --trainer: the trainer supervisor for one connection to daemon.trainer_socket, as the
+ * service manager starts it (LISTEN_PID and LISTEN_FDS=1, the connection as descriptor 3).
+ * The unit decides the user, so this checks what the forking start guarantees itself: the
+ * process is daemon.trainer_user (not root), with daemon.user's primary group (the store's),
+ * and the peer is daemon.user; another local user allowed to connect would otherwise get a
+ * trainer that reads the images. Returns the exit code of a refusal; never returns else. */
+static int trainer_for_service_manager(const struct cwt_config *cfg,
+                                       const struct cwt_roster *roster)
+{
+    const char *pid_env = getenv("LISTEN_PID"), *fds_env = getenv("LISTEN_FDS");
+    const int fd = LISTEN_FDS_START;
+    struct passwd *pw, *dpw;
+    struct ucred peer;
+    socklen_t len = sizeof(peer), tlen;
+    uid_t tuid;
+    int type = 0;
+    char *end = NULL;
+    long lp = pid_env != NULL ? strtol(pid_env, &end, 10) : 0;
+
+    if (pid_env == NULL || end == NULL || *end != '\0' || lp != (long)getpid() ||
+        fds_env == NULL || strcmp(fds_env, "1") != 0) {
+        log_errorx("cwtd --trainer serves one connection that the service manager passes "
+                   "(cwtd-trainer.socket, Accept=yes), and was given none (LISTEN_FDS)");
+        return 1;
+    }
+    (void)unsetenv("LISTEN_PID");
+    (void)unsetenv("LISTEN_FDS");
+    (void)unsetenv("LISTEN_FDNAMES");
+    tlen = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_SEQPACKET ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+        log_errorx("cwtd --trainer: descriptor 3 is not a connected sequential-packet socket; "
+                   "the socket unit must use ListenSequentialPacket= and Accept=yes");
+        return 1;
+    }
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+        fatal("fcntl");
+    if (cfg->trainer_user[0] == '\0' || cfg->user[0] == '\0') {
+        log_errorx("cwtd --trainer needs daemon.user and daemon.trainer_user in %s: the monitor's "
+                   "user and the user this trainer runs as",
+                   cfg->path);
+        return 1;
+    }
+    pw = getpwnam(cfg->trainer_user);
+    if (pw == NULL) {
+        log_errorx("user %s (daemon.trainer_user in %s) does not exist", cfg->trainer_user,
+                   cfg->path);
+        return 1;
+    }
+    tuid = pw->pw_uid;
+    if (tuid == 0 || getuid() != tuid || geteuid() != tuid) {
+        log_errorx("cwtd --trainer runs as uid %u, but daemon.trainer_user in %s is %s (uid %u), "
+                   "which must not be root; run the trainer's unit as that user (User= of "
+                   "cwtd-trainer@.service)",
+                   (unsigned)geteuid(), cfg->path, cfg->trainer_user, (unsigned)tuid);
+        return 1;
+    }
+    dpw = getpwnam(cfg->user);
+    if (dpw == NULL || dpw->pw_uid == tuid) {
+        log_errorx("daemon.user %s in %s does not exist or has the trainer's uid", cfg->user,
+                   cfg->path);
+        return 1;
+    }
+    if (getgid() != dpw->pw_gid || getegid() != dpw->pw_gid) {
+        log_errorx("cwtd --trainer runs with group %u, but the store is read through daemon.user's "
+                   "group %u; set Group= of cwtd-trainer@.service to it",
+                   (unsigned)getegid(), (unsigned)dpw->pw_gid);
+        return 1;
+    }
+    if (peer.uid != dpw->pw_uid) {
+        log_errorx("cwtd --trainer: the process that connected (pid %d, uid %u) is not daemon.user "
+                   "%s; refused",
+                   (int)peer.pid, (unsigned)peer.uid, cfg->user);
+        return 1;
+    }
+    no_core_dumps();
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+    check_store_reachable(cfg, dpw->pw_gid);
+    log_info("trainer supervisor: running as user %s for the monitor %d", cfg->trainer_user,
+             (int)peer.pid);
+    trainer_supervisor_main(cfg, roster, fd);
+}
+
 /* recipe.init: the initial weights beside the roster, whose BLAKE2b-256 must be the one the
  * roster names (it is part of the roster fingerprint, so every site starts from the same
  * bytes). Returns 0 with *out NULL when the recipe has none; 2 (the exit code) after logging
@@ -408,6 +551,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"prepare-store", no_argument, NULL, 'P'},
+        {"trainer", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     static struct cwt_config cfg;
@@ -417,7 +561,7 @@ int main(int argc, char **argv)
     struct run_as ra;
     const char *config_path = NULL;
     char err[CWT_ERRLEN];
-    int foreground = 0, debug = 0, prepare_only = 0, opt, sp[2];
+    int foreground = 0, debug = 0, prepare_only = 0, trainer_only = 0, opt, sp[2];
     uint8_t *init = NULL;
     size_t init_len = 0;
     pid_t pid;
@@ -441,6 +585,9 @@ int main(int argc, char **argv)
             return 0;
         case 'P':
             prepare_only = 1;
+            break;
+        case 'T':
+            trainer_only = 1;
             break;
         default:
             usage(stderr);
@@ -474,6 +621,9 @@ int main(int argc, char **argv)
         log_errorx("%s", err);
         return 2;
     }
+    /* --trainer: no key, no state and no bundle is any business of the trainer's. */
+    if (trainer_only)
+        return trainer_for_service_manager(&cfg, &roster);
     /* The keys name the site; a configuration that names it otherwise is what to fix, not the
      * roster. An unreadable site.pub is reported when the keys are loaded. */
     if (keys_load_public(cfg.keys_dir, &pub, err, sizeof(err)) == 0 &&
@@ -497,7 +647,7 @@ int main(int argc, char **argv)
      * daemonize (a supervisor forked earlier would be killed by its parent-death signal when
      * daemonize's parent exits), so the initial weights are read before the change of user:
      * their hash is checked against the roster whoever reads them. */
-    if (!ra.trainer)
+    if (!ra.fork_trainer)
         become_daemon_user(&cfg, &ra);
     if (load_init(&roster, &init, &init_len) != 0)
         return 2;
@@ -510,20 +660,29 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN);
 
     /* The trainer side is forked before any secret key is loaded; with trainer_user, by the
-     * privileged process, which gives it that user while this process becomes daemon.user. */
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
-        fatal("socketpair");
-    pid = fork();
-    if (pid < 0)
-        fatal("fork");
-    if (pid == 0) {
-        close(sp[0]);
-        if (ra.trainer)
-            become_trainer_user(&cfg, &ra);
-        trainer_supervisor_main(&cfg, &roster, sp[1]);
+     * privileged process, which gives it that user while this process becomes daemon.user.
+     * With daemon.trainer_socket the service manager starts it, and there is no pid to
+     * reap or signal: the closed socket ends it. */
+    if (cfg.trainer_socket[0] != '\0') {
+        sp[0] = trainer_connect(&cfg);
+        if (sp[0] < 0)
+            return 1;
+        pid = -1;
+    } else {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
+            fatal("socketpair");
+        pid = fork();
+        if (pid < 0)
+            fatal("fork");
+        if (pid == 0) {
+            close(sp[0]);
+            if (ra.fork_trainer)
+                become_trainer_user(&cfg, &ra);
+            trainer_supervisor_main(&cfg, &roster, sp[1]);
+        }
+        close(sp[1]);
     }
-    close(sp[1]);
-    if (ra.trainer)
+    if (ra.fork_trainer)
         become_daemon_user(&cfg, &ra);
     /* The key process is forked after the trainer supervisor, so that no trainer ever holds
      * a descriptor to it, and it alone loads the secret keys. */

@@ -2,8 +2,9 @@
  * daemon.h - internal contracts between the files of cwtd (not a public module header).
  *
  *   cwtd.c     main: options, checks, privilege drop, fork of the trainer supervisor (by
- *              root, as daemon.trainer_user, when that is set), fork of the key process,
- *              then the monitor
+ *              root, as daemon.trainer_user, when that is set) or the connection to
+ *              daemon.trainer_socket, fork of the key process, then the monitor; with
+ *              --trainer, the supervisor for one connection to that socket
  *   keyproc.c  the key process: the only holder of the secret keys (daemon/keyproc.h)
  *   monitor.c  the monitor: event loop, inbox, outbox, supervision of the trainer
  *   cycle.c    the cycle rules and the persistent cycle state (pure functions + codec;
@@ -109,14 +110,17 @@ struct sandbox_paths;
 void trainer_sandbox_paths(const struct cwt_config *cfg, struct sandbox_paths *paths, char *cache,
                            size_t cachelen);
 
-/* The trainer supervisor: forked before any secret is loaded. It forks the trainer, restarts
- * it when it dies (reporting PROTO_DIED on sock first) with a growing pause, and exits when
- * the monitor goes away. Never returns. */
+/* The trainer supervisor: forked before any secret is loaded, or started by the service
+ * manager for a connection to daemon.trainer_socket. It forks the trainer, restarts it when
+ * it dies (reporting PROTO_DIED on sock first) with a growing pause, and exits when the
+ * monitor goes away (its socket closes, or the parent it started with is gone). Never
+ * returns. */
 void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_roster *roster,
                              int sock) __attribute__((noreturn));
 
-/* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end),
- * supervisor (its pid), the key process kp (daemon/keyproc.h) and init (the roster's initial
+/* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end, or
+ * the connection to daemon.trainer_socket), supervisor (its pid; -1 for a supervisor that
+ * the service manager started, whose uid is checked on its first message), the key process kp (daemon/keyproc.h) and init (the roster's initial
  * weights, checked against recipe.init.blake2b, malloc'd; NULL when the recipe has none).
  * Returns the process exit code. */
 struct keyproc_client;

@@ -80,7 +80,8 @@ struct monitor {
     ino_t inbox_ino, outbox_ino;
     int epfd, sigfd, inofd, timerfd, ctlfd, tsock, notifyfd;
     double watchdog_every, next_watchdog; /* systemd's WatchdogSec=, halved; 0: none */
-    pid_t supervisor;
+    pid_t supervisor; /* -1: started by the service manager (daemon.trainer_socket) */
+    int trainer_peer_unchecked; /* the same: the sender of the first message is to check */
     gid_t ctl_gid;
     struct cycle_state cs;
     int stopping;
@@ -644,12 +645,83 @@ static void on_result(struct monitor *m, struct proto_msg *msg)
     do_seal(m);
 }
 
+/* With daemon.trainer_socket the trainer supervisor is whatever the service manager started,
+ * so the monitor checks who it is before it hands it a job. The first message carries its
+ * sender's credentials (SO_PASSCRED, set by cwtd.c before it connected), read here without
+ * taking the message. A sender of the monitor's own uid, or root, could write what the
+ * monitor keeps (the main store, ledger, audit, state) and stops cwtd; any other uid is one of
+ * its own (inside cwtd.service's user namespace an unmapped uid, cwt-train's, shows as the
+ * overflow uid, which is neither). SO_PASSCRED is then turned off, so that later messages
+ * carry no record that proto_recv refuses. Nothing queued yet, or a closed socket: left to
+ * proto_recv. */
+static void check_trainer_peer(struct monitor *m)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(8 * sizeof(int))];
+    } control;
+    struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh;
+    int have = 0, off = 0;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof(control.buf);
+    do
+        n = recvmsg(m->tsock, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 || (n == 0 && mh.msg_controllen == 0))
+        return;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET)
+            continue;
+        if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof(cred))) {
+            memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
+            have = 1;
+        } else if (cm->cmsg_type == SCM_RIGHTS) {
+            /* A peek hands out copies of passed descriptors; proto_recv gets its own. */
+            size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < nfd; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                close(fd);
+            }
+        }
+    }
+    if (!have)
+        fatalx("the first message on the trainer socket %s carries no credentials",
+               m->cfg->trainer_socket);
+    if (cred.uid == geteuid() || cred.uid == 0)
+        fatalx("the trainer on %s runs as uid %u, %s: it could write what the monitor keeps; "
+               "run the unit that serves the socket (cwtd-trainer@.service) as "
+               "daemon.trainer_user (%s)",
+               m->cfg->trainer_socket, (unsigned)cred.uid,
+               cred.uid == 0 ? "root" : "the monitor's own", m->cfg->trainer_user);
+    if (setsockopt(m->tsock, SOL_SOCKET, SO_PASSCRED, &off, sizeof(off)) != 0)
+        fatal("setsockopt(SO_PASSCRED)");
+    m->trainer_peer_unchecked = 0;
+    log_info("the trainer on %s runs as uid %u (pid %d)", m->cfg->trainer_socket,
+             (unsigned)cred.uid, (int)cred.pid);
+}
+
 static void on_trainer_message(struct monitor *m)
 {
     struct proto_msg msg;
     char err[CWT_ERRLEN];
-    int rc = proto_recv(m->tsock, &msg, err, sizeof(err));
+    int rc;
 
+    if (m->trainer_peer_unchecked)
+        check_trainer_peer(m);
+    rc = proto_recv(m->tsock, &msg, err, sizeof(err));
+    if (rc == CWT_ENOENT && m->supervisor < 0)
+        fatalx("the trainer on %s closed the connection; its reason is in the log of the unit "
+               "that serves the socket (journalctl -u 'cwtd-trainer@*')",
+               m->cfg->trainer_socket);
     if (rc == CWT_ENOENT)
         fatalx("the trainer supervisor closed its socket");
     if (rc == CWT_EIO && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -1665,8 +1737,9 @@ static void on_signal(struct monitor *m)
         break;
     case SIGCHLD: {
         int status;
-        pid_t pid = waitpid(m->supervisor, &status, WNOHANG);
-        if (pid == m->supervisor)
+        /* No pid under daemon.trainer_socket: waitpid(-1) would reap the key process. */
+        pid_t pid = m->supervisor > 0 ? waitpid(m->supervisor, &status, WNOHANG) : 0;
+        if (pid > 0 && pid == m->supervisor)
             fatalx("the trainer supervisor exited (status %d); stopping so that the service "
                    "manager restarts cwtd",
                    status);
@@ -1856,6 +1929,7 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     m->n = roster->n_sites;
     m->tsock = sock;
     m->supervisor = supervisor;
+    m->trainer_peer_unchecked = supervisor < 0;
     m->kp = *kp;
     m->notifyfd = -1;
     m->init = init;
@@ -1907,9 +1981,12 @@ int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, 
     /* Under daemon.trainer_user the supervisor is another uid's, which kill() cannot reach:
      * the closed socket ends its trainer, and the supervisor with it. */
     close(m->tsock);
-    kill(m->supervisor, SIGTERM);
-    while (waitpid(m->supervisor, NULL, 0) < 0 && errno == EINTR)
-        ;
+    /* Never kill(-1): with daemon.trainer_socket there is no supervisor pid. */
+    if (m->supervisor > 0) {
+        kill(m->supervisor, SIGTERM);
+        while (waitpid(m->supervisor, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
     close(m->kp.sock); /* the key process exits when its socket closes */
     while (waitpid(m->kp.pid, NULL, 0) < 0 && errno == EINTR)
         ;

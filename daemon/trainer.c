@@ -728,6 +728,9 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
 void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_roster *roster,
                              int sock)
 {
+    /* The monitor when cwtd forked this process; the service manager when it started it for
+     * daemon.trainer_socket, where the closed socket alone says the monitor is gone. */
+    const pid_t parent = getppid();
     unsigned failures = 0;
 
     /* Under daemon.trainer_user the kernel does not deliver this signal: it checks it as if
@@ -750,7 +753,7 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
         int status;
         pid_t pid, got;
 
-        if (getppid() == 1)
+        if (getppid() != parent)
             _exit(0);
         pid = fork();
         if (pid < 0) {
