@@ -287,10 +287,15 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
                                            "gpu",     "daemon", "limits", NULL};
     static const char *const dir_keys[] = {"site", "store", "keys", "inbox", "outbox", NULL};
     static const char *const gpu_keys[] = {"device", NULL};
-    static const char *const daemon_keys[] = {
-        "user",           "group",      "trainer_user",      "trainer_socket",
-        "rescan_seconds", "settle_seconds", "allow_root",    "allow_no_landlock",
-        NULL};
+    static const char *const daemon_keys[] = {"user",
+                                              "group",
+                                              "trainer_user",
+                                              "trainer_socket",
+                                              "rescan_seconds",
+                                              "settle_seconds",
+                                              "allow_root",
+                                              "allow_no_landlock",
+                                              NULL};
     static const char *const limit_keys[] = {"store_max_gb", "max_bundle_mb", NULL};
     struct ctx c = {path, err, errlen};
     /* NULL until read: the gpu lookup below also runs after an earlier error. */

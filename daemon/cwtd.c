@@ -134,7 +134,7 @@ static int resolve_users(const struct cwt_config *cfg, struct run_as *ra)
     }
     if (!privileged)
         return cfg->trainer_socket[0] == '\0' ? 0
-                                               : resolve_trainer(cfg, geteuid(), "cwtd's user", ra);
+                                              : resolve_trainer(cfg, geteuid(), "cwtd's user", ra);
     if (cfg->user[0] != '\0') {
         pw = getpwnam(cfg->user);
         if (pw == NULL) {
@@ -420,8 +420,8 @@ static int trainer_for_service_manager(const struct cwt_config *cfg,
     char *end = NULL;
     long lp = pid_env != NULL ? strtol(pid_env, &end, 10) : 0;
 
-    if (pid_env == NULL || end == NULL || *end != '\0' || lp != (long)getpid() ||
-        fds_env == NULL || strcmp(fds_env, "1") != 0) {
+    if (pid_env == NULL || end == NULL || *end != '\0' || lp != (long)getpid() || fds_env == NULL ||
+        strcmp(fds_env, "1") != 0) {
         log_errorx("cwtd --trainer serves one connection that the service manager passes "
                    "(cwtd-trainer.socket, Accept=yes), and was given none (LISTEN_FDS)");
         return 1;
@@ -545,14 +545,10 @@ static void daemonize(void)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"foreground", no_argument, NULL, 'f'},
-        {"debug", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {"prepare-store", no_argument, NULL, 'P'},
-        {"trainer", no_argument, NULL, 'T'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {"prepare-store", no_argument, NULL, 'P'},
+        {"trainer", no_argument, NULL, 'T'},      {NULL, 0, NULL, 0},
     };
     static struct cwt_config cfg;
     static struct cwt_roster roster;

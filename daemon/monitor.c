@@ -80,7 +80,7 @@ struct monitor {
     ino_t inbox_ino, outbox_ino;
     int epfd, sigfd, inofd, timerfd, ctlfd, tsock, notifyfd;
     double watchdog_every, next_watchdog; /* systemd's WatchdogSec=, halved; 0: none */
-    pid_t supervisor; /* -1: started by the service manager (daemon.trainer_socket) */
+    pid_t supervisor;           /* -1: started by the service manager (daemon.trainer_socket) */
     int trainer_peer_unchecked; /* the same: the sender of the first message is to check */
     gid_t ctl_gid;
     struct cycle_state cs;
