@@ -56,7 +56,8 @@ install(FILES ${CWT_PKG_SRC}/bash-completion/cwtctl
 install(FILES ${CWT_PKG_SRC}/cwt.sysusers DESTINATION lib/sysusers.d RENAME cwt.conf)
 install(FILES ${CWT_PKG_SRC}/cwt.tmpfiles DESTINATION lib/tmpfiles.d RENAME cwt.conf)
 # Absolute on purpose: the unit directory is /lib/systemd/system whatever the prefix.
-install(FILES ${CWT_PKG_SRC}/cwtd.service DESTINATION /lib/systemd/system)
+install(FILES ${CWT_PKG_SRC}/cwtd.service ${CWT_PKG_SRC}/cwtd-trainer.socket
+              ${CWT_PKG_SRC}/cwtd-trainer@.service DESTINATION /lib/systemd/system)
 # The configuration folder; /etc/cwt/cwtd.conf itself is the admin's (see the admin guide),
 # so the package ships no conffile that an upgrade could fight over.
 install(DIRECTORY DESTINATION /etc/cwt)
