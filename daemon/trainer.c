@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -725,6 +726,29 @@ trainer_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int 
     }
 }
 
+/* Waits for the trainer pid to end, and ends it itself when the monitor's end of sock closes
+ * first: a trainer stuck in a driver call never reads the closed socket, and under
+ * daemon.trainer_user or daemon.trainer_socket the monitor cannot signal it. poll() with no
+ * events asked reports the hang-up alone and leaves the trainer's messages queued. Returns
+ * waitpid's result; exits when the monitor is gone. */
+static pid_t wait_trainer(pid_t pid, int sock, int *status)
+{
+    for (;;) {
+        struct pollfd p = {.fd = sock, .events = 0, .revents = 0};
+        pid_t got = waitpid(pid, status, WNOHANG);
+
+        if (got != 0 && !(got < 0 && errno == EINTR))
+            return got;
+        if (poll(&p, 1, 200) > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) {
+            log_info("trainer supervisor: the monitor is gone; ending trainer %d", (int)pid);
+            (void)kill(pid, SIGKILL);
+            while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+                ;
+            _exit(0);
+        }
+    }
+}
+
 void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_roster *roster,
                              int sock)
 {
@@ -763,9 +787,7 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
         }
         if (pid == 0)
             trainer_main(cfg, roster, sock);
-        do
-            got = waitpid(pid, &status, 0);
-        while (got < 0 && errno == EINTR);
+        got = wait_trainer(pid, sock, &status);
         if (got < 0)
             fatal("trainer supervisor: waitpid");
         {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Debian package: `cpack -G DEB` in the build tree builds it; its file list, owners and
 # modes are what the admin guide and the unit expect; the programs run from an extracted
-# copy; the example configuration is accepted; the unit passes `systemd-analyze verify`; its
-# `systemd-analyze security` exposure is no worse than docs/security-score.txt; lintian
+# copy; the example configuration is accepted; the units (cwtd.service, cwtd-trainer.socket,
+# cwtd-trainer@.service) pass `systemd-analyze verify`; each service's `systemd-analyze
+# security` exposure is no worse than docs/security-score.txt; lintian
 # finds no error; and cwtd, started from the package with the example configuration, reports
 # readiness to a notify socket as systemd would see it.
 set -euo pipefail
@@ -121,7 +122,8 @@ if [[ $(id -u) -eq 0 ]] && command -v systemd-sysusers >/dev/null 2>&1; then
         fail "systemd-sysusers refuses the snippet: $(cat "$T/sysusers")"
     grep -q '^cwt:x:[0-9]*:[0-9]*:[^:]*:/var/lib/cwt:/usr/sbin/nologin$' "$R/etc/passwd" ||
         fail "sysusers made no system user cwt with home /var/lib/cwt"
-    grep -Eq '^render:x:[0-9]+:(.*,)?cwt(,.*)?$' "$R/etc/group" || fail "cwt is not in group render"
+    # cwtd opens no device; the GPU is the trainer's.
+    grep -Eq '^render:x:[0-9]+:(.*,)?cwt(,.*)?$' "$R/etc/group" && fail "cwt is in group render"
     cwt_gid=$(awk -F: '$1 == "cwt" {print $3}' "$R/etc/group")
     grep -q "^cwt-train:x:[0-9]*:$cwt_gid:[^:]*:/nonexistent:/usr/sbin/nologin\$" "$R/etc/passwd" ||
         fail "sysusers made no system user cwt-train with primary group cwt and no home"
@@ -130,39 +132,59 @@ if [[ $(id -u) -eq 0 ]] && command -v systemd-sysusers >/dev/null 2>&1; then
     systemd-tmpfiles --root="$R" --create cwt.conf >"$T/tmpfiles" 2>&1 ||
         fail "systemd-tmpfiles --create fails: $(cat "$T/tmpfiles")"
     cwt_uid=$(awk -F: '$1 == "cwt" {print $3}' "$R/etc/passwd")
-    for d in var/lib/cwt var/cache/cwt run/cwt; do
+    for d in var/lib/cwt run/cwt; do
         [[ $(stat -c '%a %u' "$R/$d" 2>/dev/null) == "750 $cwt_uid" ]] ||
             fail "tmpfiles: /$d is $(stat -c '%a %u' "$R/$d" 2>&1), expected 750 owned by cwt"
     done
+    train_uid=$(awk -F: '$1 == "cwt-train" {print $3}' "$R/etc/passwd")
+    [[ $(stat -c '%a %u %g' "$R/var/cache/cwt-train" 2>/dev/null) == "700 $train_uid $cwt_gid" ]] ||
+        fail "tmpfiles: /var/cache/cwt-train is $(stat -c '%a %u %g' "$R/var/cache/cwt-train" 2>&1)," \
+            "expected 700 owned by cwt-train, group cwt"
 fi
 
-# --- the unit: verify (ExecStart= and ExecStartPre= pointed at the extracted binary, man pages
-# from the package)
-unit=$R/lib/systemd/system/cwtd.service
+# --- the units: verify (ExecStart= and ExecStartPre= pointed at the extracted binary, man
+# pages from the package; the socket and the template beside the service, which requires the
+# socket)
+units=$R/lib/systemd/system
+for u in cwtd.service cwtd-trainer.socket cwtd-trainer@.service; do
+    [[ -f $units/$u ]] || fail "the package lacks the unit $u"
+done
+grep -qx 'ListenSequentialPacket=/run/cwtd-trainer.sock' "$units/cwtd-trainer.socket" ||
+    fail "cwtd-trainer.socket does not listen where init --system points daemon.trainer_socket"
 if [[ -n ${CWTD:-} ]]; then
     mkdir -p "$T/verify"
-    sed "s|^\(ExecStart\(Pre\)\{0,1\}=+\{0,1\}\)/usr/sbin/cwtd|\1$R/usr/sbin/cwtd|" "$unit" \
-        >"$T/verify/cwtd.service"
+    for u in cwtd.service cwtd-trainer.socket cwtd-trainer@.service; do
+        sed "s|^\(ExecStart\(Pre\)\{0,1\}=+\{0,1\}\)/usr/sbin/cwtd|\1$R/usr/sbin/cwtd|" "$units/$u" \
+            >"$T/verify/$u"
+    done
     [[ $(grep -c "^ExecStart.*=+\{0,1\}$R/usr/sbin/cwtd" "$T/verify/cwtd.service") = 2 ]] ||
-        fail "the unit's ExecStart= and ExecStartPre= do not both run /usr/sbin/cwtd"
-    MANPATH=$R/usr/share/man systemd-analyze verify "$T/verify/cwtd.service" >"$T/verify.log" 2>&1 ||
+        fail "cwtd.service's ExecStart= and ExecStartPre= do not both run /usr/sbin/cwtd"
+    [[ $(grep -c "^ExecStart=$R/usr/sbin/cwtd .*--trainer\$" "$T/verify/cwtd-trainer@.service") = 1 ]] ||
+        fail "cwtd-trainer@.service does not run /usr/sbin/cwtd --trainer"
+    # A template is verified through an instance of it.
+    cp "$T/verify/cwtd-trainer@.service" "$T/verify/cwtd-trainer@1.service"
+    (cd "$T/verify" && MANPATH=$R/usr/share/man systemd-analyze verify cwtd.service \
+        cwtd-trainer.socket cwtd-trainer@1.service) >"$T/verify.log" 2>&1 ||
         fail "systemd-analyze verify: $(cat "$T/verify.log")"
     [[ ! -s $T/verify.log ]] || fail "systemd-analyze verify warns: $(cat "$T/verify.log")"
 fi
 
-# --- the unit: exposure score no worse than recorded
-recorded=$(awk '/^[0-9]+(\.[0-9]+)?$/ {print; exit}' "$CWT_SRC/docs/security-score.txt")
-[[ -n $recorded ]] || fail "docs/security-score.txt holds no score line"
-systemd-analyze security --offline=true "$unit" >"$T/security" 2>&1 || true
-score=$(sed -n 's/.*Overall exposure level for cwtd.service: \([0-9.]*\).*/\1/p' "$T/security")
-if [[ -z $score ]]; then
-    fail "systemd-analyze security gave no score: $(tail -3 "$T/security")"
-elif ! awk -v s="$score" -v r="${recorded:-0}" 'BEGIN {exit !(s <= r)}'; then
-    fail "the unit's exposure rose to $score (recorded: $recorded); see docs/systemd-hardening.md"
-    grep '✗' "$T/security" >&2 || true
-else
-    echo "security exposure $score (recorded $recorded)"
-fi
+# --- the services: exposure scores no worse than recorded ("UNIT SCORE" lines)
+for u in cwtd.service cwtd-trainer@.service; do
+    recorded=$(awk -v u="$u" '$1 == u && $2 ~ /^[0-9]+(\.[0-9]+)?$/ {print $2; exit}' \
+        "$CWT_SRC/docs/security-score.txt")
+    [[ -n $recorded ]] || fail "docs/security-score.txt holds no score for $u"
+    systemd-analyze security --offline=true "$units/$u" >"$T/security" 2>&1 || true
+    score=$(sed -n 's/.*Overall exposure level for [^ ]*: \([0-9.]*\).*/\1/p' "$T/security")
+    if [[ -z $score ]]; then
+        fail "systemd-analyze security gave no score for $u: $(tail -3 "$T/security")"
+    elif ! awk -v s="$score" -v r="${recorded:-0}" 'BEGIN {exit !(s <= r && s <= 1.0)}'; then
+        fail "$u's exposure is $score (recorded: $recorded; at most 1.0); see docs/systemd-hardening.md"
+        grep '✗' "$T/security" >&2 || true
+    else
+        echo "security exposure of $u: $score (recorded $recorded)"
+    fi
+done
 
 # --- lintian: no errors
 if command -v lintian >/dev/null 2>&1; then

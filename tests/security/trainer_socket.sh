@@ -16,7 +16,8 @@
 #     capability in any set;
 #   - it trains: cycle 0 is sealed;
 #   - `cwtctl stop`, and a monitor killed with -9, end the supervisor and the trainer
-#     through the closed connection (the monitor has no pid of theirs to signal).
+#     through the closed connection (the monitor has no pid of theirs to signal), also a
+#     trainer that is stuck (SIGSTOP) and never reads the socket.
 set -euo pipefail
 . "$CWT_SRC/tests/security/helpers/sec_lib.sh"
 
@@ -188,7 +189,10 @@ wait_for 120 sh -c "[ \$(grep -c 'trainer [0-9]* ready on' '$T/a.log') -ge 2 ]" 
     die "the trainer did not start again: $(tail -n 5 "$T/a.log")"
 TR=$(sed -n 's/.*trainer \([0-9]*\) ready on.*/\1/p' "$T/a.log" | tail -n 1)
 SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
+# The trainer stopped as if stuck in a driver call: it cannot notice the closed connection,
+# and the supervisor ends it.
+kill -STOP "$TR"
 kill -KILL "$MON"
-wait_for 30 process_gone "$TR" || die "the trainer outlives a monitor killed with -9"
+wait_for 30 process_gone "$TR" || die "a stuck trainer outlives a monitor killed with -9"
 wait_for 30 process_gone "$SUP" || die "the trainer supervisor outlives a monitor killed with -9"
 echo "trainer_socket: ok"
