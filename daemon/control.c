@@ -61,6 +61,10 @@ int control_listen(const char *path, gid_t gid, int *fd_out, char *err, size_t e
         return cwt_seterr(err, errlen, CWT_EIO, "cannot bind %s: %s", path, strerror(saved));
     }
     umask(old_mask);
+    /* The group is changed only where bind() did not give it already: cwtd.service runs as
+     * cwt with group cwt, and its system call filter has no chown then (@privileged). */
+    if (gid != (gid_t)-1 && lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) && sb.st_gid == gid)
+        gid = (gid_t)-1;
     if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) || chmod(path, 0660) != 0 ||
         listen(fd, 16) != 0) {
         saved = errno;

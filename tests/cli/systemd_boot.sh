@@ -10,9 +10,11 @@
 # taken from the guide; so do its maintenance blocks: a backup of the running site, an upgrade,
 # the package's removal, and a restore once the site and the user cwt are gone.
 #
-# The site runs its trainer as cwt-train (daemon.trainer_user, which init --system sets):
-# the monitor, the key process, the trainer supervisor and the trainer hold no capability
-# although the unit grants three for the start-up, and the trainer's two run as cwt-train.
+# The site runs its trainer as cwt-train (daemon.trainer_user and daemon.trainer_socket,
+# which init --system sets): the monitor connects to cwtd-trainer.socket, which starts a
+# cwtd-trainer@.service instance for it; the monitor and the key process run as cwt, the
+# trainer supervisor and the trainer as cwt-train, and none of them holds a capability.
+# Stopping cwtd ends the instance.
 #
 # Needs root, systemd-nspawn (package systemd-container) and overlayfs. The container has no
 # network (--private-network). Its seccomp filter gets the three Landlock calls added, which
@@ -20,15 +22,6 @@
 set -euo pipefail
 : "${CWTCTL:?}" "${CWTD:?}" "${CWT_SRC:?}" "${CWT_TEST_TMP:?}"
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh" # die()
-
-# 1: the service runs with init --system's trainer_user = "cwt-train", and the test checks
-# that the trainer runs as cwt-train. That needs issue 18 step 1 (the monitor opens
-# checkpoints/ read-only, STORE_MONITOR in storage/): a monitor that still writes
-# checkpoints/, which belongs to cwt-train, stops at start. 0, for a tree without it: the
-# test checks the configuration and doctor's verdicts on it, then comments the line out and
-# runs the site with the trainer as cwt (the capability checks hold either way). Set it in
-# the environment to try either.
-TRAINER_USER_RUNS=${TRAINER_USER_RUNS:-1}
 
 [ "$(id -u)" = 0 ] || die "booting a container needs root"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
@@ -107,11 +100,13 @@ echo 'APT::Get::Assume-Yes "true";' >"$ROOT/etc/apt/apt.conf.d/99cwt-test"
 # A build container's policy-rc.d (Docker's exits 101) forbids the maintainer scripts to
 # start or stop services; a Debian machine has none, and the upgrade must restart cwtd.
 rm -f "$ROOT/usr/sbin/policy-rc.d"
-echo "TRAINER_USER_RUNS=$TRAINER_USER_RUNS" >"$ROOT/srv/cwt-test/gate.sh"
 cat >"$ROOT/srv/cwt-test/inside.sh" <<'EOF'
 set -eu
-. /srv/cwt-test/gate.sh
-fail() { echo "FAIL (inside): $*" >&2; journalctl -u cwtd --no-pager | tail -n 30 >&2; exit 1; }
+fail() {
+    echo "FAIL (inside): $*" >&2
+    journalctl -u cwtd -u 'cwtd-trainer*' --no-pager | tail -n 30 >&2
+    exit 1
+}
 wait_until() { # SECONDS COMMAND...
     n=$(($1 * 5)); shift
     while ! "$@" >/dev/null 2>&1; do
@@ -150,23 +145,23 @@ cwtctl init --system --site-id hospital-a --federation fed-boot --input 16x16x1 
 [ "$(stat -c '%U %G %a' /etc/cwt/cwtd.conf)" = "root cwt 640" ] ||
     fail "/etc/cwt/cwtd.conf is $(stat -c '%U %G %a' /etc/cwt/cwtd.conf)"
 [ -z "$(find /var/lib/cwt ! -user cwt)" ] || fail "not cwt's: $(find /var/lib/cwt ! -user cwt)"
-# init --system sets cwt-train as the trainer's user, and doctor accepts it under the packaged
-# unit; a drop-in that takes the unit's capabilities away, or gives it a user namespace, is
-# named.
+# init --system sets cwt-train as the trainer's user, started through the packaged socket,
+# and doctor accepts it under the packaged units; a drop-in that runs the trainer's unit as
+# cwt, or a configuration without the socket (cwtd.service cannot change users), is named.
 grep -q '^  trainer_user = "cwt-train";' /etc/cwt/cwtd.conf ||
     fail "init --system does not set cwt-train: $(cat /etc/cwt/cwtd.conf)"
+grep -q '^  trainer_socket = "/run/cwtd-trainer.sock";' /etc/cwt/cwtd.conf ||
+    fail "init --system does not set the trainer socket: $(cat /etc/cwt/cwtd.conf)"
 doctor_says trainer-user ok "the trainer runs as cwt-train"
-mkdir -p /etc/systemd/system/cwtd.service.d
-for drop in "PrivateUsers=yes" "AmbientCapabilities=" "CapabilityBoundingSet=~CAP_SETUID"; do
-    printf '[Service]\n%s\n' "$drop" >/etc/systemd/system/cwtd.service.d/zz-test.conf
-    doctor_says trainer-user fail "cwt-train"
-done
-rm -r /etc/systemd/system/cwtd.service.d
+mkdir -p /etc/systemd/system/cwtd-trainer@.service.d
+printf '[Service]\nUser=cwt\n' >/etc/systemd/system/cwtd-trainer@.service.d/zz-test.conf
+doctor_says trainer-user fail "cwt-train"
+rm -r /etc/systemd/system/cwtd-trainer@.service.d
+cp /etc/cwt/cwtd.conf $D/cwtd.conf.saved
+sed -i 's/^  trainer_socket = /  # trainer_socket = /' /etc/cwt/cwtd.conf
+doctor_says trainer-user fail "cwt-train"
+cp $D/cwtd.conf.saved /etc/cwt/cwtd.conf
 doctor_says trainer-user ok "the trainer runs as cwt-train"
-if [ "$TRAINER_USER_RUNS" != 1 ]; then
-    # Before issue 18 step 1 the monitor cannot start beside a trainer of another uid.
-    sed -i 's/^  trainer_user = /  # trainer_user = /' /etc/cwt/cwtd.conf
-fi
 systemctl enable --now cwtd || fail "systemctl enable --now cwtd"
 wait_until 30 sh -c 'cwtctl status | grep -q "^state *idle"' || fail "no idle site after init: $(cwtctl status 2>&1)"
 cwtctl doctor >$D/doctor.log 2>&1 || { cat $D/doctor.log; fail "cwtctl doctor"; }
@@ -203,20 +198,26 @@ pid=$(systemctl show -p MainPID --value cwtd)
 [ "$(ps -o user= -p "$pid")" = cwt ] || fail "cwtd runs as $(ps -o user= -p "$pid"), not cwt"
 grep -q '^NoNewPrivs:[[:space:]]*1' /proc/"$pid"/status || fail "NoNewPrivileges is not in force"
 grep -q '^Seccomp:[[:space:]]*2' /proc/"$pid"/status || fail "no seccomp filter on cwtd"
-# The unit grants CAP_SETUID, CAP_SETGID and CAP_SETPCAP for the start-up: afterwards the
-# monitor, the key process, the trainer supervisor and the trainer hold none, and the
-# trainer's two run as cwt-train (as cwt with TRAINER_USER_RUNS=0).
+# No unit grants a capability: the monitor and the key process run as cwt, the trainer's
+# supervisor is the main process of a cwtd-trainer@.service instance (not cwtd's child), and
+# it and the trainer run as cwt-train; none of the four holds a capability.
 inv=$(systemctl show -p InvocationID --value cwtd)
 tr_ready() { journalctl _SYSTEMD_INVOCATION_ID="$inv" -o cat --no-pager | grep -q 'trainer [0-9]* ready on'; }
 wait_until 60 tr_ready || fail "no trainer ready after the start"
+journalctl _SYSTEMD_INVOCATION_ID="$inv" -o cat --no-pager | grep -q 'the trainer on /run/cwtd-trainer.sock runs as uid' ||
+    fail "the monitor did not check the trainer's uid"
 tr=$(journalctl _SYSTEMD_INVOCATION_ID="$inv" -o cat --no-pager | sed -n 's/.*trainer \([0-9]*\) ready on.*/\1/p' | tail -n 1)
 sup=$(awk '/^PPid:/ {print $2}' /proc/"$tr"/status)
-[ "$(awk '/^PPid:/ {print $2}' /proc/"$sup"/status)" = "$pid" ] || fail "the trainer's parent $sup is not cwtd's child"
-key=$(pgrep -P "$pid" | grep -vx "$sup" | head -n 1)
-[ -n "$key" ] || fail "no key process beside the trainer supervisor"
+instance=$(systemctl list-units --no-legend --plain --state=active 'cwtd-trainer@*.service' | awk '{print $1}')
+[ "$(echo "$instance" | wc -w)" = 1 ] || fail "not one cwtd-trainer@ instance: '$instance'"
+[ "$(systemctl show -p MainPID --value "$instance")" = "$sup" ] ||
+    fail "the trainer's parent $sup is not the main process of $instance"
+journalctl -u "$instance" -o cat --no-pager | grep -q "trainer supervisor: running as user cwt-train" ||
+    fail "$instance does not log its user: $(journalctl -u "$instance" -o cat --no-pager | tail -n 5)"
+key=$(pgrep -P "$pid" | head -n 1)
+[ -n "$key" ] || fail "no key process under the monitor"
 [ "$(ps -o user= -p "$key")" = cwt ] || fail "the key process runs as $(ps -o user= -p "$key")"
-tuser=cwt
-[ "$TRAINER_USER_RUNS" != 1 ] || tuser=cwt-train
+tuser=cwt-train
 for p in "$sup" "$tr"; do
     [ "$(awk '/^Uid:/ {print $2 $3 $4 $5}' /proc/"$p"/status)" = "$(id -u $tuser)$(id -u $tuser)$(id -u $tuser)$(id -u $tuser)" ] ||
         fail "trainer process $p runs as $(ps -o user= -p "$p"), not $tuser"
@@ -261,6 +262,10 @@ journalctl -u cwtd -p warning --no-pager | grep -q "sealed" &&
 state=$(cwtctl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 systemctl stop cwtd
 [ "$(systemctl show -p Result --value cwtd)" = success ] || fail "stop: Result=$(systemctl show -p Result --value cwtd)"
+# The instance ends with its connection, and the socket stops with cwtd (PartOf=).
+no_instance() { [ -z "$(systemctl list-units --no-legend --plain --state=active 'cwtd-trainer@*.service')" ]; }
+wait_until 30 no_instance || fail "a trainer instance outlives cwtd: $(systemctl list-units 'cwtd-trainer@*')"
+systemctl is-active cwtd-trainer.socket >/dev/null && fail "cwtd-trainer.socket runs on without cwtd"
 systemctl start cwtd || fail "restart"
 wait_until 30 sh -c "cwtctl status --json | grep -q '\"state\": *\"$state\"'" ||
     fail "after a restart the state is not $state: $(cwtctl status)"
