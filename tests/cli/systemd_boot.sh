@@ -291,9 +291,16 @@ tar -tf $tarball | grep -qx 'var/lib/cwt/keys/sign.key' || fail "the backup lack
 tar -tf $tarball | grep -qx 'etc/cwt/cwtd.conf' || fail "the backup lacks the configuration"
 same_state || fail "after the backup the state is not $state: $(cwtctl status)"
 
-# Section 5: the upgrade restarts the running daemon, which resumes where it was.
+# Section 5: the upgrade restarts the running daemon, which resumes where it was. The site
+# is made to look like one set up before the trainer had a unit of its own (no
+# trainer_socket line), which the package's postinst brings up to date.
 pid=$(systemctl show -p MainPID --value cwtd)
+sed -i '/^  trainer_socket = /d' /etc/cwt/cwtd.conf
 (cd $D && bash -e $D/upgrade.sh) >$D/upgrade.log 2>&1 || { cat $D/upgrade.log; fail "the guide's upgrade block"; }
+grep -q '^  trainer_socket = "/run/cwtd-trainer.sock";' /etc/cwt/cwtd.conf ||
+    fail "the upgrade did not add the trainer socket to an older site: $(cat /etc/cwt/cwtd.conf)"
+[ "$(stat -c '%U %G %a' /etc/cwt/cwtd.conf)" = "root cwt 640" ] ||
+    fail "the upgrade left /etc/cwt/cwtd.conf $(stat -c '%U %G %a' /etc/cwt/cwtd.conf)"
 [ "$(dpkg-query -W -f '${Version}' cwt)" = 0.2.0 ] || fail "the upgrade did not install 0.2.0"
 same_state || fail "after the upgrade the state is not $state: $(cwtctl status)"
 [ "$(systemctl show -p MainPID --value cwtd)" != "$pid" ] || fail "the upgrade did not restart cwtd"
