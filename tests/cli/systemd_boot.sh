@@ -218,6 +218,13 @@ key=$(pgrep -P "$pid" | head -n 1)
 [ -n "$key" ] || fail "no key process under the monitor"
 [ "$(ps -o user= -p "$key")" = cwt ] || fail "the key process runs as $(ps -o user= -p "$key")"
 tuser=cwt-train
+# The GPU's render nodes are 0660 of group render: the trainer has it, the monitor does not.
+render=$(getent group render | cut -d: -f3)
+[ -n "$render" ] || fail "the package made no group render"
+awk '/^Groups:/' /proc/"$tr"/status | grep -qw "$render" ||
+    fail "the trainer is not in group render: $(awk '/^Groups:/' /proc/"$tr"/status)"
+awk '/^Groups:/' /proc/"$pid"/status | grep -qw "$render" &&
+    fail "the monitor is in group render: $(awk '/^Groups:/' /proc/"$pid"/status)"
 for p in "$sup" "$tr"; do
     [ "$(awk '/^Uid:/ {print $2 $3 $4 $5}' /proc/"$p"/status)" = "$(id -u $tuser)$(id -u $tuser)$(id -u $tuser)$(id -u $tuser)" ] ||
         fail "trainer process $p runs as $(ps -o user= -p "$p"), not $tuser"
