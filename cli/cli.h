@@ -27,6 +27,14 @@
  * writes a training record. */
 #define CLI_STORE_WRITE (STORE_CREATE | STORE_MONITOR)
 
+/* The packaged site's trainer, which `cwtctl init --system` writes into the configuration and
+ * `cwtctl doctor` checks: its own user, which the package makes (daemon.trainer_user), and the
+ * socket through which the service manager starts it (daemon.trainer_socket). The socket must
+ * be the path that packaging/cwtd-trainer.socket listens on (ListenSequentialPacket=); a test
+ * compares the two. */
+#define CLI_SYSTEM_TRAINER_USER   "cwt-train"
+#define CLI_SYSTEM_TRAINER_SOCKET "/run/cwtd-trainer.sock"
+
 /* Options every command understands, taken out of argv before dispatch. */
 struct cli_globals {
     const char *config_path; /* -c FILE, else $CWT_CONFIG, else /etc/cwt/cwtd.conf */

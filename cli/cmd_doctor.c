@@ -355,70 +355,35 @@ static void check_store(struct doctor *d)
     add(d, "store", ST_OK, NULL, "%s and its files belong to %s", d->cfg.store_dir, d->user);
 }
 
-/* What the packaged cwtd.service gives the daemon, from its unit file and drop-ins as systemd
- * would merge them: the first unit file found in the search path, then every drop-in *.conf,
- * in name order, the one in the earlier folder winning a shared name. Only the keys that
- * decide whether cwtd may change users are read. */
-struct unit_powers {
-    int found;
-    int root;          /* User= is root or unset */
-    unsigned ambient;  /* SETID_UID | SETID_GID held as ambient capabilities */
-    int ambient_set;   /* AmbientCapabilities= was assigned */
-    unsigned bounding; /* ... left in the bounding set */
-    int bounding_set;  /* CapabilityBoundingSet= was assigned (else: every capability) */
-    int private_users; /* PrivateUsers= is on: a namespace that maps root and User= alone */
-};
+/* What one of the packaged units says, from its unit file and drop-ins as systemd would merge
+ * them: the first unit file found in the search path, then every drop-in *.conf of NAME.d/, in
+ * name order, the one in the earlier folder winning a shared name. Only the keys that doctor
+ * checks are read: User= and Group= of [Service], ListenSequentialPacket= of [Socket]. Not
+ * read: the drop-in folders of a name's prefixes (cwtd-.service.d/) or of the unit type
+ * (service.d/), and specifiers (%i): the packaged units use none, and an override put there
+ * goes unseen. */
+#define UNIT_MAX_LISTEN 4
 
-#define SETID_UID 1u
-#define SETID_GID 2u
-#define SETID_ALL (SETID_UID | SETID_GID)
+struct unit_file {
+    int found;
+    char user[CWT_NAME_MAX + 1];  /* User=, "" when unset (root) */
+    char group[CWT_NAME_MAX + 1]; /* Group=, "" when unset (User='s primary group) */
+    char user_from[PATH_MAX];     /* the file of the last User= */
+    char group_from[PATH_MAX];    /* ... and of the last Group= */
+    /* ListenSequentialPacket= paths; an empty assignment clears the list. Longer than a
+     * socket path (107 bytes) is kept cut, which matches no daemon.trainer_socket. */
+    char listen[UNIT_MAX_LISTEN][sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+    int nlisten;
+};
 
 static const char *const unit_dirs[] = {"/etc/systemd/system", "/run/systemd/system",
                                         "/usr/lib/systemd/system", "/lib/systemd/system"};
 
-/* One assignment to a capability list as systemd merges it, for the bits of CAP_SETUID and
- * CAP_SETGID: empty resets to none; the first list (or one after "~" alone) replaces the
- * default, "~" meaning every capability but those listed; later lists add, or with "~" take
- * away. *assigned starts 0 (the default: none ambient, every one bounding). */
-static void cap_assign(unsigned *set, int *assigned, const char *v)
-{
-    unsigned caps = 0;
-    int invert = *v == '~', any = 0;
-    char buf[512], *tok, *save = NULL;
-
-    if (*v == '\0') {
-        *set = 0;
-        *assigned = 1;
-        return;
-    }
-    snprintf(buf, sizeof(buf), "%s", v + invert);
-    for (tok = strtok_r(buf, " \t", &save); tok != NULL; tok = strtok_r(NULL, " \t", &save)) {
-        any = 1;
-        if (strcasecmp(tok, "CAP_SETUID") == 0)
-            caps |= SETID_UID;
-        else if (strcasecmp(tok, "CAP_SETGID") == 0)
-            caps |= SETID_GID;
-    }
-    if (!any || !*assigned)
-        *set = invert ? SETID_ALL & ~caps : caps;
-    else if (invert)
-        *set &= ~caps;
-    else
-        *set |= caps;
-    *assigned = 1;
-}
-
-static int unit_bool(const char *v)
-{
-    return strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "on") == 0 ||
-           strcmp(v, "1") == 0;
-}
-
-/* Reads the [Service] keys of one unit file or drop-in into u; a missing file adds nothing. */
-static void unit_read(struct unit_powers *u, const char *path)
+/* Reads the keys above from one unit file or drop-in into u; a missing file adds nothing. */
+static void unit_read(struct unit_file *u, const char *path)
 {
     char line[1024];
-    int service = 0;
+    int service = 0, socket = 0;
     FILE *f = fopen(path, "re");
 
     if (f == NULL)
@@ -432,22 +397,26 @@ static void unit_read(struct unit_powers *u, const char *path)
             *--end = '\0';
         if (*k == '[') {
             service = strcmp(k, "[Service]") == 0;
+            socket = strcmp(k, "[Socket]") == 0;
             continue;
         }
-        if (!service || *k == '#' || *k == ';' || (v = strchr(k, '=')) == NULL)
+        if (*k == '#' || *k == ';' || (v = strchr(k, '=')) == NULL)
             continue;
         *v++ = '\0';
         v += strspn(v, " \t");
         for (end = k + strlen(k); end > k && (end[-1] == ' ' || end[-1] == '\t');)
             *--end = '\0';
-        if (strcmp(k, "User") == 0) {
-            u->root = *v == '\0' || strcmp(v, "root") == 0 || strcmp(v, "0") == 0;
-        } else if (strcmp(k, "AmbientCapabilities") == 0) {
-            cap_assign(&u->ambient, &u->ambient_set, v);
-        } else if (strcmp(k, "CapabilityBoundingSet") == 0) {
-            cap_assign(&u->bounding, &u->bounding_set, v);
-        } else if (strcmp(k, "PrivateUsers") == 0) {
-            u->private_users = unit_bool(v);
+        if (service && strcmp(k, "User") == 0) {
+            snprintf(u->user, sizeof(u->user), "%s", v);
+            snprintf(u->user_from, sizeof(u->user_from), "%s", path);
+        } else if (service && strcmp(k, "Group") == 0) {
+            snprintf(u->group, sizeof(u->group), "%s", v);
+            snprintf(u->group_from, sizeof(u->group_from), "%s", path);
+        } else if (socket && strcmp(k, "ListenSequentialPacket") == 0) {
+            if (*v == '\0')
+                u->nlisten = 0;
+            else if (u->nlisten < UNIT_MAX_LISTEN)
+                snprintf(u->listen[u->nlisten++], sizeof(u->listen[0]), "%s", v);
         }
     }
     /* Read only: a failing close loses nothing. */
@@ -460,15 +429,16 @@ static int base_cmp(const void *a, const void *b)
     return strcmp(strrchr(*(char *const *)a, '/') + 1, strrchr(*(char *const *)b, '/') + 1);
 }
 
-static void unit_powers(struct unit_powers *u)
+/* Reads the unit name ("cwtd.service", "cwtd-trainer@.service") and its drop-ins into u;
+ * u->found is 0 when no folder of the search path holds the unit file. */
+static void unit_load(struct unit_file *u, const char *name)
 {
     char path[PATH_MAX], *names[64];
     size_t n = 0;
 
     memset(u, 0, sizeof(*u));
-    u->root = 1;
     for (size_t i = 0; i < sizeof(unit_dirs) / sizeof(unit_dirs[0]) && !u->found; i++) {
-        snprintf(path, sizeof(path), "%s/cwtd.service", unit_dirs[i]);
+        snprintf(path, sizeof(path), "%s/%s", unit_dirs[i], name);
         if (access(path, F_OK) == 0) {
             u->found = 1;
             unit_read(u, path);
@@ -480,7 +450,7 @@ static void unit_powers(struct unit_powers *u)
         DIR *dir;
         struct dirent *e;
 
-        snprintf(path, sizeof(path), "%s/cwtd.service.d", unit_dirs[i]);
+        snprintf(path, sizeof(path), "%s/%s.d", unit_dirs[i], name);
         if ((dir = opendir(path)) == NULL)
             continue;
         while ((e = readdir(dir)) != NULL && n < sizeof(names) / sizeof(names[0])) {
@@ -507,18 +477,172 @@ static void unit_powers(struct unit_powers *u)
     }
 }
 
-/* Who the trainer runs as: daemon.trainer_user, or the daemon's user when it is not set.
- * cwtd refuses a trainer_user that does not exist, is root or is daemon.user, or that comes
- * without a daemon.user; and it needs cwtd started as root or with CAP_SETUID and CAP_SETGID.
- * The packaged cwtd.service grants these two as ambient capabilities without a user
- * namespace; a drop-in that takes either away, or turns PrivateUsers= on (no uid to change
- * to), makes cwtd refuse to start or the trainer fail, and is named here. */
+/* A group's name, else its number, into buf. */
+static const char *group_name(gid_t gid, char *buf, size_t len)
+{
+    const struct group *gr = getgrgid(gid);
+
+    if (gr != NULL)
+        snprintf(buf, len, "%s", gr->gr_name);
+    else
+        snprintf(buf, len, "%u", (unsigned)gid);
+    return buf;
+}
+
+/* The uid that User= names (a name or a number); -1 when it names none. Unset is root. */
+static long unit_uid(const char *user)
+{
+    const struct passwd *pw;
+    char *end;
+    long v;
+
+    if (user[0] == '\0')
+        return 0;
+    if ((pw = getpwnam(user)) != NULL)
+        return (long)pw->pw_uid;
+    v = strtol(user, &end, 10);
+    return *end == '\0' && v >= 0 ? v : -1;
+}
+
+/* The gid that Group= names (a name or a number), or User='s primary group when Group= is
+ * unset; -1 when it names none. */
+static long unit_gid(const char *group, const char *user)
+{
+    const struct passwd *pw;
+    const struct group *gr;
+    char *end;
+    long v;
+
+    if (group[0] == '\0') {
+        pw = user[0] == '\0' ? getpwuid(0) : getpwnam(user);
+        return pw != NULL ? (long)pw->pw_gid : -1;
+    }
+    if ((gr = getgrnam(group)) != NULL)
+        return (long)gr->gr_gid;
+    v = strtol(group, &end, 10);
+    return *end == '\0' && v >= 0 ? v : -1;
+}
+
+/* Under the packaged configuration and cwtd.service, whether the trainer's units agree with
+ * daemon.trainer_user and daemon.trainer_socket (check_trainer_user's rules); one finding,
+ * failed or not. */
+static void check_trainer_units(struct doctor *d, uid_t tuid)
+{
+    struct unit_file svc, sock;
+    char fix[768], grp[CWT_NAME_MAX + 1], who[PATH_MAX + 96];
+    long uid, gid;
+    int listens = 0;
+
+    unit_load(&svc, "cwtd-trainer@.service");
+    if (!svc.found) {
+        add(d, "trainer-user", ST_FAIL,
+            "reinstall the cwt package (it installs cwtd-trainer@.service and "
+            "cwtd-trainer.socket)",
+            "daemon.trainer_socket is set, but no cwtd-trainer@.service is installed to start "
+            "the trainer as %s",
+            d->cfg.trainer_user);
+        return;
+    }
+    snprintf(fix, sizeof(fix),
+             "make User= of cwtd-trainer@.service (see 'systemctl cat cwtd-trainer@.service') "
+             "and daemon.trainer_user in %s name the same user",
+             d->cfg.path);
+    uid = unit_uid(svc.user);
+    if (uid != (long)tuid) {
+        if (svc.user[0] != '\0')
+            snprintf(who, sizeof(who), "%s (User= in %s)", svc.user, svc.user_from);
+        else
+            snprintf(who, sizeof(who), "root (it sets no User=)");
+        add(d, "trainer-user", ST_FAIL, fix,
+            "cwtd-trainer@.service starts the trainer as %s, but daemon.trainer_user is %s: cwtd "
+            "--trainer refuses to run so",
+            who, d->cfg.trainer_user);
+        return;
+    }
+    snprintf(fix, sizeof(fix),
+             "set Group= of cwtd-trainer@.service (see 'systemctl cat cwtd-trainer@.service') "
+             "to %s, the primary group of daemon.user %s",
+             group_name(d->gid, grp, sizeof(grp)), d->user);
+    gid = unit_gid(svc.group, svc.user);
+    if (gid != (long)d->gid) {
+        if (svc.group[0] != '\0')
+            snprintf(who, sizeof(who), "group %s (Group= in %s)", svc.group, svc.group_from);
+        else
+            snprintf(who, sizeof(who), "the primary group of %s (it sets no Group=)",
+                     d->cfg.trainer_user);
+        add(d, "trainer-user", ST_FAIL, fix,
+            "cwtd-trainer@.service starts the trainer as %s with %s, but the trainer reads the "
+            "store through group %s of daemon.user %s: cwtd --trainer refuses to run so",
+            d->cfg.trainer_user, who, grp, d->user);
+        return;
+    }
+    unit_load(&sock, "cwtd-trainer.socket");
+    for (int i = 0; i < sock.nlisten; i++)
+        listens |= strcmp(sock.listen[i], d->cfg.trainer_socket) == 0;
+    if (!sock.found || !listens) {
+        snprintf(fix, sizeof(fix),
+                 "make daemon.trainer_socket in %s and ListenSequentialPacket= of "
+                 "cwtd-trainer.socket (see 'systemctl cat cwtd-trainer.socket') the same path; "
+                 "the package's is " CLI_SYSTEM_TRAINER_SOCKET,
+                 d->cfg.path);
+        if (!sock.found)
+            add(d, "trainer-user", ST_FAIL,
+                "reinstall the cwt package (it installs cwtd-trainer@.service and "
+                "cwtd-trainer.socket)",
+                "no cwtd-trainer.socket is installed to start the trainer as %s for a "
+                "connection to %s (daemon.trainer_socket)",
+                d->cfg.trainer_user, d->cfg.trainer_socket);
+        else
+            add(d, "trainer-user", ST_FAIL, fix,
+                "cwtd-trainer.socket listens on %s, but daemon.trainer_socket is %s: cwtd would "
+                "find no trainer %s there",
+                sock.nlisten > 0 ? sock.listen[0] : "no ListenSequentialPacket= path",
+                d->cfg.trainer_socket, d->cfg.trainer_user);
+        return;
+    }
+    add(d, "trainer-user", ST_OK, NULL,
+        "the trainer runs as %s (uid %u) with group %s of %s, started by the service manager "
+        "through %s (cwtd-trainer@.service)",
+        d->cfg.trainer_user, (unsigned)tuid, grp, d->user, d->cfg.trainer_socket);
+}
+
+/* Who the trainer runs as, and who starts it.
+ * - daemon.trainer_user unset: the daemon's user, in cwtd's own service. Under the packaged
+ *   configuration and cwtd.service that is a failure: that unit has no GPU device and no
+ *   executable memory (oneDNN's JIT), so the trainer must run in cwtd-trainer@.service as
+ *   cwt-train, which daemon.trainer_user and daemon.trainer_socket select.
+ * - daemon.trainer_user set: cwtd refuses a user that does not exist, is root or is
+ *   daemon.user, or comes without a daemon.user. Then:
+ *   - daemon.trainer_socket set: the service manager starts the trainer as that user for each
+ *     connection. Under the packaged configuration and cwtd.service, cwtd-trainer@.service
+ *     (with its drop-ins) must have User= that user and Group= daemon.user's primary group,
+ *     which cwtd --trainer checks at start, and cwtd-trainer.socket must listen on that path;
+ *     elsewhere whatever serves the socket is the operator's.
+ *   - daemon.trainer_socket unset: cwtd forks the trainer and must be started as root or with
+ *     CAP_SETUID and CAP_SETGID. The packaged cwtd.service grants neither, so under it that is
+ *     a failure. */
 static void check_trainer_user(struct doctor *d, const struct cli_globals *g)
 {
     const struct passwd *pw;
-    char fix[768];
+    struct unit_file svc = {0};
+    char fix[768], grp[CWT_NAME_MAX + 1];
 
+    /* The packaged configuration under the packaged units, with their drop-ins. */
+    if (strcmp(g->config_path, CWT_DEFAULT_CONFIG) == 0)
+        unit_load(&svc, "cwtd.service");
     if (d->cfg.trainer_user[0] == '\0') {
+        if (svc.found) {
+            snprintf(fix, sizeof(fix),
+                     "set daemon.trainer_user = \"" CLI_SYSTEM_TRAINER_USER
+                     "\" and daemon.trainer_socket = \"" CLI_SYSTEM_TRAINER_SOCKET "\" in %s, "
+                     "as 'cwtctl init --system' writes them",
+                     d->cfg.path);
+            add(d, "trainer-user", ST_FAIL, fix,
+                "daemon.trainer_user is not set, so the trainer would run in cwtd.service, "
+                "which has no GPU device and no executable memory; the package runs it in "
+                "cwtd-trainer@.service as " CLI_SYSTEM_TRAINER_USER);
+            return;
+        }
         add(d, "trainer-user", ST_OK, NULL,
             "the trainer runs as the daemon user (daemon.trainer_user is not set)");
         return;
@@ -537,36 +661,38 @@ static void check_trainer_user(struct doctor *d, const struct cli_globals *g)
             d->cfg.trainer_user);
         return;
     }
-    /* The packaged configuration under the packaged unit, with its drop-ins. */
-    if (strcmp(g->config_path, CWT_DEFAULT_CONFIG) == 0) {
-        struct unit_powers u;
-
-        unit_powers(&u);
-        if (u.found && !u.root &&
-            ((u.ambient & (u.bounding_set ? u.bounding : SETID_ALL)) != SETID_ALL ||
-             u.private_users)) {
-            snprintf(fix, sizeof(fix),
-                     "restore AmbientCapabilities=, CapabilityBoundingSet= (CAP_SETUID "
-                     "CAP_SETGID CAP_SETPCAP) and PrivateUsers=no of the packaged "
-                     "cwtd.service (see 'systemctl cat cwtd'), or remove daemon.trainer_user "
-                     "in %s",
-                     d->cfg.path);
-            add(d, "trainer-user", ST_FAIL, fix,
-                "daemon.trainer_user = \"%s\" needs cwtd started with CAP_SETUID and "
-                "CAP_SETGID and no user namespace, and cwtd.service %s: the trainer cannot "
-                "become %s",
-                d->cfg.trainer_user,
-                u.private_users ? "has PrivateUsers= on" : "does not grant both capabilities",
-                d->cfg.trainer_user);
-            return;
-        }
-    }
+    /* The store's owners follow daemon.trainer_user (cwtd --prepare-store), whoever starts
+     * the trainer. */
     d->have_trainer = 1;
     d->trainer_uid = pw->pw_uid;
+    group_name(d->gid, grp, sizeof(grp));
+    if (svc.found && d->cfg.trainer_socket[0] == '\0') {
+        snprintf(fix, sizeof(fix),
+                 "set daemon.trainer_socket = \"" CLI_SYSTEM_TRAINER_SOCKET "\" in %s, as "
+                 "'cwtctl init --system' writes it",
+                 d->cfg.path);
+        add(d, "trainer-user", ST_FAIL, fix,
+            "daemon.trainer_user = \"%s\" without daemon.trainer_socket has cwtd start the "
+            "trainer itself, but cwtd.service grants no capability to start it as another user "
+            "(and has no GPU device and no executable memory)",
+            d->cfg.trainer_user);
+        return;
+    }
+    if (svc.found) {
+        check_trainer_units(d, pw->pw_uid);
+        return;
+    }
+    if (d->cfg.trainer_socket[0] != '\0') {
+        add(d, "trainer-user", ST_OK, NULL,
+            "the trainer runs as %s (uid %u) with group %s of %s, started by whatever serves "
+            "%s (daemon.trainer_socket); cwtd needs no privilege for it",
+            pw->pw_name, (unsigned)pw->pw_uid, grp, d->user, d->cfg.trainer_socket);
+        return;
+    }
     add(d, "trainer-user", ST_OK, NULL,
-        "the trainer runs as %s (uid %u) with group %u of %s; cwtd must be started as root or "
-        "with CAP_SETUID and CAP_SETGID (as cwtd.service does)",
-        pw->pw_name, (unsigned)pw->pw_uid, (unsigned)d->gid, d->user);
+        "the trainer runs as %s (uid %u) with group %s of %s; cwtd must be started as root or "
+        "with CAP_SETUID and CAP_SETGID",
+        pw->pw_name, (unsigned)pw->pw_uid, grp, d->user);
 }
 
 /* One file's owner, group and mode as cwtd sets them at a start as root under

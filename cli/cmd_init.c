@@ -24,9 +24,7 @@
 
 #define SYSTEM_DIR  "/var/lib/cwt"
 #define SYSTEM_USER "cwt"
-/* The trainer's own user that the package makes (daemon.trainer_user). */
-#define SYSTEM_TRAINER_USER "cwt-train"
-#define SYSTEM_SOCK         "/run/cwt/cwtd.sock"
+#define SYSTEM_SOCK "/run/cwt/cwtd.sock"
 
 static void init_usage(FILE *f)
 {
@@ -155,21 +153,25 @@ static int make_site(const struct init_args *a)
     return CLI_OK;
 }
 
-/* The line about daemon.trainer_user in a packaged site's configuration: where the package
- * made the user cwt-train, trainer_user names it, so that the trainer runs under a uid of its
- * own (docs/threat-model.md). The packaged cwtd.service gives cwtd the capabilities to start
- * it so; where the user is missing the line is left out, since cwtd refuses an unknown
- * trainer_user. */
+/* The lines about the trainer in a packaged site's configuration: where the package made the
+ * user cwt-train, trainer_user names it, so that the trainer runs under a uid of its own
+ * (docs/threat-model.md), and trainer_socket names the socket of cwtd-trainer.socket, since
+ * the packaged cwtd.service holds no capability to start the trainer as another user and
+ * gives it no GPU: the service manager starts it in cwtd-trainer@.service as cwt-train. Where
+ * the user is missing both lines are left out, since cwtd refuses an unknown trainer_user and
+ * trainer_socket needs one. */
 static const char *trainer_line(void)
 {
     /* getpwnam_r: the caller still holds getpwnam's static result for the service user. */
     struct passwd pwbuf, *pw = NULL;
     char buf[4096];
 
-    if (getpwnam_r(SYSTEM_TRAINER_USER, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL)
+    if (getpwnam_r(CLI_SYSTEM_TRAINER_USER, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL)
         return "";
-    return "  trainer_user = \"" SYSTEM_TRAINER_USER
-           "\";  # the trainer under a uid of its own (admin guide, section 8)\n";
+    return "  trainer_user = \"" CLI_SYSTEM_TRAINER_USER
+           "\";  # the trainer under a uid of its own (admin guide, section 8)\n"
+           "  trainer_socket = \"" CLI_SYSTEM_TRAINER_SOCKET
+           "\";  # cwtd-trainer.socket: systemd starts the trainer\n";
 }
 
 /* The configuration of a packaged site (the layout of cwtd.conf.example). */

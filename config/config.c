@@ -427,11 +427,13 @@ int config_load(const char *path, struct cwt_config *cfg, char *err, size_t errl
     if (rc == 0)
         rc = resolve_path(&c, root, "socket", cfg->dir, cfg->socket_path, sizeof(cfg->socket_path));
     if (rc == 0 && cfg->trainer_socket[0] != '\0')
-        rc = resolve_path(&c, daemon, "daemon.trainer_socket", cfg->dir, cfg->trainer_socket,
-                          sizeof(cfg->trainer_socket));
-    /* sockaddr_un's sun_path holds 107 bytes and a NUL. */
+        rc = resolve_path(&c, member(daemon, "trainer_socket"), "daemon.trainer_socket", cfg->dir,
+                          cfg->trainer_socket, sizeof(cfg->trainer_socket));
+    /* sockaddr_un's sun_path holds 107 bytes and a NUL; a relative path counts once made
+     * absolute, as cwtd connects to it. */
     if (rc == 0 && strlen(cfg->trainer_socket) > 107)
-        rc = at(&c, daemon, "daemon.trainer_socket", "longer than a socket path may be (107)");
+        rc = at(&c, member(daemon, "trainer_socket"), "daemon.trainer_socket",
+                "longer than a socket path may be (107)");
     if (rc == 0)
         rc = resolve_path(&c, root, "roster", cfg->dir, cfg->roster_path, sizeof(cfg->roster_path));
     config_destroy(&cf);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # init.sh - `cwtctl init --dir` makes a site whose configuration starts without warnings (no
 # control-socket group that does not exist); `init --system` (root) makes the site as the
-# service user and a root-owned configuration naming it, with the site in its starter roster,
-# and refuses to run twice; a configuration whose site id differs from the keys' is reported
+# service user and a root-owned configuration naming it (and the trainer's user cwt-train
+# and socket where that user exists), with the site in its starter roster, and refuses to
+# run twice; a configuration whose site id differs from the keys' is reported
 # by `key check`, `roster check` and cwtd with the id to set, as an error.
 set -euo pipefail
 : "${CWTCTL:?}" "${CWT_SRC:?}" "${CWT_TEST_TMP:?}"
@@ -55,6 +56,13 @@ if [ -n "${CWTD:-}" ]; then
     grep -q "^cwtd: error: site site-a is not in the roster" "$T/err" || fail "cwtd said: $(cat "$T/err")"
 fi
 
+# --- the trainer socket that init --system writes is the path the packaged socket unit
+# listens on (one string in two files).
+listen=$(sed -n 's/^ListenSequentialPacket=//p' "$CWT_SRC/packaging/cwtd-trainer.socket")
+[ -n "$listen" ] || fail "packaging/cwtd-trainer.socket has no ListenSequentialPacket="
+grep -Eq "^#define CLI_SYSTEM_TRAINER_SOCKET +\"$listen\"$" "$CWT_SRC/cli/cli.h" ||
+    fail "CLI_SYSTEM_TRAINER_SOCKET in cli/cli.h is not $listen, where cwtd-trainer.socket listens"
+
 # --- init --system, as root, with a stand-in service user (the test makes no user of its own).
 if [ "$(id -u)" -ne 0 ]; then
     expect 2 "init --system needs root" "$CWTCTL" -c "$T/etc/cwtd.conf" init --system --site-id s --dir "$T/sys"
@@ -83,6 +91,14 @@ bad=$(find "$T/sys" ! -user "$svc" -printf '%p ')
 grep -q '^site_id = "hospital-s";' "$T/etc/cwtd.conf" || fail "site id not in the configuration"
 grep -q "user = \"$svc\";" "$T/etc/cwtd.conf" || fail "service user not in the configuration"
 grep -q 'socket = "/run/cwt/cwtd.sock";' "$T/etc/cwtd.conf" || fail "socket not in /run/cwt"
+# The trainer's user and socket where the package's user cwt-train exists; neither where it
+# does not (cwtd refuses an unknown trainer_user, and trainer_socket needs one).
+if getent passwd cwt-train >/dev/null; then
+    grep -q '^  trainer_user = "cwt-train";' "$T/etc/cwtd.conf" || fail "no trainer_user cwt-train"
+    grep -q "^  trainer_socket = \"$listen\";" "$T/etc/cwtd.conf" || fail "no trainer_socket $listen"
+else
+    ! grep -q 'trainer_' "$T/etc/cwtd.conf" || fail "trainer lines without the user cwt-train"
+fi
 "$CWTCTL" -c "$T/etc/cwtd.conf" roster check >"$T/out" 2>&1 || fail "roster check: $(cat "$T/out")"
 grep -q "^roster ok: federation fed-1, 1 sites" "$T/out" || fail "roster check: $(cat "$T/out")"
 # The service user reads the configuration through its group, and its keys are in order.

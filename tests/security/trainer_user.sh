@@ -18,6 +18,10 @@
 #   - `cwtctl stop`, and a monitor killed with -9, end every process although the monitor
 #     cannot signal the supervisor;
 #   - cwtctl's store commands run as daemon.user without capabilities (checkpoints/ read-only).
+#   - cwtctl doctor with daemon.trainer_socket: ok outside the packaged layout; under the
+#     packaged path and units (in a mount namespace of its own), ok when cwtd-trainer@.service
+#     and cwtd-trainer.socket agree with the configuration, and a failure naming what differs
+#     (User=, Group=, ListenSequentialPacket=, a unit or a key missing).
 # The running part needs step 1 (the monitor opens checkpoints/ read-only, STORE_MONITOR):
 # before it, the monitor cannot write the trainer's checkpoints/ and stops at start.
 set -euo pipefail
@@ -59,10 +63,9 @@ refused() {
     [ ! -S "$T/a/cwtd.sock" ] || die "$how: the control socket was bound"
 }
 
-# doctor_says NAME STATUS [TEXT]: `cwtctl doctor --json` has a check NAME with STATUS (and a
-# message holding TEXT).
-doctor_says() {
-    "$CWTCTL" -c "$C" --json doctor >"$T/doctor.json" 2>/dev/null || true
+# json_says NAME STATUS [TEXT]: doctor's JSON output in $T/doctor.json has a check NAME with
+# STATUS (and a message holding TEXT).
+json_says() {
     /usr/bin/python3 - "$T/doctor.json" "$@" <<'PY' || die "doctor: no $1 $2 ${3:-}: $(cat "$T/doctor.json")"
 import json, sys
 doc, name, status = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
@@ -70,6 +73,13 @@ text = sys.argv[4] if len(sys.argv) > 4 else ""
 assert any(c["name"] == name and c["status"] == status and text in c["message"]
            for c in doc["checks"]), (name, status, text)
 PY
+}
+
+# doctor_says NAME STATUS [TEXT]: `cwtctl doctor --json` has a check NAME with STATUS (and a
+# message holding TEXT).
+doctor_says() {
+    "$CWTCTL" -c "$C" --json doctor >"$T/doctor.json" 2>/dev/null || true
+    json_says "$@"
 }
 doctor_says trainer-user ok "as the daemon user"
 
@@ -108,6 +118,84 @@ setpriv --reuid="$D_UID" --regid="$D_GID" --clear-groups "$CWTD" -c "$C" --prepa
 [ "$(stat -c '%a %U %g' "$T/a/store/checkpoints")" = "2750 nobody $D_GID" ] ||
     die "--prepare-store left checkpoints/ $(stat -c '%a %U %g' "$T/a/store/checkpoints")"
 doctor_says trainer-files ok
+
+# --- doctor with daemon.trainer_socket ------------------------------------------------------
+# Outside the packaged layout whatever serves the socket starts the trainer; cwtd needs no
+# privilege for it. Doctor only reads the path, which need not exist.
+sed -i 's|trainer_user = "nobody";|trainer_user = "nobody"; trainer_socket = "/run/cwtd-trainer.sock";|' "$C"
+grep -q 'trainer_socket = "/run/cwtd-trainer.sock";' "$C" || die "cannot set daemon.trainer_socket"
+doctor_says trainer-user ok "the trainer runs as nobody"
+doctor_says trainer-user ok "started by whatever serves /run/cwtd-trainer.sock"
+
+# Under the packaged configuration path and the packaged units, doctor reads cwtd.service,
+# cwtd-trainer@.service with its drop-ins, and cwtd-trainer.socket. That runs in a mount
+# namespace of its own, with /etc under an overlay and every unit folder empty, so that the
+# host's configuration and units stay untouched. The units are the packaged ones, with a
+# drop-in for this test's users (nobody with daemon's group, where the package has cwt-train
+# with cwt).
+# ns_doctor CONF UNIT...: doctor --json (into $T/doctor.json) on /etc/cwt/cwtd.conf holding
+# CONF, with only the unit files UNIT... (paths under $T/units) in /etc/systemd/system.
+ns_doctor() {
+    local conf=$1
+    shift
+    unshare --mount --propagation private env T="$T" CONF="$conf" CWTCTL="$CWTCTL" bash -euc '
+        mkdir -p "$T/ns"
+        mount -t tmpfs tmpfs "$T/ns"
+        mkdir "$T/ns/up" "$T/ns/work"
+        mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/ns/up,workdir=$T/ns/work" /etc
+        for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system \
+            /lib/systemd/system; do
+            if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
+        done
+        mkdir -p /etc/cwt /etc/systemd/system
+        cp "$CONF" /etc/cwt/cwtd.conf
+        for u in "$@"; do
+            mkdir -p "/etc/systemd/system/$(dirname "$u")"
+            cp "$T/units/$u" "/etc/systemd/system/$u"
+        done
+        "$CWTCTL" -c /etc/cwt/cwtd.conf --json doctor >"$T/doctor.json" 2>/dev/null || true
+    ' ns_doctor "$@" || die "doctor in a mount namespace failed"
+}
+if ! unshare --mount true 2>/dev/null; then
+    echo "note: no mount namespace here; doctor under the packaged units not tried" >&2
+else
+    D_GROUP=$(id -gn daemon)
+    mkdir -p "$T/units/cwtd-trainer@.service.d" "$T/pkg"
+    cp "$CWT_SRC/packaging/cwtd.service" "$CWT_SRC/packaging/cwtd-trainer.socket" \
+        "$CWT_SRC/packaging/cwtd-trainer@.service" "$T/units/"
+    printf '[Service]\nUser=nobody\nGroup=%s\n' "$D_GROUP" >"$T/units/cwtd-trainer@.service.d/test.conf"
+    printf '[Service]\nUser=daemon\n' >"$T/units/cwtd-trainer@.service.d/zz-user.conf"
+    printf '[Service]\nGroup=\n' >"$T/units/cwtd-trainer@.service.d/zz-group.conf"
+    # The configuration in /etc/cwt keeps the site in $T/a.
+    sed "s|^dirs = {|dirs = {\n  site = \"$T/a\";|" "$C" >"$T/pkg/socket.conf"
+    grep -q "site = \"$T/a\";" "$T/pkg/socket.conf" || die "cannot set dirs.site"
+    sed 's| trainer_socket = "[^"]*";||' "$T/pkg/socket.conf" >"$T/pkg/no-socket.conf"
+    sed 's| trainer_user = "[^"]*";||' "$T/pkg/no-socket.conf" >"$T/pkg/no-trainer.conf"
+    sed 's|trainer_socket = "[^"]*";|trainer_socket = "/run/other.sock";|' "$T/pkg/socket.conf" \
+        >"$T/pkg/other-socket.conf"
+    units=(cwtd.service cwtd-trainer.socket cwtd-trainer@.service cwtd-trainer@.service.d/test.conf)
+
+    ns_doctor "$T/pkg/socket.conf" "${units[@]}"
+    json_says trainer-user ok "the trainer runs as nobody (uid $N_UID) with group $D_GROUP of daemon, started by the service manager through /run/cwtd-trainer.sock (cwtd-trainer@.service)"
+    ns_doctor "$T/pkg/socket.conf" "${units[@]}" cwtd-trainer@.service.d/zz-user.conf
+    json_says trainer-user fail "starts the trainer as daemon (User= in /etc/systemd/system/cwtd-trainer@.service.d/zz-user.conf), but daemon.trainer_user is nobody"
+    ns_doctor "$T/pkg/socket.conf" "${units[@]}" cwtd-trainer@.service.d/zz-group.conf
+    json_says trainer-user fail "with the primary group of nobody (it sets no Group=)"
+    ns_doctor "$T/pkg/other-socket.conf" "${units[@]}"
+    json_says trainer-user fail "cwtd-trainer.socket listens on /run/cwtd-trainer.sock, but daemon.trainer_socket is /run/other.sock"
+    ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer@.service cwtd-trainer@.service.d/test.conf
+    json_says trainer-user fail "no cwtd-trainer.socket is installed"
+    ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer.socket
+    json_says trainer-user fail "no cwtd-trainer@.service is installed"
+    ns_doctor "$T/pkg/no-socket.conf" "${units[@]}"
+    json_says trainer-user fail "cwtd.service grants no capability to start it as another user"
+    ns_doctor "$T/pkg/no-trainer.conf" "${units[@]}"
+    json_says trainer-user fail "the package runs it in cwtd-trainer@.service as cwt-train"
+    # Without cwtd.service the packaged path is a configuration like any other.
+    ns_doctor "$T/pkg/socket.conf" cwtd-trainer.socket cwtd-trainer@.service
+    json_says trainer-user ok "started by whatever serves /run/cwtd-trainer.sock"
+fi
+sed -i 's| trainer_socket = "[^"]*";||' "$C"
 
 # Step 1 makes the monitor a reader of checkpoints/ (storage/, STORE_MONITOR); before it the
 # monitor still writes there, which trainer_user forbids, and the daemon cannot run.

@@ -106,6 +106,85 @@ static void test_site_config_type_error(void **state)
     assert_int_equal(config_load(path, &cfg, err, sizeof(err)), CWT_ENOENT);
 }
 
+/* daemon.trainer_socket: empty when absent; refused without daemon.trainer_user (whose uid the
+ * service manager must start the trainer as) and longer than a socket path; a relative path
+ * is made absolute against the site folder, which is the configuration's folder unless
+ * dirs.site says otherwise. */
+static void test_site_config_trainer_socket(void **state)
+{
+    struct cwt_config cfg;
+    char path[PATH_MAX], err[CWT_ERRLEN], text[512], want[PATH_MAX], dir[PATH_MAX];
+    char long_path[110];
+
+    (void)state;
+    write_text("ts1.conf", "site_id = \"s\";\ndaemon = { user = \"cwt\"; };\n", path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.trainer_socket, "");
+    assert_string_equal(cfg.trainer_user, "");
+
+    write_text("ts2.conf",
+               "site_id = \"s\";\ndaemon = {\n  user = \"cwt\";\n"
+               "  trainer_socket = \"/run/cwtd-trainer.sock\";\n};\n",
+               path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), CWT_ECONFIG);
+    assert_non_null(strstr(err, "ts2.conf:4: daemon.trainer_socket: needs daemon.trainer_user"));
+
+    write_text("ts3.conf",
+               "site_id = \"s\";\ndaemon = { user = \"cwt\"; trainer_user = \"cwt-train\";\n"
+               "  trainer_socket = \"/run/cwtd-trainer.sock\"; };\n",
+               path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.trainer_socket, "/run/cwtd-trainer.sock");
+    assert_string_equal(cfg.trainer_user, "cwt-train");
+
+    /* Relative: against the configuration's folder, or dirs.site. */
+    write_text("ts4.conf",
+               "site_id = \"s\";\ndaemon = { user = \"cwt\"; trainer_user = \"cwt-train\";\n"
+               "  trainer_socket = \"run/trainer.sock\"; };\n",
+               path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_non_null(realpath(tmpdir, dir));
+    snprintf(want, sizeof(want), "%s/run/trainer.sock", dir);
+    assert_string_equal(cfg.trainer_socket, want);
+    write_text("ts5.conf",
+               "site_id = \"s\";\ndirs = { site = \"/srv/site-a\"; };\n"
+               "daemon = { user = \"cwt\"; trainer_user = \"cwt-train\";\n"
+               "  trainer_socket = \"trainer.sock\"; };\n",
+               path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.trainer_socket, "/srv/site-a/trainer.sock");
+
+    /* sun_path holds 107 bytes and a NUL: 107 is taken, 108 refused. */
+    memset(long_path, 'a', sizeof(long_path));
+    long_path[0] = '/';
+    long_path[107] = '\0';
+    snprintf(text, sizeof(text),
+             "site_id = \"s\";\ndaemon = { user = \"cwt\"; trainer_user = \"cwt-train\";\n"
+             "  trainer_socket = \"%s\"; };\n",
+             long_path);
+    write_text("ts6.conf", text, path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg.trainer_socket, long_path);
+    long_path[107] = 'a';
+    long_path[108] = '\0';
+    snprintf(text, sizeof(text),
+             "site_id = \"s\";\ndaemon = { user = \"cwt\"; trainer_user = \"cwt-train\";\n"
+             "  trainer_socket = \"%s\"; };\n",
+             long_path);
+    write_text("ts7.conf", text, path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), CWT_ECONFIG);
+    assert_non_null(
+        strstr(err, "ts7.conf:3: daemon.trainer_socket: longer than a socket path may be (107)"));
+
+    /* Not a string. */
+    write_text("ts8.conf",
+               "site_id = \"s\";\ndaemon = { user = \"cwt\"; trainer_user = \"cwt-train\";\n"
+               "  trainer_socket = 3; };\n",
+               path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof(err)), CWT_ECONFIG);
+    assert_non_null(strstr(err, "ts8.conf:3: daemon.trainer_socket"));
+}
+
 static void test_roster_input_error_message(void **state)
 {
     struct cwt_roster *r = calloc(1, sizeof(*r));
@@ -372,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_site_config_defaults_and_paths),
         cmocka_unit_test(test_site_config_unknown_key_names_file_and_line),
         cmocka_unit_test(test_site_config_type_error),
+        cmocka_unit_test(test_site_config_trainer_socket),
         cmocka_unit_test(test_roster_input_error_message),
         cmocka_unit_test(test_roster_round_trip_and_fingerprint),
         cmocka_unit_test(test_roster_select_metric),
