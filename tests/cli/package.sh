@@ -201,9 +201,11 @@ if [[ -n ${CWTD:-} ]]; then
     "$R/usr/bin/cwtctl" init --site-id hospital-a --dir "$S" >/dev/null
     key=$("$R/usr/bin/cwtctl" -c "$S/cwtd.conf" key show | head -1)
     # The shipped example, pointed at this scratch site; the user switch is the unit's job,
-    # and trainer_user, which needs a daemon.user, goes with it.
+    # and trainer_user, which needs a daemon.user, goes with it, and so does trainer_socket
+    # (the trainer's units are systemd's to start).
     sed -e "s|\"/var/lib/cwt\"|\"$S\"|; s|\"/run/cwt/cwtd.sock\"|\"$S/cwtd.sock\"|" \
         -e 's|user = "cwt";|user = ""; allow_root = true;|' -e '/^ *trainer_user = /d' \
+        -e '/^ *trainer_socket = /d' \
         "$EX/cwtd.conf" >"$S/etc.conf"
     "$R/usr/bin/cwtctl" -c "$S/etc.conf" roster add "$key" >/dev/null
     python3 - "$T/notify" 120 >"$T/notify.log" 2>&1 <<'PY' &
