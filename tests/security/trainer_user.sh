@@ -156,45 +156,43 @@ ns_doctor() {
         "$CWTCTL" -c /etc/cwt/cwtd.conf --json doctor >"$T/doctor.json" 2>/dev/null || true
     ' ns_doctor "$@" || die "doctor in a mount namespace failed"
 }
-if ! unshare --mount true 2>/dev/null; then
-    echo "note: no mount namespace here; doctor under the packaged units not tried" >&2
-else
-    D_GROUP=$(id -gn daemon)
-    mkdir -p "$T/units/cwtd-trainer@.service.d" "$T/pkg"
-    cp "$CWT_SRC/packaging/cwtd.service" "$CWT_SRC/packaging/cwtd-trainer.socket" \
-        "$CWT_SRC/packaging/cwtd-trainer@.service" "$T/units/"
-    printf '[Service]\nUser=nobody\nGroup=%s\n' "$D_GROUP" >"$T/units/cwtd-trainer@.service.d/test.conf"
-    printf '[Service]\nUser=daemon\n' >"$T/units/cwtd-trainer@.service.d/zz-user.conf"
-    printf '[Service]\nGroup=\n' >"$T/units/cwtd-trainer@.service.d/zz-group.conf"
-    # The configuration in /etc/cwt keeps the site in $T/a.
-    sed "s|^dirs = {|dirs = {\n  site = \"$T/a\";|" "$C" >"$T/pkg/socket.conf"
-    grep -q "site = \"$T/a\";" "$T/pkg/socket.conf" || die "cannot set dirs.site"
-    sed 's| trainer_socket = "[^"]*";||' "$T/pkg/socket.conf" >"$T/pkg/no-socket.conf"
-    sed 's| trainer_user = "[^"]*";||' "$T/pkg/no-socket.conf" >"$T/pkg/no-trainer.conf"
-    sed 's|trainer_socket = "[^"]*";|trainer_socket = "/run/other.sock";|' "$T/pkg/socket.conf" \
-        >"$T/pkg/other-socket.conf"
-    units=(cwtd.service cwtd-trainer.socket cwtd-trainer@.service cwtd-trainer@.service.d/test.conf)
+unshare --mount true 2>/dev/null ||
+    die "doctor under the packaged units runs in a mount namespace of its own (unshare --mount)"
+D_GROUP=$(id -gn daemon)
+mkdir -p "$T/units/cwtd-trainer@.service.d" "$T/pkg"
+cp "$CWT_SRC/packaging/cwtd.service" "$CWT_SRC/packaging/cwtd-trainer.socket" \
+    "$CWT_SRC/packaging/cwtd-trainer@.service" "$T/units/"
+printf '[Service]\nUser=nobody\nGroup=%s\n' "$D_GROUP" >"$T/units/cwtd-trainer@.service.d/test.conf"
+printf '[Service]\nUser=daemon\n' >"$T/units/cwtd-trainer@.service.d/zz-user.conf"
+printf '[Service]\nGroup=\n' >"$T/units/cwtd-trainer@.service.d/zz-group.conf"
+# The configuration in /etc/cwt keeps the site in $T/a.
+sed "s|^dirs = {|dirs = {\n  site = \"$T/a\";|" "$C" >"$T/pkg/socket.conf"
+grep -q "site = \"$T/a\";" "$T/pkg/socket.conf" || die "cannot set dirs.site"
+sed 's| trainer_socket = "[^"]*";||' "$T/pkg/socket.conf" >"$T/pkg/no-socket.conf"
+sed 's| trainer_user = "[^"]*";||' "$T/pkg/no-socket.conf" >"$T/pkg/no-trainer.conf"
+sed 's|trainer_socket = "[^"]*";|trainer_socket = "/run/other.sock";|' "$T/pkg/socket.conf" \
+    >"$T/pkg/other-socket.conf"
+units=(cwtd.service cwtd-trainer.socket cwtd-trainer@.service cwtd-trainer@.service.d/test.conf)
 
-    ns_doctor "$T/pkg/socket.conf" "${units[@]}"
-    json_says trainer-user ok "the trainer runs as nobody (uid $N_UID) with group $D_GROUP of daemon, started by the service manager through /run/cwtd-trainer.sock (cwtd-trainer@.service)"
-    ns_doctor "$T/pkg/socket.conf" "${units[@]}" cwtd-trainer@.service.d/zz-user.conf
-    json_says trainer-user fail "starts the trainer as daemon (User= in /etc/systemd/system/cwtd-trainer@.service.d/zz-user.conf), but daemon.trainer_user is nobody"
-    ns_doctor "$T/pkg/socket.conf" "${units[@]}" cwtd-trainer@.service.d/zz-group.conf
-    json_says trainer-user fail "with the primary group of nobody (it sets no Group=)"
-    ns_doctor "$T/pkg/other-socket.conf" "${units[@]}"
-    json_says trainer-user fail "cwtd-trainer.socket listens on /run/cwtd-trainer.sock, but daemon.trainer_socket is /run/other.sock"
-    ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer@.service cwtd-trainer@.service.d/test.conf
-    json_says trainer-user fail "no cwtd-trainer.socket is installed"
-    ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer.socket
-    json_says trainer-user fail "no cwtd-trainer@.service is installed"
-    ns_doctor "$T/pkg/no-socket.conf" "${units[@]}"
-    json_says trainer-user fail "cwtd.service grants no capability to start it as another user"
-    ns_doctor "$T/pkg/no-trainer.conf" "${units[@]}"
-    json_says trainer-user fail "the package runs it in cwtd-trainer@.service as cwt-train"
-    # Without cwtd.service the packaged path is a configuration like any other.
-    ns_doctor "$T/pkg/socket.conf" cwtd-trainer.socket cwtd-trainer@.service
-    json_says trainer-user ok "started by whatever serves /run/cwtd-trainer.sock"
-fi
+ns_doctor "$T/pkg/socket.conf" "${units[@]}"
+json_says trainer-user ok "the trainer runs as nobody (uid $N_UID) with group $D_GROUP of daemon, started by the service manager through /run/cwtd-trainer.sock (cwtd-trainer@.service)"
+ns_doctor "$T/pkg/socket.conf" "${units[@]}" cwtd-trainer@.service.d/zz-user.conf
+json_says trainer-user fail "starts the trainer as daemon (User= in /etc/systemd/system/cwtd-trainer@.service.d/zz-user.conf), but daemon.trainer_user is nobody"
+ns_doctor "$T/pkg/socket.conf" "${units[@]}" cwtd-trainer@.service.d/zz-group.conf
+json_says trainer-user fail "with the primary group of nobody (it sets no Group=)"
+ns_doctor "$T/pkg/other-socket.conf" "${units[@]}"
+json_says trainer-user fail "cwtd-trainer.socket listens on /run/cwtd-trainer.sock, but daemon.trainer_socket is /run/other.sock"
+ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer@.service cwtd-trainer@.service.d/test.conf
+json_says trainer-user fail "no cwtd-trainer.socket is installed"
+ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer.socket
+json_says trainer-user fail "no cwtd-trainer@.service is installed"
+ns_doctor "$T/pkg/no-socket.conf" "${units[@]}"
+json_says trainer-user fail "cwtd.service grants no capability to start it as another user"
+ns_doctor "$T/pkg/no-trainer.conf" "${units[@]}"
+json_says trainer-user fail "the package runs it in cwtd-trainer@.service as cwt-train"
+# Without cwtd.service the packaged path is a configuration like any other.
+ns_doctor "$T/pkg/socket.conf" cwtd-trainer.socket cwtd-trainer@.service
+json_says trainer-user ok "started by whatever serves /run/cwtd-trainer.sock"
 sed -i 's| trainer_socket = "[^"]*";||' "$C"
 
 # Step 1 makes the monitor a reader of checkpoints/ (storage/, STORE_MONITOR); before it the
