@@ -8,7 +8,7 @@
 #     listening on the socket (cwtd), `cwtd --trainer` given no connection, run as another
 #     user than trainer_user, with another group than daemon.user's, or reached by a peer
 #     that is not daemon.user;
-#   - a trainer side of the monitor's own uid (a stand-in that sends one message as daemon)
+#   - a trainer side of the monitor's own uid or of root (a stand-in that sends one message)
 #     stops the monitor before any job, naming the uid: the monitor checks the kernel's
 #     credentials of the first message, whatever the unit says;
 #   - from /proc: the monitor runs as daemon; the supervisor (a child of the listener, not
@@ -120,8 +120,9 @@ wait_for 10 grep -q "the process that connected (pid [0-9]*, uid 0) is not daemo
     die "no clear refusal of a foreign peer: $(tail -n 3 "$T/trainer.log")"
 
 # --- the monitor's own check: a trainer side of its own uid --------------------------------
-# A stand-in, run as daemon, that sends one message and waits: whatever serves the socket,
-# the monitor reads the sender's uid from the kernel and stops before it sends a job.
+# A stand-in, run as daemon and then as root, that sends one message and waits: whatever
+# serves the socket, the monitor reads the sender's uid from the kernel and stops before it
+# sends a job.
 cat >"$T/fake_trainer.py" <<'PY'
 import socket, time
 s = socket.socket(fileno=3)
@@ -135,6 +136,14 @@ LISTENER=$!
 wait_for 10 test -S "$SOCK" || die "no stand-in listener"
 chown daemon:daemon "$SOCK"
 refused "a trainer side of the monitor's uid" "the trainer on $SOCK runs as uid $D_UID, the monitor's own" \
+    "$T/refused.log" "${as_daemon[@]}"
+stop_listener
+systemd-socket-activate --seqpacket -a -l "$SOCK" -- /usr/bin/python3 "$T/fake_trainer.py" \
+    2>>"$T/trainer.log" &
+LISTENER=$!
+wait_for 10 test -S "$SOCK" || die "no stand-in listener"
+chown daemon:daemon "$SOCK"
+refused "a trainer side run as root" "the trainer on $SOCK runs as uid 0, root" \
     "$T/refused.log" "${as_daemon[@]}"
 
 # --- the running daemon, as the units run it ------------------------------------------------
