@@ -42,12 +42,12 @@ struct cwt_config {
     /* A listening socket where the service manager starts the trainer supervisor (as
      * trainer_user) for each connection, instead of cwtd forking it ("" = fork it). */
     char trainer_socket[PATH_MAX];
-    uint64_t store_max_bytes;            /* LMDB map size */
-    uint32_t rescan_seconds;             /* inbox rescan period */
-    uint32_t settle_seconds;             /* a short inbox file must stop growing this long */
-    int allow_root;                      /* run as root without daemon.user (audited) */
-    int allow_no_landlock;               /* run on a kernel without Landlock (audited) */
-    uint32_t max_bundle_mb;              /* largest bundle accepted */
+    uint64_t store_max_bytes; /* LMDB map size */
+    uint32_t rescan_seconds;  /* inbox rescan period */
+    uint32_t settle_seconds;  /* a short inbox file must stop growing this long */
+    int allow_root;           /* run as root without daemon.user (audited) */
+    int allow_no_landlock;    /* run on a kernel without Landlock (audited) */
+    uint32_t max_bundle_mb;   /* largest bundle accepted */
 };
 
 enum cwt_lr_schedule {

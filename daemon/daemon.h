@@ -120,9 +120,9 @@ void trainer_supervisor_main(const struct cwt_config *cfg, const struct cwt_rost
 
 /* Runs the monitor until stopped. Takes ownership of sock (the trainer socketpair end, or
  * the connection to daemon.trainer_socket), supervisor (its pid; -1 for a supervisor that
- * the service manager started, whose uid is checked on its first message), the key process kp (daemon/keyproc.h) and init (the roster's initial
- * weights, checked against recipe.init.blake2b, malloc'd; NULL when the recipe has none).
- * Returns the process exit code. */
+ * the service manager started, whose uid is checked on its first message), the key process kp
+ * (daemon/keyproc.h) and init (the roster's initial weights, checked against recipe.init.blake2b,
+ * malloc'd; NULL when the recipe has none). Returns the process exit code. */
 struct keyproc_client;
 int monitor_main(const struct cwt_config *cfg, const struct cwt_roster *roster, int sock,
                  pid_t supervisor, const struct keyproc_client *kp, int foreground, uint8_t *init,
