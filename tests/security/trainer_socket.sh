@@ -161,19 +161,15 @@ SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
 KEY=$(pgrep -P "$MON" | head -n 1)
 [ -n "$KEY" ] || die "no key process under the monitor"
 
-# ids PID: "ruid euid suid fsuid / rgid egid sgid fsgid" from /proc.
-ids() { awk '/^Uid:/ {u = $2 " " $3 " " $4 " " $5} /^Gid:/ {g = $2 " " $3 " " $4 " " $5} END {print u " / " g}' "/proc/$1/status"; }
+# uids and gids alone: the groups follow the user database (--init-groups).
+ids() { sec_ids "$1" | sed 's| / [^/]*$||'; }
 [ "$(ids "$MON")" = "$D_UID $D_UID $D_UID $D_UID / $D_GID $D_GID $D_GID $D_GID" ] ||
     die "the monitor runs as $(ids "$MON")"
 for p in "$SUP" "$TR"; do
     [ "$(ids "$p")" = "$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID" ] ||
         die "process $p runs as $(ids "$p"), not nobody with daemon's group"
 done
-for p in "$MON" "$KEY" "$SUP" "$TR"; do
-    caps=$(awk '/^Cap(Inh|Prm|Eff|Bnd|Amb):/ {printf "%s=%s ", $1, $2}' "/proc/$p/status")
-    [ "$caps" = "CapInh:=0000000000000000 CapPrm:=0000000000000000 CapEff:=0000000000000000 CapBnd:=0000000000000000 CapAmb:=0000000000000000 " ] ||
-        die "process $p ($(cat "/proc/$p/comm")) keeps capabilities: $caps"
-done
+sec_no_caps "$MON" "$KEY" "$SUP" "$TR"
 [ "$(stat -c '%u' "/proc/$SUP/mem")" = 0 ] || die "the trainer supervisor is dumpable"
 
 "$CWTCTL" -c "$C" start >/dev/null || die "start at a"

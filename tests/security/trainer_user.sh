@@ -212,11 +212,7 @@ SUP=$(awk '/^PPid:/ {print $2}' "/proc/$TR/status")
 [ "$(awk '/^PPid:/ {print $2}' "/proc/$SUP/status")" = "$MON" ] ||
     die "the trainer's parent $SUP is not the monitor's child"
 
-# ids PID: "ruid euid suid fsuid / rgid egid sgid fsgid / groups" from /proc.
-ids() {
-    awk '/^Uid:/ {u = $2 " " $3 " " $4 " " $5} /^Gid:/ {g = $2 " " $3 " " $4 " " $5}
-         /^Groups:/ {$1 = ""; gr = $0} END {sub(/^ +/, "", gr); sub(/ +$/, "", gr); print u " / " g " / " gr}' "/proc/$1/status"
-}
+ids() { sec_ids "$1"; }
 want="$D_UID $D_UID $D_UID $D_UID / $D_GID $D_GID $D_GID $D_GID"
 [ "$(ids "$MON" | sed 's| / [^/]*$||')" = "$want" ] || die "the monitor runs as $(ids "$MON"), not as daemon"
 want="$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID / $D_GID"
@@ -330,9 +326,5 @@ for p in "$SUP" "$TR"; do
     [ "$(ids "$p" | sed 's| / [^/]*$||')" = "$N_UID $N_UID $N_UID $N_UID / $D_GID $D_GID $D_GID $D_GID" ] ||
         die "under the unit's capabilities process $p runs as $(ids "$p")"
 done
-for p in "$MON" "$KEY" "$SUP" "$TR"; do
-    caps=$(awk '/^Cap(Inh|Prm|Eff|Bnd|Amb):/ {printf "%s=%s ", $1, $2}' "/proc/$p/status")
-    [ "$caps" = "CapInh:=0000000000000000 CapPrm:=0000000000000000 CapEff:=0000000000000000 CapBnd:=0000000000000000 CapAmb:=0000000000000000 " ] ||
-        die "process $p ($(cat "/proc/$p/comm")) keeps capabilities: $caps"
-done
+sec_no_caps "$MON" "$KEY" "$SUP" "$TR"
 echo "trainer_user: ok"

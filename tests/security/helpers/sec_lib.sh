@@ -9,6 +9,23 @@
 
 . "$CWT_SRC/tests/cli/helpers/daemon_lib.sh"
 
+# sec_ids PID: "ruid euid suid fsuid / rgid egid sgid fsgid / groups" from /proc.
+sec_ids() {
+    awk '/^Uid:/ {u = $2 " " $3 " " $4 " " $5} /^Gid:/ {g = $2 " " $3 " " $4 " " $5}
+         /^Groups:/ {$1 = ""; gr = $0} END {sub(/^ +/, "", gr); sub(/ +$/, "", gr); print u " / " g " / " gr}' "/proc/$1/status"
+}
+
+# sec_no_caps PID...: every process holds no capability in any set, bounding and ambient
+# included; dies naming the first that does.
+sec_no_caps() {
+    local p caps
+    for p in "$@"; do
+        caps=$(awk '/^Cap(Inh|Prm|Eff|Bnd|Amb):/ {printf "%s=%s ", $1, $2}' "/proc/$p/status")
+        [ "$caps" = "CapInh:=0000000000000000 CapPrm:=0000000000000000 CapEff:=0000000000000000 CapBnd:=0000000000000000 CapAmb:=0000000000000000 " ] ||
+            die "process $p ($(cat "/proc/$p/comm")) keeps capabilities: $caps"
+    done
+}
+
 sec_two_sites() {
     export FED_CYCLES=1 FED_VISIT_STEPS=2 FED_IMAGES=64
     setup_federation a b
