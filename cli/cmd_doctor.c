@@ -361,11 +361,13 @@ static void check_store(struct doctor *d)
  * checks are read: User= and Group= of [Service], ListenSequentialPacket= of [Socket]. Not
  * read: the drop-in folders of a name's prefixes (cwtd-.service.d/) or of the unit type
  * (service.d/), and specifiers (%i): the packaged units use none, and an override put there
- * goes unseen. */
+ * goes unseen. A unit file found first that is a link to /dev/null is masked, as systemctl
+ * mask leaves it, and nothing more is read. */
 #define UNIT_MAX_LISTEN 4
 
 struct unit_file {
     int found;
+    int masked; /* the unit file found first is a link to /dev/null (systemctl mask) */
     char user[CWT_NAME_MAX + 1];  /* User=, "" when unset (root) */
     char group[CWT_NAME_MAX + 1]; /* Group=, "" when unset (User='s primary group) */
     char user_from[PATH_MAX];     /* the file of the last User= */
@@ -440,11 +442,14 @@ static void unit_load(struct unit_file *u, const char *name)
     for (size_t i = 0; i < sizeof(unit_dirs) / sizeof(unit_dirs[0]) && !u->found; i++) {
         snprintf(path, sizeof(path), "%s/%s", unit_dirs[i], name);
         if (access(path, F_OK) == 0) {
+            char real[PATH_MAX];
+
             u->found = 1;
+            u->masked = realpath(path, real) != NULL && strcmp(real, "/dev/null") == 0;
             unit_read(u, path);
         }
     }
-    if (!u->found)
+    if (!u->found || u->masked)
         return;
     for (size_t i = 0; i < sizeof(unit_dirs) / sizeof(unit_dirs[0]); i++) {
         DIR *dir;
@@ -534,6 +539,15 @@ static void check_trainer_units(struct doctor *d, uid_t tuid)
     int listens = 0;
 
     unit_load(&svc, "cwtd-trainer@.service");
+    unit_load(&sock, "cwtd-trainer.socket");
+    if (svc.masked || sock.masked) {
+        add(d, "trainer-user", ST_FAIL,
+            svc.masked ? "systemctl unmask cwtd-trainer@.service"
+                       : "systemctl unmask cwtd-trainer.socket",
+            "%s is masked (a link to /dev/null): no trainer can start, and cwtd stops at start",
+            svc.masked ? "cwtd-trainer@.service" : "cwtd-trainer.socket");
+        return;
+    }
     if (!svc.found) {
         add(d, "trainer-user", ST_FAIL,
             "reinstall the cwt package (it installs cwtd-trainer@.service and "
@@ -576,7 +590,6 @@ static void check_trainer_units(struct doctor *d, uid_t tuid)
             d->cfg.trainer_user, who, grp, d->user);
         return;
     }
-    unit_load(&sock, "cwtd-trainer.socket");
     for (int i = 0; i < sock.nlisten; i++)
         listens |= strcmp(sock.listen[i], d->cfg.trainer_socket) == 0;
     if (!sock.found || !listens) {

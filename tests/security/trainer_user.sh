@@ -134,11 +134,13 @@ doctor_says trainer-user ok "started by whatever serves /run/cwtd-trainer.sock"
 # drop-in for this test's users (nobody with daemon's group, where the package has cwt-train
 # with cwt).
 # ns_doctor CONF UNIT...: doctor --json (into $T/doctor.json) on /etc/cwt/cwtd.conf holding
-# CONF, with only the unit files UNIT... (paths under $T/units) in /etc/systemd/system.
+# CONF, with only the unit files UNIT... (paths under $T/units) in /etc/systemd/system; with
+# MASK=NAME set, NAME there is a link to /dev/null, as `systemctl mask NAME` leaves it.
 ns_doctor() {
     local conf=$1
     shift
-    unshare --mount --propagation private env T="$T" CONF="$conf" CWTCTL="$CWTCTL" bash -euc '
+    unshare --mount --propagation private env T="$T" CONF="$conf" CWTCTL="$CWTCTL" \
+        MASK="${MASK:-}" bash -euc '
         mkdir -p "$T/ns"
         mount -t tmpfs tmpfs "$T/ns"
         mkdir "$T/ns/up" "$T/ns/work"
@@ -153,6 +155,7 @@ ns_doctor() {
             mkdir -p "/etc/systemd/system/$(dirname "$u")"
             cp "$T/units/$u" "/etc/systemd/system/$u"
         done
+        if [ -n "$MASK" ]; then ln -sf /dev/null "/etc/systemd/system/$MASK"; fi
         "$CWTCTL" -c /etc/cwt/cwtd.conf --json doctor >"$T/doctor.json" 2>/dev/null || true
     ' ns_doctor "$@" || die "doctor in a mount namespace failed"
 }
@@ -186,6 +189,10 @@ ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer@.service cwtd-trainer@.
 json_says trainer-user fail "no cwtd-trainer.socket is installed"
 ns_doctor "$T/pkg/socket.conf" cwtd.service cwtd-trainer.socket
 json_says trainer-user fail "no cwtd-trainer@.service is installed"
+MASK=cwtd-trainer@.service ns_doctor "$T/pkg/socket.conf" "${units[@]}"
+json_says trainer-user fail "cwtd-trainer@.service is masked (a link to /dev/null)"
+MASK=cwtd-trainer.socket ns_doctor "$T/pkg/socket.conf" "${units[@]}"
+json_says trainer-user fail "cwtd-trainer.socket is masked"
 ns_doctor "$T/pkg/no-socket.conf" "${units[@]}"
 json_says trainer-user fail "cwtd.service grants no capability to start it as another user"
 ns_doctor "$T/pkg/no-trainer.conf" "${units[@]}"
