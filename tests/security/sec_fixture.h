@@ -26,6 +26,7 @@
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
+#include "tests/test_tmp.h"
 
 struct sec_fixture {
     char dir[512];
@@ -56,13 +57,12 @@ static inline void sec_make_keys(struct site_keys *k, const char *id)
 static inline int sec_setup(void **state)
 {
     struct sec_fixture *fx = calloc(1, sizeof(*fx));
-    const char *tmp = getenv("CWT_TEST_TMP");
     static const char *const ids[] = {"site-a", "site-b"};
     char err[CWT_ERRLEN], sdir[600];
 
     assert_non_null(fx);
     assert_int_equal(crypto_init(), 0);
-    snprintf(fx->dir, sizeof(fx->dir), "%s/sec_fixture.%ld", tmp ? tmp : "/tmp", (long)getpid());
+    assert_int_equal(test_tmp_path(fx->dir, sizeof(fx->dir), "sec_fixture"), 0);
     assert_int_equal(file_mkdir_p(fx->dir, 0700, err, sizeof(err)), 0);
     snprintf(fx->roster.federation, sizeof(fx->roster.federation), "fed-test");
     recipe_defaults(&fx->roster.recipe);
@@ -88,13 +88,11 @@ static inline int sec_setup(void **state)
 static inline int sec_teardown(void **state)
 {
     struct sec_fixture *fx = *state;
-    char cmd[700];
 
     store_close(fx->st);
     for (int i = 0; i < 2; i++)
         keys_free(&fx->keys[i]);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(test_tmp_remove(fx->dir), 0);
     free(fx);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "daemon/keyproc.h"
 #include "daemon/proto.h"
 #include "tests/security/sec_fixture.h"
+#include "tests/test_tmp.h"
 
 struct kfx {
     char dir[512];
@@ -28,12 +29,11 @@ struct kfx {
 static int kfx_setup(void **state)
 {
     struct kfx *k = calloc(1, sizeof(*k));
-    const char *tmp = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN];
 
     assert_non_null(k);
     assert_int_equal(crypto_init(), 0);
-    snprintf(k->dir, sizeof(k->dir), "%s/keyproc.%ld", tmp ? tmp : "/tmp", (long)getpid());
+    assert_int_equal(test_tmp_path(k->dir, sizeof(k->dir), "keyproc"), 0);
     assert_int_equal(file_mkdir_p(k->dir, 0700, err, sizeof(err)), 0);
     snprintf(k->cfg.keys_dir, sizeof(k->cfg.keys_dir), "%s/keys", k->dir);
     assert_int_equal(keys_generate(k->cfg.keys_dir, "site-k", err, sizeof(err)), 0);
@@ -45,10 +45,8 @@ static int kfx_setup(void **state)
 static int kfx_teardown(void **state)
 {
     struct kfx *k = *state;
-    char cmd[700];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", k->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(test_tmp_remove(k->dir), 0);
     free(k);
     return 0;
 }

@@ -51,6 +51,7 @@
 #include "sandbox/sandbox.h"
 
 #include "sec_probe.h"
+#include "tests/test_tmp.h"
 
 enum attempt {
     A_OPEN = 0,
@@ -88,14 +89,11 @@ static struct site_keys pub;
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN];
 
     (void)state;
-    if (crypto_init() != 0)
+    if (crypto_init() != 0 || test_tmp_path(scratch, sizeof(scratch), "test_keyproc_powers") != 0)
         return -1;
-    snprintf(scratch, sizeof(scratch), "%s/test_keyproc_powers.%ld", tmp != NULL ? tmp : "/tmp",
-             (long)getpid());
     snprintf(secret, sizeof(secret), "%s/secret", scratch);
     snprintf(keys_dir, sizeof(keys_dir), "%s/keys", scratch);
     if (file_mkdir_p(scratch, 0700, err, sizeof(err)) != 0 ||
@@ -110,11 +108,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 32];
-
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(scratch) == 0 ? 0 : -1;
 }
 
 /* The flags cwtd would pass on this kernel: none where Landlock exists; the override where

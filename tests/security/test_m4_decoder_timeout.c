@@ -31,6 +31,7 @@
 #include "common/fileio.h"
 #include "decode/decoder.h"
 
+#include "tests/test_tmp.h"
 #include "tests/unit/png_fixture.h"
 
 #define SIDE      8
@@ -59,13 +60,12 @@ static void write_png(const char *path, uint32_t serial)
 /* Two class folders of PNGs; the spinning file sits in class 0 between them. */
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN], path[PATH_MAX + 64];
     uint32_t serial = 0;
 
     (void)state;
-    snprintf(root, sizeof(root), "%s/test_m4_decoder_timeout.%ld", tmp != NULL ? tmp : "/tmp",
-             (long)getpid());
+    if (test_tmp_path(root, sizeof(root), "test_m4_decoder_timeout") != 0)
+        return -1;
     snprintf(images, sizeof(images), "%s/images", root);
     for (int c = 0; c < 2; c++) {
         snprintf(path, sizeof(path), "%s/%d", images, c);
@@ -91,12 +91,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 32];
-
     (void)state;
     decoder_test_limits(0, NULL);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(root) == 0 ? 0 : -1;
 }
 
 static void test_spinning_file_times_out_and_next_file_decodes(void **state)

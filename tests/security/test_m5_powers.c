@@ -48,6 +48,7 @@
 #include "sandbox/sandbox.h"
 
 #include "sec_probe.h"
+#include "tests/test_tmp.h"
 
 #define P_OPEN    (1 << 0)  /* opened an existing file */
 #define P_CREATE  (1 << 1)  /* created a file */
@@ -68,11 +69,9 @@ static char secret[PATH_MAX + 32];
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
-
     (void)state;
-    snprintf(scratch, sizeof(scratch), "%s/test_m5_powers.%ld", tmp != NULL ? tmp : "/tmp",
-             (long)getpid());
+    if (test_tmp_path(scratch, sizeof(scratch), "test_m5_powers") != 0)
+        return -1;
     snprintf(secret, sizeof(secret), "%s/sign.key", scratch);
     if (file_mkdir_p(scratch, 0700, NULL, 0) != 0 ||
         file_write_atomic(secret, "secret", 6, 0600, NULL, 0) != 0)
@@ -82,20 +81,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char made[PATH_MAX + 32];
-
     (void)state;
-    snprintf(made, sizeof(made), "%s/made", scratch);
-    unlink(made);
-    unlink(secret);
-    snprintf(made, sizeof(made), "%s/store/data.mdb", scratch);
-    unlink(made);
-    snprintf(made, sizeof(made), "%s/store/cwtd-private", scratch);
-    rmdir(made);
-    snprintf(made, sizeof(made), "%s/store", scratch);
-    rmdir(made);
-    rmdir(scratch);
-    return 0;
+    return test_tmp_remove(scratch) == 0 ? 0 : -1;
 }
 
 /* 1 if PROT_EXEC memory can be had through mmap or mprotect. */
