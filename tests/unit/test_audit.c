@@ -13,13 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/fileio.h"
 #include "crypto/keyops.h"
 #include "storage/store.h"
 #include "storage/store_audit.h"
 #include "storage/store_internal.h"
+#include "tests/test_tmp.h"
 
 #define N_RECORDS 5
 #define KEY_LINE  "cwt-site-v1 site-a AAAA" /* opaque to the export layer */
@@ -31,15 +31,15 @@ struct fixture {
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     struct fixture *fx = calloc(1, sizeof(*fx));
     char err[CWT_ERRLEN];
-    static unsigned counter; /* test-only: a fresh store per test */
 
     if (fx == NULL || sodium_init() < 0)
         return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/test_audit.%ld.%u", tmp ? tmp : "/tmp", (long)getpid(),
-             counter++);
+    if (test_tmp_path(fx->dir, sizeof(fx->dir), "test_audit") != 0) { /* a fresh store per test */
+        free(fx);
+        return -1;
+    }
     if (store_open(fx->dir, STORE_CREATE, 64u << 20, &fx->st, err, sizeof(err)) != 0) {
         fprintf(stderr, "setup: %s\n", err);
         free(fx);
@@ -55,12 +55,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[PATH_MAX + 16];
     int rc;
 
     store_close(fx->st);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    rc = system(cmd);
+    rc = test_tmp_remove(fx->dir);
     free(fx);
     return rc == 0 ? 0 : -1;
 }

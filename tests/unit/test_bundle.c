@@ -30,6 +30,7 @@
 #include "crypto/keys.h"
 #include "storage/safetensors.h"
 #include "storage/store.h"
+#include "tests/test_tmp.h"
 
 #define MIB         (1u << 20)
 #define N_SITES     3
@@ -115,13 +116,12 @@ static void write_weights(const char *path, size_t len, int poison)
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
-    const char *tmp = getenv("CWT_TEST_TMP");
     static const char *const ids[] = {"site-a", "site-b", "site-c", "site-x"};
     char err[CWT_ERRLEN], sdir[600];
 
     assert_non_null(fx);
     assert_int_equal(crypto_init(), 0);
-    snprintf(fx->dir, sizeof(fx->dir), "%s/test_bundle.%ld", tmp ? tmp : "/tmp", (long)getpid());
+    assert_int_equal(test_tmp_path(fx->dir, sizeof(fx->dir), "test_bundle"), 0);
     assert_int_equal(file_mkdir_p(fx->dir, 0700, err, sizeof(err)), 0);
     for (int i = 0; i < N_SITES + 1; i++)
         make_keys(&fx->keys[i], ids[i]);
@@ -142,13 +142,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[700];
 
     store_close(fx->st);
     for (int i = 0; i < N_SITES + 1; i++)
         keys_free(&fx->keys[i]);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(test_tmp_remove(fx->dir), 0);
     free(fx);
     return 0;
 }

@@ -17,28 +17,26 @@
 
 #include "common/fileio.h"
 #include "config/config.h"
+#include "tests/test_tmp.h"
 
 static char tmpdir[PATH_MAX];
 
 static int setup(void **state)
 {
-    const char *root = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN];
 
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test_config.%ld", root ? root : "/tmp", (long)getpid());
+    if (test_tmp_path(tmpdir, sizeof(tmpdir), "test_config") != 0)
+        return -1;
     return file_mkdir_p(tmpdir, 0700, err, sizeof(err));
 }
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(tmpdir) == 0 ? 0 : -1;
 }
 
 static void write_text(const char *name, const char *text, char *path)

@@ -18,13 +18,13 @@
 
 #include "common/fileio.h"
 #include "config/config.h"
+#include "tests/test_tmp.h"
 
 static char tmpdir[PATH_MAX];
 static char keyline[256];
 
 static int setup(void **state)
 {
-    const char *root = getenv("CWT_TEST_TMP");
     uint8_t spk[32], ssk[64], bpk[32], bsk[32];
     char err[CWT_ERRLEN];
 
@@ -35,18 +35,15 @@ static int setup(void **state)
     crypto_box_keypair(bpk, bsk);
     if (keyline_format("site-a", spk, bpk, keyline, sizeof(keyline), NULL) != 0)
         return -1;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test_config_finetune.%ld", root ? root : "/tmp",
-             (long)getpid());
+    if (test_tmp_path(tmpdir, sizeof(tmpdir), "test_config_finetune") != 0)
+        return -1;
     return file_mkdir_p(tmpdir, 0700, err, sizeof(err));
 }
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(tmpdir) == 0 ? 0 : -1;
 }
 
 /* Writes a roster whose recipe has model `model` and the extra text in recipe.train and in

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 #include <png.h>
@@ -20,6 +19,7 @@
 #include "decode/decode.h"
 #include "common/cwt.h"
 #include "common/fileio.h"
+#include "tests/test_tmp.h"
 
 struct membuf {
     uint8_t *data;
@@ -354,7 +354,6 @@ static void test_bad_input(void **state)
     struct membuf m;
     uint8_t hdr[64];
     char err[CWT_ERRLEN], dir[1024], path[1200];
-    const char *root = getenv("CWT_TEST_TMP");
     size_t n;
     double t0;
     (void)state;
@@ -363,7 +362,7 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(err, "empty"));
 
     /* Text in a file named .png; and a zero-byte file. */
-    snprintf(dir, sizeof(dir), "%s/test_decode.%ld", root ? root : "/tmp", (long)getpid());
+    assert_int_equal(test_tmp_path(dir, sizeof(dir), "test_decode"), 0);
     assert_int_equal(file_mkdir_p(dir, 0700, err, sizeof(err)), 0);
     snprintf(path, sizeof(path), "%s/notes.png", dir);
     assert_int_equal(file_write_atomic(path, "hello, I am text\n", 17, 0600, err, sizeof(err)), 0);
@@ -375,8 +374,7 @@ static void test_bad_input(void **state)
     assert_int_equal(decode_file(path, &img, err, sizeof(err)), CWT_EFORMAT);
     snprintf(path, sizeof(path), "%s/absent.png", dir);
     assert_int_equal(decode_file(path, &img, err, sizeof(err)), CWT_ENOENT);
-    snprintf(path, sizeof(path), "rm -rf '%s'", dir);
-    assert_int_equal(system(path), 0);
+    assert_int_equal(test_tmp_remove(dir), 0);
 
     /* Truncated PNG and JPEG. */
     m = make_png(64, 64, PNG_COLOR_TYPE_RGB, 8, rgba8);

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -22,6 +21,7 @@
 #include "decode/decode_internal.h"
 #include "common/cwt.h"
 #include "common/fileio.h"
+#include "tests/test_tmp.h"
 
 #define PYDICOM_FILES "/usr/lib/python3/dist-packages/pydicom/data/test_files"
 
@@ -32,10 +32,10 @@ struct fixture {
 static int setup(void **state)
 {
     static struct fixture fx;
-    const char *root = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN];
 
-    snprintf(fx.dir, sizeof(fx.dir), "%s/test_dicom.%ld", root ? root : "/tmp", (long)getpid());
+    if (test_tmp_path(fx.dir, sizeof(fx.dir), "test_dicom") != 0)
+        return -1;
     if (file_mkdir_p(fx.dir, 0700, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
@@ -47,10 +47,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[1200];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(fx->dir) == 0 ? 0 : -1;
 }
 
 /* Runs a shell command, returns its exit status. */

@@ -20,6 +20,7 @@
 #include "cli/ingest.h"
 #include "common/fileio.h"
 
+#include "tests/test_tmp.h"
 #include "tests/unit/png_fixture.h"
 
 #define SIDE      4
@@ -84,14 +85,13 @@ static void put_be32(uint8_t *p, uint32_t v)
 static int setup(void **state)
 {
     static struct fixture fx;
-    const char *root = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN], path[1400], line[64];
     uint32_t total = 0, serial = 0;
     uint8_t *images, *labels;
     FILE *csv;
 
-    snprintf(fx.root, sizeof(fx.root), "%s/test_ingest_split.%ld", root ? root : "/tmp",
-             (long)getpid());
+    if (test_tmp_path(fx.root, sizeof(fx.root), "test_ingest_split") != 0)
+        return -1;
     snprintf(fx.dir, sizeof(fx.dir), "%s/images", fx.root);
     snprintf(fx.csv, sizeof(fx.csv), "%s/images/list.csv", fx.root);
     snprintf(fx.idx[0], sizeof(fx.idx[0]), "%s/images-idx3-ubyte", fx.root);
@@ -157,10 +157,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[1200];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->root);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(fx->root) == 0 ? 0 : -1;
 }
 
 static int cmp_placed(const void *a, const void *b)

@@ -18,6 +18,7 @@
 #include "common/fileio.h"
 #include "crypto/keys.h"
 #include "storage/store.h"
+#include "tests/test_tmp.h"
 
 struct fixture {
     char root[1024];     /* removed by teardown */
@@ -26,15 +27,15 @@ struct fixture {
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     struct fixture *fx = calloc(1, sizeof(*fx));
     char err[CWT_ERRLEN];
-    static unsigned counter; /* test-only: unique folder per test in this process */
 
     if (fx == NULL || crypto_init() != 0)
         return -1;
-    snprintf(fx->root, sizeof(fx->root), "%s/test_keys.%ld.%u", tmp ? tmp : "/tmp", (long)getpid(),
-             counter++);
+    if (test_tmp_path(fx->root, sizeof(fx->root), "test_keys") != 0) { /* one per test */
+        free(fx);
+        return -1;
+    }
     if (file_join(fx->keys, sizeof(fx->keys), fx->root, "keys") != 0 ||
         file_mkdir_p(fx->root, 0700, err, sizeof(err)) != 0 ||
         keys_generate(fx->keys, "site-a", err, sizeof(err)) != 0) {
@@ -49,11 +50,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[PATH_MAX + 16];
     int rc;
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->root);
-    rc = system(cmd);
+    rc = test_tmp_remove(fx->root);
     free(fx);
     return rc == 0 ? 0 : -1;
 }

@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "storage/store.h"
+#include "tests/test_tmp.h"
 
 static void entry(struct ledger_entry *e, uint8_t id, uint64_t seq, uint8_t kind, int outgoing)
 {
@@ -31,8 +31,7 @@ static void entry(struct ledger_entry *e, uint8_t id, uint64_t seq, uint8_t kind
 
 static void test_ledger(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
-    char dir[512], cmd[600];
+    char dir[512];
     struct store *st;
     struct ledger_entry e, got, *all;
     uint64_t last;
@@ -40,7 +39,7 @@ static void test_ledger(void **state)
     size_t n;
 
     (void)state;
-    snprintf(dir, sizeof(dir), "%s/test_ledger.%ld", tmp ? tmp : "/tmp", (long)getpid());
+    assert_int_equal(test_tmp_path(dir, sizeof(dir), "test_ledger"), 0);
     assert_int_equal(store_open(dir, STORE_CREATE, 1ull << 24, &st, NULL, 0), 0);
     assert_int_equal(ledger_last(st, "fed-1", &last, head), CWT_ENOENT);
     assert_int_equal(last, 0);
@@ -84,8 +83,7 @@ static void test_ledger(void **state)
     free(all);
     assert_int_equal(ledger_last(st, "other", &last, head), CWT_ENOENT);
     store_close(st);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(test_tmp_remove(dir), 0);
 }
 
 int main(void)
