@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "tests/test_tmp.h"
 
 struct fixture {
     char dir[PATH_MAX];
@@ -25,27 +26,23 @@ static inline uint8_t pixel_value(uint32_t img, uint32_t y, uint32_t x, uint32_t
     return (uint8_t)((img * 37 + y * 11 + x * 5 + k * 70) % 256);
 }
 
-/* Creates a fresh store under $CWT_TEST_TMP (or /tmp) named NAME.PID.COUNTER, of h x w x c
+/* Creates a fresh store at test_tmp_path(NAME) ($CWT_TEST_TMP/NAME.PID.N), of h x w x c
  * images, puts n training images (image i: label label(i), pixels pixel_value(i, ...)) and
  * lists them into fx->ids (in store order). *state gets the fixture; 0 or -1 (a cmocka setup
  * result). Pair with store_fixture_teardown. */
 static inline int store_fixture_setup(void **state, const char *name, uint32_t h, uint32_t w,
                                       uint32_t c, uint32_t n, uint32_t (*label)(uint32_t i))
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     struct fixture *fx = calloc(1, sizeof(*fx));
     struct store_batch *b = NULL;
     char err[CWT_ERRLEN];
     uint8_t *px = malloc((size_t)h * w * c);
-    static unsigned counter; /* test-only: a fresh store per setup */
 
-    if (fx == NULL || px == NULL) {
+    if (fx == NULL || px == NULL || test_tmp_path(fx->dir, sizeof(fx->dir), name) != 0) {
         free(fx);
         free(px);
         return -1;
     }
-    snprintf(fx->dir, sizeof(fx->dir), "%s/%s.%ld.%u", tmp ? tmp : "/tmp", name, (long)getpid(),
-             counter++);
     if (store_open(fx->dir, STORE_CREATE, 64u << 20, &fx->st, err, sizeof(err)) != 0) {
         fprintf(stderr, "setup: %s\n", err);
         free(fx);
@@ -84,13 +81,11 @@ static inline int store_fixture_setup(void **state, const char *name, uint32_t h
 static inline int store_fixture_teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[PATH_MAX + 16];
     int rc;
 
     store_close(fx->st);
     free(fx->ids);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    rc = system(cmd);
+    rc = test_tmp_remove(fx->dir);
     free(fx);
     return rc == 0 ? 0 : -1;
 }

@@ -14,11 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/cwt.h"
 #include "common/fileio.h"
 #include "storage/safetensors.h"
+#include "tests/test_tmp.h"
 
 /* 8-byte length + json + data_len zero bytes; caller frees. */
 static uint8_t *image(const char *json, size_t data_len, size_t *len)
@@ -188,8 +188,7 @@ static void test_finite(void **state)
     uint64_t shape[1] = {300000}, sh[1] = {4};
     uint8_t *buf;
     size_t len;
-    char err[256], path[512];
-    const char *tmp = getenv("CWT_TEST_TMP");
+    char err[256], dir[512], path[600];
 
     (void)state;
     for (size_t i = 0; i < 300000; i++)
@@ -204,8 +203,9 @@ static void test_finite(void **state)
     assert_non_null(strstr(err, "element 299999"));
     st_free(&f);
     /* The streamed check reads the file in blocks and finds the same element. */
-    snprintf(path, sizeof(path), "%s/test_safetensors.%ld", tmp ? tmp : "/tmp", (long)getpid());
-    assert_int_equal(file_mkdir_p(tmp ? tmp : "/tmp", 0700, NULL, 0), 0);
+    assert_int_equal(test_tmp_path(dir, sizeof(dir), "test_safetensors"), 0);
+    assert_int_equal(file_mkdir_p(dir, 0700, NULL, 0), 0);
+    snprintf(path, sizeof(path), "%s/finite.safetensors", dir);
     assert_int_equal(file_write_atomic(path, buf, len, 0600, NULL, 0), 0);
     assert_int_equal(st_check_file(path, err, sizeof(err)), CWT_ENUMERIC);
     assert_non_null(strstr(err, "element 299999"));
@@ -218,7 +218,7 @@ static void test_finite(void **state)
     assert_int_equal(st_check_file(path, err, sizeof(err)), CWT_ENUMERIC);
     assert_non_null(strstr(err, "element 1"));
     free(buf);
-    unlink(path);
+    assert_int_equal(test_tmp_remove(dir), 0);
 }
 
 int main(void)

@@ -24,6 +24,7 @@
 #include "common/cwt.h"
 #include "common/fileio.h"
 #include "sandbox/sandbox.h"
+#include "tests/test_tmp.h"
 
 /* Bits a child sets in its exit status, one per broken expectation. */
 #define BAD_SANDBOX   (1 << 0) /* sandbox_apply failed */
@@ -43,14 +44,15 @@ struct fixture {
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     struct fixture *fx = calloc(1, sizeof(*fx));
     char dir[PATH_MAX];
 
     if (fx == NULL)
         return -1;
-    snprintf(fx->root, sizeof(fx->root), "%s/test_sandbox.%ld", tmp != NULL ? tmp : "/tmp",
-             (long)getpid());
+    if (test_tmp_path(fx->root, sizeof(fx->root), "test_sandbox") != 0) {
+        free(fx);
+        return -1;
+    }
     snprintf(fx->allowed, sizeof(fx->allowed), "%s/allowed", fx->root);
     snprintf(dir, sizeof(dir), "%s/other", fx->root);
     snprintf(fx->outside, sizeof(fx->outside), "%s/secret.txt", dir);
@@ -66,17 +68,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char path[PATH_MAX + 32];
+    int rc = test_tmp_remove(fx->root);
 
-    unlink(fx->outside);
-    snprintf(path, sizeof(path), "%s/inside.txt", fx->allowed);
-    unlink(path);
-    rmdir(fx->allowed);
-    snprintf(path, sizeof(path), "%s/other", fx->root);
-    rmdir(path);
-    rmdir(fx->root);
     free(fx);
-    return 0;
+    return rc;
 }
 
 static int probe_sockets(void)

@@ -21,10 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/train/train.h"
 #include "storage/safetensors.h"
+#include "tests/test_tmp.h"
 
 /* ------------------------------------------------------------ the stand-in engine */
 
@@ -287,18 +287,18 @@ struct fixture {
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     struct fixture *fx = calloc(1, sizeof(*fx));
     struct store_batch *b = NULL;
     struct train_rng rng;
     char err[CWT_ERRLEN];
-    static unsigned counter; /* test-only: a fresh store per test */
     uint32_t serial = 0;
 
     if (fx == NULL || sodium_init() < 0)
         return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/test_session.%ld.%u", tmp ? tmp : "/tmp", (long)getpid(),
-             counter++);
+    if (test_tmp_path(fx->dir, sizeof(fx->dir), "test_session") != 0) {
+        free(fx);
+        return -1;
+    }
     if (store_open(fx->dir, STORE_CREATE, 64u << 20, &fx->st, err, sizeof(err)) != 0)
         return -1;
     if (store_set_shape(fx->st, H, W, C) != 0 || store_batch_begin(fx->st, &b) != 0)
@@ -353,15 +353,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[PATH_MAX + 16];
     int rc;
 
     eng_device_close(fx->dev);
     store_close(fx->st);
     free(fx->train);
     free(fx->val);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    rc = system(cmd);
+    rc = test_tmp_remove(fx->dir);
     free(fx);
     return rc == 0 ? 0 : -1;
 }

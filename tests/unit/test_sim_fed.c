@@ -10,10 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -21,6 +19,7 @@
 #include "config/config.h"
 #include "crypto/keys.h"
 #include "sim/sim.h"
+#include "tests/test_tmp.h"
 
 /* Three models with weights 10, 30, 60: the mean of known values, exact in float. */
 static void average_known(void **state)
@@ -190,12 +189,11 @@ static void visit_steps(void **state)
 static void foreign_keys(void **state)
 {
     (void)state;
-    const char *tmp = getenv("CWT_TEST_TMP");
     char dir[512], keys[600], err[CWT_ERRLEN];
     struct cwt_recipe r;
     struct sim_fed *f = NULL;
 
-    snprintf(dir, sizeof(dir), "%s/test_sim_fed.%ld", tmp ? tmp : "/tmp", (long)getpid());
+    assert_int_equal(test_tmp_path(dir, sizeof(dir), "test_sim_fed"), 0);
     snprintf(keys, sizeof(keys), "%s/inst-0/keys", dir);
     assert_int_equal(file_mkdir_p(keys, 0700, err, sizeof(err)), 0);
     assert_int_equal(keys_generate(keys, "someone-else", err, sizeof(err)), 0);
@@ -203,9 +201,7 @@ static void foreign_keys(void **state)
     assert_int_equal(sim_fed_open(dir, 2, &r, &f, err, sizeof(err)), CWT_ECONFIG);
     assert_null(f);
     assert_non_null(strstr(err, "holds keys of 'someone-else', not 'inst-0'"));
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(test_tmp_remove(dir), 0);
 }
 
 int main(void)

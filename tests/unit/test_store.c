@@ -17,6 +17,7 @@
 
 #include "common/fileio.h"
 #include "storage/store.h"
+#include "tests/test_tmp.h"
 
 #define H 4
 #define W 5
@@ -31,12 +32,10 @@ struct fixture {
 static int setup(void **state)
 {
     static struct fixture fx;
-    static unsigned counter;
-    const char *root = getenv("CWT_TEST_TMP");
     char err[CWT_ERRLEN];
 
-    snprintf(fx.root, sizeof(fx.root), "%s/test_store.%ld.%u", root ? root : "/tmp", (long)getpid(),
-             counter++);
+    if (test_tmp_path(fx.root, sizeof(fx.root), "test_store") != 0)
+        return -1;
     snprintf(fx.dir, sizeof(fx.dir), "%s/store", fx.root);
     if (file_mkdir_p(fx.dir, 0700, err, sizeof(err)) != 0)
         return -1;
@@ -48,10 +47,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[1200];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->root);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmp_remove(fx->root) == 0 ? 0 : -1;
 }
 
 static struct store *open_store(struct fixture *fx, int flags)

@@ -15,12 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/cwt.h"
 #include "storage/store.h"
+#include "tests/test_tmp.h"
 
 struct fx {
     char dir[PATH_MAX];
@@ -29,15 +29,16 @@ struct fx {
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("CWT_TEST_TMP");
     struct fx *fx = calloc(1, sizeof(*fx));
     struct store *st = NULL;
     char err[CWT_ERRLEN];
 
     if (fx == NULL)
         return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/test_visit_resume.%ld", tmp != NULL ? tmp : "/tmp",
-             (long)getpid());
+    if (test_tmp_path(fx->dir, sizeof(fx->dir), "test_visit_resume") != 0) {
+        free(fx);
+        return -1;
+    }
     /* Made as cwtd's monitor makes it, then held as its trainer holds it. */
     if (store_open(fx->dir, STORE_CREATE | STORE_MONITOR, 64u << 20, &st, err, sizeof(err)) != 0 ||
         store_model_put(st, "cwtd.input", "in", 2) != 0) {
@@ -58,12 +59,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    char cmd[PATH_MAX + 32];
     int rc;
 
     store_close(fx->st);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    rc = system(cmd);
+    rc = test_tmp_remove(fx->dir);
     free(fx);
     return rc == 0 ? 0 : -1;
 }
